@@ -1,0 +1,677 @@
+//! RabbitMQ through lapin, with failover, reconnection and re-declaration.
+//!
+//! A supervisor task owns the connection. When it fails (broker restart,
+//! network loss, missed heartbeats) the supervisor reconnects with jittered
+//! backoff, moving round-robin through the URL's hosts. Publishers wait for
+//! the new connection (up to their deadline); each subscription task
+//! re-declares its exchanges, queue and bindings and consumes again, then
+//! tells its owner with [`SubscriptionEvent::Reconnected`].
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, Event};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{
+    Acker, Binding, Delivery, ExchangeKind, ExchangeSpec, Publication, PendingConfirm, QueueSpec,
+    Subscription, SubscriptionEvent, SubscriptionHandle, SubscriptionSpec,
+};
+use crate::messaging::codec::JSON_CONTENT_TYPE;
+use crate::messaging::error::{MessagingError, Result};
+use crate::messaging::retry::Backoff;
+use crate::messaging::url::TransportUrl;
+
+/// A RabbitMQ connection that keeps itself alive.
+#[derive(Clone)]
+pub(crate) struct AmqpBroker {
+    inner: Arc<Inner>,
+    _close_on_drop: Arc<CloseOnDrop>,
+}
+
+/// Shuts the supervisor down when the last handle on the broker goes.
+struct CloseOnDrop(CancellationToken);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+struct Inner {
+    url: TransportUrl,
+    connection_name: String,
+    state: watch::Sender<LinkState>,
+    shutdown: CancellationToken,
+    backoff: Backoff,
+}
+
+#[derive(Clone)]
+enum LinkState {
+    Connecting(String),
+    Up(Arc<Link>),
+    Closed,
+}
+
+/// One live connection (a "generation").
+struct Link {
+    host: String,
+    connection: Connection,
+    publisher: tokio::sync::Mutex<Option<Channel>>,
+    declared: Mutex<HashSet<String>>,
+}
+
+type Events = BoxStream<'static, Event>;
+
+impl AmqpBroker {
+    /// Connects to the first reachable host (in shuffled order, as oslo);
+    /// fails with every host's error when none answers.
+    pub(crate) async fn connect(url: TransportUrl, connection_name: &str) -> Result<Self> {
+        if url.options.ssl {
+            return Err(MessagingError::Invalid(
+                "TLS was requested (amqps:// or ssl=1) but this build of faafo has no TLS \
+                 support; use a plain amqp:// URL on a trusted network or a TLS-terminating proxy"
+                    .into(),
+            ));
+        }
+        let backoff = Backoff {
+            initial: url.options.retry_interval,
+            step: url.options.retry_backoff,
+            max: url.options.retry_interval_max,
+        };
+        let (state, _) = watch::channel(LinkState::Connecting("not connected yet".into()));
+        let inner = Arc::new(Inner {
+            url,
+            connection_name: connection_name.to_string(),
+            state,
+            shutdown: CancellationToken::new(),
+            backoff,
+        });
+        let mut order: Vec<usize> = (0..inner.url.hosts.len()).collect();
+        fastrand::shuffle(&mut order);
+        let mut errors = Vec::new();
+        for (pos, &index) in order.iter().enumerate() {
+            match inner.open_link(index).await {
+                Ok((link, events)) => {
+                    info!(broker = %link.host, "connected to the message broker");
+                    inner.state.send_replace(LinkState::Up(link.clone()));
+                    tokio::spawn(supervise(inner.clone(), order, pos, link, events));
+                    let close = CloseOnDrop(inner.shutdown.clone());
+                    return Ok(Self {
+                        inner,
+                        _close_on_drop: Arc::new(close),
+                    });
+                }
+                Err(e) => errors.push(format!("{}: {e}", inner.url.hosts[index])),
+            }
+        }
+        Err(MessagingError::Disconnected(format!(
+            "could not connect to {}: {}",
+            inner.url,
+            errors.join("; ")
+        )))
+    }
+
+    pub(crate) fn is_connected(&self) -> bool {
+        matches!(&*self.inner.state.borrow(), LinkState::Up(l) if l.connection.status().connected())
+    }
+
+    pub(crate) async fn publish(
+        &self,
+        publication: &Publication,
+        deadline: Instant,
+    ) -> Result<PendingConfirm> {
+        let mut attempt = 0u32;
+        loop {
+            let link = self.inner.wait_up(deadline).await?;
+            attempt += 1;
+            match link.publish(publication).await {
+                Ok(confirm) => return Ok(PendingConfirm::Amqp(confirm)),
+                Err(e) => {
+                    link.reset_publisher().await;
+                    let connected = link.connection.status().connected();
+                    let refused = e.is_amqp_soft_error();
+                    debug!(error = %e, attempt, connected, "publish failed");
+                    // A refusal (e.g. NOT_FOUND for an exchange deleted since we
+                    // declared it) is retried once on a fresh channel that
+                    // declares again; then it is the caller's error.
+                    if connected && (attempt >= 3 || (refused && attempt >= 2)) {
+                        return Err(MessagingError::Broker(e.to_string()));
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(MessagingError::Disconnected(e.to_string()));
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn subscribe(&self, spec: SubscriptionSpec) -> Result<Subscription> {
+        let deadline = Instant::now() + self.inner.url.options.connection_timeout;
+        let link = self.inner.wait_up(deadline).await?;
+        let (channel, consumer) = start_consumer(&link, &spec).await?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let cancel = CancellationToken::new();
+        let stopped = CancellationToken::new();
+        tokio::spawn(run_subscription(
+            self.inner.clone(),
+            spec,
+            Some((channel, consumer)),
+            tx,
+            cancel.clone(),
+            stopped.clone(),
+        ));
+        Ok(Subscription {
+            events: rx,
+            handle: SubscriptionHandle::Amqp(AmqpSubscriptionHandle { cancel, stopped }),
+        })
+    }
+
+    /// Declares a queue and its bindings without consuming from it.
+    pub(crate) async fn declare(&self, queue: &QueueSpec, bindings: &[Binding]) -> Result<()> {
+        let deadline = Instant::now() + self.inner.url.options.connection_timeout;
+        let link = self.inner.wait_up(deadline).await?;
+        let channel = link.connection.create_channel().await.map_err(refused)?;
+        let result = declare_topology(&channel, queue, bindings).await;
+        let _ = channel.close(200, "OK".into()).await;
+        result
+    }
+
+    /// Ready messages in a queue (`None` if there is no such queue).
+    pub(crate) async fn queue_depth(&self, name: &str) -> Result<Option<usize>> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let link = self.inner.wait_up(deadline).await?;
+        let channel = link.connection.create_channel().await.map_err(refused)?;
+        let declared = channel
+            .queue_declare(
+                name.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        match declared {
+            Ok(queue) => {
+                let _ = channel.close(200, "OK".into()).await;
+                Ok(Some(queue.message_count() as usize))
+            }
+            Err(e) if e.is_amqp_soft_error() => Ok(None),
+            Err(e) => Err(refused(e)),
+        }
+    }
+
+    pub(crate) async fn delete_queue(&self, name: &str) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let link = self.inner.wait_up(deadline).await?;
+        let channel = link
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| MessagingError::Disconnected(e.to_string()))?;
+        let result = channel
+            .queue_delete(name.into(), QueueDeleteOptions::default())
+            .await
+            .map(drop)
+            .map_err(|e| MessagingError::Broker(e.to_string()));
+        let _ = channel.close(200, "OK".into()).await;
+        result
+    }
+
+    pub(crate) async fn close(&self) {
+        self.inner.shutdown.cancel();
+        let mut rx = self.inner.state.subscribe();
+        let closed = async {
+            while !matches!(*rx.borrow_and_update(), LinkState::Closed) {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), closed).await;
+    }
+}
+
+impl Inner {
+    fn amqp_uri(&self, index: usize) -> AMQPUri {
+        let host = &self.url.hosts[index];
+        AMQPUri {
+            scheme: AMQPScheme::AMQP,
+            authority: AMQPAuthority {
+                userinfo: AMQPUserInfo {
+                    username: host.username.clone(),
+                    password: host.password.clone(),
+                },
+                host: host.host.clone(),
+                port: host.port,
+            },
+            vhost: self.url.virtual_host.clone(),
+            query: AMQPQueryString {
+                heartbeat: Some(self.url.options.heartbeat.as_secs().min(u64::from(u16::MAX)) as u16),
+                ..AMQPQueryString::default()
+            },
+        }
+    }
+
+    async fn open_link(&self, index: usize) -> std::result::Result<(Arc<Link>, Events), String> {
+        let uri = self.amqp_uri(index);
+        let properties =
+            ConnectionProperties::default().with_connection_name(self.connection_name.clone().into());
+        let timeout = self.url.options.connection_timeout;
+        let connection = tokio::time::timeout(timeout, Connection::connect_uri(uri, properties))
+            .await
+            .map_err(|_| format!("no answer within {timeout:?}"))?
+            .map_err(|e| e.to_string())?;
+        let events = connection.events_listener().boxed();
+        let link = Arc::new(Link {
+            host: self.url.hosts[index].to_string(),
+            connection,
+            publisher: tokio::sync::Mutex::new(None),
+            declared: Mutex::new(HashSet::new()),
+        });
+        link.publisher().await.map_err(|e| e.to_string())?;
+        Ok((link, events))
+    }
+
+    /// The live link, waiting for one until `deadline`.
+    async fn wait_up(&self, deadline: Instant) -> Result<Arc<Link>> {
+        if let LinkState::Up(link) = &*self.state.borrow() {
+            return Ok(link.clone());
+        }
+        let mut rx = self.state.subscribe();
+        loop {
+            let reason = match &*rx.borrow_and_update() {
+                LinkState::Up(link) => return Ok(link.clone()),
+                LinkState::Closed => return Err(MessagingError::Closed),
+                LinkState::Connecting(reason) => reason.clone(),
+            };
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Err(_) => {
+                    return Err(MessagingError::Disconnected(format!(
+                        "no connection to {} ({reason})",
+                        self.url
+                    )));
+                }
+                Ok(Err(_)) => return Err(MessagingError::Closed),
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+
+    /// The live link, waiting as long as it takes (or until cancelled).
+    async fn wait_up_forever(&self, cancel: &CancellationToken) -> Option<Arc<Link>> {
+        let far = Instant::now() + Duration::from_secs(86400 * 365);
+        tokio::select! {
+            link = self.wait_up(far) => link.ok(),
+            _ = cancel.cancelled() => None,
+        }
+    }
+}
+
+/// Watches the link; on failure reconnects, forever, until shutdown.
+async fn supervise(
+    inner: Arc<Inner>,
+    order: Vec<usize>,
+    mut pos: usize,
+    mut link: Arc<Link>,
+    mut events: Events,
+) {
+    loop {
+        let Some(reason) = wait_for_failure(&link, &mut events, &inner.shutdown).await else {
+            let _ = link.connection.close(200, "OK".into()).await;
+            inner.state.send_replace(LinkState::Closed);
+            return;
+        };
+        warn!(broker = %link.host, %reason, "lost the connection to the message broker; reconnecting");
+        inner.state.send_replace(LinkState::Connecting(reason));
+        drop(link);
+        let mut attempt = 0u32;
+        (link, events) = loop {
+            attempt += 1;
+            let delay = inner.backoff.delay(attempt);
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = inner.shutdown.cancelled() => {
+                    inner.state.send_replace(LinkState::Closed);
+                    return;
+                }
+            }
+            if order.len() > 1 {
+                pos = (pos + 1) % order.len();
+            }
+            match inner.open_link(order[pos]).await {
+                Ok(opened) => break opened,
+                Err(e) => {
+                    let host = &inner.url.hosts[order[pos]];
+                    warn!(broker = %host, attempt, error = %e, "reconnect failed");
+                    inner
+                        .state
+                        .send_replace(LinkState::Connecting(format!("{host}: {e}")));
+                }
+            }
+        };
+        info!(broker = %link.host, attempt, "reconnected to the message broker");
+        inner.state.send_replace(LinkState::Up(link.clone()));
+    }
+}
+
+/// Returns why the connection failed, or `None` on shutdown.
+async fn wait_for_failure(
+    link: &Link,
+    events: &mut Events,
+    shutdown: &CancellationToken,
+) -> Option<String> {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            event = events.next() => match event {
+                // Channel errors are reported here too; only a dead
+                // connection matters to the supervisor.
+                Some(Event::Error(e)) if !link.connection.status().connected() => {
+                    return Some(e.to_string());
+                }
+                Some(_) => {}
+                None => return Some("the connection closed".into()),
+            },
+            _ = tick.tick() => {
+                if !link.connection.status().connected() {
+                    return Some("the connection closed".into());
+                }
+            }
+        }
+    }
+}
+
+impl Link {
+    /// The publishing channel (confirm mode), re-created if it died.
+    async fn publisher(&self) -> lapin::Result<Channel> {
+        let mut slot = self.publisher.lock().await;
+        if let Some(channel) = slot.as_ref()
+            && channel.status().connected()
+        {
+            return Ok(channel.clone());
+        }
+        let channel = self.connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        self.declared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        *slot = Some(channel.clone());
+        Ok(channel)
+    }
+
+    async fn reset_publisher(&self) {
+        let mut slot = self.publisher.lock().await;
+        if let Some(channel) = slot.take()
+            && channel.status().connected()
+        {
+            let _ = channel.close(200, "OK".into()).await;
+        }
+    }
+
+    async fn publish(&self, p: &Publication) -> lapin::Result<lapin::PublisherConfirm> {
+        let channel = self.publisher().await?;
+        if let Some(spec) = &p.declare {
+            let known = self
+                .declared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&spec.name);
+            if !known {
+                declare_exchange(&channel, spec).await?;
+                self.declared
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(spec.name.clone());
+            }
+        }
+        let mut properties = BasicProperties::default()
+            .with_content_type(p.content_type.as_ref().into())
+            .with_delivery_mode(2)
+            .with_priority(0)
+            .with_headers(FieldTable::default());
+        if p.content_type == JSON_CONTENT_TYPE {
+            properties = properties.with_content_encoding("utf-8".into());
+        }
+        if let Some(ttl) = p.expiration {
+            properties = properties.with_expiration(ttl.as_millis().to_string().into());
+        }
+        channel
+            .basic_publish(
+                p.exchange.as_str().into(),
+                p.routing_key.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: p.mandatory,
+                    immediate: false,
+                },
+                &p.body,
+                properties,
+            )
+            .await
+    }
+}
+
+async fn declare_exchange(channel: &Channel, spec: &ExchangeSpec) -> lapin::Result<()> {
+    let kind = match spec.kind {
+        ExchangeKind::Topic => lapin::ExchangeKind::Topic,
+        ExchangeKind::Fanout => lapin::ExchangeKind::Fanout,
+    };
+    channel
+        .exchange_declare(
+            spec.name.as_str().into(),
+            kind,
+            ExchangeDeclareOptions {
+                durable: spec.durable,
+                auto_delete: spec.auto_delete,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+}
+
+fn queue_arguments(spec: &QueueSpec) -> FieldTable {
+    let mut args = FieldTable::default();
+    if let Some(expires) = spec.expires {
+        let ms = i32::try_from(expires.as_millis()).unwrap_or(i32::MAX);
+        args.insert("x-expires".into(), AMQPValue::LongInt(ms));
+    }
+    if let Some(dlx) = &spec.dead_letter_exchange {
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(dlx.as_str().into()),
+        );
+    }
+    args
+}
+
+fn refused(e: lapin::Error) -> MessagingError {
+    if e.is_amqp_soft_error() || e.is_amqp_hard_error() {
+        MessagingError::Broker(e.to_string())
+    } else {
+        MessagingError::Disconnected(e.to_string())
+    }
+}
+
+async fn start_consumer(link: &Link, spec: &SubscriptionSpec) -> Result<(Channel, Consumer)> {
+    let channel = link.connection.create_channel().await.map_err(refused)?;
+    if spec.prefetch > 0 {
+        channel
+            .basic_qos(spec.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(refused)?;
+    }
+    declare_topology(&channel, &spec.queue, &spec.bindings).await?;
+    let tag = format!("faafo-{}", uuid::Uuid::new_v4().simple());
+    let consumer = channel
+        .basic_consume(
+            spec.queue.name.as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions {
+                no_ack: spec.auto_ack,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(refused)?;
+    Ok((channel, consumer))
+}
+
+async fn declare_topology(channel: &Channel, queue: &QueueSpec, bindings: &[Binding]) -> Result<()> {
+    for binding in bindings {
+        if !binding.exchange.name.is_empty() {
+            declare_exchange(channel, &binding.exchange)
+                .await
+                .map_err(refused)?;
+        }
+    }
+    channel
+        .queue_declare(
+            queue.name.as_str().into(),
+            QueueDeclareOptions {
+                durable: queue.durable,
+                auto_delete: queue.auto_delete,
+                ..QueueDeclareOptions::default()
+            },
+            queue_arguments(queue),
+        )
+        .await
+        .map_err(refused)?;
+    for binding in bindings {
+        if !binding.exchange.name.is_empty() {
+            channel
+                .queue_bind(
+                    queue.name.as_str().into(),
+                    binding.exchange.name.as_str().into(),
+                    binding.routing_key.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(refused)?;
+        }
+    }
+    Ok(())
+}
+
+async fn run_subscription(
+    inner: Arc<Inner>,
+    spec: SubscriptionSpec,
+    mut current: Option<(Channel, Consumer)>,
+    tx: tokio::sync::mpsc::UnboundedSender<SubscriptionEvent>,
+    cancel: CancellationToken,
+    stopped: CancellationToken,
+) {
+    let queue = spec.queue.name.clone();
+    let mut failures = 0u32;
+    loop {
+        if let Some((channel, mut consumer)) = current.take() {
+            let ended = loop {
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => {
+                        let _ = channel
+                            .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+                            .await;
+                        stopped.cancel();
+                        return;
+                    }
+                    item = consumer.next() => match item {
+                        Some(Ok(d)) => {
+                            failures = 0;
+                            let acker = if spec.auto_ack {
+                                Acker::None
+                            } else {
+                                Acker::Amqp { acker: d.acker, _channel: channel.clone() }
+                            };
+                            let delivery = Delivery {
+                                body: d.data,
+                                content_type: d
+                                    .properties
+                                    .content_type()
+                                    .as_ref()
+                                    .map(|c| c.as_str().to_string()),
+                                redelivered: d.redelivered,
+                                acker,
+                            };
+                            if tx.send(SubscriptionEvent::Delivery(delivery)).is_err() {
+                                let _ = channel
+                                    .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+                                    .await;
+                                stopped.cancel();
+                                return;
+                            }
+                        }
+                        Some(Err(e)) => break e.to_string(),
+                        None => break "the broker cancelled the consumer".to_string(),
+                    }
+                }
+            };
+            debug!(%queue, reason = %ended, "consumer ended");
+        }
+        if tx.is_closed() || cancel.is_cancelled() {
+            stopped.cancel();
+            return;
+        }
+        failures += 1;
+        let delay = Duration::from_millis(50u64 << failures.min(6)).min(inner.backoff.max);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = cancel.cancelled() => { stopped.cancel(); return; }
+        }
+        let Some(link) = inner.wait_up_forever(&cancel).await else {
+            stopped.cancel();
+            return;
+        };
+        match start_consumer(&link, &spec).await {
+            Ok(c) => {
+                info!(%queue, "consumer re-established");
+                current = Some(c);
+                if tx.send(SubscriptionEvent::Reconnected).is_err() {
+                    stopped.cancel();
+                    return;
+                }
+            }
+            Err(e) => debug!(%queue, error = %e, "could not re-establish the consumer yet"),
+        }
+    }
+}
+
+/// Cancels an AMQP subscription.
+pub(crate) struct AmqpSubscriptionHandle {
+    cancel: CancellationToken,
+    stopped: CancellationToken,
+}
+
+impl AmqpSubscriptionHandle {
+    pub(crate) async fn cancel(&self) {
+        self.cancel.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.stopped.cancelled()).await;
+    }
+}
+
+impl Drop for AmqpSubscriptionHandle {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}

@@ -1,0 +1,665 @@
+//! The in-process broker behind `memory://`.
+//!
+//! It implements the part of the AMQP 0-9-1 model that oslo.messaging uses,
+//! with RabbitMQ's behaviour: direct, topic (`*`/`#`) and fanout exchanges
+//! and the default exchange; declarations that must be equivalent; queues
+//! with `x-expires`, auto-delete and a dead-letter exchange; round-robin
+//! dispatch limited by each consumer's prefetch; ack, reject with or without
+//! requeue (requeued messages go back to the head, marked redelivered);
+//! unsettled messages requeued when their consumer's channel closes;
+//! per-message TTL; mandatory publishes returned when unroutable. Messages
+//! are bytes: everything that crosses it was really serialized.
+//!
+//! Brokers are named by the URL's path and shared by every transport of the
+//! process that opens the same name, so an API, a worker and a producer in
+//! one process talk to each other through `memory://`. A broker lives while
+//! a transport (or a delivery) holds it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{
+    Acker, Binding, Delivery, ExchangeKind, ExchangeSpec, Publication, PublishOutcome, QueueSpec,
+    Subscription, SubscriptionEvent, SubscriptionHandle, SubscriptionSpec, inequivalent,
+};
+use crate::messaging::error::{MessagingError, Result};
+
+/// RabbitMQ's default `max_message_size` (3.x): larger bodies are refused.
+const MAX_MESSAGE_SIZE: usize = 128 * 1024 * 1024;
+
+static REGISTRY: LazyLock<Mutex<HashMap<String, Weak<Mutex<State>>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// A handle on a named in-process broker: one "connection" to it. Closing
+/// the connection closes its consumers' channels, so their unsettled
+/// messages go back to their queues, as on RabbitMQ.
+#[derive(Clone)]
+pub(crate) struct MemoryBroker {
+    state: Arc<Mutex<State>>,
+    channels: Arc<Mutex<Vec<Weak<ChannelGuard>>>>,
+}
+
+#[derive(Default)]
+struct State {
+    exchanges: HashMap<String, Exchange>,
+    queues: HashMap<String, Queue>,
+    next_tag: u64,
+    next_consumer: u64,
+    /// Values whose drop may take the lock again; dropped after unlocking.
+    graveyard: Vec<Box<dyn std::any::Any + Send>>,
+}
+
+struct Exchange {
+    spec: ExchangeSpec,
+    /// (binding key, queue name)
+    bindings: Vec<(String, String)>,
+}
+
+struct Queue {
+    spec: QueueSpec,
+    ready: VecDeque<Stored>,
+    consumers: Vec<Consumer>,
+    next_consumer: usize,
+    /// delivery tag -> (consumer id, message)
+    unacked: HashMap<u64, (u64, Stored)>,
+    /// Since when the queue has had no consumer (for `x-expires`).
+    unused_since: Option<Instant>,
+    had_consumer: bool,
+}
+
+#[derive(Clone)]
+struct Stored {
+    body: Arc<[u8]>,
+    content_type: String,
+    routing_key: String,
+    expires_at: Option<Instant>,
+    redelivered: bool,
+}
+
+struct Consumer {
+    id: u64,
+    channel: Weak<ChannelGuard>,
+    tx: mpsc::UnboundedSender<SubscriptionEvent>,
+    prefetch: u32,
+    in_flight: u32,
+    auto_ack: bool,
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic while holding the lock cannot leave the maps half-updated in a
+    // way that matters more than losing the broker; keep serving.
+    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Releases the lock, then drops what must not be dropped under it.
+fn unlock(mut state: MutexGuard<'_, State>) {
+    let graveyard = std::mem::take(&mut state.graveyard);
+    drop(state);
+    drop(graveyard);
+}
+
+impl MemoryBroker {
+    /// Opens (or joins) the broker called `name` in this process.
+    pub(crate) fn open(name: &str) -> Self {
+        let mut registry = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+        registry.retain(|_, weak| weak.strong_count() > 0);
+        let state = match registry.get(name).and_then(Weak::upgrade) {
+            Some(state) => state,
+            None => {
+                let state = Arc::new(Mutex::new(State::default()));
+                registry.insert(name.to_string(), Arc::downgrade(&state));
+                state
+            }
+        };
+        Self {
+            state,
+            channels: Arc::default(),
+        }
+    }
+
+    /// Closes this connection's channels: consumers stop, and what they
+    /// had not settled is delivered again to others.
+    pub(crate) fn close(&self) {
+        let channels = std::mem::take(&mut *self.channels.lock().unwrap_or_else(|p| p.into_inner()));
+        for channel in channels.iter().filter_map(Weak::upgrade) {
+            channel.close();
+        }
+    }
+
+    /// Ready messages in a queue (`None` if there is no such queue).
+    pub(crate) fn queue_depth(&self, name: &str) -> Option<usize> {
+        lock(&self.state).queues.get(name).map(|q| q.ready.len())
+    }
+
+    pub(crate) fn publish(&self, p: &Publication) -> Result<PublishOutcome> {
+        if p.body.len() > MAX_MESSAGE_SIZE {
+            return Err(MessagingError::Broker(format!(
+                "PRECONDITION_FAILED - message size {} is larger than configured max size {MAX_MESSAGE_SIZE}",
+                p.body.len()
+            )));
+        }
+        let mut state = lock(&self.state);
+        state.reap_expired_queues();
+        if let Some(spec) = &p.declare {
+            state.declare_exchange(spec)?;
+        }
+        let stored = Stored {
+            body: p.body.clone(),
+            content_type: p.content_type.to_string(),
+            routing_key: p.routing_key.clone(),
+            expires_at: p.expiration.map(|ttl| Instant::now() + ttl),
+            redelivered: false,
+        };
+        let targets = state.route(&p.exchange, &p.routing_key)?;
+        if targets.is_empty() {
+            return Ok(if p.mandatory {
+                PublishOutcome::Unroutable
+            } else {
+                PublishOutcome::Delivered
+            });
+        }
+        for queue in targets {
+            if let Some(q) = state.queues.get_mut(&queue) {
+                q.ready.push_back(stored.clone());
+            }
+            state.pump(&queue, &self.state);
+        }
+        unlock(state);
+        Ok(PublishOutcome::Delivered)
+    }
+
+    pub(crate) fn subscribe(&self, spec: SubscriptionSpec) -> Result<Subscription> {
+        let mut state = lock(&self.state);
+        state.reap_expired_queues();
+        state.declare_with_bindings(&spec.queue, &spec.bindings)?;
+        state.next_consumer += 1;
+        let id = state.next_consumer;
+        let channel = Arc::new(ChannelGuard {
+            state: Arc::downgrade(&self.state),
+            queue: spec.queue.name.clone(),
+            consumer: id,
+        });
+        {
+            let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+            channels.retain(|c| c.strong_count() > 0);
+            channels.push(Arc::downgrade(&channel));
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queue = state
+            .queues
+            .get_mut(&spec.queue.name)
+            .ok_or_else(|| not_found("queue", &spec.queue.name))?;
+        queue.consumers.push(Consumer {
+            id,
+            channel: Arc::downgrade(&channel),
+            tx,
+            prefetch: u32::from(spec.prefetch),
+            in_flight: 0,
+            auto_ack: spec.auto_ack,
+        });
+        queue.had_consumer = true;
+        queue.unused_since = None;
+        state.pump(&spec.queue.name, &self.state);
+        unlock(state);
+        Ok(Subscription {
+            events: rx,
+            handle: SubscriptionHandle::Memory(MemorySubscriptionHandle { channel }),
+        })
+    }
+
+    /// Declares a queue and its bindings without consuming from it.
+    pub(crate) fn declare(&self, queue: &QueueSpec, bindings: &[Binding]) -> Result<()> {
+        let mut state = lock(&self.state);
+        state.reap_expired_queues();
+        state.declare_with_bindings(queue, bindings)?;
+        unlock(state);
+        Ok(())
+    }
+
+    pub(crate) fn delete_queue(&self, name: &str) {
+        let mut state = lock(&self.state);
+        state.delete_queue(name);
+        unlock(state);
+    }
+}
+
+fn not_found(kind: &str, name: &str) -> MessagingError {
+    MessagingError::Broker(format!("NOT_FOUND - no {kind} '{name}' in the memory broker"))
+}
+
+impl State {
+    fn declare_with_bindings(&mut self, queue: &QueueSpec, bindings: &[Binding]) -> Result<()> {
+        for b in bindings {
+            if !b.exchange.name.is_empty() {
+                self.declare_exchange(&b.exchange)?;
+            }
+        }
+        self.declare_queue(queue)?;
+        for b in bindings {
+            if b.exchange.name.is_empty() {
+                continue;
+            }
+            if let Some(ex) = self.exchanges.get_mut(&b.exchange.name) {
+                let binding = (b.routing_key.clone(), queue.name.clone());
+                if !ex.bindings.contains(&binding) {
+                    ex.bindings.push(binding);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn declare_exchange(&mut self, spec: &ExchangeSpec) -> Result<()> {
+        if spec.name.is_empty() {
+            return Ok(());
+        }
+        match self.exchanges.get(&spec.name) {
+            Some(existing) => {
+                let e = &existing.spec;
+                if e.kind != spec.kind {
+                    return Err(inequivalent(
+                        &format!("received '{}' but current is '{}'", spec.kind.name(), e.kind.name()),
+                        "type",
+                        "exchange",
+                        &spec.name,
+                    ));
+                }
+                if e.durable != spec.durable {
+                    return Err(inequivalent(
+                        &format!("received '{}' but current is '{}'", spec.durable, e.durable),
+                        "durable",
+                        "exchange",
+                        &spec.name,
+                    ));
+                }
+                if e.auto_delete != spec.auto_delete {
+                    return Err(inequivalent(
+                        &format!("received '{}' but current is '{}'", spec.auto_delete, e.auto_delete),
+                        "auto_delete",
+                        "exchange",
+                        &spec.name,
+                    ));
+                }
+                Ok(())
+            }
+            None => {
+                self.exchanges.insert(
+                    spec.name.clone(),
+                    Exchange {
+                        spec: spec.clone(),
+                        bindings: Vec::new(),
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn declare_queue(&mut self, spec: &QueueSpec) -> Result<()> {
+        match self.queues.get(&spec.name) {
+            Some(existing) => {
+                let e = &existing.spec;
+                let checks = [
+                    ("durable", e.durable != spec.durable),
+                    ("auto_delete", e.auto_delete != spec.auto_delete),
+                    ("x-expires", e.expires != spec.expires),
+                    ("x-dead-letter-exchange", e.dead_letter_exchange != spec.dead_letter_exchange),
+                ];
+                for (arg, differs) in checks {
+                    if differs {
+                        return Err(inequivalent("declared differently before", arg, "queue", &spec.name));
+                    }
+                }
+                Ok(())
+            }
+            None => {
+                self.queues.insert(
+                    spec.name.clone(),
+                    Queue {
+                        spec: spec.clone(),
+                        ready: VecDeque::new(),
+                        consumers: Vec::new(),
+                        next_consumer: 0,
+                        unacked: HashMap::new(),
+                        unused_since: Some(Instant::now()),
+                        had_consumer: false,
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn route(&self, exchange: &str, routing_key: &str) -> Result<Vec<String>> {
+        if exchange.is_empty() {
+            return Ok(if self.queues.contains_key(routing_key) {
+                vec![routing_key.to_string()]
+            } else {
+                Vec::new()
+            });
+        }
+        let ex = self
+            .exchanges
+            .get(exchange)
+            .ok_or_else(|| not_found("exchange", exchange))?;
+        let mut out: Vec<String> = Vec::new();
+        for (key, queue) in &ex.bindings {
+            let matches = match ex.spec.kind {
+                ExchangeKind::Fanout => true,
+                ExchangeKind::Topic => topic_matches(key, routing_key),
+            };
+            if matches && !out.contains(queue) {
+                out.push(queue.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Hands ready messages to consumers with free prefetch, round robin.
+    fn pump(&mut self, queue_name: &str, state: &Arc<Mutex<State>>) {
+        let mut dead_letters = Vec::new();
+        let mut reap = false;
+        {
+            let State {
+                queues,
+                next_tag,
+                graveyard,
+                ..
+            } = self;
+            let Some(queue) = queues.get_mut(queue_name) else {
+                return;
+            };
+            let now = Instant::now();
+            while !queue.ready.is_empty() && !queue.consumers.is_empty() {
+                let n = queue.consumers.len();
+                let Some(slot) = (0..n)
+                    .map(|i| (queue.next_consumer + i) % n)
+                    .find(|&i| {
+                        let c = &queue.consumers[i];
+                        c.auto_ack || c.prefetch == 0 || c.in_flight < c.prefetch
+                    })
+                else {
+                    break;
+                };
+                let Some(message) = queue.ready.pop_front() else {
+                    break;
+                };
+                if message.expires_at.is_some_and(|t| t <= now) {
+                    if let Some(dlx) = &queue.spec.dead_letter_exchange {
+                        dead_letters.push((dlx.clone(), message));
+                    }
+                    continue;
+                }
+                *next_tag += 1;
+                let tag = *next_tag;
+                let consumer = &mut queue.consumers[slot];
+                let Some(channel) = consumer.channel.upgrade() else {
+                    // The subscription is being dropped: it takes nothing more.
+                    let gone = queue.consumers.remove(slot).id;
+                    queue.ready.push_front(message);
+                    requeue_consumer(queue, gone);
+                    continue;
+                };
+                let acker = if consumer.auto_ack {
+                    graveyard.push(Box::new(channel));
+                    Acker::None
+                } else {
+                    Acker::Memory(MemoryAcker {
+                        state: Arc::downgrade(state),
+                        queue: queue_name.to_string(),
+                        tag,
+                        _channel: channel,
+                    })
+                };
+                let delivery = Delivery {
+                    body: message.body.to_vec(),
+                    content_type: Some(message.content_type.clone()),
+                    redelivered: message.redelivered,
+                    acker,
+                };
+                if let Err(failed) = consumer.tx.send(SubscriptionEvent::Delivery(delivery)) {
+                    // The subscriber is gone without closing: put it back.
+                    graveyard.push(Box::new(failed.0));
+                    let gone = queue.consumers.remove(slot).id;
+                    queue.ready.push_front(message);
+                    requeue_consumer(queue, gone);
+                    continue;
+                }
+                if !consumer.auto_ack {
+                    consumer.in_flight += 1;
+                    queue.unacked.insert(tag, (consumer.id, message));
+                }
+                queue.next_consumer = (slot + 1) % n;
+            }
+            if queue.consumers.is_empty() && queue.spec.auto_delete && queue.had_consumer {
+                reap = true;
+            }
+        }
+        if reap {
+            self.delete_queue(queue_name);
+        }
+        for (exchange, message) in dead_letters {
+            self.dead_letter(&exchange, message, state);
+        }
+    }
+
+    /// Routes a rejected or expired message through its dead-letter exchange.
+    fn dead_letter(&mut self, exchange: &str, mut message: Stored, state: &Arc<Mutex<State>>) {
+        message.expires_at = None;
+        message.redelivered = false;
+        let targets = self
+            .route(exchange, &message.routing_key)
+            .unwrap_or_default();
+        for queue in &targets {
+            if let Some(q) = self.queues.get_mut(queue) {
+                q.ready.push_back(message.clone());
+            }
+        }
+        for queue in targets {
+            self.pump(&queue, state);
+        }
+    }
+
+    fn delete_queue(&mut self, name: &str) {
+        self.queues.remove(name);
+        let mut empty_auto_delete = Vec::new();
+        for (ex_name, ex) in self.exchanges.iter_mut() {
+            let before = ex.bindings.len();
+            ex.bindings.retain(|(_, q)| q != name);
+            if before > 0 && ex.bindings.is_empty() && ex.spec.auto_delete {
+                empty_auto_delete.push(ex_name.clone());
+            }
+        }
+        for ex in empty_auto_delete {
+            self.exchanges.remove(&ex);
+        }
+    }
+
+    fn reap_expired_queues(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<String> = self
+            .queues
+            .iter()
+            .filter(|(_, q)| {
+                q.consumers.is_empty()
+                    && match (q.spec.expires, q.unused_since) {
+                        (Some(ttl), Some(since)) => now.duration_since(since) >= ttl,
+                        _ => false,
+                    }
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in expired {
+            self.delete_queue(&name);
+        }
+    }
+}
+
+/// Puts every unsettled message of `consumer` back at the head of the queue.
+fn requeue_consumer(queue: &mut Queue, consumer: u64) {
+    let mut tags: Vec<u64> = queue
+        .unacked
+        .iter()
+        .filter(|(_, (c, _))| *c == consumer)
+        .map(|(tag, _)| *tag)
+        .collect();
+    // Oldest first at the head, as RabbitMQ restores the original order.
+    tags.sort_unstable_by(|a, b| b.cmp(a));
+    for tag in tags {
+        if let Some((_, mut message)) = queue.unacked.remove(&tag) {
+            message.redelivered = true;
+            queue.ready.push_front(message);
+        }
+    }
+}
+
+/// MQTT-style topic match of AMQP: `*` is one word, `#` zero or more.
+fn topic_matches(pattern: &str, key: &str) -> bool {
+    fn go(p: &[&str], k: &[&str]) -> bool {
+        match p.split_first() {
+            None => k.is_empty(),
+            Some((&"#", rest)) => (0..=k.len()).any(|i| go(rest, &k[i..])),
+            Some((&"*", rest)) => !k.is_empty() && go(rest, &k[1..]),
+            Some((word, rest)) => k.first() == Some(word) && go(rest, &k[1..]),
+        }
+    }
+    let p: Vec<&str> = pattern.split('.').collect();
+    let k: Vec<&str> = key.split('.').collect();
+    go(&p, &k)
+}
+
+/// How a delivery is settled.
+pub(crate) enum Settle {
+    Ack,
+    Requeue,
+    Discard,
+}
+
+/// Settles one delivery of the memory broker.
+pub(crate) struct MemoryAcker {
+    state: Weak<Mutex<State>>,
+    queue: String,
+    tag: u64,
+    _channel: Arc<ChannelGuard>,
+}
+
+impl MemoryAcker {
+    pub(crate) fn settle(self, how: Settle) {
+        let Some(state_arc) = self.state.upgrade() else {
+            return;
+        };
+        let mut state = lock(&state_arc);
+        let dead_letter = {
+            let Some(queue) = state.queues.get_mut(&self.queue) else {
+                return;
+            };
+            let Some((consumer, mut message)) = queue.unacked.remove(&self.tag) else {
+                return;
+            };
+            if let Some(c) = queue.consumers.iter_mut().find(|c| c.id == consumer) {
+                c.in_flight = c.in_flight.saturating_sub(1);
+            }
+            match how {
+                Settle::Ack => None,
+                Settle::Requeue => {
+                    message.redelivered = true;
+                    queue.ready.push_front(message);
+                    None
+                }
+                Settle::Discard => queue
+                    .spec
+                    .dead_letter_exchange
+                    .clone()
+                    .map(|dlx| (dlx, message)),
+            }
+        };
+        if let Some((dlx, message)) = dead_letter {
+            state.dead_letter(&dlx, message, &state_arc);
+        }
+        state.pump(&self.queue, &state_arc);
+        unlock(state);
+    }
+}
+
+/// The consumer's "channel": when the subscription is dropped, unsettled
+/// messages return to the queue, as when an AMQP channel closes.
+struct ChannelGuard {
+    state: Weak<Mutex<State>>,
+    queue: String,
+    consumer: u64,
+}
+
+impl ChannelGuard {
+    fn cancel(&self) {
+        let Some(state_arc) = self.state.upgrade() else {
+            return;
+        };
+        let mut state = lock(&state_arc);
+        let auto_delete = match state.queues.get_mut(&self.queue) {
+            Some(queue) => {
+                queue.consumers.retain(|c| c.id != self.consumer);
+                if queue.consumers.is_empty() {
+                    queue.unused_since = Some(Instant::now());
+                }
+                queue.consumers.is_empty() && queue.spec.auto_delete
+            }
+            None => false,
+        };
+        if auto_delete {
+            state.delete_queue(&self.queue);
+        }
+        unlock(state);
+    }
+}
+
+impl ChannelGuard {
+    /// Closes the channel: no more deliveries, unsettled ones requeued.
+    fn close(&self) {
+        self.cancel();
+        let Some(state_arc) = self.state.upgrade() else {
+            return;
+        };
+        let mut state = lock(&state_arc);
+        if let Some(queue) = state.queues.get_mut(&self.queue) {
+            requeue_consumer(queue, self.consumer);
+        }
+        state.pump(&self.queue, &state_arc);
+        unlock(state);
+    }
+}
+
+impl Drop for ChannelGuard {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Cancels a memory subscription.
+pub(crate) struct MemorySubscriptionHandle {
+    channel: Arc<ChannelGuard>,
+}
+
+impl MemorySubscriptionHandle {
+    pub(crate) fn cancel(&self) {
+        self.channel.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_patterns() {
+        assert!(topic_matches("tasks", "tasks"));
+        assert!(!topic_matches("tasks", "tasks.h1"));
+        assert!(topic_matches("tasks.*", "tasks.h1"));
+        assert!(topic_matches("#", "a.b.c"));
+        assert!(topic_matches("a.#", "a"));
+        assert!(topic_matches("a.#.c", "a.b.b.c"));
+        assert!(!topic_matches("a.*.c", "a.c"));
+    }
+}

@@ -1,0 +1,315 @@
+//! The broker layer: AMQP 0-9-1 primitives (exchanges, queues, bindings,
+//! confirmed publishes, consumers with prefetch, acks) behind one type.
+//!
+//! The RPC and notification code above it is written once against these
+//! primitives. [`amqp`] maps them onto RabbitMQ through lapin, with
+//! reconnection; [`memory`] implements the same model in process, down to
+//! round-robin dispatch, prefetch, requeue on channel close, mandatory
+//! returns, per-message TTL and dead-lettering, so code that works on
+//! `memory://` works on RabbitMQ.
+
+pub(crate) mod amqp;
+pub(crate) mod memory;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::error::{MessagingError, Result};
+use super::url::{TransportKind, TransportUrl};
+
+/// AMQP exchange types used by oslo.messaging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExchangeKind {
+    Topic,
+    Fanout,
+}
+
+impl ExchangeKind {
+    fn name(self) -> &'static str {
+        match self {
+            ExchangeKind::Topic => "topic",
+            ExchangeKind::Fanout => "fanout",
+        }
+    }
+}
+
+/// An exchange declaration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ExchangeSpec {
+    pub name: String,
+    pub kind: ExchangeKind,
+    pub durable: bool,
+    pub auto_delete: bool,
+}
+
+/// A queue declaration with the arguments oslo.messaging uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct QueueSpec {
+    pub name: String,
+    pub durable: bool,
+    pub auto_delete: bool,
+    /// `x-expires`: delete the queue after this long without consumers.
+    pub expires: Option<Duration>,
+    /// `x-dead-letter-exchange`: where rejected messages go.
+    pub dead_letter_exchange: Option<String>,
+}
+
+/// A binding of the subscribed queue to an exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Binding {
+    pub exchange: ExchangeSpec,
+    pub routing_key: String,
+}
+
+/// Everything needed to (re)establish a consumer: what to declare, what to
+/// bind, how many unacknowledged messages to accept.
+#[derive(Debug, Clone)]
+pub(crate) struct SubscriptionSpec {
+    pub queue: QueueSpec,
+    pub bindings: Vec<Binding>,
+    /// Prefetch (unacknowledged deliveries in flight); 0 is unlimited.
+    pub prefetch: u16,
+    /// The broker considers messages acknowledged once sent.
+    pub auto_ack: bool,
+}
+
+/// A message to publish.
+#[derive(Debug, Clone)]
+pub(crate) struct Publication {
+    /// Declared (once per connection) before the first publish to it.
+    pub declare: Option<ExchangeSpec>,
+    /// Exchange name; `""` is the default exchange.
+    pub exchange: String,
+    pub routing_key: String,
+    pub body: Arc<[u8]>,
+    pub content_type: std::borrow::Cow<'static, str>,
+    /// Per-message TTL (AMQP `expiration`).
+    pub expiration: Option<Duration>,
+    /// Ask the broker to return the message if no queue takes it.
+    pub mandatory: bool,
+}
+
+/// What the broker did with a published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PublishOutcome {
+    /// Taken by at least one queue (or by the exchange, when not mandatory).
+    Delivered,
+    /// Mandatory and no queue matched: returned to the sender.
+    Unroutable,
+    /// The broker could not take responsibility for it.
+    Nacked,
+}
+
+/// A confirmation that will arrive; awaiting it never holds a lock, so many
+/// publishes can be in flight at once.
+pub(crate) enum PendingConfirm {
+    Amqp(lapin::PublisherConfirm),
+    Ready(PublishOutcome),
+}
+
+impl PendingConfirm {
+    /// Waits for the broker's confirmation.
+    pub(crate) async fn outcome(self) -> Result<PublishOutcome> {
+        match self {
+            PendingConfirm::Ready(outcome) => Ok(outcome),
+            PendingConfirm::Amqp(confirm) => match confirm.await {
+                Ok(lapin::Confirmation::Ack(Some(_))) => Ok(PublishOutcome::Unroutable),
+                Ok(lapin::Confirmation::Ack(None)) | Ok(lapin::Confirmation::NotRequested) => {
+                    Ok(PublishOutcome::Delivered)
+                }
+                Ok(lapin::Confirmation::Nack(_)) => Ok(PublishOutcome::Nacked),
+                Err(e) => Err(MessagingError::Disconnected(format!(
+                    "the connection failed before the broker confirmed a message: {e}"
+                ))),
+            },
+        }
+    }
+}
+
+/// A received message.
+pub(crate) struct Delivery {
+    pub body: Vec<u8>,
+    pub content_type: Option<String>,
+    pub redelivered: bool,
+    pub acker: Acker,
+}
+
+/// Settles a delivery. Dropping it unsettled leaves the message
+/// unacknowledged until the consumer's channel closes, then the broker
+/// delivers it again, exactly as RabbitMQ does.
+pub(crate) enum Acker {
+    /// lapin's acker, plus the channel so it stays open until settled.
+    Amqp {
+        acker: lapin::Acker,
+        _channel: lapin::Channel,
+    },
+    Memory(memory::MemoryAcker),
+    /// Auto-acknowledged delivery: nothing to settle.
+    None,
+}
+
+impl Acker {
+    /// Acknowledges: the broker forgets the message.
+    pub(crate) async fn ack(self) -> Result<()> {
+        match self {
+            Acker::Amqp { acker, .. } => acker
+                .ack(lapin::options::BasicAckOptions::default())
+                .await
+                .map(drop)
+                .map_err(|e| MessagingError::Disconnected(format!("could not acknowledge: {e}"))),
+            Acker::Memory(m) => {
+                m.settle(memory::Settle::Ack);
+                Ok(())
+            }
+            Acker::None => Ok(()),
+        }
+    }
+
+    /// Rejects: back to the queue (`requeue`) or dead-lettered / dropped.
+    pub(crate) async fn reject(self, requeue: bool) -> Result<()> {
+        match self {
+            Acker::Amqp { acker, .. } => acker
+                .reject(lapin::options::BasicRejectOptions { requeue })
+                .await
+                .map(drop)
+                .map_err(|e| MessagingError::Disconnected(format!("could not reject: {e}"))),
+            Acker::Memory(m) => {
+                m.settle(if requeue {
+                    memory::Settle::Requeue
+                } else {
+                    memory::Settle::Discard
+                });
+                Ok(())
+            }
+            Acker::None => Ok(()),
+        }
+    }
+}
+
+/// What a subscription yields.
+pub(crate) enum SubscriptionEvent {
+    Delivery(Delivery),
+    /// The consumer was re-established after a connection loss: messages
+    /// published to transient queues in between may be gone.
+    Reconnected,
+}
+
+/// A live consumer. Dropping it cancels the consumer; deliveries not yet
+/// settled keep the channel open until they are.
+pub(crate) struct Subscription {
+    pub events: mpsc::UnboundedReceiver<SubscriptionEvent>,
+    pub handle: SubscriptionHandle,
+}
+
+/// Cancels a subscription's consumer.
+pub(crate) enum SubscriptionHandle {
+    Amqp(amqp::AmqpSubscriptionHandle),
+    Memory(memory::MemorySubscriptionHandle),
+}
+
+impl SubscriptionHandle {
+    /// Stops deliveries (AMQP `basic.cancel`); unsettled ones stay valid.
+    pub(crate) async fn cancel(&self) {
+        match self {
+            SubscriptionHandle::Amqp(h) => h.cancel().await,
+            SubscriptionHandle::Memory(h) => h.cancel(),
+        }
+    }
+}
+
+/// A connection to a broker of either kind.
+#[derive(Clone)]
+pub(crate) enum Broker {
+    Amqp(amqp::AmqpBroker),
+    Memory(memory::MemoryBroker),
+}
+
+impl Broker {
+    /// Connects (RabbitMQ: tries each host once; reconnects later on its own).
+    pub(crate) async fn connect(url: &TransportUrl, connection_name: &str) -> Result<Self> {
+        match url.kind {
+            TransportKind::Memory => Ok(Broker::Memory(memory::MemoryBroker::open(
+                &url.virtual_host,
+            ))),
+            TransportKind::Rabbit => Ok(Broker::Amqp(
+                amqp::AmqpBroker::connect(url.clone(), connection_name).await?,
+            )),
+        }
+    }
+
+    /// Publishes, waiting up to `deadline` for a connection if there is none.
+    pub(crate) async fn publish(
+        &self,
+        publication: &Publication,
+        deadline: Instant,
+    ) -> Result<PendingConfirm> {
+        match self {
+            Broker::Amqp(b) => b.publish(publication, deadline).await,
+            Broker::Memory(b) => b.publish(publication).map(PendingConfirm::Ready),
+        }
+    }
+
+    /// Declares, binds and starts consuming; errors in the declarations
+    /// (e.g. a conflicting existing queue) are returned here.
+    pub(crate) async fn subscribe(&self, spec: SubscriptionSpec) -> Result<Subscription> {
+        match self {
+            Broker::Amqp(b) => b.subscribe(spec).await,
+            Broker::Memory(b) => b.subscribe(spec),
+        }
+    }
+
+    /// Declares a queue and its bindings without consuming (notifications'
+    /// default queues, so nothing is lost before a listener starts).
+    pub(crate) async fn declare(&self, queue: &QueueSpec, bindings: &[Binding]) -> Result<()> {
+        match self {
+            Broker::Amqp(b) => b.declare(queue, bindings).await,
+            Broker::Memory(b) => b.declare(queue, bindings),
+        }
+    }
+
+    /// Deletes a queue (used to clean up reply queues on close).
+    pub(crate) async fn delete_queue(&self, name: &str) -> Result<()> {
+        match self {
+            Broker::Amqp(b) => b.delete_queue(name).await,
+            Broker::Memory(b) => {
+                b.delete_queue(name);
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether a connection is up right now.
+    pub(crate) fn is_connected(&self) -> bool {
+        match self {
+            Broker::Amqp(b) => b.is_connected(),
+            Broker::Memory(_) => true,
+        }
+    }
+
+    /// Closes the connection; subscriptions end.
+    pub(crate) async fn close(&self) {
+        match self {
+            Broker::Amqp(b) => b.close().await,
+            Broker::Memory(b) => b.close(),
+        }
+    }
+
+    /// Ready messages in a queue (`None` if there is no such queue).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) async fn queue_depth(&self, name: &str) -> Result<Option<usize>> {
+        match self {
+            Broker::Amqp(b) => b.queue_depth(name).await,
+            Broker::Memory(b) => Ok(b.queue_depth(name)),
+        }
+    }
+}
+
+/// RabbitMQ's text for a declaration that conflicts with an existing one.
+pub(crate) fn inequivalent(what: &str, arg: &str, kind: &str, name: &str) -> MessagingError {
+    MessagingError::Broker(format!(
+        "PRECONDITION_FAILED - inequivalent arg '{arg}' for {kind} '{name}' ({what})"
+    ))
+}

@@ -1,0 +1,116 @@
+//! oslo.messaging-style RPC and notifications, over RabbitMQ or in memory.
+//!
+//! The concepts are oslo.messaging's, in async Rust:
+//! - a [`Transport`] is a connection picked by URL (`rabbit://...` or
+//!   `memory://`);
+//! - a [`Target`] says where messages go: exchange, topic, server,
+//!   namespace, version, fanout;
+//! - an [`RpcClient`] calls methods (and waits for a typed result) or casts
+//!   them; an [`RpcServer`] runs [`Endpoint`] methods with typed arguments;
+//! - a [`Notifier`] sends notifications, a [`NotificationListener`] gets them.
+//!
+//! On the wire it is oslo.messaging's rabbit driver (same exchanges, queues,
+//! envelope and keys), so a Python OpenStack service can be either peer.
+//! Delivery is at-least-once by default and errors are types.
+//!
+//! ```no_run
+//! use faafo_common::messaging::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct AddArgs { a: i64, b: i64 }
+//!
+//! # async fn demo() -> Result<(), MessagingError> {
+//! let transport = Transport::connect("memory://").await?;
+//! let server = RpcServer::builder(&transport, Target::topic("calc").with_server("host1"))
+//!     .endpoint(Endpoint::new().method("add", |_ctx, args: AddArgs| async move {
+//!         Ok::<_, RemoteError>(args.a + args.b)
+//!     }))
+//!     .start()
+//!     .await?;
+//! let client = RpcClient::new(&transport, Target::topic("calc"));
+//! let sum: i64 = client
+//!     .call(&RequestContext::with_new_request_id(), "add", &AddArgs { a: 2, b: 3 })
+//!     .await?;
+//! assert_eq!(sum, 5);
+//! server.stop().await;
+//! # Ok(()) }
+//! ```
+
+mod broker;
+pub mod codec;
+mod consumer;
+mod context;
+mod error;
+mod failure;
+mod notify;
+mod retry;
+mod rpc;
+mod target;
+mod topology;
+mod transport;
+pub mod url;
+mod version;
+mod wire;
+
+pub use codec::{Codec, bytes};
+pub use context::{RequestContext, new_request_id};
+pub use error::{MessagingError, Result};
+pub use failure::RemoteError;
+pub use notify::Priority;
+pub use notify::listener::{NotificationListener, NotificationListenerBuilder, NotificationResult};
+pub use notify::notifier::Notifier;
+pub use retry::{Backoff, RetryPolicy};
+pub use rpc::client::{DEFAULT_CALL_TIMEOUT, RpcClient};
+pub use rpc::dispatcher::{Endpoint, PING_METHOD};
+pub use rpc::server::{AckMode, DEFAULT_MAX_MESSAGE_SIZE, RpcServer, RpcServerBuilder, ServerStats};
+pub use target::{DEFAULT_EXCHANGE, Target};
+pub use transport::{Transport, TransportBuilder};
+pub use url::{TransportUrl, TransportUrlError, redact_url};
+pub use version::{InvalidVersion, Version};
+pub use wire::Notification;
+
+/// Internals the `testing` module needs.
+#[cfg(feature = "testing")]
+pub(crate) mod testing_support {
+    use std::sync::Arc;
+
+    use super::broker::{Publication, PublishOutcome};
+    use super::{MessagingError, Result, Transport};
+
+    pub(crate) fn publication(
+        exchange: &str,
+        routing_key: &str,
+        body: Vec<u8>,
+        content_type: String,
+    ) -> Publication {
+        Publication {
+            declare: None,
+            exchange: exchange.to_string(),
+            routing_key: routing_key.to_string(),
+            body: Arc::from(body),
+            content_type: content_type.into(),
+            expiration: None,
+            mandatory: true,
+        }
+    }
+
+    pub(crate) async fn publish(transport: &Transport, publication: Publication) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        match transport
+            .inner()
+            .broker
+            .publish(&publication, deadline)
+            .await?
+            .outcome()
+            .await?
+        {
+            PublishOutcome::Delivered => Ok(()),
+            other => Err(MessagingError::Broker(format!("raw publish: {other:?}"))),
+        }
+    }
+
+    pub(crate) async fn queue_depth(transport: &Transport, queue: &str) -> Result<Option<usize>> {
+        transport.inner().broker.queue_depth(queue).await
+    }
+}

@@ -1,0 +1,168 @@
+//! Receiving notifications.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use tracing::warn;
+
+use super::Priority;
+use super::notifier::DEFAULT_TOPIC;
+use crate::messaging::broker::{Delivery, SubscriptionSpec};
+use crate::messaging::codec::Codec;
+use crate::messaging::consumer::ConsumerGroup;
+use crate::messaging::error::Result;
+use crate::messaging::target::Target;
+use crate::messaging::transport::Transport;
+use crate::messaging::wire::{Notification, decode_notification};
+
+/// What a handler did with a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationResult {
+    /// Done: acknowledge it.
+    Handled,
+    /// Not now: put it back in the queue.
+    Requeue,
+}
+
+type Handler = Arc<dyn Fn(Notification) -> BoxFuture<'static, NotificationResult> + Send + Sync>;
+
+/// Configures a [`NotificationListener`].
+pub struct NotificationListenerBuilder {
+    transport: Transport,
+    targets: Vec<Target>,
+    priorities: Vec<Priority>,
+    pool: Option<String>,
+    executor_size: usize,
+}
+
+impl NotificationListenerBuilder {
+    /// Listens to these topics (default: `notifications` on the control exchange).
+    #[must_use]
+    pub fn targets(mut self, targets: Vec<Target>) -> Self {
+        self.targets = targets;
+        self
+    }
+
+    /// Only these priorities (default: all).
+    #[must_use]
+    pub fn priorities(mut self, priorities: Vec<Priority>) -> Self {
+        self.priorities = priorities;
+        self
+    }
+
+    /// Joins a pool: listeners of the same pool share one queue (named after
+    /// the pool), so each notification goes to one of them; listeners of
+    /// different pools (or none) each get every notification.
+    #[must_use]
+    pub fn pool(mut self, pool: impl Into<String>) -> Self {
+        self.pool = Some(pool.into());
+        self
+    }
+
+    /// How many notifications are handled at once.
+    #[must_use]
+    pub fn executor_size(mut self, size: usize) -> Self {
+        self.executor_size = size.max(1);
+        self
+    }
+
+    /// Starts listening; `handler` is called for each notification.
+    pub async fn start<F, Fut>(self, handler: F) -> Result<NotificationListener>
+    where
+        F: Fn(Notification) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = NotificationResult> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |n| Box::pin(handler(n)));
+        let inner = self.transport.inner();
+        let prefetch = u16::try_from(self.executor_size).unwrap_or(u16::MAX);
+        let mut specs: Vec<SubscriptionSpec> = Vec::new();
+        for target in &self.targets {
+            let exchange = self.transport.exchange_of(target);
+            for priority in &self.priorities {
+                let key = format!("{}.{priority}", target.topic);
+                let queue_name = self.pool.clone().unwrap_or_else(|| key.clone());
+                let (mut queue, mut binding) = inner.topology.topic_queue(&exchange, &queue_name, None);
+                binding.routing_key = key;
+                match specs.iter_mut().find(|s| s.queue.name == queue.name) {
+                    Some(spec) => spec.bindings.push(binding),
+                    None => {
+                        queue.name = queue_name;
+                        specs.push(SubscriptionSpec {
+                            queue,
+                            bindings: vec![binding],
+                            prefetch,
+                            auto_ack: false,
+                        });
+                    }
+                }
+            }
+        }
+        let mut group = ConsumerGroup::new(self.executor_size);
+        for spec in specs {
+            let name = spec.queue.name.clone();
+            let subscription = inner.broker.subscribe(spec).await?;
+            let handler = handler.clone();
+            group.spawn(
+                name,
+                subscription,
+                Arc::new(move |delivery: Delivery, permit| {
+                    let handler = handler.clone();
+                    tokio::spawn(async move {
+                        let codec = Codec::from_content_type(delivery.content_type.as_deref());
+                        let decoded = codec.and_then(|c| decode_notification(c, &delivery.body));
+                        match decoded {
+                            Ok(notification) => {
+                                let requeue = handler(notification).await == NotificationResult::Requeue;
+                                let _ = if requeue {
+                                    delivery.acker.reject(true).await
+                                } else {
+                                    delivery.acker.ack().await
+                                };
+                            }
+                            Err(reason) => {
+                                warn!(%reason, "rejected a malformed notification");
+                                let _ = delivery.acker.reject(false).await;
+                            }
+                        }
+                        drop(permit);
+                    });
+                }),
+            );
+        }
+        Ok(NotificationListener { group: Some(group) })
+    }
+}
+
+/// A running notification listener.
+pub struct NotificationListener {
+    group: Option<ConsumerGroup>,
+}
+
+impl NotificationListener {
+    /// Starts configuring a listener on `transport`.
+    pub fn builder(transport: &Transport) -> NotificationListenerBuilder {
+        NotificationListenerBuilder {
+            transport: transport.clone(),
+            targets: vec![Target::topic(DEFAULT_TOPIC)],
+            priorities: Priority::ALL.to_vec(),
+            pool: None,
+            executor_size: 1,
+        }
+    }
+
+    /// Stops consuming and waits for handlers in progress.
+    pub async fn stop(mut self) {
+        if let Some(group) = self.group.take() {
+            group.stop().await;
+        }
+    }
+}
+
+impl Drop for NotificationListener {
+    fn drop(&mut self) {
+        if let Some(group) = &self.group {
+            group.shutdown_token().cancel();
+        }
+    }
+}

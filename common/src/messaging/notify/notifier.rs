@@ -1,0 +1,171 @@
+//! Sending notifications.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::Priority;
+use crate::messaging::broker::{Publication, PublishOutcome};
+use crate::messaging::codec::Codec;
+use crate::messaging::context::RequestContext;
+use crate::messaging::error::{MessagingError, Result};
+use crate::messaging::transport::Transport;
+use crate::messaging::wire::{self, OutgoingNotification};
+
+/// Default notification topic, as oslo's `notifications` topic.
+pub const DEFAULT_TOPIC: &str = "notifications";
+
+/// Sends notifications (`fractal.rendered`...) to `<topic>.<priority>`
+/// queues on the control exchange, in messagingv2 format (always JSON, so
+/// any OpenStack consumer can read them).
+///
+/// As oslo's rabbit driver, the first notification of a topic and priority
+/// declares its queue, so nothing is lost before a listener starts.
+#[derive(Clone)]
+pub struct Notifier {
+    transport: Option<Transport>,
+    publisher_id: String,
+    topics: Vec<String>,
+    declared: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Notifier {
+    /// A notifier publishing as `publisher_id` (e.g. `faafo.worker.host1`)
+    /// on the `notifications` topic.
+    pub fn new(transport: &Transport, publisher_id: impl Into<String>) -> Self {
+        Self {
+            transport: Some(transport.clone()),
+            publisher_id: publisher_id.into(),
+            topics: vec![DEFAULT_TOPIC.to_string()],
+            declared: Arc::default(),
+        }
+    }
+
+    /// A notifier that sends nothing (oslo's `noop` driver).
+    pub fn noop() -> Self {
+        Self {
+            transport: None,
+            publisher_id: String::new(),
+            topics: Vec::new(),
+            declared: Arc::default(),
+        }
+    }
+
+    /// Publishes to these topics instead of `notifications`.
+    #[must_use]
+    pub fn topics(mut self, topics: Vec<String>) -> Self {
+        self.topics = topics;
+        self
+    }
+
+    /// Whether notifications are sent at all.
+    pub fn is_enabled(&self) -> bool {
+        self.transport.is_some() && !self.topics.is_empty()
+    }
+
+    /// Sends one notification and waits for the broker's confirmation.
+    pub async fn notify<P: Serialize + ?Sized>(
+        &self,
+        ctx: &RequestContext,
+        priority: Priority,
+        event_type: &str,
+        payload: &P,
+    ) -> Result<()> {
+        let Some(transport) = &self.transport else {
+            return Ok(());
+        };
+        let message_id = uuid::Uuid::new_v4().to_string();
+        let unique_id = wire::new_id();
+        let timestamp = time::OffsetDateTime::now_utc();
+        let timestamp = format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
+            timestamp.year(),
+            u8::from(timestamp.month()),
+            timestamp.day(),
+            timestamp.hour(),
+            timestamp.minute(),
+            timestamp.second(),
+            timestamp.microsecond()
+        );
+        let body: Arc<[u8]> = wire::encode(
+            Codec::Json,
+            &OutgoingNotification {
+                message_id: &message_id,
+                publisher_id: &self.publisher_id,
+                event_type,
+                priority: priority.as_upper(),
+                payload,
+                timestamp: &timestamp,
+                unique_id: &unique_id,
+                context: ctx,
+            },
+        )?
+        .into();
+        let inner = transport.inner();
+        let exchange = inner.control_exchange.clone();
+        for topic in &self.topics {
+            let key = format!("{topic}.{priority}");
+            let publication = Publication {
+                declare: Some(inner.topology.topic_exchange(&exchange)),
+                exchange: exchange.clone(),
+                routing_key: key.clone(),
+                body: body.clone(),
+                content_type: Codec::Json.content_type().into(),
+                expiration: None,
+                mandatory: true,
+            };
+            for attempt in 0..2 {
+                self.ensure_queue(transport, &exchange, &key, attempt > 0).await?;
+                let deadline = Instant::now() + transport.send_wait();
+                let outcome = inner.broker.publish(&publication, deadline).await?.outcome().await?;
+                match outcome {
+                    PublishOutcome::Delivered => break,
+                    // The queue vanished (e.g. a broker restart): declare it again.
+                    PublishOutcome::Unroutable if attempt == 0 => continue,
+                    PublishOutcome::Unroutable | PublishOutcome::Nacked => {
+                        return Err(MessagingError::Broker(format!(
+                            "notification {event_type} could not be queued on '{key}'"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn ensure_queue(&self, transport: &Transport, exchange: &str, key: &str, force: bool) -> Result<()> {
+        let known = self
+            .declared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(key);
+        if known && !force {
+            return Ok(());
+        }
+        let inner = transport.inner();
+        let (queue, binding) = inner.topology.topic_queue(exchange, key, None);
+        inner.broker.declare(&queue, &[binding]).await?;
+        self.declared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string());
+        Ok(())
+    }
+
+    /// Sends at `info` priority.
+    pub async fn info<P: Serialize + ?Sized>(&self, ctx: &RequestContext, event_type: &str, payload: &P) -> Result<()> {
+        self.notify(ctx, Priority::Info, event_type, payload).await
+    }
+
+    /// Sends at `warn` priority.
+    pub async fn warn<P: Serialize + ?Sized>(&self, ctx: &RequestContext, event_type: &str, payload: &P) -> Result<()> {
+        self.notify(ctx, Priority::Warn, event_type, payload).await
+    }
+
+    /// Sends at `error` priority.
+    pub async fn error<P: Serialize + ?Sized>(&self, ctx: &RequestContext, event_type: &str, payload: &P) -> Result<()> {
+        self.notify(ctx, Priority::Error, event_type, payload).await
+    }
+}

@@ -1,0 +1,408 @@
+//! The RPC client: `call` waits for a typed result, `cast` only sends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::reply::ReplyEvent;
+use crate::messaging::broker::{Publication, PublishOutcome};
+use crate::messaging::codec::Codec;
+use crate::messaging::context::RequestContext;
+use crate::messaging::error::{MessagingError, Result};
+use crate::messaging::failure::RemoteError;
+use crate::messaging::retry::RetryPolicy;
+use crate::messaging::target::Target;
+use crate::messaging::transport::Transport;
+use crate::messaging::version::Version;
+use crate::messaging::wire::{self, CallFields, OutgoingRequest, Payload};
+
+/// Default time a call waits for its reply, as oslo's `rpc_response_timeout`.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Calls and casts methods on the servers of a [`Target`].
+///
+/// Configure it with the builder-style methods; [`RpcClient::prepare`]
+/// makes a copy to override some of them for a few calls, as oslo's
+/// `prepare()`:
+///
+/// ```no_run
+/// # use faafo_common::messaging::*;
+/// # async fn f(transport: Transport) -> Result<(), MessagingError> {
+/// let client = RpcClient::new(&transport, Target::topic("tasks"));
+/// let ctx = RequestContext::with_new_request_id();
+/// let pong: String = client
+///     .prepare()
+///     .timeout(std::time::Duration::from_secs(5))
+///     .call(&ctx, "oslo_rpc_server_ping", &serde_json::json!({}))
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RpcClient {
+    transport: Transport,
+    target: Target,
+    timeout: Duration,
+    call_monitor_timeout: Option<Duration>,
+    retry: RetryPolicy,
+    codec: Codec,
+}
+
+impl RpcClient {
+    /// A client for `target`, with a 60 s timeout and the transport's codec.
+    pub fn new(transport: &Transport, target: Target) -> Self {
+        Self {
+            transport: transport.clone(),
+            target,
+            timeout: DEFAULT_CALL_TIMEOUT,
+            call_monitor_timeout: None,
+            retry: RetryPolicy::NEVER,
+            codec: transport.codec(),
+        }
+    }
+
+    /// A copy to override options on, leaving this client as it is.
+    pub fn prepare(&self) -> Self {
+        self.clone()
+    }
+
+    /// Sends to one server of the topic (`topic.server`).
+    #[must_use]
+    pub fn server(mut self, server: impl Into<String>) -> Self {
+        self.target.server = Some(server.into());
+        self
+    }
+
+    /// Casts go to every server of the topic.
+    #[must_use]
+    pub fn fanout(mut self, fanout: bool) -> Self {
+        self.target.fanout = fanout;
+        self
+    }
+
+    /// The endpoint namespace.
+    #[must_use]
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.target.namespace = Some(namespace.into());
+        self
+    }
+
+    /// The version the server must support.
+    #[must_use]
+    pub fn version(mut self, version: Version) -> Self {
+        self.target.version = Some(version);
+        self
+    }
+
+    /// The exchange.
+    #[must_use]
+    pub fn exchange(mut self, exchange: impl Into<String>) -> Self {
+        self.target.exchange = Some(exchange.into());
+        self
+    }
+
+    /// How long a call waits for its reply (also the request's TTL).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Asks the server for call-monitor heartbeats every half of this
+    /// (whole seconds, at least 2); the call fails when none arrives for
+    /// this long, even if the overall timeout is far.
+    #[must_use]
+    pub fn call_monitor_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.call_monitor_timeout = timeout.map(|t| t.max(Duration::from_secs(2)));
+        self
+    }
+
+    /// What to do when the connection fails under a send or a call.
+    #[must_use]
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The body encoding (MessagePack only between Rust peers).
+    #[must_use]
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// The target, as configured.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Calls `method` with keyword arguments `args` (anything that
+    /// serializes to a map) and waits for its result.
+    ///
+    /// Fails at once with [`MessagingError::Undeliverable`] when no server
+    /// listens on the topic; with [`MessagingError::Timeout`] when no reply
+    /// comes in time; with the server's error types otherwise.
+    pub async fn call<A, R>(&self, ctx: &RequestContext, method: &str, args: &A) -> Result<R>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let payload = self.call_raw(ctx, method, args).await?;
+        payload.decode_result().map_err(|e| {
+            MessagingError::Decode(format!(
+                "the result of '{method}' from {} does not have the expected type: {e}",
+                self.target
+            ))
+        })
+    }
+
+    async fn call_raw<A: Serialize + ?Sized>(
+        &self,
+        ctx: &RequestContext,
+        method: &str,
+        args: &A,
+    ) -> Result<Payload> {
+        if self.target.fanout {
+            return Err(MessagingError::Invalid(format!(
+                "cannot call '{method}' on a fanout target: calls have one answer, use cast"
+            )));
+        }
+        let deadline = Instant::now() + self.timeout;
+        let waiter = self.transport.reply_waiter().await?;
+        let msg_id = wire::new_id();
+        let unique_id = wire::new_id();
+        let mut pending = waiter.register(&msg_id);
+        let monitor = self.call_monitor_timeout;
+        let body = wire::encode(
+            self.codec,
+            &OutgoingRequest {
+                method,
+                args,
+                namespace: self.target.namespace.as_deref(),
+                version: self.target.version,
+                call: Some(CallFields {
+                    msg_id: &msg_id,
+                    reply_q: waiter.queue(),
+                    monitor_timeout: monitor.map(|d| d.as_secs()),
+                }),
+                unique_id: &unique_id,
+                context: ctx,
+            },
+        )?;
+        let publication = self.direct_publication(body, Some(self.timeout));
+        let mut attempt = 0u32;
+        'send: loop {
+            let confirm = self
+                .transport
+                .inner()
+                .broker
+                .publish(&publication, deadline)
+                .await?;
+            let mut confirm = std::pin::pin!(confirm.outcome());
+            let mut confirmed = false;
+            let mut monitor_deadline = monitor.map(|m| Instant::now() + m);
+            let mut partial: Option<Payload> = None;
+            loop {
+                let lost = tokio::select! {
+                    outcome = &mut confirm, if !confirmed => {
+                        confirmed = true;
+                        match outcome {
+                            Ok(PublishOutcome::Delivered) => continue,
+                            Ok(PublishOutcome::Unroutable) => {
+                                return Err(self.undeliverable(&publication));
+                            }
+                            Ok(PublishOutcome::Nacked) => {
+                                return Err(MessagingError::Broker(format!(
+                                    "the broker did not accept the call to '{method}' on {}",
+                                    self.target
+                                )));
+                            }
+                            Err(e) => e.to_string(),
+                        }
+                    }
+                    event = pending.next() => match event {
+                        Some(ReplyEvent::Reply(reply)) => {
+                            if let Some(failure) = reply.failure {
+                                return Err(self.failure_error(method, &failure));
+                            }
+                            match reply.ending {
+                                Some(false) => {
+                                    if !reply.result.is_null() {
+                                        partial = Some(reply.result);
+                                    }
+                                    monitor_deadline = monitor.map(|m| Instant::now() + m);
+                                    continue;
+                                }
+                                _ => {
+                                    return Ok(match partial {
+                                        Some(p) if reply.result.is_null() => p,
+                                        _ => reply.result,
+                                    });
+                                }
+                            }
+                        }
+                        Some(ReplyEvent::Reconnected) => {
+                            "the connection to the broker was lost while waiting".to_string()
+                        }
+                        None => return Err(MessagingError::Closed),
+                    },
+                    _ = tokio::time::sleep_until(deadline) => {
+                        return Err(MessagingError::Timeout {
+                            target: self.target.to_string(),
+                            method: method.to_string(),
+                            timeout: self.timeout,
+                        });
+                    }
+                    _ = sleep_until_opt(monitor_deadline), if monitor_deadline.is_some() => {
+                        return Err(MessagingError::HeartbeatTimeout {
+                            target: self.target.to_string(),
+                            method: method.to_string(),
+                            timeout: monitor.unwrap_or_default(),
+                        });
+                    }
+                };
+                attempt += 1;
+                if self.retry.allows(attempt) && Instant::now() < deadline {
+                    debug!(%method, attempt, reason = %lost, "sending the call again");
+                    continue 'send;
+                }
+                return Err(MessagingError::Disconnected(format!(
+                    "{lost}; the call to '{method}' on {} may or may not have run",
+                    self.target
+                )));
+            }
+        }
+    }
+
+    /// Sends `method` without waiting for a result. Returns once the broker
+    /// has confirmed the message; fails with
+    /// [`MessagingError::Undeliverable`] when no server listens.
+    pub async fn cast<A: Serialize + ?Sized>(
+        &self,
+        ctx: &RequestContext,
+        method: &str,
+        args: &A,
+    ) -> Result<()> {
+        let unique_id = wire::new_id();
+        let body = wire::encode(
+            self.codec,
+            &OutgoingRequest {
+                method,
+                args,
+                namespace: self.target.namespace.as_deref(),
+                version: self.target.version,
+                call: None,
+                unique_id: &unique_id,
+                context: ctx,
+            },
+        )?;
+        let publication = if self.target.fanout {
+            let topology = &self.transport.inner().topology;
+            let exchange = topology.fanout_exchange(&self.target.topic);
+            Publication {
+                exchange: exchange.name.clone(),
+                declare: Some(exchange),
+                routing_key: String::new(),
+                body: body.into(),
+                content_type: self.codec.content_type().into(),
+                expiration: None,
+                mandatory: true,
+            }
+        } else {
+            self.direct_publication(body, None)
+        };
+        let deadline = Instant::now() + self.transport.send_wait().max(self.timeout);
+        let mut attempt = 0u32;
+        loop {
+            let result = match self
+                .transport
+                .inner()
+                .broker
+                .publish(&publication, deadline)
+                .await
+            {
+                Ok(confirm) => confirm.outcome().await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(PublishOutcome::Delivered) => return Ok(()),
+                Ok(PublishOutcome::Unroutable) => return Err(self.undeliverable(&publication)),
+                Ok(PublishOutcome::Nacked) => {
+                    return Err(MessagingError::Broker(format!(
+                        "the broker did not accept the cast of '{method}' to {}",
+                        self.target
+                    )));
+                }
+                Err(MessagingError::Disconnected(reason)) => {
+                    attempt += 1;
+                    if !(self.retry.allows(attempt) && Instant::now() < deadline) {
+                        return Err(MessagingError::Disconnected(reason));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn direct_publication(&self, body: Vec<u8>, expiration: Option<Duration>) -> Publication {
+        let exchange = self.transport.exchange_of(&self.target);
+        Publication {
+            declare: Some(self.transport.inner().topology.topic_exchange(&exchange)),
+            exchange,
+            routing_key: self.target.routing_key(),
+            body: Arc::from(body),
+            content_type: self.codec.content_type().into(),
+            expiration,
+            mandatory: true,
+        }
+    }
+
+    fn undeliverable(&self, publication: &Publication) -> MessagingError {
+        MessagingError::Undeliverable {
+            target: self.target.to_string(),
+            exchange: publication.exchange.clone(),
+            routing_key: publication.routing_key.clone(),
+        }
+    }
+
+    fn failure_error(&self, method: &str, failure: &str) -> MessagingError {
+        let error = RemoteError::from_failure_json(failure);
+        let target = self.target.to_string();
+        match error.class.as_str() {
+            "NoSuchMethod" => MessagingError::NoSuchMethod {
+                target,
+                method: method.to_string(),
+            },
+            "UnsupportedVersion" => MessagingError::UnsupportedVersion {
+                target,
+                version: self.target.version.unwrap_or_default().to_string(),
+                method: method.to_string(),
+            },
+            _ => MessagingError::Remote { target, error },
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Payload {
+    /// Whether the value is absent or null (a heartbeat carries none).
+    pub(crate) fn is_null(&self) -> bool {
+        match self {
+            Payload::Json(None) => true,
+            Payload::Json(Some(raw)) => raw.get() == "null",
+            Payload::MsgPack(_) => self
+                .decode_result::<Option<serde::de::IgnoredAny>>()
+                .map(|v| v.is_none())
+                .unwrap_or(false),
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Duplicate detection by `_unique_id`, made safe for at-least-once.
+//!
+//! oslo.messaging drops any request whose `_unique_id` it saw recently. With
+//! acknowledgement after dispatch that would lose work, so this filter is
+//! finer:
+//! - a duplicate of a request still running is held, and settled the way
+//!   the original is (acknowledged once the original's reply is out);
+//! - a duplicate of a finished call is answered again from a small cache of
+//!   recent replies when its reply is cached, and run again otherwise
+//!   (endpoints must be idempotent, as at-least-once delivery requires);
+//! - a duplicate of a finished cast is acknowledged and dropped.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use crate::messaging::broker::Acker;
+
+/// Finished requests remembered.
+const REMEMBERED: usize = 4096;
+/// Replies larger than this are not cached.
+const MAX_CACHED_REPLY: usize = 1 << 20;
+/// Total bytes of cached replies.
+const CACHE_BUDGET: usize = 16 << 20;
+
+/// A reply as it was published, to send again to a duplicate call.
+#[derive(Clone)]
+pub(crate) struct CachedReply {
+    pub body: Arc<[u8]>,
+}
+
+/// What to do with a request.
+pub(crate) enum Admission {
+    /// First time (or must run again): here is its acker back.
+    New(Acker),
+    /// Same request still running: its acker is held.
+    Held,
+    /// Finished before: acknowledge; send the cached reply if there is one.
+    Done(Acker, Option<CachedReply>),
+}
+
+#[derive(Default)]
+pub(crate) struct DuplicateFilter {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    in_flight: HashMap<String, Vec<Acker>>,
+    done: HashMap<String, Option<CachedReply>>,
+    order: VecDeque<String>,
+    cached_bytes: usize,
+}
+
+impl DuplicateFilter {
+    /// Classifies a request by its unique id.
+    pub(crate) fn admit(&self, unique_id: &str, acker: Acker, is_call: bool) -> Admission {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(held) = inner.in_flight.get_mut(unique_id) {
+            held.push(acker);
+            return Admission::Held;
+        }
+        if let Some(cached) = inner.done.get(unique_id) {
+            if !is_call || cached.is_some() {
+                return Admission::Done(acker, cached.clone());
+            }
+        }
+        inner.in_flight.insert(unique_id.to_string(), Vec::new());
+        Admission::New(acker)
+    }
+
+    /// Records the end of a request; returns the duplicates held meanwhile,
+    /// to be settled as the original was.
+    pub(crate) fn finish(
+        &self,
+        unique_id: &str,
+        completed: bool,
+        reply: Option<CachedReply>,
+    ) -> Vec<Acker> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let held = inner.in_flight.remove(unique_id).unwrap_or_default();
+        if completed {
+            let reply = reply.filter(|r| r.body.len() <= MAX_CACHED_REPLY);
+            inner.cached_bytes += reply.as_ref().map_or(0, |r| r.body.len());
+            if let Some(old) = inner.done.insert(unique_id.to_string(), reply) {
+                inner.cached_bytes -= old.map_or(0, |r| r.body.len());
+            } else {
+                inner.order.push_back(unique_id.to_string());
+            }
+            while inner.order.len() > REMEMBERED || inner.cached_bytes > CACHE_BUDGET {
+                let Some(oldest) = inner.order.pop_front() else {
+                    break;
+                };
+                if let Some(Some(r)) = inner.done.remove(&oldest) {
+                    inner.cached_bytes -= r.body.len();
+                }
+            }
+        }
+        held
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_duplicates_of_running_requests() {
+        let f = DuplicateFilter::default();
+        assert!(matches!(f.admit("u1", Acker::None, true), Admission::New(_)));
+        assert!(matches!(f.admit("u1", Acker::None, true), Admission::Held));
+        let held = f.finish("u1", true, None);
+        assert_eq!(held.len(), 1);
+    }
+
+    #[test]
+    fn finished_calls_are_answered_from_cache_or_run_again() {
+        let f = DuplicateFilter::default();
+        let _ = f.admit("cached", Acker::None, true);
+        f.finish(
+            "cached",
+            true,
+            Some(CachedReply {
+                body: Arc::from(&b"reply"[..]),
+            }),
+        );
+        match f.admit("cached", Acker::None, true) {
+            Admission::Done(_, Some(r)) => assert_eq!(&*r.body, b"reply"),
+            _ => panic!("expected the cached reply"),
+        }
+        let _ = f.admit("uncached", Acker::None, true);
+        f.finish("uncached", true, None);
+        assert!(matches!(f.admit("uncached", Acker::None, true), Admission::New(_)));
+    }
+
+    #[test]
+    fn finished_casts_are_dropped_and_requeued_ones_forgotten() {
+        let f = DuplicateFilter::default();
+        let _ = f.admit("cast", Acker::None, false);
+        f.finish("cast", true, None);
+        assert!(matches!(f.admit("cast", Acker::None, false), Admission::Done(_, None)));
+        let _ = f.admit("requeued", Acker::None, false);
+        f.finish("requeued", false, None);
+        assert!(matches!(f.admit("requeued", Acker::None, false), Admission::New(_)));
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let f = DuplicateFilter::default();
+        for i in 0..(REMEMBERED + 100) {
+            let id = format!("u{i}");
+            let _ = f.admit(&id, Acker::None, true);
+            f.finish(
+                &id,
+                true,
+                Some(CachedReply {
+                    body: Arc::from(vec![0u8; 8192]),
+                }),
+            );
+        }
+        let inner = f.inner.lock().expect("lock");
+        assert!(inner.done.len() <= REMEMBERED);
+        assert!(inner.cached_bytes <= CACHE_BUDGET);
+        assert_eq!(inner.done.len(), inner.order.len());
+    }
+}

@@ -1,0 +1,150 @@
+//! The client side of replies: one reply queue per transport, and a table
+//! of calls waiting for their `_msg_id`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::messaging::broker::{
+    Broker, Subscription, SubscriptionEvent, SubscriptionHandle, SubscriptionSpec,
+};
+use crate::messaging::codec::Codec;
+use crate::messaging::error::Result;
+use crate::messaging::topology::TopologyOptions;
+use crate::messaging::wire::{IncomingReply, decode_reply};
+
+/// What a waiting call can receive.
+pub(crate) enum ReplyEvent {
+    /// A reply (final, partial or a call-monitor heartbeat).
+    Reply(IncomingReply),
+    /// The reply consumer was re-established after a connection loss; a
+    /// reply sent meanwhile may be lost.
+    Reconnected,
+}
+
+type Waiters = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<ReplyEvent>>>>;
+
+/// Receives every reply of a transport and routes it to its call.
+pub(crate) struct ReplyWaiter {
+    queue: String,
+    waiters: Waiters,
+    handle: SubscriptionHandle,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ReplyWaiter {
+    /// Declares the reply queue and starts consuming it.
+    pub(crate) async fn start(broker: &Broker, topology: &TopologyOptions) -> Result<Arc<Self>> {
+        let spec = SubscriptionSpec {
+            queue: topology.reply_queue(),
+            bindings: Vec::new(),
+            prefetch: 0,
+            auto_ack: true,
+        };
+        let queue = spec.queue.name.clone();
+        let Subscription { mut events, handle } = broker.subscribe(spec).await?;
+        let waiters: Waiters = Arc::default();
+        let routes = waiters.clone();
+        let name = queue.clone();
+        let task = tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                match event {
+                    SubscriptionEvent::Delivery(delivery) => {
+                        let codec = match Codec::from_content_type(delivery.content_type.as_deref()) {
+                            Ok(codec) => codec,
+                            Err(reason) => {
+                                warn!(queue = %name, %reason, "dropped an unreadable reply");
+                                continue;
+                            }
+                        };
+                        match decode_reply(codec, delivery.body) {
+                            Ok(reply) => {
+                                let route = lock(&routes).get(&reply.msg_id).cloned();
+                                match route {
+                                    Some(tx) => {
+                                        let _ = tx.send(ReplyEvent::Reply(reply));
+                                    }
+                                    None => debug!(
+                                        msg_id = %reply.msg_id,
+                                        "reply to a call that is no longer waiting"
+                                    ),
+                                }
+                            }
+                            Err(reason) => warn!(queue = %name, %reason, "dropped an unreadable reply"),
+                        }
+                    }
+                    SubscriptionEvent::Reconnected => {
+                        for tx in lock(&routes).values() {
+                            let _ = tx.send(ReplyEvent::Reconnected);
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Arc::new(Self {
+            queue,
+            waiters,
+            handle,
+            task: Mutex::new(Some(task)),
+        }))
+    }
+
+    /// The reply queue's name (`_reply_q`).
+    pub(crate) fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// Starts waiting for replies to `msg_id`; stops when dropped.
+    pub(crate) fn register(self: &Arc<Self>, msg_id: &str) -> PendingReply {
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.waiters).insert(msg_id.to_string(), tx);
+        PendingReply {
+            rx,
+            waiter: self.clone(),
+            msg_id: msg_id.to_string(),
+        }
+    }
+
+    /// Stops consuming replies.
+    pub(crate) async fn stop(&self) {
+        self.handle.cancel().await;
+        if let Some(task) = lock(&self.task).take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for ReplyWaiter {
+    fn drop(&mut self) {
+        if let Some(task) = lock(&self.task).take() {
+            task.abort();
+        }
+    }
+}
+
+/// One call's subscription to its replies.
+pub(crate) struct PendingReply {
+    rx: mpsc::UnboundedReceiver<ReplyEvent>,
+    waiter: Arc<ReplyWaiter>,
+    msg_id: String,
+}
+
+impl PendingReply {
+    /// The next reply event; `None` when the transport closed.
+    pub(crate) async fn next(&mut self) -> Option<ReplyEvent> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for PendingReply {
+    fn drop(&mut self) {
+        lock(&self.waiter.waiters).remove(&self.msg_id);
+    }
+}

@@ -1,0 +1,555 @@
+//! The RPC server: consumes a target's queues and runs endpoint methods.
+//!
+//! Like an oslo.messaging server it listens on the shared topic queue, its
+//! own `topic.server` queue and a private queue on the topic's fanout
+//! exchange. Unlike oslo, it acknowledges a request only after the method
+//! returned and its reply was confirmed by the broker (at-least-once; the
+//! oslo behaviour is [`AckMode::BeforeDispatch`]), takes no more messages
+//! than it runs at once (prefetch = executor size), and stops gracefully:
+//! no more deliveries, received-but-not-started ones back to the queue,
+//! running ones finished and answered.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::dedup::{Admission, CachedReply, DuplicateFilter};
+use super::dispatcher::{Dispatcher, Endpoint, MethodResult};
+use crate::messaging::broker::{
+    Acker, Delivery, Publication, PublishOutcome, SubscriptionSpec,
+};
+use crate::messaging::codec::Codec;
+use crate::messaging::consumer::ConsumerGroup;
+use crate::messaging::error::{MessagingError, Result};
+use crate::messaging::failure::RemoteError;
+use crate::messaging::target::Target;
+use crate::messaging::transport::Transport;
+use crate::messaging::wire::{self, IncomingRequest, OutgoingReply, ReplyAddress};
+
+/// Default cap on request bodies (larger ones are rejected unread).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
+
+/// When a request is acknowledged to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AckMode {
+    /// After the method returned and its reply was confirmed: a server that
+    /// dies mid-request leaves the request to another server.
+    #[default]
+    AfterDispatch,
+    /// Before running it, as oslo.messaging does: a crash loses the request.
+    BeforeDispatch,
+}
+
+/// Counters of what a server did, for tests, logs and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Messages received.
+    pub received: u64,
+    /// Methods that returned a result.
+    pub succeeded: u64,
+    /// Methods that failed (endpoint errors, unknown methods, bad arguments).
+    pub failed: u64,
+    /// Messages that could not be decoded; rejected without requeue.
+    pub malformed: u64,
+    /// Messages refused unread (too large, unknown content type).
+    pub rejected: u64,
+    /// Duplicates recognised by `_unique_id`.
+    pub duplicates: u64,
+    /// Replies dropped because the caller's reply queue was gone.
+    pub replies_dropped: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    received: AtomicU64,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    malformed: AtomicU64,
+    rejected: AtomicU64,
+    duplicates: AtomicU64,
+    replies_dropped: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> ServerStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ServerStats {
+            received: get(&self.received),
+            succeeded: get(&self.succeeded),
+            failed: get(&self.failed),
+            malformed: get(&self.malformed),
+            rejected: get(&self.rejected),
+            duplicates: get(&self.duplicates),
+            replies_dropped: get(&self.replies_dropped),
+        }
+    }
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Configures an [`RpcServer`].
+pub struct RpcServerBuilder {
+    transport: Transport,
+    target: Target,
+    endpoints: Vec<Endpoint>,
+    executor_size: usize,
+    ack_mode: AckMode,
+    max_message_size: usize,
+    dead_letter_exchange: Option<String>,
+    ping: bool,
+    missing_reply_queue_timeout: Duration,
+}
+
+impl RpcServerBuilder {
+    /// Adds an endpoint; endpoints are tried in the order added.
+    #[must_use]
+    pub fn endpoint(mut self, endpoint: Endpoint) -> Self {
+        self.endpoints.push(endpoint);
+        self
+    }
+
+    /// How many requests run at once (and the prefetch of each queue).
+    /// Defaults to the number of CPUs.
+    #[must_use]
+    pub fn executor_size(mut self, size: usize) -> Self {
+        self.executor_size = size.max(1);
+        self
+    }
+
+    /// When requests are acknowledged; see [`AckMode`].
+    #[must_use]
+    pub fn ack_mode(mut self, mode: AckMode) -> Self {
+        self.ack_mode = mode;
+        self
+    }
+
+    /// Requests larger than this are rejected without being read.
+    #[must_use]
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Declares the shared queues with `x-dead-letter-exchange`, so rejected
+    /// (malformed) messages are kept there. Every peer declaring the queue
+    /// must use the same setting, or the broker refuses the declaration.
+    #[must_use]
+    pub fn dead_letter_exchange(mut self, exchange: impl Into<String>) -> Self {
+        self.dead_letter_exchange = Some(exchange.into());
+        self
+    }
+
+    /// Answers oslo's `oslo_rpc_server_ping` with `"pong"` (off by default, as oslo).
+    #[must_use]
+    pub fn ping(mut self, enabled: bool) -> Self {
+        self.ping = enabled;
+        self
+    }
+
+    /// How long a reply is retried while the caller's reply queue is missing
+    /// (e.g. while the caller reconnects), before it is dropped.
+    #[must_use]
+    pub fn missing_reply_queue_timeout(mut self, timeout: Duration) -> Self {
+        self.missing_reply_queue_timeout = timeout;
+        self
+    }
+
+    /// Declares the queues and starts serving.
+    pub async fn start(self) -> Result<RpcServer> {
+        let server = self.target.server.clone().ok_or_else(|| {
+            MessagingError::Invalid(format!(
+                "an RPC server needs a server name in its target ({})",
+                self.target
+            ))
+        })?;
+        if self.target.topic.is_empty() {
+            return Err(MessagingError::Invalid("an RPC server needs a topic".into()));
+        }
+        let transport = self.transport;
+        let exchange = transport.exchange_of(&self.target);
+        let topology = transport.inner().topology.clone();
+        let prefetch = u16::try_from(self.executor_size).unwrap_or(u16::MAX);
+        let dlx = self.dead_letter_exchange.as_deref();
+        if let Some(name) = dlx {
+            let (queue, binding) = topology.dead_letter(name);
+            transport.inner().broker.declare(&queue, &[binding]).await?;
+        }
+        let topic = &self.target.topic;
+        let specs = [
+            topology.topic_queue(&exchange, topic, dlx),
+            topology.topic_queue(&exchange, &format!("{topic}.{server}"), dlx),
+            topology.fanout_queue(topic),
+        ];
+        let ctx = Arc::new(ServerContext {
+            transport: transport.clone(),
+            dispatcher: Dispatcher::new(self.endpoints, self.ping),
+            ack_mode: self.ack_mode,
+            max_message_size: self.max_message_size,
+            missing_reply_queue_timeout: self.missing_reply_queue_timeout,
+            counters: Counters::default(),
+            duplicates: DuplicateFilter::default(),
+            gone_reply_queues: Mutex::new(HashMap::new()),
+        });
+        let mut group = ConsumerGroup::new(self.executor_size);
+        for (queue, binding) in specs {
+            let name = queue.name.clone();
+            let subscription = transport
+                .inner()
+                .broker
+                .subscribe(SubscriptionSpec {
+                    queue,
+                    bindings: vec![binding],
+                    prefetch,
+                    auto_ack: false,
+                })
+                .await?;
+            let handler_ctx = ctx.clone();
+            group.spawn(
+                name,
+                subscription,
+                Arc::new(move |delivery, permit| {
+                    let ctx = handler_ctx.clone();
+                    tokio::spawn(async move {
+                        ctx.handle(delivery).await;
+                        drop(permit);
+                    });
+                }),
+            );
+        }
+        debug!(target = %self.target, "RPC server started");
+        Ok(RpcServer {
+            group: Some(group),
+            ctx,
+        })
+    }
+}
+
+/// A running RPC server. Stop it with [`RpcServer::stop`]; dropping it stops
+/// consuming without waiting.
+pub struct RpcServer {
+    group: Option<ConsumerGroup>,
+    ctx: Arc<ServerContext>,
+}
+
+impl RpcServer {
+    /// Starts configuring a server for `target` (which needs a topic and a
+    /// server name).
+    pub fn builder(transport: &Transport, target: Target) -> RpcServerBuilder {
+        RpcServerBuilder {
+            transport: transport.clone(),
+            target,
+            endpoints: Vec::new(),
+            executor_size: std::thread::available_parallelism().map_or(1, usize::from),
+            ack_mode: AckMode::default(),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            dead_letter_exchange: None,
+            ping: false,
+            missing_reply_queue_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// What the server did so far.
+    pub fn stats(&self) -> ServerStats {
+        self.ctx.counters.snapshot()
+    }
+
+    /// Stops consuming, returns unstarted deliveries to their queues, and
+    /// waits for the requests in progress to finish and be answered.
+    pub async fn stop(mut self) {
+        if let Some(group) = self.group.take() {
+            group.stop().await;
+        }
+    }
+}
+
+impl Drop for RpcServer {
+    fn drop(&mut self) {
+        if let Some(group) = &self.group {
+            group.shutdown_token().cancel();
+        }
+    }
+}
+
+struct ServerContext {
+    transport: Transport,
+    dispatcher: Dispatcher,
+    ack_mode: AckMode,
+    max_message_size: usize,
+    missing_reply_queue_timeout: Duration,
+    counters: Counters,
+    duplicates: DuplicateFilter,
+    gone_reply_queues: Mutex<HashMap<String, Instant>>,
+}
+
+/// How the reply went.
+enum ReplyOutcome {
+    Sent(Arc<[u8]>),
+    /// The caller's queue is gone: nobody to answer, the request is done.
+    Dropped,
+    /// The broker connection failed: the request must run again.
+    Disconnected,
+}
+
+impl ServerContext {
+    async fn handle(&self, delivery: Delivery) {
+        bump(&self.counters.received);
+        let Delivery {
+            body,
+            content_type,
+            acker,
+            redelivered,
+        } = delivery;
+        if redelivered {
+            debug!("received a redelivered request");
+        }
+        if body.len() > self.max_message_size {
+            warn!(
+                size = body.len(),
+                max = self.max_message_size,
+                "rejected a message larger than max_message_size"
+            );
+            bump(&self.counters.rejected);
+            let _ = acker.reject(false).await;
+            return;
+        }
+        let codec = match Codec::from_content_type(content_type.as_deref()) {
+            Ok(codec) => codec,
+            Err(reason) => {
+                warn!(%reason, "rejected a message");
+                bump(&self.counters.rejected);
+                let _ = acker.reject(false).await;
+                return;
+            }
+        };
+        let request = match wire::decode_request(codec, body) {
+            Ok(request) => request,
+            Err(failure) => {
+                warn!(reason = %failure, "rejected a malformed message");
+                bump(&self.counters.malformed);
+                if let Some(address) = &failure.reply_to {
+                    let error = RemoteError::new("MalformedMessage", "faafo.messaging", failure.reason);
+                    self.reply(address, codec, Err(error)).await;
+                }
+                let _ = acker.reject(false).await;
+                return;
+            }
+        };
+        let acker = match &request.unique_id {
+            Some(unique_id) => {
+                match self
+                    .duplicates
+                    .admit(unique_id, acker, request.reply_to.is_some())
+                {
+                    Admission::New(acker) => acker,
+                    Admission::Held => {
+                        bump(&self.counters.duplicates);
+                        debug!(%unique_id, "duplicate of a running request held");
+                        return;
+                    }
+                    Admission::Done(acker, cached) => {
+                        bump(&self.counters.duplicates);
+                        debug!(%unique_id, "duplicate of a finished request");
+                        if let (Some(cached), Some(address)) = (cached, &request.reply_to) {
+                            self.publish_reply(address, codec, cached.body).await;
+                        }
+                        let _ = acker.ack().await;
+                        return;
+                    }
+                }
+            }
+            None => acker,
+        };
+        let acker = match self.ack_mode {
+            AckMode::BeforeDispatch => {
+                let _ = acker.ack().await;
+                None
+            }
+            AckMode::AfterDispatch => Some(acker),
+        };
+        let result = self.run(&request).await;
+        match &result {
+            Ok(_) => bump(&self.counters.succeeded),
+            Err(error) => {
+                bump(&self.counters.failed);
+                debug!(method = %request.method, %error, "method failed");
+            }
+        }
+        let (completed, cached) = match &request.reply_to {
+            None => (true, None),
+            Some(address) => match self.reply(address, request.codec, result).await {
+                ReplyOutcome::Sent(body) => (true, Some(CachedReply { body })),
+                ReplyOutcome::Dropped => (true, None),
+                ReplyOutcome::Disconnected => (false, None),
+            },
+        };
+        let held = match &request.unique_id {
+            Some(unique_id) => self.duplicates.finish(unique_id, completed, cached),
+            None => Vec::new(),
+        };
+        for acker in acker.into_iter().chain(held) {
+            settle(acker, completed).await;
+        }
+    }
+
+    /// Runs the method, sending call-monitor heartbeats if the caller asked.
+    async fn run(&self, request: &IncomingRequest) -> MethodResult {
+        let method = AssertUnwindSafe(self.dispatcher.dispatch(request))
+            .catch_unwind()
+            .map(|outcome| {
+                outcome.unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    Err(RemoteError::runtime_error(format!("the endpoint panicked: {what}")))
+                })
+            });
+        let (Some(timeout), Some(address)) = (request.monitor_timeout, &request.reply_to) else {
+            return method.await;
+        };
+        if timeout < 2 {
+            return method.await;
+        }
+        let every = Duration::from_secs_f64(timeout as f64 / 2.0);
+        let mut ticker = tokio::time::interval_at(Instant::now() + every, every);
+        let mut method = std::pin::pin!(method);
+        loop {
+            tokio::select! {
+                result = &mut method => return result,
+                _ = ticker.tick() => self.heartbeat(address, request.codec).await,
+            }
+        }
+    }
+
+    async fn heartbeat(&self, address: &ReplyAddress, codec: Codec) {
+        let unique_id = wire::new_id();
+        let body = wire::encode(
+            codec,
+            &OutgoingReply {
+                result: None,
+                failure: None,
+                ending: false,
+                msg_id: &address.msg_id,
+                unique_id: &unique_id,
+            },
+        );
+        if let Ok(body) = body {
+            let publication = reply_publication(address, codec, Arc::from(body));
+            let deadline = Instant::now() + Duration::from_secs(1);
+            if let Ok(confirm) = self.transport.inner().broker.publish(&publication, deadline).await {
+                let _ = confirm.outcome().await;
+            }
+        }
+    }
+
+    async fn reply(&self, address: &ReplyAddress, codec: Codec, result: MethodResult) -> ReplyOutcome {
+        let unique_id = wire::new_id();
+        let encode = |result: Option<&(dyn erased_serde::Serialize + Send + Sync)>, failure: Option<&str>| {
+            wire::encode(
+                codec,
+                &OutgoingReply {
+                    result,
+                    failure,
+                    ending: true,
+                    msg_id: &address.msg_id,
+                    unique_id: &unique_id,
+                },
+            )
+        };
+        let body = match &result {
+            Ok(value) => encode(Some(value.as_ref()), None),
+            Err(error) => encode(None, Some(&error.to_failure_json())),
+        };
+        let body = match body {
+            Ok(body) => body,
+            Err(e) => {
+                let error = RemoteError::type_error(format!("the result could not be encoded: {e}"));
+                match encode(None, Some(&error.to_failure_json())) {
+                    Ok(body) => body,
+                    Err(_) => return ReplyOutcome::Dropped,
+                }
+            }
+        };
+        self.publish_reply(address, codec, Arc::from(body)).await
+    }
+
+    async fn publish_reply(&self, address: &ReplyAddress, codec: Codec, body: Arc<[u8]>) -> ReplyOutcome {
+        {
+            let mut gone = self.gone_reply_queues.lock().unwrap_or_else(|p| p.into_inner());
+            gone.retain(|_, since| since.elapsed() < Duration::from_secs(60));
+            if gone.contains_key(&address.reply_q) {
+                bump(&self.counters.replies_dropped);
+                return ReplyOutcome::Dropped;
+            }
+        }
+        let publication = reply_publication(address, codec, body);
+        let give_up = Instant::now() + self.missing_reply_queue_timeout;
+        loop {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let outcome = match self.transport.inner().broker.publish(&publication, deadline).await {
+                Ok(confirm) => confirm.outcome().await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(PublishOutcome::Delivered) => return ReplyOutcome::Sent(publication.body),
+                Ok(PublishOutcome::Unroutable) if Instant::now() < give_up => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Ok(PublishOutcome::Unroutable) => {
+                    warn!(
+                        reply_queue = %address.reply_q,
+                        msg_id = %address.msg_id,
+                        "the caller's reply queue is gone; reply dropped"
+                    );
+                    self.gone_reply_queues
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(address.reply_q.clone(), Instant::now());
+                    bump(&self.counters.replies_dropped);
+                    return ReplyOutcome::Dropped;
+                }
+                Ok(PublishOutcome::Nacked) | Err(MessagingError::Disconnected(_)) | Err(MessagingError::Closed) => {
+                    warn!(msg_id = %address.msg_id, "could not send a reply; the request will run again");
+                    return ReplyOutcome::Disconnected;
+                }
+                Err(error) => {
+                    warn!(msg_id = %address.msg_id, %error, "the broker refused a reply; reply dropped");
+                    bump(&self.counters.replies_dropped);
+                    return ReplyOutcome::Dropped;
+                }
+            }
+        }
+    }
+}
+
+fn reply_publication(address: &ReplyAddress, codec: Codec, body: Arc<[u8]>) -> Publication {
+    Publication {
+        declare: None,
+        exchange: String::new(),
+        routing_key: address.reply_q.clone(),
+        body,
+        content_type: codec.content_type().into(),
+        expiration: None,
+        mandatory: true,
+    }
+}
+
+async fn settle(acker: Acker, completed: bool) {
+    let result = if completed {
+        acker.ack().await
+    } else {
+        acker.reject(true).await
+    };
+    if let Err(e) = result {
+        debug!(error = %e, "could not settle a delivery; the broker will deliver it again");
+    }
+}

@@ -1,0 +1,189 @@
+//! Test support for the workspace's tests (feature `testing`).
+//!
+//! Tests that need RabbitMQ get a virtual host of their own, created through
+//! the management API and deleted when the guard drops, so they can run in
+//! parallel on the shared broker and leave nothing behind. When RabbitMQ or
+//! its management API is not there, they fail with a message that says so.
+
+use std::time::Duration;
+
+use crate::messaging::{MessagingError, Transport, TransportUrl};
+
+/// The broker tests use: `FAAFO_TEST_TRANSPORT_URL`, by default the local
+/// RabbitMQ as guest.
+pub fn rabbit_url() -> String {
+    std::env::var("FAAFO_TEST_TRANSPORT_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/".to_string())
+}
+
+/// RabbitMQ's management API: `FAAFO_TEST_RABBIT_API`, by default on the
+/// broker's host, port 15672.
+pub fn rabbit_api() -> String {
+    std::env::var("FAAFO_TEST_RABBIT_API").unwrap_or_else(|_| {
+        let host = TransportUrl::parse(&rabbit_url())
+            .ok()
+            .and_then(|u| u.hosts.first().map(|h| h.host.clone()))
+            .unwrap_or_else(|| "127.0.0.1".into());
+        format!("http://{host}:15672")
+    })
+}
+
+/// A name no other test run uses.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A RabbitMQ virtual host that exists for one test.
+pub struct RabbitVhost {
+    name: String,
+    url: String,
+    api: String,
+    user: String,
+    password: String,
+}
+
+impl RabbitVhost {
+    /// Creates a fresh vhost and grants the test user all rights on it.
+    ///
+    /// # Panics
+    /// When RabbitMQ's management API cannot be reached or refuses: the
+    /// message names what is missing and how to start it.
+    pub async fn create() -> Self {
+        let base = TransportUrl::parse(&rabbit_url())
+            .unwrap_or_else(|e| panic!("FAAFO_TEST_TRANSPORT_URL is not usable: {e}"));
+        let host = base
+            .hosts
+            .first()
+            .cloned()
+            .unwrap_or_else(|| panic!("FAAFO_TEST_TRANSPORT_URL names no host"));
+        let name = unique_name("faafo-test");
+        let api = rabbit_api();
+        let client = reqwest::Client::new();
+        let put = |path: String, body: serde_json::Value| {
+            client
+                .put(format!("{api}{path}"))
+                .basic_auth(&host.username, Some(&host.password))
+                .json(&body)
+                .timeout(Duration::from_secs(10))
+                .send()
+        };
+        let explain = |what: &str, e: &dyn std::fmt::Display| -> ! {
+            panic!(
+                "RabbitMQ is needed for this test but {what} failed at {api}: {e}. \
+                 Start RabbitMQ (`rabbitmq-server -detached`) with its management plugin \
+                 (`rabbitmq-plugins enable rabbitmq_management`), or point \
+                 FAAFO_TEST_TRANSPORT_URL / FAAFO_TEST_RABBIT_API at one."
+            )
+        };
+        for (what, path, body) in [
+            ("creating a vhost", format!("/api/vhosts/{name}"), serde_json::json!({})),
+            (
+                "granting permissions",
+                format!("/api/permissions/{name}/{}", host.username),
+                serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"}),
+            ),
+        ] {
+            match put(path, body).await {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => explain(what, &format!("HTTP {}", r.status())),
+                Err(e) => explain(what, &e),
+            }
+        }
+        let url = format!(
+            "amqp://{}:{}@{}:{}/{name}",
+            percent_encoding::utf8_percent_encode(&host.username, percent_encoding::NON_ALPHANUMERIC),
+            percent_encoding::utf8_percent_encode(&host.password, percent_encoding::NON_ALPHANUMERIC),
+            host.host,
+            host.port
+        );
+        Self {
+            name,
+            url,
+            api,
+            user: host.username,
+            password: host.password,
+        }
+    }
+
+    /// The vhost's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// An AMQP URL into this vhost.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The management API's view of one queue (arguments, flags, counts),
+    /// or `None` if it does not exist.
+    pub async fn queue_info(&self, queue: &str) -> Option<serde_json::Value> {
+        let response = reqwest::Client::new()
+            .get(format!("{}/api/queues/{}/{queue}", self.api, self.name))
+            .basic_auth(&self.user, Some(&self.password))
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.json().await.ok()
+    }
+
+    /// Names of the queues in the vhost.
+    pub async fn queue_names(&self) -> Vec<String> {
+        let Ok(response) = reqwest::Client::new()
+            .get(format!("{}/api/queues/{}", self.api, self.name))
+            .basic_auth(&self.user, Some(&self.password))
+            .send()
+            .await
+        else {
+            return Vec::new();
+        };
+        let list: Vec<serde_json::Value> = response.json().await.unwrap_or_default();
+        list.iter()
+            .filter_map(|q| q["name"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+impl Drop for RabbitVhost {
+    fn drop(&mut self) {
+        let url = format!("{}/api/vhosts/{}", self.api, self.name);
+        let (user, password) = (self.user.clone(), self.password.clone());
+        // The blocking client cannot run on a runtime thread: use our own.
+        let deleted = std::thread::spawn(move || {
+            reqwest::blocking::Client::new()
+                .delete(url)
+                .basic_auth(user, Some(password))
+                .timeout(Duration::from_secs(10))
+                .send()
+        })
+        .join();
+        if !matches!(deleted, Ok(Ok(ref r)) if r.status().is_success()) {
+            eprintln!("warning: could not delete test vhost {}", self.name);
+        }
+    }
+}
+
+/// Publishes raw bytes, bypassing the RPC layer (to test bad input).
+pub async fn publish_raw(
+    transport: &Transport,
+    exchange: &str,
+    routing_key: &str,
+    body: Vec<u8>,
+    content_type: &str,
+) -> Result<(), MessagingError> {
+    let publication = crate::messaging::testing_support::publication(
+        exchange,
+        routing_key,
+        body,
+        content_type.to_string(),
+    );
+    crate::messaging::testing_support::publish(transport, publication).await
+}
+
+/// Ready messages in a queue, `None` if it does not exist.
+pub async fn queue_depth(transport: &Transport, queue: &str) -> Result<Option<usize>, MessagingError> {
+    crate::messaging::testing_support::queue_depth(transport, queue).await
+}
