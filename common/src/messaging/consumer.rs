@@ -1,10 +1,10 @@
 //! Consuming with bounded concurrency and a graceful stop, shared by the
 //! RPC server and the notification listener.
 //!
-//! Each subscription gets a loop that takes a permit of the group's
-//! semaphore (its executor) before it takes a delivery, so no more than
-//! `size` messages are handled at once; the prefetch keeps the broker from
-//! pushing many more. Stopping cancels the consumers, puts the deliveries
+//! Each subscription gets a loop that hands each delivery to the handler
+//! once it holds a permit of the group's semaphore (its executor), so no
+//! more than `size` messages are handled at once; the prefetch keeps the
+//! broker from pushing many more. Stopping cancels the consumers, puts the deliveries
 //! that were received but not started back in their queues, and waits for
 //! the ones in progress.
 
@@ -47,21 +47,28 @@ impl ConsumerGroup {
         self.loops.spawn(async move {
             let Subscription { mut events, handle } = subscription;
             loop {
-                let permit = tokio::select! {
-                    biased;
-                    _ = shutdown.cancelled() => break,
-                    permit = semaphore.clone().acquire_owned() => match permit {
-                        Ok(p) => p,
-                        Err(_) => break,
-                    },
-                };
                 let event = tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => break,
                     event = events.recv() => event,
                 };
                 match event {
-                    Some(SubscriptionEvent::Delivery(delivery)) => handler(delivery, permit),
+                    Some(SubscriptionEvent::Delivery(delivery)) => {
+                        // A permit is taken only once there is work, so idle
+                        // queues of the group never starve busy ones.
+                        let permit = tokio::select! {
+                            biased;
+                            _ = shutdown.cancelled() => {
+                                let _ = delivery.acker.reject(true).await;
+                                break;
+                            }
+                            permit = semaphore.clone().acquire_owned() => match permit {
+                                Ok(p) => p,
+                                Err(_) => break,
+                            },
+                        };
+                        handler(delivery, permit);
+                    }
                     Some(SubscriptionEvent::Reconnected) => {
                         debug!(queue = %name, "consumer re-established after reconnect");
                     }

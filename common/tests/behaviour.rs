@@ -1,0 +1,626 @@
+//! One behavioural suite, run against `memory://` and against RabbitMQ
+//! (`FAAFO_TEST_TRANSPORT_URL`, default the local broker; each test gets a
+//! vhost of its own). The same assertions hold on both: the memory
+//! transport is not allowed to behave differently.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use faafo_common::messaging::*;
+use faafo_common::testing::{RabbitVhost, publish_raw, queue_depth, unique_name};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+struct Env {
+    url: String,
+    _vhost: Option<RabbitVhost>,
+}
+
+impl Env {
+    async fn memory() -> Self {
+        Self {
+            url: format!("memory:///{}", unique_name("behaviour")),
+            _vhost: None,
+        }
+    }
+
+    async fn rabbit() -> Self {
+        let vhost = RabbitVhost::create().await;
+        Self {
+            url: vhost.url().to_string(),
+            _vhost: Some(vhost),
+        }
+    }
+
+    async fn transport(&self) -> Transport {
+        match Transport::connect(&self.url).await {
+            Ok(t) => t,
+            Err(e) => panic!("cannot connect to {}: {e}", redact_url(&self.url)),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    counter: AtomicUsize,
+    running: AtomicUsize,
+    max_running: AtomicUsize,
+    started: tokio::sync::Notify,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EchoArgs {
+    value: Value,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SleepArgs {
+    ms: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FailArgs {
+    message: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Blob {
+    #[serde(with = "faafo_common::messaging::bytes")]
+    data: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Empty {}
+
+fn service(server: &str, shared: Arc<Shared>) -> Endpoint {
+    let name = server.to_string();
+    let count = shared.clone();
+    let slow = shared.clone();
+    Endpoint::new()
+        .version(Version::new(1, 3))
+        .method("echo", |_ctx, args: EchoArgs| async move { Ok::<_, RemoteError>(args.value) })
+        .method("blob", |_ctx, args: Blob| async move {
+            Ok::<_, RemoteError>(Blob {
+                data: args.data.iter().rev().copied().collect(),
+            })
+        })
+        .method("whoami", move |_ctx, _: Empty| {
+            let name = name.clone();
+            async move { Ok::<_, RemoteError>(name) }
+        })
+        .method("request_id", |ctx: RequestContext, _: Empty| async move {
+            Ok::<_, RemoteError>(ctx.request_id().map(str::to_string))
+        })
+        .method("fail", |_ctx, args: FailArgs| async move {
+            Err::<(), _>(RemoteError::value_error(args.message))
+        })
+        .method("panic", |_ctx, _: Empty| async move {
+            if true {
+                panic!("endpoint bug");
+            }
+            Ok::<(), RemoteError>(())
+        })
+        .method("count", move |_ctx, _: Empty| {
+            let shared = count.clone();
+            async move { Ok::<_, RemoteError>(shared.counter.fetch_add(1, Ordering::SeqCst) + 1) }
+        })
+        .method("sleep", move |_ctx, args: SleepArgs| {
+            let shared = slow.clone();
+            async move {
+                let now = shared.running.fetch_add(1, Ordering::SeqCst) + 1;
+                shared.max_running.fetch_max(now, Ordering::SeqCst);
+                shared.started.notify_waiters();
+                tokio::time::sleep(Duration::from_millis(args.ms)).await;
+                shared.running.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, RemoteError>(args.ms)
+            }
+        })
+}
+
+async fn start_server(transport: &Transport, topic: &str, server: &str, shared: Arc<Shared>) -> RpcServer {
+    RpcServer::builder(transport, Target::topic(topic).with_server(server))
+        .endpoint(service(server, shared))
+        .executor_size(4)
+        .start()
+        .await
+        .expect("server starts")
+}
+
+fn ctx() -> RequestContext {
+    RequestContext::with_new_request_id()
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+// ------------------------------------------------------------------ tests
+
+async fn call_returns_a_typed_result(env: Env) {
+    let t = env.transport().await;
+    let server = start_server(&t, "calc", "h1", Arc::default()).await;
+    let client = RpcClient::new(&t, Target::topic("calc"));
+    let value = json!({"nested": [1, 2.5, "three", null, {"x": true}]});
+    let back: Value = client.call(&ctx(), "echo", &EchoArgs { value: value.clone() }).await.expect("call");
+    assert_eq!(back, value);
+    server.stop().await;
+    t.close().await;
+}
+
+async fn the_request_context_reaches_the_endpoint(env: Env) {
+    let t = env.transport().await;
+    let server = start_server(&t, "ctx", "h1", Arc::default()).await;
+    let client = RpcClient::new(&t, Target::topic("ctx"));
+    let id: Option<String> = client
+        .call(&RequestContext::new().with_request_id("req-abc"), "request_id", &Empty {})
+        .await
+        .expect("call");
+    assert_eq!(id.as_deref(), Some("req-abc"));
+    server.stop().await;
+}
+
+async fn casts_run_and_are_confirmed(env: Env) {
+    let t = env.transport().await;
+    let shared = Arc::new(Shared::default());
+    let server = start_server(&t, "casts", "h1", shared.clone()).await;
+    let client = RpcClient::new(&t, Target::topic("casts"));
+    for _ in 0..20 {
+        client.cast(&ctx(), "count", &Empty {}).await.expect("cast");
+    }
+    eventually("20 casts ran", async || shared.counter.load(Ordering::SeqCst) == 20).await;
+    server.stop().await;
+}
+
+async fn fanout_casts_reach_every_server(env: Env) {
+    let t = env.transport().await;
+    let (a, b) = (Arc::new(Shared::default()), Arc::new(Shared::default()));
+    let sa = start_server(&t, "fan", "a", a.clone()).await;
+    let t2 = env.transport().await;
+    let sb = start_server(&t2, "fan", "b", b.clone()).await;
+    let client = RpcClient::new(&t, Target::topic("fan")).fanout(true);
+    client.cast(&ctx(), "count", &Empty {}).await.expect("fanout cast");
+    eventually("both servers got the fanout", async || {
+        a.counter.load(Ordering::SeqCst) == 1 && b.counter.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let err = client.call::<_, Value>(&ctx(), "count", &Empty {}).await.expect_err("no fanout call");
+    assert!(matches!(err, MessagingError::Invalid(_)), "{err}");
+    sa.stop().await;
+    sb.stop().await;
+}
+
+async fn calls_can_address_one_server(env: Env) {
+    let t = env.transport().await;
+    let sa = start_server(&t, "pick", "a", Arc::default()).await;
+    let sb = start_server(&t, "pick", "b", Arc::default()).await;
+    let client = RpcClient::new(&t, Target::topic("pick"));
+    for server in ["a", "b", "b", "a"] {
+        let who: String = client.prepare().server(server).call(&ctx(), "whoami", &Empty {}).await.expect("call");
+        assert_eq!(who, server);
+    }
+    sa.stop().await;
+    sb.stop().await;
+}
+
+async fn nobody_listening_fails_at_once(env: Env) {
+    let t = env.transport().await;
+    let client = RpcClient::new(&t, Target::topic("nobody-here")).timeout(Duration::from_secs(30));
+    let started = Instant::now();
+    let err = client.call::<_, Value>(&ctx(), "echo", &EchoArgs { value: json!(1) }).await.expect_err("fails");
+    assert!(matches!(err, MessagingError::Undeliverable { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    let err = client.cast(&ctx(), "echo", &EchoArgs { value: json!(1) }).await.expect_err("fails");
+    assert!(matches!(err, MessagingError::Undeliverable { .. }), "{err}");
+    let err = client.prepare().fanout(true).cast(&ctx(), "echo", &Empty {}).await.expect_err("fails");
+    assert!(matches!(err, MessagingError::Undeliverable { .. }), "{err}");
+}
+
+async fn slow_servers_time_out(env: Env) {
+    let t = env.transport().await;
+    let server = start_server(&t, "slow", "h1", Arc::default()).await;
+    let client = RpcClient::new(&t, Target::topic("slow")).timeout(Duration::from_millis(300));
+    let started = Instant::now();
+    let err = client.call::<_, u64>(&ctx(), "sleep", &SleepArgs { ms: 1500 }).await.expect_err("times out");
+    assert!(matches!(err, MessagingError::Timeout { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_millis(1200));
+    server.stop().await;
+}
+
+async fn remote_errors_keep_class_module_and_message(env: Env) {
+    let t = env.transport().await;
+    let server = start_server(&t, "errs", "h1", Arc::default()).await;
+    let client = RpcClient::new(&t, Target::topic("errs"));
+    match client.call::<_, Value>(&ctx(), "fail", &FailArgs { message: "bad width".into() }).await {
+        Err(MessagingError::Remote { error, .. }) => {
+            assert_eq!(error.class, "ValueError");
+            assert_eq!(error.module, "builtins");
+            assert_eq!(error.message, "bad width");
+        }
+        other => panic!("expected a remote error, got {other:?}"),
+    }
+    match client.call::<_, Value>(&ctx(), "panic", &Empty {}).await {
+        Err(MessagingError::Remote { error, .. }) => assert!(error.message.contains("endpoint bug")),
+        other => panic!("expected a remote error, got {other:?}"),
+    }
+    match client.call::<_, Value>(&ctx(), "echo", &json!({"wrong": 1})).await {
+        Err(MessagingError::Remote { error, .. }) => {
+            assert_eq!(error.class, "TypeError");
+            assert!(error.message.contains("missing field `value`"), "{}", error.message);
+        }
+        other => panic!("expected a TypeError, got {other:?}"),
+    }
+    // The server is still serving.
+    let v: Value = client.call(&ctx(), "echo", &EchoArgs { value: json!("ok") }).await.expect("call");
+    assert_eq!(v, json!("ok"));
+    server.stop().await;
+}
+
+async fn unknown_methods_and_versions_are_typed_errors(env: Env) {
+    let t = env.transport().await;
+    let server = start_server(&t, "disp", "h1", Arc::default()).await;
+    let client = RpcClient::new(&t, Target::topic("disp"));
+    let err = client.call::<_, Value>(&ctx(), "nope", &Empty {}).await.expect_err("fails");
+    assert!(matches!(&err, MessagingError::NoSuchMethod { method, .. } if method == "nope"), "{err}");
+    let err = client.call::<_, Value>(&ctx(), "_private", &Empty {}).await.expect_err("fails");
+    assert!(matches!(err, MessagingError::NoSuchMethod { .. }), "{err}");
+    // Same major, older or equal minor: served.
+    let v: Value = client
+        .prepare()
+        .version(Version::new(1, 2))
+        .call(&ctx(), "echo", &EchoArgs { value: json!(1) })
+        .await
+        .expect("1.2 is served by 1.3");
+    assert_eq!(v, json!(1));
+    for version in [Version::new(1, 4), Version::new(2, 0)] {
+        let err = client
+            .prepare()
+            .version(version)
+            .call::<_, Value>(&ctx(), "echo", &EchoArgs { value: json!(1) })
+            .await
+            .expect_err("fails");
+        assert!(matches!(err, MessagingError::UnsupportedVersion { .. }), "{err}");
+    }
+    let err = client
+        .prepare()
+        .namespace("other")
+        .call::<_, Value>(&ctx(), "echo", &EchoArgs { value: json!(1) })
+        .await
+        .expect_err("fails");
+    assert!(matches!(err, MessagingError::UnsupportedVersion { .. }), "{err}");
+    let err = client.call::<_, String>(&ctx(), "echo", &EchoArgs { value: json!(5) }).await.expect_err("type");
+    assert!(matches!(err, MessagingError::Decode(_)), "{err}");
+    server.stop().await;
+}
+
+async fn many_calls_in_flight_get_their_own_replies(env: Env) {
+    let t = env.transport().await;
+    let server = start_server(&t, "many", "h1", Arc::default()).await;
+    let client = RpcClient::new(&t, Target::topic("many"));
+    let calls = (0..200).map(|i| {
+        let client = client.clone();
+        async move {
+            let v: Value = client.call(&ctx(), "echo", &EchoArgs { value: json!(i) }).await.expect("call");
+            assert_eq!(v, json!(i));
+        }
+    });
+    futures_util::future::join_all(calls).await;
+    server.stop().await;
+}
+
+async fn concurrency_is_bounded_by_the_executor(env: Env) {
+    let t = env.transport().await;
+    let shared = Arc::new(Shared::default());
+    let server = RpcServer::builder(&t, Target::topic("bounded").with_server("h1"))
+        .endpoint(service("h1", shared.clone()))
+        .executor_size(2)
+        .start()
+        .await
+        .expect("server");
+    let client = RpcClient::new(&t, Target::topic("bounded"));
+    let calls = (0..6).map(|_| {
+        let client = client.clone();
+        async move { client.call::<_, u64>(&ctx(), "sleep", &SleepArgs { ms: 150 }).await.expect("call") }
+    });
+    futures_util::future::join_all(calls).await;
+    assert_eq!(shared.max_running.load(Ordering::SeqCst), 2);
+    server.stop().await;
+}
+
+async fn stopping_finishes_running_calls_and_requeues_the_rest(env: Env) {
+    let t = env.transport().await;
+    let shared = Arc::new(Shared::default());
+    let server = RpcServer::builder(&t, Target::topic("stop").with_server("h1"))
+        .endpoint(service("h1", shared.clone()))
+        .executor_size(1)
+        .start()
+        .await
+        .expect("server");
+    let client = RpcClient::new(&t, Target::topic("stop")).timeout(Duration::from_secs(20));
+    let started = shared.started.notified();
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.call::<_, u64>(&ctx(), "sleep", &SleepArgs { ms: 300 }).await })
+        })
+        .collect();
+    started.await;
+    server.stop().await;
+    // One call ran to completion during stop; the other two wait in the queue
+    // for the next server.
+    let next = start_server(&t, "stop", "h2", shared.clone()).await;
+    for call in calls {
+        assert_eq!(call.await.expect("join").expect("call"), 300);
+    }
+    next.stop().await;
+}
+
+async fn a_request_whose_server_dies_is_served_by_another(env: Env) {
+    let dying = env.transport().await;
+    let shared = Arc::new(Shared::default());
+    let _server = start_server(&dying, "crash", "dying", shared.clone()).await;
+    let t = env.transport().await;
+    let client = RpcClient::new(&t, Target::topic("crash")).timeout(Duration::from_secs(20));
+    let started = shared.started.notified();
+    let call = tokio::spawn(async move { client.call::<_, u64>(&ctx(), "sleep", &SleepArgs { ms: 2000 }).await });
+    started.await;
+    // The connection of the server goes away mid-request (as when its
+    // process dies): the broker delivers the request again.
+    dying.close().await;
+    let survivor = start_server(&t, "crash", "survivor", Arc::new(Shared::default())).await;
+    assert_eq!(call.await.expect("join").expect("served by the survivor"), 2000);
+    survivor.stop().await;
+}
+
+async fn messagepack_carries_raw_bytes(env: Env) {
+    let t = env.transport().await;
+    let server = start_server(&t, "mp", "h1", Arc::default()).await;
+    let blob = Blob {
+        data: (0..=255u8).collect(),
+    };
+    for codec in [Codec::Json, Codec::MsgPack] {
+        let client = RpcClient::new(&t, Target::topic("mp")).codec(codec);
+        let back: Blob = client.call(&ctx(), "blob", &blob).await.expect("call");
+        assert_eq!(back.data, blob.data.iter().rev().copied().collect::<Vec<_>>());
+    }
+    server.stop().await;
+}
+
+async fn call_monitor_heartbeats_keep_long_calls_alive(env: Env) {
+    let t = env.transport().await;
+    let server = start_server(&t, "hb", "h1", Arc::default()).await;
+    let client = RpcClient::new(&t, Target::topic("hb"))
+        .timeout(Duration::from_secs(20))
+        .call_monitor_timeout(Some(Duration::from_secs(2)));
+    let ms: u64 = client.call(&ctx(), "sleep", &SleepArgs { ms: 3500 }).await.expect("heartbeats kept it alive");
+    assert_eq!(ms, 3500);
+    server.stop().await;
+    // The queue is still there but nobody consumes: no heartbeat comes.
+    let started = Instant::now();
+    let err = client.call::<_, u64>(&ctx(), "sleep", &SleepArgs { ms: 1 }).await.expect_err("fails");
+    assert!(matches!(err, MessagingError::HeartbeatTimeout { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+async fn bad_messages_are_answered_rejected_and_never_requeued(env: Env) {
+    let t = env.transport().await;
+    let shared = Arc::new(Shared::default());
+    let dlx = unique_name("dead");
+    let server = RpcServer::builder(&t, Target::topic("bad").with_server("h1"))
+        .endpoint(service("h1", shared.clone()))
+        .dead_letter_exchange(dlx.clone())
+        .max_message_size(64 * 1024)
+        .start()
+        .await
+        .expect("server");
+    let exchange = DEFAULT_EXCHANGE;
+    let json = "application/json";
+    let bodies: Vec<(Vec<u8>, &str)> = vec![
+        (b"\x00\x01garbage".to_vec(), json),
+        (b"{\"oslo.version\": \"9.0\", \"oslo.message\": \"{}\"}".to_vec(), json),
+        (json!({"oslo.version": "2.0", "oslo.message": "{\"method\": 7}"}).to_string().into_bytes(), json),
+        (json!({"method": "echo", "args": "not a dict"}).to_string().into_bytes(), json),
+        (b"{}".to_vec(), "text/plain"),
+        (vec![b' '; 100 * 1024], json),
+    ];
+    let n = bodies.len();
+    for (body, content_type) in bodies {
+        publish_raw(&t, exchange, "bad", body, content_type).await.expect("raw publish");
+    }
+    eventually("the server rejected every bad message", async || {
+        let s = server.stats();
+        s.malformed + s.rejected == n as u64
+    })
+    .await;
+    eventually("every bad message was dead-lettered", async || {
+        queue_depth(&t, &dlx).await.ok().flatten() == Some(n)
+    })
+    .await;
+    assert_eq!(queue_depth(&t, "bad").await.expect("depth"), Some(0), "nothing requeued");
+    // The server keeps serving (and ignores unknown keyword arguments).
+    let client = RpcClient::new(&t, Target::topic("bad"));
+    match client.call::<_, Value>(&ctx(), "echo", &json!({"value": 1, "extra": [1]})).await {
+        Ok(v) => assert_eq!(v, json!(1)),
+        Err(e) => panic!("a good call after bad ones must work: {e}"),
+    }
+    assert_eq!(server.stats().received, n as u64 + 1);
+    server.stop().await;
+}
+
+async fn malformed_calls_get_an_error_reply(env: Env) {
+    let t = env.transport().await;
+    let server = start_server(&t, "badcall", "h1", Arc::default()).await;
+    // A client that sends a call whose method is not a string: the server
+    // cannot dispatch it but knows where to answer.
+    let client = RpcClient::new(&t, Target::topic("badcall")).timeout(Duration::from_secs(5));
+    let err = client.call::<_, Value>(&ctx(), "", &Empty {}).await.expect_err("fails");
+    match err {
+        MessagingError::Remote { error, .. } => assert_eq!(error.class, "MalformedMessage"),
+        other => panic!("expected a MalformedMessage error, got {other}"),
+    }
+    assert_eq!(server.stats().malformed, 1);
+    server.stop().await;
+}
+
+async fn duplicates_run_once(env: Env) {
+    let t = env.transport().await;
+    let shared = Arc::new(Shared::default());
+    let server = start_server(&t, "dup", "h1", shared.clone()).await;
+    let inner = json!({"method": "count", "args": {}, "_unique_id": "0123456789abcdef0123456789abcdef"});
+    let body = json!({"oslo.version": "2.0", "oslo.message": inner.to_string()}).to_string();
+    for _ in 0..3 {
+        publish_raw(&t, DEFAULT_EXCHANGE, "dup", body.clone().into_bytes(), "application/json")
+            .await
+            .expect("publish");
+    }
+    eventually("all three were seen", async || server.stats().received == 3).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(shared.counter.load(Ordering::SeqCst), 1);
+    assert_eq!(server.stats().duplicates, 2);
+    server.stop().await;
+}
+
+async fn notifications_reach_listeners_and_pools(env: Env) {
+    let t = env.transport().await;
+    let notifier = Notifier::new(&t, "faafo.test.h1");
+    // Sent before anyone listens: the notifier's queue keeps it.
+    notifier
+        .info(&ctx(), "fractal.rendered", &json!({"uuid": "early"}))
+        .await
+        .expect("notify");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let listener = NotificationListener::builder(&t)
+        .start(move |n: Notification| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(n);
+                NotificationResult::Handled
+            }
+        })
+        .await
+        .expect("listener");
+    let early = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("in time").expect("one");
+    assert_eq!(early.event_type, "fractal.rendered");
+    assert_eq!(early.priority, "INFO");
+    assert_eq!(early.publisher_id, "faafo.test.h1");
+    assert_eq!(early.payload, json!({"uuid": "early"}));
+    assert!(early.context.request_id().is_some());
+    notifier
+        .error(&RequestContext::new().with_request_id("req-n"), "fractal.failed", &json!({"why": "x"}))
+        .await
+        .expect("notify");
+    let failed = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("in time").expect("one");
+    assert_eq!(failed.priority, "ERROR");
+    assert_eq!(failed.context.request_id(), Some("req-n"));
+    listener.stop().await;
+
+    // Two listeners in one pool share; a listener in another pool sees all.
+    let counts: Arc<[AtomicUsize; 3]> = Arc::new(Default::default());
+    let mut listeners = Vec::new();
+    for (i, pool) in ["workers", "workers", "audit"].into_iter().enumerate() {
+        let counts = counts.clone();
+        listeners.push(
+            NotificationListener::builder(&t)
+                .pool(pool)
+                .priorities(vec![Priority::Info])
+                .start(move |_n| {
+                    counts[i].fetch_add(1, Ordering::SeqCst);
+                    async { NotificationResult::Handled }
+                })
+                .await
+                .expect("listener"),
+        );
+    }
+    for i in 0..10 {
+        notifier.info(&ctx(), "tick", &json!({"i": i})).await.expect("notify");
+    }
+    eventually("pools got their share", async || {
+        let pool = counts[0].load(Ordering::SeqCst) + counts[1].load(Ordering::SeqCst);
+        pool == 10 && counts[2].load(Ordering::SeqCst) == 10
+    })
+    .await;
+    for l in listeners {
+        l.stop().await;
+    }
+}
+
+/// Only RabbitMQ has a management API to compare declarations with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_declares_oslo_topology() {
+    let env = Env::rabbit().await;
+    let t = env.transport().await;
+    let server = start_server(&t, "topo", "h1", Arc::default()).await;
+    let client = RpcClient::new(&t, Target::topic("topo"));
+    let _: Value = client.call(&ctx(), "echo", &EchoArgs { value: json!(1) }).await.expect("call");
+    let vhost = env._vhost.as_ref().expect("rabbit");
+    for name in ["topo", "topo.h1"] {
+        let q = vhost.queue_info(name).await.unwrap_or_else(|| panic!("queue {name}"));
+        assert_eq!(q["durable"], json!(false), "{name}");
+        assert_eq!(q["auto_delete"], json!(false), "{name}");
+        assert_eq!(q["arguments"], json!({}), "{name}");
+    }
+    let names = vhost.queue_names().await;
+    let fanout = names.iter().find(|n| n.starts_with("topo_fanout_")).expect("fanout queue");
+    let reply = names.iter().find(|n| n.starts_with("reply_")).expect("reply queue");
+    for name in [fanout, reply] {
+        let q = vhost.queue_info(name).await.expect("queue");
+        assert_eq!(q["arguments"], json!({"x-expires": 1_800_000}), "{name}");
+        assert_eq!(q["durable"], json!(false));
+        assert_eq!(hex_suffix(name).len(), 32, "{name}");
+    }
+    server.stop().await;
+}
+
+fn hex_suffix(name: &str) -> &str {
+    name.rsplit('_').next().unwrap_or_default()
+}
+
+macro_rules! on_both_transports {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Env::memory().await).await;
+                }
+            )*
+        }
+        mod rabbitmq {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Env::rabbit().await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_transports!(
+    call_returns_a_typed_result,
+    the_request_context_reaches_the_endpoint,
+    casts_run_and_are_confirmed,
+    fanout_casts_reach_every_server,
+    calls_can_address_one_server,
+    nobody_listening_fails_at_once,
+    slow_servers_time_out,
+    remote_errors_keep_class_module_and_message,
+    unknown_methods_and_versions_are_typed_errors,
+    many_calls_in_flight_get_their_own_replies,
+    concurrency_is_bounded_by_the_executor,
+    stopping_finishes_running_calls_and_requeues_the_rest,
+    a_request_whose_server_dies_is_served_by_another,
+    messagepack_carries_raw_bytes,
+    call_monitor_heartbeats_keep_long_calls_alive,
+    bad_messages_are_answered_rejected_and_never_requeued,
+    malformed_calls_get_an_error_reply,
+    duplicates_run_once,
+    notifications_reach_listeners_and_pools,
+);
