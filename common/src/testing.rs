@@ -187,3 +187,161 @@ pub async fn publish_raw(
 pub async fn queue_depth(transport: &Transport, queue: &str) -> Result<Option<usize>, MessagingError> {
     crate::messaging::testing_support::queue_depth(transport, queue).await
 }
+
+/// A RabbitMQ node of a test's own (own ports, node name and data
+/// directory, on 127.0.0.1), for tests that restart the broker. Never the
+/// shared one other tests use. Stopped and removed when dropped.
+pub struct PrivateRabbit {
+    node: String,
+    port: u16,
+    dir: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+/// Where Debian installs RabbitMQ's scripts (`FAAFO_RABBITMQ_SBIN` overrides).
+fn rabbit_sbin() -> std::path::PathBuf {
+    std::env::var_os("FAAFO_RABBITMQ_SBIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/usr/lib/rabbitmq/bin".into())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free TCP port: {e}"))
+}
+
+impl PrivateRabbit {
+    /// Starts a node and waits until it accepts connections (blocking; call
+    /// it from `spawn_blocking` in async tests).
+    ///
+    /// # Panics
+    /// When RabbitMQ is not installed or the node does not start; the
+    /// message says which and where its logs are.
+    pub fn start() -> Self {
+        let sbin = rabbit_sbin();
+        let server = sbin.join("rabbitmq-server");
+        assert!(
+            server.exists(),
+            "this test starts a RabbitMQ node of its own but {} is missing: install the \
+             rabbitmq-server package or set FAAFO_RABBITMQ_SBIN",
+            server.display()
+        );
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let node = format!("faafo-test-{}@localhost", &id[..12]);
+        let dir = std::env::temp_dir().join(format!("faafo-rabbit-{}", &id[..12]));
+        std::fs::create_dir_all(&dir).expect("node directory");
+        std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("plugins file");
+        std::fs::write(dir.join("rabbitmq.conf"), "loopback_users = none\n").expect("config");
+        std::fs::write(dir.join("rabbitmq-env.conf"), "").expect("env file");
+        let port = free_port();
+        let dist_port = free_port();
+        let log = std::fs::File::create(dir.join("server.log")).expect("log file");
+        let child = std::process::Command::new(&server)
+            .current_dir(&dir)
+            .env("RABBITMQ_NODENAME", &node)
+            .env("RABBITMQ_NODE_PORT", port.to_string())
+            .env("RABBITMQ_DIST_PORT", dist_port.to_string())
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", dir.join("log"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
+            .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq.conf"))
+            .env("RABBITMQ_CONF_ENV_FILE", dir.join("rabbitmq-env.conf"))
+            .env("RABBITMQ_PID_FILE", dir.join("pid"))
+            .stdout(log.try_clone().map(std::process::Stdio::from).unwrap_or_else(|_| std::process::Stdio::null()))
+            .stderr(std::process::Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", server.display()));
+        let mut rabbit = Self {
+            node,
+            port,
+            dir,
+            child,
+        };
+        rabbit.wait_until_booted();
+        rabbit
+    }
+
+    /// Polls until the node has registered and booted (up to 90 s).
+    fn wait_until_booted(&mut self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+                panic!(
+                    "the test's RabbitMQ node exited ({status}) while starting:\n{}",
+                    log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            let booted = std::process::Command::new(rabbit_sbin().join("rabbitmqctl"))
+                .arg("-n")
+                .arg(&self.node)
+                .args(["await_startup", "--timeout", "10"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if booted {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the test's RabbitMQ node {} did not boot within 90 s (log: {})",
+                self.node,
+                self.dir.join("server.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// An AMQP URL to the node (guest/guest).
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/", self.port)
+    }
+
+    /// The node's AMQP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `rabbitmqctl stop_app`: every connection drops, transient queues go.
+    pub fn stop_app(&self) {
+        self.ctl(&["stop_app"]);
+    }
+
+    /// `rabbitmqctl start_app`.
+    pub fn start_app(&self) {
+        self.ctl(&["start_app"]);
+        self.ctl(&["await_startup", "--timeout", "60"]);
+    }
+
+    fn ctl(&self, args: &[&str]) {
+        let out = std::process::Command::new(rabbit_sbin().join("rabbitmqctl"))
+            .arg("-n")
+            .arg(&self.node)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run rabbitmqctl: {e}"));
+        assert!(
+            out.status.success(),
+            "rabbitmqctl {} failed on {}: {}\n(server log: {})",
+            args.join(" "),
+            self.node,
+            String::from_utf8_lossy(&out.stderr),
+            self.dir.join("server.log").display()
+        );
+    }
+}
+
+impl Drop for PrivateRabbit {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(rabbit_sbin().join("rabbitmqctl"))
+            .arg("-n")
+            .arg(&self.node)
+            .arg("stop")
+            .output();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

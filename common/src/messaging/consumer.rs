@@ -69,6 +69,9 @@ impl ConsumerGroup {
                         };
                         handler(delivery, permit);
                     }
+                    Some(SubscriptionEvent::Interrupted) => {
+                        debug!(queue = %name, "consumer interrupted; waiting for the broker");
+                    }
                     Some(SubscriptionEvent::Reconnected) => {
                         debug!(queue = %name, "consumer re-established after reconnect");
                     }

@@ -38,7 +38,9 @@ impl Default for Backoff {
     }
 }
 
-/// How often a send is attempted again after the connection failed under it.
+/// How often a send is attempted again after the connection failed under
+/// it, or after the broker found no queue for it (servers not there yet, or
+/// re-declaring their queues after a broker restart).
 ///
 /// oslo.messaging's `retry` argument: `None` retries until the operation's
 /// deadline (a call's timeout), `Some(0)` never retries, `Some(n)` retries

@@ -628,6 +628,10 @@ async fn run_subscription(
                 }
             };
             debug!(%queue, reason = %ended, "consumer ended");
+            if tx.send(SubscriptionEvent::Interrupted).is_err() {
+                stopped.cancel();
+                return;
+            }
         }
         if tx.is_closed() || cancel.is_cancelled() {
             stopped.cancel();

@@ -192,6 +192,9 @@ impl Acker {
 /// What a subscription yields.
 pub(crate) enum SubscriptionEvent {
     Delivery(Delivery),
+    /// The consumer's connection or channel failed: deliveries stop until
+    /// it is re-established; replies sent meanwhile may be lost.
+    Interrupted,
     /// The consumer was re-established after a connection loss: messages
     /// published to transient queues in between may be gone.
     Reconnected,

@@ -120,7 +120,9 @@ impl RpcClient {
         self
     }
 
-    /// What to do when the connection fails under a send or a call.
+    /// What to do when the connection fails under a send or a call, or
+    /// when nobody listens yet: send again (until the call's deadline) or
+    /// fail at once (the default).
     #[must_use]
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
@@ -212,6 +214,13 @@ impl RpcClient {
                         match outcome {
                             Ok(PublishOutcome::Delivered) => continue,
                             Ok(PublishOutcome::Unroutable) => {
+                                // Nobody listens yet (e.g. servers re-declaring
+                                // their queues after a broker restart): the
+                                // retry policy says whether to wait for one.
+                                attempt += 1;
+                                if self.wait_for_listener(attempt, deadline).await {
+                                    continue 'send;
+                                }
                                 return Err(self.undeliverable(&publication));
                             }
                             Ok(PublishOutcome::Nacked) => {
@@ -244,8 +253,8 @@ impl RpcClient {
                                 }
                             }
                         }
-                        Some(ReplyEvent::Reconnected) => {
-                            "the connection to the broker was lost while waiting".to_string()
+                        Some(ReplyEvent::ConnectionLost) => {
+                            "the connection to the broker was lost while waiting for the reply".to_string()
                         }
                         None => return Err(MessagingError::Closed),
                     },
@@ -329,7 +338,12 @@ impl RpcClient {
             };
             match result {
                 Ok(PublishOutcome::Delivered) => return Ok(()),
-                Ok(PublishOutcome::Unroutable) => return Err(self.undeliverable(&publication)),
+                Ok(PublishOutcome::Unroutable) => {
+                    attempt += 1;
+                    if !self.wait_for_listener(attempt, deadline).await {
+                        return Err(self.undeliverable(&publication));
+                    }
+                }
                 Ok(PublishOutcome::Nacked) => {
                     return Err(MessagingError::Broker(format!(
                         "the broker did not accept the cast of '{method}' to {}",
@@ -345,6 +359,18 @@ impl RpcClient {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// After an unroutable send: waits a little and says whether to send
+    /// again, as the retry policy and the deadline allow.
+    async fn wait_for_listener(&self, attempt: u32, deadline: Instant) -> bool {
+        let delay = Duration::from_millis(100u64 << attempt.min(4));
+        if !self.retry.allows(attempt) || Instant::now() + delay >= deadline {
+            return false;
+        }
+        debug!(target = %self.target, attempt, "nobody listens yet; sending again");
+        tokio::time::sleep(delay).await;
+        true
     }
 
     fn direct_publication(&self, body: Vec<u8>, expiration: Option<Duration>) -> Publication {

@@ -20,9 +20,8 @@ use crate::messaging::wire::{IncomingReply, decode_reply};
 pub(crate) enum ReplyEvent {
     /// A reply (final, partial or a call-monitor heartbeat).
     Reply(IncomingReply),
-    /// The reply consumer was re-established after a connection loss; a
-    /// reply sent meanwhile may be lost.
-    Reconnected,
+    /// The reply consumer lost its connection: a reply sent now may be lost.
+    ConnectionLost,
 }
 
 type Waiters = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<ReplyEvent>>>>;
@@ -80,10 +79,13 @@ impl ReplyWaiter {
                             Err(reason) => warn!(queue = %name, %reason, "dropped an unreadable reply"),
                         }
                     }
-                    SubscriptionEvent::Reconnected => {
+                    SubscriptionEvent::Interrupted => {
                         for tx in lock(&routes).values() {
-                            let _ = tx.send(ReplyEvent::Reconnected);
+                            let _ = tx.send(ReplyEvent::ConnectionLost);
                         }
+                    }
+                    SubscriptionEvent::Reconnected => {
+                        debug!(queue = %name, "reply queue consumed again after a reconnect");
                     }
                 }
             }

@@ -1,0 +1,176 @@
+//! Broker restarts and failover, on a RabbitMQ node of the test's own.
+
+use std::time::{Duration, Instant};
+
+use faafo_common::messaging::*;
+use faafo_common::testing::PrivateRabbit;
+use serde_json::{Value, json};
+
+#[derive(serde::Deserialize)]
+struct EchoArgs {
+    value: Value,
+}
+
+#[derive(serde::Deserialize)]
+struct SleepArgs {
+    ms: u64,
+}
+
+fn endpoint() -> Endpoint {
+    Endpoint::new()
+        .method("echo", |_c, a: EchoArgs| async move { Ok::<_, RemoteError>(a.value) })
+        .method("sleep", |_c, a: SleepArgs| async move {
+            tokio::time::sleep(Duration::from_millis(a.ms)).await;
+            Ok::<_, RemoteError>(a.ms)
+        })
+}
+
+/// Fast reconnects for the test (the defaults start at 1 s).
+fn url(rabbit: &PrivateRabbit) -> String {
+    format!(
+        "{}?rabbit_retry_interval=0.2&rabbit_retry_backoff=0.2&rabbit_interval_max=1&heartbeat=10",
+        rabbit.url()
+    )
+}
+
+async fn call_until_ok(client: &RpcClient, within: Duration) -> Duration {
+    let started = Instant::now();
+    let ctx = RequestContext::with_new_request_id();
+    loop {
+        match client.call::<_, Value>(&ctx, "echo", &json!({"value": "again"})).await {
+            Ok(v) => {
+                assert_eq!(v, json!("again"));
+                return started.elapsed();
+            }
+            Err(e) if started.elapsed() < within => {
+                assert!(e.is_transient(), "a restart must give transient errors, got: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("still failing {within:?} after the restart: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_and_servers_survive_a_broker_restart() {
+    let rabbit = tokio::task::spawn_blocking(PrivateRabbit::start).await.expect("node");
+    let server_transport = Transport::connect(&url(&rabbit)).await.expect("server connects");
+    let server = RpcServer::builder(&server_transport, Target::topic("tasks").with_server("w1"))
+        .endpoint(endpoint())
+        .start()
+        .await
+        .expect("server");
+    let client_transport = Transport::connect(&url(&rabbit)).await.expect("client connects");
+    let client = RpcClient::new(&client_transport, Target::topic("tasks")).timeout(Duration::from_secs(5));
+    let ctx = RequestContext::with_new_request_id();
+    let v: Value = client.call(&ctx, "echo", &json!({"value": 1})).await.expect("before restart");
+    assert_eq!(v, json!(1));
+
+    // A call in flight when the broker goes away fails at once with a clear
+    // error, instead of waiting for its 60 s timeout.
+    let slow = client.prepare().timeout(Duration::from_secs(60));
+    let in_flight = tokio::spawn(async move {
+        let started = Instant::now();
+        let r = slow
+            .call::<_, u64>(&RequestContext::with_new_request_id(), "sleep", &json!({"ms": 3000}))
+            .await;
+        (r, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let r = &rabbit;
+    tokio::task::block_in_place(|| r.stop_app());
+    let (result, took) = in_flight.await.expect("join");
+    match result {
+        Err(MessagingError::Disconnected(reason)) => {
+            assert!(reason.contains("may or may not have run"), "{reason}")
+        }
+        other => panic!("expected Disconnected for the call in flight, got {other:?}"),
+    }
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client_transport.is_connected() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!client_transport.is_connected());
+    // While the broker is down, calls fail with transient errors.
+    let err = client.call::<_, Value>(&ctx, "echo", &json!({"value": 2})).await.expect_err("down");
+    assert!(err.is_transient(), "{err}");
+
+    tokio::task::block_in_place(|| r.start_app());
+    // Both sides reconnect, re-declare their (transient, now gone) queues
+    // and carry on: no process restart.
+    let recovered = call_until_ok(&client, Duration::from_secs(30)).await;
+    println!("calls work again {recovered:?} after start_app");
+    assert!(client_transport.is_connected() && server_transport.is_connected());
+    for i in 0..20 {
+        let v: Value = client.call(&ctx, "echo", &json!({"value": i})).await.expect("after restart");
+        assert_eq!(v, json!(i));
+    }
+    // Notifications work again too.
+    Notifier::new(&client_transport, "test")
+        .info(&ctx, "after.restart", &json!({}))
+        .await
+        .expect("notify after restart");
+    server.stop().await;
+    client_transport.close().await;
+    server_transport.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retrying_call_survives_a_broker_restart() {
+    let rabbit = tokio::task::spawn_blocking(PrivateRabbit::start).await.expect("node");
+    let server_transport = Transport::connect(&url(&rabbit)).await.expect("server connects");
+    let server = RpcServer::builder(&server_transport, Target::topic("tasks").with_server("w1"))
+        .endpoint(endpoint())
+        .start()
+        .await
+        .expect("server");
+    let client_transport = Transport::connect(&url(&rabbit)).await.expect("client connects");
+    let client = RpcClient::new(&client_transport, Target::topic("tasks"))
+        .timeout(Duration::from_secs(60))
+        .retry(RetryPolicy::UNTIL_DEADLINE);
+    let _: Value = client
+        .call(&RequestContext::new(), "echo", &json!({"value": 0}))
+        .await
+        .expect("warm up");
+    let in_flight = tokio::spawn(async move {
+        client
+            .call::<_, u64>(&RequestContext::with_new_request_id(), "sleep", &json!({"ms": 2000}))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = &rabbit;
+    tokio::task::block_in_place(|| {
+        r.stop_app();
+        std::thread::sleep(Duration::from_millis(500));
+        r.start_app();
+    });
+    // The call is sent again after the reconnect and answered.
+    assert_eq!(in_flight.await.expect("join").expect("retried call"), 2000);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_skips_a_dead_host() {
+    let rabbit = tokio::task::spawn_blocking(PrivateRabbit::start).await.expect("node");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let dead_port = dead.local_addr().expect("addr").port();
+    drop(dead);
+    let url = format!(
+        "amqp://guest:guest@127.0.0.1:{dead_port},guest:guest@127.0.0.1:{}/?connection_timeout=2",
+        rabbit.port()
+    );
+    // Hosts are tried in shuffled order: connect several times so both
+    // orders are exercised.
+    for _ in 0..4 {
+        let t = Transport::connect(&url).await.expect("connects to the live host");
+        assert!(t.is_connected());
+        t.close().await;
+    }
+    let only_dead = format!("amqp://guest:guest@127.0.0.1:{dead_port}/?connection_timeout=2");
+    let err = Transport::connect(&only_dead).await.err().expect("no broker");
+    let text = err.to_string();
+    assert!(matches!(err, MessagingError::Disconnected(_)), "{text}");
+    assert!(text.contains(&format!("127.0.0.1:{dead_port}")) && !text.contains("guest:guest"), "{text}");
+}
