@@ -76,7 +76,11 @@ impl RabbitVhost {
             )
         };
         for (what, path, body) in [
-            ("creating a vhost", format!("/api/vhosts/{name}"), serde_json::json!({})),
+            (
+                "creating a vhost",
+                format!("/api/vhosts/{name}"),
+                serde_json::json!({}),
+            ),
             (
                 "granting permissions",
                 format!("/api/permissions/{name}/{}", host.username),
@@ -91,8 +95,14 @@ impl RabbitVhost {
         }
         let url = format!(
             "amqp://{}:{}@{}:{}/{name}",
-            percent_encoding::utf8_percent_encode(&host.username, percent_encoding::NON_ALPHANUMERIC),
-            percent_encoding::utf8_percent_encode(&host.password, percent_encoding::NON_ALPHANUMERIC),
+            percent_encoding::utf8_percent_encode(
+                &host.username,
+                percent_encoding::NON_ALPHANUMERIC
+            ),
+            percent_encoding::utf8_percent_encode(
+                &host.password,
+                percent_encoding::NON_ALPHANUMERIC
+            ),
             host.host,
             host.port
         );
@@ -184,7 +194,10 @@ pub async fn publish_raw(
 }
 
 /// Ready messages in a queue, `None` if it does not exist.
-pub async fn queue_depth(transport: &Transport, queue: &str) -> Result<Option<usize>, MessagingError> {
+pub async fn queue_depth(
+    transport: &Transport,
+    queue: &str,
+) -> Result<Option<usize>, MessagingError> {
     crate::messaging::testing_support::queue_depth(transport, queue).await
 }
 
@@ -250,7 +263,11 @@ impl PrivateRabbit {
             .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq.conf"))
             .env("RABBITMQ_CONF_ENV_FILE", dir.join("rabbitmq-env.conf"))
             .env("RABBITMQ_PID_FILE", dir.join("pid"))
-            .stdout(log.try_clone().map(std::process::Stdio::from).unwrap_or_else(|_| std::process::Stdio::null()))
+            .stdout(
+                log.try_clone()
+                    .map(std::process::Stdio::from)
+                    .unwrap_or_else(|_| std::process::Stdio::null()),
+            )
             .stderr(std::process::Stdio::from(log))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", server.display()));
@@ -272,7 +289,14 @@ impl PrivateRabbit {
                 let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
                 panic!(
                     "the test's RabbitMQ node exited ({status}) while starting:\n{}",
-                    log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+                    log.lines()
+                        .rev()
+                        .take(30)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 );
             }
             let booted = std::process::Command::new(rabbit_sbin().join("rabbitmqctl"))

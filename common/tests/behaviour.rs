@@ -79,7 +79,9 @@ fn service(server: &str, shared: Arc<Shared>) -> Endpoint {
     let slow = shared.clone();
     Endpoint::new()
         .version(Version::new(1, 3))
-        .method("echo", |_ctx, args: EchoArgs| async move { Ok::<_, RemoteError>(args.value) })
+        .method("echo", |_ctx, args: EchoArgs| async move {
+            Ok::<_, RemoteError>(args.value)
+        })
         .method("blob", |_ctx, args: Blob| async move {
             Ok::<_, RemoteError>(Blob {
                 data: args.data.iter().rev().copied().collect(),
@@ -118,7 +120,12 @@ fn service(server: &str, shared: Arc<Shared>) -> Endpoint {
         })
 }
 
-async fn start_server(transport: &Transport, topic: &str, server: &str, shared: Arc<Shared>) -> RpcServer {
+async fn start_server(
+    transport: &Transport,
+    topic: &str,
+    server: &str,
+    shared: Arc<Shared>,
+) -> RpcServer {
     RpcServer::builder(transport, Target::topic(topic).with_server(server))
         .endpoint(service(server, shared))
         .executor_size(4)
@@ -149,7 +156,16 @@ async fn call_returns_a_typed_result(env: Env) {
     let server = start_server(&t, "calc", "h1", Arc::default()).await;
     let client = RpcClient::new(&t, Target::topic("calc"));
     let value = json!({"nested": [1, 2.5, "three", null, {"x": true}]});
-    let back: Value = client.call(&ctx(), "echo", &EchoArgs { value: value.clone() }).await.expect("call");
+    let back: Value = client
+        .call(
+            &ctx(),
+            "echo",
+            &EchoArgs {
+                value: value.clone(),
+            },
+        )
+        .await
+        .expect("call");
     assert_eq!(back, value);
     server.stop().await;
     t.close().await;
@@ -160,7 +176,11 @@ async fn the_request_context_reaches_the_endpoint(env: Env) {
     let server = start_server(&t, "ctx", "h1", Arc::default()).await;
     let client = RpcClient::new(&t, Target::topic("ctx"));
     let id: Option<String> = client
-        .call(&RequestContext::new().with_request_id("req-abc"), "request_id", &Empty {})
+        .call(
+            &RequestContext::new().with_request_id("req-abc"),
+            "request_id",
+            &Empty {},
+        )
         .await
         .expect("call");
     assert_eq!(id.as_deref(), Some("req-abc"));
@@ -175,7 +195,10 @@ async fn casts_run_and_are_confirmed(env: Env) {
     for _ in 0..20 {
         client.cast(&ctx(), "count", &Empty {}).await.expect("cast");
     }
-    eventually("20 casts ran", async || shared.counter.load(Ordering::SeqCst) == 20).await;
+    eventually("20 casts ran", async || {
+        shared.counter.load(Ordering::SeqCst) == 20
+    })
+    .await;
     server.stop().await;
 }
 
@@ -186,12 +209,18 @@ async fn fanout_casts_reach_every_server(env: Env) {
     let t2 = env.transport().await;
     let sb = start_server(&t2, "fan", "b", b.clone()).await;
     let client = RpcClient::new(&t, Target::topic("fan")).fanout(true);
-    client.cast(&ctx(), "count", &Empty {}).await.expect("fanout cast");
+    client
+        .cast(&ctx(), "count", &Empty {})
+        .await
+        .expect("fanout cast");
     eventually("both servers got the fanout", async || {
         a.counter.load(Ordering::SeqCst) == 1 && b.counter.load(Ordering::SeqCst) == 1
     })
     .await;
-    let err = client.call::<_, Value>(&ctx(), "count", &Empty {}).await.expect_err("no fanout call");
+    let err = client
+        .call::<_, Value>(&ctx(), "count", &Empty {})
+        .await
+        .expect_err("no fanout call");
     assert!(matches!(err, MessagingError::Invalid(_)), "{err}");
     sa.stop().await;
     sb.stop().await;
@@ -203,7 +232,12 @@ async fn calls_can_address_one_server(env: Env) {
     let sb = start_server(&t, "pick", "b", Arc::default()).await;
     let client = RpcClient::new(&t, Target::topic("pick"));
     for server in ["a", "b", "b", "a"] {
-        let who: String = client.prepare().server(server).call(&ctx(), "whoami", &Empty {}).await.expect("call");
+        let who: String = client
+            .prepare()
+            .server(server)
+            .call(&ctx(), "whoami", &Empty {})
+            .await
+            .expect("call");
         assert_eq!(who, server);
     }
     sa.stop().await;
@@ -214,12 +248,27 @@ async fn nobody_listening_fails_at_once(env: Env) {
     let t = env.transport().await;
     let client = RpcClient::new(&t, Target::topic("nobody-here")).timeout(Duration::from_secs(30));
     let started = Instant::now();
-    let err = client.call::<_, Value>(&ctx(), "echo", &EchoArgs { value: json!(1) }).await.expect_err("fails");
+    let err = client
+        .call::<_, Value>(&ctx(), "echo", &EchoArgs { value: json!(1) })
+        .await
+        .expect_err("fails");
     assert!(matches!(err, MessagingError::Undeliverable { .. }), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
-    let err = client.cast(&ctx(), "echo", &EchoArgs { value: json!(1) }).await.expect_err("fails");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    let err = client
+        .cast(&ctx(), "echo", &EchoArgs { value: json!(1) })
+        .await
+        .expect_err("fails");
     assert!(matches!(err, MessagingError::Undeliverable { .. }), "{err}");
-    let err = client.prepare().fanout(true).cast(&ctx(), "echo", &Empty {}).await.expect_err("fails");
+    let err = client
+        .prepare()
+        .fanout(true)
+        .cast(&ctx(), "echo", &Empty {})
+        .await
+        .expect_err("fails");
     assert!(matches!(err, MessagingError::Undeliverable { .. }), "{err}");
 }
 
@@ -228,7 +277,10 @@ async fn slow_servers_time_out(env: Env) {
     let server = start_server(&t, "slow", "h1", Arc::default()).await;
     let client = RpcClient::new(&t, Target::topic("slow")).timeout(Duration::from_millis(300));
     let started = Instant::now();
-    let err = client.call::<_, u64>(&ctx(), "sleep", &SleepArgs { ms: 1500 }).await.expect_err("times out");
+    let err = client
+        .call::<_, u64>(&ctx(), "sleep", &SleepArgs { ms: 1500 })
+        .await
+        .expect_err("times out");
     assert!(matches!(err, MessagingError::Timeout { .. }), "{err}");
     assert!(started.elapsed() < Duration::from_millis(1200));
     server.stop().await;
@@ -238,7 +290,16 @@ async fn remote_errors_keep_class_module_and_message(env: Env) {
     let t = env.transport().await;
     let server = start_server(&t, "errs", "h1", Arc::default()).await;
     let client = RpcClient::new(&t, Target::topic("errs"));
-    match client.call::<_, Value>(&ctx(), "fail", &FailArgs { message: "bad width".into() }).await {
+    match client
+        .call::<_, Value>(
+            &ctx(),
+            "fail",
+            &FailArgs {
+                message: "bad width".into(),
+            },
+        )
+        .await
+    {
         Err(MessagingError::Remote { error, .. }) => {
             assert_eq!(error.class, "ValueError");
             assert_eq!(error.module, "builtins");
@@ -247,18 +308,30 @@ async fn remote_errors_keep_class_module_and_message(env: Env) {
         other => panic!("expected a remote error, got {other:?}"),
     }
     match client.call::<_, Value>(&ctx(), "panic", &Empty {}).await {
-        Err(MessagingError::Remote { error, .. }) => assert!(error.message.contains("endpoint bug")),
+        Err(MessagingError::Remote { error, .. }) => {
+            assert!(error.message.contains("endpoint bug"))
+        }
         other => panic!("expected a remote error, got {other:?}"),
     }
-    match client.call::<_, Value>(&ctx(), "echo", &json!({"wrong": 1})).await {
+    match client
+        .call::<_, Value>(&ctx(), "echo", &json!({"wrong": 1}))
+        .await
+    {
         Err(MessagingError::Remote { error, .. }) => {
             assert_eq!(error.class, "TypeError");
-            assert!(error.message.contains("missing field `value`"), "{}", error.message);
+            assert!(
+                error.message.contains("missing field `value`"),
+                "{}",
+                error.message
+            );
         }
         other => panic!("expected a TypeError, got {other:?}"),
     }
     // The server is still serving.
-    let v: Value = client.call(&ctx(), "echo", &EchoArgs { value: json!("ok") }).await.expect("call");
+    let v: Value = client
+        .call(&ctx(), "echo", &EchoArgs { value: json!("ok") })
+        .await
+        .expect("call");
     assert_eq!(v, json!("ok"));
     server.stop().await;
 }
@@ -267,9 +340,18 @@ async fn unknown_methods_and_versions_are_typed_errors(env: Env) {
     let t = env.transport().await;
     let server = start_server(&t, "disp", "h1", Arc::default()).await;
     let client = RpcClient::new(&t, Target::topic("disp"));
-    let err = client.call::<_, Value>(&ctx(), "nope", &Empty {}).await.expect_err("fails");
-    assert!(matches!(&err, MessagingError::NoSuchMethod { method, .. } if method == "nope"), "{err}");
-    let err = client.call::<_, Value>(&ctx(), "_private", &Empty {}).await.expect_err("fails");
+    let err = client
+        .call::<_, Value>(&ctx(), "nope", &Empty {})
+        .await
+        .expect_err("fails");
+    assert!(
+        matches!(&err, MessagingError::NoSuchMethod { method, .. } if method == "nope"),
+        "{err}"
+    );
+    let err = client
+        .call::<_, Value>(&ctx(), "_private", &Empty {})
+        .await
+        .expect_err("fails");
     assert!(matches!(err, MessagingError::NoSuchMethod { .. }), "{err}");
     // Same major, older or equal minor: served.
     let v: Value = client
@@ -286,7 +368,10 @@ async fn unknown_methods_and_versions_are_typed_errors(env: Env) {
             .call::<_, Value>(&ctx(), "echo", &EchoArgs { value: json!(1) })
             .await
             .expect_err("fails");
-        assert!(matches!(err, MessagingError::UnsupportedVersion { .. }), "{err}");
+        assert!(
+            matches!(err, MessagingError::UnsupportedVersion { .. }),
+            "{err}"
+        );
     }
     let err = client
         .prepare()
@@ -294,8 +379,14 @@ async fn unknown_methods_and_versions_are_typed_errors(env: Env) {
         .call::<_, Value>(&ctx(), "echo", &EchoArgs { value: json!(1) })
         .await
         .expect_err("fails");
-    assert!(matches!(err, MessagingError::UnsupportedVersion { .. }), "{err}");
-    let err = client.call::<_, String>(&ctx(), "echo", &EchoArgs { value: json!(5) }).await.expect_err("type");
+    assert!(
+        matches!(err, MessagingError::UnsupportedVersion { .. }),
+        "{err}"
+    );
+    let err = client
+        .call::<_, String>(&ctx(), "echo", &EchoArgs { value: json!(5) })
+        .await
+        .expect_err("type");
     assert!(matches!(err, MessagingError::Decode(_)), "{err}");
     server.stop().await;
 }
@@ -307,7 +398,10 @@ async fn many_calls_in_flight_get_their_own_replies(env: Env) {
     let calls = (0..200).map(|i| {
         let client = client.clone();
         async move {
-            let v: Value = client.call(&ctx(), "echo", &EchoArgs { value: json!(i) }).await.expect("call");
+            let v: Value = client
+                .call(&ctx(), "echo", &EchoArgs { value: json!(i) })
+                .await
+                .expect("call");
             assert_eq!(v, json!(i));
         }
     });
@@ -327,7 +421,12 @@ async fn concurrency_is_bounded_by_the_executor(env: Env) {
     let client = RpcClient::new(&t, Target::topic("bounded"));
     let calls = (0..6).map(|_| {
         let client = client.clone();
-        async move { client.call::<_, u64>(&ctx(), "sleep", &SleepArgs { ms: 150 }).await.expect("call") }
+        async move {
+            client
+                .call::<_, u64>(&ctx(), "sleep", &SleepArgs { ms: 150 })
+                .await
+                .expect("call")
+        }
     });
     futures_util::future::join_all(calls).await;
     assert_eq!(shared.max_running.load(Ordering::SeqCst), 2);
@@ -348,7 +447,11 @@ async fn stopping_finishes_running_calls_and_requeues_the_rest(env: Env) {
     let calls: Vec<_> = (0..3)
         .map(|_| {
             let client = client.clone();
-            tokio::spawn(async move { client.call::<_, u64>(&ctx(), "sleep", &SleepArgs { ms: 300 }).await })
+            tokio::spawn(async move {
+                client
+                    .call::<_, u64>(&ctx(), "sleep", &SleepArgs { ms: 300 })
+                    .await
+            })
         })
         .collect();
     started.await;
@@ -369,13 +472,20 @@ async fn a_request_whose_server_dies_is_served_by_another(env: Env) {
     let t = env.transport().await;
     let client = RpcClient::new(&t, Target::topic("crash")).timeout(Duration::from_secs(20));
     let started = shared.started.notified();
-    let call = tokio::spawn(async move { client.call::<_, u64>(&ctx(), "sleep", &SleepArgs { ms: 2000 }).await });
+    let call = tokio::spawn(async move {
+        client
+            .call::<_, u64>(&ctx(), "sleep", &SleepArgs { ms: 2000 })
+            .await
+    });
     started.await;
     // The connection of the server goes away mid-request (as when its
     // process dies): the broker delivers the request again.
     dying.close().await;
     let survivor = start_server(&t, "crash", "survivor", Arc::new(Shared::default())).await;
-    assert_eq!(call.await.expect("join").expect("served by the survivor"), 2000);
+    assert_eq!(
+        call.await.expect("join").expect("served by the survivor"),
+        2000
+    );
     survivor.stop().await;
 }
 
@@ -388,7 +498,10 @@ async fn messagepack_carries_raw_bytes(env: Env) {
     for codec in [Codec::Json, Codec::MsgPack] {
         let client = RpcClient::new(&t, Target::topic("mp")).codec(codec);
         let back: Blob = client.call(&ctx(), "blob", &blob).await.expect("call");
-        assert_eq!(back.data, blob.data.iter().rev().copied().collect::<Vec<_>>());
+        assert_eq!(
+            back.data,
+            blob.data.iter().rev().copied().collect::<Vec<_>>()
+        );
     }
     server.stop().await;
 }
@@ -399,13 +512,22 @@ async fn call_monitor_heartbeats_keep_long_calls_alive(env: Env) {
     let client = RpcClient::new(&t, Target::topic("hb"))
         .timeout(Duration::from_secs(20))
         .call_monitor_timeout(Some(Duration::from_secs(2)));
-    let ms: u64 = client.call(&ctx(), "sleep", &SleepArgs { ms: 3500 }).await.expect("heartbeats kept it alive");
+    let ms: u64 = client
+        .call(&ctx(), "sleep", &SleepArgs { ms: 3500 })
+        .await
+        .expect("heartbeats kept it alive");
     assert_eq!(ms, 3500);
     server.stop().await;
     // The queue is still there but nobody consumes: no heartbeat comes.
     let started = Instant::now();
-    let err = client.call::<_, u64>(&ctx(), "sleep", &SleepArgs { ms: 1 }).await.expect_err("fails");
-    assert!(matches!(err, MessagingError::HeartbeatTimeout { .. }), "{err}");
+    let err = client
+        .call::<_, u64>(&ctx(), "sleep", &SleepArgs { ms: 1 })
+        .await
+        .expect_err("fails");
+    assert!(
+        matches!(err, MessagingError::HeartbeatTimeout { .. }),
+        "{err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
@@ -424,15 +546,30 @@ async fn bad_messages_are_answered_rejected_and_never_requeued(env: Env) {
     let json = "application/json";
     let bodies: Vec<(Vec<u8>, &str)> = vec![
         (b"\x00\x01garbage".to_vec(), json),
-        (b"{\"oslo.version\": \"9.0\", \"oslo.message\": \"{}\"}".to_vec(), json),
-        (json!({"oslo.version": "2.0", "oslo.message": "{\"method\": 7}"}).to_string().into_bytes(), json),
-        (json!({"method": "echo", "args": "not a dict"}).to_string().into_bytes(), json),
+        (
+            b"{\"oslo.version\": \"9.0\", \"oslo.message\": \"{}\"}".to_vec(),
+            json,
+        ),
+        (
+            json!({"oslo.version": "2.0", "oslo.message": "{\"method\": 7}"})
+                .to_string()
+                .into_bytes(),
+            json,
+        ),
+        (
+            json!({"method": "echo", "args": "not a dict"})
+                .to_string()
+                .into_bytes(),
+            json,
+        ),
         (b"{}".to_vec(), "text/plain"),
         (vec![b' '; 100 * 1024], json),
     ];
     let n = bodies.len();
     for (body, content_type) in bodies {
-        publish_raw(&t, exchange, "bad", body, content_type).await.expect("raw publish");
+        publish_raw(&t, exchange, "bad", body, content_type)
+            .await
+            .expect("raw publish");
     }
     eventually("the server rejected every bad message", async || {
         let s = server.stats();
@@ -443,10 +580,17 @@ async fn bad_messages_are_answered_rejected_and_never_requeued(env: Env) {
         queue_depth(&t, &dlx).await.ok().flatten() == Some(n)
     })
     .await;
-    assert_eq!(queue_depth(&t, "bad").await.expect("depth"), Some(0), "nothing requeued");
+    assert_eq!(
+        queue_depth(&t, "bad").await.expect("depth"),
+        Some(0),
+        "nothing requeued"
+    );
     // The server keeps serving (and ignores unknown keyword arguments).
     let client = RpcClient::new(&t, Target::topic("bad"));
-    match client.call::<_, Value>(&ctx(), "echo", &json!({"value": 1, "extra": [1]})).await {
+    match client
+        .call::<_, Value>(&ctx(), "echo", &json!({"value": 1, "extra": [1]}))
+        .await
+    {
         Ok(v) => assert_eq!(v, json!(1)),
         Err(e) => panic!("a good call after bad ones must work: {e}"),
     }
@@ -460,7 +604,10 @@ async fn malformed_calls_get_an_error_reply(env: Env) {
     // A client that sends a call whose method is not a string: the server
     // cannot dispatch it but knows where to answer.
     let client = RpcClient::new(&t, Target::topic("badcall")).timeout(Duration::from_secs(5));
-    let err = client.call::<_, Value>(&ctx(), "", &Empty {}).await.expect_err("fails");
+    let err = client
+        .call::<_, Value>(&ctx(), "", &Empty {})
+        .await
+        .expect_err("fails");
     match err {
         MessagingError::Remote { error, .. } => assert_eq!(error.class, "MalformedMessage"),
         other => panic!("expected a MalformedMessage error, got {other}"),
@@ -473,12 +620,19 @@ async fn duplicates_run_once(env: Env) {
     let t = env.transport().await;
     let shared = Arc::new(Shared::default());
     let server = start_server(&t, "dup", "h1", shared.clone()).await;
-    let inner = json!({"method": "count", "args": {}, "_unique_id": "0123456789abcdef0123456789abcdef"});
+    let inner =
+        json!({"method": "count", "args": {}, "_unique_id": "0123456789abcdef0123456789abcdef"});
     let body = json!({"oslo.version": "2.0", "oslo.message": inner.to_string()}).to_string();
     for _ in 0..3 {
-        publish_raw(&t, DEFAULT_EXCHANGE, "dup", body.clone().into_bytes(), "application/json")
-            .await
-            .expect("publish");
+        publish_raw(
+            &t,
+            DEFAULT_EXCHANGE,
+            "dup",
+            body.clone().into_bytes(),
+            "application/json",
+        )
+        .await
+        .expect("publish");
     }
     eventually("all three were seen", async || server.stats().received == 3).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -506,17 +660,27 @@ async fn notifications_reach_listeners_and_pools(env: Env) {
         })
         .await
         .expect("listener");
-    let early = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("in time").expect("one");
+    let early = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("in time")
+        .expect("one");
     assert_eq!(early.event_type, "fractal.rendered");
     assert_eq!(early.priority, "INFO");
     assert_eq!(early.publisher_id, "faafo.test.h1");
     assert_eq!(early.payload, json!({"uuid": "early"}));
     assert!(early.context.request_id().is_some());
     notifier
-        .error(&RequestContext::new().with_request_id("req-n"), "fractal.failed", &json!({"why": "x"}))
+        .error(
+            &RequestContext::new().with_request_id("req-n"),
+            "fractal.failed",
+            &json!({"why": "x"}),
+        )
         .await
         .expect("notify");
-    let failed = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("in time").expect("one");
+    let failed = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("in time")
+        .expect("one");
     assert_eq!(failed.priority, "ERROR");
     assert_eq!(failed.context.request_id(), Some("req-n"));
     listener.stop().await;
@@ -539,7 +703,10 @@ async fn notifications_reach_listeners_and_pools(env: Env) {
         );
     }
     for i in 0..10 {
-        notifier.info(&ctx(), "tick", &json!({"i": i})).await.expect("notify");
+        notifier
+            .info(&ctx(), "tick", &json!({"i": i}))
+            .await
+            .expect("notify");
     }
     eventually("pools got their share", async || {
         let pool = counts[0].load(Ordering::SeqCst) + counts[1].load(Ordering::SeqCst);
@@ -558,17 +725,29 @@ async fn rabbitmq_declares_oslo_topology() {
     let t = env.transport().await;
     let server = start_server(&t, "topo", "h1", Arc::default()).await;
     let client = RpcClient::new(&t, Target::topic("topo"));
-    let _: Value = client.call(&ctx(), "echo", &EchoArgs { value: json!(1) }).await.expect("call");
+    let _: Value = client
+        .call(&ctx(), "echo", &EchoArgs { value: json!(1) })
+        .await
+        .expect("call");
     let vhost = env._vhost.as_ref().expect("rabbit");
     for name in ["topo", "topo.h1"] {
-        let q = vhost.queue_info(name).await.unwrap_or_else(|| panic!("queue {name}"));
+        let q = vhost
+            .queue_info(name)
+            .await
+            .unwrap_or_else(|| panic!("queue {name}"));
         assert_eq!(q["durable"], json!(false), "{name}");
         assert_eq!(q["auto_delete"], json!(false), "{name}");
         assert_eq!(q["arguments"], json!({}), "{name}");
     }
     let names = vhost.queue_names().await;
-    let fanout = names.iter().find(|n| n.starts_with("topo_fanout_")).expect("fanout queue");
-    let reply = names.iter().find(|n| n.starts_with("reply_")).expect("reply queue");
+    let fanout = names
+        .iter()
+        .find(|n| n.starts_with("topo_fanout_"))
+        .expect("fanout queue");
+    let reply = names
+        .iter()
+        .find(|n| n.starts_with("reply_"))
+        .expect("reply queue");
     for name in [fanout, reply] {
         let q = vhost.queue_info(name).await.expect("queue");
         assert_eq!(q["arguments"], json!({"x-expires": 1_800_000}), "{name}");

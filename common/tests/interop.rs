@@ -35,9 +35,9 @@ fn python() -> PathBuf {
             // a half-made venv.
             let staging = dir.with_extension(format!("staging-{}", std::process::id()));
             let run = |cmd: &mut std::process::Command, what: &str| {
-                let out = cmd
-                    .output()
-                    .unwrap_or_else(|e| panic!("{what}: cannot run it: {e}; python3 (with venv) is needed"));
+                let out = cmd.output().unwrap_or_else(|e| {
+                    panic!("{what}: cannot run it: {e}; python3 (with venv) is needed")
+                });
                 assert!(
                     out.status.success(),
                     "{what} failed (PyPI must be reachable to install {OSLO_MESSAGING}):\n{}",
@@ -45,12 +45,20 @@ fn python() -> PathBuf {
                 );
             };
             run(
-                std::process::Command::new("python3").args(["-m", "venv"]).arg(&staging),
+                std::process::Command::new("python3")
+                    .args(["-m", "venv"])
+                    .arg(&staging),
                 "python3 -m venv",
             );
             run(
-                std::process::Command::new(staging.join("bin/python"))
-                    .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", OSLO_MESSAGING]),
+                std::process::Command::new(staging.join("bin/python")).args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    OSLO_MESSAGING,
+                ]),
                 "pip install oslo.messaging",
             );
             std::fs::write(staging.join(".complete"), OSLO_MESSAGING).expect("marker");
@@ -77,8 +85,14 @@ impl Peer {
         let python = tokio::task::spawn_blocking(python).await.expect("venv");
         // The peer logs every expected failure with a traceback: keep that
         // out of the test output, in a file next to the venv.
-        let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("oslo-peer-{}-{}.log", args[0], std::process::id()));
-        let stderr = std::fs::File::create(&log).map(Stdio::from).unwrap_or_else(|_| Stdio::null());
+        let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "oslo-peer-{}-{}.log",
+            args[0],
+            std::process::id()
+        ));
+        let stderr = std::fs::File::create(&log)
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null());
         let mut child = Command::new(python)
             .arg("-W")
             .arg("ignore")
@@ -111,7 +125,9 @@ impl Peer {
 
     async fn all_lines(mut self) -> Vec<String> {
         let mut out = Vec::new();
-        while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(60), self.lines.next_line()).await {
+        while let Ok(Ok(Some(line))) =
+            tokio::time::timeout(Duration::from_secs(60), self.lines.next_line()).await
+        {
             out.push(line);
         }
         let status = self.child.wait().await.expect("wait");
@@ -145,7 +161,9 @@ fn rust_endpoint() -> Endpoint {
     let read = count.clone();
     Endpoint::new()
         .version(Version::new(1, 3))
-        .method("echo", |_c, a: Value_| async move { Ok::<_, RemoteError>(a.value) })
+        .method("echo", |_c, a: Value_| async move {
+            Ok::<_, RemoteError>(a.value)
+        })
         .method("request_id", |c: RequestContext, _: NoArgs| async move {
             Ok::<_, RemoteError>(c.request_id().map(str::to_string))
         })
@@ -160,7 +178,9 @@ fn rust_endpoint() -> Endpoint {
             let read = read.clone();
             async move { Ok::<_, RemoteError>(read.load(Ordering::SeqCst)) }
         })
-        .method("fail", |_c, a: Message| async move { Err::<(), _>(RemoteError::value_error(a.message)) })
+        .method("fail", |_c, a: Message| async move {
+            Err::<(), _>(RemoteError::value_error(a.message))
+        })
         .method("custom_fail", |_c, a: Message| async move {
             Err::<(), _>(RemoteError::new("MyError", "__main__", a.message))
         })
@@ -177,7 +197,8 @@ fn normalized(lines: &[String]) -> Vec<Value> {
     lines
         .iter()
         .map(|l| {
-            let mut v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l}: {e}"));
+            let mut v: Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l}: {e}"));
             if v["step"] == "bad_arguments" {
                 v["error"]["message"] = Value::Null;
             }
@@ -196,17 +217,27 @@ async fn a_python_client_gets_the_same_answers_from_rust_and_python_servers() {
         .start()
         .await
         .expect("rust server");
-    let py_server = Peer::start(&["server", &url, "py", "python-host"]).await.ready().await;
+    let py_server = Peer::start(&["server", &url, "py", "python-host"])
+        .await
+        .ready()
+        .await;
 
     let from_python = Peer::start(&["client", &url, "py"]).await.all_lines().await;
     let from_rust = Peer::start(&["client", &url, "rs"]).await.all_lines().await;
     assert_eq!(from_python.len(), 10, "{from_python:#?}");
     let (python, rust) = (normalized(&from_python), normalized(&from_rust));
     for (p, r) in python.iter().zip(&rust) {
-        assert_eq!(p, r, "a Python client sees a difference at step {}", p["step"]);
+        assert_eq!(
+            p, r,
+            "a Python client sees a difference at step {}",
+            p["step"]
+        );
     }
     // Spot checks that the comparison compares something.
-    assert_eq!(rust[0], json!({"step": "echo", "ok": [1, "x", {"a": null}, 2.5]}));
+    assert_eq!(
+        rust[0],
+        json!({"step": "echo", "ok": [1, "x", {"a": null}, 2.5]})
+    );
     assert_eq!(rust[1]["ok"], "req-py-1");
     assert_eq!(rust[2]["ok"], 3);
     assert_eq!(rust[3]["error"]["exc_type"], "NoSuchMethod");
@@ -224,22 +255,39 @@ async fn a_python_client_gets_the_same_answers_from_rust_and_python_servers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rust_client_calls_and_casts_to_a_python_server() {
     let vhost = RabbitVhost::create().await;
-    let _py_server = Peer::start(&["server", &oslo_url(&vhost), "py", "python-host"]).await.ready().await;
+    let _py_server = Peer::start(&["server", &oslo_url(&vhost), "py", "python-host"])
+        .await
+        .ready()
+        .await;
     let transport = Transport::connect(vhost.url()).await.expect("connect");
     let client = RpcClient::new(&transport, Target::topic("py")).timeout(Duration::from_secs(15));
-    let ctx = RequestContext::new().with_request_id("req-rs-1").with("user", "bob");
+    let ctx = RequestContext::new()
+        .with_request_id("req-rs-1")
+        .with("user", "bob");
 
-    let v: Value = client.call(&ctx, "echo", &json!({"value": {"k": [1, 2]}})).await.expect("echo");
+    let v: Value = client
+        .call(&ctx, "echo", &json!({"value": {"k": [1, 2]}}))
+        .await
+        .expect("echo");
     assert_eq!(v, json!({"k": [1, 2]}));
-    let id: Option<String> = client.call(&ctx, "request_id", &json!({})).await.expect("request_id");
+    let id: Option<String> = client
+        .call(&ctx, "request_id", &json!({}))
+        .await
+        .expect("request_id");
     assert_eq!(id.as_deref(), Some("req-rs-1"));
 
     for _ in 0..3 {
-        client.cast(&ctx, "count_up", &json!({})).await.expect("cast");
+        client
+            .cast(&ctx, "count_up", &json!({}))
+            .await
+            .expect("cast");
     }
     let mut n = 0usize;
     for _ in 0..100 {
-        n = client.call(&ctx, "get_count", &json!({})).await.expect("get_count");
+        n = client
+            .call(&ctx, "get_count", &json!({}))
+            .await
+            .expect("get_count");
         if n == 3 {
             break;
         }
@@ -247,19 +295,41 @@ async fn a_rust_client_calls_and_casts_to_a_python_server() {
     }
     assert_eq!(n, 3);
 
-    let err = client.call::<_, Value>(&ctx, "nope", &json!({})).await.expect_err("nope");
-    assert!(matches!(&err, MessagingError::NoSuchMethod { method, .. } if method == "nope"), "{err}");
-    match client.call::<_, Value>(&ctx, "fail", &json!({"message": "boom"})).await {
+    let err = client
+        .call::<_, Value>(&ctx, "nope", &json!({}))
+        .await
+        .expect_err("nope");
+    assert!(
+        matches!(&err, MessagingError::NoSuchMethod { method, .. } if method == "nope"),
+        "{err}"
+    );
+    match client
+        .call::<_, Value>(&ctx, "fail", &json!({"message": "boom"}))
+        .await
+    {
         Err(MessagingError::Remote { error, .. }) => {
-            assert_eq!((error.class.as_str(), error.module.as_str()), ("ValueError", "builtins"));
+            assert_eq!(
+                (error.class.as_str(), error.module.as_str()),
+                ("ValueError", "builtins")
+            );
             assert_eq!(error.message, "boom");
-            assert!(error.traceback.iter().any(|l| l.contains("Traceback")), "{:?}", error.traceback);
+            assert!(
+                error.traceback.iter().any(|l| l.contains("Traceback")),
+                "{:?}",
+                error.traceback
+            );
         }
         other => panic!("expected a remote ValueError, got {other:?}"),
     }
-    match client.call::<_, Value>(&ctx, "custom_fail", &json!({"message": "custom"})).await {
+    match client
+        .call::<_, Value>(&ctx, "custom_fail", &json!({"message": "custom"}))
+        .await
+    {
         Err(MessagingError::Remote { error, .. }) => {
-            assert_eq!((error.class.as_str(), error.module.as_str()), ("MyError", "__main__"));
+            assert_eq!(
+                (error.class.as_str(), error.module.as_str()),
+                ("MyError", "__main__")
+            );
         }
         other => panic!("expected a remote MyError, got {other:?}"),
     }
@@ -269,8 +339,14 @@ async fn a_rust_client_calls_and_casts_to_a_python_server() {
         .call::<_, Value>(&ctx, "echo", &json!({"value": 1}))
         .await
         .expect_err("version");
-    assert!(matches!(err, MessagingError::UnsupportedVersion { .. }), "{err}");
-    match client.call::<_, Value>(&ctx, "echo", &json!({"wrong": 1})).await {
+    assert!(
+        matches!(err, MessagingError::UnsupportedVersion { .. }),
+        "{err}"
+    );
+    match client
+        .call::<_, Value>(&ctx, "echo", &json!({"wrong": 1}))
+        .await
+    {
         Err(MessagingError::Remote { error, .. }) => assert_eq!(error.class, "TypeError"),
         other => panic!("expected a remote TypeError, got {other:?}"),
     }

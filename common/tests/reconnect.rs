@@ -18,7 +18,9 @@ struct SleepArgs {
 
 fn endpoint() -> Endpoint {
     Endpoint::new()
-        .method("echo", |_c, a: EchoArgs| async move { Ok::<_, RemoteError>(a.value) })
+        .method("echo", |_c, a: EchoArgs| async move {
+            Ok::<_, RemoteError>(a.value)
+        })
         .method("sleep", |_c, a: SleepArgs| async move {
             tokio::time::sleep(Duration::from_millis(a.ms)).await;
             Ok::<_, RemoteError>(a.ms)
@@ -37,13 +39,19 @@ async fn call_until_ok(client: &RpcClient, within: Duration) -> Duration {
     let started = Instant::now();
     let ctx = RequestContext::with_new_request_id();
     loop {
-        match client.call::<_, Value>(&ctx, "echo", &json!({"value": "again"})).await {
+        match client
+            .call::<_, Value>(&ctx, "echo", &json!({"value": "again"}))
+            .await
+        {
             Ok(v) => {
                 assert_eq!(v, json!("again"));
                 return started.elapsed();
             }
             Err(e) if started.elapsed() < within => {
-                assert!(e.is_transient(), "a restart must give transient errors, got: {e}");
+                assert!(
+                    e.is_transient(),
+                    "a restart must give transient errors, got: {e}"
+                );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => panic!("still failing {within:?} after the restart: {e}"),
@@ -53,17 +61,27 @@ async fn call_until_ok(client: &RpcClient, within: Duration) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_and_servers_survive_a_broker_restart() {
-    let rabbit = tokio::task::spawn_blocking(PrivateRabbit::start).await.expect("node");
-    let server_transport = Transport::connect(&url(&rabbit)).await.expect("server connects");
+    let rabbit = tokio::task::spawn_blocking(PrivateRabbit::start)
+        .await
+        .expect("node");
+    let server_transport = Transport::connect(&url(&rabbit))
+        .await
+        .expect("server connects");
     let server = RpcServer::builder(&server_transport, Target::topic("tasks").with_server("w1"))
         .endpoint(endpoint())
         .start()
         .await
         .expect("server");
-    let client_transport = Transport::connect(&url(&rabbit)).await.expect("client connects");
-    let client = RpcClient::new(&client_transport, Target::topic("tasks")).timeout(Duration::from_secs(5));
+    let client_transport = Transport::connect(&url(&rabbit))
+        .await
+        .expect("client connects");
+    let client =
+        RpcClient::new(&client_transport, Target::topic("tasks")).timeout(Duration::from_secs(5));
     let ctx = RequestContext::with_new_request_id();
-    let v: Value = client.call(&ctx, "echo", &json!({"value": 1})).await.expect("before restart");
+    let v: Value = client
+        .call(&ctx, "echo", &json!({"value": 1}))
+        .await
+        .expect("before restart");
     assert_eq!(v, json!(1));
 
     // A call in flight when the broker goes away fails at once with a clear
@@ -72,7 +90,11 @@ async fn clients_and_servers_survive_a_broker_restart() {
     let in_flight = tokio::spawn(async move {
         let started = Instant::now();
         let r = slow
-            .call::<_, u64>(&RequestContext::with_new_request_id(), "sleep", &json!({"ms": 3000}))
+            .call::<_, u64>(
+                &RequestContext::with_new_request_id(),
+                "sleep",
+                &json!({"ms": 3000}),
+            )
             .await;
         (r, started.elapsed())
     });
@@ -94,7 +116,10 @@ async fn clients_and_servers_survive_a_broker_restart() {
     }
     assert!(!client_transport.is_connected());
     // While the broker is down, calls fail with transient errors.
-    let err = client.call::<_, Value>(&ctx, "echo", &json!({"value": 2})).await.expect_err("down");
+    let err = client
+        .call::<_, Value>(&ctx, "echo", &json!({"value": 2}))
+        .await
+        .expect_err("down");
     assert!(err.is_transient(), "{err}");
 
     tokio::task::block_in_place(|| r.start_app());
@@ -104,7 +129,10 @@ async fn clients_and_servers_survive_a_broker_restart() {
     println!("calls work again {recovered:?} after start_app");
     assert!(client_transport.is_connected() && server_transport.is_connected());
     for i in 0..20 {
-        let v: Value = client.call(&ctx, "echo", &json!({"value": i})).await.expect("after restart");
+        let v: Value = client
+            .call(&ctx, "echo", &json!({"value": i}))
+            .await
+            .expect("after restart");
         assert_eq!(v, json!(i));
     }
     // Notifications work again too.
@@ -119,14 +147,20 @@ async fn clients_and_servers_survive_a_broker_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retrying_call_survives_a_broker_restart() {
-    let rabbit = tokio::task::spawn_blocking(PrivateRabbit::start).await.expect("node");
-    let server_transport = Transport::connect(&url(&rabbit)).await.expect("server connects");
+    let rabbit = tokio::task::spawn_blocking(PrivateRabbit::start)
+        .await
+        .expect("node");
+    let server_transport = Transport::connect(&url(&rabbit))
+        .await
+        .expect("server connects");
     let server = RpcServer::builder(&server_transport, Target::topic("tasks").with_server("w1"))
         .endpoint(endpoint())
         .start()
         .await
         .expect("server");
-    let client_transport = Transport::connect(&url(&rabbit)).await.expect("client connects");
+    let client_transport = Transport::connect(&url(&rabbit))
+        .await
+        .expect("client connects");
     let client = RpcClient::new(&client_transport, Target::topic("tasks"))
         .timeout(Duration::from_secs(60))
         .retry(RetryPolicy::UNTIL_DEADLINE);
@@ -136,7 +170,11 @@ async fn a_retrying_call_survives_a_broker_restart() {
         .expect("warm up");
     let in_flight = tokio::spawn(async move {
         client
-            .call::<_, u64>(&RequestContext::with_new_request_id(), "sleep", &json!({"ms": 2000}))
+            .call::<_, u64>(
+                &RequestContext::with_new_request_id(),
+                "sleep",
+                &json!({"ms": 2000}),
+            )
             .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -153,7 +191,9 @@ async fn a_retrying_call_survives_a_broker_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_skips_a_dead_host() {
-    let rabbit = tokio::task::spawn_blocking(PrivateRabbit::start).await.expect("node");
+    let rabbit = tokio::task::spawn_blocking(PrivateRabbit::start)
+        .await
+        .expect("node");
     let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
     let dead_port = dead.local_addr().expect("addr").port();
     drop(dead);
@@ -164,13 +204,21 @@ async fn failover_skips_a_dead_host() {
     // Hosts are tried in shuffled order: connect several times so both
     // orders are exercised.
     for _ in 0..4 {
-        let t = Transport::connect(&url).await.expect("connects to the live host");
+        let t = Transport::connect(&url)
+            .await
+            .expect("connects to the live host");
         assert!(t.is_connected());
         t.close().await;
     }
     let only_dead = format!("amqp://guest:guest@127.0.0.1:{dead_port}/?connection_timeout=2");
-    let err = Transport::connect(&only_dead).await.err().expect("no broker");
+    let err = Transport::connect(&only_dead)
+        .await
+        .err()
+        .expect("no broker");
     let text = err.to_string();
     assert!(matches!(err, MessagingError::Disconnected(_)), "{text}");
-    assert!(text.contains(&format!("127.0.0.1:{dead_port}")) && !text.contains("guest:guest"), "{text}");
+    assert!(
+        text.contains(&format!("127.0.0.1:{dead_port}")) && !text.contains("guest:guest"),
+        "{text}"
+    );
 }

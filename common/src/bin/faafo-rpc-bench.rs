@@ -22,7 +22,11 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 #[derive(Parser)]
-#[command(version, about = "Benchmark faafo's oslo.messaging-style RPC over any transport URL")]
+#[command(
+    name = "faafo-rpc-bench",
+    version,
+    about = "Benchmark faafo's oslo.messaging-style RPC over any transport URL"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -45,18 +49,30 @@ enum Command {
     /// Run only the client against a running server.
     Client {
         #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
         client: ClientArgs,
     },
 }
 
 #[derive(clap::Args, Clone)]
-struct ServerArgs {
+struct TargetArgs {
     /// Transport URL (rabbit://, amqp://, memory://).
-    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/", env = "FAAFO_BENCH_URL")]
+    #[arg(
+        long,
+        default_value = "amqp://guest:guest@127.0.0.1:5672/",
+        env = "FAAFO_BENCH_URL"
+    )]
     url: String,
-    /// Topic to serve.
+    /// Topic.
     #[arg(long, default_value = "faafo-bench")]
     topic: String,
+}
+
+#[derive(clap::Args, Clone)]
+struct ServerArgs {
+    #[command(flatten)]
+    target: TargetArgs,
     /// Concurrent requests the server runs (and its prefetch).
     #[arg(long, default_value_t = 64)]
     executor: usize,
@@ -67,12 +83,6 @@ struct ServerArgs {
 
 #[derive(clap::Args, Clone)]
 struct ClientArgs {
-    /// Transport URL (rabbit://, amqp://, memory://).
-    #[arg(long = "client-url", default_value = "amqp://guest:guest@127.0.0.1:5672/", env = "FAAFO_BENCH_URL")]
-    url: String,
-    /// Topic to send to.
-    #[arg(long = "client-topic", default_value = "faafo-bench")]
-    topic: String,
     /// What to send.
     #[arg(long, value_enum, default_value_t = Mode::Call)]
     mode: Mode,
@@ -115,27 +125,35 @@ struct EchoArgs {
 #[derive(Serialize, Deserialize)]
 struct NoArgs {}
 
-async fn start_server(args: &ServerArgs, received: Arc<AtomicU64>) -> Result<(Transport, RpcServer), MessagingError> {
-    let transport = Transport::builder(&args.url)
+async fn start_server(
+    args: &ServerArgs,
+    received: Arc<AtomicU64>,
+) -> Result<(Transport, RpcServer), MessagingError> {
+    let transport = Transport::builder(&args.target.url)
         .connection_name("faafo-rpc-bench server")
         .connect()
         .await?;
     let endpoint = Endpoint::new()
-        .method("echo", |_ctx, a: EchoArgs| async move { Ok::<_, RemoteError>(a.data.len()) })
+        .method("echo", |_ctx, a: EchoArgs| async move {
+            Ok::<_, RemoteError>(a.data.len())
+        })
         .method("noop", move |_ctx, _: NoArgs| {
             received.fetch_add(1, Ordering::Relaxed);
             async { Ok::<_, RemoteError>(()) }
         });
-    let server = RpcServer::builder(&transport, Target::topic(&args.topic).with_server("bench-server"))
-        .endpoint(endpoint)
-        .executor_size(args.executor)
-        .ack_mode(if args.ack_before {
-            AckMode::BeforeDispatch
-        } else {
-            AckMode::AfterDispatch
-        })
-        .start()
-        .await?;
+    let server = RpcServer::builder(
+        &transport,
+        Target::topic(&args.target.topic).with_server("bench-server"),
+    )
+    .endpoint(endpoint)
+    .executor_size(args.executor)
+    .ack_mode(if args.ack_before {
+        AckMode::BeforeDispatch
+    } else {
+        AckMode::AfterDispatch
+    })
+    .start()
+    .await?;
     Ok((transport, server))
 }
 
@@ -145,8 +163,12 @@ struct Report {
     latency: Histogram<u64>,
 }
 
-async fn run_client(args: &ClientArgs, count: u64) -> Result<Report, MessagingError> {
-    let transport = Transport::builder(&args.url)
+async fn run_client(
+    target: &TargetArgs,
+    args: &ClientArgs,
+    count: u64,
+) -> Result<Report, MessagingError> {
+    let transport = Transport::builder(&target.url)
         .connection_name("faafo-rpc-bench client")
         .codec(match args.codec {
             CodecArg::Json => Codec::Json,
@@ -154,7 +176,7 @@ async fn run_client(args: &ClientArgs, count: u64) -> Result<Report, MessagingEr
         })
         .connect()
         .await?;
-    let client = RpcClient::new(&transport, Target::topic(&args.topic))
+    let client = RpcClient::new(&transport, Target::topic(&target.topic))
         .timeout(Duration::from_secs(30))
         .fanout(args.mode == Mode::Fanout);
     let next = Arc::new(AtomicU64::new(0));
@@ -166,7 +188,8 @@ async fn run_client(args: &ClientArgs, count: u64) -> Result<Report, MessagingEr
         let mode = args.mode;
         let data = vec![b'x'; args.payload];
         workers.push(tokio::spawn(async move {
-            let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let mut latency =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
             let ctx = RequestContext::with_new_request_id();
             let args = EchoArgs { data };
             while next.fetch_add(1, Ordering::Relaxed) < count {
@@ -182,12 +205,15 @@ async fn run_client(args: &ClientArgs, count: u64) -> Result<Report, MessagingEr
             Ok::<_, MessagingError>(latency)
         }));
     }
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let mut latency =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
     for worker in workers {
         let h = worker
             .await
             .map_err(|e| MessagingError::Invalid(format!("client task failed: {e}")))??;
-        latency.add(h).map_err(|e| MessagingError::Invalid(e.to_string()))?;
+        latency
+            .add(h)
+            .map_err(|e| MessagingError::Invalid(e.to_string()))?;
     }
     let elapsed = started.elapsed();
     transport.close().await;
@@ -198,7 +224,7 @@ async fn run_client(args: &ClientArgs, count: u64) -> Result<Report, MessagingEr
     })
 }
 
-fn print_report(args: &ClientArgs, report: &Report) {
+fn print_report(target: &TargetArgs, args: &ClientArgs, report: &Report) {
     let ms = |q: f64| report.latency.value_at_quantile(q) as f64 / 1000.0;
     println!(
         "{mode:?} x{n} in-flight={m} codec={codec:?} payload={p}B url={url}: {rate:.0} msg/s, \
@@ -208,7 +234,7 @@ fn print_report(args: &ClientArgs, report: &Report) {
         m = args.in_flight,
         codec = args.codec,
         p = args.payload,
-        url = redact_url(&args.url),
+        url = redact_url(&target.url),
         rate = report.sent as f64 / report.elapsed.as_secs_f64(),
         p50 = ms(0.50),
         p90 = ms(0.90),
@@ -223,28 +249,32 @@ async fn run(cli: Cli) -> Result<(), MessagingError> {
         Command::Server { server } => {
             let received = Arc::new(AtomicU64::new(0));
             let (transport, running) = start_server(&server, received).await?;
-            println!("serving topic '{}' on {}; Ctrl-C to stop", server.topic, redact_url(&server.url));
+            println!(
+                "serving topic '{}' on {}; Ctrl-C to stop",
+                server.target.topic,
+                redact_url(&server.target.url)
+            );
             let _ = tokio::signal::ctrl_c().await;
             println!("{:?}", running.stats());
             running.stop().await;
             transport.close().await;
         }
-        Command::Client { client } => {
+        Command::Client { target, client } => {
             if client.warmup > 0 {
-                run_client(&client, client.warmup).await?;
+                run_client(&target, &client, client.warmup).await?;
             }
-            let report = run_client(&client, client.messages).await?;
-            print_report(&client, &report);
+            let report = run_client(&target, &client, client.messages).await?;
+            print_report(&target, &client, &report);
         }
-        Command::Local { server, mut client } => {
-            client.topic = server.topic.clone();
+        Command::Local { server, client } => {
+            let target = &server.target;
             let received = Arc::new(AtomicU64::new(0));
             let (transport, running) = start_server(&server, received.clone()).await?;
             if client.warmup > 0 {
-                run_client(&client, client.warmup).await?;
+                run_client(target, &client, client.warmup).await?;
             }
-            let report = run_client(&client, client.messages).await?;
-            print_report(&client, &report);
+            let report = run_client(target, &client, client.messages).await?;
+            print_report(target, &client, &report);
             if client.mode != Mode::Call {
                 let expected = client.messages + client.warmup;
                 let deadline = Instant::now() + Duration::from_secs(60);

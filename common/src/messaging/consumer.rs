@@ -41,7 +41,12 @@ impl ConsumerGroup {
     }
 
     /// Starts consuming `subscription` with `handler`.
-    pub(crate) fn spawn(&mut self, name: String, subscription: Subscription, handler: DeliveryHandler) {
+    pub(crate) fn spawn(
+        &mut self,
+        name: String,
+        subscription: Subscription,
+        handler: DeliveryHandler,
+    ) {
         let semaphore = self.semaphore.clone();
         let shutdown = self.shutdown.clone();
         self.loops.spawn(async move {

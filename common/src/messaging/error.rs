@@ -43,7 +43,7 @@ pub enum MessagingError {
         /// Where the call went.
         target: String,
         /// The exception, as the server serialized it.
-        error: RemoteError,
+        error: Box<RemoteError>,
     },
 
     /// The server has no such method (oslo's `NoSuchMethod`).

@@ -95,7 +95,8 @@ impl RemoteError {
         let mut copy = self.clone();
         if copy.class.ends_with(REMOTE_POSTFIX) && copy.module.ends_with(REMOTE_POSTFIX) {
             copy.class.truncate(copy.class.len() - REMOTE_POSTFIX.len());
-            copy.module.truncate(copy.module.len() - REMOTE_POSTFIX.len());
+            copy.module
+                .truncate(copy.module.len() - REMOTE_POSTFIX.len());
         }
         // A struct of strings, vectors and JSON values always serializes.
         serde_json::to_string(&copy).unwrap_or_else(|_| {

@@ -63,7 +63,9 @@ pub use notify::notifier::Notifier;
 pub use retry::{Backoff, RetryPolicy};
 pub use rpc::client::{DEFAULT_CALL_TIMEOUT, RpcClient};
 pub use rpc::dispatcher::{Endpoint, PING_METHOD};
-pub use rpc::server::{AckMode, DEFAULT_MAX_MESSAGE_SIZE, RpcServer, RpcServerBuilder, ServerStats};
+pub use rpc::server::{
+    AckMode, DEFAULT_MAX_MESSAGE_SIZE, RpcServer, RpcServerBuilder, ServerStats,
+};
 pub use target::{DEFAULT_EXCHANGE, Target};
 pub use transport::{Transport, TransportBuilder};
 pub use url::{TransportUrl, TransportUrlError, redact_url};
@@ -112,5 +114,55 @@ pub(crate) mod testing_support {
 
     pub(crate) async fn queue_depth(transport: &Transport, queue: &str) -> Result<Option<usize>> {
         transport.inner().broker.queue_depth(queue).await
+    }
+}
+
+/// Entry points for the cargo-fuzz targets in `common/fuzz`.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use super::codec::Codec;
+    use super::wire;
+
+    /// Decodes `data` as every kind of message in both codecs, and the
+    /// arguments and results inside, as a server and a client would.
+    pub fn decode_everything(data: &[u8]) {
+        for codec in [Codec::Json, Codec::MsgPack] {
+            if let Ok(request) = wire::decode_request(codec, data.to_vec()) {
+                let _ = request.args.decode_args::<serde_json::Value>();
+                let _ = request.context.request_id();
+            }
+            if let Ok(reply) = wire::decode_reply(codec, data.to_vec()) {
+                let _ = reply.result.decode_result::<serde_json::Value>();
+                if let Some(failure) = reply.failure {
+                    let _ = super::RemoteError::from_failure_json(&failure);
+                }
+            }
+            let _ = wire::decode_notification(codec, data);
+        }
+    }
+
+    /// Parses `raw` (must not panic), then a URL made of the given parts
+    /// around a known password, which must never show in an error, in the
+    /// URL's `Display` or in its `Debug`.
+    pub fn parse_url(raw: &str, scheme: &str, user: &str, host: &str, rest: &str) {
+        let _ = super::TransportUrl::parse(raw);
+        const SECRET: &str = "Zq9SeCrEtPw";
+        let bad_user = |c: char| matches!(c, '/' | '?' | ':' | '@' | ',');
+        if !scheme.chars().all(|c| c.is_ascii_alphanumeric())
+            || user.contains(bad_user)
+            || [scheme, user, host, rest]
+                .iter()
+                .any(|p| p.contains("SeCrEt"))
+        {
+            return;
+        }
+        let url = format!("{scheme}://{user}:{SECRET}@{host}/{rest}");
+        match super::TransportUrl::parse(&url) {
+            Err(e) => assert!(!e.to_string().contains(SECRET), "password leaked: {e}"),
+            Ok(u) => {
+                assert!(!u.to_string().contains(SECRET), "password leaked: {u}");
+                assert!(!format!("{u:?}").contains(SECRET), "password leaked: {u:?}");
+            }
+        }
     }
 }

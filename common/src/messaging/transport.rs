@@ -158,6 +158,10 @@ impl Transport {
 
     /// Time allowed to wait for a broker connection when sending.
     pub(crate) fn send_wait(&self) -> Duration {
-        self.inner.url.options.connection_timeout.max(Duration::from_secs(1))
+        self.inner
+            .url
+            .options
+            .connection_timeout
+            .max(Duration::from_secs(1))
     }
 }

@@ -230,7 +230,11 @@ impl fmt::Display for TransportUrl {
         match self.kind {
             TransportKind::Memory => write!(f, "memory:///{}", self.virtual_host),
             TransportKind::Rabbit => {
-                f.write_str(if self.options.ssl { "amqps://" } else { "rabbit://" })?;
+                f.write_str(if self.options.ssl {
+                    "amqps://"
+                } else {
+                    "rabbit://"
+                })?;
                 for (i, h) in self.hosts.iter().enumerate() {
                     if i > 0 {
                         f.write_str(",")?;
@@ -364,7 +368,9 @@ fn parse_query(query: &str, options: &mut UrlOptions) -> Result<(), String> {
             match v.to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" | "on" => Ok(true),
                 "0" | "false" | "no" | "off" => Ok(false),
-                _ => Err(format!("option '{key}' must be a boolean (1/0, true/false), got '{v}'")),
+                _ => Err(format!(
+                    "option '{key}' must be a boolean (1/0, true/false), got '{v}'"
+                )),
             }
         };
         match key {
@@ -460,7 +466,9 @@ mod tests {
 
     #[test]
     fn query_options_are_parsed_and_unknown_ones_refused() {
-        let u = parse("rabbit://h/?heartbeat_timeout_threshold=10&rabbit_transient_queues_ttl=0&amqp_durable_queues=true");
+        let u = parse(
+            "rabbit://h/?heartbeat_timeout_threshold=10&rabbit_transient_queues_ttl=0&amqp_durable_queues=true",
+        );
         assert_eq!(u.options.heartbeat, Duration::from_secs(10));
         assert_eq!(u.options.transient_queues_ttl, Duration::ZERO);
         assert!(u.options.durable_queues);
@@ -492,7 +500,10 @@ mod tests {
         assert!(e.contains("admin:***@"), "{e}");
         let u = parse("rabbit://admin:hunter2@h1,other:pw2@h2/v");
         let shown = u.to_string();
-        assert!(!shown.contains("hunter2") && !shown.contains("pw2"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("pw2"),
+            "{shown}"
+        );
         assert_eq!(shown, "rabbit://admin:***@h1:5672,other:***@h2:5672/v");
         assert!(!format!("{u:?}").contains("hunter2"));
         assert_eq!(

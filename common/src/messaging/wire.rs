@@ -50,7 +50,8 @@ pub(crate) fn encode<M: Serialize + ?Sized>(
 ) -> Result<Vec<u8>, MessagingError> {
     match codec {
         Codec::Json => {
-            let text = serde_json::to_string(inner).map_err(|e| MessagingError::Encode(e.to_string()))?;
+            let text =
+                serde_json::to_string(inner).map_err(|e| MessagingError::Encode(e.to_string()))?;
             serde_json::to_vec(&EnvelopeOut {
                 version: ENVELOPE_VERSION,
                 message: text.as_str(),
@@ -107,7 +108,10 @@ impl<A: Serialize + ?Sized> Serialize for OutgoingRequest<'_, A> {
     }
 }
 
-fn serialize_context<M: SerializeMap>(map: &mut M, context: &RequestContext) -> Result<(), M::Error> {
+fn serialize_context<M: SerializeMap>(
+    map: &mut M,
+    context: &RequestContext,
+) -> Result<(), M::Error> {
     let mut key = String::with_capacity(32);
     for (k, v) in context.iter() {
         key.clear();
@@ -360,7 +364,8 @@ impl<'de, P: Deserialize<'de>> Deserialize<'de> for RequestFields<P> {
                         "_unique_id" => out.unique_id = map.next_value()?,
                         k if k.starts_with(CONTEXT_PREFIX) => {
                             let value: Value = map.next_value()?;
-                            out.context.push((k[CONTEXT_PREFIX.len()..].to_string(), value));
+                            out.context
+                                .push((k[CONTEXT_PREFIX.len()..].to_string(), value));
                         }
                         _ => {
                             map.next_value::<IgnoredAny>()?;
@@ -394,7 +399,10 @@ impl AddressFields {
 }
 
 /// Decodes a request body of the given codec.
-pub(crate) fn decode_request(codec: Codec, body: Vec<u8>) -> Result<IncomingRequest, DecodeFailure> {
+pub(crate) fn decode_request(
+    codec: Codec,
+    body: Vec<u8>,
+) -> Result<IncomingRequest, DecodeFailure> {
     match codec {
         Codec::Json => {
             let inner = open_json_envelope(&body).map_err(|reason| DecodeFailure {
@@ -403,9 +411,12 @@ pub(crate) fn decode_request(codec: Codec, body: Vec<u8>) -> Result<IncomingRequ
             })?;
             let parsed: Result<RequestFields<Box<RawValue>>, _> = serde_json::from_str(&inner);
             match parsed {
-                Ok(fields) => validate_request(codec, fields, |raw| Payload::Json(Some(raw)), || {
-                    Payload::Json(None)
-                }),
+                Ok(fields) => validate_request(
+                    codec,
+                    fields,
+                    |raw| Payload::Json(Some(raw)),
+                    || Payload::Json(None),
+                ),
                 Err(e) => Err(DecodeFailure {
                     reason: format!("malformed request: {e}"),
                     reply_to: serde_json::from_str::<AddressFields>(&inner)
@@ -465,7 +476,9 @@ fn validate_request<P>(
     };
     let version = match fields.version.as_deref() {
         None | Some("") => Version::DEFAULT,
-        Some(v) => v.parse().map_err(|e: super::version::InvalidVersion| fail(e.to_string()))?,
+        Some(v) => v
+            .parse()
+            .map_err(|e: super::version::InvalidVersion| fail(e.to_string()))?,
     };
     let args = match fields.args {
         Some(a) => present_args(a),
@@ -514,7 +527,12 @@ pub(crate) fn decode_reply(codec: Codec, body: Vec<u8>) -> Result<IncomingReply,
             let inner = open_json_envelope(&body)?;
             let fields: ReplyFields<Box<RawValue>> =
                 serde_json::from_str(&inner).map_err(|e| format!("malformed reply: {e}"))?;
-            (fields.msg_id, fields.failure, fields.ending, Payload::Json(fields.result))
+            (
+                fields.msg_id,
+                fields.failure,
+                fields.ending,
+                Payload::Json(fields.result),
+            )
         }
         Codec::MsgPack => {
             let body: Arc<[u8]> = body.into();
@@ -691,19 +709,27 @@ mod tests {
             (b"[1,2]".to_vec(), "not a JSON object"),
             (b"{\"method\": ".to_vec(), "not valid JSON"),
             (
-                json!({"oslo.version": "3.0", "oslo.message": "{}"}).to_string().into_bytes(),
+                json!({"oslo.version": "3.0", "oslo.message": "{}"})
+                    .to_string()
+                    .into_bytes(),
                 "unsupported envelope version '3.0'",
             ),
             (
-                json!({"oslo.version": "2.0", "oslo.message": "[]"}).to_string().into_bytes(),
+                json!({"oslo.version": "2.0", "oslo.message": "[]"})
+                    .to_string()
+                    .into_bytes(),
                 "malformed request",
             ),
             (
-                json!({"oslo.version": "2.0", "oslo.message": "{\"args\": {}}"}).to_string().into_bytes(),
+                json!({"oslo.version": "2.0", "oslo.message": "{\"args\": {}}"})
+                    .to_string()
+                    .into_bytes(),
                 "no 'method'",
             ),
             (
-                json!({"oslo.version": "2.0", "oslo.message": "{\"method\": 5}"}).to_string().into_bytes(),
+                json!({"oslo.version": "2.0", "oslo.message": "{\"method\": 5}"})
+                    .to_string()
+                    .into_bytes(),
                 "malformed request",
             ),
             (
@@ -711,7 +737,9 @@ mod tests {
                 "must be a JSON object",
             ),
             (
-                json!({"method": "m", "version": "x.y"}).to_string().into_bytes(),
+                json!({"method": "m", "version": "x.y"})
+                    .to_string()
+                    .into_bytes(),
                 "invalid version",
             ),
         ];
@@ -760,7 +788,8 @@ mod tests {
             if codec == Codec::Json {
                 let outer: Value = serde_json::from_slice(&body).expect("json");
                 let inner: Value =
-                    serde_json::from_str(outer["oslo.message"].as_str().expect("str")).expect("inner");
+                    serde_json::from_str(outer["oslo.message"].as_str().expect("str"))
+                        .expect("inner");
                 assert_eq!(
                     inner,
                     json!({"result": {"checksum": "abc", "size": 3}, "failure": null,
@@ -784,7 +813,10 @@ mod tests {
         assert!(matches!(reply.result, Payload::Json(None)));
         let f = json!({"result": null, "failure": "{\"class\": \"ValueError\"}", "ending": true, "_msg_id": "m"});
         let reply = decode_reply(Codec::Json, f.to_string().into_bytes()).expect("failure");
-        assert_eq!(reply.failure.as_deref(), Some("{\"class\": \"ValueError\"}"));
+        assert_eq!(
+            reply.failure.as_deref(),
+            Some("{\"class\": \"ValueError\"}")
+        );
         assert!(decode_reply(Codec::Json, b"{}".to_vec()).is_err());
     }
 

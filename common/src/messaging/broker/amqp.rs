@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{
-    Acker, Binding, Delivery, ExchangeKind, ExchangeSpec, Publication, PendingConfirm, QueueSpec,
+    Acker, Binding, Delivery, ExchangeKind, ExchangeSpec, PendingConfirm, Publication, QueueSpec,
     Subscription, SubscriptionEvent, SubscriptionHandle, SubscriptionSpec,
 };
 use crate::messaging::codec::JSON_CONTENT_TYPE;
@@ -56,6 +56,10 @@ struct Inner {
     connection_name: String,
     state: watch::Sender<LinkState>,
     shutdown: CancellationToken,
+    /// Parent of every subscription's cancel token, cancelled first on close.
+    consumers: CancellationToken,
+    /// Cancelled by each subscription task when it has finished.
+    consumers_stopped: Mutex<Vec<CancellationToken>>,
     backoff: Backoff,
 }
 
@@ -98,6 +102,8 @@ impl AmqpBroker {
             connection_name: connection_name.to_string(),
             state,
             shutdown: CancellationToken::new(),
+            consumers: CancellationToken::new(),
+            consumers_stopped: Mutex::new(Vec::new()),
             backoff,
         });
         let mut order: Vec<usize> = (0..inner.url.hosts.len()).collect();
@@ -165,8 +171,17 @@ impl AmqpBroker {
         let link = self.inner.wait_up(deadline).await?;
         let (channel, consumer) = start_consumer(&link, &spec).await?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let cancel = CancellationToken::new();
+        let cancel = self.inner.consumers.child_token();
         let stopped = CancellationToken::new();
+        {
+            let mut all = self
+                .inner
+                .consumers_stopped
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            all.retain(|t| !t.is_cancelled());
+            all.push(stopped.clone());
+        }
         tokio::spawn(run_subscription(
             self.inner.clone(),
             spec,
@@ -233,7 +248,25 @@ impl AmqpBroker {
         result
     }
 
+    /// Closes in order: consumers cancelled and finished, publishing
+    /// channel closed, then the connection.
     pub(crate) async fn close(&self) {
+        self.inner.consumers.cancel();
+        let stopped = self
+            .inner
+            .consumers_stopped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let all_stopped = futures_util::future::join_all(stopped.iter().map(|t| t.cancelled()));
+        let _ = tokio::time::timeout(Duration::from_secs(5), all_stopped).await;
+        let link = match &*self.inner.state.borrow() {
+            LinkState::Up(link) => Some(link.clone()),
+            _ => None,
+        };
+        if let Some(link) = link {
+            link.reset_publisher().await;
+        }
         self.inner.shutdown.cancel();
         let mut rx = self.inner.state.subscribe();
         let closed = async {
@@ -262,7 +295,13 @@ impl Inner {
             },
             vhost: self.url.virtual_host.clone(),
             query: AMQPQueryString {
-                heartbeat: Some(self.url.options.heartbeat.as_secs().min(u64::from(u16::MAX)) as u16),
+                heartbeat: Some(
+                    self.url
+                        .options
+                        .heartbeat
+                        .as_secs()
+                        .min(u64::from(u16::MAX)) as u16,
+                ),
                 ..AMQPQueryString::default()
             },
         }
@@ -270,8 +309,8 @@ impl Inner {
 
     async fn open_link(&self, index: usize) -> std::result::Result<(Arc<Link>, Events), String> {
         let uri = self.amqp_uri(index);
-        let properties =
-            ConnectionProperties::default().with_connection_name(self.connection_name.clone().into());
+        let properties = ConnectionProperties::default()
+            .with_connection_name(self.connection_name.clone().into());
         let timeout = self.url.options.connection_timeout;
         let connection = tokio::time::timeout(timeout, Connection::connect_uri(uri, properties))
             .await
@@ -537,7 +576,11 @@ async fn start_consumer(link: &Link, spec: &SubscriptionSpec) -> Result<(Channel
     Ok((channel, consumer))
 }
 
-async fn declare_topology(channel: &Channel, queue: &QueueSpec, bindings: &[Binding]) -> Result<()> {
+async fn declare_topology(
+    channel: &Channel,
+    queue: &QueueSpec,
+    bindings: &[Binding],
+) -> Result<()> {
     for binding in bindings {
         if !binding.exchange.name.is_empty() {
             declare_exchange(channel, &binding.exchange)

@@ -91,7 +91,9 @@ struct Consumer {
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     // A panic while holding the lock cannot leave the maps half-updated in a
     // way that matters more than losing the broker; keep serving.
-    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Releases the lock, then drops what must not be dropped under it.
@@ -123,7 +125,8 @@ impl MemoryBroker {
     /// Closes this connection's channels: consumers stop, and what they
     /// had not settled is delivered again to others.
     pub(crate) fn close(&self) {
-        let channels = std::mem::take(&mut *self.channels.lock().unwrap_or_else(|p| p.into_inner()));
+        let channels =
+            std::mem::take(&mut *self.channels.lock().unwrap_or_else(|p| p.into_inner()));
         for channel in channels.iter().filter_map(Weak::upgrade) {
             channel.close();
         }
@@ -227,7 +230,9 @@ impl MemoryBroker {
 }
 
 fn not_found(kind: &str, name: &str) -> MessagingError {
-    MessagingError::Broker(format!("NOT_FOUND - no {kind} '{name}' in the memory broker"))
+    MessagingError::Broker(format!(
+        "NOT_FOUND - no {kind} '{name}' in the memory broker"
+    ))
 }
 
 impl State {
@@ -261,7 +266,11 @@ impl State {
                 let e = &existing.spec;
                 if e.kind != spec.kind {
                     return Err(inequivalent(
-                        &format!("received '{}' but current is '{}'", spec.kind.name(), e.kind.name()),
+                        &format!(
+                            "received '{}' but current is '{}'",
+                            spec.kind.name(),
+                            e.kind.name()
+                        ),
                         "type",
                         "exchange",
                         &spec.name,
@@ -277,7 +286,10 @@ impl State {
                 }
                 if e.auto_delete != spec.auto_delete {
                     return Err(inequivalent(
-                        &format!("received '{}' but current is '{}'", spec.auto_delete, e.auto_delete),
+                        &format!(
+                            "received '{}' but current is '{}'",
+                            spec.auto_delete, e.auto_delete
+                        ),
                         "auto_delete",
                         "exchange",
                         &spec.name,
@@ -306,11 +318,19 @@ impl State {
                     ("durable", e.durable != spec.durable),
                     ("auto_delete", e.auto_delete != spec.auto_delete),
                     ("x-expires", e.expires != spec.expires),
-                    ("x-dead-letter-exchange", e.dead_letter_exchange != spec.dead_letter_exchange),
+                    (
+                        "x-dead-letter-exchange",
+                        e.dead_letter_exchange != spec.dead_letter_exchange,
+                    ),
                 ];
                 for (arg, differs) in checks {
                     if differs {
-                        return Err(inequivalent("declared differently before", arg, "queue", &spec.name));
+                        return Err(inequivalent(
+                            "declared differently before",
+                            arg,
+                            "queue",
+                            &spec.name,
+                        ));
                     }
                 }
                 Ok(())
@@ -375,13 +395,10 @@ impl State {
             let now = Instant::now();
             while !queue.ready.is_empty() && !queue.consumers.is_empty() {
                 let n = queue.consumers.len();
-                let Some(slot) = (0..n)
-                    .map(|i| (queue.next_consumer + i) % n)
-                    .find(|&i| {
-                        let c = &queue.consumers[i];
-                        c.auto_ack || c.prefetch == 0 || c.in_flight < c.prefetch
-                    })
-                else {
+                let Some(slot) = (0..n).map(|i| (queue.next_consumer + i) % n).find(|&i| {
+                    let c = &queue.consumers[i];
+                    c.auto_ack || c.prefetch == 0 || c.in_flight < c.prefetch
+                }) else {
                     break;
                 };
                 let Some(message) = queue.ready.pop_front() else {

@@ -190,6 +190,9 @@ impl Acker {
 }
 
 /// What a subscription yields.
+// Deliveries are nearly every event; boxing them would cost an allocation
+// per message for nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum SubscriptionEvent {
     Delivery(Delivery),
     /// The consumer's connection or channel failed: deliveries stop until

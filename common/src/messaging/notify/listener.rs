@@ -82,7 +82,8 @@ impl NotificationListenerBuilder {
             for priority in &self.priorities {
                 let key = format!("{}.{priority}", target.topic);
                 let queue_name = self.pool.clone().unwrap_or_else(|| key.clone());
-                let (mut queue, mut binding) = inner.topology.topic_queue(&exchange, &queue_name, None);
+                let (mut queue, mut binding) =
+                    inner.topology.topic_queue(&exchange, &queue_name, None);
                 binding.routing_key = key;
                 match specs.iter_mut().find(|s| s.queue.name == queue.name) {
                     Some(spec) => spec.bindings.push(binding),
@@ -113,7 +114,8 @@ impl NotificationListenerBuilder {
                         let decoded = codec.and_then(|c| decode_notification(c, &delivery.body));
                         match decoded {
                             Ok(notification) => {
-                                let requeue = handler(notification).await == NotificationResult::Requeue;
+                                let requeue =
+                                    handler(notification).await == NotificationResult::Requeue;
                                 let _ = if requeue {
                                     delivery.acker.reject(true).await
                                 } else {

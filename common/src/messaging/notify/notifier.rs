@@ -117,9 +117,15 @@ impl Notifier {
                 mandatory: true,
             };
             for attempt in 0..2 {
-                self.ensure_queue(transport, &exchange, &key, attempt > 0).await?;
+                self.ensure_queue(transport, &exchange, &key, attempt > 0)
+                    .await?;
                 let deadline = Instant::now() + transport.send_wait();
-                let outcome = inner.broker.publish(&publication, deadline).await?.outcome().await?;
+                let outcome = inner
+                    .broker
+                    .publish(&publication, deadline)
+                    .await?
+                    .outcome()
+                    .await?;
                 match outcome {
                     PublishOutcome::Delivered => break,
                     // The queue vanished (e.g. a broker restart): declare it again.
@@ -135,7 +141,13 @@ impl Notifier {
         Ok(())
     }
 
-    async fn ensure_queue(&self, transport: &Transport, exchange: &str, key: &str, force: bool) -> Result<()> {
+    async fn ensure_queue(
+        &self,
+        transport: &Transport,
+        exchange: &str,
+        key: &str,
+        force: bool,
+    ) -> Result<()> {
         let known = self
             .declared
             .lock()
@@ -155,17 +167,32 @@ impl Notifier {
     }
 
     /// Sends at `info` priority.
-    pub async fn info<P: Serialize + ?Sized>(&self, ctx: &RequestContext, event_type: &str, payload: &P) -> Result<()> {
+    pub async fn info<P: Serialize + ?Sized>(
+        &self,
+        ctx: &RequestContext,
+        event_type: &str,
+        payload: &P,
+    ) -> Result<()> {
         self.notify(ctx, Priority::Info, event_type, payload).await
     }
 
     /// Sends at `warn` priority.
-    pub async fn warn<P: Serialize + ?Sized>(&self, ctx: &RequestContext, event_type: &str, payload: &P) -> Result<()> {
+    pub async fn warn<P: Serialize + ?Sized>(
+        &self,
+        ctx: &RequestContext,
+        event_type: &str,
+        payload: &P,
+    ) -> Result<()> {
         self.notify(ctx, Priority::Warn, event_type, payload).await
     }
 
     /// Sends at `error` priority.
-    pub async fn error<P: Serialize + ?Sized>(&self, ctx: &RequestContext, event_type: &str, payload: &P) -> Result<()> {
+    pub async fn error<P: Serialize + ?Sized>(
+        &self,
+        ctx: &RequestContext,
+        event_type: &str,
+        payload: &P,
+    ) -> Result<()> {
         self.notify(ctx, Priority::Error, event_type, payload).await
     }
 }

@@ -407,7 +407,10 @@ impl RpcClient {
                 version: self.target.version.unwrap_or_default().to_string(),
                 method: method.to_string(),
             },
-            _ => MessagingError::Remote { target, error },
+            _ => MessagingError::Remote {
+                target,
+                error: Box::new(error),
+            },
         }
     }
 }

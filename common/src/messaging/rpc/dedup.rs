@@ -59,10 +59,10 @@ impl DuplicateFilter {
             held.push(acker);
             return Admission::Held;
         }
-        if let Some(cached) = inner.done.get(unique_id) {
-            if !is_call || cached.is_some() {
-                return Admission::Done(acker, cached.clone());
-            }
+        if let Some(cached) = inner.done.get(unique_id)
+            && (!is_call || cached.is_some())
+        {
+            return Admission::Done(acker, cached.clone());
         }
         inner.in_flight.insert(unique_id.to_string(), Vec::new());
         Admission::New(acker)
@@ -106,7 +106,10 @@ mod tests {
     #[test]
     fn holds_duplicates_of_running_requests() {
         let f = DuplicateFilter::default();
-        assert!(matches!(f.admit("u1", Acker::None, true), Admission::New(_)));
+        assert!(matches!(
+            f.admit("u1", Acker::None, true),
+            Admission::New(_)
+        ));
         assert!(matches!(f.admit("u1", Acker::None, true), Admission::Held));
         let held = f.finish("u1", true, None);
         assert_eq!(held.len(), 1);
@@ -129,7 +132,10 @@ mod tests {
         }
         let _ = f.admit("uncached", Acker::None, true);
         f.finish("uncached", true, None);
-        assert!(matches!(f.admit("uncached", Acker::None, true), Admission::New(_)));
+        assert!(matches!(
+            f.admit("uncached", Acker::None, true),
+            Admission::New(_)
+        ));
     }
 
     #[test]
@@ -137,10 +143,16 @@ mod tests {
         let f = DuplicateFilter::default();
         let _ = f.admit("cast", Acker::None, false);
         f.finish("cast", true, None);
-        assert!(matches!(f.admit("cast", Acker::None, false), Admission::Done(_, None)));
+        assert!(matches!(
+            f.admit("cast", Acker::None, false),
+            Admission::Done(_, None)
+        ));
         let _ = f.admit("requeued", Acker::None, false);
         f.finish("requeued", false, None);
-        assert!(matches!(f.admit("requeued", Acker::None, false), Admission::New(_)));
+        assert!(matches!(
+            f.admit("requeued", Acker::None, false),
+            Admission::New(_)
+        ));
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //! Method names starting with `_` are never dispatched, as oslo's default
 //! access policy.
 
+// Endpoint methods fail with a `RemoteError`, the exception sent to the
+// caller: it is the error of this module's results by design.
+#![allow(clippy::result_large_err)]
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -25,7 +28,8 @@ use crate::messaging::wire::{IncomingRequest, Payload};
 /// request's codec.
 pub(crate) type MethodResult = Result<Box<dyn erased_serde::Serialize + Send + Sync>, RemoteError>;
 
-type Handler = Arc<dyn Fn(RequestContext, &Payload) -> BoxFuture<'static, MethodResult> + Send + Sync>;
+type Handler =
+    Arc<dyn Fn(RequestContext, &Payload) -> BoxFuture<'static, MethodResult> + Send + Sync>;
 
 /// The name of oslo's optional ping method.
 pub const PING_METHOD: &str = "oslo_rpc_server_ping";
@@ -91,7 +95,8 @@ impl Endpoint {
                 })
             }
             Err(e) => {
-                let error = RemoteError::type_error(format!("{method}() got invalid arguments: {e}"));
+                let error =
+                    RemoteError::type_error(format!("{method}() got invalid arguments: {e}"));
                 Box::pin(async move { Err(error) })
             }
         });
@@ -123,12 +128,16 @@ impl Dispatcher {
         let method = request.method.as_str();
         if self.ping && method == PING_METHOD {
             return Ok(Arc::new(|_, _| {
-                Box::pin(async { Ok(Box::new("pong") as Box<dyn erased_serde::Serialize + Send + Sync>) })
+                Box::pin(async {
+                    Ok(Box::new("pong") as Box<dyn erased_serde::Serialize + Send + Sync>)
+                })
             }));
         }
         let mut compatible = false;
         for endpoint in &self.endpoints {
-            if endpoint.namespace != request.namespace || !endpoint.version.can_serve(&request.version) {
+            if endpoint.namespace != request.namespace
+                || !endpoint.version.can_serve(&request.version)
+            {
                 continue;
             }
             if !method.starts_with('_')

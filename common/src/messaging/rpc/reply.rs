@@ -56,7 +56,8 @@ impl ReplyWaiter {
             while let Some(event) = events.recv().await {
                 match event {
                     SubscriptionEvent::Delivery(delivery) => {
-                        let codec = match Codec::from_content_type(delivery.content_type.as_deref()) {
+                        let codec = match Codec::from_content_type(delivery.content_type.as_deref())
+                        {
                             Ok(codec) => codec,
                             Err(reason) => {
                                 warn!(queue = %name, %reason, "dropped an unreadable reply");
@@ -76,7 +77,9 @@ impl ReplyWaiter {
                                     ),
                                 }
                             }
-                            Err(reason) => warn!(queue = %name, %reason, "dropped an unreadable reply"),
+                            Err(reason) => {
+                                warn!(queue = %name, %reason, "dropped an unreadable reply")
+                            }
                         }
                     }
                     SubscriptionEvent::Interrupted => {

@@ -9,6 +9,9 @@
 //! no more deliveries, received-but-not-started ones back to the queue,
 //! running ones finished and answered.
 
+// Endpoint methods fail with a `RemoteError`, the exception sent to the
+// caller: it is the error of this module's results by design.
+#![allow(clippy::result_large_err)]
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,9 +24,7 @@ use tracing::{debug, warn};
 
 use super::dedup::{Admission, CachedReply, DuplicateFilter};
 use super::dispatcher::{Dispatcher, Endpoint, MethodResult};
-use crate::messaging::broker::{
-    Acker, Delivery, Publication, PublishOutcome, SubscriptionSpec,
-};
+use crate::messaging::broker::{Acker, Delivery, Publication, PublishOutcome, SubscriptionSpec};
 use crate::messaging::codec::Codec;
 use crate::messaging::consumer::ConsumerGroup;
 use crate::messaging::error::{MessagingError, Result};
@@ -171,7 +172,9 @@ impl RpcServerBuilder {
             ))
         })?;
         if self.target.topic.is_empty() {
-            return Err(MessagingError::Invalid("an RPC server needs a topic".into()));
+            return Err(MessagingError::Invalid(
+                "an RPC server needs a topic".into(),
+            ));
         }
         let transport = self.transport;
         let exchange = transport.exchange_of(&self.target);
@@ -335,7 +338,8 @@ impl ServerContext {
                 warn!(reason = %failure, "rejected a malformed message");
                 bump(&self.counters.malformed);
                 if let Some(address) = &failure.reply_to {
-                    let error = RemoteError::new("MalformedMessage", "faafo.messaging", failure.reason);
+                    let error =
+                        RemoteError::new("MalformedMessage", "faafo.messaging", failure.reason);
                     self.reply(address, codec, Err(error)).await;
                 }
                 let _ = acker.reject(false).await;
@@ -410,7 +414,9 @@ impl ServerContext {
                         .map(|s| s.to_string())
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_else(|| "unknown panic".into());
-                    Err(RemoteError::runtime_error(format!("the endpoint panicked: {what}")))
+                    Err(RemoteError::runtime_error(format!(
+                        "the endpoint panicked: {what}"
+                    )))
                 })
             });
         let (Some(timeout), Some(address)) = (request.monitor_timeout, &request.reply_to) else {
@@ -445,15 +451,27 @@ impl ServerContext {
         if let Ok(body) = body {
             let publication = reply_publication(address, codec, Arc::from(body));
             let deadline = Instant::now() + Duration::from_secs(1);
-            if let Ok(confirm) = self.transport.inner().broker.publish(&publication, deadline).await {
+            if let Ok(confirm) = self
+                .transport
+                .inner()
+                .broker
+                .publish(&publication, deadline)
+                .await
+            {
                 let _ = confirm.outcome().await;
             }
         }
     }
 
-    async fn reply(&self, address: &ReplyAddress, codec: Codec, result: MethodResult) -> ReplyOutcome {
+    async fn reply(
+        &self,
+        address: &ReplyAddress,
+        codec: Codec,
+        result: MethodResult,
+    ) -> ReplyOutcome {
         let unique_id = wire::new_id();
-        let encode = |result: Option<&(dyn erased_serde::Serialize + Send + Sync)>, failure: Option<&str>| {
+        let encode = |result: Option<&(dyn erased_serde::Serialize + Send + Sync)>,
+                      failure: Option<&str>| {
             wire::encode(
                 codec,
                 &OutgoingReply {
@@ -472,7 +490,8 @@ impl ServerContext {
         let body = match body {
             Ok(body) => body,
             Err(e) => {
-                let error = RemoteError::type_error(format!("the result could not be encoded: {e}"));
+                let error =
+                    RemoteError::type_error(format!("the result could not be encoded: {e}"));
                 match encode(None, Some(&error.to_failure_json())) {
                     Ok(body) => body,
                     Err(_) => return ReplyOutcome::Dropped,
@@ -482,9 +501,17 @@ impl ServerContext {
         self.publish_reply(address, codec, Arc::from(body)).await
     }
 
-    async fn publish_reply(&self, address: &ReplyAddress, codec: Codec, body: Arc<[u8]>) -> ReplyOutcome {
+    async fn publish_reply(
+        &self,
+        address: &ReplyAddress,
+        codec: Codec,
+        body: Arc<[u8]>,
+    ) -> ReplyOutcome {
         {
-            let mut gone = self.gone_reply_queues.lock().unwrap_or_else(|p| p.into_inner());
+            let mut gone = self
+                .gone_reply_queues
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             gone.retain(|_, since| since.elapsed() < Duration::from_secs(60));
             if gone.contains_key(&address.reply_q) {
                 bump(&self.counters.replies_dropped);
@@ -495,7 +522,13 @@ impl ServerContext {
         let give_up = Instant::now() + self.missing_reply_queue_timeout;
         loop {
             let deadline = Instant::now() + Duration::from_secs(30);
-            let outcome = match self.transport.inner().broker.publish(&publication, deadline).await {
+            let outcome = match self
+                .transport
+                .inner()
+                .broker
+                .publish(&publication, deadline)
+                .await
+            {
                 Ok(confirm) => confirm.outcome().await,
                 Err(e) => Err(e),
             };
@@ -517,7 +550,9 @@ impl ServerContext {
                     bump(&self.counters.replies_dropped);
                     return ReplyOutcome::Dropped;
                 }
-                Ok(PublishOutcome::Nacked) | Err(MessagingError::Disconnected(_)) | Err(MessagingError::Closed) => {
+                Ok(PublishOutcome::Nacked)
+                | Err(MessagingError::Disconnected(_))
+                | Err(MessagingError::Closed) => {
                     warn!(msg_id = %address.msg_id, "could not send a reply; the request will run again");
                     return ReplyOutcome::Disconnected;
                 }
