@@ -1,1 +1,151 @@
-fn main() {}
+//! `faafo-worker`: the faafo worker's command line.
+//!
+//! `faafo-worker render` renders one fractal to a PNG file without any service;
+//! the RPC service will be another subcommand.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use faafo_worker::{
+    CancelToken, FractalOutput, FractalParams, FractalSpec, JuliaRenderer, RenderLimits, encode_png,
+};
+
+/// The faafo worker: renders Julia-set fractals.
+#[derive(Debug, Parser)]
+#[command(name = "faafo-worker", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// What to run.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Render one fractal to a PNG file, no services needed.
+    Render(RenderArgs),
+}
+
+/// Options of `render`; the defaults are the benchmark view.
+#[derive(Debug, Args)]
+struct RenderArgs {
+    /// Image width in pixels (>= 2).
+    #[arg(long, default_value_t = 1024, allow_negative_numbers = true)]
+    width: i64,
+    /// Image height in pixels (>= 2).
+    #[arg(long, default_value_t = 1024, allow_negative_numbers = true)]
+    height: i64,
+    /// Maximum iterations per pixel (>= 1).
+    #[arg(long, default_value_t = 512, allow_negative_numbers = true)]
+    iterations: i64,
+    /// Left edge of the view.
+    #[arg(long, default_value_t = -2.0, allow_negative_numbers = true)]
+    xa: f64,
+    /// Right edge of the view.
+    #[arg(long, default_value_t = 2.0, allow_negative_numbers = true)]
+    xb: f64,
+    /// Edge of the view in row 0.
+    #[arg(long, default_value_t = -1.5, allow_negative_numbers = true)]
+    ya: f64,
+    /// Edge of the view in the last row.
+    #[arg(long, default_value_t = 1.5, allow_negative_numbers = true)]
+    yb: f64,
+    /// Seed for drawing c by the original's rule (default 0 when c is not given).
+    #[arg(long, conflicts_with_all = ["c_re", "c_im"])]
+    seed: Option<u64>,
+    /// Real part of an explicit c.
+    #[arg(long, requires = "c_im", allow_negative_numbers = true)]
+    c_re: Option<f64>,
+    /// Imaginary part of an explicit c.
+    #[arg(long, requires = "c_re", allow_negative_numbers = true)]
+    c_im: Option<f64>,
+    /// Largest accepted width * height.
+    #[arg(long, default_value_t = RenderLimits::DEFAULT_MAX_PIXELS)]
+    max_pixels: u64,
+    /// Largest accepted iteration count.
+    #[arg(long, default_value_t = RenderLimits::DEFAULT_MAX_ITERATIONS)]
+    max_iterations: u32,
+    /// Output PNG file.
+    #[arg(short, long, default_value = "fractal.png")]
+    output: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Render(args)) => match render(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("faafo-worker render: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        None => {
+            use clap::CommandFactory;
+            // Printing help can only fail on a closed stdout; nothing to do then.
+            let _ = Cli::command().print_help();
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn render(args: &RenderArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let params = FractalParams {
+        width: args.width,
+        height: args.height,
+        iterations: args.iterations,
+        xa: args.xa,
+        xb: args.xb,
+        ya: args.ya,
+        yb: args.yb,
+        c_re: args.c_re,
+        c_im: args.c_im,
+        seed: match (args.c_re, args.seed) {
+            (Some(_), _) => None,
+            (None, seed) => Some(seed.unwrap_or(0)),
+        },
+        uuid: None,
+    };
+    let spec = FractalSpec::try_from(params)?;
+    let limits = RenderLimits {
+        max_pixels: args.max_pixels,
+        max_iterations: args.max_iterations,
+    };
+    let renderer = JuliaRenderer::new(limits);
+    // Render first: a refused or failed task leaves no empty file behind.
+    let rendered = renderer.render(&spec, &CancelToken::new())?;
+    let file = File::create(&args.output)
+        .map_err(|error| format!("cannot create {}: {error}", args.output.display()))?;
+    let mut out = BufWriter::new(file);
+    let png = encode_png(&rendered.image, &mut out)?;
+    out.into_inner()
+        .map_err(|error| error.into_error())?
+        .sync_all()?;
+    let output = FractalOutput {
+        constant: rendered.constant,
+        render: rendered.stats,
+        png,
+    };
+
+    println!("c:                  {}", output.constant);
+    println!("simd:               {:?}", renderer.simd_level());
+    println!(
+        "render duration:    {:.6} s",
+        output.render.duration.as_secs_f64()
+    );
+    println!(
+        "encode duration:    {:.6} s",
+        output.png.duration.as_secs_f64()
+    );
+    println!("size:               {} bytes", output.png.size);
+    println!("pixel-iterations:   {}", output.render.pixel_iterations);
+    println!(
+        "pixel-iterations/s: {:.3e}",
+        output.render.pixel_iterations_per_second()
+    );
+    println!("checksum (sha256):  {}", output.png.checksum);
+    println!("output:             {}", args.output.display());
+    Ok(())
+}

@@ -1,0 +1,269 @@
+//! Configuration in the spirit of oslo.config, on the `config` crate.
+//!
+//! One INI layout serves every faafo program: a `[DEFAULT]` section with
+//! what they share (broker and database URLs, logging) and a section per
+//! concern (`[api]`, `[worker]`, `[producer]`, `[messaging]`, `[database]`).
+//! Values come from, in increasing priority: the defaults, the
+//! `--config-file` files in order, the `*.conf` files of `--config-dir` in
+//! name order, and environment variables `FAAFO_<SECTION>__<KEY>` (e.g.
+//! `FAAFO_DEFAULT__TRANSPORT_URL`, `FAAFO_API__BIND_PORT`).
+//!
+//! Parsing is strict: an unknown section or key, a wrong type or a bad URL
+//! stops start-up with one line that names the file, the section, the key
+//! and what was expected. Every option is declared once, with its default
+//! and help, by [`config_section!`], which also writes the sample files
+//! (`--print-sample-config`).
+
+mod sample;
+mod sections;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+pub use sample::{OptionDoc, SampleValue, Section, SectionDoc, sample_config};
+pub use sections::*;
+
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "FAAFO_";
+
+/// Why the configuration was refused; `Display` is the one line to print.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: {message}")]
+pub struct ConfigError {
+    /// The file (or environment variable) the problem is in.
+    pub origin: String,
+    /// What is wrong, naming the section and key.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(origin: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            origin: origin.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Where configuration comes from; flattened into every program's CLI.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigArgs {
+    /// An INI configuration file; repeat it, later files win.
+    #[arg(long = "config-file", value_name = "PATH", global = true)]
+    pub config_files: Vec<PathBuf>,
+    /// A directory whose *.conf files are read after --config-file, in name order.
+    #[arg(long = "config-dir", value_name = "DIR", global = true)]
+    pub config_dir: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    /// The files to read, in order.
+    pub fn files(&self) -> Result<Vec<PathBuf>, ConfigError> {
+        let mut files = self.config_files.clone();
+        if let Some(dir) = &self.config_dir {
+            let entries = std::fs::read_dir(dir).map_err(|e| {
+                ConfigError::new(
+                    dir.display().to_string(),
+                    format!("cannot read the config directory: {e}"),
+                )
+            })?;
+            let mut confs: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+                .collect();
+            confs.sort();
+            files.extend(confs);
+        }
+        Ok(files)
+    }
+
+    /// Loads and validates the configuration.
+    pub fn load(&self) -> Result<FaafoConfig, ConfigError> {
+        load_from(&self.files()?, std::env::vars())
+    }
+}
+
+/// Loads `files` (later wins) and the `FAAFO_*` variables among `env`.
+pub fn load_from(
+    files: &[PathBuf],
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<FaafoConfig, ConfigError> {
+    let mut builder = config::Config::builder();
+    let mut file_configs = Vec::new();
+    let mut env_origins = Vec::new();
+    for file in files {
+        let origin = file.display().to_string();
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| ConfigError::new(&origin, format!("cannot read the file: {e}")))?;
+        // Each file must be valid on its own, so an error can name it.
+        let alone = config::Config::builder()
+            .add_source(config::File::from_str(&text, config::FileFormat::Ini))
+            .build()
+            .map_err(|e| {
+                ConfigError::new(&origin, format!("not a valid INI file: {}", clean(&e)))
+            })?;
+        deserialize::<FaafoConfig>(alone.clone()).map_err(|m| ConfigError::new(&origin, m))?;
+        file_configs.push((origin, alone));
+        builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Ini));
+    }
+    let mut overrides = Vec::new();
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let Some((section, key)) = rest.split_once("__") else {
+            continue;
+        };
+        let section = if section.eq_ignore_ascii_case("default") {
+            "DEFAULT".to_string()
+        } else {
+            section.to_ascii_lowercase()
+        };
+        let key = key.to_ascii_lowercase();
+        let origin = format!("environment variable {name}");
+        let single = config::Config::builder()
+            .set_override(format!("{section}.{key}"), value.clone())
+            .map_err(|e| ConfigError::new(&origin, clean(&e)))?
+            .build()
+            .map_err(|e| ConfigError::new(&origin, clean(&e)))?;
+        deserialize::<FaafoConfig>(single).map_err(|m| ConfigError::new(&origin, m))?;
+        env_origins.push((format!("{section}.{key}"), origin));
+        overrides.push((format!("{section}.{key}"), value));
+    }
+    for (key, value) in overrides {
+        builder = builder
+            .set_override(key, value)
+            .map_err(|e| ConfigError::new("environment", clean(&e)))?;
+    }
+    let merged = builder
+        .build()
+        .map_err(|e| ConfigError::new("configuration", clean(&e)))?;
+    let config =
+        deserialize::<FaafoConfig>(merged).map_err(|m| ConfigError::new("configuration", m))?;
+    config.check().map_err(|invalid| {
+        // Name the last source that set the offending key.
+        let key = format!("{}.{}", invalid.section, invalid.key);
+        let origin = env_origins
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == key)
+            .map(|(_, origin)| origin.clone())
+            .or_else(|| {
+                file_configs
+                    .iter()
+                    .rev()
+                    .find(|(_, c)| c.get::<config::Value>(&key).is_ok())
+                    .map(|(origin, _)| origin.clone())
+            })
+            .unwrap_or_else(|| "configuration".to_string());
+        ConfigError::new(
+            origin,
+            format!("[{}] {}: {}", invalid.section, invalid.key, invalid.message),
+        )
+    })?;
+    Ok(config)
+}
+
+/// Deserializes, turning serde's wording into "[section] key: ...".
+fn deserialize<T: DeserializeOwned>(config: config::Config) -> Result<T, String> {
+    config.try_deserialize::<T>().map_err(|e| describe(&e))
+}
+
+fn clean(e: &config::ConfigError) -> String {
+    e.to_string()
+}
+
+/// Rewrites a config-crate error as "[section] key: what was expected".
+fn describe(e: &config::ConfigError) -> String {
+    let text = e.to_string();
+    // "unknown field `x`, expected one of `a`, `b` for key `api`"
+    if let Some(rest) = text.strip_prefix("unknown field `") {
+        let (field, rest) = rest.split_once('`').unwrap_or((rest, ""));
+        let (expected, key) = match rest.rsplit_once(" for key `") {
+            Some((exp, key)) => (exp, key.trim_end_matches('`')),
+            None => (rest, ""),
+        };
+        let known = expected
+            .trim_start_matches(", expected ")
+            .trim_start_matches("one of ")
+            .replace('`', "");
+        return if key.is_empty() {
+            format!("unknown section [{field}] (known sections: {known})")
+        } else {
+            format!("[{key}] unknown option '{field}' (known options: {known})")
+        };
+    }
+    // "invalid type: string \"80x\", expected an integer for key `api.bind_port` in b.conf"
+    if let Some((what, key)) = text.split_once(" for key `") {
+        let key = key.split('`').next().unwrap_or(key);
+        let (section, option) = key.split_once('.').unwrap_or(("DEFAULT", key));
+        return format!("[{section}] {option}: {what}");
+    }
+    text
+}
+
+/// A comma-separated list (`a, b, c`), as oslo.config's ListOpt.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommaList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for CommaList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            List(Vec<String>),
+        }
+        Ok(match Raw::deserialize(deserializer)? {
+            Raw::Text(s) => CommaList(
+                s.split(',')
+                    .map(|p| p.trim().to_string())
+                    .filter(|p| !p.is_empty())
+                    .collect(),
+            ),
+            Raw::List(v) => CommaList(v),
+        })
+    }
+}
+
+impl fmt::Display for CommaList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join(", "))
+    }
+}
+
+/// Where faafo keeps its data when `state_path` is not set:
+/// `$XDG_DATA_HOME/faafo`, `~/.local/share/faafo`, or `./faafo-data`.
+pub fn default_state_path() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Path::new(&xdg).join("faafo");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return Path::new(&home).join(".local/share/faafo");
+    }
+    PathBuf::from("faafo-data")
+}
+
+/// This machine's host name (the default worker server name), or `localhost`.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Sorted `FAAFO_*` environment, for diagnostics.
+pub fn faafo_environment() -> BTreeMap<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,415 @@
+//! Every option of every faafo program, with its default and help.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::sample::SectionDoc;
+use super::{CommaList, ConfigError, default_state_path, host_name};
+use crate::config_section;
+use crate::messaging::{Codec, TransportUrl};
+
+config_section! {
+    /// Options shared by every faafo program.
+    pub struct DefaultSection ["DEFAULT"] {
+        /// Message broker: rabbit://user:pass@host:5672/vhost (several hosts separated by commas for failover), or memory:// to run everything in one process.
+        transport_url: String = "memory://".into(),
+        /// Exchange of faafo's RPC topics and notifications.
+        control_exchange: String = "faafo".into(),
+        /// Encoding of RPC messages: json (oslo.messaging's, works with Python peers) or msgpack (Rust peers only; images travel raw).
+        rpc_codec: String = "json".into(),
+        /// SQL database: sqlite:///path/faafo.db, mysql://user:pass@host:3306/faafo or postgresql://user:pass@host:5432/faafo. Empty: faafo.db in state_path.
+        database_url: String = String::new(),
+        /// Directory for faafo's data (the SQLite database, stored images). Empty: $XDG_DATA_HOME/faafo or ~/.local/share/faafo.
+        state_path: String = String::new(),
+        /// URL of the faafo API, for the producer and the command line.
+        endpoint_url: String = "http://127.0.0.1:5000".into(),
+        /// Token sent as X-Auth-Token to an API that requires one (auth_strategy = token).
+        auth_token: String = String::new(),
+        /// Largest fractal accepted, in pixels (width x height).
+        pixel_limit: u64 = 16 * 1024 * 1024,
+        /// Most iterations accepted per fractal.
+        iteration_limit: u32 = 100_000,
+        /// Log at debug level.
+        debug: bool = false,
+        /// Also log to this file, rotated daily. Empty: standard error only.
+        log_file: String = String::new(),
+        /// Log line format: text (the original's: date time pid LEVEL module [request id] message) or json.
+        log_format: String = "text".into(),
+    }
+}
+
+config_section! {
+    /// Options of the messaging layer.
+    pub struct MessagingSection ["messaging"] {
+        /// Seconds without a call-monitor heartbeat after which a call to a worker is given up (0: no call monitor).
+        call_monitor_timeout: u64 = 30,
+        /// Exchange that keeps rejected (malformed) requests; every peer of a topic must agree. Empty: rejected messages are dropped.
+        dead_letter_exchange: String = String::new(),
+        /// Largest RPC message accepted, in bytes.
+        max_message_size: u64 = 64 * 1024 * 1024,
+    }
+}
+
+config_section! {
+    /// Options of the SQL database connection.
+    pub struct DatabaseSection ["database"] {
+        /// Connections in the pool.
+        max_connections: u32 = 8,
+        /// Seconds to wait for a connection.
+        connect_timeout: u64 = 10,
+    }
+}
+
+config_section! {
+    /// Options of faafo-api, the HTTP API and web page.
+    pub struct ApiSection ["api"] {
+        /// Address to listen on.
+        bind_host: String = "127.0.0.1".into(),
+        /// Port to listen on.
+        bind_port: u16 = 5000,
+        /// noauth (anyone may write) or token (writes need an X-Auth-Token from auth_tokens).
+        auth_strategy: String = "noauth".into(),
+        /// Tokens accepted with auth_strategy = token, separated by commas.
+        auth_tokens: CommaList = CommaList::default(),
+        /// With auth_strategy = token, require a token for reads too.
+        protect_reads: bool = false,
+        /// Where images are kept: database (in the fractal's row) or filesystem (in image_dir).
+        image_store: String = "database".into(),
+        /// Directory of stored images with image_store = filesystem. Empty: images/ in state_path.
+        image_dir: String = String::new(),
+        /// Largest request body accepted, in bytes (image uploads included).
+        max_body_size: u64 = 64 * 1024 * 1024,
+        /// Fractals per page of the collection when the client asks for no size.
+        results_per_page: u32 = 10,
+        /// Largest page size a client may ask for.
+        max_results_per_page: u32 = 100,
+    }
+}
+
+config_section! {
+    /// Options of faafo-worker, the renderer.
+    pub struct WorkerSection ["worker"] {
+        /// RPC topic to serve.
+        topic: String = "tasks".into(),
+        /// Server name of this worker (its own queue is topic.server_name). Empty: the host name.
+        server_name: String = String::new(),
+        /// Tasks rendered at once. 0: the number of CPUs.
+        executor_size: usize = 0,
+        /// Threads used by one render. 0: the number of CPUs.
+        render_threads: usize = 0,
+        /// Seconds after which a render is cancelled and reported as failed.
+        exec_timeout: u64 = 600,
+        /// Also write each PNG into this directory (as the original did). Empty: don't.
+        filesystem_store_datadir: String = String::new(),
+        /// Send fractal.rendered / fractal.failed notifications.
+        notifications: bool = false,
+    }
+}
+
+config_section! {
+    /// Options of faafo-producer, which generates tasks and dispatches them.
+    pub struct ProducerSection ["producer"] {
+        /// RPC topic of the workers.
+        topic: String = "tasks".into(),
+        /// Seconds between two batches of tasks.
+        interval: f64 = 10.0,
+        /// Fewest tasks per batch.
+        min_tasks: u32 = 1,
+        /// Most tasks per batch.
+        max_tasks: u32 = 10,
+        /// Smallest width of generated tasks.
+        min_width: u32 = 256,
+        /// Largest width of generated tasks.
+        max_width: u32 = 1024,
+        /// Smallest height of generated tasks.
+        min_height: u32 = 256,
+        /// Largest height of generated tasks.
+        max_height: u32 = 1024,
+        /// Fewest iterations of generated tasks.
+        min_iterations: u32 = 128,
+        /// Most iterations of generated tasks.
+        max_iterations: u32 = 512,
+        /// One end of the range of xa (drawn uniformly between min_xa and max_xa).
+        min_xa: f64 = -1.0,
+        /// Other end of the range of xa.
+        max_xa: f64 = -4.0,
+        /// One end of the range of xb.
+        min_xb: f64 = 1.0,
+        /// Other end of the range of xb.
+        max_xb: f64 = 4.0,
+        /// One end of the range of ya.
+        min_ya: f64 = -0.5,
+        /// Other end of the range of ya.
+        max_ya: f64 = -3.0,
+        /// One end of the range of yb.
+        min_yb: f64 = 0.5,
+        /// Other end of the range of yb.
+        max_yb: f64 = 3.0,
+        /// RPC calls to workers in flight at once.
+        max_in_flight: usize = 32,
+        /// Seconds a call to a worker may take before it is given up.
+        call_timeout: u64 = 900,
+        /// Seconds a task may stay pending or running before it is dispatched again.
+        task_timeout: u64 = 960,
+        /// Seconds between two scans for tasks to dispatch again.
+        recovery_interval: u64 = 60,
+        /// Attempts per task before it is marked failed.
+        max_attempts: u32 = 3,
+        /// Seconds to wait for calls in flight when stopping.
+        shutdown_grace: u64 = 30,
+    }
+}
+
+/// The whole configuration of faafo: every program reads the same layout
+/// (and ignores the sections of the others).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaafoConfig {
+    /// `[DEFAULT]`
+    #[serde(rename = "DEFAULT", default)]
+    pub default: DefaultSection,
+    /// `[messaging]`
+    #[serde(default)]
+    pub messaging: MessagingSection,
+    /// `[database]`
+    #[serde(default)]
+    pub database: DatabaseSection,
+    /// `[api]`
+    #[serde(default)]
+    pub api: ApiSection,
+    /// `[worker]`
+    #[serde(default)]
+    pub worker: WorkerSection,
+    /// `[producer]`
+    #[serde(default)]
+    pub producer: ProducerSection,
+}
+
+/// A value that types alone could not refuse; [`super::load_from`] adds
+/// where it came from.
+#[derive(Debug)]
+pub(crate) struct Invalid {
+    pub section: &'static str,
+    pub key: &'static str,
+    pub message: String,
+}
+
+fn invalid(section: &'static str, key: &'static str, message: impl Into<String>) -> Invalid {
+    Invalid {
+        section,
+        key,
+        message: message.into(),
+    }
+}
+
+fn one_of(
+    section: &'static str,
+    key: &'static str,
+    value: &str,
+    allowed: &[&str],
+) -> Result<(), Invalid> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(
+            section,
+            key,
+            format!("expected one of {}, got '{value}'", allowed.join(", ")),
+        ))
+    }
+}
+
+impl FaafoConfig {
+    /// Checks what types alone cannot: URLs, choices, ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check().map_err(|i| {
+            ConfigError::new(
+                "configuration",
+                format!("[{}] {}: {}", i.section, i.key, i.message),
+            )
+        })
+    }
+
+    pub(crate) fn check(&self) -> Result<(), Invalid> {
+        let d = &self.default;
+        TransportUrl::parse(&d.transport_url)
+            .map_err(|e| invalid("DEFAULT", "transport_url", e.reason.clone()))?;
+        d.rpc_codec
+            .parse::<Codec>()
+            .map_err(|e| invalid("DEFAULT", "rpc_codec", e))?;
+        if !d.database_url.is_empty() {
+            let scheme = d.database_url.split(':').next().unwrap_or_default();
+            one_of(
+                "DEFAULT",
+                "database_url",
+                scheme,
+                &["sqlite", "mysql", "mariadb", "postgres", "postgresql"],
+            )
+            .map_err(|_| {
+                invalid(
+                    "DEFAULT",
+                    "database_url",
+                    format!(
+                        "expected a sqlite://, mysql:// or postgresql:// URL, got '{}'",
+                        crate::messaging::redact_url(&d.database_url)
+                    ),
+                )
+            })?;
+        }
+        if !(d.endpoint_url.starts_with("http://") || d.endpoint_url.starts_with("https://")) {
+            return Err(invalid(
+                "DEFAULT",
+                "endpoint_url",
+                format!(
+                    "expected an http:// or https:// URL, got '{}'",
+                    d.endpoint_url
+                ),
+            ));
+        }
+        one_of("DEFAULT", "log_format", &d.log_format, &["text", "json"])?;
+        if d.pixel_limit < 4 {
+            return Err(invalid(
+                "DEFAULT",
+                "pixel_limit",
+                "must be at least 4 (2 x 2 pixels)",
+            ));
+        }
+        if d.iteration_limit == 0 {
+            return Err(invalid("DEFAULT", "iteration_limit", "must be at least 1"));
+        }
+        let a = &self.api;
+        one_of(
+            "api",
+            "auth_strategy",
+            &a.auth_strategy,
+            &["noauth", "token"],
+        )?;
+        if a.auth_strategy == "token" && a.auth_tokens.0.is_empty() {
+            return Err(invalid(
+                "api",
+                "auth_strategy",
+                "token needs at least one token in auth_tokens",
+            ));
+        }
+        one_of(
+            "api",
+            "image_store",
+            &a.image_store,
+            &["database", "filesystem"],
+        )?;
+        if a.results_per_page == 0 || a.results_per_page > a.max_results_per_page {
+            return Err(invalid(
+                "api",
+                "results_per_page",
+                format!(
+                    "must be between 1 and max_results_per_page ({})",
+                    a.max_results_per_page
+                ),
+            ));
+        }
+        let p = &self.producer;
+        for (key, min, max) in [
+            ("min_tasks", p.min_tasks, p.max_tasks),
+            ("min_width", p.min_width, p.max_width),
+            ("min_height", p.min_height, p.max_height),
+            ("min_iterations", p.min_iterations, p.max_iterations),
+        ] {
+            if min > max {
+                return Err(invalid(
+                    "producer",
+                    key,
+                    format!("{min} is larger than its max_ ({max})"),
+                ));
+            }
+        }
+        if p.min_width < 2 || p.min_height < 2 {
+            return Err(invalid(
+                "producer",
+                "min_width",
+                "widths and heights must be at least 2",
+            ));
+        }
+        if !(p.interval.is_finite() && p.interval > 0.0) {
+            return Err(invalid(
+                "producer",
+                "interval",
+                "must be a positive number of seconds",
+            ));
+        }
+        for (key, v) in [
+            ("min_xa", p.min_xa),
+            ("max_xa", p.max_xa),
+            ("min_xb", p.min_xb),
+            ("max_xb", p.max_xb),
+            ("min_ya", p.min_ya),
+            ("max_ya", p.max_ya),
+            ("min_yb", p.min_yb),
+            ("max_yb", p.max_yb),
+        ] {
+            if !v.is_finite() {
+                return Err(invalid("producer", key, "must be a finite number"));
+            }
+        }
+        if p.max_attempts == 0 || p.max_in_flight == 0 {
+            return Err(invalid(
+                "producer",
+                "max_attempts",
+                "max_attempts and max_in_flight must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The data directory.
+    pub fn state_path(&self) -> PathBuf {
+        if self.default.state_path.is_empty() {
+            default_state_path()
+        } else {
+            PathBuf::from(&self.default.state_path)
+        }
+    }
+
+    /// The database URL, with the SQLite default filled in.
+    pub fn database_url(&self) -> String {
+        if self.default.database_url.is_empty() {
+            format!("sqlite://{}", self.state_path().join("faafo.db").display())
+        } else {
+            self.default.database_url.clone()
+        }
+    }
+
+    /// The RPC codec (validated at load).
+    pub fn codec(&self) -> Codec {
+        self.default.rpc_codec.parse().unwrap_or_default()
+    }
+
+    /// The worker's server name, with the host-name default filled in.
+    pub fn worker_server_name(&self) -> String {
+        if self.worker.server_name.is_empty() {
+            host_name()
+        } else {
+            self.worker.server_name.clone()
+        }
+    }
+
+    /// A sample file with every section.
+    pub fn sample() -> String {
+        super::sample_config(
+            "faafo configuration: one file for every faafo program",
+            &Self::section_docs(),
+        )
+    }
+
+    /// The documentation of every section, in file order.
+    pub fn section_docs() -> Vec<SectionDoc> {
+        vec![
+            SectionDoc::of::<DefaultSection>(),
+            SectionDoc::of::<MessagingSection>(),
+            SectionDoc::of::<DatabaseSection>(),
+            SectionDoc::of::<ApiSection>(),
+            SectionDoc::of::<WorkerSection>(),
+            SectionDoc::of::<ProducerSection>(),
+        ]
+    }
+}

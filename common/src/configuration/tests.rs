@@ -1,0 +1,171 @@
+use std::path::PathBuf;
+
+use super::*;
+
+fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn defaults_are_the_documented_ones() {
+    let config = load_from(&[], env(&[])).expect("defaults load");
+    assert_eq!(config.default.transport_url, "memory://");
+    assert_eq!(config.api.bind_port, 5000);
+    assert_eq!(config.producer.max_width, 1024);
+    assert_eq!(config.producer.min_xa, -1.0);
+    assert_eq!(config.worker.exec_timeout, 600);
+    assert!(config.database_url().starts_with("sqlite://"));
+}
+
+#[test]
+fn later_files_win_and_environment_wins_over_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = file(
+        &dir,
+        "a.conf",
+        "[DEFAULT]\ntransport_url = rabbit://faafo:pw@mq:5672/\ndebug = true\n\n[api]\nbind_port = 8000\nauth_tokens = a, b ,c\n",
+    );
+    let b = file(&dir, "b.conf", "[api]\nbind_port = 9000\n");
+    let config = load_from(&[a.clone(), b.clone()], env(&[])).expect("loads");
+    assert_eq!(config.api.bind_port, 9000);
+    assert!(config.default.debug);
+    assert_eq!(config.api.auth_tokens.0, vec!["a", "b", "c"]);
+    let config = load_from(
+        &[a, b],
+        env(&[
+            ("FAAFO_API__BIND_PORT", "7000"),
+            ("FAAFO_DEFAULT__DEBUG", "false"),
+            ("OTHER_VAR", "x"),
+        ]),
+    )
+    .expect("loads");
+    assert_eq!(config.api.bind_port, 7000);
+    assert!(!config.default.debug);
+}
+
+#[test]
+fn a_config_dir_is_read_in_name_order_after_the_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf_d = dir.path().join("conf.d");
+    std::fs::create_dir(&conf_d).expect("mkdir");
+    std::fs::write(conf_d.join("20-b.conf"), "[api]\nbind_port = 2\n").expect("write");
+    std::fs::write(conf_d.join("10-a.conf"), "[api]\nbind_port = 1\n").expect("write");
+    std::fs::write(conf_d.join("ignored.txt"), "[api]\nbind_port = 3\n").expect("write");
+    let main = file(&dir, "main.conf", "[api]\nbind_port = 9\n");
+    let args = ConfigArgs {
+        config_files: vec![main],
+        config_dir: Some(conf_d),
+    };
+    let files = args.files().expect("files");
+    assert_eq!(files.len(), 3);
+    assert_eq!(load_from(&files, env(&[])).expect("load").api.bind_port, 2);
+}
+
+#[test]
+fn errors_name_the_file_section_key_and_expectation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        ("[api]\nbind_prt = 1\n", "[api] unknown option 'bind_prt'"),
+        ("[apy]\nbind_port = 1\n", "unknown section [apy]"),
+        (
+            "[api]\nbind_port = eighty\n",
+            "[api] bind_port: invalid type: string \"eighty\", expected",
+        ),
+        ("[api]\nbind_port = 70000\n", "[api] bind_port"),
+        ("[DEFAULT]\ndebug = maybe\n", "[DEFAULT] debug"),
+    ];
+    for (text, expected) in cases {
+        let path = file(&dir, "bad.conf", text);
+        let err = load_from(&[path.clone()], env(&[]))
+            .expect_err(text)
+            .to_string();
+        assert!(err.starts_with(&path.display().to_string()), "{err}");
+        assert!(err.contains(expected), "{text:?} gave: {err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+    let err = load_from(&[], env(&[("FAAFO_API__BIND_PORT", "x")]))
+        .expect_err("env")
+        .to_string();
+    assert!(
+        err.starts_with("environment variable FAAFO_API__BIND_PORT: [api] bind_port"),
+        "{err}"
+    );
+    let err = load_from(&[dir.path().join("missing.conf")], env(&[]))
+        .expect_err("missing")
+        .to_string();
+    assert!(err.contains("missing.conf: cannot read the file"), "{err}");
+}
+
+#[test]
+fn semantic_errors_are_caught_without_showing_passwords() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        (
+            "[DEFAULT]\ntransport_url = rabbit://u:hunter22@h:99999/\n",
+            "[DEFAULT] transport_url: port '99999'",
+        ),
+        (
+            "[DEFAULT]\ndatabase_url = oracle://u:hunter22@h/db\n",
+            "[DEFAULT] database_url",
+        ),
+        ("[DEFAULT]\nrpc_codec = xml\n", "[DEFAULT] rpc_codec"),
+        (
+            "[api]\nauth_strategy = token\n",
+            "[api] auth_strategy: token needs at least one token",
+        ),
+        (
+            "[api]\nimage_store = s3\n",
+            "[api] image_store: expected one of database, filesystem",
+        ),
+        ("[producer]\nmin_width = 2000\n", "[producer] min_width"),
+        ("[producer]\ninterval = 0\n", "[producer] interval"),
+    ];
+    for (text, expected) in cases {
+        let path = file(&dir, "bad.conf", text);
+        let err = load_from(&[path.clone()], env(&[]))
+            .expect_err(text)
+            .to_string();
+        assert!(err.contains(expected), "{text:?} gave: {err}");
+        assert!(
+            err.starts_with(&path.display().to_string()),
+            "names the file: {err}"
+        );
+        assert!(!err.contains("hunter22"), "password shown: {err}");
+    }
+}
+
+#[test]
+fn the_sample_documents_every_option_and_loads_back() {
+    let sample = FaafoConfig::sample();
+    for key in [
+        "transport_url",
+        "bind_port",
+        "exec_timeout",
+        "max_in_flight",
+        "call_monitor_timeout",
+    ] {
+        assert!(sample.contains(&format!("#{key} = ")), "{key} missing");
+    }
+    // Uncommented, the sample is a valid configuration equal to the defaults.
+    let uncommented: String = sample
+        .lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest.to_string(),
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = file(&dir, "sample.conf", &uncommented);
+    let loaded = load_from(&[path], env(&[])).expect("sample loads");
+    assert_eq!(loaded, FaafoConfig::default());
+}

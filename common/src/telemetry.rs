@@ -1,0 +1,307 @@
+//! Logging for every faafo program, in the original's line format:
+//!
+//! ```text
+//! 2026-11-22 23:01:29.308 22526 INFO faafo.worker [req-6f1c...] processing task 212e8c23-...
+//! ```
+//!
+//! (UTC time, process id, level, module, the request id of the enclosing
+//! span or `-`, the message and its fields). JSON lines are an option, and a
+//! log file with daily rotation can be added to standard error.
+//!
+//! The request id is whatever a span's `request_id` field holds: the API
+//! opens such a span per request, the RPC server per call (from the
+//! `_context_request_id` the caller sent), so one fractal's lines share it
+//! from the API to the worker.
+
+use std::fmt;
+use std::path::Path;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber, span};
+use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormattedFields};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// How to log.
+#[derive(Debug, Clone, Default)]
+pub struct TelemetrySettings {
+    /// Debug level for faafo's own modules.
+    pub debug: bool,
+    /// JSON lines instead of the text format.
+    pub json: bool,
+    /// Also write to this file, rotated daily.
+    pub log_file: Option<std::path::PathBuf>,
+}
+
+impl TelemetrySettings {
+    /// Settings from the `[DEFAULT]` section.
+    pub fn from_config(config: &crate::configuration::DefaultSection) -> Self {
+        Self {
+            debug: config.debug,
+            json: config.log_format == "json",
+            log_file: Some(config.log_file.as_str())
+                .filter(|f| !f.is_empty())
+                .map(Into::into),
+        }
+    }
+}
+
+/// Keeps the log file writer alive; drop it last (at the end of `main`).
+#[must_use = "dropping the guard stops writing the log file"]
+pub struct TelemetryGuard {
+    _file: Option<tracing_appender::non_blocking::WorkerGuard>,
+}
+
+/// Why logging could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The log file's directory cannot be used.
+    #[error("cannot write the log file {path}: {reason}")]
+    LogFile {
+        /// The configured file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A subscriber was already installed.
+    #[error("logging was already initialised: {0}")]
+    AlreadySet(String),
+}
+
+/// The filter: `RUST_LOG` if set, else info (debug with `debug`) for
+/// faafo and warnings for the libraries under it.
+fn filter(debug: bool) -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let level = if debug { "debug" } else { "info" };
+        EnvFilter::new(format!(
+            "warn,faafo={level},faafo_common={level},faafo_api={level},faafo_worker={level},\
+             faafo_producer={level},tower_http={level}"
+        ))
+    })
+}
+
+/// Installs the global subscriber.
+pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryError> {
+    let (file_writer, guard) = match &settings.log_file {
+        None => (None, None),
+        Some(path) => {
+            let fail = |reason: String| TelemetryError::LogFile {
+                path: path.display().to_string(),
+                reason,
+            };
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+            let name = path
+                .file_name()
+                .ok_or_else(|| fail("it names no file".into()))?;
+            let appender = tracing_appender::rolling::Builder::new()
+                .rotation(tracing_appender::rolling::Rotation::DAILY)
+                .filename_prefix(name.to_string_lossy().into_owned())
+                .build(dir)
+                .map_err(|e| fail(e.to_string()))?;
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            (Some(writer), Some(guard))
+        }
+    };
+    let registry = tracing_subscriber::registry()
+        .with(filter(settings.debug))
+        .with(RequestIdLayer);
+    let result = if settings.json {
+        let stderr = tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_writer(std::io::stderr);
+        let file = file_writer.map(|w| {
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_writer(w)
+        });
+        registry.with(stderr).with(file).try_init()
+    } else {
+        let stderr = tracing_subscriber::fmt::layer()
+            .event_format(OriginalFormat)
+            .with_writer(std::io::stderr);
+        let file = file_writer.map(|w| {
+            tracing_subscriber::fmt::layer()
+                .event_format(OriginalFormat)
+                .with_ansi(false)
+                .with_writer(w)
+        });
+        registry.with(stderr).with(file).try_init()
+    };
+    result.map_err(|e| TelemetryError::AlreadySet(e.to_string()))?;
+    Ok(TelemetryGuard { _file: guard })
+}
+
+/// A span's request id, stored in its extensions.
+struct RequestId(String);
+
+struct RequestIdVisitor(Option<String>);
+
+impl Visit for RequestIdVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "request_id" {
+            self.0 = Some(value.to_string());
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "request_id" {
+            self.0 = Some(format!("{value:?}").trim_matches('"').to_string());
+        }
+    }
+}
+
+/// Records each span's `request_id` so the formatter can find it.
+struct RequestIdLayer;
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for RequestIdLayer {
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        let mut visitor = RequestIdVisitor(None);
+        attrs.record(&mut visitor);
+        if let (Some(request_id), Some(span)) = (visitor.0, ctx.span(id)) {
+            span.extensions_mut().insert(RequestId(request_id));
+        }
+    }
+
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
+        let mut visitor = RequestIdVisitor(None);
+        values.record(&mut visitor);
+        if let (Some(request_id), Some(span)) = (visitor.0, ctx.span(id)) {
+            span.extensions_mut().replace(RequestId(request_id));
+        }
+    }
+}
+
+/// `date time.ms pid LEVEL module [request-id] message fields`.
+struct OriginalFormat;
+
+impl<S, N> FormatEvent<S, N> for OriginalFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let now = time::OffsetDateTime::now_utc();
+        let meta = event.metadata();
+        let request_id = ctx.event_scope().and_then(|scope| {
+            scope
+                .from_root()
+                .filter_map(|span| span.extensions().get::<RequestId>().map(|r| r.0.clone()))
+                .last()
+        });
+        write!(
+            writer,
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03} {} {} {} [{}] ",
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second(),
+            now.millisecond(),
+            std::process::id(),
+            meta.level(),
+            module_name(meta.target()),
+            request_id.as_deref().unwrap_or("-"),
+        )?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        // Fields of enclosing spans other than the request id (e.g. uuid).
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                let extensions = span.extensions();
+                if let Some(fields) = extensions.get::<FormattedFields<N>>()
+                    && !fields.is_empty()
+                {
+                    let rest: Vec<&str> = fields
+                        .split(' ')
+                        .filter(|f| !f.starts_with("request_id="))
+                        .collect();
+                    if !rest.is_empty() {
+                        write!(writer, " {}", rest.join(" "))?;
+                    }
+                }
+            }
+        }
+        writeln!(writer)
+    }
+}
+
+/// `faafo_worker::service` -> `faafo.worker.service`, as the original's
+/// Python module names.
+fn module_name(target: &str) -> String {
+    let dotted = target.replace("::", ".");
+    match dotted.strip_prefix("faafo_") {
+        Some(rest) => format!("faafo.{rest}"),
+        None => dotted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_names_read_like_the_original() {
+        assert_eq!(module_name("faafo_worker"), "faafo.worker");
+        assert_eq!(
+            module_name("faafo_common::messaging::rpc"),
+            "faafo.common.messaging.rpc"
+        );
+        assert_eq!(module_name("lapin::channels"), "lapin.channels");
+    }
+
+    #[test]
+    fn lines_carry_pid_level_module_and_request_id() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("lock").extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::registry().with(RequestIdLayer).with(
+            tracing_subscriber::fmt::layer()
+                .event_format(OriginalFormat)
+                .with_ansi(false)
+                .with_writer(move || writer.clone()),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("rpc", request_id = "req-42", uuid = "u-1");
+            let _guard = span.enter();
+            tracing::info!(target: "faafo_worker", "processing task u-1");
+        });
+        let text = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf8");
+        let line = text.lines().next().expect("one line");
+        let parts: Vec<&str> = line.splitn(7, ' ').collect();
+        assert_eq!(parts[0].len(), 10, "{line}");
+        assert_eq!(parts[1].len(), 12, "{line}");
+        assert_eq!(parts[2], std::process::id().to_string());
+        assert_eq!(parts[3], "INFO");
+        assert_eq!(parts[4], "faafo.worker");
+        assert_eq!(parts[5], "[req-42]");
+        assert!(parts[6].starts_with("processing task u-1"), "{line}");
+        assert!(
+            parts[6].contains("uuid=\"u-1\"") || parts[6].contains("uuid=u-1"),
+            "{line}"
+        );
+    }
+}

@@ -1,0 +1,75 @@
+//! Image sides: [`Width`] and [`Height`], at least 2 pixels because the original's
+//! pixel-to-plane mapping divides by `side - 1` (a side of 1 divided by zero).
+
+use crate::error::ParamError;
+
+/// Smallest accepted side, in pixels.
+const MIN_SIDE: u32 = 2;
+
+fn parse_side(value: i64) -> Option<u32> {
+    u32::try_from(value).ok().filter(|side| *side >= MIN_SIDE)
+}
+
+/// Image width in pixels; always `>= 2` so that `x * (xb - xa) / (width - 1)` is
+/// defined and the viewport's right edge `xb` is reached by the last column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Width(u32);
+
+impl Width {
+    /// Parses a width from any integer a task may carry (JSON numbers may be
+    /// negative); refuses anything below 2 or above `u32::MAX`.
+    pub fn new(value: i64) -> Result<Self, ParamError> {
+        parse_side(value)
+            .map(Self)
+            .ok_or(ParamError::InvalidWidth { value })
+    }
+
+    /// The width in pixels, for arithmetic and the PNG header.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+/// Image height in pixels; always `>= 2` so that `y * (yb - ya) / (height - 1)` is
+/// defined and the viewport's bottom edge `yb` is reached by the last row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Height(u32);
+
+impl Height {
+    /// Parses a height from any integer a task may carry; refuses anything below 2
+    /// or above `u32::MAX`.
+    pub fn new(value: i64) -> Result<Self, ParamError> {
+        parse_side(value)
+            .map(Self)
+            .ok_or(ParamError::InvalidHeight { value })
+    }
+
+    /// The height in pixels, for arithmetic and the PNG header.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sides_below_two_or_beyond_u32_are_refused() {
+        for bad in [i64::MIN, -1, 0, 1, i64::from(u32::MAX) + 1] {
+            assert_eq!(
+                Width::new(bad),
+                Err(ParamError::InvalidWidth { value: bad })
+            );
+            assert_eq!(
+                Height::new(bad),
+                Err(ParamError::InvalidHeight { value: bad })
+            );
+        }
+        assert_eq!(Width::new(2).map(Width::get), Ok(2));
+        assert_eq!(
+            Height::new(i64::from(u32::MAX)).map(Height::get),
+            Ok(u32::MAX)
+        );
+    }
+}

@@ -1,0 +1,231 @@
+//! The renderer: [`JuliaRenderer`] turns a [`FractalSpec`] into pixels (and a PNG),
+//! on all cores of the current rayon pool, with the best [`SimdLevel`].
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use crate::cancel::CancelToken;
+use crate::constant::JuliaConstant;
+use crate::encode::{EncodedPng, encode_png};
+use crate::error::{FractalError, RenderError};
+use crate::image::PixelGrid;
+use crate::kernel::{PixelValue, Tile, render_tile};
+use crate::limits::RenderLimits;
+use crate::simd::SimdLevel;
+use crate::spec::FractalSpec;
+
+/// Largest unit of work, in pixels (a run of row-major pixels, possibly across
+/// rows): 256 units for the 1 Mpixel reference image keep both cores busy to the end.
+const MAX_TILE_PIXELS: usize = 4096;
+/// Smallest unit of work, in pixels.
+const MIN_TILE_PIXELS: usize = 256;
+/// Steps a unit may take at most (when no pixel escapes): cancellation is polled
+/// before each unit, so this bounds the time to notice it (about 10 ms with AVX2,
+/// 40 ms with the portable kernel on the reference machine), except for iteration
+/// counts above `2^24 / MIN_TILE_PIXELS`, where a unit of `MIN_TILE_PIXELS` takes longer.
+const MAX_TILE_STEPS: usize = 1 << 24;
+
+/// Pixels per unit of work for `iterations`: large for cheap pixels, small enough
+/// for expensive ones that a cancellation is noticed quickly.
+fn tile_pixels(iterations: u32) -> usize {
+    let iterations = usize::try_from(iterations).unwrap_or(usize::MAX).max(1);
+    (MAX_TILE_STEPS / iterations).clamp(MIN_TILE_PIXELS, MAX_TILE_PIXELS)
+}
+
+/// The cost and timing of one render, reported with each result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenderStats {
+    /// Sum over all pixels of the `z = z*z + c` steps performed (the escape index,
+    /// or `iterations` for a pixel that never escaped): the work, for throughput.
+    pub pixel_iterations: u64,
+    /// Wall time spent choosing `c` and rendering the pixels (not encoding).
+    pub duration: Duration,
+}
+
+impl RenderStats {
+    /// Throughput in pixel-iterations per second (0 for an unmeasurably fast render).
+    pub fn pixel_iterations_per_second(&self) -> f64 {
+        let seconds = self.duration.as_secs_f64();
+        if seconds > 0.0 {
+            self.pixel_iterations as f64 / seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Pixels rendered for a task, with the `c` used (recorded so the image can be
+/// reproduced) and the cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered<T> {
+    /// The pixels.
+    pub image: PixelGrid<T>,
+    /// The Julia constant rendered.
+    pub constant: JuliaConstant,
+    /// Cost and timing.
+    pub stats: RenderStats,
+}
+
+/// The result of [`JuliaRenderer::render_png`]: what the worker reports for a task.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FractalOutput {
+    /// The Julia constant rendered.
+    pub constant: JuliaConstant,
+    /// Rendering cost and timing.
+    pub render: RenderStats,
+    /// Size, sha256 and encoding time of the PNG.
+    pub png: EncodedPng,
+}
+
+impl FractalOutput {
+    /// Render plus encode time: the task's `duration`.
+    pub fn duration(&self) -> Duration {
+        self.render.duration + self.png.duration
+    }
+}
+
+/// Renders Julia sets within configured [`RenderLimits`] using a chosen
+/// [`SimdLevel`]. Cheap to copy; holds no buffers.
+///
+/// Rendering is CPU-bound and blocking: it runs on the rayon pool it is called from
+/// (the global pool, one thread per core, unless inside `ThreadPool::install`), so an
+/// async service should call it from a blocking thread (e.g. tokio's
+/// `spawn_blocking`) and cancel it through the [`CancelToken`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JuliaRenderer {
+    limits: RenderLimits,
+    simd: SimdLevel,
+}
+
+impl JuliaRenderer {
+    /// A renderer with the fastest kernel this CPU supports.
+    pub fn new(limits: RenderLimits) -> Self {
+        Self {
+            limits,
+            simd: SimdLevel::detect(),
+        }
+    }
+
+    /// The same renderer forced onto `level` (e.g. [`SimdLevel::Portable`] to check
+    /// that it yields the same bytes); an error if this CPU cannot run it.
+    pub fn with_simd_level(self, level: SimdLevel) -> Result<Self, RenderError> {
+        if level.is_available() {
+            Ok(Self {
+                simd: level,
+                ..self
+            })
+        } else {
+            Err(RenderError::SimdUnavailable(level))
+        }
+    }
+
+    /// The kernel in use.
+    pub fn simd_level(&self) -> SimdLevel {
+        self.simd
+    }
+
+    /// The caps in force.
+    pub fn limits(&self) -> RenderLimits {
+        self.limits
+    }
+
+    /// Renders the palette indices of the image (what the PNG stores).
+    pub fn render(
+        &self,
+        spec: &FractalSpec,
+        cancel: &CancelToken,
+    ) -> Result<Rendered<u8>, RenderError> {
+        self.render_grid(spec, cancel)
+    }
+
+    /// Renders the original's escape index of every pixel (4 bytes a pixel), to
+    /// compare with other implementations.
+    pub fn render_escape_indices(
+        &self,
+        spec: &FractalSpec,
+        cancel: &CancelToken,
+    ) -> Result<Rendered<u32>, RenderError> {
+        self.render_grid(spec, cancel)
+    }
+
+    /// The worker's whole job for one task: render, then write the PNG to `out`
+    /// while hashing it.
+    pub fn render_png<W: Write>(
+        &self,
+        spec: &FractalSpec,
+        cancel: &CancelToken,
+        out: W,
+    ) -> Result<FractalOutput, FractalError> {
+        let rendered = self.render(spec, cancel)?;
+        let png = encode_png(&rendered.image, out)?;
+        Ok(FractalOutput {
+            constant: rendered.constant,
+            render: rendered.stats,
+            png,
+        })
+    }
+
+    fn render_grid<T: PixelValue>(
+        &self,
+        spec: &FractalSpec,
+        cancel: &CancelToken,
+    ) -> Result<Rendered<T>, RenderError> {
+        let started = Instant::now();
+        self.limits.check(spec)?;
+        let constant = spec.constant.resolve(&spec.viewport, spec.iterations)?;
+        let (width, height) = (spec.width.get(), spec.height.get());
+        let iterations = spec.iterations.get();
+        let viewport = spec.viewport;
+
+        let mut columns = zeroed::<f64>(u64::from(width))?;
+        for (x, re) in (0..width).zip(columns.iter_mut()) {
+            *re = viewport.column_re(x, width);
+        }
+        let mut rows = zeroed::<f64>(u64::from(height))?;
+        for (y, im) in (0..height).zip(rows.iter_mut()) {
+            *im = viewport.row_im(y, height);
+        }
+        let mut pixels = zeroed::<T>(spec.pixel_count())?;
+
+        let level = self.simd;
+        let tile_len = tile_pixels(iterations);
+        let pixel_iterations = pixels
+            .par_chunks_mut(tile_len)
+            .enumerate()
+            .map(|(index, out)| {
+                if cancel.is_cancelled() {
+                    return Err(RenderError::Cancelled);
+                }
+                let tile = Tile {
+                    columns: &columns,
+                    rows: &rows,
+                    first: index * tile_len,
+                };
+                Ok(render_tile(level, &tile, constant, iterations, out))
+            })
+            .try_reduce(|| 0, |a, b| Ok(a + b))?;
+
+        Ok(Rendered {
+            image: PixelGrid::from_rendered(spec.width, spec.height, pixels),
+            constant,
+            stats: RenderStats {
+                pixel_iterations,
+                duration: started.elapsed(),
+            },
+        })
+    }
+}
+
+/// A zero-filled buffer of `len` values, or [`RenderError::OutOfMemory`] instead of
+/// an abort when the allocator refuses.
+fn zeroed<T: Copy + Default>(len: u64) -> Result<Vec<T>, RenderError> {
+    let bytes = len.saturating_mul(size_of::<T>() as u64);
+    let out_of_memory = RenderError::OutOfMemory { bytes };
+    let len = usize::try_from(len).map_err(|_| out_of_memory.clone())?;
+    let mut buffer = Vec::new();
+    buffer.try_reserve_exact(len).map_err(|_| out_of_memory)?;
+    buffer.resize(len, T::default());
+    Ok(buffer)
+}

@@ -1,0 +1,128 @@
+//! The `faafo-worker render` command: renders a file and reports c, duration, size,
+//! throughput and checksum; refuses bad parameters with a message.
+
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+fn worker() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_faafo-worker"))
+}
+
+fn field<'a>(stdout: &'a str, name: &str) -> &'a str {
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(name))
+        .map(|rest| rest.trim_start_matches(':').trim())
+        .unwrap_or_else(|| panic!("no {name:?} in {stdout}"))
+}
+
+#[test]
+fn render_writes_the_png_and_reports_its_checksum() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("julia.png");
+    let output = worker()
+        .args([
+            "render",
+            "--width",
+            "64",
+            "--height",
+            "48",
+            "--iterations",
+            "128",
+        ])
+        .args(["--c-re", "-0.8", "--c-im", "0.156", "-o"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let bytes = std::fs::read(&path).expect("the PNG was written");
+    let sha256: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(field(&stdout, "checksum (sha256)"), sha256);
+    // The same task as the first golden test.
+    assert_eq!(
+        sha256,
+        "4e783791524e3234dbd1a8c0f94a3c543b6066a767f07daa838b57a861da5862"
+    );
+    assert_eq!(field(&stdout, "c"), "-0.8+0.156i");
+    assert_eq!(field(&stdout, "size"), format!("{} bytes", bytes.len()));
+    assert_eq!(field(&stdout, "pixel-iterations"), "39840");
+    assert!(field(&stdout, "pixel-iterations/s").parse::<f64>().is_ok());
+    assert!(field(&stdout, "render duration").ends_with(" s"));
+}
+
+#[test]
+fn render_with_a_seed_reports_the_c_it_drew() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = |seed: &str| {
+        let output = worker()
+            .args([
+                "render",
+                "--width",
+                "32",
+                "--height",
+                "32",
+                "--iterations",
+                "200",
+                "--seed",
+                seed,
+            ])
+            .arg("-o")
+            .arg(dir.path().join(format!("{seed}.png")))
+            .output()
+            .expect("runs");
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let (first, again, other) = (run("5"), run("5"), run("6"));
+    assert_eq!(field(&first, "c"), field(&again, "c"));
+    assert_eq!(
+        field(&first, "checksum (sha256)"),
+        field(&again, "checksum (sha256)")
+    );
+    assert_ne!(field(&first, "c"), field(&other, "c"));
+}
+
+#[test]
+fn render_refuses_bad_parameters_with_a_message() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for args in [
+        &["--width", "1"][..],
+        &["--height", "-5"],
+        &["--iterations", "0"],
+        &["--xa", "3"],
+        &["--ya", "NaN"],
+        &["--iterations", "10", "--seed", "1"],
+        &["--width", "5000", "--height", "5000"],
+    ] {
+        let output = worker()
+            .arg("render")
+            .args(args)
+            .arg("-o")
+            .arg(dir.path().join("bad.png"))
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("faafo-worker render: "),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn no_subcommand_prints_help() {
+    let output = worker().output().expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("render"));
+}
