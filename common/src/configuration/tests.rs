@@ -85,7 +85,7 @@ fn errors_name_the_file_section_key_and_expectation() {
     ];
     for (text, expected) in cases {
         let path = file(&dir, "bad.conf", text);
-        let err = load_from(&[path.clone()], env(&[]))
+        let err = load_from(std::slice::from_ref(&path), env(&[]))
             .expect_err(text)
             .to_string();
         assert!(err.starts_with(&path.display().to_string()), "{err}");
@@ -131,7 +131,7 @@ fn semantic_errors_are_caught_without_showing_passwords() {
     ];
     for (text, expected) in cases {
         let path = file(&dir, "bad.conf", text);
-        let err = load_from(&[path.clone()], env(&[]))
+        let err = load_from(std::slice::from_ref(&path), env(&[]))
             .expect_err(text)
             .to_string();
         assert!(err.contains(expected), "{text:?} gave: {err}");
