@@ -4,9 +4,13 @@
 //! library over RabbitMQ (lapin) or an in-process broker, wire-compatible
 //! with Python oslo.messaging and usable on its own. Beside it:
 //! [`configuration`] (INI files, oslo.config style, one layout for every
-//! program) and [`telemetry`] (logging in the original's line format).
+//! program), [`telemetry`] (logging in the original's line format),
+//! [`fractal`] (the data the programs exchange: the REST API's JSON and the
+//! workers' RPC contract) and [`api_client`] (a client of the REST API).
 
+pub mod api_client;
 pub mod configuration;
+pub mod fractal;
 pub mod messaging;
 pub mod telemetry;
 

@@ -1,0 +1,289 @@
+//! A client of faafo's REST API, for the producer, the `faafo` command line
+//! and tests.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::fractal::{ErrorBody, Fractal, FractalPage, FractalStatus, FractalUpdate, NewFractal};
+
+/// Header carrying the API token.
+pub const AUTH_HEADER: &str = "X-Auth-Token";
+
+/// What went wrong talking to the API.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The API answered with an error status.
+    #[error("{method} {path}: HTTP {status}: {message}")]
+    Status {
+        /// Request method.
+        method: String,
+        /// Request path.
+        path: String,
+        /// HTTP status.
+        status: u16,
+        /// The API's explanation.
+        message: String,
+    },
+    /// The API could not be reached (refused, timed out, reset).
+    #[error("cannot reach the faafo API at {endpoint}: {reason}")]
+    Unreachable {
+        /// The API's base URL.
+        endpoint: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The API answered something that is not what it should.
+    #[error("unexpected answer from the faafo API ({path}): {reason}")]
+    Protocol {
+        /// Request path.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl ApiError {
+    /// The HTTP status, when the API answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether trying again later may work (unreachable, 5xx, 429, 408).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApiError::Unreachable { .. } => true,
+            ApiError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            ApiError::Protocol { .. } => false,
+        }
+    }
+}
+
+/// Filters and paging of `GET /v1/fractal`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ListQuery {
+    /// 1-based page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<u64>,
+    /// Page size (the API caps it at its maximum, 100 by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results_per_page: Option<u64>,
+    /// Only fractals in this status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<FractalStatus>,
+    /// Only fractals last updated before this time (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_before: Option<String>,
+    /// Sort key: `created_at`, `updated_at` or `uuid`, `-` prefix for descending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_by: Option<String>,
+}
+
+/// A client of one faafo API.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    endpoint: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    /// A client of the API at `endpoint` (e.g. `http://127.0.0.1:5000`),
+    /// sending `token` as `X-Auth-Token` when given.
+    pub fn new(endpoint: &str, token: Option<String>) -> Result<Self, ApiError> {
+        let endpoint = endpoint.trim_end_matches('/').to_string();
+        if !endpoint.starts_with("http://") {
+            return Err(ApiError::Unreachable {
+                endpoint,
+                reason: "only http:// endpoints are supported (put TLS in front of the API)".into(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| ApiError::Unreachable {
+                endpoint: endpoint.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            endpoint,
+            token: token.filter(|t| !t.is_empty()),
+            http,
+        })
+    }
+
+    /// The API's base URL.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let mut request = self.http.request(method, format!("{}{path}", self.endpoint));
+        if let Some(token) = &self.token {
+            request = request.header(AUTH_HEADER, token);
+        }
+        request
+    }
+
+    async fn send(&self, method: Method, path: &str, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ApiError> {
+        let response = request.send().await.map_err(|e| ApiError::Unreachable {
+            endpoint: self.endpoint.clone(),
+            reason: without_url(&e),
+        })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<ErrorBody>(&text)
+            .map(|b| b.message)
+            .unwrap_or_else(|_| {
+                if text.is_empty() {
+                    status.canonical_reason().unwrap_or("error").to_string()
+                } else {
+                    text.chars().take(300).collect()
+                }
+            });
+        Err(ApiError::Status {
+            method: method.to_string(),
+            path: path.to_string(),
+            status: status.as_u16(),
+            message,
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(&self, method: Method, path: &str, request: reqwest::RequestBuilder) -> Result<T, ApiError> {
+        let response = self.send(method, path, request).await?;
+        let bytes = response.bytes().await.map_err(|e| ApiError::Unreachable {
+            endpoint: self.endpoint.clone(),
+            reason: without_url(&e),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::Protocol {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// `POST /v1/fractal`.
+    pub async fn create(&self, fractal: &NewFractal) -> Result<Fractal, ApiError> {
+        let path = "/v1/fractal";
+        self.json(Method::POST, path, self.request(Method::POST, path).json(fractal))
+            .await
+    }
+
+    /// `GET /v1/fractal/<uuid>`.
+    pub async fn get(&self, uuid: &str) -> Result<Fractal, ApiError> {
+        let path = format!("/v1/fractal/{uuid}");
+        self.json(Method::GET, &path, self.request(Method::GET, &path)).await
+    }
+
+    /// `GET /v1/fractal` with filters.
+    pub async fn list(&self, query: &ListQuery) -> Result<FractalPage, ApiError> {
+        let path = "/v1/fractal";
+        self.json(Method::GET, path, self.request(Method::GET, path).query(query))
+            .await
+    }
+
+    /// Every fractal matching `query`, over all pages.
+    pub async fn list_all(&self, query: &ListQuery) -> Result<Vec<Fractal>, ApiError> {
+        let mut out = Vec::new();
+        let mut page = 1;
+        loop {
+            let q = ListQuery {
+                page: Some(page),
+                results_per_page: Some(query.results_per_page.unwrap_or(100)),
+                ..query.clone()
+            };
+            let result = self.list(&q).await?;
+            let got = result.objects.len();
+            out.extend(result.objects);
+            if page >= result.total_pages || got == 0 {
+                return Ok(out);
+            }
+            page += 1;
+        }
+    }
+
+    /// `PUT /v1/fractal/<uuid>`.
+    pub async fn update(&self, uuid: &str, update: &FractalUpdate) -> Result<Fractal, ApiError> {
+        let path = format!("/v1/fractal/{uuid}");
+        self.json(Method::PUT, &path, self.request(Method::PUT, &path).json(update))
+            .await
+    }
+
+    /// `DELETE /v1/fractal/<uuid>`.
+    pub async fn delete(&self, uuid: &str) -> Result<(), ApiError> {
+        let path = format!("/v1/fractal/{uuid}");
+        self.send(Method::DELETE, &path, self.request(Method::DELETE, &path))
+            .await
+            .map(drop)
+    }
+
+    /// `PUT /v1/fractal/<uuid>/image`: stores the PNG of a fractal.
+    pub async fn upload_image(&self, uuid: &str, png: Vec<u8>) -> Result<(), ApiError> {
+        let path = format!("/v1/fractal/{uuid}/image");
+        let request = self
+            .request(Method::PUT, &path)
+            .header(reqwest::header::CONTENT_TYPE, "image/png")
+            .body(png);
+        self.send(Method::PUT, &path, request).await.map(drop)
+    }
+
+    /// `GET /fractal/<uuid>`: the PNG.
+    pub async fn image(&self, uuid: &str) -> Result<Vec<u8>, ApiError> {
+        let path = format!("/fractal/{uuid}");
+        let response = self.send(Method::GET, &path, self.request(Method::GET, &path)).await?;
+        response
+            .bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| ApiError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                reason: without_url(&e),
+            })
+    }
+
+    /// `GET /healthz`: whether the API answers.
+    pub async fn alive(&self) -> bool {
+        self.send(Method::GET, "/healthz", self.request(Method::GET, "/healthz"))
+            .await
+            .is_ok()
+    }
+}
+
+/// reqwest's message without the URL it repeats (the endpoint is shown
+/// once by the error that wraps it).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "connection failed".to_string()
+    } else if e.is_body() || e.is_decode() {
+        "the response body could not be read".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+impl From<StatusCode> for ErrorBody {
+    fn from(status: StatusCode) -> Self {
+        ErrorBody {
+            code: status.as_u16(),
+            message: status.canonical_reason().unwrap_or("error").to_string(),
+        }
+    }
+}
