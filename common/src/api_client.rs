@@ -125,14 +125,21 @@ impl ApiClient {
     }
 
     fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        let mut request = self.http.request(method, format!("{}{path}", self.endpoint));
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.endpoint));
         if let Some(token) = &self.token {
             request = request.header(AUTH_HEADER, token);
         }
         request
     }
 
-    async fn send(&self, method: Method, path: &str, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ApiError> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ApiError> {
         let response = request.send().await.map_err(|e| ApiError::Unreachable {
             endpoint: self.endpoint.clone(),
             reason: without_url(&e),
@@ -159,7 +166,12 @@ impl ApiClient {
         })
     }
 
-    async fn json<T: DeserializeOwned>(&self, method: Method, path: &str, request: reqwest::RequestBuilder) -> Result<T, ApiError> {
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ApiError> {
         let response = self.send(method, path, request).await?;
         let bytes = response.bytes().await.map_err(|e| ApiError::Unreachable {
             endpoint: self.endpoint.clone(),
@@ -174,21 +186,30 @@ impl ApiClient {
     /// `POST /v1/fractal`.
     pub async fn create(&self, fractal: &NewFractal) -> Result<Fractal, ApiError> {
         let path = "/v1/fractal";
-        self.json(Method::POST, path, self.request(Method::POST, path).json(fractal))
-            .await
+        self.json(
+            Method::POST,
+            path,
+            self.request(Method::POST, path).json(fractal),
+        )
+        .await
     }
 
     /// `GET /v1/fractal/<uuid>`.
     pub async fn get(&self, uuid: &str) -> Result<Fractal, ApiError> {
         let path = format!("/v1/fractal/{uuid}");
-        self.json(Method::GET, &path, self.request(Method::GET, &path)).await
+        self.json(Method::GET, &path, self.request(Method::GET, &path))
+            .await
     }
 
     /// `GET /v1/fractal` with filters.
     pub async fn list(&self, query: &ListQuery) -> Result<FractalPage, ApiError> {
         let path = "/v1/fractal";
-        self.json(Method::GET, path, self.request(Method::GET, path).query(query))
-            .await
+        self.json(
+            Method::GET,
+            path,
+            self.request(Method::GET, path).query(query),
+        )
+        .await
     }
 
     /// Every fractal matching `query`, over all pages.
@@ -214,8 +235,12 @@ impl ApiClient {
     /// `PUT /v1/fractal/<uuid>`.
     pub async fn update(&self, uuid: &str, update: &FractalUpdate) -> Result<Fractal, ApiError> {
         let path = format!("/v1/fractal/{uuid}");
-        self.json(Method::PUT, &path, self.request(Method::PUT, &path).json(update))
-            .await
+        self.json(
+            Method::PUT,
+            &path,
+            self.request(Method::PUT, &path).json(update),
+        )
+        .await
     }
 
     /// `DELETE /v1/fractal/<uuid>`.
@@ -239,7 +264,9 @@ impl ApiClient {
     /// `GET /fractal/<uuid>`: the PNG.
     pub async fn image(&self, uuid: &str) -> Result<Vec<u8>, ApiError> {
         let path = format!("/fractal/{uuid}");
-        let response = self.send(Method::GET, &path, self.request(Method::GET, &path)).await?;
+        let response = self
+            .send(Method::GET, &path, self.request(Method::GET, &path))
+            .await?;
         response
             .bytes()
             .await
@@ -252,9 +279,13 @@ impl ApiClient {
 
     /// `GET /healthz`: whether the API answers.
     pub async fn alive(&self) -> bool {
-        self.send(Method::GET, "/healthz", self.request(Method::GET, "/healthz"))
-            .await
-            .is_ok()
+        self.send(
+            Method::GET,
+            "/healthz",
+            self.request(Method::GET, "/healthz"),
+        )
+        .await
+        .is_ok()
     }
 }
 

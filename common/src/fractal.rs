@@ -61,7 +61,9 @@ impl FromStr for FractalStatus {
         FractalStatus::ALL
             .into_iter()
             .find(|st| st.as_str() == s)
-            .ok_or_else(|| format!("unknown status '{s}' (expected pending, running, done or failed)"))
+            .ok_or_else(|| {
+                format!("unknown status '{s}' (expected pending, running, done or failed)")
+            })
     }
 }
 

@@ -12,6 +12,7 @@ pub mod api_client;
 pub mod configuration;
 pub mod fractal;
 pub mod messaging;
+pub mod shutdown;
 pub mod telemetry;
 
 #[cfg(feature = "testing")]

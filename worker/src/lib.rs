@@ -1,7 +1,8 @@
 //! # faafo-worker: the Julia-set renderer of faafo
 //!
 //! faafo ("First App Application For OpenStack") renders Julia-set fractals. This
-//! crate is the worker's rendering library; the RPC service wiring lives elsewhere.
+//! crate is the worker: the rendering library, and [`service`], the RPC server
+//! whose `process(task)` renders a task and answers with the PNG.
 //! It keeps the original Python worker's pictures (same pixel-to-plane mapping,
 //! escape test, iteration count and 32-colour scheme) and fixes its defects:
 //!
@@ -48,6 +49,7 @@ pub mod limits;
 pub mod palette;
 pub mod renderer;
 pub mod seed;
+pub mod service;
 pub mod simd;
 pub mod spec;
 pub mod viewport;

@@ -1,7 +1,9 @@
-//! `faafo-worker`: the faafo worker's command line.
+//! `faafo-worker`: the faafo worker.
 //!
-//! `faafo-worker render` renders one fractal to a PNG file without any service;
-//! the RPC service will be another subcommand.
+//! `faafo-worker --config-file worker.conf` serves `process` on topic `tasks`
+//! until SIGTERM or Ctrl-C; `faafo-worker render` renders one fractal to a PNG
+//! file without any service; `faafo-worker check-config` validates the
+//! configuration without starting anything.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -9,6 +11,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use faafo_common::configuration::{ConfigArgs, FaafoConfig};
+use faafo_common::messaging::Transport;
+use faafo_common::shutdown;
+use faafo_common::telemetry::{self, TelemetrySettings};
+use faafo_worker::service::{self, WorkerSettings};
 use faafo_worker::{
     CancelToken, FractalOutput, FractalParams, FractalSpec, JuliaRenderer, RenderLimits, encode_png,
 };
@@ -19,13 +26,25 @@ use faafo_worker::{
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Log at debug level.
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Print a sample configuration file with every option and exit.
+    #[arg(long)]
+    print_sample_config: bool,
 }
 
 /// What to run.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve `process` on the tasks topic (the default).
+    Serve,
     /// Render one fractal to a PNG file, no services needed.
     Render(RenderArgs),
+    /// Check the configuration files and exit.
+    CheckConfig,
 }
 
 /// Options of `render`; the defaults are the benchmark view.
@@ -74,21 +93,65 @@ struct RenderArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Render(args)) => match render(&args) {
+    if cli.print_sample_config {
+        print!("{}", FaafoConfig::sample());
+        return ExitCode::SUCCESS;
+    }
+    match cli.command.as_ref().unwrap_or(&Command::Serve) {
+        Command::Render(args) => match render(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("faafo-worker render: {error}");
                 ExitCode::FAILURE
             }
         },
-        None => {
-            use clap::CommandFactory;
-            // Printing help can only fail on a closed stdout; nothing to do then.
-            let _ = Cli::command().print_help();
-            ExitCode::from(2)
+        Command::CheckConfig => match cli.config.load() {
+            Ok(_) => {
+                println!("configuration OK");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("faafo-worker: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("faafo-worker: cannot start the async runtime: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve(&cli)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("faafo-worker: {error}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
+}
+
+/// Serves until SIGTERM or Ctrl-C, then finishes the tasks in progress.
+async fn serve(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let mut config = cli.config.load()?;
+    config.default.debug |= cli.debug;
+    let _logging = telemetry::init(&TelemetrySettings::from_config(&config.default))?;
+    let settings = WorkerSettings::from_config(&config);
+    let transport = Transport::builder(&config.default.transport_url)
+        .control_exchange(&config.default.control_exchange)
+        .codec(config.codec())
+        .connection_name(format!("faafo-worker@{}", settings.server_name))
+        .connect()
+        .await?;
+    let worker = service::start(&transport, settings).await?;
+    shutdown::signal().await;
+    tracing::info!("stopping: finishing the tasks in progress");
+    worker.stop().await;
+    transport.close().await;
+    Ok(())
 }
 
 fn render(args: &RenderArgs) -> Result<(), Box<dyn std::error::Error>> {

@@ -1,0 +1,75 @@
+//! Stopping gracefully: one future that resolves on SIGTERM or Ctrl-C, and
+//! a broadcast so every part of a program (or of `faafo up`) hears it.
+
+use tokio::sync::watch;
+
+/// Resolves when the process gets SIGTERM or SIGINT (Ctrl-C).
+pub async fn signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// A shutdown broadcast: [`Shutdown::trigger`] once, every
+/// [`Shutdown::wait`] (on any clone) returns.
+#[derive(Clone, Debug)]
+pub struct Shutdown {
+    tx: watch::Sender<bool>,
+    rx: watch::Receiver<bool>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    /// A broadcast not yet triggered.
+    pub fn new() -> Self {
+        let (tx, rx) = watch::channel(false);
+        Self { tx, rx }
+    }
+
+    /// Tells everyone to stop.
+    pub fn trigger(&self) {
+        self.tx.send_replace(true);
+    }
+
+    /// Whether it was triggered.
+    pub fn is_triggered(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// Returns once triggered.
+    pub async fn wait(&self) {
+        let mut rx = self.rx.clone();
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+
+    /// Triggers on SIGTERM or Ctrl-C (runs in the background).
+    pub fn on_signal(&self) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            signal().await;
+            this.trigger();
+        });
+    }
+}

@@ -1,0 +1,357 @@
+//! The worker service: an RPC server on topic `tasks` whose `process(task)`
+//! renders the fractal and answers with its result and the PNG itself.
+//!
+//! A bad task is answered with a `ValueError` (the producer marks it failed
+//! without retrying); a render that runs past `exec_timeout` is cancelled
+//! and answered with a `TimeoutError`; the worker keeps serving either way.
+//! Log lines follow the original (`processing task <uuid>`, `task <uuid>
+//! processed in <s> seconds`) and carry the caller's request id.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use faafo_common::configuration::FaafoConfig;
+use faafo_common::fractal::{ProcessArgs, Task, TaskResult};
+use faafo_common::messaging::{
+    Endpoint, MessagingError, Notifier, RemoteError, RequestContext, RpcServer, Target, Transport,
+};
+use serde_json::json;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::{
+    CancelToken, FractalError, FractalParams, FractalSpec, JuliaRenderer, RenderError, RenderLimits,
+};
+
+/// The RPC method the producer calls.
+pub const PROCESS_METHOD: &str = "process";
+
+/// What the service needs to know, from `[worker]`, `[messaging]` and `[DEFAULT]`.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// RPC topic served.
+    pub topic: String,
+    /// This worker's server name (`generated_by` of its results).
+    pub server_name: String,
+    /// Tasks rendered at once.
+    pub executor_size: usize,
+    /// Threads of the render pool.
+    pub render_threads: usize,
+    /// Renders running longer are cancelled.
+    pub exec_timeout: Duration,
+    /// Where to also write each PNG, if anywhere.
+    pub datadir: Option<PathBuf>,
+    /// Send `fractal.rendered` / `fractal.failed` notifications.
+    pub notifications: bool,
+    /// Pixel and iteration caps.
+    pub limits: RenderLimits,
+    /// Largest request accepted.
+    pub max_message_size: usize,
+    /// Where rejected requests go, if anywhere.
+    pub dead_letter_exchange: Option<String>,
+}
+
+impl WorkerSettings {
+    /// The settings of a loaded configuration.
+    pub fn from_config(config: &FaafoConfig) -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let w = &config.worker;
+        Self {
+            topic: w.topic.clone(),
+            server_name: config.worker_server_name(),
+            executor_size: if w.executor_size == 0 {
+                cpus
+            } else {
+                w.executor_size
+            },
+            render_threads: if w.render_threads == 0 {
+                cpus
+            } else {
+                w.render_threads
+            },
+            exec_timeout: Duration::from_secs(w.exec_timeout.max(1)),
+            datadir: Some(w.filesystem_store_datadir.as_str())
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from),
+            notifications: w.notifications,
+            limits: RenderLimits {
+                max_pixels: config.default.pixel_limit,
+                max_iterations: config.default.iteration_limit,
+            },
+            max_message_size: usize::try_from(config.messaging.max_message_size)
+                .unwrap_or(usize::MAX),
+            dead_letter_exchange: Some(config.messaging.dead_letter_exchange.clone())
+                .filter(|d| !d.is_empty()),
+        }
+    }
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The render thread pool could not be built.
+    #[error("cannot start {threads} render threads: {reason}")]
+    ThreadPool {
+        /// Threads asked for.
+        threads: usize,
+        /// Why not.
+        reason: String,
+    },
+    /// The PNG directory cannot be used.
+    #[error("cannot use filesystem_store_datadir {path}: {reason}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// Why not.
+        reason: String,
+    },
+    /// The RPC server could not start.
+    #[error(transparent)]
+    Messaging(#[from] MessagingError),
+}
+
+/// Renders tasks for RPC callers.
+pub struct WorkerService {
+    settings: WorkerSettings,
+    renderer: JuliaRenderer,
+    pool: Arc<rayon::ThreadPool>,
+    notifier: Notifier,
+}
+
+impl WorkerService {
+    /// A service rendering with its own pool of `render_threads` threads.
+    pub fn new(settings: WorkerSettings, transport: &Transport) -> Result<Self, WorkerError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(settings.render_threads)
+            .thread_name(|i| format!("faafo-render-{i}"))
+            .build()
+            .map_err(|e| WorkerError::ThreadPool {
+                threads: settings.render_threads,
+                reason: e.to_string(),
+            })?;
+        if let Some(dir) = &settings.datadir {
+            std::fs::create_dir_all(dir).map_err(|e| WorkerError::DataDir {
+                path: dir.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        }
+        let notifier = if settings.notifications {
+            Notifier::new(transport, format!("faafo.worker.{}", settings.server_name))
+        } else {
+            Notifier::noop()
+        };
+        Ok(Self {
+            renderer: JuliaRenderer::new(settings.limits),
+            pool: Arc::new(pool),
+            notifier,
+            settings,
+        })
+    }
+
+    /// The RPC endpoint with the `process` method.
+    pub fn endpoint(self: &Arc<Self>) -> Endpoint {
+        let service = self.clone();
+        Endpoint::new().method(
+            PROCESS_METHOD,
+            move |ctx: RequestContext, args: ProcessArgs| {
+                let service = service.clone();
+                async move { service.process(ctx, args.task).await }
+            },
+        )
+    }
+
+    /// Renders one task.
+    pub async fn process(
+        &self,
+        ctx: RequestContext,
+        task: Task,
+    ) -> Result<TaskResult, RemoteError> {
+        let span = info_span!("process", request_id = ctx.log_id(), uuid = %task.uuid);
+        async {
+            info!("processing task {}", task.uuid);
+            let outcome = self.render(&task).await;
+            match &outcome {
+                Ok(result) => {
+                    info!(
+                        "task {} processed in {:.6} seconds",
+                        task.uuid, result.duration
+                    );
+                    self.store(result).await;
+                    self.notify_rendered(&ctx, result).await;
+                }
+                Err(error) => {
+                    warn!("task {} failed: {}", task.uuid, error.message);
+                    self.notify_failed(&ctx, &task, error).await;
+                }
+            }
+            outcome
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn render(&self, task: &Task) -> Result<TaskResult, RemoteError> {
+        let params = FractalParams {
+            width: task.width,
+            height: task.height,
+            iterations: task.iterations,
+            xa: task.xa,
+            xb: task.xb,
+            ya: task.ya,
+            yb: task.yb,
+            c_re: task.c_re,
+            c_im: task.c_im,
+            seed: task.seed,
+            uuid: Some(task.uuid.clone()),
+        };
+        let spec = FractalSpec::try_from(params)
+            .map_err(|e| RemoteError::value_error(format!("task {}: {e}", task.uuid)))?;
+        self.renderer
+            .limits()
+            .check(&spec)
+            .map_err(|e| RemoteError::value_error(format!("task {}: {e}", task.uuid)))?;
+        let cancel = CancelToken::new();
+        let job = {
+            let (renderer, pool, cancel) = (self.renderer, self.pool.clone(), cancel.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut png = Vec::new();
+                pool.install(|| renderer.render_png(&spec, &cancel, &mut png))
+                    .map(|output| (output, png))
+            })
+        };
+        let timeout = self.settings.exec_timeout;
+        let (output, png) = match tokio::time::timeout(timeout, job).await {
+            Err(_) => {
+                cancel.cancel();
+                return Err(RemoteError::timeout_error(format!(
+                    "task {}: the render ran past exec_timeout ({} s) and was cancelled",
+                    task.uuid,
+                    timeout.as_secs()
+                )));
+            }
+            Ok(Err(join)) => {
+                error!("render of task {} crashed: {join}", task.uuid);
+                return Err(RemoteError::runtime_error(format!(
+                    "task {}: the render crashed",
+                    task.uuid
+                )));
+            }
+            Ok(Ok(Err(e))) => return Err(render_failure(&task.uuid, e)),
+            Ok(Ok(Ok(done))) => done,
+        };
+        Ok(TaskResult {
+            uuid: task.uuid.clone(),
+            duration: output.duration().as_secs_f64(),
+            checksum: output.png.checksum.to_string(),
+            size: output.png.size,
+            c_re: output.constant.re(),
+            c_im: output.constant.im(),
+            generated_by: self.settings.server_name.clone(),
+            pixel_iterations: output.render.pixel_iterations,
+            image: png,
+        })
+    }
+
+    /// Writes the PNG into `filesystem_store_datadir`, when set. A failure is
+    /// logged: the image still travels in the reply.
+    async fn store(&self, result: &TaskResult) {
+        let Some(dir) = &self.settings.datadir else {
+            return;
+        };
+        let path = dir.join(format!("{}.png", result.uuid));
+        if let Err(e) = tokio::fs::write(&path, &result.image).await {
+            error!("cannot write {}: {e}", path.display());
+        }
+    }
+
+    async fn notify_rendered(&self, ctx: &RequestContext, result: &TaskResult) {
+        if !self.notifier.is_enabled() {
+            return;
+        }
+        let payload = json!({
+            "uuid": result.uuid, "duration": result.duration, "checksum": result.checksum,
+            "size": result.size, "c_re": result.c_re, "c_im": result.c_im,
+            "generated_by": result.generated_by,
+        });
+        if let Err(e) = self.notifier.info(ctx, "fractal.rendered", &payload).await {
+            warn!("could not send the fractal.rendered notification: {e}");
+        }
+    }
+
+    async fn notify_failed(&self, ctx: &RequestContext, task: &Task, failure: &RemoteError) {
+        if !self.notifier.is_enabled() {
+            return;
+        }
+        let payload = json!({
+            "uuid": task.uuid, "error": failure.message, "class": failure.class,
+            "generated_by": self.settings.server_name,
+        });
+        if let Err(e) = self.notifier.error(ctx, "fractal.failed", &payload).await {
+            warn!("could not send the fractal.failed notification: {e}");
+        }
+    }
+}
+
+/// A refused task is the caller's `ValueError`; anything else is ours.
+fn render_failure(uuid: &str, e: FractalError) -> RemoteError {
+    match e {
+        FractalError::Render(
+            e @ (RenderError::Invalid(_)
+            | RenderError::TooManyPixels { .. }
+            | RenderError::TooManyIterations { .. }
+            | RenderError::NoQualifyingConstant { .. }),
+        ) => RemoteError::value_error(format!("task {uuid}: {e}")),
+        FractalError::Render(RenderError::Cancelled) => {
+            RemoteError::timeout_error(format!("task {uuid}: the render was cancelled"))
+        }
+        other => RemoteError::runtime_error(format!("task {uuid}: {other}")),
+    }
+}
+
+/// A running worker: the RPC server and what it serves.
+pub struct RunningWorker {
+    server: RpcServer,
+    /// The service, for stats and tests.
+    pub service: Arc<WorkerService>,
+}
+
+impl RunningWorker {
+    /// Stops taking tasks and waits for the ones in progress.
+    pub async fn stop(self) {
+        self.server.stop().await;
+    }
+
+    /// The RPC server's counters.
+    pub fn stats(&self) -> faafo_common::messaging::ServerStats {
+        self.server.stats()
+    }
+}
+
+/// Starts serving `process` on `transport`.
+pub async fn start(
+    transport: &Transport,
+    settings: WorkerSettings,
+) -> Result<RunningWorker, WorkerError> {
+    let target = Target::topic(&settings.topic).with_server(&settings.server_name);
+    let executor_size = settings.executor_size;
+    let max_message_size = settings.max_message_size;
+    let dead_letter = settings.dead_letter_exchange.clone();
+    let service = Arc::new(WorkerService::new(settings, transport)?);
+    let mut builder = RpcServer::builder(transport, target)
+        .endpoint(service.endpoint())
+        .executor_size(executor_size)
+        .max_message_size(max_message_size)
+        .ping(true);
+    if let Some(dlx) = dead_letter {
+        builder = builder.dead_letter_exchange(dlx);
+    }
+    let server = builder.start().await?;
+    info!(
+        topic = %service.settings.topic,
+        server = %service.settings.server_name,
+        executor_size,
+        simd = ?service.renderer.simd_level(),
+        "worker ready"
+    );
+    Ok(RunningWorker { server, service })
+}

@@ -1,0 +1,404 @@
+//! The worker's RPC service, over `memory://` and over RabbitMQ (a vhost of
+//! the test's own), driven by an RPC client as the producer drives it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use faafo_common::fractal::{ProcessArgs, Task, TaskResult};
+use faafo_common::messaging::*;
+use faafo_common::testing::{RabbitVhost, unique_name};
+use faafo_worker::service::{self, RunningWorker, WorkerSettings};
+use faafo_worker::{CancelToken, FractalParams, FractalSpec, JuliaRenderer, RenderLimits};
+use sha2::{Digest, Sha256};
+
+struct Env {
+    url: String,
+    _vhost: Option<RabbitVhost>,
+}
+
+impl Env {
+    async fn memory() -> Self {
+        Self {
+            url: format!("memory:///{}", unique_name("worker")),
+            _vhost: None,
+        }
+    }
+
+    async fn rabbit() -> Self {
+        let vhost = RabbitVhost::create().await;
+        Self {
+            url: vhost.url().to_string(),
+            _vhost: Some(vhost),
+        }
+    }
+
+    async fn transport(&self) -> Transport {
+        Transport::connect(&self.url)
+            .await
+            .expect("transport connects")
+    }
+}
+
+fn settings() -> WorkerSettings {
+    WorkerSettings {
+        topic: "tasks".into(),
+        server_name: "worker-under-test".into(),
+        executor_size: 2,
+        render_threads: 2,
+        exec_timeout: Duration::from_secs(600),
+        datadir: None,
+        notifications: false,
+        limits: RenderLimits::default(),
+        max_message_size: 64 << 20,
+        dead_letter_exchange: None,
+    }
+}
+
+async fn start(t: &Transport, settings: WorkerSettings) -> RunningWorker {
+    service::start(t, settings).await.expect("worker starts")
+}
+
+fn task(uuid: &str) -> Task {
+    Task {
+        uuid: uuid.to_string(),
+        width: 96,
+        height: 64,
+        iterations: 128,
+        xa: -2.0,
+        xb: 2.0,
+        ya: -1.5,
+        yb: 1.5,
+        seed: None,
+        c_re: Some(-0.8),
+        c_im: Some(0.156),
+    }
+}
+
+async fn process(client: &RpcClient, task: Task) -> Result<TaskResult, MessagingError> {
+    client
+        .call(
+            &RequestContext::with_new_request_id(),
+            "process",
+            &ProcessArgs { task },
+        )
+        .await
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+async fn renders_and_returns_the_png(env: Env) {
+    let t = env.transport().await;
+    let worker = start(&t, settings()).await;
+    for codec in [Codec::Json, Codec::MsgPack] {
+        let client = RpcClient::new(&t, Target::topic("tasks")).codec(codec);
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let result = process(&client, task(&uuid)).await.expect("process");
+        assert_eq!(result.uuid, uuid);
+        assert_eq!(result.generated_by, "worker-under-test");
+        assert_eq!(result.size as usize, result.image.len());
+        assert_eq!(
+            sha256_hex(&result.image),
+            result.checksum,
+            "the checksum is the PNG's"
+        );
+        assert_eq!((result.c_re, result.c_im), (-0.8, 0.156));
+        assert!(result.pixel_iterations > 0 && result.duration > 0.0);
+        // The same bytes as rendering it here.
+        let spec = FractalSpec::try_from(
+            FractalParams {
+                width: 96,
+                height: 64,
+                iterations: 128,
+                ..FractalParams::default()
+            }
+            .with_c(-0.8, 0.156),
+        )
+        .expect("spec");
+        let mut png = Vec::new();
+        JuliaRenderer::new(RenderLimits::default())
+            .render_png(&spec, &CancelToken::new(), &mut png)
+            .expect("render");
+        assert_eq!(result.image, png);
+    }
+    worker.stop().await;
+}
+
+async fn seeded_tasks_are_reproducible(env: Env) {
+    let t = env.transport().await;
+    let worker = start(&t, settings()).await;
+    let client = RpcClient::new(&t, Target::topic("tasks"));
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let mut seeded = task(&uuid);
+    (seeded.c_re, seeded.c_im, seeded.seed) = (None, None, Some(42));
+    let a = process(&client, seeded.clone()).await.expect("first");
+    let b = process(&client, seeded).await.expect("second");
+    assert_eq!(
+        (a.checksum.as_str(), a.c_re, a.c_im),
+        (b.checksum.as_str(), b.c_re, b.c_im)
+    );
+    // No seed and no c: derived from the uuid, still reproducible.
+    let mut from_uuid = task(&uuid);
+    (from_uuid.c_re, from_uuid.c_im) = (None, None);
+    let c = process(&client, from_uuid.clone()).await.expect("third");
+    let d = process(&client, from_uuid).await.expect("fourth");
+    assert_eq!(c.checksum, d.checksum);
+    worker.stop().await;
+}
+
+async fn bad_tasks_get_value_errors_and_the_worker_keeps_serving(env: Env) {
+    let t = env.transport().await;
+    let mut s = settings();
+    s.limits = RenderLimits {
+        max_pixels: 1_000_000,
+        max_iterations: 10_000,
+    };
+    let worker = start(&t, s).await;
+    let client = RpcClient::new(&t, Target::topic("tasks"));
+    let good = task(&uuid::Uuid::new_v4().to_string());
+    let bad: Vec<(Task, &str)> = vec![
+        (
+            Task {
+                width: 1,
+                ..good.clone()
+            },
+            "width",
+        ),
+        (
+            Task {
+                height: -5,
+                ..good.clone()
+            },
+            "height",
+        ),
+        (
+            Task {
+                iterations: 0,
+                ..good.clone()
+            },
+            "iterations",
+        ),
+        (
+            Task {
+                xa: 3.0,
+                ..good.clone()
+            },
+            "xa",
+        ),
+        (
+            Task {
+                yb: -2.0,
+                ..good.clone()
+            },
+            "ya",
+        ),
+        (
+            Task {
+                width: 2000,
+                height: 2000,
+                ..good.clone()
+            },
+            "pixels",
+        ),
+        (
+            Task {
+                iterations: 20_000,
+                ..good.clone()
+            },
+            "iterations",
+        ),
+        (
+            Task {
+                c_re: Some(1.0),
+                c_im: None,
+                ..good.clone()
+            },
+            "c",
+        ),
+        (
+            Task {
+                iterations: 5,
+                c_re: None,
+                c_im: None,
+                seed: Some(1),
+                ..good.clone()
+            },
+            "give c explicitly",
+        ),
+    ];
+    for (task, mentions) in bad {
+        match process(&client, task.clone()).await {
+            Err(MessagingError::Remote { error, .. }) => {
+                assert_eq!(error.class, "ValueError", "{task:?}: {error}");
+                assert!(
+                    error.message.to_lowercase().contains(mentions),
+                    "{task:?}: {error}"
+                );
+            }
+            other => panic!("{task:?} should be refused, got {other:?}"),
+        }
+    }
+    // Arguments that are not a task at all: a TypeError.
+    let err = client
+        .call::<_, TaskResult>(
+            &RequestContext::new(),
+            "process",
+            &serde_json::json!({"task": "x"}),
+        )
+        .await
+        .expect_err("not a task");
+    assert!(
+        matches!(&err, MessagingError::Remote { error, .. } if error.class == "TypeError"),
+        "{err}"
+    );
+    process(&client, good).await.expect("still serving");
+    worker.stop().await;
+}
+
+async fn renders_past_exec_timeout_are_cancelled(env: Env) {
+    let t = env.transport().await;
+    let mut s = settings();
+    s.exec_timeout = Duration::from_secs(1);
+    let worker = start(&t, s).await;
+    let client = RpcClient::new(&t, Target::topic("tasks"));
+    // c = 0: the whole disc never escapes, every pixel runs all iterations.
+    let heavy = Task {
+        width: 2000,
+        height: 2000,
+        iterations: 100_000,
+        c_re: Some(0.0),
+        c_im: Some(0.0),
+        ..task(&uuid::Uuid::new_v4().to_string())
+    };
+    let started = Instant::now();
+    match process(&client, heavy).await {
+        Err(MessagingError::Remote { error, .. }) => {
+            assert_eq!(error.class, "TimeoutError", "{error}");
+            assert!(error.message.contains("exec_timeout"), "{error}");
+        }
+        other => panic!("expected a TimeoutError, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    // The cancelled render frees the cores: the next task is quick.
+    let started = Instant::now();
+    process(&client, task(&uuid::Uuid::new_v4().to_string()))
+        .await
+        .expect("next task");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    worker.stop().await;
+}
+
+async fn notifications_and_the_png_directory(env: Env) {
+    let t = env.transport().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = settings();
+    s.notifications = true;
+    s.datadir = Some(dir.path().to_path_buf());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let listener = NotificationListener::builder(&t)
+        .start(move |n: Notification| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(n);
+                NotificationResult::Handled
+            }
+        })
+        .await
+        .expect("listener");
+    let worker = start(&t, s).await;
+    let client = RpcClient::new(&t, Target::topic("tasks"));
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let result = process(&client, task(&uuid)).await.expect("process");
+    let n = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("in time")
+        .expect("one");
+    assert_eq!(
+        (n.event_type.as_str(), n.priority.as_str()),
+        ("fractal.rendered", "INFO")
+    );
+    assert_eq!(n.payload["uuid"], uuid.as_str());
+    assert_eq!(n.payload["checksum"], result.checksum.as_str());
+    assert_eq!(n.publisher_id, "faafo.worker.worker-under-test");
+    let on_disk = std::fs::read(dir.path().join(format!("{uuid}.png"))).expect("png written");
+    assert_eq!(on_disk, result.image);
+    let _ = process(
+        &client,
+        Task {
+            width: 0,
+            ..task(&uuid)
+        },
+    )
+    .await
+    .expect_err("bad");
+    let n = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("in time")
+        .expect("one");
+    assert_eq!(
+        (n.event_type.as_str(), n.priority.as_str()),
+        ("fractal.failed", "ERROR")
+    );
+    assert_eq!(n.payload["class"], "ValueError");
+    worker.stop().await;
+    listener.stop().await;
+}
+
+async fn many_tasks_in_parallel(env: Env) {
+    let t = env.transport().await;
+    let worker = start(&t, settings()).await;
+    let client = Arc::new(RpcClient::new(&t, Target::topic("tasks")));
+    let calls = (0..16).map(|_| {
+        let client = client.clone();
+        async move {
+            let uuid = uuid::Uuid::new_v4().to_string();
+            let result = process(&client, task(&uuid)).await.expect("process");
+            assert_eq!(result.uuid, uuid);
+        }
+    });
+    futures_util::future::join_all(calls).await;
+    assert_eq!(worker.stats().succeeded, 16);
+    worker.stop().await;
+}
+
+macro_rules! on_both_transports {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Env::memory().await).await;
+                }
+            )*
+        }
+        mod rabbitmq {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Env::rabbit().await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_transports!(
+    renders_and_returns_the_png,
+    seeded_tasks_are_reproducible,
+    bad_tasks_get_value_errors_and_the_worker_keeps_serving,
+    renders_past_exec_timeout_are_cancelled,
+    notifications_and_the_png_directory,
+    many_tasks_in_parallel,
+);
