@@ -84,11 +84,15 @@ pub struct ListQuery {
     pub order_by: Option<String>,
 }
 
+/// Header carrying the request id that follows one fractal through faafo.
+pub const REQUEST_ID_HEADER: &str = "X-Request-Id";
+
 /// A client of one faafo API.
 #[derive(Debug, Clone)]
 pub struct ApiClient {
     endpoint: String,
     token: Option<String>,
+    request_id: Option<String>,
     http: reqwest::Client,
 }
 
@@ -115,8 +119,18 @@ impl ApiClient {
         Ok(Self {
             endpoint,
             token: token.filter(|t| !t.is_empty()),
+            request_id: None,
             http,
         })
+    }
+
+    /// The same client, sending `request_id` as `X-Request-Id` so the API's
+    /// log lines carry it (it shares the connection pool).
+    pub fn with_request_id(&self, request_id: &str) -> Self {
+        Self {
+            request_id: Some(request_id.to_string()),
+            ..self.clone()
+        }
     }
 
     /// The API's base URL.
@@ -130,6 +144,9 @@ impl ApiClient {
             .request(method, format!("{}{path}", self.endpoint));
         if let Some(token) = &self.token {
             request = request.header(AUTH_HEADER, token);
+        }
+        if let Some(id) = &self.request_id {
+            request = request.header(REQUEST_ID_HEADER, id);
         }
         request
     }

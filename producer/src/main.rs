@@ -1,6 +1,108 @@
-//! faafo-producer: generates fractal tasks and dispatches them (being built; see issue 5).
+//! `faafo-producer`: generates tasks every `interval` seconds and dispatches
+//! them to the workers until SIGTERM or Ctrl-C (`--one-shot`: one batch).
 
-fn main() {
-    eprintln!("faafo-producer is not built yet");
-    std::process::exit(2);
+use std::process::ExitCode;
+
+use clap::Parser;
+use faafo_common::api_client::ApiClient;
+use faafo_common::configuration::{ConfigArgs, FaafoConfig};
+use faafo_common::messaging::{RpcClient, Target, Transport};
+use faafo_common::shutdown::Shutdown;
+use faafo_common::telemetry::{self, TelemetrySettings};
+use faafo_producer::{Producer, ProducerSettings, ResilientApi};
+
+/// The faafo producer: generates fractal tasks and has workers render them.
+#[derive(Debug, Parser)]
+#[command(name = "faafo-producer", version)]
+struct Cli {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Generate one batch, wait until it is rendered, exit 0 if every task
+    /// is done (1 otherwise).
+    #[arg(long)]
+    one_shot: bool,
+    /// URL of the faafo API (overrides [DEFAULT] endpoint_url).
+    #[arg(long)]
+    endpoint_url: Option<String>,
+    /// Log at debug level.
+    #[arg(long)]
+    debug: bool,
+    /// Print a sample configuration file with every option and exit.
+    #[arg(long)]
+    print_sample_config: bool,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.print_sample_config {
+        print!("{}", FaafoConfig::sample());
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("faafo-producer: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("faafo-producer: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let mut config = cli.config.load()?;
+    if cli.check_config {
+        println!("configuration OK");
+        return Ok(ExitCode::SUCCESS);
+    }
+    config.default.debug |= cli.debug;
+    if let Some(url) = cli.endpoint_url {
+        config.default.endpoint_url = url;
+    }
+    let _logging = telemetry::init(&TelemetrySettings::from_config(&config.default))?;
+    let settings = ProducerSettings::from_config(&config);
+    let api = ApiClient::new(
+        &config.default.endpoint_url,
+        Some(config.default.auth_token.clone()),
+    )?;
+    let transport = Transport::builder(&config.default.transport_url)
+        .control_exchange(&config.default.control_exchange)
+        .codec(config.codec())
+        .connection_name("faafo-producer")
+        .connect()
+        .await?;
+    let shutdown = Shutdown::new();
+    shutdown.on_signal();
+    let rpc = RpcClient::new(&transport, Target::topic(&settings.topic));
+    let producer = Producer::new(ResilientApi::new(api), rpc, settings, shutdown.clone());
+    let code = if cli.one_shot {
+        let report = tokio::select! {
+            report = producer.one_batch() => report,
+            _ = shutdown.wait() => Default::default(),
+        };
+        tracing::info!(
+            "one-shot batch finished: {} done, {} failed, {} other",
+            report.done,
+            report.failed,
+            report.other
+        );
+        if report.all_done() && report.done > 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    } else {
+        producer.run().await;
+        ExitCode::SUCCESS
+    };
+    transport.close().await;
+    Ok(code)
 }

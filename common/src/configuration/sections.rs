@@ -42,8 +42,8 @@ config_section! {
 config_section! {
     /// Options of the messaging layer.
     pub struct MessagingSection ["messaging"] {
-        /// Seconds without a call-monitor heartbeat after which a call to a worker is given up (0: no call monitor).
-        call_monitor_timeout: u64 = 30,
+        /// Seconds without a call-monitor heartbeat after which a call to a worker is given up (0: off). The monitor counts time spent waiting in the queue too, so keep it well above the time a task may wait behind others.
+        call_monitor_timeout: u64 = 0,
         /// Exchange that keeps rejected (malformed) requests; every peer of a topic must agree. Empty: rejected messages are dropped.
         dead_letter_exchange: String = String::new(),
         /// Largest RPC message accepted, in bytes.
@@ -152,8 +152,10 @@ config_section! {
         call_timeout: u64 = 900,
         /// Seconds a task may stay pending or running before it is dispatched again.
         task_timeout: u64 = 960,
-        /// Seconds between two scans for tasks to dispatch again.
+        /// Seconds between two scans for running tasks to dispatch again (those past task_timeout).
         recovery_interval: u64 = 60,
+        /// Seconds between two looks for pending tasks nobody dispatches (created by the faafo command line, or left by a stopped producer).
+        poll_interval: f64 = 2.0,
         /// Attempts per task before it is marked failed.
         max_attempts: u32 = 3,
         /// Seconds to wait for calls in flight when stopping.

@@ -1,0 +1,67 @@
+//! The API as the producer needs it: every call retried with backoff while
+//! the API is down or slow, so no result is lost and nothing crashes.
+
+use std::future::Future;
+
+use faafo_common::api_client::{ApiClient, ApiError};
+use faafo_common::messaging::Backoff;
+use std::time::Duration;
+use tracing::warn;
+
+/// Retries an API call while its failure is transient (unreachable, 5xx,
+/// 429), with jittered backoff; permanent errors (4xx) are returned.
+#[derive(Clone)]
+pub struct ResilientApi {
+    client: ApiClient,
+    backoff: Backoff,
+}
+
+impl ResilientApi {
+    /// Wraps `client`.
+    pub fn new(client: ApiClient) -> Self {
+        Self {
+            client,
+            backoff: Backoff {
+                initial: Duration::from_millis(200),
+                step: Duration::from_millis(500),
+                max: Duration::from_secs(10),
+            },
+        }
+    }
+
+    /// The same, sending `request_id` with every call.
+    pub fn with_request_id(&self, request_id: &str) -> Self {
+        Self {
+            client: self.client.with_request_id(request_id),
+            backoff: self.backoff,
+        }
+    }
+
+    /// The plain client.
+    pub fn client(&self) -> &ApiClient {
+        &self.client
+    }
+
+    /// Runs `call` until it succeeds or fails permanently. Only
+    /// cancellation (dropping the future) stops it while the API is away.
+    pub async fn retry<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, ApiError>
+    where
+        F: FnMut(ApiClient) -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            match call(self.client.clone()).await {
+                Ok(value) => return Ok(value),
+                Err(error) if error.is_transient() => {
+                    attempt += 1;
+                    if attempt == 1 || attempt.is_power_of_two() {
+                        warn!("{what}: {error}; retrying (attempt {attempt})");
+                    }
+                    tokio::time::sleep(self.backoff.delay(attempt)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}

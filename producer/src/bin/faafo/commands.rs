@@ -1,0 +1,175 @@
+//! The commands that talk to the API.
+
+use std::error::Error;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use faafo_common::api_client::{ApiClient, ListQuery};
+use faafo_common::fractal::{Fractal, FractalStatus};
+use faafo_producer::{ProducerSettings, TaskGenerator};
+
+use crate::output;
+use crate::{Cli, Command, CreateArgs, Format, GetArgs, ListArgs};
+
+/// Runs the command line.
+pub async fn run(cli: Cli) -> Result<ExitCode, Box<dyn Error>> {
+    let mut config = cli.config.load()?;
+    config.default.debug |= cli.debug;
+    if let Command::Up(args) = cli.command {
+        return crate::up::run(config, args).await;
+    }
+    let endpoint = cli
+        .endpoint_url
+        .unwrap_or_else(|| config.default.endpoint_url.clone());
+    let token = cli
+        .token
+        .or_else(|| Some(config.default.auth_token.clone()));
+    let api = ApiClient::new(&endpoint, token)?;
+    match cli.command {
+        Command::Up(_) => unreachable_up(),
+        Command::Create(args) => {
+            create(
+                &api,
+                &ProducerSettings::from_config(&config),
+                args,
+                cli.output,
+            )
+            .await
+        }
+        Command::List(args) => list(&api, args, cli.output).await,
+        Command::Show(arg) => {
+            let fractal = api.get(&arg.uuid).await?;
+            output::show(&fractal, cli.output);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Get(args) => get(&api, args).await,
+        Command::Delete(arg) => {
+            api.delete(&arg.uuid).await?;
+            if cli.output == Format::Json {
+                println!("{}", serde_json::json!({"deleted": arg.uuid}));
+            } else {
+                println!("deleted {}", arg.uuid);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn unreachable_up() -> Result<ExitCode, Box<dyn Error>> {
+    Err("internal error: `up` handled above".into())
+}
+
+async fn create(
+    api: &ApiClient,
+    settings: &ProducerSettings,
+    args: CreateArgs,
+    format: Format,
+) -> Result<ExitCode, Box<dyn Error>> {
+    let mut generator = TaskGenerator::new();
+    let mut created = Vec::new();
+    for _ in 0..args.tasks {
+        let mut task = generator.task(settings);
+        task.width = args.width.unwrap_or(task.width);
+        task.height = args.height.unwrap_or(task.height);
+        task.iterations = args.iterations.unwrap_or(task.iterations);
+        task.xa = args.xa.unwrap_or(task.xa);
+        task.xb = args.xb.unwrap_or(task.xb);
+        task.ya = args.ya.unwrap_or(task.ya);
+        task.yb = args.yb.unwrap_or(task.yb);
+        if args.seed.is_some() {
+            task.seed = args.seed;
+        }
+        created.push(api.create(&task).await?);
+    }
+    output::list(&created, format);
+    if !args.wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let finished = wait_for(api, &created, format).await?;
+    let failed = finished
+        .iter()
+        .filter(|f| f.status == FractalStatus::Failed)
+        .count();
+    if format == Format::Table {
+        output::list(&finished, format);
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("faafo: {failed} of {} fractal(s) failed", finished.len());
+        ExitCode::FAILURE
+    })
+}
+
+/// Polls until every fractal is done or failed, with a progress bar.
+async fn wait_for(
+    api: &ApiClient,
+    fractals: &[Fractal],
+    format: Format,
+) -> Result<Vec<Fractal>, Box<dyn Error>> {
+    let bar = indicatif::ProgressBar::new(fractals.len() as u64);
+    if format == Format::Json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} rendering [{bar:30}] {pos}/{len} {msg} ({elapsed})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let mut finished: Vec<Option<Fractal>> = vec![None; fractals.len()];
+    loop {
+        for (slot, fractal) in finished.iter_mut().zip(fractals) {
+            if slot.is_some() {
+                continue;
+            }
+            let now = api.get(&fractal.uuid).await?;
+            if matches!(now.status, FractalStatus::Done | FractalStatus::Failed) {
+                bar.inc(1);
+                *slot = Some(now);
+            } else {
+                bar.set_message(format!("({} is {})", short(&now.uuid), now.status));
+            }
+        }
+        if finished.iter().all(Option::is_some) {
+            bar.finish_and_clear();
+            return Ok(finished.into_iter().flatten().collect());
+        }
+        bar.tick();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn short(uuid: &str) -> &str {
+    uuid.get(..8).unwrap_or(uuid)
+}
+
+async fn list(api: &ApiClient, args: ListArgs, format: Format) -> Result<ExitCode, Box<dyn Error>> {
+    let status = args
+        .status
+        .as_deref()
+        .map(str::parse::<FractalStatus>)
+        .transpose()?;
+    let fractals = api
+        .list_all(&ListQuery {
+            status,
+            order_by: Some("created_at".into()),
+            ..ListQuery::default()
+        })
+        .await?;
+    output::list(&fractals, format);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn get(api: &ApiClient, args: GetArgs) -> Result<ExitCode, Box<dyn Error>> {
+    let png = api.image(&args.uuid).await?;
+    let path = args
+        .output
+        .unwrap_or_else(|| format!("{}.png", args.uuid).into());
+    tokio::fs::write(&path, &png)
+        .await
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    println!("wrote {} ({} bytes)", path.display(), png.len());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,149 @@
+//! `faafo`: the command line of faafo.
+//!
+//! ```text
+//! faafo up                                  # everything in one process, nothing to install
+//! faafo create --tasks 5 --wait             # random fractals, a progress bar until rendered
+//! faafo create --width 800 --height 600 --iterations 256
+//! faafo list --status done
+//! faafo show <uuid>
+//! faafo get <uuid> -o julia.png
+//! faafo delete <uuid>
+//! ```
+//!
+//! Every command but `up` talks to the API at `--endpoint-url` (or
+//! `[DEFAULT] endpoint_url`, `http://127.0.0.1:5000`).
+
+mod commands;
+mod output;
+mod up;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use faafo_common::configuration::ConfigArgs;
+
+/// faafo: renders Julia-set fractals, on one machine or many.
+#[derive(Debug, Parser)]
+#[command(name = "faafo", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// URL of the faafo API (default: [DEFAULT] endpoint_url of the configuration).
+    #[arg(long, global = true, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// Token for an API that requires one (auth_strategy = token).
+    #[arg(long, global = true, value_name = "TOKEN")]
+    token: Option<String>,
+    /// How to print results.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    /// Log at debug level.
+    #[arg(long, global = true)]
+    debug: bool,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// Human-readable tables.
+    Table,
+    /// JSON, for scripts.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the API, a worker and the producer in this process (SQLite and
+    /// the in-memory broker unless configured otherwise) until Ctrl-C.
+    Up(up::UpArgs),
+    /// Create fractals: given values are fixed, the others drawn at random.
+    Create(CreateArgs),
+    /// List fractals (all pages).
+    List(ListArgs),
+    /// Show one fractal (pending ones too).
+    Show(UuidArg),
+    /// Download a fractal's PNG.
+    Get(GetArgs),
+    /// Delete a fractal.
+    Delete(UuidArg),
+}
+
+/// Options of `create`.
+#[derive(Debug, Args)]
+struct CreateArgs {
+    /// Width in pixels.
+    #[arg(long)]
+    width: Option<u32>,
+    /// Height in pixels.
+    #[arg(long)]
+    height: Option<u32>,
+    /// Iterations per pixel.
+    #[arg(long)]
+    iterations: Option<u32>,
+    /// Left bound of the plane.
+    #[arg(long, allow_negative_numbers = true)]
+    xa: Option<f64>,
+    /// Right bound.
+    #[arg(long, allow_negative_numbers = true)]
+    xb: Option<f64>,
+    /// Bottom bound.
+    #[arg(long, allow_negative_numbers = true)]
+    ya: Option<f64>,
+    /// Top bound.
+    #[arg(long, allow_negative_numbers = true)]
+    yb: Option<f64>,
+    /// Seed of the Julia constant (random when absent).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// How many fractals.
+    #[arg(long, default_value_t = 1)]
+    tasks: u32,
+    /// Wait, with a progress bar, until they are rendered.
+    #[arg(long)]
+    wait: bool,
+}
+
+/// Options of `list`.
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// Only fractals in this status (pending, running, done, failed).
+    #[arg(long)]
+    status: Option<String>,
+}
+
+/// A fractal's uuid.
+#[derive(Debug, Args)]
+struct UuidArg {
+    /// The fractal's uuid.
+    uuid: String,
+}
+
+/// Options of `get`.
+#[derive(Debug, Args)]
+struct GetArgs {
+    /// The fractal's uuid.
+    uuid: String,
+    /// Where to write the PNG (default: <uuid>.png).
+    #[arg(short, long)]
+    output: Option<std::path::PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("faafo: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("faafo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

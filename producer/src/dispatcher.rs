@@ -1,0 +1,316 @@
+//! Handing one task to a worker and bringing its result home.
+//!
+//! The API is the source of truth: a task is marked `running` (with its
+//! attempt count) before its call, and `done` only once its image is
+//! stored; a failed attempt is retried with backoff up to `max_attempts`,
+//! then the task is marked `failed` with the last error. Results wait in
+//! memory until the API takes them.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use faafo_common::api_client::ApiError;
+use faafo_common::fractal::{Fractal, FractalStatus, FractalUpdate, ProcessArgs, Task, TaskResult};
+use faafo_common::messaging::{Backoff, MessagingError, RequestContext, RpcClient, new_request_id};
+use faafo_common::shutdown::Shutdown;
+use tokio::sync::Semaphore;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::api::ResilientApi;
+use crate::settings::ProducerSettings;
+
+/// The workers' method.
+const PROCESS: &str = "process";
+
+/// How a dispatch ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Rendered and stored.
+    Done,
+    /// Marked failed, with why.
+    Failed(String),
+    /// The task disappeared from the API (deleted) or was finished elsewhere.
+    Gone,
+    /// Shutdown came first; the task stays `running` for recovery.
+    Abandoned,
+}
+
+/// Counters of a producer's dispatches.
+#[derive(Debug, Default)]
+pub struct DispatchStats {
+    /// Calls made.
+    pub calls: AtomicU64,
+    /// Tasks done.
+    pub done: AtomicU64,
+    /// Tasks marked failed.
+    pub failed: AtomicU64,
+    /// Attempts that failed and were retried.
+    pub retried: AtomicU64,
+}
+
+/// Dispatches tasks, at most `max_in_flight` at once, each at most once
+/// at a time in this process.
+pub struct Dispatcher {
+    api: ResilientApi,
+    rpc: RpcClient,
+    settings: ProducerSettings,
+    in_flight: Mutex<HashSet<String>>,
+    slots: Arc<Semaphore>,
+    shutdown: Shutdown,
+    backoff: Backoff,
+    /// What happened so far.
+    pub stats: DispatchStats,
+}
+
+/// A task this process is dispatching; released when dropped.
+pub struct Claim {
+    dispatcher: Arc<Dispatcher>,
+    uuid: String,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.dispatcher
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.uuid);
+    }
+}
+
+fn permanent(error: &MessagingError) -> bool {
+    match error {
+        MessagingError::Remote { error, .. } => {
+            matches!(error.class.as_str(), "ValueError" | "TypeError")
+        }
+        MessagingError::NoSuchMethod { .. }
+        | MessagingError::UnsupportedVersion { .. }
+        | MessagingError::Encode(_)
+        | MessagingError::Decode(_)
+        | MessagingError::Invalid(_) => true,
+        _ => false,
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher calling workers through `rpc` and recording in `api`.
+    pub fn new(
+        api: ResilientApi,
+        rpc: RpcClient,
+        settings: ProducerSettings,
+        shutdown: Shutdown,
+    ) -> Arc<Self> {
+        let rpc = rpc
+            .timeout(settings.call_timeout)
+            .call_monitor_timeout(settings.call_monitor_timeout)
+            .retry(faafo_common::messaging::RetryPolicy::UNTIL_DEADLINE);
+        Arc::new(Self {
+            api,
+            rpc,
+            slots: Arc::new(Semaphore::new(settings.max_in_flight)),
+            settings,
+            in_flight: Mutex::new(HashSet::new()),
+            shutdown,
+            backoff: Backoff {
+                initial: Duration::from_secs(1),
+                step: Duration::from_secs(2),
+                max: Duration::from_secs(30),
+            },
+            stats: DispatchStats::default(),
+        })
+    }
+
+    /// Claims `uuid` unless this process is already dispatching it.
+    pub fn claim(self: &Arc<Self>, uuid: &str) -> Option<Claim> {
+        let fresh = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(uuid.to_string());
+        fresh.then(|| Claim {
+            dispatcher: self.clone(),
+            uuid: uuid.to_string(),
+        })
+    }
+
+    /// Tasks being dispatched now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Dispatches `fractal` until it is done, failed, gone or shutdown comes.
+    pub async fn dispatch(self: Arc<Self>, fractal: Fractal, claim: Claim) -> Outcome {
+        let request_id = new_request_id();
+        let span = info_span!("dispatch", request_id = %request_id, uuid = %fractal.uuid);
+        let outcome = self.run(fractal, &request_id).instrument(span).await;
+        match &outcome {
+            Outcome::Done => self.stats.done.fetch_add(1, Ordering::Relaxed),
+            Outcome::Failed(_) => self.stats.failed.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
+        drop(claim);
+        outcome
+    }
+
+    async fn run(&self, fractal: Fractal, request_id: &str) -> Outcome {
+        let permit = tokio::select! {
+            permit = self.slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return Outcome::Abandoned,
+            },
+            _ = self.shutdown.wait() => return Outcome::Abandoned,
+        };
+        let api = self.api.with_request_id(request_id);
+        let uuid = fractal.uuid.clone();
+        let task = Task::from_fractal(&fractal);
+        let mut attempts = fractal.attempts;
+        let mut last_error = fractal
+            .error
+            .clone()
+            .unwrap_or_else(|| "no attempt succeeded".into());
+        loop {
+            if self.shutdown.is_triggered() {
+                return Outcome::Abandoned;
+            }
+            if attempts >= self.settings.max_attempts {
+                drop(permit);
+                return self.mark_failed(&api, &uuid, attempts, last_error).await;
+            }
+            attempts += 1;
+            let running = FractalUpdate {
+                status: Some(FractalStatus::Running),
+                attempts: Some(attempts),
+                ..FractalUpdate::default()
+            };
+            match api
+                .retry("marking the task running", |c| {
+                    let (uuid, running) = (uuid.clone(), running.clone());
+                    async move { c.update(&uuid, &running).await }
+                })
+                .await
+            {
+                Ok(_) => {}
+                Err(e) => return self.gone(&uuid, e),
+            }
+            info!(
+                "dispatching task {uuid} (attempt {attempts} of {})",
+                self.settings.max_attempts
+            );
+            self.stats.calls.fetch_add(1, Ordering::Relaxed);
+            let ctx = RequestContext::new().with_request_id(request_id);
+            let args = ProcessArgs { task: task.clone() };
+            match self.rpc.call::<_, TaskResult>(&ctx, PROCESS, &args).await {
+                Ok(result) => {
+                    info!(
+                        "task {uuid} processed: {{'duration': {:.6}, 'checksum': '{}', 'generated_by': '{}'}}",
+                        result.duration, result.checksum, result.generated_by
+                    );
+                    drop(permit);
+                    return self.deliver(&api, result).await;
+                }
+                Err(e) if permanent(&e) => {
+                    drop(permit);
+                    return self.mark_failed(&api, &uuid, attempts, e.to_string()).await;
+                }
+                Err(e) => {
+                    warn!("task {uuid}: attempt {attempts} failed: {e}");
+                    last_error = e.to_string();
+                    if attempts < self.settings.max_attempts {
+                        self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                        tokio::select! {
+                            _ = tokio::time::sleep(self.backoff.delay(attempts)) => {}
+                            _ = self.shutdown.wait() => return Outcome::Abandoned,
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stores the image, then the result; waits for the API as long as it takes.
+    async fn deliver(&self, api: &ResilientApi, result: TaskResult) -> Outcome {
+        let uuid = result.uuid.clone();
+        let stored = api
+            .retry("storing the image", |c| {
+                let (uuid, png) = (uuid.clone(), result.image.clone());
+                async move { c.upload_image(&uuid, png).await }
+            })
+            .await;
+        if let Err(e) = stored {
+            return self.refused(api, &uuid, e).await;
+        }
+        let done = FractalUpdate {
+            status: Some(FractalStatus::Done),
+            duration: Some(result.duration),
+            checksum: Some(result.checksum.clone()),
+            size: Some(result.size),
+            generated_by: Some(result.generated_by.clone()),
+            c_re: Some(result.c_re),
+            c_im: Some(result.c_im),
+            ..FractalUpdate::default()
+        };
+        match api
+            .retry("storing the result", |c| {
+                let (uuid, done) = (uuid.clone(), done.clone());
+                async move { c.update(&uuid, &done).await }
+            })
+            .await
+        {
+            Ok(_) => Outcome::Done,
+            Err(e) => self.refused(api, &uuid, e).await,
+        }
+    }
+
+    /// The API refused a result for good: the task is gone, or the result
+    /// cannot be stored (e.g. an image larger than the API accepts).
+    async fn refused(&self, api: &ResilientApi, uuid: &str, e: ApiError) -> Outcome {
+        if e.status() == Some(404) {
+            return self.gone(uuid, e);
+        }
+        error!("task {uuid}: the API refused its result: {e}");
+        let attempts = self.settings.max_attempts;
+        self.mark_failed(
+            api,
+            uuid,
+            attempts,
+            format!("the API refused the result: {e}"),
+        )
+        .await
+    }
+
+    fn gone(&self, uuid: &str, e: ApiError) -> Outcome {
+        warn!("task {uuid} is no longer dispatchable: {e}");
+        Outcome::Gone
+    }
+
+    async fn mark_failed(
+        &self,
+        api: &ResilientApi,
+        uuid: &str,
+        attempts: u32,
+        reason: String,
+    ) -> Outcome {
+        error!("task {uuid} failed after {attempts} attempt(s): {reason}");
+        let failed = FractalUpdate {
+            status: Some(FractalStatus::Failed),
+            error: Some(reason.clone()),
+            attempts: Some(attempts),
+            ..FractalUpdate::default()
+        };
+        match api
+            .retry("marking the task failed", |c| {
+                let (uuid, failed) = (uuid.to_string(), failed.clone());
+                async move { c.update(&uuid, &failed).await }
+            })
+            .await
+        {
+            Ok(_) => Outcome::Failed(reason),
+            Err(e) => self.gone(uuid, e),
+        }
+    }
+}

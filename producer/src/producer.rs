@@ -1,0 +1,277 @@
+//! The producer's loops: generate a batch every `interval`, pick up pending
+//! tasks nobody dispatches, recover running tasks past `task_timeout`, and
+//! stop gracefully.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use faafo_common::api_client::{ApiError, ListQuery};
+use faafo_common::fractal::{Fractal, FractalStatus, NewFractal};
+use faafo_common::messaging::RpcClient;
+use faafo_common::shutdown::Shutdown;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::api::ResilientApi;
+use crate::dispatcher::{Dispatcher, Outcome};
+use crate::generator::TaskGenerator;
+use crate::settings::ProducerSettings;
+
+/// What a one-shot run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Tasks rendered and stored.
+    pub done: usize,
+    /// Tasks marked failed.
+    pub failed: usize,
+    /// Tasks deleted or abandoned before the end.
+    pub other: usize,
+}
+
+impl BatchReport {
+    /// Whether every task is done.
+    pub fn all_done(&self) -> bool {
+        self.failed == 0 && self.other == 0
+    }
+}
+
+/// Generates tasks and sees each one through to `done` or `failed`.
+pub struct Producer {
+    api: ResilientApi,
+    dispatcher: Arc<Dispatcher>,
+    settings: ProducerSettings,
+    shutdown: Shutdown,
+    tasks: TaskTracker,
+}
+
+impl Producer {
+    /// A producer recording in `api`, calling workers with `rpc`, stopping
+    /// when `shutdown` triggers.
+    pub fn new(
+        api: ResilientApi,
+        rpc: RpcClient,
+        settings: ProducerSettings,
+        shutdown: Shutdown,
+    ) -> Self {
+        let dispatcher = Dispatcher::new(api.clone(), rpc, settings.clone(), shutdown.clone());
+        Self {
+            api,
+            dispatcher,
+            settings,
+            shutdown,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// The dispatcher (for its counters).
+    pub fn dispatcher(&self) -> &Arc<Dispatcher> {
+        &self.dispatcher
+    }
+
+    /// Runs until shutdown: batches every `interval`, pending tasks picked up
+    /// every `poll_interval`, running tasks past `task_timeout` every
+    /// `recovery_interval`. On shutdown, waits up to `shutdown_grace` for
+    /// the calls in flight.
+    pub async fn run(&self) {
+        info!(
+            "producer started: a batch of {}-{} task(s) every {:?}, {} call(s) in flight at most",
+            self.settings.tasks.a,
+            self.settings.tasks.b,
+            self.settings.interval,
+            self.settings.max_in_flight
+        );
+        // What a previous producer left behind: its calls died with it.
+        self.recover(None).await;
+        let mut generator = TaskGenerator::new();
+        let mut batch = tokio::time::interval(self.settings.interval);
+        let mut poll = tokio::time::interval(self.settings.poll_interval);
+        let mut recovery = tokio::time::interval(self.settings.recovery_interval);
+        batch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        recovery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        recovery.tick().await;
+        loop {
+            tokio::select! {
+                _ = self.shutdown.wait() => break,
+                _ = batch.tick() => {
+                    let n = generator.batch_size(&self.settings);
+                    let tasks: Vec<NewFractal> = (0..n).map(|_| generator.task(&self.settings)).collect();
+                    self.submit(tasks).await;
+                }
+                _ = poll.tick() => self.pick_up_pending().await,
+                _ = recovery.tick() => self.recover(Some(self.settings.task_timeout)).await,
+            }
+        }
+        self.drain().await;
+    }
+
+    /// Submits one batch and waits until each task is done or failed.
+    pub async fn one_shot(&self, tasks: Vec<NewFractal>) -> BatchReport {
+        let handles = self.submit(tasks).await;
+        let mut report = BatchReport::default();
+        for handle in handles {
+            match handle.await {
+                Ok(Outcome::Done) => report.done += 1,
+                Ok(Outcome::Failed(_)) => report.failed += 1,
+                _ => report.other += 1,
+            }
+        }
+        report
+    }
+
+    /// Generates a batch of the configured size and submits it.
+    pub async fn one_batch(&self) -> BatchReport {
+        let mut generator = TaskGenerator::new();
+        let n = generator.batch_size(&self.settings);
+        let tasks = (0..n).map(|_| generator.task(&self.settings)).collect();
+        self.one_shot(tasks).await
+    }
+
+    /// Creates the tasks in the API and starts dispatching each.
+    async fn submit(&self, tasks: Vec<NewFractal>) -> Vec<tokio::task::JoinHandle<Outcome>> {
+        info!("generating {} task(s)", tasks.len());
+        let mut handles = Vec::with_capacity(tasks.len());
+        for new in tasks {
+            let uuid = new
+                .uuid
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let new = NewFractal {
+                uuid: Some(uuid.clone()),
+                ..new
+            };
+            // Claimed before it exists, so the pending scan leaves it alone.
+            let Some(claim) = self.dispatcher.claim(&uuid) else {
+                continue;
+            };
+            info!(
+                "generated task: {{'uuid': '{uuid}', 'width': {}, 'height': {}, 'iterations': {}, 'xa': {}, 'xb': {}, 'ya': {}, 'yb': {}}}",
+                new.width, new.height, new.iterations, new.xa, new.xb, new.ya, new.yb
+            );
+            let created = tokio::select! {
+                created = self.create(&new) => created,
+                _ = self.shutdown.wait() => break,
+            };
+            match created {
+                Ok(fractal) => {
+                    let dispatcher = self.dispatcher.clone();
+                    handles.push(self.tasks.spawn(dispatcher.dispatch(fractal, claim)));
+                }
+                Err(e) => error!("task {uuid} could not be created: {e}"),
+            }
+        }
+        handles
+    }
+
+    /// POSTs a task; a 409 means an earlier attempt of this POST got
+    /// through (the API was slow), so the existing record is used.
+    async fn create(&self, new: &NewFractal) -> Result<Fractal, ApiError> {
+        let uuid = new.uuid.clone().unwrap_or_default();
+        match self
+            .api
+            .retry("creating a task", |c| {
+                let new = new.clone();
+                async move { c.create(&new).await }
+            })
+            .await
+        {
+            Err(e) if e.status() == Some(409) => {
+                self.api
+                    .retry("reading a task", |c| {
+                        let uuid = uuid.clone();
+                        async move { c.get(&uuid).await }
+                    })
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    /// Dispatches pending tasks nobody in this process is dispatching.
+    async fn pick_up_pending(&self) {
+        let query = ListQuery {
+            status: Some(FractalStatus::Pending),
+            results_per_page: Some(100),
+            order_by: Some("created_at".into()),
+            ..ListQuery::default()
+        };
+        self.take_over(query, "pending").await;
+    }
+
+    /// Dispatches running tasks last updated more than `older_than` ago
+    /// (all of them, and all pending ones, when `None`: at start-up).
+    async fn recover(&self, older_than: Option<Duration>) {
+        let updated_before = older_than.map(|age| {
+            let cutoff = time::OffsetDateTime::now_utc() - age;
+            cutoff
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        });
+        let query = ListQuery {
+            status: Some(FractalStatus::Running),
+            results_per_page: Some(100),
+            updated_before,
+            order_by: Some("updated_at".into()),
+            ..ListQuery::default()
+        };
+        self.take_over(query, "running").await;
+        if older_than.is_none() {
+            self.pick_up_pending().await;
+        }
+    }
+
+    async fn take_over(&self, query: ListQuery, what: &str) {
+        // Bounded per scan, so a huge backlog does not fill memory; the next
+        // scan takes the next ones.
+        let limit = self.settings.max_in_flight * 4;
+        if self.dispatcher.in_flight() >= limit {
+            return;
+        }
+        let page = tokio::select! {
+            page = self.api.client().list(&query) => page,
+            _ = self.shutdown.wait() => return,
+        };
+        let fractals = match page {
+            Ok(page) => page.objects,
+            Err(e) => {
+                warn!("cannot look for {what} tasks: {e}");
+                return;
+            }
+        };
+        let mut taken = 0;
+        for fractal in fractals {
+            if self.dispatcher.in_flight() >= limit {
+                break;
+            }
+            if let Some(claim) = self.dispatcher.claim(&fractal.uuid) {
+                taken += 1;
+                let dispatcher = self.dispatcher.clone();
+                self.tasks.spawn(dispatcher.dispatch(fractal, claim));
+            }
+        }
+        if taken > 0 {
+            info!("dispatching {taken} {what} task(s) nobody was dispatching");
+        }
+    }
+
+    /// Waits for dispatches in flight, up to `shutdown_grace`.
+    async fn drain(&self) {
+        self.tasks.close();
+        let left = self.dispatcher.in_flight();
+        if left > 0 {
+            info!(
+                "stopping: waiting up to {:?} for {left} task(s) in flight",
+                self.settings.shutdown_grace
+            );
+        }
+        if tokio::time::timeout(self.settings.shutdown_grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                "stopping with {} task(s) still in flight; they stay running and will be dispatched again",
+                self.dispatcher.in_flight()
+            );
+        }
+    }
+}

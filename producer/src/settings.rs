@@ -1,0 +1,116 @@
+//! The producer's settings, from `[producer]`, `[messaging]` and `[DEFAULT]`.
+
+use std::time::Duration;
+
+use faafo_common::configuration::FaafoConfig;
+
+/// A range to draw from: `randint` for integers, `uniform` for floats, as
+/// the original did (the two ends may come in either order).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Range<T> {
+    /// One end.
+    pub a: T,
+    /// The other end.
+    pub b: T,
+}
+
+/// What the producer generates and how it dispatches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProducerSettings {
+    /// Workers' RPC topic.
+    pub topic: String,
+    /// Time between two batches.
+    pub interval: Duration,
+    /// Tasks per batch.
+    pub tasks: Range<u32>,
+    /// Widths.
+    pub width: Range<u32>,
+    /// Heights.
+    pub height: Range<u32>,
+    /// Iterations.
+    pub iterations: Range<u32>,
+    /// Left bounds.
+    pub xa: Range<f64>,
+    /// Right bounds.
+    pub xb: Range<f64>,
+    /// Bottom bounds.
+    pub ya: Range<f64>,
+    /// Top bounds.
+    pub yb: Range<f64>,
+    /// Calls in flight at once.
+    pub max_in_flight: usize,
+    /// Time a call may take.
+    pub call_timeout: Duration,
+    /// Call-monitor timeout, if any.
+    pub call_monitor_timeout: Option<Duration>,
+    /// Age after which a running task is dispatched again.
+    pub task_timeout: Duration,
+    /// Time between two scans for stale running tasks.
+    pub recovery_interval: Duration,
+    /// Time between two looks for pending tasks.
+    pub poll_interval: Duration,
+    /// Dispatches per task before it is marked failed.
+    pub max_attempts: u32,
+    /// Time to wait for calls in flight when stopping.
+    pub shutdown_grace: Duration,
+}
+
+impl ProducerSettings {
+    /// The settings of a loaded configuration.
+    pub fn from_config(config: &FaafoConfig) -> Self {
+        let p = &config.producer;
+        let secs = |s: f64| Duration::from_secs_f64(s.max(0.001));
+        Self {
+            topic: p.topic.clone(),
+            interval: secs(p.interval),
+            tasks: Range {
+                a: p.min_tasks,
+                b: p.max_tasks,
+            },
+            width: Range {
+                a: p.min_width,
+                b: p.max_width,
+            },
+            height: Range {
+                a: p.min_height,
+                b: p.max_height,
+            },
+            iterations: Range {
+                a: p.min_iterations,
+                b: p.max_iterations,
+            },
+            xa: Range {
+                a: p.min_xa,
+                b: p.max_xa,
+            },
+            xb: Range {
+                a: p.min_xb,
+                b: p.max_xb,
+            },
+            ya: Range {
+                a: p.min_ya,
+                b: p.max_ya,
+            },
+            yb: Range {
+                a: p.min_yb,
+                b: p.max_yb,
+            },
+            max_in_flight: p.max_in_flight.max(1),
+            call_timeout: Duration::from_secs(p.call_timeout.max(1)),
+            call_monitor_timeout: Some(config.messaging.call_monitor_timeout)
+                .filter(|s| *s > 0)
+                .map(Duration::from_secs),
+            task_timeout: Duration::from_secs(p.task_timeout.max(1)),
+            recovery_interval: Duration::from_secs(p.recovery_interval.max(1)),
+            poll_interval: secs(p.poll_interval),
+            max_attempts: p.max_attempts.max(1),
+            shutdown_grace: Duration::from_secs(p.shutdown_grace),
+        }
+    }
+}
+
+impl Default for ProducerSettings {
+    fn default() -> Self {
+        Self::from_config(&FaafoConfig::default())
+    }
+}
