@@ -30,9 +30,17 @@ struct Cli {
     /// Print a sample configuration file with every option and exit.
     #[arg(long)]
     print_sample_config: bool,
-    /// Check the configuration and exit.
-    #[arg(long)]
-    check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// What to run (default: produce).
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Generate and dispatch tasks (the default).
+    Run,
+    /// Check the configuration files and exit.
+    CheckConfig,
 }
 
 fn main() -> ExitCode {
@@ -59,7 +67,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut config = cli.config.load()?;
-    if cli.check_config {
+    if matches!(cli.command, Some(Command::CheckConfig)) {
         println!("configuration OK");
         return Ok(ExitCode::SUCCESS);
     }

@@ -169,3 +169,17 @@ fn the_sample_documents_every_option_and_loads_back() {
     let loaded = load_from(&[path], env(&[])).expect("sample loads");
     assert_eq!(loaded, FaafoConfig::default());
 }
+
+#[test]
+fn the_shipped_samples_are_current_and_valid() {
+    let etc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../etc/faafo");
+    let shipped = std::fs::read_to_string(etc.join("faafo.conf")).expect("etc/faafo/faafo.conf");
+    assert_eq!(
+        shipped,
+        FaafoConfig::sample(),
+        "etc/faafo/faafo.conf is out of date: regenerate it with `faafo-worker --print-sample-config > etc/faafo/faafo.conf`"
+    );
+    for name in ["faafo.conf", "api.conf", "worker.conf", "producer.conf"] {
+        load_from(&[etc.join(name)], env(&[])).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
