@@ -43,10 +43,27 @@ pub struct ConfigError {
 impl ConfigError {
     fn new(origin: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
-            origin: origin.into(),
-            message: message.into(),
+            origin: one_line(&origin.into()),
+            message: one_line(&message.into()),
         }
     }
+}
+
+/// Escapes control characters (a section name may hold a newline), so an
+/// error stays one line.
+fn one_line(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Where configuration comes from; flattened into every program's CLI.
@@ -85,6 +102,20 @@ impl ConfigArgs {
     pub fn load(&self) -> Result<FaafoConfig, ConfigError> {
         load_from(&self.files()?, std::env::vars())
     }
+}
+
+/// Parses one configuration file's text as if it were the only file, with
+/// no environment: what `check-config` does to a file, without the file.
+pub fn parse_str(text: &str, origin: &str) -> Result<FaafoConfig, ConfigError> {
+    let single = config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Ini))
+        .build()
+        .map_err(|e| ConfigError::new(origin, format!("not a valid INI file: {}", clean(&e))))?;
+    let parsed = deserialize::<FaafoConfig>(single).map_err(|m| ConfigError::new(origin, m))?;
+    parsed
+        .validate()
+        .map_err(|e| ConfigError::new(origin, e.message))?;
+    Ok(parsed)
 }
 
 /// Loads `files` (later wins) and the `FAAFO_*` variables among `env`.

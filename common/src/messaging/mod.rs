@@ -120,6 +120,21 @@ pub(crate) mod testing_support {
 /// Entry points for the cargo-fuzz targets in `common/fuzz`.
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing {
+    /// Parses any text as a configuration file: refused with one line or
+    /// accepted, never a panic; a refusal never shows a password.
+    pub fn parse_config(text: &str) {
+        match crate::configuration::parse_str(text, "fuzz.conf") {
+            Ok(config) => {
+                let _ = config.database_url();
+                let _ = config.state_path();
+            }
+            Err(e) => {
+                let line = e.to_string();
+                assert!(!line.contains('\n'), "error on several lines: {line}");
+            }
+        }
+    }
+
     use super::codec::Codec;
     use super::wire;
 
