@@ -12,10 +12,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use faafo_common::configuration::{ConfigArgs, FaafoConfig};
-use faafo_common::messaging::Transport;
 use faafo_common::shutdown;
 use faafo_common::telemetry::{self, TelemetrySettings};
-use faafo_worker::service::{self, WorkerSettings};
+use faafo_worker::service;
 use faafo_worker::{
     CancelToken, FractalOutput, FractalParams, FractalSpec, JuliaRenderer, RenderLimits, encode_png,
 };
@@ -139,21 +138,9 @@ async fn serve(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     let mut config = cli.config.load()?;
     config.default.debug |= cli.debug;
     let _logging = telemetry::init(&TelemetrySettings::from_config(&config.default))?;
-    let settings = WorkerSettings::from_config(&config);
-    let transport = Transport::builder(&config.default.transport_url)
-        .control_exchange(&config.default.control_exchange)
-        .codec(config.codec())
-        .connection_name(format!("faafo-worker@{}", settings.server_name))
-        .connect()
-        .await?;
-    let worker = service::start(&transport, settings).await?;
-    shutdown::signal().await;
-    tracing::info!("stopping: finishing the tasks in progress");
-    worker.stop().await;
-    transport.close().await;
+    service::serve(&config, shutdown::signal()).await?;
     Ok(())
 }
-
 fn render(args: &RenderArgs) -> Result<(), Box<dyn std::error::Error>> {
     let params = FractalParams {
         width: args.width,

@@ -327,6 +327,38 @@ impl RunningWorker {
     }
 }
 
+/// Why [`serve`] stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The broker could not be reached.
+    #[error(transparent)]
+    Messaging(#[from] MessagingError),
+    /// The service could not start.
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+}
+
+/// The whole worker program: connects, serves until `stop` resolves, then
+/// finishes the tasks in progress and disconnects.
+pub async fn serve(
+    config: &FaafoConfig,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let settings = WorkerSettings::from_config(config);
+    let transport = Transport::builder(&config.default.transport_url)
+        .control_exchange(&config.default.control_exchange)
+        .codec(config.codec())
+        .connection_name(format!("faafo-worker@{}", settings.server_name))
+        .connect()
+        .await?;
+    let worker = start(&transport, settings).await?;
+    stop.await;
+    info!("stopping: finishing the tasks in progress");
+    worker.stop().await;
+    transport.close().await;
+    Ok(())
+}
+
 /// Starts serving `process` on `transport`.
 pub async fn start(
     transport: &Transport,
