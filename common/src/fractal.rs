@@ -244,6 +244,24 @@ pub struct Task {
 }
 
 impl Task {
+    /// The task of a fractal about to be created (a generated one); a
+    /// missing uuid is left empty.
+    pub fn from_new(new: &NewFractal) -> Self {
+        Self {
+            uuid: new.uuid.clone().unwrap_or_default(),
+            width: i64::from(new.width),
+            height: i64::from(new.height),
+            iterations: i64::from(new.iterations),
+            xa: new.xa,
+            xb: new.xb,
+            ya: new.ya,
+            yb: new.yb,
+            seed: new.seed,
+            c_re: new.c_re,
+            c_im: new.c_im,
+        }
+    }
+
     /// The task of an API record.
     pub fn from_fractal(f: &Fractal) -> Self {
         let (c_re, c_im) = match (f.c_re, f.c_im) {

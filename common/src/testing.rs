@@ -369,3 +369,78 @@ impl Drop for PrivateRabbit {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The broker of one test: an isolated in-process broker, or a RabbitMQ
+/// vhost of its own. Suites run the same scenario on both with
+/// [`on_both_transports!`](crate::on_both_transports).
+pub struct TestBroker {
+    url: String,
+    vhost: Option<RabbitVhost>,
+}
+
+impl TestBroker {
+    /// A `memory:///<unique>` broker nobody else uses.
+    pub fn memory() -> Self {
+        Self {
+            url: format!("memory:///{}", unique_name("test")),
+            vhost: None,
+        }
+    }
+
+    /// A fresh vhost on the test RabbitMQ (see [`RabbitVhost::create`]).
+    pub async fn rabbit() -> Self {
+        let vhost = RabbitVhost::create().await;
+        Self {
+            url: vhost.url().to_string(),
+            vhost: Some(vhost),
+        }
+    }
+
+    /// Its transport URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The RabbitMQ vhost, when it is one.
+    pub fn vhost(&self) -> Option<&RabbitVhost> {
+        self.vhost.as_ref()
+    }
+
+    /// A new connection to it.
+    ///
+    /// # Panics
+    /// When the broker cannot be reached (the message says which).
+    pub async fn transport(&self) -> Transport {
+        match Transport::connect(&self.url).await {
+            Ok(t) => t,
+            Err(e) => panic!(
+                "cannot connect to {}: {e}",
+                crate::messaging::redact_url(&self.url)
+            ),
+        }
+    }
+}
+
+/// Generates, for each named `async fn(TestBroker)` in scope, a test on
+/// `memory://` (module `memory`) and one on RabbitMQ (module `rabbitmq`).
+#[macro_export]
+macro_rules! on_both_transports {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::testing::TestBroker::memory()).await;
+                }
+            )*
+        }
+        mod rabbitmq {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::testing::TestBroker::rabbit().await).await;
+                }
+            )*
+        }
+    };
+}

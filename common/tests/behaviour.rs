@@ -8,38 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use faafo_common::messaging::*;
-use faafo_common::testing::{RabbitVhost, publish_raw, queue_depth, unique_name};
+use faafo_common::testing::{TestBroker, publish_raw, queue_depth, unique_name};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-
-struct Env {
-    url: String,
-    _vhost: Option<RabbitVhost>,
-}
-
-impl Env {
-    async fn memory() -> Self {
-        Self {
-            url: format!("memory:///{}", unique_name("behaviour")),
-            _vhost: None,
-        }
-    }
-
-    async fn rabbit() -> Self {
-        let vhost = RabbitVhost::create().await;
-        Self {
-            url: vhost.url().to_string(),
-            _vhost: Some(vhost),
-        }
-    }
-
-    async fn transport(&self) -> Transport {
-        match Transport::connect(&self.url).await {
-            Ok(t) => t,
-            Err(e) => panic!("cannot connect to {}: {e}", redact_url(&self.url)),
-        }
-    }
-}
 
 #[derive(Default)]
 struct Shared {
@@ -151,7 +122,7 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 
 // ------------------------------------------------------------------ tests
 
-async fn call_returns_a_typed_result(env: Env) {
+async fn call_returns_a_typed_result(env: TestBroker) {
     let t = env.transport().await;
     let server = start_server(&t, "calc", "h1", Arc::default()).await;
     let client = RpcClient::new(&t, Target::topic("calc"));
@@ -171,7 +142,7 @@ async fn call_returns_a_typed_result(env: Env) {
     t.close().await;
 }
 
-async fn the_request_context_reaches_the_endpoint(env: Env) {
+async fn the_request_context_reaches_the_endpoint(env: TestBroker) {
     let t = env.transport().await;
     let server = start_server(&t, "ctx", "h1", Arc::default()).await;
     let client = RpcClient::new(&t, Target::topic("ctx"));
@@ -187,7 +158,7 @@ async fn the_request_context_reaches_the_endpoint(env: Env) {
     server.stop().await;
 }
 
-async fn casts_run_and_are_confirmed(env: Env) {
+async fn casts_run_and_are_confirmed(env: TestBroker) {
     let t = env.transport().await;
     let shared = Arc::new(Shared::default());
     let server = start_server(&t, "casts", "h1", shared.clone()).await;
@@ -202,7 +173,7 @@ async fn casts_run_and_are_confirmed(env: Env) {
     server.stop().await;
 }
 
-async fn fanout_casts_reach_every_server(env: Env) {
+async fn fanout_casts_reach_every_server(env: TestBroker) {
     let t = env.transport().await;
     let (a, b) = (Arc::new(Shared::default()), Arc::new(Shared::default()));
     let sa = start_server(&t, "fan", "a", a.clone()).await;
@@ -226,7 +197,7 @@ async fn fanout_casts_reach_every_server(env: Env) {
     sb.stop().await;
 }
 
-async fn calls_can_address_one_server(env: Env) {
+async fn calls_can_address_one_server(env: TestBroker) {
     let t = env.transport().await;
     let sa = start_server(&t, "pick", "a", Arc::default()).await;
     let sb = start_server(&t, "pick", "b", Arc::default()).await;
@@ -244,7 +215,7 @@ async fn calls_can_address_one_server(env: Env) {
     sb.stop().await;
 }
 
-async fn nobody_listening_fails_at_once(env: Env) {
+async fn nobody_listening_fails_at_once(env: TestBroker) {
     let t = env.transport().await;
     let client = RpcClient::new(&t, Target::topic("nobody-here")).timeout(Duration::from_secs(30));
     let started = Instant::now();
@@ -272,7 +243,7 @@ async fn nobody_listening_fails_at_once(env: Env) {
     assert!(matches!(err, MessagingError::Undeliverable { .. }), "{err}");
 }
 
-async fn slow_servers_time_out(env: Env) {
+async fn slow_servers_time_out(env: TestBroker) {
     let t = env.transport().await;
     let server = start_server(&t, "slow", "h1", Arc::default()).await;
     let client = RpcClient::new(&t, Target::topic("slow")).timeout(Duration::from_millis(300));
@@ -286,7 +257,7 @@ async fn slow_servers_time_out(env: Env) {
     server.stop().await;
 }
 
-async fn remote_errors_keep_class_module_and_message(env: Env) {
+async fn remote_errors_keep_class_module_and_message(env: TestBroker) {
     let t = env.transport().await;
     let server = start_server(&t, "errs", "h1", Arc::default()).await;
     let client = RpcClient::new(&t, Target::topic("errs"));
@@ -336,7 +307,7 @@ async fn remote_errors_keep_class_module_and_message(env: Env) {
     server.stop().await;
 }
 
-async fn unknown_methods_and_versions_are_typed_errors(env: Env) {
+async fn unknown_methods_and_versions_are_typed_errors(env: TestBroker) {
     let t = env.transport().await;
     let server = start_server(&t, "disp", "h1", Arc::default()).await;
     let client = RpcClient::new(&t, Target::topic("disp"));
@@ -391,7 +362,7 @@ async fn unknown_methods_and_versions_are_typed_errors(env: Env) {
     server.stop().await;
 }
 
-async fn many_calls_in_flight_get_their_own_replies(env: Env) {
+async fn many_calls_in_flight_get_their_own_replies(env: TestBroker) {
     let t = env.transport().await;
     let server = start_server(&t, "many", "h1", Arc::default()).await;
     let client = RpcClient::new(&t, Target::topic("many"));
@@ -409,7 +380,7 @@ async fn many_calls_in_flight_get_their_own_replies(env: Env) {
     server.stop().await;
 }
 
-async fn concurrency_is_bounded_by_the_executor(env: Env) {
+async fn concurrency_is_bounded_by_the_executor(env: TestBroker) {
     let t = env.transport().await;
     let shared = Arc::new(Shared::default());
     let server = RpcServer::builder(&t, Target::topic("bounded").with_server("h1"))
@@ -433,7 +404,7 @@ async fn concurrency_is_bounded_by_the_executor(env: Env) {
     server.stop().await;
 }
 
-async fn stopping_finishes_running_calls_and_requeues_the_rest(env: Env) {
+async fn stopping_finishes_running_calls_and_requeues_the_rest(env: TestBroker) {
     let t = env.transport().await;
     let shared = Arc::new(Shared::default());
     let server = RpcServer::builder(&t, Target::topic("stop").with_server("h1"))
@@ -465,7 +436,7 @@ async fn stopping_finishes_running_calls_and_requeues_the_rest(env: Env) {
     next.stop().await;
 }
 
-async fn a_request_whose_server_dies_is_served_by_another(env: Env) {
+async fn a_request_whose_server_dies_is_served_by_another(env: TestBroker) {
     let dying = env.transport().await;
     let shared = Arc::new(Shared::default());
     let _server = start_server(&dying, "crash", "dying", shared.clone()).await;
@@ -489,7 +460,7 @@ async fn a_request_whose_server_dies_is_served_by_another(env: Env) {
     survivor.stop().await;
 }
 
-async fn messagepack_carries_raw_bytes(env: Env) {
+async fn messagepack_carries_raw_bytes(env: TestBroker) {
     let t = env.transport().await;
     let server = start_server(&t, "mp", "h1", Arc::default()).await;
     let blob = Blob {
@@ -506,7 +477,7 @@ async fn messagepack_carries_raw_bytes(env: Env) {
     server.stop().await;
 }
 
-async fn call_monitor_heartbeats_keep_long_calls_alive(env: Env) {
+async fn call_monitor_heartbeats_keep_long_calls_alive(env: TestBroker) {
     let t = env.transport().await;
     let server = start_server(&t, "hb", "h1", Arc::default()).await;
     let client = RpcClient::new(&t, Target::topic("hb"))
@@ -531,7 +502,7 @@ async fn call_monitor_heartbeats_keep_long_calls_alive(env: Env) {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
-async fn bad_messages_are_answered_rejected_and_never_requeued(env: Env) {
+async fn bad_messages_are_answered_rejected_and_never_requeued(env: TestBroker) {
     let t = env.transport().await;
     let shared = Arc::new(Shared::default());
     let dlx = unique_name("dead");
@@ -598,7 +569,7 @@ async fn bad_messages_are_answered_rejected_and_never_requeued(env: Env) {
     server.stop().await;
 }
 
-async fn malformed_calls_get_an_error_reply(env: Env) {
+async fn malformed_calls_get_an_error_reply(env: TestBroker) {
     let t = env.transport().await;
     let server = start_server(&t, "badcall", "h1", Arc::default()).await;
     // A client that sends a call whose method is not a string: the server
@@ -616,7 +587,7 @@ async fn malformed_calls_get_an_error_reply(env: Env) {
     server.stop().await;
 }
 
-async fn duplicates_run_once(env: Env) {
+async fn duplicates_run_once(env: TestBroker) {
     let t = env.transport().await;
     let shared = Arc::new(Shared::default());
     let server = start_server(&t, "dup", "h1", shared.clone()).await;
@@ -641,7 +612,7 @@ async fn duplicates_run_once(env: Env) {
     server.stop().await;
 }
 
-async fn notifications_reach_listeners_and_pools(env: Env) {
+async fn notifications_reach_listeners_and_pools(env: TestBroker) {
     let t = env.transport().await;
     let notifier = Notifier::new(&t, "faafo.test.h1");
     // Sent before anyone listens: the notifier's queue keeps it.
@@ -721,7 +692,7 @@ async fn notifications_reach_listeners_and_pools(env: Env) {
 /// Only RabbitMQ has a management API to compare declarations with.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_declares_oslo_topology() {
-    let env = Env::rabbit().await;
+    let env = TestBroker::rabbit().await;
     let t = env.transport().await;
     let server = start_server(&t, "topo", "h1", Arc::default()).await;
     let client = RpcClient::new(&t, Target::topic("topo"));
@@ -729,7 +700,7 @@ async fn rabbitmq_declares_oslo_topology() {
         .call(&ctx(), "echo", &EchoArgs { value: json!(1) })
         .await
         .expect("call");
-    let vhost = env._vhost.as_ref().expect("rabbit");
+    let vhost = env.vhost().expect("rabbit");
     for name in ["topo", "topo.h1"] {
         let q = vhost
             .queue_info(name)
@@ -761,28 +732,7 @@ fn hex_suffix(name: &str) -> &str {
     name.rsplit('_').next().unwrap_or_default()
 }
 
-macro_rules! on_both_transports {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Env::memory().await).await;
-                }
-            )*
-        }
-        mod rabbitmq {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Env::rabbit().await).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_transports!(
+faafo_common::on_both_transports!(
     call_returns_a_typed_result,
     the_request_context_reaches_the_endpoint,
     casts_run_and_are_confirmed,

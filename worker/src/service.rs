@@ -191,20 +191,7 @@ impl WorkerService {
     }
 
     async fn render(&self, task: &Task) -> Result<TaskResult, RemoteError> {
-        let params = FractalParams {
-            width: task.width,
-            height: task.height,
-            iterations: task.iterations,
-            xa: task.xa,
-            xb: task.xb,
-            ya: task.ya,
-            yb: task.yb,
-            c_re: task.c_re,
-            c_im: task.c_im,
-            seed: task.seed,
-            uuid: Some(task.uuid.clone()),
-        };
-        let spec = FractalSpec::try_from(params)
+        let spec = FractalSpec::try_from(FractalParams::from(task))
             .map_err(|e| RemoteError::value_error(format!("task {}: {e}", task.uuid)))?;
         self.renderer
             .limits()
@@ -386,4 +373,23 @@ pub async fn start(
         "worker ready"
     );
     Ok(RunningWorker { server, service })
+}
+
+impl From<&Task> for FractalParams {
+    /// A task as it travels in `process(task)`, before validation.
+    fn from(task: &Task) -> Self {
+        Self {
+            width: task.width,
+            height: task.height,
+            iterations: task.iterations,
+            xa: task.xa,
+            xb: task.xb,
+            ya: task.ya,
+            yb: task.yb,
+            c_re: task.c_re,
+            c_im: task.c_im,
+            seed: task.seed,
+            uuid: Some(task.uuid.clone()),
+        }
+    }
 }

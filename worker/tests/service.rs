@@ -6,38 +6,10 @@ use std::time::{Duration, Instant};
 
 use faafo_common::fractal::{ProcessArgs, Task, TaskResult};
 use faafo_common::messaging::*;
-use faafo_common::testing::{RabbitVhost, unique_name};
+use faafo_common::testing::TestBroker;
 use faafo_worker::service::{self, RunningWorker, WorkerSettings};
 use faafo_worker::{CancelToken, FractalParams, FractalSpec, JuliaRenderer, RenderLimits};
 use sha2::{Digest, Sha256};
-
-struct Env {
-    url: String,
-    _vhost: Option<RabbitVhost>,
-}
-
-impl Env {
-    async fn memory() -> Self {
-        Self {
-            url: format!("memory:///{}", unique_name("worker")),
-            _vhost: None,
-        }
-    }
-
-    async fn rabbit() -> Self {
-        let vhost = RabbitVhost::create().await;
-        Self {
-            url: vhost.url().to_string(),
-            _vhost: Some(vhost),
-        }
-    }
-
-    async fn transport(&self) -> Transport {
-        Transport::connect(&self.url)
-            .await
-            .expect("transport connects")
-    }
-}
 
 fn settings() -> WorkerSettings {
     WorkerSettings {
@@ -91,7 +63,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-async fn renders_and_returns_the_png(env: Env) {
+async fn renders_and_returns_the_png(env: TestBroker) {
     let t = env.transport().await;
     let worker = start(&t, settings()).await;
     for codec in [Codec::Json, Codec::MsgPack] {
@@ -128,7 +100,7 @@ async fn renders_and_returns_the_png(env: Env) {
     worker.stop().await;
 }
 
-async fn seeded_tasks_are_reproducible(env: Env) {
+async fn seeded_tasks_are_reproducible(env: TestBroker) {
     let t = env.transport().await;
     let worker = start(&t, settings()).await;
     let client = RpcClient::new(&t, Target::topic("tasks"));
@@ -150,7 +122,7 @@ async fn seeded_tasks_are_reproducible(env: Env) {
     worker.stop().await;
 }
 
-async fn bad_tasks_get_value_errors_and_the_worker_keeps_serving(env: Env) {
+async fn bad_tasks_get_value_errors_and_the_worker_keeps_serving(env: TestBroker) {
     let t = env.transport().await;
     let mut s = settings();
     s.limits = RenderLimits {
@@ -259,7 +231,7 @@ async fn bad_tasks_get_value_errors_and_the_worker_keeps_serving(env: Env) {
     worker.stop().await;
 }
 
-async fn renders_past_exec_timeout_are_cancelled(env: Env) {
+async fn renders_past_exec_timeout_are_cancelled(env: TestBroker) {
     let t = env.transport().await;
     let mut s = settings();
     s.exec_timeout = Duration::from_secs(1);
@@ -300,7 +272,7 @@ async fn renders_past_exec_timeout_are_cancelled(env: Env) {
     worker.stop().await;
 }
 
-async fn notifications_and_the_png_directory(env: Env) {
+async fn notifications_and_the_png_directory(env: TestBroker) {
     let t = env.transport().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = settings();
@@ -356,7 +328,7 @@ async fn notifications_and_the_png_directory(env: Env) {
     listener.stop().await;
 }
 
-async fn many_tasks_in_parallel(env: Env) {
+async fn many_tasks_in_parallel(env: TestBroker) {
     let t = env.transport().await;
     let worker = start(&t, settings()).await;
     let client = Arc::new(RpcClient::new(&t, Target::topic("tasks")));
@@ -373,28 +345,7 @@ async fn many_tasks_in_parallel(env: Env) {
     worker.stop().await;
 }
 
-macro_rules! on_both_transports {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Env::memory().await).await;
-                }
-            )*
-        }
-        mod rabbitmq {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Env::rabbit().await).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_transports!(
+faafo_common::on_both_transports!(
     renders_and_returns_the_png,
     seeded_tasks_are_reproducible,
     bad_tasks_get_value_errors_and_the_worker_keeps_serving,

@@ -160,6 +160,8 @@ config_section! {
         max_attempts: u32 = 3,
         /// Seconds to wait for calls in flight when stopping.
         shutdown_grace: u64 = 30,
+        /// Seed of the random task generator, for reproducible runs and benchmarks. 0: a new seed at each start.
+        generator_seed: u64 = 0,
     }
 }
 

@@ -16,11 +16,11 @@ use std::sync::{Arc, Mutex};
 use crate::messaging::broker::Acker;
 
 /// Finished requests remembered.
-const REMEMBERED: usize = 4096;
+const REMEMBERED: usize = 1024;
 /// Replies larger than this are not cached.
 const MAX_CACHED_REPLY: usize = 1 << 20;
 /// Total bytes of cached replies.
-const CACHE_BUDGET: usize = 16 << 20;
+const CACHE_BUDGET: usize = 8 << 20;
 
 /// A reply as it was published, to send again to a duplicate call.
 #[derive(Clone)]
