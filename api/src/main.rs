@@ -1,6 +1,90 @@
-//! faafo-api: the REST API and web page (being built; see issue 4).
+//! `faafo-api`: runs faafo's REST API and web page.
+//!
+//! ```text
+//! faafo-api --config-file api.conf          # serve
+//! faafo-api check-config --config-file f    # validate, exit 0 or 1
+//! faafo-api --print-sample-config           # every option, with its default
+//! ```
 
-fn main() {
-    eprintln!("faafo-api is not built yet");
-    std::process::exit(2);
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use faafo_api::{Application, shutdown_signal};
+use faafo_common::configuration::{ConfigArgs, FaafoConfig};
+use faafo_common::telemetry::{self, TelemetrySettings};
+
+/// faafo's REST API and web page.
+#[derive(Debug, Parser)]
+#[command(name = "faafo-api", version, about)]
+struct Cli {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Log at debug level (as [DEFAULT] debug = true).
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Print a sample configuration file with every option and its default, and exit.
+    #[arg(long)]
+    print_sample_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the configuration and exit (0: valid, 1: not), starting nothing.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.print_sample_config {
+        print!("{}", FaafoConfig::sample());
+        return ExitCode::SUCCESS;
+    }
+    let mut config = match cli.config.load() {
+        Ok(config) => config,
+        Err(e) => return fail(&e),
+    };
+    if let Some(Command::CheckConfig) = cli.command {
+        println!(
+            "faafo-api: the configuration is valid (database {}, listening on {}:{})",
+            faafo_common::messaging::redact_url(&config.database_url()),
+            config.api.bind_host,
+            config.api.bind_port
+        );
+        return ExitCode::SUCCESS;
+    }
+    config.default.debug |= cli.debug;
+    let _guard = match telemetry::init(&TelemetrySettings::from_config(&config.default)) {
+        Ok(guard) => guard,
+        Err(e) => return fail(&e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        let app = Application::build(&config)
+            .await
+            .map_err(|e| e.to_string())?;
+        app.run_until_stopped(shutdown_signal())
+            .await
+            .map_err(|e| format!("serving failed: {e}"))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            fail(&e)
+        }
+    }
+}
+
+/// Prints the one line that says why, and fails.
+fn fail(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("faafo-api: {error}");
+    ExitCode::FAILURE
 }

@@ -23,7 +23,14 @@ impl TaskGenerator {
         }
     }
 
-    /// A generator with a fixed seed (for tests).
+    /// The generator the settings ask for: seeded, or random.
+    pub fn for_settings(settings: &ProducerSettings) -> Self {
+        settings
+            .generator_seed
+            .map_or_else(Self::new, Self::with_seed)
+    }
+
+    /// A generator with a fixed seed (reproducible runs, tests).
     pub fn with_seed(seed: u64) -> Self {
         Self {
             rng: fastrand::Rng::with_seed(seed),

@@ -19,8 +19,11 @@ pub mod generator;
 pub mod producer;
 pub mod settings;
 
+mod serve;
+
 pub use api::ResilientApi;
 pub use dispatcher::{Dispatcher, Outcome};
 pub use generator::TaskGenerator;
 pub use producer::{BatchReport, Producer};
+pub use serve::serve;
 pub use settings::ProducerSettings;

@@ -4,12 +4,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use faafo_common::api_client::ApiClient;
 use faafo_common::configuration::{ConfigArgs, FaafoConfig};
-use faafo_common::messaging::{RpcClient, Target, Transport};
 use faafo_common::shutdown::Shutdown;
 use faafo_common::telemetry::{self, TelemetrySettings};
-use faafo_producer::{Producer, ProducerSettings, ResilientApi};
 
 /// The faafo producer: generates fractal tasks and has workers render them.
 #[derive(Debug, Parser)]
@@ -76,41 +73,12 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         config.default.endpoint_url = url;
     }
     let _logging = telemetry::init(&TelemetrySettings::from_config(&config.default))?;
-    let settings = ProducerSettings::from_config(&config);
-    let api = ApiClient::new(
-        &config.default.endpoint_url,
-        Some(config.default.auth_token.clone()),
-    )?;
-    let transport = Transport::builder(&config.default.transport_url)
-        .control_exchange(&config.default.control_exchange)
-        .codec(config.codec())
-        .connection_name("faafo-producer")
-        .connect()
-        .await?;
     let shutdown = Shutdown::new();
     shutdown.on_signal();
-    let rpc = RpcClient::new(&transport, Target::topic(&settings.topic));
-    let producer = Producer::new(ResilientApi::new(api), rpc, settings, shutdown.clone());
-    let code = if cli.one_shot {
-        let report = tokio::select! {
-            report = producer.one_batch() => report,
-            _ = shutdown.wait() => Default::default(),
-        };
-        tracing::info!(
-            "one-shot batch finished: {} done, {} failed, {} other",
-            report.done,
-            report.failed,
-            report.other
-        );
-        if report.all_done() && report.done > 0 {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        }
-    } else {
-        producer.run().await;
+    let success = faafo_producer::serve(&config, cli.one_shot, shutdown).await?;
+    Ok(if success {
         ExitCode::SUCCESS
-    };
-    transport.close().await;
-    Ok(code)
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -42,6 +42,8 @@ pub struct Producer {
     settings: ProducerSettings,
     shutdown: Shutdown,
     tasks: TaskTracker,
+    /// Tasks being created in the API at once.
+    creating: Arc<tokio::sync::Semaphore>,
 }
 
 impl Producer {
@@ -60,6 +62,7 @@ impl Producer {
             settings,
             shutdown,
             tasks: TaskTracker::new(),
+            creating: Arc::new(tokio::sync::Semaphore::new(16)),
         }
     }
 
@@ -82,7 +85,7 @@ impl Producer {
         );
         // What a previous producer left behind: its calls died with it.
         self.recover(None).await;
-        let mut generator = TaskGenerator::new();
+        let mut generator = TaskGenerator::for_settings(&self.settings);
         let mut batch = tokio::time::interval(self.settings.interval);
         let mut poll = tokio::time::interval(self.settings.poll_interval);
         let mut recovery = tokio::time::interval(self.settings.recovery_interval);
@@ -121,13 +124,14 @@ impl Producer {
 
     /// Generates a batch of the configured size and submits it.
     pub async fn one_batch(&self) -> BatchReport {
-        let mut generator = TaskGenerator::new();
+        let mut generator = TaskGenerator::for_settings(&self.settings);
         let n = generator.batch_size(&self.settings);
         let tasks = (0..n).map(|_| generator.task(&self.settings)).collect();
         self.one_shot(tasks).await
     }
 
-    /// Creates the tasks in the API and starts dispatching each.
+    /// Creates the tasks in the API (a few at a time) and dispatches each
+    /// as soon as it exists.
     async fn submit(&self, tasks: Vec<NewFractal>) -> Vec<tokio::task::JoinHandle<Outcome>> {
         info!("generating {} task(s)", tasks.len());
         let mut handles = Vec::with_capacity(tasks.len());
@@ -148,43 +152,34 @@ impl Producer {
                 "generated task: {{'uuid': '{uuid}', 'width': {}, 'height': {}, 'iterations': {}, 'xa': {}, 'xb': {}, 'ya': {}, 'yb': {}}}",
                 new.width, new.height, new.iterations, new.xa, new.xb, new.ya, new.yb
             );
-            let created = tokio::select! {
-                created = self.create(&new) => created,
+            let permit = tokio::select! {
+                permit = self.creating.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
                 _ = self.shutdown.wait() => break,
             };
-            match created {
-                Ok(fractal) => {
-                    let dispatcher = self.dispatcher.clone();
-                    handles.push(self.tasks.spawn(dispatcher.dispatch(fractal, claim)));
+            let (api, dispatcher, shutdown) = (
+                self.api.clone(),
+                self.dispatcher.clone(),
+                self.shutdown.clone(),
+            );
+            handles.push(self.tasks.spawn(async move {
+                let created = tokio::select! {
+                    created = create(&api, &new) => created,
+                    _ = shutdown.wait() => return Outcome::Abandoned,
+                };
+                drop(permit);
+                match created {
+                    Ok(fractal) => dispatcher.dispatch(fractal, claim).await,
+                    Err(e) => {
+                        error!("task {uuid} could not be created: {e}");
+                        Outcome::Failed(e.to_string())
+                    }
                 }
-                Err(e) => error!("task {uuid} could not be created: {e}"),
-            }
+            }));
         }
         handles
-    }
-
-    /// POSTs a task; a 409 means an earlier attempt of this POST got
-    /// through (the API was slow), so the existing record is used.
-    async fn create(&self, new: &NewFractal) -> Result<Fractal, ApiError> {
-        let uuid = new.uuid.clone().unwrap_or_default();
-        match self
-            .api
-            .retry("creating a task", |c| {
-                let new = new.clone();
-                async move { c.create(&new).await }
-            })
-            .await
-        {
-            Err(e) if e.status() == Some(409) => {
-                self.api
-                    .retry("reading a task", |c| {
-                        let uuid = uuid.clone();
-                        async move { c.get(&uuid).await }
-                    })
-                    .await
-            }
-            other => other,
-        }
     }
 
     /// Dispatches pending tasks nobody in this process is dispatching.
@@ -273,5 +268,27 @@ impl Producer {
                 self.dispatcher.in_flight()
             );
         }
+    }
+}
+
+/// POSTs a task; a 409 means an earlier attempt of this POST got through
+/// (the API was slow), so the existing record is used.
+async fn create(api: &ResilientApi, new: &NewFractal) -> Result<Fractal, ApiError> {
+    let uuid = new.uuid.clone().unwrap_or_default();
+    match api
+        .retry("creating a task", |c| {
+            let new = new.clone();
+            async move { c.create(&new).await }
+        })
+        .await
+    {
+        Err(e) if e.status() == Some(409) => {
+            api.retry("reading a task", |c| {
+                let uuid = uuid.clone();
+                async move { c.get(&uuid).await }
+            })
+            .await
+        }
+        other => other,
     }
 }

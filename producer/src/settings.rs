@@ -53,6 +53,8 @@ pub struct ProducerSettings {
     pub max_attempts: u32,
     /// Time to wait for calls in flight when stopping.
     pub shutdown_grace: Duration,
+    /// Seed of the task generator (`None`: random).
+    pub generator_seed: Option<u64>,
 }
 
 impl ProducerSettings {
@@ -105,6 +107,7 @@ impl ProducerSettings {
             poll_interval: secs(p.poll_interval),
             max_attempts: p.max_attempts.max(1),
             shutdown_grace: Duration::from_secs(p.shutdown_grace),
+            generator_seed: Some(p.generator_seed).filter(|s| *s != 0),
         }
     }
 }

@@ -15,8 +15,19 @@ use crate::{Cli, Command, CreateArgs, Format, GetArgs, ListArgs};
 pub async fn run(cli: Cli) -> Result<ExitCode, Box<dyn Error>> {
     let mut config = cli.config.load()?;
     config.default.debug |= cli.debug;
-    if let Command::Up(args) = cli.command {
-        return crate::up::run(config, args).await;
+    match cli.command {
+        Command::Up(args) => return crate::up::run(config, args).await,
+        Command::BenchRender(args) => {
+            return tokio::task::spawn_blocking(move || {
+                crate::bench::run(&config, &args).map_err(|e| e.to_string())
+            })
+            .await?
+            .map_err(Into::into);
+        }
+        Command::Api | Command::Worker | Command::Producer(_) => {
+            return service(config, cli.command).await;
+        }
+        _ => {}
     }
     let endpoint = cli
         .endpoint_url
@@ -26,7 +37,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Box<dyn Error>> {
         .or_else(|| Some(config.default.auth_token.clone()));
     let api = ApiClient::new(&endpoint, token)?;
     match cli.command {
-        Command::Up(_) => unreachable_up(),
+        Command::Up(_)
+        | Command::BenchRender(_)
+        | Command::Api
+        | Command::Worker
+        | Command::Producer(_) => Err("internal error: services are run above".into()),
         Command::Create(args) => {
             create(
                 &api,
@@ -55,8 +70,36 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Box<dyn Error>> {
     }
 }
 
-fn unreachable_up() -> Result<ExitCode, Box<dyn Error>> {
-    Err("internal error: `up` handled above".into())
+/// Runs one service until SIGTERM or Ctrl-C, as its own program would.
+async fn service(
+    config: faafo_common::configuration::FaafoConfig,
+    command: Command,
+) -> Result<ExitCode, Box<dyn Error>> {
+    use faafo_common::shutdown::{self, Shutdown};
+    use faafo_common::telemetry::{self, TelemetrySettings};
+    let _logging = telemetry::init(&TelemetrySettings::from_config(&config.default))?;
+    match command {
+        Command::Api => {
+            let app = faafo_api::Application::build(&config).await?;
+            app.run_until_stopped(shutdown::signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker => {
+            faafo_worker::service::serve(&config, shutdown::signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Producer(args) => {
+            let stop = Shutdown::new();
+            stop.on_signal();
+            let success = faafo_producer::serve(&config, args.one_shot, stop).await?;
+            Ok(if success {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        _ => Err("internal error: not a service".into()),
+    }
 }
 
 async fn create(

@@ -8,11 +8,13 @@
 //! faafo show <uuid>
 //! faafo get <uuid> -o julia.png
 //! faafo delete <uuid>
+//! faafo api | faafo worker | faafo producer   # one service in the foreground
 //! ```
 //!
 //! Every command but `up` talks to the API at `--endpoint-url` (or
 //! `[DEFAULT] endpoint_url`, `http://127.0.0.1:5000`).
 
+mod bench;
 mod commands;
 mod output;
 mod up;
@@ -68,6 +70,23 @@ enum Command {
     Get(GetArgs),
     /// Delete a fractal.
     Delete(UuidArg),
+    /// Render the producer's tasks with the renderer alone and print the
+    /// rates (to compare the whole pipeline with).
+    BenchRender(bench::BenchArgs),
+    /// Run only the API in the foreground (as faafo-api does).
+    Api,
+    /// Run only a worker in the foreground (as faafo-worker does).
+    Worker,
+    /// Run only the producer in the foreground (as faafo-producer does).
+    Producer(ProducerArgs),
+}
+
+/// Options of `producer`.
+#[derive(Debug, Args)]
+struct ProducerArgs {
+    /// One batch, then exit 0 if every task is done.
+    #[arg(long)]
+    one_shot: bool,
 }
 
 /// Options of `create`.

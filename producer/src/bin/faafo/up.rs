@@ -1,20 +1,108 @@
 //! `faafo up`: the whole system in one process.
+//!
+//! The API, a worker and the producer run side by side, on the in-memory
+//! broker and SQLite in the data directory unless the configuration says
+//! otherwise, so one option (`--config-file` with a `transport_url` or a
+//! `database_url`) points it at RabbitMQ or another database. Ctrl-C stops
+//! generating, lets the calls in flight finish and their results reach the
+//! API, then stops the worker and the API; the data stays for the next run.
 
 use std::error::Error;
 use std::process::ExitCode;
 
 use clap::Args;
+use faafo_common::api_client::ApiClient;
 use faafo_common::configuration::FaafoConfig;
+use faafo_common::messaging::{RpcClient, Target, Transport, redact_url};
+use faafo_common::shutdown::Shutdown;
+use faafo_common::telemetry::{self, TelemetrySettings};
+use faafo_producer::{Producer, ProducerSettings, ResilientApi};
+use faafo_worker::service::{self, WorkerSettings};
+use tracing::info;
 
 /// Options of `up`.
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Don't run the producer (only the API and a worker).
+    /// Port of the API and web page (default: [api] bind_port, 5000).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Don't run the producer: only the API and a worker (create fractals
+    /// with `faafo create`).
     #[arg(long)]
     pub no_producer: bool,
 }
 
-/// Runs the API, a worker and the producer until Ctrl-C.
-pub async fn run(_config: FaafoConfig, _args: UpArgs) -> Result<ExitCode, Box<dyn Error>> {
-    Err("faafo up needs the API, which is not in this build yet".into())
+async fn connect(config: &FaafoConfig, name: &str) -> Result<Transport, Box<dyn Error>> {
+    Ok(Transport::builder(&config.default.transport_url)
+        .control_exchange(&config.default.control_exchange)
+        .codec(config.codec())
+        .connection_name(name)
+        .connect()
+        .await?)
+}
+
+/// Runs the API, a worker and the producer until Ctrl-C or SIGTERM.
+pub async fn run(mut config: FaafoConfig, args: UpArgs) -> Result<ExitCode, Box<dyn Error>> {
+    let _logging = telemetry::init(&TelemetrySettings::from_config(&config.default))?;
+    if let Some(port) = args.port {
+        config.api.bind_port = port;
+    }
+    let state = config.state_path();
+    std::fs::create_dir_all(&state)
+        .map_err(|e| format!("cannot create the data directory {}: {e}", state.display()))?;
+
+    let signal = Shutdown::new();
+    signal.on_signal();
+    let api = faafo_api::Application::build(&config).await?;
+    let url = api.url();
+    config.default.endpoint_url = url.clone();
+    let api_stop = Shutdown::new();
+    let api_task = {
+        let api_stop = api_stop.clone();
+        tokio::spawn(async move {
+            api.run_until_stopped(async move { api_stop.wait().await })
+                .await
+        })
+    };
+
+    let worker_transport = connect(&config, "faafo-up worker").await?;
+    let worker = service::start(&worker_transport, WorkerSettings::from_config(&config)).await?;
+
+    let producer_transport = connect(&config, "faafo-up producer").await?;
+    let producer = if args.no_producer {
+        None
+    } else {
+        let settings = ProducerSettings::from_config(&config);
+        let rpc = RpcClient::new(&producer_transport, Target::topic(&settings.topic));
+        let api_client = ApiClient::new(&url, Some(config.default.auth_token.clone()))?;
+        let producer = Producer::new(ResilientApi::new(api_client), rpc, settings, signal.clone());
+        Some(tokio::spawn(async move { producer.run().await }))
+    };
+
+    println!();
+    println!("  faafo is up: open {url}/ to watch the fractals arrive");
+    println!(
+        "  broker: {}   database: {}",
+        redact_url(&config.default.transport_url),
+        redact_url(&config.database_url())
+    );
+    println!("  data: {}   stop: Ctrl-C", state.display());
+    println!();
+
+    signal.wait().await;
+    info!("stopping faafo");
+    if let Some(producer) = producer {
+        let _ = producer.await;
+    }
+    worker.stop().await;
+    api_stop.trigger();
+    match api_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(format!("the API failed: {e}").into()),
+        Err(e) => return Err(format!("the API task failed: {e}").into()),
+    }
+    producer_transport.close().await;
+    worker_transport.close().await;
+    info!("faafo stopped; its data stays in {}", state.display());
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,87 @@
+//! `auth_strategy = token`: writes need an `X-Auth-Token` from the
+//! configured list (reads too with `protect_reads`). Tokens are compared in
+//! constant time and never logged.
+
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+use crate::settings::AuthPolicy;
+use crate::state::AppState;
+
+/// The header carrying the token.
+pub const AUTH_HEADER: &str = faafo_common::api_client::AUTH_HEADER;
+
+/// Middleware: answers 401 to a request the policy does not let through.
+pub async fn require_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if allowed(
+        &state.settings.auth,
+        request.method(),
+        request.headers().get(AUTH_HEADER).map(|v| v.as_bytes()),
+    ) {
+        next.run(request).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+/// Whether `policy` lets a request with this method and token through.
+pub fn allowed(policy: &AuthPolicy, method: &Method, token: Option<&[u8]>) -> bool {
+    match policy {
+        AuthPolicy::NoAuth => true,
+        AuthPolicy::Token {
+            tokens,
+            protect_reads,
+        } => {
+            let read = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+            if read && !protect_reads {
+                return true;
+            }
+            token.is_some_and(|given| tokens.iter().any(|t| constant_time_eq(t.as_bytes(), given)))
+        }
+    }
+}
+
+/// Compares without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(protect_reads: bool) -> AuthPolicy {
+        AuthPolicy::Token {
+            tokens: vec!["s3cret".into(), "other".into()],
+            protect_reads,
+        }
+    }
+
+    #[test]
+    fn writes_need_a_known_token() {
+        let p = token(false);
+        assert!(allowed(&p, &Method::GET, None));
+        assert!(!allowed(&p, &Method::POST, None));
+        assert!(!allowed(&p, &Method::PUT, Some(b"s3cre")));
+        assert!(!allowed(&p, &Method::DELETE, Some(b"s3cret ")));
+        assert!(allowed(&p, &Method::DELETE, Some(b"other")));
+        assert!(allowed(&AuthPolicy::NoAuth, &Method::POST, None));
+    }
+
+    #[test]
+    fn protected_reads() {
+        let p = token(true);
+        assert!(!allowed(&p, &Method::GET, None));
+        assert!(allowed(&p, &Method::GET, Some(b"s3cret")));
+    }
+}

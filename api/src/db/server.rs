@@ -1,0 +1,327 @@
+//! MariaDB/MySQL and PostgreSQL through sqlx. Each query is written once
+//! and expanded for both drivers by [`on_pool!`].
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Acquire, AssertSqlSafe, Row, SqlSafeStr, SqlStr};
+
+use super::sql::{self, parse_status, to_i64, unsigned};
+use super::{Backend, DbError, StatusCounts};
+use crate::domain::{Checksum, FractalId, FractalRecord, ListQuery, Timestamp};
+
+/// A pool of connections to a database server.
+#[derive(Debug, Clone)]
+pub enum ServerPool {
+    /// MariaDB or MySQL.
+    MySql(MySqlPool),
+    /// PostgreSQL.
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool, once per driver.
+macro_rules! on_pool {
+    ($which:expr, $pool:ident => $body:expr) => {
+        match $which {
+            ServerPool::MySql($pool) => $body,
+            ServerPool::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// A record from a row of `SELECT {COLUMNS}`, for either driver's row type.
+macro_rules! record_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        FractalRecord {
+            uuid: FractalId::parse(&row.try_get::<String, _>("uuid")?)
+                .map_err(|e| DbError::Corrupt(e.0))?,
+            width: unsigned(row.try_get::<i64, _>("width")?, "width")?,
+            height: unsigned(row.try_get::<i64, _>("height")?, "height")?,
+            iterations: unsigned(row.try_get::<i64, _>("iterations")?, "iterations")?,
+            xa: row.try_get("xa")?,
+            xb: row.try_get("xb")?,
+            ya: row.try_get("ya")?,
+            yb: row.try_get("yb")?,
+            // A u64 seed is stored as the i64 of the same bits.
+            seed: row.try_get::<Option<i64>, _>("seed")?.map(|s| s as u64),
+            c_re: row.try_get("c_re")?,
+            c_im: row.try_get("c_im")?,
+            status: parse_status(&row.try_get::<String, _>("status")?)?,
+            error: row.try_get("error")?,
+            attempts: unsigned(row.try_get::<i64, _>("attempts")?, "attempts")?,
+            duration: row.try_get("duration")?,
+            checksum: row
+                .try_get::<Option<String>, _>("checksum")?
+                .map(|c| Checksum::parse(&c).map_err(|e| DbError::Corrupt(e.0)))
+                .transpose()?,
+            size: row
+                .try_get::<Option<i64>, _>("size")?
+                .map(|s| unsigned(s, "size"))
+                .transpose()?,
+            generated_by: row.try_get("generated_by")?,
+            has_image: row.try_get("has_image")?,
+            created_at: row.try_get::<Timestamp, _>("created_at")?,
+            updated_at: row.try_get::<Timestamp, _>("updated_at")?,
+            revision: row.try_get("revision")?,
+        }
+    }};
+}
+
+impl ServerPool {
+    /// Connects and migrates.
+    pub async fn connect(
+        url: &str,
+        redacted: &str,
+        backend: Backend,
+        max: u32,
+        timeout: Duration,
+    ) -> Result<Self, DbError> {
+        let open = |reason: String| DbError::Open {
+            url: redacted.to_string(),
+            reason,
+        };
+        let pool = if backend == Backend::MySql {
+            let url = match url.strip_prefix("mariadb://") {
+                Some(rest) => format!("mysql://{rest}"),
+                None => url.to_string(),
+            };
+            let connect = MySqlConnectOptions::from_str(&url)
+                .map_err(|e| open(e.to_string()))?
+                .charset("utf8mb4");
+            let pool = MySqlPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(timeout)
+                .connect_with(connect)
+                .await
+                .map_err(|e| open(e.to_string()))?;
+            ServerPool::MySql(pool)
+        } else {
+            let connect = PgConnectOptions::from_str(url).map_err(|e| open(e.to_string()))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(timeout)
+                .connect_with(connect)
+                .await
+                .map_err(|e| open(e.to_string()))?;
+            ServerPool::Postgres(pool)
+        };
+        pool.migrate().await.map_err(|e| DbError::Migrate {
+            url: redacted.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(pool)
+    }
+
+    /// MySQL or PostgreSQL.
+    pub fn backend(&self) -> Backend {
+        match self {
+            ServerPool::MySql(_) => Backend::MySql,
+            ServerPool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        let sql: &'static str = match self {
+            ServerPool::MySql(_) => include_str!("../../migrations/mysql/0001_create_fractal.sql"),
+            ServerPool::Postgres(_) => {
+                include_str!("../../migrations/postgres/0001_create_fractal.sql")
+            }
+        };
+        let migrator = Migrator::with_migrations(vec![Migration::new(
+            1,
+            "create fractal".into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )]);
+        on_pool!(self, pool => migrator.run(pool).await)
+    }
+
+    /// `sql` in this backend's placeholder style.
+    fn sql(&self, text: &str) -> SqlStr {
+        match self {
+            ServerPool::Postgres(_) => {
+                AssertSqlSafe(sql::numbered_placeholders(text)).into_sql_str()
+            }
+            ServerPool::MySql(_) => AssertSqlSafe(text.to_string()).into_sql_str(),
+        }
+    }
+
+    /// `SELECT 1`.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop))?;
+        Ok(())
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+
+    /// See [`super::Database::insert`].
+    pub async fn insert(&self, r: &FractalRecord) -> Result<(), DbError> {
+        let statement = self.sql(sql::INSERT);
+        on_pool!(self, pool => {
+            sqlx::query(statement)
+                .bind(r.uuid.to_string())
+                .bind(i64::from(r.width))
+                .bind(i64::from(r.height))
+                .bind(i64::from(r.iterations))
+                .bind(r.xa)
+                .bind(r.xb)
+                .bind(r.ya)
+                .bind(r.yb)
+                .bind(r.seed.map(|s| s as i64))
+                .bind(r.c_re)
+                .bind(r.c_im)
+                .bind(r.status.as_str())
+                .bind(r.error.clone())
+                .bind(i64::from(r.attempts))
+                .bind(r.duration)
+                .bind(r.checksum.as_ref().map(|c| c.as_str().to_string()))
+                .bind(r.size.map(to_i64))
+                .bind(r.generated_by.clone())
+                .bind(r.has_image)
+                .bind(r.created_at)
+                .bind(r.updated_at)
+                .bind(r.revision)
+                .execute(pool)
+                .await
+                .map(drop)
+        })?;
+        Ok(())
+    }
+
+    /// See [`super::Database::get`].
+    pub async fn get(&self, id: FractalId) -> Result<Option<FractalRecord>, DbError> {
+        let statement = self.sql(sql::SELECT_ONE);
+        on_pool!(self, pool => {
+            match sqlx::query(statement).bind(id.to_string()).fetch_optional(pool).await? {
+                Some(row) => Ok(Some(record_from_row!(&row))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// See [`super::Database::list`].
+    pub async fn list(&self, query: &ListQuery) -> Result<(u64, Vec<FractalRecord>), DbError> {
+        let (count, page) = sql::list(query);
+        let (count, page) = (self.sql(&count), self.sql(&page));
+        let status = query.status.map(|s| s.as_str());
+        let before = query.updated_before;
+        let total: i64 = on_pool!(self, pool => {
+            let mut q = sqlx::query_scalar(count);
+            if let Some(status) = status {
+                q = q.bind(status);
+            }
+            if let Some(before) = before {
+                q = q.bind(before);
+            }
+            q.fetch_one(pool).await?
+        });
+        let total = unsigned::<u64>(total, "COUNT(*)")?;
+        let Some(offset) = query.offset().filter(|&o| o.unsigned_abs() < total) else {
+            return Ok((total, Vec::new()));
+        };
+        let records = on_pool!(self, pool => {
+            let mut q = sqlx::query(page);
+            if let Some(status) = status {
+                q = q.bind(status);
+            }
+            if let Some(before) = before {
+                q = q.bind(before);
+            }
+            let rows = q.bind(i64::from(query.per_page)).bind(offset).fetch_all(pool).await?;
+            let mut records = Vec::with_capacity(rows.len());
+            for row in &rows {
+                records.push(record_from_row!(row));
+            }
+            records
+        });
+        Ok((total, records))
+    }
+
+    /// See [`super::Database::count_by_status`].
+    pub async fn count_by_status(&self) -> Result<StatusCounts, DbError> {
+        let statement = self.sql(sql::COUNT_BY_STATUS);
+        let rows: Vec<(String, i64)> =
+            on_pool!(self, pool => sqlx::query_as(statement).fetch_all(pool).await?);
+        sql::status_counts(rows)
+    }
+
+    /// See [`super::Database::replace_with_image`].
+    pub async fn replace_with_image(
+        &self,
+        before: &FractalRecord,
+        after: &FractalRecord,
+        image: Option<&Bytes>,
+    ) -> Result<bool, DbError> {
+        let (update, delete_image, insert_image) = (
+            self.sql(sql::UPDATE),
+            self.sql(sql::DELETE_IMAGE),
+            self.sql(sql::INSERT_IMAGE),
+        );
+        let uuid = before.uuid.to_string();
+        on_pool!(self, pool => {
+            let mut conn = pool.acquire().await?;
+            let mut tx = conn.begin().await?;
+            let applied = sqlx::query(update)
+                .bind(after.c_re)
+                .bind(after.c_im)
+                .bind(after.status.as_str())
+                .bind(after.error.clone())
+                .bind(i64::from(after.attempts))
+                .bind(after.duration)
+                .bind(after.checksum.as_ref().map(|c| c.as_str().to_string()))
+                .bind(after.size.map(to_i64))
+                .bind(after.generated_by.clone())
+                .bind(after.has_image)
+                .bind(after.updated_at)
+                .bind(before.revision + 1)
+                .bind(uuid.clone())
+                .bind(before.revision)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+            if applied && let Some(data) = image {
+                sqlx::query(delete_image).bind(uuid.clone()).execute(&mut *tx).await?;
+                sqlx::query(insert_image).bind(uuid).bind(data.as_ref()).execute(&mut *tx).await?;
+            }
+            if applied {
+                tx.commit().await?;
+            } else {
+                tx.rollback().await?;
+            }
+            Ok(applied)
+        })
+    }
+
+    /// See [`super::Database::image`].
+    pub async fn image(&self, id: FractalId) -> Result<Option<Vec<u8>>, DbError> {
+        let statement = self.sql(sql::SELECT_IMAGE);
+        let data = on_pool!(self, pool => {
+            sqlx::query_scalar(statement).bind(id.to_string()).fetch_optional(pool).await?
+        });
+        Ok(data)
+    }
+
+    /// See [`super::Database::delete`].
+    pub async fn delete(&self, id: FractalId) -> Result<bool, DbError> {
+        let (delete_image, delete) = (self.sql(sql::DELETE_IMAGE), self.sql(sql::DELETE));
+        let uuid = id.to_string();
+        on_pool!(self, pool => {
+            let mut conn = pool.acquire().await?;
+            let mut tx = conn.begin().await?;
+            sqlx::query(delete_image).bind(uuid.clone()).execute(&mut *tx).await?;
+            let deleted = sqlx::query(delete).bind(uuid).execute(&mut *tx).await?.rows_affected() == 1;
+            tx.commit().await?;
+            Ok(deleted)
+        })
+    }
+}

@@ -1,0 +1,141 @@
+//! Where PNGs are kept: in the database (`fractal_image`) or as files in a
+//! directory. Either way the image and the record's flag change together:
+//! in one transaction, or file first (written aside and renamed into place,
+//! named after its checksum so two uploads never overwrite each other's
+//! file) and record second.
+
+use std::path::{Path, PathBuf};
+
+use axum::body::Bytes;
+
+use crate::db::{Database, DbError};
+use crate::domain::{Checksum, FractalId, FractalRecord, PngImage};
+use crate::settings::ImageStoreKind;
+
+/// Why an image could not be stored or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageStoreError {
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The image directory failed.
+    #[error("image file {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// A done fractal's image is missing.
+    #[error("the image of fractal {0} is missing from the store")]
+    Missing(FractalId),
+}
+
+/// The configured image store.
+#[derive(Debug, Clone)]
+pub enum ImageStore {
+    /// Images in the database.
+    Database,
+    /// Images as `<uuid>.<sha256>.png` files in a directory.
+    Filesystem(PathBuf),
+}
+
+impl ImageStore {
+    /// Opens the store, creating the directory of a filesystem store.
+    pub fn open(kind: &ImageStoreKind) -> Result<Self, ImageStoreError> {
+        match kind {
+            ImageStoreKind::Database => Ok(Self::Database),
+            ImageStoreKind::Filesystem(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| ImageStoreError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+                Ok(Self::Filesystem(dir.clone()))
+            }
+        }
+    }
+
+    /// Stores `png` and replaces `before` by `after` (compare and swap on
+    /// the revision); `Ok(false)` if the record changed meanwhile.
+    pub async fn store(
+        &self,
+        db: &Database,
+        before: &FractalRecord,
+        after: &FractalRecord,
+        png: &PngImage,
+    ) -> Result<bool, ImageStoreError> {
+        match self {
+            Self::Database => Ok(db
+                .replace_with_image(before, after, Some(png.bytes()))
+                .await?),
+            Self::Filesystem(dir) => {
+                let path = file_path(dir, before.uuid, png.checksum());
+                let aside = dir.join(format!(".{}.{}.tmp", before.uuid, fastrand_suffix()));
+                let io = |path: &Path| {
+                    let path = path.to_path_buf();
+                    move |source| ImageStoreError::Io { path, source }
+                };
+                tokio::fs::write(&aside, png.bytes())
+                    .await
+                    .map_err(io(&aside))?;
+                tokio::fs::rename(&aside, &path).await.map_err(io(&path))?;
+                Ok(db.replace(before, after).await?)
+            }
+        }
+    }
+
+    /// Removes the file of an image that lost a race (a filesystem store
+    /// keeps nothing else aside).
+    pub async fn discard(&self, id: FractalId, checksum: &Checksum) {
+        if let Self::Filesystem(dir) = self {
+            let path = file_path(dir, id, checksum);
+            if let Err(e) = tokio::fs::remove_file(&path).await
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!("cannot remove {}: {e}", path.display());
+            }
+        }
+    }
+
+    /// The PNG of a fractal that has one.
+    pub async fn load(
+        &self,
+        db: &Database,
+        record: &FractalRecord,
+    ) -> Result<Bytes, ImageStoreError> {
+        let missing = || ImageStoreError::Missing(record.uuid);
+        match self {
+            Self::Database => db
+                .image(record.uuid)
+                .await?
+                .map(Bytes::from)
+                .ok_or_else(missing),
+            Self::Filesystem(dir) => {
+                let checksum = record.checksum.as_ref().ok_or_else(missing)?;
+                let path = file_path(dir, record.uuid, checksum);
+                match tokio::fs::read(&path).await {
+                    Ok(data) => Ok(Bytes::from(data)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing()),
+                    Err(source) => Err(ImageStoreError::Io { path, source }),
+                }
+            }
+        }
+    }
+
+    /// Removes the image of a deleted fractal.
+    pub async fn remove(&self, record: &FractalRecord) {
+        if record.has_image
+            && let Some(checksum) = &record.checksum
+        {
+            self.discard(record.uuid, checksum).await;
+        }
+    }
+}
+
+fn file_path(dir: &Path, id: FractalId, checksum: &Checksum) -> PathBuf {
+    dir.join(format!("{id}.{checksum}.png"))
+}
+
+fn fastrand_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}

@@ -1,0 +1,197 @@
+//! The collection `/v1/fractal` (and, for seed-era clients, `/api/fractal`).
+
+use axum::Json;
+use axum::extract::{MatchedPath, State};
+use axum::http::StatusCode;
+use axum::http::header::LOCATION;
+use axum::response::{IntoResponse, Response};
+use faafo_common::fractal::{Fractal, FractalPage, FractalUpdate, NewFractal};
+
+use crate::domain::{CreateFractal, FractalRecord, ListQuery, Outcome, Timestamp, UpdateFractal};
+use crate::error::ApiError;
+use crate::extract::{JsonBody, ListQueryString, PathId};
+use crate::state::AppState;
+
+/// Compare-and-swap attempts before a write gives up with 409.
+pub const MAX_WRITE_ATTEMPTS: usize = 8;
+
+/// `GET /v1/fractal`: a page of fractals, filtered and ordered.
+#[utoipa::path(
+    get,
+    path = "/v1/fractal",
+    tag = "fractals",
+    params(crate::openapi::schema::ListParams),
+    responses(
+        (status = 200, description = "A page of fractals", body = crate::openapi::schema::FractalPage),
+        (status = 400, description = "Bad query string", body = crate::openapi::schema::ErrorBody),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    ListQueryString(params): ListQueryString,
+) -> Result<Json<FractalPage>, ApiError> {
+    let settings = &state.settings;
+    let query = ListQuery::parse(
+        params,
+        settings.results_per_page,
+        settings.max_results_per_page,
+    )
+    .map_err(|e| ApiError::BadRequest(e.0))?;
+    let (total, records) = state.db.list(&query).await?;
+    Ok(Json(FractalPage {
+        num_results: total,
+        objects: records.iter().map(FractalRecord::to_json).collect(),
+        page: query.page,
+        total_pages: query.total_pages(total),
+    }))
+}
+
+/// `POST /v1/fractal`: creates a pending fractal (its uuid generated when
+/// absent); 201 with the object and its `Location`.
+#[utoipa::path(
+    post,
+    path = "/v1/fractal",
+    tag = "fractals",
+    request_body(content = crate::openapi::schema::NewFractal, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = crate::openapi::schema::Fractal,
+            headers(("Location" = String, description = "URL of the new fractal"))),
+        (status = 400, description = "Malformed JSON", body = crate::openapi::schema::ErrorBody),
+        (status = 409, description = "A fractal with this uuid exists", body = crate::openapi::schema::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::openapi::schema::ErrorBody),
+        (status = 415, description = "Not JSON", body = crate::openapi::schema::ErrorBody),
+        (status = 422, description = "Invalid fractal", body = crate::openapi::schema::ErrorBody),
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    matched: Option<MatchedPath>,
+    JsonBody(body): JsonBody<NewFractal>,
+) -> Result<Response, ApiError> {
+    let create = CreateFractal::parse(body, state.settings.limits)?;
+    let record = FractalRecord::new(&create, Timestamp::now());
+    state.db.insert(&record).await.map_err(|e| match e {
+        crate::db::DbError::Duplicate => {
+            ApiError::Conflict(format!("fractal {} exists already", record.uuid))
+        }
+        other => other.into(),
+    })?;
+    tracing::info!("created fractal {}", record.uuid);
+    let collection = matched
+        .as_ref()
+        .map(MatchedPath::as_str)
+        .filter(|p| p.starts_with("/api/"))
+        .map_or("/v1/fractal", |_| "/api/fractal");
+    let location = format!("{collection}/{}", record.uuid);
+    Ok((
+        StatusCode::CREATED,
+        [(LOCATION, location)],
+        Json(record.to_json()),
+    )
+        .into_response())
+}
+
+/// `GET /v1/fractal/{uuid}`: one fractal (every column but the image).
+#[utoipa::path(
+    get,
+    path = "/v1/fractal/{uuid}",
+    tag = "fractals",
+    params(("uuid" = uuid::Uuid, Path, description = "The fractal's id")),
+    responses(
+        (status = 200, description = "The fractal", body = crate::openapi::schema::Fractal),
+        (status = 400, description = "Not a UUID", body = crate::openapi::schema::ErrorBody),
+        (status = 404, description = "No such fractal", body = crate::openapi::schema::ErrorBody),
+    )
+)]
+pub async fn show(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Json<Fractal>, ApiError> {
+    let record = state
+        .db
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::no_fractal(id))?;
+    Ok(Json(record.to_json()))
+}
+
+/// `PUT /v1/fractal/{uuid}`: a partial update (status, error, attempts,
+/// the result fields); see [`crate::domain::update`] for the rules.
+#[utoipa::path(
+    put,
+    path = "/v1/fractal/{uuid}",
+    tag = "fractals",
+    params(("uuid" = uuid::Uuid, Path, description = "The fractal's id")),
+    request_body(content = crate::openapi::schema::FractalUpdate, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The fractal as updated", body = crate::openapi::schema::Fractal),
+        (status = 400, description = "Malformed JSON or not a UUID", body = crate::openapi::schema::ErrorBody),
+        (status = 404, description = "No such fractal", body = crate::openapi::schema::ErrorBody),
+        (status = 409, description = "Contradicts the fractal's state", body = crate::openapi::schema::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::openapi::schema::ErrorBody),
+        (status = 415, description = "Not JSON", body = crate::openapi::schema::ErrorBody),
+        (status = 422, description = "Invalid update", body = crate::openapi::schema::ErrorBody),
+    )
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+    JsonBody(body): JsonBody<FractalUpdate>,
+) -> Result<Json<Fractal>, ApiError> {
+    let update = UpdateFractal::parse(body, id)?;
+    for _ in 0..MAX_WRITE_ATTEMPTS {
+        let record = state
+            .db
+            .get(id)
+            .await?
+            .ok_or_else(|| ApiError::no_fractal(id))?;
+        match update.apply(&record, Timestamp::now())? {
+            Outcome::Unchanged => return Ok(Json(record.to_json())),
+            Outcome::Changed(next) => {
+                if state.db.replace(&record, &next).await? {
+                    if next.status != record.status {
+                        tracing::info!("fractal {id} is {}", next.status);
+                    }
+                    return Ok(Json(next.to_json()));
+                }
+            }
+        }
+    }
+    Err(busy(id))
+}
+
+/// `DELETE /v1/fractal/{uuid}`: removes the fractal and its image.
+#[utoipa::path(
+    delete,
+    path = "/v1/fractal/{uuid}",
+    tag = "fractals",
+    params(("uuid" = uuid::Uuid, Path, description = "The fractal's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Not a UUID", body = crate::openapi::schema::ErrorBody),
+        (status = 404, description = "No such fractal", body = crate::openapi::schema::ErrorBody),
+    )
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<StatusCode, ApiError> {
+    let record = state
+        .db
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::no_fractal(id))?;
+    if !state.db.delete(id).await? {
+        return Err(ApiError::no_fractal(id));
+    }
+    state.images.remove(&record).await;
+    tracing::info!("deleted fractal {id}");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// 409 after [`MAX_WRITE_ATTEMPTS`] lost races.
+pub fn busy(id: impl std::fmt::Display) -> ApiError {
+    ApiError::Conflict(format!(
+        "fractal {id} kept changing while this request tried to update it; try again"
+    ))
+}

@@ -1,0 +1,84 @@
+//! Liveness, readiness, metrics and the OpenAPI document.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{Method, Uri};
+use axum::response::IntoResponse;
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The body of `/healthz` and `/readyz`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `alive` or `ready`.
+    pub status: &'static str,
+}
+
+/// `GET /healthz`: the process answers (it checks nothing else).
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "alive" })
+}
+
+/// `GET /readyz`: the database answers `SELECT 1`.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "The database does not answer", body = crate::openapi::schema::ErrorBody),
+    ))]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    state.db.ping().await.map_err(|e| {
+        ApiError::Unavailable(format!(
+            "the database {} does not answer: {e}",
+            state.db.url()
+        ))
+    })?;
+    Ok(Json(Health { status: "ready" }))
+}
+
+/// `GET /metrics`: Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus metrics", content_type = "text/plain", body = String)))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let counts = match state.db.count_by_status().await {
+        Ok(counts) => Some(counts),
+        Err(e) => {
+            tracing::warn!("metrics: cannot count fractals: {e}");
+            None
+        }
+    };
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(counts.as_deref()),
+    )
+}
+
+/// `GET /openapi.json`: the OpenAPI 3 description of every route.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "This document", content_type = "application/json", body = Object)))]
+pub async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "application/json")],
+        crate::openapi::document(&state.settings),
+    )
+}
+
+/// Fallback: 404 JSON for a path no route serves.
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!(
+        "no such page: {}",
+        crate::domain::fractal_id::shorten(uri.path())
+    ))
+}
+
+/// Fallback: 405 JSON for a method a route does not serve.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "{method} is not allowed on {}",
+        crate::domain::fractal_id::shorten(uri.path())
+    ))
+}

@@ -1,0 +1,178 @@
+//! The PNG of a fractal: uploaded by the producer with the result, served
+//! to everyone once the fractal is done.
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use faafo_common::fractal::{Fractal, FractalStatus};
+
+use crate::domain::update::{attach_image, check_image_fits};
+use crate::domain::{Outcome, PngImage, Timestamp};
+use crate::error::ApiError;
+use crate::extract::{PathId, body_bytes};
+use crate::routes::fractals::{MAX_WRITE_ATTEMPTS, busy};
+use crate::state::AppState;
+
+/// Cache policy of an image: a done fractal's image never changes.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// `PUT /v1/fractal/{uuid}/image`: stores the fractal's PNG (raw bytes,
+/// `Content-Type: image/png`). Its sha256 must match the checksum the
+/// fractal already names, if any; storing the same image again is a no-op.
+#[utoipa::path(
+    put,
+    path = "/v1/fractal/{uuid}/image",
+    tag = "images",
+    params(("uuid" = uuid::Uuid, Path, description = "The fractal's id")),
+    request_body(content = Vec<u8>, content_type = "image/png", description = "The PNG file"),
+    responses(
+        (status = 200, description = "Stored; the fractal with the image's checksum and size", body = crate::openapi::schema::Fractal),
+        (status = 400, description = "Not a UUID, or unreadable body", body = crate::openapi::schema::ErrorBody),
+        (status = 404, description = "No such fractal", body = crate::openapi::schema::ErrorBody),
+        (status = 409, description = "Another image (checksum mismatch)", body = crate::openapi::schema::ErrorBody),
+        (status = 413, description = "Image larger than max_body_size", body = crate::openapi::schema::ErrorBody),
+        (status = 415, description = "Not image/png", body = crate::openapi::schema::ErrorBody),
+        (status = 422, description = "Not a PNG, or not the fractal's size", body = crate::openapi::schema::ErrorBody),
+    )
+)]
+pub async fn upload(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+    request: Request,
+) -> Result<Json<Fractal>, ApiError> {
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let essence = content_type.map(|c| {
+        c.split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+    });
+    if essence.as_deref() != Some("image/png") {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "expected Content-Type: image/png, got {}",
+            content_type.map_or("none".to_string(), crate::domain::fractal_id::shorten)
+        )));
+    }
+    let png = PngImage::parse(body_bytes(request, &()).await?)?;
+    for _ in 0..MAX_WRITE_ATTEMPTS {
+        let record = state
+            .db
+            .get(id)
+            .await?
+            .ok_or_else(|| ApiError::no_fractal(id))?;
+        check_image_fits(&record, &png)?;
+        let outcome = match attach_image(&record, &png, Timestamp::now()) {
+            Ok(outcome) => outcome,
+            Err(conflict) => {
+                // Filesystem store: drop a file an earlier try of ours left.
+                if record.checksum.as_ref() != Some(png.checksum()) {
+                    state.images.discard(id, png.checksum()).await;
+                }
+                return Err(conflict.into());
+            }
+        };
+        match outcome {
+            Outcome::Unchanged => return Ok(Json(record.to_json())),
+            Outcome::Changed(next) => {
+                if state.images.store(&state.db, &record, &next, &png).await? {
+                    tracing::info!(
+                        "stored the image of fractal {id} ({} bytes, sha256 {})",
+                        png.size(),
+                        png.checksum()
+                    );
+                    return Ok(Json(next.to_json()));
+                }
+            }
+        }
+    }
+    Err(busy(id))
+}
+
+/// `GET /fractal/{uuid}`: the PNG of a done fractal, with its checksum as
+/// ETag (`If-None-Match` gives 304) and long-lived cache headers.
+#[utoipa::path(
+    get,
+    path = "/fractal/{uuid}",
+    tag = "images",
+    params(
+        ("uuid" = uuid::Uuid, Path, description = "The fractal's id"),
+        ("If-None-Match" = Option<String>, Header, description = "ETag(s) the client has"),
+    ),
+    responses(
+        (status = 200, description = "The PNG", content_type = "image/png", body = Vec<u8>,
+            headers(("ETag" = String, description = "\"<sha256>\""), ("Cache-Control" = String))),
+        (status = 304, description = "The client's copy is current"),
+        (status = 400, description = "Not a UUID", body = crate::openapi::schema::ErrorBody),
+        (status = 404, description = "No such fractal", body = crate::openapi::schema::ErrorBody),
+        (status = 409, description = "Not done yet: no image", body = crate::openapi::schema::ErrorBody),
+    )
+)]
+pub async fn image(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let record = state
+        .db
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::no_fractal(id))?;
+    let checksum = match (&record.status, &record.checksum) {
+        (FractalStatus::Done, Some(checksum)) if record.has_image => checksum.clone(),
+        (status, _) => {
+            return Err(ApiError::Conflict(format!(
+                "fractal {id} is {status}: it has no image yet"
+            )));
+        }
+    };
+    let etag = format!("\"{checksum}\"");
+    let etag_value = HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let cache = [
+        (ETAG, etag_value),
+        (CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE)),
+    ];
+    if headers
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| etag_matches(v, checksum.as_str()))
+    {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    }
+    let png = state.images.load(&state.db, &record).await?;
+    Ok((
+        cache,
+        [(CONTENT_TYPE, HeaderValue::from_static("image/png"))],
+        png,
+    )
+        .into_response())
+}
+
+/// Whether an `If-None-Match` value (`*`, or a list of strong or weak
+/// tags) names the checksum.
+fn etag_matches(header: &str, checksum: &str) -> bool {
+    header.split(',').map(str::trim).any(|tag| {
+        tag == "*" || tag.strip_prefix("W/").unwrap_or(tag).trim_matches('"') == checksum
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::etag_matches;
+
+    #[test]
+    fn if_none_match_forms() {
+        assert!(etag_matches("\"abc\"", "abc"));
+        assert!(etag_matches("W/\"abc\"", "abc"));
+        assert!(etag_matches("\"x\", \"abc\"", "abc"));
+        assert!(etag_matches("*", "abc"));
+        assert!(!etag_matches("\"abd\"", "abc"));
+        assert!(!etag_matches("", "abc"));
+    }
+}

@@ -1,0 +1,53 @@
+//! The routes, and the router that puts them together with the
+//! middleware: request span and log line (outermost), body limit, and
+//! token auth on the fractal routes and pages.
+
+pub mod fractals;
+pub mod health;
+pub mod images;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, put};
+
+use crate::state::AppState;
+use crate::{auth, request_log, web};
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    let guarded = Router::new()
+        .route("/v1/fractal", get(fractals::list).post(fractals::create))
+        .route(
+            "/v1/fractal/{uuid}",
+            get(fractals::show)
+                .put(fractals::update)
+                .delete(fractals::delete),
+        )
+        .route("/v1/fractal/{uuid}/image", put(images::upload))
+        .route("/api/fractal", get(fractals::list).post(fractals::create))
+        .route(
+            "/api/fractal/{uuid}",
+            get(fractals::show)
+                .put(fractals::update)
+                .delete(fractals::delete),
+        )
+        .route("/api/fractal/{uuid}/image", put(images::upload))
+        .route("/fractal/{uuid}", get(images::image))
+        .route("/", get(web::index))
+        .route("/index/{page}", get(web::index_page))
+        .route("/show/{uuid}", get(web::show))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_token));
+    let open = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(health::openapi));
+    guarded
+        .merge(open)
+        .fallback(health::not_found)
+        .method_not_allowed_fallback(health::method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.settings.max_body_size))
+        .layer(from_fn_with_state(state.clone(), request_log::track))
+        .with_state(state)
+}

@@ -1,0 +1,191 @@
+//! Building and running the application (zero2prod style): [`Application::build`]
+//! opens the database, migrates it and binds the listener (port 0 picks a
+//! free port, for tests and `faafo up`); [`Application::run_until_stopped`]
+//! serves until the given future resolves, then finishes the requests in
+//! flight and closes the database.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use faafo_common::configuration::FaafoConfig;
+use tokio::net::TcpListener;
+
+use crate::db::{Database, DbError};
+use crate::images::{ImageStore, ImageStoreError};
+use crate::metrics::Metrics;
+use crate::settings::{ApiSettings, AuthPolicy, ImageStoreKind};
+use crate::state::AppState;
+
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Database(#[from] DbError),
+    /// The image directory could not be created.
+    #[error("cannot use the image store: {0}")]
+    Images(#[from] ImageStoreError),
+    /// The address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// `host:port`.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The API, bound and ready to serve.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    address: SocketAddr,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the database of `config` (creating and migrating its schema),
+    /// the image store, and binds `[api] bind_host:bind_port`.
+    pub async fn build(config: &FaafoConfig) -> Result<Self, StartupError> {
+        let settings = ApiSettings::from_config(config);
+        if settings.auth == AuthPolicy::NoAuth {
+            tracing::warn!(
+                "auth_strategy = noauth: anyone who can reach this API may create, change and delete fractals"
+            );
+        }
+        let db = Database::connect(&config.database_url(), &config.database).await?;
+        let images = ImageStore::open(&settings.image_store)?;
+        let bind = bind_address(&config.api.bind_host, config.api.bind_port);
+        let listener = TcpListener::bind(&bind)
+            .await
+            .map_err(|source| StartupError::Bind {
+                address: bind.clone(),
+                source,
+            })?;
+        let address = listener.local_addr().map_err(|source| StartupError::Bind {
+            address: bind.clone(),
+            source,
+        })?;
+        let store = match &settings.image_store {
+            ImageStoreKind::Database => "in the database".to_string(),
+            ImageStoreKind::Filesystem(dir) => format!("in {}", dir.display()),
+        };
+        tracing::info!(
+            "faafo-api listening on http://{address} (database {}, images {store})",
+            db.url()
+        );
+        let state = AppState {
+            db,
+            images,
+            settings: Arc::new(settings),
+            metrics: Arc::new(Metrics::default()),
+        };
+        Ok(Self {
+            listener,
+            address,
+            router: crate::routes::router(state.clone()),
+            state,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// The bound address.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// A URL clients on this machine can use (`http://127.0.0.1:<port>`
+    /// when bound to every address).
+    pub fn url(&self) -> String {
+        let ip = self.address.ip();
+        let host = if ip.is_unspecified() {
+            if ip.is_ipv4() {
+                "127.0.0.1".to_string()
+            } else {
+                "[::1]".to_string()
+            }
+        } else if ip.is_ipv6() {
+            format!("[{ip}]")
+        } else {
+            ip.to_string()
+        };
+        format!("http://{host}:{}", self.port())
+    }
+
+    /// The database (for tests and `faafo up`).
+    pub fn database(&self) -> &Database {
+        &self.state.db
+    }
+
+    /// Serves until `shutdown` resolves, then lets the requests in flight
+    /// finish and closes the database.
+    pub async fn run_until_stopped<F>(self, shutdown: F) -> std::io::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(self.listener, service)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        self.state.db.close().await;
+        tracing::info!("faafo-api stopped");
+        result
+    }
+}
+
+/// `host:port`, with brackets around an IPv6 host.
+fn bind_address(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what `faafo-api` stops on).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("interrupted: stopping"),
+        () = terminate => tracing::info!("terminated: stopping"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bind_address;
+
+    #[test]
+    fn ipv6_hosts_are_bracketed() {
+        assert_eq!(bind_address("127.0.0.1", 5000), "127.0.0.1:5000");
+        assert_eq!(bind_address("::1", 0), "[::1]:0");
+    }
+}

@@ -1,0 +1,276 @@
+//! The web page, server-rendered with maud (which escapes every value):
+//! finished fractals, newest first, 5 per page, each a thumbnail linking
+//! to the full image beside the original's details table; the counts by
+//! status; a page per fractal. No script, no external asset; inline CSS
+//! that folds to one column on a phone.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use faafo_common::fractal::FractalStatus;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+use crate::db::StatusCounts;
+use crate::domain::{FractalId, FractalRecord, ListQuery, Order, OrderKey};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Fractals per page, as the original.
+pub const PER_PAGE: u32 = 5;
+
+const STYLE: &str = r#"
+*{box-sizing:border-box}
+body{margin:0;font:16px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d1d1f;background:#f4f4f6}
+header,main,nav,footer{max-width:60rem;margin:0 auto;padding:0 1rem}
+header{padding-top:1rem}
+h1{margin:.2rem 0;font-size:1.6rem}
+h1 a{color:inherit;text-decoration:none}
+.counts{display:flex;flex-wrap:wrap;gap:.5rem;margin:.5rem 0 1rem;padding:0;list-style:none}
+.counts li{background:#fff;border:1px solid #ddd;border-radius:1rem;padding:.1rem .7rem;font-size:.9rem}
+.fractal{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start;background:#fff;border:1px solid #ddd;border-radius:.5rem;padding:1rem;margin-bottom:1rem}
+.fractal img{display:block;max-width:min(300px,100%);max-height:300px;width:auto;height:auto;border-radius:.25rem;background:#000}
+.thumb{flex:0 1 300px;min-width:0}
+table{border-collapse:collapse;flex:1 1 20rem;min-width:0;font-size:.92rem}
+th{text-align:left;font-weight:600;padding:.15rem .8rem .15rem 0;vertical-align:top;white-space:nowrap;color:#555}
+td{padding:.15rem 0;overflow-wrap:anywhere}
+code{font-size:.85rem}
+nav{display:flex;justify-content:space-between;align-items:center;padding-bottom:2rem}
+nav a,.pill{display:inline-block;padding:.35rem .9rem;border-radius:.3rem;background:#2b59c3;color:#fff;text-decoration:none}
+.disabled{visibility:hidden}
+.status{font-weight:600}
+.empty{background:#fff;border:1px dashed #bbb;border-radius:.5rem;padding:2rem;text-align:center;color:#666}
+footer{color:#777;font-size:.8rem;padding-bottom:1rem}
+@media (max-width:36rem){.thumb{flex-basis:100%}.fractal img{max-width:100%}}
+"#;
+
+fn layout(title: &str, counts: Option<&StatusCounts>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header {
+                    h1 { a href="/" { "faafo" } }
+                    @if let Some(counts) = counts {
+                        ul.counts aria-label="fractals by status" {
+                            @for (status, n) in counts {
+                                li { (n) " " (status) }
+                            }
+                        }
+                    }
+                }
+                (body)
+                footer { "faafo — First App Application For OpenStack, in Rust" }
+            }
+        }
+    }
+}
+
+/// `GET /`: the first page.
+#[utoipa::path(get, path = "/", tag = "pages",
+    responses((status = 200, description = "The newest finished fractals", content_type = "text/html", body = String)))]
+pub async fn index(State(state): State<AppState>) -> Result<Response, ApiError> {
+    render_index(&state, 1).await
+}
+
+/// `GET /index/{page}`: page `page` (from 1) of the finished fractals.
+#[utoipa::path(get, path = "/index/{page}", tag = "pages",
+    params(("page" = i64, Path, minimum = 1, description = "Page number, from 1")),
+    responses(
+        (status = 200, description = "A page of finished fractals", content_type = "text/html", body = String),
+        (status = 404, description = "Not a page number", content_type = "text/html", body = String),
+    ))]
+pub async fn index_page(
+    State(state): State<AppState>,
+    page: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    match page
+        .ok()
+        .and_then(|Path(p)| p.parse::<i64>().ok())
+        .filter(|&p| p >= 1)
+    {
+        Some(page) => render_index(&state, page.unsigned_abs()).await,
+        None => Ok(not_found(
+            "There is no such page: pages are numbered from 1.",
+        )),
+    }
+}
+
+async fn render_index(state: &AppState, page: u64) -> Result<Response, ApiError> {
+    let counts = state.db.count_by_status().await?;
+    let query = ListQuery {
+        page,
+        per_page: PER_PAGE,
+        status: Some(FractalStatus::Done),
+        updated_before: None,
+        order: Order {
+            key: OrderKey::UpdatedAt,
+            descending: true,
+        },
+    };
+    let (total, records) = state.db.list(&query).await?;
+    let pages = query.total_pages(total).max(1);
+    let body = html! {
+        main {
+            @if records.is_empty() {
+                p.empty {
+                    @if total == 0 { "No fractal is finished yet." } @else { "This page is past the last one." }
+                }
+            }
+            @for record in &records {
+                article.fractal {
+                    a.thumb href={ "/fractal/" (record.uuid) } {
+                        img src={ "/fractal/" (record.uuid) } alt={ "Julia set " (record.uuid) }
+                            width=(record.width) height=(record.height);
+                    }
+                    (details(record))
+                }
+            }
+        }
+        nav aria-label="pages" {
+            @if page > 1 {
+                a href=(page_url(page - 1)) rel="prev" { "← newer" }
+            } @else {
+                span.disabled { "← newer" }
+            }
+            span { "page " (page) " of " (pages) }
+            @if page < pages {
+                a href=(page_url(page + 1)) rel="next" { "older →" }
+            } @else {
+                span.disabled { "older →" }
+            }
+        }
+    };
+    Ok(Html(layout("faafo", Some(&counts), body).into_string()).into_response())
+}
+
+fn page_url(page: u64) -> String {
+    if page == 1 {
+        "/".into()
+    } else {
+        format!("/index/{page}")
+    }
+}
+
+/// The original's details table, plus c.
+fn details(r: &FractalRecord) -> Markup {
+    html! {
+        table {
+            tr { th { "UUID" } td { a href={ "/show/" (r.uuid) } { code { (r.uuid) } } } }
+            tr { th { "Duration" } td { @if let Some(d) = r.duration { (format!("{d:.3}")) " s" } @else { "—" } } }
+            tr { th { "Dimensions" } td { (r.width) " x " (r.height) " px" } }
+            tr { th { "Iterations" } td { (r.iterations) } }
+            tr { th { "Parameters" } td {
+                "xa = " (r.xa) br; "xb = " (r.xb) br; "ya = " (r.ya) br; "yb = " (r.yb)
+            } }
+            tr { th { "c" } td { (constant(r)) } }
+            tr { th { "File size" } td { @if let Some(s) = r.size { (file_size(s)) } @else { "—" } } }
+            tr { th { "Checksum" } td { @if let Some(c) = &r.checksum { code { (c) } } @else { "—" } } }
+            tr { th { "Generated by" } td { @if let Some(g) = &r.generated_by { (g) } @else { "—" } } }
+        }
+    }
+}
+
+fn constant(r: &FractalRecord) -> String {
+    match (r.c_re, r.c_im, r.seed) {
+        (Some(re), Some(im), _) if im < 0.0 => format!("{re} − {}i", -im),
+        (Some(re), Some(im), _) => format!("{re} + {im}i"),
+        (_, _, Some(seed)) => format!("drawn from seed {seed}"),
+        _ => "drawn from the uuid".into(),
+    }
+}
+
+fn file_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["bytes", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{value:.1} {} ({bytes} bytes)", UNITS[unit])
+    }
+}
+
+/// `GET /show/{uuid}`: one fractal, in any status.
+#[utoipa::path(get, path = "/show/{uuid}", tag = "pages", operation_id = "show_page",
+    params(("uuid" = uuid::Uuid, Path, description = "The fractal's id")),
+    responses(
+        (status = 200, description = "The fractal's page", content_type = "text/html", body = String),
+        (status = 404, description = "No such fractal", content_type = "text/html", body = String),
+    ))]
+pub async fn show(
+    State(state): State<AppState>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let Some(id) = id.ok().and_then(|Path(text)| FractalId::parse(&text).ok()) else {
+        return Ok(not_found("That is not a fractal's id."));
+    };
+    let Some(record) = state.db.get(id).await? else {
+        return Ok(not_found(&format!("There is no fractal {id}.")));
+    };
+    let done = record.status == FractalStatus::Done && record.has_image;
+    let body = html! {
+        main {
+            article.fractal {
+                @if done {
+                    a.thumb href={ "/fractal/" (record.uuid) } {
+                        img src={ "/fractal/" (record.uuid) } alt={ "Julia set " (record.uuid) }
+                            width=(record.width) height=(record.height);
+                    }
+                }
+                div {
+                    p { "Status: " span.status { (record.status) }
+                        @if let Some(e) = &record.error { " — " (e) } }
+                    (details(&record))
+                    table {
+                        tr { th { "Attempts" } td { (record.attempts) } }
+                        tr { th { "Created" } td { (record.created_at) } }
+                        tr { th { "Updated" } td { (record.updated_at) } }
+                    }
+                }
+            }
+        }
+        nav { a href="/" { "← all fractals" } }
+    };
+    Ok(Html(layout(&format!("faafo — {id}"), None, body).into_string()).into_response())
+}
+
+fn not_found(message: &str) -> Response {
+    let body = html! {
+        main { p.empty { (message) } }
+        nav { a href="/" { "← all fractals" } }
+    };
+    (
+        StatusCode::NOT_FOUND,
+        Html(layout("faafo — not found", None, body).into_string()),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(file_size(999), "999 bytes");
+        assert_eq!(file_size(12_345), "12.1 KiB (12345 bytes)");
+    }
+
+    #[test]
+    fn values_are_escaped() {
+        let page = layout("<script>", None, html! { p { ("<b>&") } });
+        let text = page.into_string();
+        assert!(!text.contains("<script>"));
+        assert!(text.contains("&lt;b&gt;&amp;"));
+    }
+}

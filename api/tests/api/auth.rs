@@ -1,0 +1,185 @@
+//! `auth_strategy = token`, route by route.
+
+use faafo_common::configuration::CommaList;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, error_of, new_fractal, render, spawn_app_with};
+
+const TOKEN: &str = "s3cret-token";
+
+/// A write: method, path, body (content type and bytes), success status.
+type Write<'a> = (Method, String, Option<(&'a str, Vec<u8>)>, u16);
+
+async fn app(protect_reads: bool) -> TestApp {
+    spawn_app_with(Backend::Sqlite, |c| {
+        c.api.auth_strategy = "token".into();
+        c.api.auth_tokens = CommaList(vec![TOKEN.into(), "second-token".into()]);
+        c.api.protect_reads = protect_reads;
+    })
+    .await
+}
+
+async fn send(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&str, Vec<u8>)>,
+) -> reqwest::Response {
+    let mut request = app.http.request(method, app.at(path));
+    if let Some(token) = token {
+        request = request.header("X-Auth-Token", token);
+    }
+    if let Some((content_type, body)) = body {
+        request = request.header("Content-Type", content_type).body(body);
+    }
+    request.send().await.expect("request")
+}
+
+#[tokio::test]
+async fn every_write_needs_a_valid_token() {
+    let app = app(false).await;
+    // The client carries the token: the producer's flow works.
+    let (done, _) = app.finished_fractal(24, 16, (-0.8, 0.156)).await;
+    let pending = app
+        .api
+        .create(&new_fractal(24, 16, Some((-0.4, 0.6))))
+        .await
+        .expect("create");
+    let png = render(&pending).png;
+    let new = serde_json::to_vec(&new_fractal(8, 8, None)).expect("json");
+    let update = serde_json::to_vec(&json!({"attempts": 2})).expect("json");
+    let writes: Vec<Write> = vec![
+        (
+            Method::POST,
+            "/v1/fractal".into(),
+            Some(("application/json", new.clone())),
+            201,
+        ),
+        (
+            Method::POST,
+            "/api/fractal".into(),
+            Some(("application/json", new)),
+            201,
+        ),
+        (
+            Method::PUT,
+            format!("/v1/fractal/{}", pending.uuid),
+            Some(("application/json", update.clone())),
+            200,
+        ),
+        (
+            Method::PUT,
+            format!("/api/fractal/{}", pending.uuid),
+            Some(("application/json", update)),
+            200,
+        ),
+        (
+            Method::PUT,
+            format!("/v1/fractal/{}/image", pending.uuid),
+            Some(("image/png", png)),
+            200,
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/fractal/{}", pending.uuid),
+            None,
+            204,
+        ),
+        (
+            Method::DELETE,
+            format!("/api/fractal/{}", done.uuid),
+            None,
+            204,
+        ),
+    ];
+    for (method, path, body, ok) in writes {
+        let before = app.snapshot().await;
+        for token in [
+            None,
+            Some("wrong"),
+            Some(""),
+            Some("S3CRET-TOKEN"),
+            Some("s3cret-token2"),
+        ] {
+            let response = send(&app, method.clone(), &path, token, body.clone()).await;
+            let message = error_of(response, 401).await;
+            assert!(message.contains("X-Auth-Token"), "{message}");
+        }
+        assert_eq!(
+            app.snapshot().await,
+            before,
+            "{method} {path}: a refused request changed something"
+        );
+        let token = if ok == 204 { "second-token" } else { TOKEN };
+        let response = send(&app, method.clone(), &path, Some(token), body.clone()).await;
+        assert_eq!(response.status().as_u16(), ok, "{method} {path}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn reads_are_public_unless_protected() {
+    let app = app(false).await;
+    let (done, _) = app.finished_fractal(24, 16, (-0.8, 0.156)).await;
+    let reads = [
+        "/v1/fractal".to_string(),
+        format!("/v1/fractal/{}", done.uuid),
+        format!("/api/fractal/{}", done.uuid),
+        format!("/fractal/{}", done.uuid),
+        "/".into(),
+        "/index/1".into(),
+        format!("/show/{}", done.uuid),
+        "/healthz".into(),
+        "/readyz".into(),
+        "/metrics".into(),
+        "/openapi.json".into(),
+    ];
+    for path in &reads {
+        assert_eq!(
+            send(&app, Method::GET, path, None, None).await.status(),
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    // The document says which operations need the token.
+    let doc: Value = app.get("/openapi.json").await.json().await.expect("json");
+    assert_eq!(
+        doc["paths"]["/v1/fractal"]["post"]["security"],
+        json!([{"token": []}])
+    );
+    assert!(doc["paths"]["/v1/fractal"]["get"].get("security").is_none());
+    app.stop().await;
+
+    let app = app_protected().await;
+    let (done, _) = app.finished_fractal(24, 16, (-0.8, 0.156)).await;
+    for path in [
+        "/v1/fractal".to_string(),
+        format!("/v1/fractal/{}", done.uuid),
+        format!("/fractal/{}", done.uuid),
+        "/".into(),
+        format!("/show/{}", done.uuid),
+    ] {
+        error_of(send(&app, Method::GET, &path, None, None).await, 401).await;
+        assert_eq!(
+            send(&app, Method::GET, &path, Some(TOKEN), None)
+                .await
+                .status(),
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    for path in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
+        assert_eq!(
+            send(&app, Method::GET, path, None, None).await.status(),
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    app.stop().await;
+}
+
+async fn app_protected() -> TestApp {
+    app(true).await
+}

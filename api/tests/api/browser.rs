@@ -1,0 +1,324 @@
+//! The web page in a real browser: headless Chromium (Debian's `chromium`),
+//! driven over the DevTools protocol, loads `/` with rendered fractals,
+//! every thumbnail must have loaded (naturalWidth > 0), and screenshots
+//! (desktop and phone) are saved under the test's output directory.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{Backend, spawn_app};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// A minimal DevTools client: one WebSocket to the browser, one page session.
+struct DevTools {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    next_id: u64,
+    session: Option<String>,
+}
+
+impl DevTools {
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut message = json!({"id": id, "method": method, "params": params});
+        if let Some(session) = &self.session {
+            message["sessionId"] = json!(session);
+        }
+        self.socket
+            .send(Message::text(message.to_string()))
+            .await
+            .expect("send to Chromium");
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(30), self.socket.next())
+                .await
+                .unwrap_or_else(|_| panic!("Chromium did not answer {method} within 30 s"))
+                .expect("Chromium closed the DevTools connection")
+                .expect("DevTools message");
+            let Message::Text(text) = frame else { continue };
+            let reply: Value = serde_json::from_str(&text).expect("DevTools JSON");
+            if reply["id"] == json!(id) {
+                assert!(reply.get("error").is_none(), "{method} failed: {reply}");
+                return reply["result"].clone();
+            }
+        }
+    }
+
+    async fn eval(&mut self, expression: &str) -> Value {
+        let result = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+            )
+            .await;
+        assert!(
+            result.get("exceptionDetails").is_none(),
+            "{expression}: {result}"
+        );
+        result["result"]["value"].clone()
+    }
+
+    async fn screenshot(&mut self, path: &Path) {
+        let shot = self
+            .call(
+                "Page.captureScreenshot",
+                json!({"format": "png", "captureBeyondViewport": true}),
+            )
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().expect("screenshot data"))
+            .expect("base64");
+        assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
+        std::fs::write(path, png).expect("write the screenshot");
+    }
+
+    /// Loads `url` with the given viewport and waits until the page and
+    /// its images are complete.
+    async fn load(&mut self, url: &str, width: u32, height: u32, mobile: bool) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}),
+        )
+        .await;
+        self.call("Page.navigate", json!({"url": url})).await;
+        let started = Instant::now();
+        loop {
+            let ready = self
+                .eval("document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)")
+                .await;
+            if ready == json!(true) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{url} did not finish loading in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Chromium, killed when dropped.
+struct Browser {
+    child: tokio::process::Child,
+    _profile: tempfile::TempDir,
+}
+
+async fn launch() -> (Browser, DevTools) {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "this test needs Debian's chromium at {CHROMIUM}: install it with `apt-get install -y chromium`"
+    );
+    let profile = tempfile::tempdir().expect("profile directory");
+    let child = tokio::process::Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+            "--hide-scrollbars",
+            "--remote-debugging-port=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("about:blank")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start chromium");
+    // Chromium writes its port and browser path once it listens.
+    let port_file = profile.path().join("DevToolsActivePort");
+    let started = Instant::now();
+    let endpoint = loop {
+        if let Ok(text) = std::fs::read_to_string(&port_file) {
+            let mut lines = text.lines();
+            if let (Some(port), Some(path)) = (lines.next(), lines.next()) {
+                break format!("ws://127.0.0.1:{port}{path}");
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "Chromium did not open its DevTools port in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (socket, _) = tokio_tungstenite::connect_async(&endpoint)
+        .await
+        .expect("connect to DevTools");
+    let mut devtools = DevTools {
+        socket,
+        next_id: 0,
+        session: None,
+    };
+    let target = devtools
+        .call("Target.createTarget", json!({"url": "about:blank"}))
+        .await;
+    let attached = devtools
+        .call(
+            "Target.attachToTarget",
+            json!({"targetId": target["targetId"], "flatten": true}),
+        )
+        .await;
+    devtools.session = Some(
+        attached["sessionId"]
+            .as_str()
+            .expect("session id")
+            .to_string(),
+    );
+    devtools.call("Page.enable", json!({})).await;
+    (
+        Browser {
+            child,
+            _profile: profile,
+        },
+        devtools,
+    )
+}
+
+fn output_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    std::fs::create_dir_all(&dir).expect("output directory");
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_rendered_fractals_in_chromium() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let constants = [
+        (-0.8, 0.156),
+        (-0.4, 0.6),
+        (0.285, 0.01),
+        (-0.7269, 0.1889),
+        (-0.835, -0.2321),
+        (0.35, 0.35),
+    ];
+    let mut finished = Vec::new();
+    for (i, c) in constants.into_iter().enumerate() {
+        let (width, height) = if i % 2 == 0 { (360, 240) } else { (240, 240) };
+        finished.push(app.finished_fractal(width, height, c).await.0);
+    }
+    // A pending one, with markup in its error, must not show or break the page.
+    let pending = app
+        .api
+        .create(&crate::helpers::new_fractal(8, 8, None))
+        .await
+        .expect("create");
+    let failed = faafo_common::fractal::FractalUpdate {
+        status: Some(faafo_common::fractal::FractalStatus::Failed),
+        error: Some("<script>alert(1)</script>".into()),
+        ..Default::default()
+    };
+    app.api
+        .update(&pending.uuid, &failed)
+        .await
+        .expect("failed");
+
+    let (mut browser, mut devtools) = launch().await;
+    let dir = output_dir();
+    devtools.load(&app.url, 1280, 900, false).await;
+    let images = devtools
+        .eval("JSON.stringify(Array.from(document.images).map(i => ({src: i.getAttribute('src'), w: i.naturalWidth, h: i.naturalHeight, shown: i.getBoundingClientRect().width})))")
+        .await;
+    let images: Vec<Value> = serde_json::from_str(images.as_str().expect("text")).expect("json");
+    assert_eq!(images.len(), 5, "5 fractals per page: {images:?}");
+    // Newest first: the last finished is first.
+    let newest = &finished[finished.len() - 1];
+    assert_eq!(images[0]["src"], json!(format!("/fractal/{}", newest.uuid)));
+    for image in &images {
+        assert!(
+            image["w"].as_u64().unwrap_or(0) > 0,
+            "a thumbnail did not load: {image}"
+        );
+        assert!(
+            image["shown"].as_f64().unwrap_or(0.0) <= 300.5,
+            "thumbnails are at most 300 px wide: {image}"
+        );
+    }
+    let text = devtools.eval("document.body.innerText").await;
+    let text = text.as_str().expect("text");
+    for needle in [
+        "6 done",
+        "1 failed",
+        "0 pending",
+        "UUID",
+        "Duration",
+        "360 x 240 px",
+        "Iterations",
+        "Checksum",
+        "Generated by",
+        "test-worker",
+        "page 1 of 2",
+    ] {
+        assert!(
+            text.contains(needle),
+            "{needle:?} is not on the page:\n{text}"
+        );
+    }
+    assert_eq!(
+        devtools
+            .eval("document.querySelectorAll('script').length")
+            .await,
+        json!(0)
+    );
+    devtools.screenshot(&dir.join("index.png")).await;
+
+    // Page 2 has the oldest one; its link leads to the full image.
+    devtools
+        .eval("document.querySelector('a[rel=next]').click()")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    devtools
+        .load(&format!("{}/index/2", app.url), 1280, 900, false)
+        .await;
+    let second = devtools
+        .eval("Array.from(document.images).map(i => i.naturalWidth)")
+        .await;
+    assert_eq!(second, json!([360]));
+    // A phone: one column, nothing wider than the screen.
+    devtools.load(&app.url, 390, 844, true).await;
+    let overflow = devtools
+        .eval("document.documentElement.scrollWidth <= window.innerWidth")
+        .await;
+    assert_eq!(
+        overflow,
+        json!(true),
+        "the page is wider than a phone's screen"
+    );
+    let loaded = devtools
+        .eval("Array.from(document.images).every(i => i.naturalWidth > 0)")
+        .await;
+    assert_eq!(loaded, json!(true));
+    devtools.screenshot(&dir.join("index-phone.png")).await;
+    // A fractal's own page.
+    devtools
+        .load(
+            &format!("{}/show/{}", app.url, finished[0].uuid),
+            1280,
+            900,
+            false,
+        )
+        .await;
+    let text = devtools.eval("document.body.innerText").await;
+    assert!(
+        text.as_str()
+            .is_some_and(|t| t.contains("done") && t.contains(&finished[0].uuid)),
+        "{text}"
+    );
+    devtools.screenshot(&dir.join("show.png")).await;
+    println!("screenshots in {}", dir.display());
+    let _ = browser.child.kill().await;
+    app.stop().await;
+}

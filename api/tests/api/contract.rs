@@ -1,0 +1,746 @@
+//! The REST contract, with the same assertions on every database.
+
+use faafo_common::api_client::ListQuery;
+use faafo_common::fractal::{Fractal, FractalPage, FractalStatus, FractalUpdate, NewFractal};
+use reqwest::StatusCode;
+use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION};
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, error_of, new_fractal, render, spawn_app, spawn_app_with};
+
+/// Generates one test per database for each contract function.
+macro_rules! on_every_database {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(crate::helpers::Backend::Sqlite).await })*
+        }
+        mod mariadb {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(crate::helpers::Backend::MySql).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(crate::helpers::Backend::Postgres).await })*
+        }
+    };
+}
+
+on_every_database!(
+    create_and_read_back_every_field_exactly,
+    uuid_is_generated_and_location_given,
+    duplicates_are_refused_and_change_nothing,
+    pages_count_and_clamp,
+    filters_and_orders,
+    the_producers_lifecycle,
+    done_needs_the_matching_image,
+    images_are_served_with_etags,
+    delete_removes_the_fractal_and_its_image,
+    large_images_fit,
+    concurrent_writers_do_not_lose_updates,
+    filesystem_image_store,
+    health_readiness_and_metrics,
+    the_api_client_works_against_the_server,
+);
+
+async fn create(app: &TestApp, body: &NewFractal) -> Fractal {
+    app.api.create(body).await.expect("create")
+}
+
+async fn create_and_read_back_every_field_exactly(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // The original's task, whose floats a MySQL FLOAT column rounded.
+    let body = json!({
+        "uuid": "212E8C23-E67F-4BD3-86E1-5A5E811EE2F4",
+        "width": 510, "height": 278, "iterations": 281,
+        "xa": -3.3528957195683087, "xb": 1.1428457603077387,
+        "ya": -2.1341119130263717, "yb": 2.478654026560605,
+        "seed": 18446744073709551615u64,
+    });
+    let response = app.post_json("/v1/fractal", &body).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: Fractal = response.json().await.expect("json");
+    assert_eq!(created.uuid, "212e8c23-e67f-4bd3-86e1-5a5e811ee2f4");
+    let got = app.api.get(&created.uuid).await.expect("get");
+    assert_eq!(got, created);
+    assert_eq!((got.width, got.height, got.iterations), (510, 278, 281));
+    assert_eq!(got.xa, -3.3528957195683087);
+    assert_eq!(got.xb, 1.1428457603077387);
+    assert_eq!(got.ya, -2.1341119130263717);
+    assert_eq!(got.yb, 2.478654026560605);
+    assert_eq!(got.seed, Some(u64::MAX));
+    assert_eq!((got.c_re, got.c_im), (None, None));
+    assert_eq!(got.status, FractalStatus::Pending);
+    assert_eq!(
+        (got.attempts, got.duration, got.checksum.clone(), got.size),
+        (0, None, None, None)
+    );
+    assert_eq!(got.created_at, got.updated_at);
+    assert!(
+        got.created_at.ends_with('Z') && got.created_at.len() == 27,
+        "{}",
+        got.created_at
+    );
+    // Every result field, and text that must come back byte for byte.
+    let update = FractalUpdate {
+        status: Some(FractalStatus::Failed),
+        error: Some(
+            "render failed: ünïcödé, 'quotes', \"double\", \\ and ; DROP TABLE fractal; --".into(),
+        ),
+        attempts: Some(3),
+        duration: Some(0.872526),
+        checksum: Some("B22D97".repeat(10) + "abcd"),
+        size: Some(123_456),
+        generated_by: Some("worker-1.example.org".into()),
+        c_re: Some(-0.8),
+        c_im: Some(0.156),
+        ..FractalUpdate::default()
+    };
+    let updated = app.api.update(&got.uuid, &update).await.expect("update");
+    let again = app.api.get(&got.uuid).await.expect("get");
+    assert_eq!(again, updated);
+    assert_eq!(again.error, update.error);
+    assert_eq!(
+        again.checksum.as_deref(),
+        Some(("b22d97".repeat(10) + "abcd").as_str())
+    );
+    assert_eq!(
+        (again.attempts, again.duration, again.size),
+        (3, Some(0.872526), Some(123_456))
+    );
+    assert_eq!(again.generated_by.as_deref(), Some("worker-1.example.org"));
+    assert_eq!((again.c_re, again.c_im), (Some(-0.8), Some(0.156)));
+    assert!(again.updated_at > again.created_at);
+    app.stop().await;
+}
+
+async fn uuid_is_generated_and_location_given(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let body = serde_json::to_value(new_fractal(64, 48, None)).expect("json");
+    let response = app.post_json("/v1/fractal", &body).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let location = response.headers()[LOCATION]
+        .to_str()
+        .expect("text")
+        .to_string();
+    let created: Fractal = response.json().await.expect("json");
+    assert!(uuid::Uuid::parse_str(&created.uuid).is_ok());
+    assert_eq!(location, format!("/v1/fractal/{}", created.uuid));
+    let fetched: Fractal = app.get(&location).await.json().await.expect("json");
+    assert_eq!(fetched, created);
+    let seeded = create(
+        &app,
+        &NewFractal {
+            seed: Some(42),
+            ..new_fractal(8, 8, None)
+        },
+    )
+    .await;
+    assert_eq!((seeded.seed, seeded.c_re), (Some(42), None));
+    app.stop().await;
+}
+
+async fn duplicates_are_refused_and_change_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let first = create(&app, &new_fractal(64, 48, None)).await;
+    let before = app.snapshot().await;
+    let twin = NewFractal {
+        uuid: Some(first.uuid.to_uppercase()),
+        width: 999,
+        ..new_fractal(64, 48, None)
+    };
+    let response = app
+        .post_json("/v1/fractal", &serde_json::to_value(&twin).expect("json"))
+        .await;
+    let message = error_of(response, 409).await;
+    assert!(message.contains(&first.uuid), "{message}");
+    assert_eq!(app.snapshot().await, before);
+    app.stop().await;
+}
+
+async fn pages_count_and_clamp(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.api.max_results_per_page = 20).await;
+    let mut uuids = Vec::new();
+    for _ in 0..23 {
+        uuids.push(create(&app, &new_fractal(8, 8, None)).await.uuid);
+    }
+    let page: FractalPage = app.get("/v1/fractal").await.json().await.expect("json");
+    assert_eq!(
+        (
+            page.num_results,
+            page.page,
+            page.total_pages,
+            page.objects.len()
+        ),
+        (23, 1, 3, 10)
+    );
+    let created: Vec<String> = page.objects.iter().map(|f| f.uuid.clone()).collect();
+    assert_eq!(created, uuids[..10], "oldest first by default");
+    let page: FractalPage = app
+        .get("/v1/fractal?page=3")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!((page.page, page.objects.len()), (3, 3));
+    let page: FractalPage = app
+        .get("/v1/fractal?page=4")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (
+            page.num_results,
+            page.page,
+            page.total_pages,
+            page.objects.len()
+        ),
+        (23, 4, 3, 0)
+    );
+    let page: FractalPage = app
+        .get("/v1/fractal?page=9223372036854775807")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(page.objects.is_empty());
+    error_of(app.get("/v1/fractal?page=9223372036854775808").await, 400).await;
+    let page: FractalPage = app
+        .get("/v1/fractal?results_per_page=1000")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (page.objects.len(), page.total_pages),
+        (20, 2),
+        "clamped to max_results_per_page"
+    );
+    let page: FractalPage = app
+        .get("/v1/fractal?results_per_page=7&page=2")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        page.objects
+            .iter()
+            .map(|f| f.uuid.clone())
+            .collect::<Vec<_>>(),
+        uuids[7..14]
+    );
+    let all = app
+        .api
+        .list_all(&ListQuery::default())
+        .await
+        .expect("list_all");
+    assert_eq!(all.len(), 23);
+    app.stop().await;
+}
+
+async fn filters_and_orders(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let a = create(&app, &new_fractal(8, 8, None)).await;
+    let b = create(&app, &new_fractal(8, 8, None)).await;
+    let c = create(&app, &new_fractal(8, 8, None)).await;
+    let running = FractalUpdate {
+        status: Some(FractalStatus::Running),
+        ..FractalUpdate::default()
+    };
+    let b = app.api.update(&b.uuid, &running).await.expect("update");
+    let list = |query: ListQuery| {
+        let api = app.api.clone();
+        async move {
+            api.list(&query)
+                .await
+                .expect("list")
+                .objects
+                .into_iter()
+                .map(|f| f.uuid)
+                .collect::<Vec<_>>()
+        }
+    };
+    let q = |order: &str| ListQuery {
+        order_by: Some(order.into()),
+        ..ListQuery::default()
+    };
+    assert_eq!(
+        list(q("created_at")).await,
+        [a.uuid.as_str(), b.uuid.as_str(), c.uuid.as_str()]
+    );
+    assert_eq!(
+        list(q("-created_at")).await,
+        [c.uuid.as_str(), b.uuid.as_str(), a.uuid.as_str()]
+    );
+    assert_eq!(list(q("-updated_at")).await[0], b.uuid);
+    let mut sorted = vec![a.uuid.clone(), b.uuid.clone(), c.uuid.clone()];
+    sorted.sort();
+    assert_eq!(list(q("uuid")).await, sorted);
+    sorted.reverse();
+    assert_eq!(list(q("-uuid")).await, sorted);
+    let status = |s| ListQuery {
+        status: Some(s),
+        ..ListQuery::default()
+    };
+    assert_eq!(
+        list(status(FractalStatus::Running)).await,
+        [b.uuid.as_str()]
+    );
+    assert_eq!(
+        list(status(FractalStatus::Pending)).await,
+        [a.uuid.as_str(), c.uuid.as_str()]
+    );
+    assert!(list(status(FractalStatus::Done)).await.is_empty());
+    let before = |t: &str| ListQuery {
+        updated_before: Some(t.into()),
+        ..ListQuery::default()
+    };
+    assert_eq!(
+        list(before(&b.updated_at)).await,
+        [a.uuid.as_str(), c.uuid.as_str()]
+    );
+    assert!(list(before(&a.updated_at)).await.is_empty());
+    assert_eq!(list(before("2999-01-01T00:00:00+02:00")).await.len(), 3);
+    let both = ListQuery {
+        status: Some(FractalStatus::Pending),
+        updated_before: Some(c.updated_at.clone()),
+        ..ListQuery::default()
+    };
+    assert_eq!(list(both).await, [a.uuid.as_str()]);
+    app.stop().await;
+}
+
+async fn the_producers_lifecycle(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (done, png) = app.finished_fractal(96, 64, (-0.8, 0.156)).await;
+    assert_eq!(done.status, FractalStatus::Done);
+    assert_eq!(done.size, Some(png.len() as u64));
+    assert_eq!(done.generated_by.as_deref(), Some("test-worker"));
+    assert_eq!(done.attempts, 1);
+    assert!(done.duration.is_some_and(|d| d >= 0.0));
+    assert_eq!(app.api.image(&done.uuid).await.expect("image"), png);
+    // The result delivered twice: accepted, nothing changes.
+    let rendered = render(&done);
+    let again = app
+        .api
+        .update(&done.uuid, &rendered.done())
+        .await
+        .expect("repeat");
+    assert_eq!(again, done);
+    app.api
+        .upload_image(&done.uuid, png.clone())
+        .await
+        .expect("same image again");
+    assert_eq!(app.api.get(&done.uuid).await.expect("get"), done);
+    // A different result, or going back: 409, and nothing changes.
+    let other = FractalUpdate {
+        checksum: Some("0".repeat(64)),
+        ..rendered.done()
+    };
+    let err = app
+        .api
+        .update(&done.uuid, &other)
+        .await
+        .expect_err("conflict");
+    assert_eq!(err.status(), Some(409), "{err}");
+    let back = FractalUpdate {
+        status: Some(FractalStatus::Running),
+        ..FractalUpdate::default()
+    };
+    let err = app.api.update(&done.uuid, &back).await.expect_err("final");
+    assert_eq!(err.status(), Some(409), "{err}");
+    assert!(err.to_string().contains("final"), "{err}");
+    assert_eq!(app.api.get(&done.uuid).await.expect("get"), done);
+    app.stop().await;
+}
+
+async fn done_needs_the_matching_image(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let f = create(&app, &new_fractal(64, 48, Some((-0.4, 0.6)))).await;
+    let rendered = render(&f);
+    let path = format!("/v1/fractal/{}", f.uuid);
+    let message = error_of(
+        app.put_json(
+            &path,
+            &json!({"status": "done", "checksum": rendered.checksum}),
+        )
+        .await,
+        409,
+    )
+    .await;
+    assert!(message.contains("has no image yet"), "{message}");
+    // The worker reported a checksum; another image is refused.
+    app.api
+        .update(
+            &f.uuid,
+            &FractalUpdate {
+                checksum: Some(rendered.checksum.clone()),
+                ..FractalUpdate::default()
+            },
+        )
+        .await
+        .expect("checksum");
+    let other = render(&Fractal {
+        c_re: Some(0.3),
+        ..f.clone()
+    });
+    let err = app
+        .api
+        .upload_image(&f.uuid, other.png)
+        .await
+        .expect_err("mismatch");
+    assert_eq!(err.status(), Some(409), "{err}");
+    // An image of another size is refused.
+    let small = render(&Fractal {
+        width: 32,
+        ..f.clone()
+    });
+    let err = app
+        .api
+        .upload_image(&f.uuid, small.png)
+        .await
+        .expect_err("size");
+    assert_eq!(err.status(), Some(422), "{err}");
+    assert_eq!(
+        app.api.get(&f.uuid).await.expect("get").status,
+        FractalStatus::Pending
+    );
+    app.api
+        .upload_image(&f.uuid, rendered.png.clone())
+        .await
+        .expect("upload");
+    let message = error_of(
+        app.put_json(
+            &path,
+            &json!({"status": "done", "checksum": "a".repeat(64)}),
+        )
+        .await,
+        409,
+    )
+    .await;
+    assert!(message.contains("does not match"), "{message}");
+    let done = app
+        .api
+        .update(&f.uuid, &rendered.done())
+        .await
+        .expect("done");
+    assert_eq!(done.status, FractalStatus::Done);
+    assert_eq!(done.checksum.as_deref(), Some(rendered.checksum.as_str()));
+    app.stop().await;
+}
+
+async fn images_are_served_with_etags(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (done, png) = app.finished_fractal(64, 48, (-0.7, 0.27)).await;
+    let path = format!("/fractal/{}", done.uuid);
+    let response = app.get(&path).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[CONTENT_TYPE], "image/png");
+    let checksum = done.checksum.clone().expect("checksum");
+    let etag = format!("\"{checksum}\"");
+    assert_eq!(response.headers()[ETAG].to_str().expect("text"), etag);
+    assert!(
+        response.headers()[CACHE_CONTROL]
+            .to_str()
+            .expect("text")
+            .contains("immutable")
+    );
+    assert_eq!(response.bytes().await.expect("body").to_vec(), png);
+    let cached = app
+        .http
+        .get(app.at(&path))
+        .header(IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(cached.headers()[ETAG].to_str().expect("text"), etag);
+    let stale = app
+        .http
+        .get(app.at(&path))
+        .header(IF_NONE_MATCH, "\"other\"")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(stale.status(), StatusCode::OK);
+    let head = app.http.head(app.at(&path)).send().await.expect("request");
+    assert_eq!(head.status(), StatusCode::OK);
+    // Unknown: 404; known but not done: a clear 409.
+    let unknown = uuid::Uuid::new_v4();
+    let message = error_of(app.get(&format!("/fractal/{unknown}")).await, 404).await;
+    assert!(message.contains(&unknown.to_string()), "{message}");
+    let pending = create(&app, &new_fractal(8, 8, None)).await;
+    let message = error_of(app.get(&format!("/fractal/{}", pending.uuid)).await, 409).await;
+    assert_eq!(
+        message,
+        format!("fractal {} is pending: it has no image yet", pending.uuid)
+    );
+    let failed = FractalUpdate {
+        status: Some(FractalStatus::Failed),
+        error: Some("boom".into()),
+        ..FractalUpdate::default()
+    };
+    app.api
+        .update(&pending.uuid, &failed)
+        .await
+        .expect("failed");
+    let message = error_of(app.get(&format!("/fractal/{}", pending.uuid)).await, 409).await;
+    assert!(message.contains("is failed"), "{message}");
+    app.stop().await;
+}
+
+async fn delete_removes_the_fractal_and_its_image(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (done, _) = app.finished_fractal(32, 32, (-0.8, 0.156)).await;
+    let keep = create(&app, &new_fractal(8, 8, None)).await;
+    let response = app
+        .http
+        .delete(app.at(&format!("/v1/fractal/{}", done.uuid)))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.api.get(&done.uuid).await.expect_err("gone").status(),
+        Some(404)
+    );
+    error_of(app.get(&format!("/fractal/{}", done.uuid)).await, 404).await;
+    let again = app
+        .http
+        .delete(app.at(&format!("/v1/fractal/{}", done.uuid)))
+        .send()
+        .await
+        .expect("request");
+    error_of(again, 404).await;
+    assert_eq!(app.snapshot().await, vec![keep]);
+    // The uuid may be used again.
+    let reborn = NewFractal {
+        uuid: Some(done.uuid.clone()),
+        ..new_fractal(8, 8, None)
+    };
+    assert_eq!(create(&app, &reborn).await.status, FractalStatus::Pending);
+    app.stop().await;
+}
+
+/// A PNG header for `width` x `height` followed by `len` incompressible bytes.
+fn synthetic_png(width: u32, height: u32, len: usize) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(b"IHDR");
+    png.extend_from_slice(&width.to_be_bytes());
+    png.extend_from_slice(&height.to_be_bytes());
+    png.extend_from_slice(&[8, 3, 0, 0, 0, 0, 0, 0, 0]);
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    png.extend((0..len).map(|_| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state as u8
+    }));
+    png
+}
+
+async fn large_images_fit(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // A 16 Mpixel fractal whose PNG is 12 MiB: more than a BLOB or a
+    // MEDIUMBLOB's 16 MiB would hold with room to spare for MariaDB's
+    // default 16 MiB packets.
+    let f = create(
+        &app,
+        &NewFractal {
+            iterations: 16,
+            ..new_fractal(4096, 4096, None)
+        },
+    )
+    .await;
+    let png = synthetic_png(4096, 4096, 12 << 20);
+    let stored = app.api.upload_image(&f.uuid, png.clone()).await;
+    stored.expect("a 12 MiB image is stored");
+    app.api
+        .update(
+            &f.uuid,
+            &FractalUpdate {
+                status: Some(FractalStatus::Done),
+                ..FractalUpdate::default()
+            },
+        )
+        .await
+        .expect("done");
+    assert_eq!(app.api.image(&f.uuid).await.expect("image"), png);
+    app.stop().await;
+}
+
+async fn concurrent_writers_do_not_lose_updates(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let f = create(&app, &new_fractal(64, 48, Some((-0.8, 0.156)))).await;
+    let rendered = render(&f);
+    // Ten producers deliver the same result at once: one image, one done.
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let api = app.api.clone();
+        let uuid = f.uuid.clone();
+        let png = rendered.png.clone();
+        let done = rendered.done();
+        tasks.push(tokio::spawn(async move {
+            api.upload_image(&uuid, png).await?;
+            api.update(&uuid, &done).await
+        }));
+    }
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(
+            task.await
+                .expect("task")
+                .expect("every delivery is accepted"),
+        );
+    }
+    let stored = app.api.get(&f.uuid).await.expect("get");
+    assert_eq!(stored.status, FractalStatus::Done);
+    assert!(results.iter().all(|r| *r == stored));
+    assert_eq!(app.api.image(&f.uuid).await.expect("image"), rendered.png);
+    app.stop().await;
+}
+
+async fn filesystem_image_store(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.api.image_store = "filesystem".into()).await;
+    let (done, png) = app.finished_fractal(48, 32, (-0.8, 0.156)).await;
+    let dir = app.state_dir.path().join("images");
+    let file = dir.join(format!(
+        "{}.{}.png",
+        done.uuid,
+        done.checksum.clone().expect("checksum")
+    ));
+    assert_eq!(std::fs::read(&file).expect("the image file"), png);
+    assert_eq!(app.api.image(&done.uuid).await.expect("image"), png);
+    app.api.delete(&done.uuid).await.expect("delete");
+    assert!(!file.exists(), "the file goes with the fractal");
+    assert_eq!(
+        std::fs::read_dir(&dir).expect("dir").count(),
+        0,
+        "nothing left aside"
+    );
+    app.stop().await;
+}
+
+async fn health_readiness_and_metrics(backend: Backend) {
+    let app = spawn_app(backend).await;
+    assert!(app.api.alive().await);
+    let ready: Value = app.get("/readyz").await.json().await.expect("json");
+    assert_eq!(ready, json!({"status": "ready"}));
+    let (done, _) = app.finished_fractal(16, 16, (-0.8, 0.156)).await;
+    create(&app, &new_fractal(8, 8, None)).await;
+    app.get(&format!("/v1/fractal/{}", done.uuid)).await;
+    app.get(&format!("/v1/fractal/{}", uuid::Uuid::new_v4()))
+        .await;
+    let response = app.get("/metrics").await;
+    assert!(
+        response.headers()[CONTENT_TYPE]
+            .to_str()
+            .expect("text")
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.expect("text");
+    for line in [
+        "faafo_api_fractals{status=\"done\"} 1",
+        "faafo_api_fractals{status=\"pending\"} 1",
+        "faafo_api_fractals{status=\"failed\"} 0",
+        "faafo_api_http_requests_total{route=\"/v1/fractal/{uuid}\",method=\"GET\",status=\"200\"} 1",
+        "faafo_api_http_requests_total{route=\"/v1/fractal/{uuid}\",method=\"GET\",status=\"404\"} 1",
+        "faafo_api_http_requests_total{route=\"/v1/fractal\",method=\"POST\",status=\"201\"} 2",
+        "faafo_api_http_request_duration_seconds_count{route=\"/v1/fractal/{uuid}\",method=\"GET\"} 2",
+        "faafo_api_database_up 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    let doc: Value = app.get("/openapi.json").await.json().await.expect("json");
+    assert!(doc["openapi"].as_str().expect("version").starts_with("3."));
+    app.stop().await;
+}
+
+async fn the_api_client_works_against_the_server(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let api = &app.api;
+    let created = api
+        .create(&new_fractal(40, 30, Some((-0.8, 0.156))))
+        .await
+        .expect("create");
+    assert_eq!(api.get(&created.uuid).await.expect("get"), created);
+    let listed = api
+        .list(&ListQuery {
+            status: Some(FractalStatus::Pending),
+            ..ListQuery::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(listed.objects, vec![created.clone()]);
+    let rendered = render(&created);
+    api.upload_image(&created.uuid, rendered.png.clone())
+        .await
+        .expect("upload");
+    let done = api
+        .update(&created.uuid, &rendered.done())
+        .await
+        .expect("done");
+    assert_eq!(api.image(&created.uuid).await.expect("image"), rendered.png);
+    assert_eq!(
+        api.list_all(&ListQuery::default()).await.expect("all"),
+        vec![done]
+    );
+    api.delete(&created.uuid).await.expect("delete");
+    let err = api.delete(&created.uuid).await.expect_err("gone");
+    assert_eq!(err.status(), Some(404));
+    assert!(!err.is_transient());
+    let err = api
+        .create(&NewFractal {
+            width: 1,
+            ..new_fractal(8, 8, None)
+        })
+        .await
+        .expect_err("invalid");
+    assert_eq!(err.status(), Some(422));
+    assert!(
+        err.to_string().contains("width must be at least 2"),
+        "{err}"
+    );
+    app.stop().await;
+}
+
+/// MariaDB refuses statements larger than its `max_allowed_packet`: an
+/// image past it gets a clear 413, not a 500, and the fractal is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_images_past_max_allowed_packet_get_413() {
+    let app = spawn_app_with(Backend::MySql, |c| c.api.max_body_size = 1 << 30).await;
+    let admin = std::env::var("FAAFO_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    let mut conn = <sqlx::MySqlConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .expect("MariaDB");
+    let packet: u64 = sqlx::query_scalar("SELECT @@max_allowed_packet")
+        .fetch_one(&mut conn)
+        .await
+        .expect("packet");
+    let size = usize::try_from(packet).expect("size") + 4096;
+    let f = create(
+        &app,
+        &NewFractal {
+            iterations: 16,
+            ..new_fractal(4096, 4096, None)
+        },
+    )
+    .await;
+    let err = app
+        .api
+        .upload_image(&f.uuid, synthetic_png(4096, 4096, size))
+        .await
+        .expect_err("too large");
+    assert_eq!(err.status(), Some(413), "{err}");
+    assert!(err.to_string().contains("max_allowed_packet"), "{err}");
+    assert_eq!(app.api.get(&f.uuid).await.expect("get"), f);
+    // The pool still works.
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+    app.stop().await;
+}

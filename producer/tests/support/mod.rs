@@ -1,0 +1,385 @@
+//! Running faafo's services as separate processes, and the databases they use.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use faafo_common::api_client::{ApiClient, ListQuery};
+use faafo_common::fractal::{Fractal, FractalStatus};
+use sha2::{Digest, Sha256};
+
+/// The `faafo` binary built for these tests.
+pub fn faafo() -> &'static str {
+    env!("CARGO_BIN_EXE_faafo")
+}
+
+/// A TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// A faafo process (`faafo api`, `faafo worker`...), killed when dropped.
+pub struct Service {
+    pub name: String,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Service {
+    /// Starts `faafo <args...> --config-file <config>`, logging to a file in `dir`.
+    pub fn start(name: &str, dir: &Path, config: &Path, args: &[&str]) -> Service {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let child = Command::new(faafo())
+            .args(args)
+            .arg("--config-file")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(
+                file.try_clone()
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            )
+            .stderr(Stdio::from(file))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start faafo {args:?}: {e}"));
+        Service {
+            name: name.to_string(),
+            child,
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends a signal (`KILL`, `TERM`).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {} failed", self.name);
+    }
+
+    /// Waits for the process to end; its exit code.
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status.code(),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                _ => panic!(
+                    "{} did not stop within {timeout:?}; log:\n{}",
+                    self.name,
+                    self.log_text()
+                ),
+            }
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `check` holds, or fails naming `what`.
+pub async fn eventually(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("timed out after {timeout:?} waiting until {what}");
+}
+
+/// Waits until the API answers.
+pub async fn api_ready(api: &ApiClient, service: &Service) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if api.alive().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the API did not come up; its log:\n{}", service.log_text());
+}
+
+pub async fn all(api: &ApiClient, status: Option<FractalStatus>) -> Vec<Fractal> {
+    api.list_all(&ListQuery {
+        status,
+        ..ListQuery::default()
+    })
+    .await
+    .unwrap_or_default()
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Every fractal is done, once, and its image hashes to its checksum.
+pub async fn assert_all_done_and_intact(api: &ApiClient, expected: usize) {
+    let fractals = all(api, None).await;
+    assert_eq!(
+        fractals.len(),
+        expected,
+        "one record per task: {fractals:#?}"
+    );
+    let mut uuids: Vec<&str> = fractals.iter().map(|f| f.uuid.as_str()).collect();
+    uuids.sort_unstable();
+    uuids.dedup();
+    assert_eq!(uuids.len(), expected, "no duplicate records");
+    for f in &fractals {
+        assert_eq!(f.status, FractalStatus::Done, "{f:#?}");
+        let png = api.image(&f.uuid).await.expect("image downloads");
+        assert_eq!(
+            Some(sha256_hex(&png)),
+            f.checksum,
+            "image of {} hashes to its checksum",
+            f.uuid
+        );
+        assert_eq!(f.size, Some(png.len() as u64));
+    }
+}
+
+/// A database of the test's own on the shared MariaDB or PostgreSQL,
+/// dropped at the end (also when the test panics).
+pub struct TestDatabase {
+    pub url: String,
+    drop_with: Option<(String, Vec<String>)>,
+}
+
+fn run_client(program: &str, args: &[String], what: &str) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{what}: cannot run {program} ({e}); install its client package")
+        });
+    assert!(
+        out.status.success(),
+        "{what} failed (is the server running?): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl TestDatabase {
+    /// No server: SQLite in `dir`.
+    pub fn sqlite(dir: &Path) -> Self {
+        Self {
+            url: format!("sqlite://{}", dir.join("faafo.db").display()),
+            drop_with: None,
+        }
+    }
+
+    /// A fresh database on MariaDB at 127.0.0.1:3306 as root.
+    pub fn mariadb() -> Self {
+        let name = format!(
+            "faafo_e2e_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let base = ["-h", "127.0.0.1", "-P", "3306", "-u", "root"]
+            .map(String::from)
+            .to_vec();
+        let mut create = base.clone();
+        create.extend(["-e".into(), format!("CREATE DATABASE {name}")]);
+        run_client("mariadb", &create, "creating a MariaDB database");
+        let mut drop = base;
+        drop.extend(["-e".into(), format!("DROP DATABASE IF EXISTS {name}")]);
+        Self {
+            url: format!("mysql://root@127.0.0.1:3306/{name}"),
+            drop_with: Some(("mariadb".into(), drop)),
+        }
+    }
+
+    /// A fresh database on PostgreSQL at 127.0.0.1:5432 as postgres.
+    pub fn postgres() -> Self {
+        let name = format!(
+            "faafo_e2e_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let base = [
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "5432",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut create = base.clone();
+        create.extend(["-c".into(), format!("CREATE DATABASE {name}")]);
+        run_client("psql", &create, "creating a PostgreSQL database");
+        let mut drop = base;
+        drop.extend([
+            "-c".into(),
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        ]);
+        Self {
+            url: format!("postgresql://postgres@127.0.0.1:5432/{name}"),
+            drop_with: Some(("psql".into(), drop)),
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some((program, args)) = &self.drop_with {
+            let _ = Command::new(program).args(args).output();
+        }
+    }
+}
+
+/// A TCP proxy the test controls, to cut a service off the network.
+pub struct TcpProxy {
+    pub port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    /// Forwards 127.0.0.1:<port> to `target`.
+    pub async fn start(target: std::net::SocketAddr) -> TcpProxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("proxy binds");
+        let port = listener.local_addr().expect("addr").port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> =
+            Default::default();
+        let (c, o) = (cut.clone(), open.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if c.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                let mut open = o.lock().unwrap_or_else(|p| p.into_inner());
+                open.retain(|h| !h.is_finished());
+                open.push(task.abort_handle());
+            }
+        });
+        TcpProxy {
+            port,
+            cut,
+            open,
+            accept,
+        }
+    }
+
+    /// Drops every connection and refuses new ones for `duration`.
+    pub async fn cut_for(&self, duration: Duration) {
+        use std::sync::atomic::Ordering;
+        self.cut.store(true, Ordering::SeqCst);
+        for handle in self
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            handle.abort();
+        }
+        tokio::time::sleep(duration).await;
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        for handle in self
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            handle.abort();
+        }
+    }
+}
+
+/// Resident memory of a process, in KiB (from /proc).
+pub fn rss_kib(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+impl Service {
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// How many fractals are in `status` (one small request).
+pub async fn count(api: &ApiClient, status: FractalStatus) -> u64 {
+    api.list(&ListQuery {
+        status: Some(status),
+        results_per_page: Some(1),
+        ..ListQuery::default()
+    })
+    .await
+    .map(|p| p.num_results)
+    .unwrap_or(0)
+}
+
+/// A small task over the bench view with a seeded constant: quick to render.
+pub fn small_task(
+    draw: &mut fastrand::Rng,
+    size: std::ops::RangeInclusive<u32>,
+    iterations: std::ops::RangeInclusive<u32>,
+) -> faafo_common::fractal::NewFractal {
+    faafo_common::fractal::NewFractal {
+        uuid: Some(uuid::Uuid::new_v4().to_string()),
+        width: draw.u32(size.clone()),
+        height: draw.u32(size),
+        iterations: draw.u32(iterations),
+        xa: -2.0,
+        xb: 2.0,
+        ya: -1.5,
+        yb: 1.5,
+        seed: Some(draw.u64(..)),
+        c_re: None,
+        c_im: None,
+    }
+}
