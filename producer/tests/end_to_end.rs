@@ -68,6 +68,33 @@ async fn separate_processes(database: TestDatabase, dir: &Path) {
         tasks,
         "each task rendered once"
     );
+    // One request id follows each fractal from the producer through the
+    // RPC context into the worker's lines and the API's.
+    let worker_log = w1.log_text() + &w2.log_text();
+    let line = worker_log
+        .lines()
+        .find(|l| l.contains("processing task"))
+        .expect("a worker line");
+    let request_id = line
+        .split('[')
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .expect("a request id on the line");
+    let uuid = line.rsplit(' ').next().expect("uuid");
+    assert!(request_id.starts_with("req-"), "{line}");
+    let api_log = api_service.log_text();
+    assert!(
+        api_log
+            .lines()
+            .any(|l| l.contains(&format!("[{request_id}]"))
+                && l.contains(&format!("/v1/fractal/{uuid}"))),
+        "the API's lines for {uuid} carry {request_id}"
+    );
+    let producer_log = std::fs::read_to_string(dir.join("producer.log")).unwrap_or_default();
+    assert!(
+        producer_log.contains(&format!("[{request_id}]")),
+        "the producer's too"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

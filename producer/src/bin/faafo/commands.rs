@@ -15,57 +15,51 @@ use crate::{Cli, Command, CreateArgs, Format, GetArgs, ListArgs};
 pub async fn run(cli: Cli) -> Result<ExitCode, Box<dyn Error>> {
     let mut config = cli.config.load()?;
     config.default.debug |= cli.debug;
+    let format = cli.output;
+    let api = || -> Result<ApiClient, Box<dyn Error>> {
+        let endpoint = cli
+            .endpoint_url
+            .clone()
+            .unwrap_or_else(|| config.default.endpoint_url.clone());
+        let token = cli
+            .token
+            .clone()
+            .or_else(|| Some(config.default.auth_token.clone()));
+        Ok(ApiClient::new(&endpoint, token)?)
+    };
     match cli.command {
-        Command::Up(args) => return crate::up::run(config, args).await,
-        Command::BenchRender(args) => {
-            return tokio::task::spawn_blocking(move || {
-                crate::bench::run(&config, &args).map_err(|e| e.to_string())
-            })
-            .await?
-            .map_err(Into::into);
-        }
-        Command::Api | Command::Worker | Command::Producer(_) => {
-            return service(config, cli.command).await;
-        }
-        _ => {}
-    }
-    let endpoint = cli
-        .endpoint_url
-        .unwrap_or_else(|| config.default.endpoint_url.clone());
-    let token = cli
-        .token
-        .or_else(|| Some(config.default.auth_token.clone()));
-    let api = ApiClient::new(&endpoint, token)?;
-    match cli.command {
-        Command::Up(_)
-        | Command::BenchRender(_)
-        | Command::Api
-        | Command::Worker
-        | Command::Producer(_) => Err("internal error: services are run above".into()),
-        Command::Create(args) => {
-            create(
-                &api,
-                &ProducerSettings::from_config(&config),
-                args,
-                cli.output,
-            )
-            .await
-        }
-        Command::List(args) => list(&api, args, cli.output).await,
-        Command::Show(arg) => {
-            let fractal = api.get(&arg.uuid).await?;
-            output::show(&fractal, cli.output);
+        Command::CheckConfig => {
+            println!("configuration OK");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Get(args) => get(&api, args).await,
+        Command::Create(args) => {
+            let settings = ProducerSettings::from_config(&config);
+            create(&api()?, &settings, args, format).await
+        }
+        Command::List(args) => list(&api()?, args, format).await,
+        Command::Show(arg) => {
+            let fractal = api()?.get(&arg.uuid).await?;
+            output::show(&fractal, format);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Get(args) => get(&api()?, args).await,
         Command::Delete(arg) => {
-            api.delete(&arg.uuid).await?;
-            if cli.output == Format::Json {
+            api()?.delete(&arg.uuid).await?;
+            if format == Format::Json {
                 println!("{}", serde_json::json!({"deleted": arg.uuid}));
             } else {
                 println!("deleted {}", arg.uuid);
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Up(args) => crate::up::run(config, args).await,
+        Command::BenchRender(args) => tokio::task::spawn_blocking(move || {
+            crate::bench::run(&config, &args).map_err(|e| e.to_string())
+        })
+        .await?
+        .map_err(Into::into),
+        command @ (Command::Api | Command::Worker | Command::Producer(_)) => {
+            service(config, command).await
         }
     }
 }

@@ -73,6 +73,8 @@ enum Command {
     /// Render the producer's tasks with the renderer alone and print the
     /// rates (to compare the whole pipeline with).
     BenchRender(bench::BenchArgs),
+    /// Check the configuration files and exit (0: valid).
+    CheckConfig,
     /// Run only the API in the foreground (as faafo-api does).
     Api,
     /// Run only a worker in the foreground (as faafo-worker does).
