@@ -29,6 +29,12 @@ fn lines_go_to_a_daily_log_file() {
     let written = std::fs::read_to_string(dir.path().join("logs").join(&name))
         .unwrap_or_else(|e| panic!("{name} in {}: {e}", dir.path().display()));
     let line = written.lines().last().expect("a line");
-    assert!(line.contains(" INFO faafo.worker [req-file-1] processing task 42"), "{line}");
-    assert!(!line.contains('\u{1b}'), "no colour codes in files: {line:?}");
+    assert!(
+        line.contains(" INFO faafo.worker [req-file-1] processing task 42"),
+        "{line}"
+    );
+    assert!(
+        !line.contains('\u{1b}'),
+        "no colour codes in files: {line:?}"
+    );
 }

@@ -135,25 +135,46 @@ fn check_config_names_the_bad_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let good = dir.path().join("good.conf");
     std::fs::write(&good, "[worker]\nexec_timeout = 30\n").expect("write");
-    let output = worker().args(["check-config", "--config-file"]).arg(&good).output().expect("runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = worker()
+        .args(["check-config", "--config-file"])
+        .arg(&good)
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let bad = dir.path().join("bad.conf");
     std::fs::write(&bad, "[worker]\nexec_timeot = 30\n").expect("write");
-    let output = worker().args(["check-config", "--config-file"]).arg(&bad).output().expect("runs");
+    let output = worker()
+        .args(["check-config", "--config-file"])
+        .arg(&bad)
+        .output()
+        .expect("runs");
     assert_eq!(output.status.code(), Some(1));
     let err = String::from_utf8_lossy(&output.stderr);
-    assert!(err.contains("bad.conf") && err.contains("[worker] unknown option 'exec_timeot'"), "{err}");
+    assert!(
+        err.contains("bad.conf") && err.contains("[worker] unknown option 'exec_timeot'"),
+        "{err}"
+    );
 }
 
 #[test]
 fn serving_without_a_broker_fails_with_one_clear_line() {
     let output = worker()
-        .env("FAAFO_DEFAULT__TRANSPORT_URL", "amqp://guest:s3cret@127.0.0.1:1/?connection_timeout=2")
+        .env(
+            "FAAFO_DEFAULT__TRANSPORT_URL",
+            "amqp://guest:s3cret@127.0.0.1:1/?connection_timeout=2",
+        )
         .output()
         .expect("runs");
     assert_eq!(output.status.code(), Some(1));
     let err = String::from_utf8_lossy(&output.stderr);
     let last = err.lines().last().unwrap_or_default();
-    assert!(last.starts_with("faafo-worker: ") && last.contains("127.0.0.1:1"), "{err}");
+    assert!(
+        last.starts_with("faafo-worker: ") && last.contains("127.0.0.1:1"),
+        "{err}"
+    );
     assert!(!err.contains("s3cret"), "password shown: {err}");
 }
