@@ -61,6 +61,9 @@ async fn ten_thousand_tasks_leak_nothing_and_queues_stay_bounded() {
     };
 
     let mut after_first_thousand: Option<(u64, u64)> = None;
+    // (done, worker RSS, API RSS) at every further thousand: a leak climbs
+    // steadily, a cache levels off.
+    let mut trajectory: Vec<(usize, u64, u64)> = Vec::new();
     let mut deepest_queue = 0usize;
     loop {
         let done = count(&api, FractalStatus::Done).await as usize;
@@ -72,6 +75,11 @@ async fn ten_thousand_tasks_leak_nothing_and_queues_stay_bounded() {
                 rss_kib(worker.pid()).expect("worker rss"),
                 rss_kib(api_service.pid()).expect("api rss"),
             ));
+        }
+        if done >= 1000 * (trajectory.len() + 1)
+            && let (Some(w), Some(a)) = (rss_kib(worker.pid()), rss_kib(api_service.pid()))
+        {
+            trajectory.push((done, w, a));
         }
         if done >= tasks {
             break;
@@ -97,6 +105,14 @@ async fn ten_thousand_tasks_leak_nothing_and_queues_stay_bounded() {
         tasks as f64 / elapsed.as_secs_f64(),
         (worker_last as f64 / worker_first as f64 - 1.0) * 100.0,
         (api_last as f64 / api_first as f64 - 1.0) * 100.0,
+    );
+    let samples: Vec<String> = trajectory
+        .iter()
+        .map(|(done, w, a)| format!("{done}: {w}/{a}"))
+        .collect();
+    println!(
+        "load: RSS (KiB, worker/API) by tasks done: {}",
+        samples.join(", ")
     );
     assert!(
         worker_last as f64 <= worker_first as f64 * 1.2,
