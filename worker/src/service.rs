@@ -35,6 +35,10 @@ pub struct WorkerSettings {
     pub server_name: String,
     /// Tasks rendered at once.
     pub executor_size: usize,
+    /// Tasks held at once (the RPC server's executor and prefetch): those
+    /// rendering and those waiting for one of the `executor_size` slots.
+    /// Never less than `executor_size`.
+    pub prefetch: usize,
     /// Threads of the render pool.
     pub render_threads: usize,
     /// Renders running longer are cancelled.
@@ -56,13 +60,19 @@ impl WorkerSettings {
     pub fn from_config(config: &FaafoConfig) -> Self {
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         let w = &config.worker;
+        let executor_size = if w.executor_size == 0 {
+            cpus
+        } else {
+            w.executor_size
+        };
         Self {
             topic: w.topic.clone(),
             server_name: config.worker_server_name(),
-            executor_size: if w.executor_size == 0 {
-                cpus
+            executor_size,
+            prefetch: if w.prefetch == 0 {
+                executor_size * 4
             } else {
-                w.executor_size
+                w.prefetch.max(executor_size)
             },
             render_threads: if w.render_threads == 0 {
                 cpus
@@ -115,6 +125,10 @@ pub struct WorkerService {
     settings: WorkerSettings,
     renderer: JuliaRenderer,
     pool: Arc<rayon::ThreadPool>,
+    /// `executor_size` permits: a task renders only with one, so tasks
+    /// taken ahead wait here (without their exec_timeout running) and at
+    /// most `executor_size` image buffers exist at once.
+    render_slots: Arc<tokio::sync::Semaphore>,
     notifier: Notifier,
 }
 
@@ -143,6 +157,7 @@ impl WorkerService {
         Ok(Self {
             renderer: JuliaRenderer::new(settings.limits),
             pool: Arc::new(pool),
+            render_slots: Arc::new(tokio::sync::Semaphore::new(settings.executor_size.max(1))),
             notifier,
             settings,
         })
@@ -197,6 +212,11 @@ impl WorkerService {
             .limits()
             .check(&spec)
             .map_err(|e| RemoteError::value_error(format!("task {}: {e}", task.uuid)))?;
+        let _slot = self
+            .render_slots
+            .acquire()
+            .await
+            .map_err(|_| RemoteError::runtime_error("the worker is stopping"))?;
         let cancel = CancelToken::new();
         let job = {
             let (renderer, pool, cancel) = (self.renderer, self.pool.clone(), cancel.clone());
@@ -352,13 +372,13 @@ pub async fn start(
     settings: WorkerSettings,
 ) -> Result<RunningWorker, WorkerError> {
     let target = Target::topic(&settings.topic).with_server(&settings.server_name);
-    let executor_size = settings.executor_size;
+    let (executor_size, prefetch) = (settings.executor_size, settings.prefetch);
     let max_message_size = settings.max_message_size;
     let dead_letter = settings.dead_letter_exchange.clone();
     let service = Arc::new(WorkerService::new(settings, transport)?);
     let mut builder = RpcServer::builder(transport, target)
         .endpoint(service.endpoint())
-        .executor_size(executor_size)
+        .executor_size(prefetch)
         .max_message_size(max_message_size)
         .ping(true);
     if let Some(dlx) = dead_letter {
@@ -369,6 +389,7 @@ pub async fn start(
         topic = %service.settings.topic,
         server = %service.settings.server_name,
         executor_size,
+        prefetch,
         simd = ?service.renderer.simd_level(),
         "worker ready"
     );

@@ -99,6 +99,7 @@ async fn poison_is_rejected_and_real_tasks_keep_flowing(url: &str) {
         topic: "tasks".into(),
         server_name: "w1".into(),
         executor_size: 2,
+        prefetch: 8,
         render_threads: 2,
         exec_timeout: Duration::from_secs(60),
         datadir: None,

@@ -16,6 +16,7 @@ fn settings() -> WorkerSettings {
         topic: "tasks".into(),
         server_name: "worker-under-test".into(),
         executor_size: 2,
+        prefetch: 8,
         render_threads: 2,
         exec_timeout: Duration::from_secs(600),
         datadir: None,

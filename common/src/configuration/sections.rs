@@ -98,6 +98,8 @@ config_section! {
         executor_size: usize = 0,
         /// Threads used by one render. 0: the number of CPUs.
         render_threads: usize = 0,
+        /// Tasks taken from the queue at once, unacknowledged: those rendering and those waiting for a render slot, so the next render starts the moment one ends. At least executor_size. 0: 4 x executor_size.
+        prefetch: usize = 0,
         /// Seconds after which a render is cancelled and reported as failed.
         exec_timeout: u64 = 600,
         /// Also write each PNG into this directory (as the original did). Empty: don't.
@@ -242,6 +244,17 @@ impl FaafoConfig {
         d.rpc_codec
             .parse::<Codec>()
             .map_err(|e| invalid("DEFAULT", "rpc_codec", e))?;
+        let w = &self.worker;
+        if w.prefetch != 0 && w.executor_size != 0 && w.prefetch < w.executor_size {
+            return Err(invalid(
+                "worker",
+                "prefetch",
+                format!(
+                    "must be at least executor_size ({}), got {}",
+                    w.executor_size, w.prefetch
+                ),
+            ));
+        }
         if !d.database_url.is_empty() {
             let scheme = d.database_url.split(':').next().unwrap_or_default();
             one_of(

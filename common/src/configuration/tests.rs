@@ -128,6 +128,10 @@ fn semantic_errors_are_caught_without_showing_passwords() {
         ),
         ("[producer]\nmin_width = 2000\n", "[producer] min_width"),
         ("[producer]\ninterval = 0\n", "[producer] interval"),
+        (
+            "[worker]\nexecutor_size = 4\nprefetch = 2\n",
+            "[worker] prefetch: must be at least executor_size (4), got 2",
+        ),
     ];
     for (text, expected) in cases {
         let path = file(&dir, "bad.conf", text);

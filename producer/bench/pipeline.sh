@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Throughput of the whole pipeline: the API (SQLite in a temporary
+# directory), one worker and `faafo producer --one-shot` as three separate
+# processes on RabbitMQ. The producer creates one batch of tasks, calls
+# `process` for each, and PUTs every result and image back; the time from
+# its start to its exit is what is reported.
+#
+#   producer/bench/pipeline.sh small [TASKS]     # 64x64, 32 iterations (default 5000 tasks)
+#   producer/bench/pipeline.sh default [TASKS]   # the original's sizes (default 200 tasks)
+#
+# Then compare the default run with the renderer alone on the same tasks:
+#   target/release/faafo bench-render --tasks 200 --seed 7
+#
+# Environment: FAAFO (the faafo binary, default target/release/faafo),
+# TRANSPORT_URL (default rabbit://guest:guest@127.0.0.1:5672/; a vhost of
+# its own is created and deleted through the management API),
+# IN_FLIGHT (producer max_in_flight, default 64), SEED (default 7),
+# RPC_CODEC (json, the default, or msgpack), EXECUTOR_SIZE (the worker's;
+# default 0: the number of CPUs).
+set -euo pipefail
+
+mode=${1:-small}
+case $mode in
+small)
+    tasks=${2:-5000}
+    sizes="min_width = 64\nmax_width = 64\nmin_height = 64\nmax_height = 64\nmin_iterations = 32\nmax_iterations = 32"
+    ;;
+default)
+    tasks=${2:-200}
+    sizes=""
+    ;;
+*)
+    echo "usage: $0 small|default [TASKS]" >&2
+    exit 2
+    ;;
+esac
+faafo=${FAAFO:-target/release/faafo}
+seed=${SEED:-7}
+in_flight=${IN_FLIGHT:-64}
+broker=${TRANSPORT_URL:-rabbit://guest:guest@127.0.0.1:5672/}
+mgmt=${RABBIT_API:-http://127.0.0.1:15672/api}
+[ -x "$faafo" ] || { echo "$faafo not found: cargo build --release -p faafo-producer --bin faafo" >&2; exit 1; }
+
+dir=$(mktemp -d)
+vhost="faafo-pipeline-$$"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    curl -fsS -u guest:guest -X DELETE "$mgmt/vhosts/$vhost" >/dev/null || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+curl -fsS -u guest:guest -X PUT "$mgmt/vhosts/$vhost" >/dev/null
+curl -fsS -u guest:guest -X PUT -H 'content-type: application/json' \
+    -d '{"configure":".*","write":".*","read":".*"}' "$mgmt/permissions/$vhost/guest" >/dev/null
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$dir/faafo.conf" <<EOF
+[DEFAULT]
+transport_url = ${broker%/}/$vhost
+state_path = $dir
+endpoint_url = http://127.0.0.1:$port
+log_file = $dir/faafo.log
+rpc_codec = ${RPC_CODEC:-json}
+
+[api]
+bind_port = $port
+
+[worker]
+executor_size = ${EXECUTOR_SIZE:-0}
+
+[producer]
+min_tasks = $tasks
+max_tasks = $tasks
+max_in_flight = $in_flight
+generator_seed = $seed
+$(printf "$sizes")
+EOF
+
+"$faafo" api --config-file "$dir/faafo.conf" 2>"$dir/api.err" &
+pids+=($!)
+for _ in $(seq 100); do
+    curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+"$faafo" worker --config-file "$dir/faafo.conf" 2>"$dir/worker.err" &
+pids+=($!)
+sleep 1
+# CPU seconds (user + system) a process has used so far.
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+broker_pid=$(pgrep -o beam.smp || true)
+broker_before=$([ -n "$broker_pid" ] && cpu "$broker_pid" || echo 0)
+start=$(date +%s.%N)
+TIMEFORMAT=%U+%S
+producer_cpu=$( { time "$faafo" producer --one-shot --config-file "$dir/faafo.conf" 2>"$dir/producer.err"; } 2>&1 )
+end=$(date +%s.%N)
+echo "CPU seconds during the run: api $(cpu "${pids[0]}") (incl. start), worker $(cpu "${pids[1]}"), producer $(echo "$producer_cpu" | bc), broker $(echo "$([ -n "$broker_pid" ] && cpu "$broker_pid" || echo 0) - $broker_before" | bc)"
+done_count=$(curl -fsS "http://127.0.0.1:$port/v1/fractal?status=done&results_per_page=1" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["num_results"])')
+python3 - "$tasks" "$done_count" "$start" "$end" "$mode" <<'EOF'
+import sys
+tasks, done, start, end, mode = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+seconds = end - start
+print(f"pipeline ({mode}): {done} of {tasks} tasks done in {seconds:.2f} s: {done / seconds:.1f} fractals/s")
+EOF
