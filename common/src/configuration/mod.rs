@@ -14,6 +14,7 @@
 //! and help, by [`config_section!`], which also writes the sample files
 //! (`--print-sample-config`).
 
+mod names;
 mod sample;
 mod sections;
 
@@ -107,6 +108,7 @@ impl ConfigArgs {
 /// Parses one configuration file's text as if it were the only file, with
 /// no environment: what `check-config` does to a file, without the file.
 pub fn parse_str(text: &str, origin: &str) -> Result<FaafoConfig, ConfigError> {
+    names::check_ini(text).map_err(|m| ConfigError::new(origin, m))?;
     let single = config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Ini))
         .build()
@@ -130,6 +132,7 @@ pub fn load_from(
         let origin = file.display().to_string();
         let text = std::fs::read_to_string(file)
             .map_err(|e| ConfigError::new(&origin, format!("cannot read the file: {e}")))?;
+        names::check_ini(&text).map_err(|m| ConfigError::new(&origin, m))?;
         // Each file must be valid on its own, so an error can name it.
         let alone = config::Config::builder()
             .add_source(config::File::from_str(&text, config::FileFormat::Ini))
@@ -155,7 +158,10 @@ pub fn load_from(
             section.to_ascii_lowercase()
         };
         let key = key.to_ascii_lowercase();
-        let origin = format!("environment variable {name}");
+        let origin = format!("environment variable {}", names::shown(&name));
+        names::check(&section)
+            .and_then(|()| names::check(&key))
+            .map_err(|m| ConfigError::new(&origin, m))?;
         let single = config::Config::builder()
             .set_override(format!("{section}.{key}"), value.clone())
             .map_err(|e| ConfigError::new(&origin, clean(&e)))?

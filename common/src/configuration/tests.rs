@@ -187,3 +187,50 @@ fn the_shipped_samples_are_current_and_valid() {
         load_from(&[etc.join(name)], env(&[])).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
+
+#[test]
+fn names_the_config_crate_would_read_as_array_paths_are_refused() {
+    // Each of these made `config` allocate an array of tens of millions of
+    // entries (the first is what the parse_config fuzz target found).
+    let texts = [
+        "2-0[28888088]=\0\0\u{0}8\0\0",
+        "x[99999999] = 1\n",
+        "[x[99999999]]\nkey = 1\n",
+        "a\\x005b99999999\\x005d = 1\n",
+    ];
+    for text in texts {
+        let err = parse_str(text, "fuzz.conf").expect_err(text).to_string();
+        assert!(
+            err.starts_with("fuzz.conf: ") && err.contains("is not a section or option name"),
+            "{text:?} gave: {err}"
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = file(
+        &dir,
+        "bad.conf",
+        "[DEFAULT]\ndebug = true\n[api[99999999]]\nbind_port = 1\n",
+    );
+    let err = load_from(std::slice::from_ref(&path), env(&[]))
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.contains("bad.conf: 'api[99999999") && err.contains("is not a section"),
+        "{err}"
+    );
+    let err = load_from(&[], env(&[("FAAFO_API__BIND_PORT[99999999]", "1")]))
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.contains("environment variable FAAFO_API__BIND_PORT[99999999]")
+            && err.contains("is not a section or option name"),
+        "{err}"
+    );
+    // Plain names still work.
+    let config = parse_str(
+        "[DEFAULT]\ndebug = true\n[api]\nbind_port = 5001\n",
+        "ok.conf",
+    )
+    .expect("plain names");
+    assert_eq!(config.api.bind_port, 5001);
+}

@@ -1,0 +1,49 @@
+//! Section and option names are checked before the `config` crate sees
+//! them: it reads a top-level name as a path expression, so a file with a
+//! line such as `x[99999999] = 1` (or a section `[x[99999999]]`) would make
+//! it allocate an array of a hundred million entries. faafo's names are
+//! plain words; anything else is refused with one line. (Found by the
+//! `parse_config` fuzz target.)
+
+/// Longest name shown in an error message.
+const SHOWN: usize = 40;
+
+/// Checks every section name and every option outside a section of an INI
+/// text, parsed exactly as `config` parses it. Text that is not valid INI
+/// passes: `config` then reports it.
+pub(super) fn check_ini(text: &str) -> Result<(), String> {
+    let Ok(ini) = ini::Ini::load_from_str(text) else {
+        return Ok(());
+    };
+    for (section, options) in ini.iter() {
+        match section {
+            Some(section) => check(section)?,
+            None => options.iter().try_for_each(|(key, _)| check(key))?,
+        }
+    }
+    Ok(())
+}
+
+/// A name may hold letters, digits, `_`, `-` and `.`, and nothing else.
+pub(super) fn check(name: &str) -> Result<(), String> {
+    if name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{}' is not a section or option name (expected letters, digits, '_', '-' or '.')",
+            shown(name)
+        ))
+    }
+}
+
+/// `name`, escaped and cut short for an error message.
+pub(super) fn shown(name: &str) -> String {
+    let escaped: String = name.escape_debug().collect();
+    match escaped.char_indices().nth(SHOWN) {
+        Some((at, _)) => format!("{}...", &escaped[..at]),
+        None => escaped,
+    }
+}
