@@ -60,9 +60,10 @@ async fn ten_thousand_tasks_leak_nothing_and_queues_stay_bounded() {
         })
     };
 
-    let mut after_first_thousand: Option<(u64, u64)> = None;
-    // (done, worker RSS, API RSS) at every further thousand: a leak climbs
-    // steadily, a cache levels off.
+    // (done, worker RSS, API RSS) after the first thousand tasks, every
+    // further thousand and at the end: a leak climbs steadily, a cache
+    // levels off. The first sample is the baseline, the last the result.
+    let step = tasks.min(1000);
     let mut trajectory: Vec<(usize, u64, u64)> = Vec::new();
     let mut deepest_queue = 0usize;
     loop {
@@ -70,16 +71,12 @@ async fn ten_thousand_tasks_leak_nothing_and_queues_stay_bounded() {
         if let Some(q) = vhost.queue_info("tasks").await {
             deepest_queue = deepest_queue.max(q["messages"].as_u64().unwrap_or(0) as usize);
         }
-        if after_first_thousand.is_none() && done >= tasks.min(1000) {
-            after_first_thousand = Some((
+        if done >= (step * (trajectory.len() + 1)).min(tasks) {
+            trajectory.push((
+                done,
                 rss_kib(worker.pid()).expect("worker rss"),
                 rss_kib(api_service.pid()).expect("api rss"),
             ));
-        }
-        if done >= 1000 * (trajectory.len() + 1)
-            && let (Some(w), Some(a)) = (rss_kib(worker.pid()), rss_kib(api_service.pid()))
-        {
-            trajectory.push((done, w, a));
         }
         if done >= tasks {
             break;
@@ -93,11 +90,8 @@ async fn ten_thousand_tasks_leak_nothing_and_queues_stay_bounded() {
     }
     feeder.await.expect("feeder");
     let elapsed = started.elapsed();
-    let (worker_first, api_first) = after_first_thousand.expect("sampled");
-    let (worker_last, api_last) = (
-        rss_kib(worker.pid()).expect("worker rss"),
-        rss_kib(api_service.pid()).expect("api rss"),
-    );
+    let (_, worker_first, api_first) = trajectory[0];
+    let (_, worker_last, api_last) = trajectory[trajectory.len() - 1];
     println!(
         "load: {tasks} tasks in {:.1}s ({:.0}/s); worker RSS {worker_first} -> {worker_last} KiB ({:+.1}%), \
          API RSS {api_first} -> {api_last} KiB ({:+.1}%); deepest tasks queue {deepest_queue}",
