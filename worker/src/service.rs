@@ -128,7 +128,7 @@ pub struct WorkerService {
     /// `executor_size` permits: a task renders only with one, so tasks
     /// taken ahead wait here (without their exec_timeout running) and at
     /// most `executor_size` image buffers exist at once.
-    render_slots: Arc<tokio::sync::Semaphore>,
+    render_slots: tokio::sync::Semaphore,
     notifier: Notifier,
 }
 
@@ -157,7 +157,7 @@ impl WorkerService {
         Ok(Self {
             renderer: JuliaRenderer::new(settings.limits),
             pool: Arc::new(pool),
-            render_slots: Arc::new(tokio::sync::Semaphore::new(settings.executor_size.max(1))),
+            render_slots: tokio::sync::Semaphore::new(settings.executor_size.max(1)),
             notifier,
             settings,
         })
