@@ -6,14 +6,15 @@
 # its start to its exit is what is reported.
 #
 #   producer/bench/pipeline.sh small [TASKS]     # 64x64, 32 iterations (default 5000 tasks)
-#   producer/bench/pipeline.sh default [TASKS]   # the original's sizes (default 200 tasks)
+#   producer/bench/pipeline.sh default [TASKS]   # the original's sizes (default 2000 tasks)
 #
 # Then compare the default run with the renderer alone on the same tasks:
-#   target/release/faafo bench-render --tasks 200 --seed 7
+#   target/release/faafo bench-render --tasks 2000 --seed 7
 #
 # Environment: FAAFO (the faafo binary, default target/release/faafo),
 # TRANSPORT_URL (default rabbit://guest:guest@127.0.0.1:5672/; a vhost of
-# its own is created and deleted through the management API),
+# its own is created and deleted through the management API at RABBIT_API,
+# default http://127.0.0.1:15672/api, as guest),
 # IN_FLIGHT (producer max_in_flight, default 64), SEED (default 7),
 # RPC_CODEC (json, the default, or msgpack), EXECUTOR_SIZE (the worker's;
 # default 0: the number of CPUs).
@@ -26,7 +27,7 @@ small)
     sizes="min_width = 64\nmax_width = 64\nmin_height = 64\nmax_height = 64\nmin_iterations = 32\nmax_iterations = 32"
     ;;
 default)
-    tasks=${2:-200}
+    tasks=${2:-2000}
     sizes=""
     ;;
 *)
