@@ -1,5 +1,7 @@
--- wrk script: POST /v1/fractal with a new random uuid each time (as the
--- producer does), so every request inserts a row.
+-- wrk script: POST /v1/fractal with a new uuid each time, so every request
+-- inserts a row. The uuids are time-ordered like the UUIDv7 the producer
+-- and the API generate (48 bits of milliseconds first); UUIDS=v4 in the
+-- environment sends random version-4 uuids instead, as an old client would.
 -- usage: wrk -t2 -c64 -d20s --latency -s post.lua http://127.0.0.1:5000
 
 local counter = 0
@@ -8,6 +10,9 @@ function setup(thread)
   counter = counter + 1
   thread:set("thread_id", counter)
 end
+
+local random_uuids = os.getenv("UUIDS") == "v4"
+local sequence = 0
 
 function init(args)
   math.randomseed(os.time() * 1000 + (thread_id or 0) * 7919 + math.floor(os.clock() * 1e6))
@@ -21,8 +26,22 @@ local function hex(n)
   return table.concat(out)
 end
 
+local function v7()
+  -- Seconds, the thread, then a per-thread sequence stand in for the
+  -- milliseconds and the counter of a real UUIDv7: what matters here is
+  -- that each thread's uuids ascend.
+  sequence = sequence + 1
+  return string.format("%08x-%04x-7%03x-a%03x-", os.time(), thread_id or 0,
+    math.floor(sequence / 4096) % 4096, sequence % 4096) .. hex(12)
+end
+
 function request()
-  local uuid = hex(8) .. "-" .. hex(4) .. "-4" .. hex(3) .. "-a" .. hex(3) .. "-" .. hex(12)
+  local uuid
+  if random_uuids then
+    uuid = hex(8) .. "-" .. hex(4) .. "-4" .. hex(3) .. "-a" .. hex(3) .. "-" .. hex(12)
+  else
+    uuid = v7()
+  end
   local body = '{"uuid":"' .. uuid .. '","width":510,"height":278,"iterations":281,'
     .. '"xa":-3.3528957195683087,"xb":1.1428457603077387,"ya":-2.1341119130263717,"yb":2.478654026560605}'
   return wrk.format("POST", "/v1/fractal", {["Content-Type"] = "application/json"}, body)

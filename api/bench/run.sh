@@ -4,6 +4,8 @@
 # usage: api/bench/run.sh [DATABASE_URL] [DURATION]
 #   DATABASE_URL: empty (SQLite file in a temporary state_path), or a mysql://
 #   or postgresql:// URL of an existing, empty database.
+# POST sends time-ordered uuids (as the producer does); UUIDS=v4 sends
+# random ones (see post.lua).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 url="${1:-}"
@@ -11,7 +13,12 @@ duration="${2:-20s}"
 port="${FAAFO_BENCH_PORT:-5077}"
 state=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$state"' EXIT
-cargo build --release -q -p faafo-api
+# API_BIN: a faafo-api binary to measure instead of building this tree's.
+api_bin=${API_BIN:-}
+if [ -z "$api_bin" ]; then
+  cargo build --release -q -p faafo-api
+  api_bin=./target/release/faafo-api
+fi
 cat > "$state/api.conf" <<CONF
 [DEFAULT]
 state_path = $state
@@ -21,7 +28,7 @@ max_connections = 16
 [api]
 bind_port = $port
 CONF
-./target/release/faafo-api --config-file "$state/api.conf" 2> "$state/api.log" &
+"$api_bin" --config-file "$state/api.conf" 2> "$state/api.log" &
 pid=$!
 for _ in $(seq 1 50); do
   curl -fs "http://127.0.0.1:$port/readyz" > /dev/null && break

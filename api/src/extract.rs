@@ -6,6 +6,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
+use faafo_common::fractal::FractalUpdate;
 use serde::de::DeserializeOwned;
 
 use crate::domain::FractalId;
@@ -119,6 +120,22 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQueryString {
         Query::<ListParams>::from_request_parts(parts, state)
             .await
             .map(|Query(params)| ListQueryString(params))
+            .map_err(|e| ApiError::BadRequest(e.body_text()))
+    }
+}
+
+/// The query string of an image upload: the update to apply with the
+/// image, in the same write (400 for unknown keys or bad values).
+#[derive(Debug, Clone)]
+pub struct UpdateQueryString(pub FractalUpdate);
+
+impl<S: Send + Sync> FromRequestParts<S> for UpdateQueryString {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<FractalUpdate>::from_request_parts(parts, state)
+            .await
+            .map(|Query(update)| UpdateQueryString(update))
             .map_err(|e| ApiError::BadRequest(e.body_text()))
     }
 }

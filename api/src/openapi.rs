@@ -34,6 +34,16 @@ pub mod schema {
         Failed,
     }
 
+    /// The status a new fractal may start in.
+    #[derive(Debug, Deserialize, ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum NewStatus {
+        /// Waiting for a producer (the default).
+        Pending,
+        /// Already handed to a worker by the producer creating it.
+        Running,
+    }
+
     /// A fractal (every column but the image).
     #[derive(Debug, Deserialize, ToSchema)]
     #[serde(deny_unknown_fields)]
@@ -121,6 +131,10 @@ pub mod schema {
         pub c_re: Option<f64>,
         /// Julia constant, imaginary part (with c_re).
         pub c_im: Option<f64>,
+        /// The status it starts in (default pending).
+        pub status: Option<NewStatus>,
+        /// Times it was handed to a worker so far (default 0).
+        pub attempts: Option<u32>,
     }
 
     /// The body of `PUT /v1/fractal/{uuid}`: any of these fields. `done`
@@ -221,6 +235,39 @@ pub mod schema {
         pub updated_before: Option<String>,
         /// Sort order (ties broken by uuid).
         pub order_by: Option<OrderBy>,
+    }
+
+    /// The query string of an image upload: an update written with the
+    /// image (the fields of `PUT /v1/fractal/{uuid}`).
+    #[derive(Debug, Deserialize, IntoParams)]
+    #[into_params(parameter_in = Query)]
+    #[serde(deny_unknown_fields)]
+    pub struct UpdateParams {
+        /// Must be the URL's uuid.
+        pub uuid: Option<uuid::Uuid>,
+        /// New status (`done` once the image is stored, as here).
+        pub status: Option<FractalStatus>,
+        /// Why it failed (not with status done).
+        #[param(max_length = 10000)]
+        pub error: Option<String>,
+        /// Times it was handed to a worker.
+        pub attempts: Option<u32>,
+        /// Seconds spent rendering.
+        #[param(minimum = 0)]
+        pub duration: Option<f64>,
+        /// sha256 (hex) of the PNG: must be the image's.
+        #[param(pattern = "^[0-9a-fA-F]{64}$")]
+        pub checksum: Option<String>,
+        /// Size of the PNG in bytes: must be the image's.
+        #[param(maximum = 9223372036854775807_u64)]
+        pub size: Option<u64>,
+        /// Host name of the worker.
+        #[param(min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1f\\x7f]*$")]
+        pub generated_by: Option<String>,
+        /// Julia constant, real part (with c_im).
+        pub c_re: Option<f64>,
+        /// Julia constant, imaginary part (with c_re).
+        pub c_im: Option<f64>,
     }
 }
 
@@ -421,6 +468,8 @@ mod tests {
             seed: Some(1),
             c_re: Some(0.1),
             c_im: Some(0.2),
+            status: Some(FractalStatus::Running),
+            attempts: Some(1),
         };
         serde_json::from_value::<schema::NewFractal>(serde_json::to_value(&new).expect("json"))
             .expect("new");

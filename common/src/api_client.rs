@@ -278,6 +278,24 @@ impl ApiClient {
         self.send(Method::PUT, &path, request).await.map(drop)
     }
 
+    /// `PUT /v1/fractal/<uuid>/image?<update>`: stores the PNG of a
+    /// fractal and applies `update` (its result, `status=done`...) in the
+    /// same write: one request where `upload_image` and `update` take two.
+    pub async fn store_result(
+        &self,
+        uuid: &str,
+        png: Vec<u8>,
+        update: &FractalUpdate,
+    ) -> Result<(), ApiError> {
+        let path = format!("/v1/fractal/{uuid}/image");
+        let request = self
+            .request(Method::PUT, &path)
+            .query(update)
+            .header(reqwest::header::CONTENT_TYPE, "image/png")
+            .body(png);
+        self.send(Method::PUT, &path, request).await.map(drop)
+    }
+
     /// `GET /fractal/<uuid>`: the PNG.
     pub async fn image(&self, uuid: &str) -> Result<Vec<u8>, ApiError> {
         let path = format!("/fractal/{uuid}");

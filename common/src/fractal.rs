@@ -142,6 +142,13 @@ pub struct NewFractal {
     /// Imaginary part of a given Julia constant (with `c_re`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub c_im: Option<f64>,
+    /// The status it starts in: `pending` (the default) or `running`, for
+    /// a producer that dispatches it at once and so saves a `PUT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<FractalStatus>,
+    /// The dispatch count it starts with (default 0; 1 with `running`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
 }
 
 /// The body of `PUT /v1/fractal/<uuid>`: a partial update. Unknown fields

@@ -49,9 +49,11 @@ impl TelemetrySettings {
     }
 }
 
-/// Keeps the log file writer alive; drop it last (at the end of `main`).
-#[must_use = "dropping the guard stops writing the log file"]
+/// Keeps the log writers alive; drop it last (at the end of `main`): it
+/// writes out the lines still queued.
+#[must_use = "dropping the guard stops writing the logs"]
 pub struct TelemetryGuard {
+    _stderr: tracing_appender::non_blocking::WorkerGuard,
     _file: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
@@ -109,6 +111,11 @@ pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryErr
             (Some(writer), Some(guard))
         }
     };
+    // Standard error is written by a thread of its own too: a request that
+    // logs a line must not wait for a slow disk or journald. Measured: with
+    // stderr to a file that a busy API had filled, writing it in place made
+    // the 99th percentile of a POST 27-127 ms instead of 8-12.
+    let (stderr_writer, stderr_guard) = tracing_appender::non_blocking(std::io::stderr());
     let registry = tracing_subscriber::registry()
         .with(filter(settings.debug))
         .with(RequestIdLayer);
@@ -116,7 +123,7 @@ pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryErr
         let stderr = tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
-            .with_writer(std::io::stderr);
+            .with_writer(stderr_writer);
         let file = file_writer.map(|w| {
             tracing_subscriber::fmt::layer()
                 .json()
@@ -128,7 +135,7 @@ pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryErr
         let stderr = tracing_subscriber::fmt::layer()
             .event_format(OriginalFormat)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_writer(std::io::stderr);
+            .with_writer(stderr_writer);
         let file = file_writer.map(|w| {
             tracing_subscriber::fmt::layer()
                 .event_format(OriginalFormat)
@@ -138,7 +145,10 @@ pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryErr
         registry.with(stderr).with(file).try_init()
     };
     result.map_err(|e| TelemetryError::AlreadySet(e.to_string()))?;
-    Ok(TelemetryGuard { _file: guard })
+    Ok(TelemetryGuard {
+        _stderr: stderr_guard,
+        _file: guard,
+    })
 }
 
 /// A span's request id, stored in its extensions.

@@ -15,7 +15,7 @@ use faafo_common::api_client::ApiError;
 use faafo_common::fractal::{Fractal, FractalStatus, FractalUpdate, ProcessArgs, Task, TaskResult};
 use faafo_common::messaging::{Backoff, MessagingError, RequestContext, RpcClient, new_request_id};
 use faafo_common::shutdown::Shutdown;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::api::ResilientApi;
@@ -143,11 +143,52 @@ impl Dispatcher {
             .len()
     }
 
+    /// A dispatch slot (one of `max_in_flight`), or `None` once shutdown
+    /// comes first.
+    pub async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        tokio::select! {
+            permit = self.slots.clone().acquire_owned() => permit.ok(),
+            _ = self.shutdown.wait() => None,
+        }
+    }
+
     /// Dispatches `fractal` until it is done, failed, gone or shutdown comes.
     pub async fn dispatch(self: Arc<Self>, fractal: Fractal, claim: Claim) -> Outcome {
-        let request_id = new_request_id();
+        let Some(slot) = self.slot().await else {
+            return Outcome::Abandoned;
+        };
+        self.see_through(fractal, claim, slot, new_request_id(), false)
+            .await
+    }
+
+    /// Dispatches a task this process has just created `running` (its
+    /// first attempt recorded: no `PUT` needed) while holding `slot`, under
+    /// the request id of its creation.
+    pub async fn dispatch_created(
+        self: Arc<Self>,
+        fractal: Fractal,
+        claim: Claim,
+        slot: OwnedSemaphorePermit,
+        request_id: String,
+    ) -> Outcome {
+        let marked = fractal.status == FractalStatus::Running && fractal.attempts >= 1;
+        self.see_through(fractal, claim, slot, request_id, marked)
+            .await
+    }
+
+    async fn see_through(
+        self: Arc<Self>,
+        fractal: Fractal,
+        claim: Claim,
+        slot: OwnedSemaphorePermit,
+        request_id: String,
+        marked: bool,
+    ) -> Outcome {
         let span = info_span!("dispatch", request_id = %request_id, uuid = %fractal.uuid);
-        let outcome = self.run(fractal, &request_id).instrument(span).await;
+        let outcome = self
+            .run(fractal, &request_id, slot, marked)
+            .instrument(span)
+            .await;
         match &outcome {
             Outcome::Done => self.stats.done.fetch_add(1, Ordering::Relaxed),
             Outcome::Failed(_) => self.stats.failed.fetch_add(1, Ordering::Relaxed),
@@ -157,14 +198,15 @@ impl Dispatcher {
         outcome
     }
 
-    async fn run(&self, fractal: Fractal, request_id: &str) -> Outcome {
-        let permit = tokio::select! {
-            permit = self.slots.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => return Outcome::Abandoned,
-            },
-            _ = self.shutdown.wait() => return Outcome::Abandoned,
-        };
+    /// The attempts of one task; `marked`: its current attempt is already
+    /// recorded as running.
+    async fn run(
+        &self,
+        fractal: Fractal,
+        request_id: &str,
+        permit: OwnedSemaphorePermit,
+        mut marked: bool,
+    ) -> Outcome {
         let api = self.api.with_request_id(request_id);
         let uuid = fractal.uuid.clone();
         let task = Task::from_fractal(&fractal);
@@ -177,25 +219,29 @@ impl Dispatcher {
             if self.shutdown.is_triggered() {
                 return Outcome::Abandoned;
             }
-            if attempts >= self.settings.max_attempts {
-                drop(permit);
-                return self.mark_failed(&api, &uuid, attempts, last_error).await;
-            }
-            attempts += 1;
-            let running = FractalUpdate {
-                status: Some(FractalStatus::Running),
-                attempts: Some(attempts),
-                ..FractalUpdate::default()
-            };
-            match api
-                .retry("marking the task running", |c| {
-                    let (uuid, running) = (uuid.clone(), running.clone());
-                    async move { c.update(&uuid, &running).await }
-                })
-                .await
-            {
-                Ok(_) => {}
-                Err(e) => return self.gone(&uuid, e),
+            if marked {
+                marked = false;
+            } else {
+                if attempts >= self.settings.max_attempts {
+                    drop(permit);
+                    return self.mark_failed(&api, &uuid, attempts, last_error).await;
+                }
+                attempts += 1;
+                let running = FractalUpdate {
+                    status: Some(FractalStatus::Running),
+                    attempts: Some(attempts),
+                    ..FractalUpdate::default()
+                };
+                match api
+                    .retry("marking the task running", |c| {
+                        let (uuid, running) = (uuid.clone(), running.clone());
+                        async move { c.update(&uuid, &running).await }
+                    })
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) => return self.gone(&uuid, e),
+                }
             }
             info!(
                 "dispatching task {uuid} (attempt {attempts} of {})",
@@ -232,18 +278,10 @@ impl Dispatcher {
         }
     }
 
-    /// Stores the image, then the result; waits for the API as long as it takes.
+    /// Stores the image with the result, in one request (the API applies
+    /// both in one write); waits for the API as long as it takes.
     async fn deliver(&self, api: &ResilientApi, result: TaskResult) -> Outcome {
         let uuid = result.uuid.clone();
-        let stored = api
-            .retry("storing the image", |c| {
-                let (uuid, png) = (uuid.clone(), result.image.clone());
-                async move { c.upload_image(&uuid, png).await }
-            })
-            .await;
-        if let Err(e) = stored {
-            return self.refused(api, &uuid, e).await;
-        }
         let done = FractalUpdate {
             status: Some(FractalStatus::Done),
             duration: Some(result.duration),
@@ -256,8 +294,8 @@ impl Dispatcher {
         };
         match api
             .retry("storing the result", |c| {
-                let (uuid, done) = (uuid.clone(), done.clone());
-                async move { c.update(&uuid, &done).await }
+                let (uuid, png, done) = (uuid.clone(), result.image.clone(), done.clone());
+                async move { c.store_result(&uuid, png, &done).await }
             })
             .await
         {

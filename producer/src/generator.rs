@@ -81,7 +81,9 @@ impl TaskGenerator {
             (ya, yb) = (ya.min(yb), ya.max(yb) + 1.0);
         }
         NewFractal {
-            uuid: Some(uuid::Uuid::new_v4().to_string()),
+            // Time-ordered (UUIDv7): the API's database appends instead of
+            // writing a random page per task.
+            uuid: Some(uuid::Uuid::now_v7().to_string()),
             width: self.int(settings.width),
             height: self.int(settings.height),
             iterations: self.int(settings.iterations),
@@ -92,6 +94,8 @@ impl TaskGenerator {
             seed: Some(self.rng.u64(..)),
             c_re: None,
             c_im: None,
+            status: None,
+            attempts: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use faafo_common::api_client::{ApiError, ListQuery};
 use faafo_common::fractal::{Fractal, FractalStatus, NewFractal};
-use faafo_common::messaging::RpcClient;
+use faafo_common::messaging::{RpcClient, new_request_id};
 use faafo_common::shutdown::Shutdown;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
@@ -42,8 +42,6 @@ pub struct Producer {
     settings: ProducerSettings,
     shutdown: Shutdown,
     tasks: TaskTracker,
-    /// Tasks being created in the API at once.
-    creating: Arc<tokio::sync::Semaphore>,
 }
 
 impl Producer {
@@ -62,7 +60,6 @@ impl Producer {
             settings,
             shutdown,
             tasks: TaskTracker::new(),
-            creating: Arc::new(tokio::sync::Semaphore::new(16)),
         }
     }
 
@@ -130,8 +127,8 @@ impl Producer {
         self.one_shot(tasks).await
     }
 
-    /// Creates the tasks in the API (a few at a time) and dispatches each
-    /// as soon as it exists.
+    /// Creates each task in the API as a dispatch slot frees, and
+    /// dispatches it.
     async fn submit(&self, tasks: Vec<NewFractal>) -> Vec<tokio::task::JoinHandle<Outcome>> {
         info!("generating {} task(s)", tasks.len());
         let mut handles = Vec::with_capacity(tasks.len());
@@ -139,7 +136,7 @@ impl Producer {
             let uuid = new
                 .uuid
                 .clone()
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
             let new = NewFractal {
                 uuid: Some(uuid.clone()),
                 ..new
@@ -152,26 +149,35 @@ impl Producer {
                 "generated task: {{'uuid': '{uuid}', 'width': {}, 'height': {}, 'iterations': {}, 'xa': {}, 'xb': {}, 'ya': {}, 'yb': {}}}",
                 new.width, new.height, new.iterations, new.xa, new.xb, new.ya, new.yb
             );
-            let permit = tokio::select! {
-                permit = self.creating.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-                _ = self.shutdown.wait() => break,
-            };
             let (api, dispatcher, shutdown) = (
                 self.api.clone(),
                 self.dispatcher.clone(),
                 self.shutdown.clone(),
             );
             handles.push(self.tasks.spawn(async move {
+                // Created when a dispatch slot is free, already running:
+                // one request instead of a POST and a PUT, and no task
+                // sits in the API as running while it waits here.
+                let Some(slot) = dispatcher.slot().await else {
+                    return Outcome::Abandoned;
+                };
+                let request_id = new_request_id();
+                let new = NewFractal {
+                    status: Some(FractalStatus::Running),
+                    attempts: Some(1),
+                    ..new
+                };
+                let api = api.with_request_id(&request_id);
                 let created = tokio::select! {
                     created = create(&api, &new) => created,
                     _ = shutdown.wait() => return Outcome::Abandoned,
                 };
-                drop(permit);
                 match created {
-                    Ok(fractal) => dispatcher.dispatch(fractal, claim).await,
+                    Ok(fractal) => {
+                        dispatcher
+                            .dispatch_created(fractal, claim, slot, request_id)
+                            .await
+                    }
                     Err(e) => {
                         error!("task {uuid} could not be created: {e}");
                         Outcome::Failed(e.to_string())

@@ -219,6 +219,8 @@ async fn every_task_is_done_once_after_killing_the_producer_and_a_worker() {
             seed: None,
             c_re: Some(0.0),
             c_im: Some(0.0),
+            status: None,
+            attempts: None,
         })
         .await
         .expect("create");

@@ -112,6 +112,8 @@ async fn api_tokens_never_show_in_logs() {
         seed: Some(1),
         c_re: None,
         c_im: None,
+        status: None,
+        attempts: None,
     };
     let created = good.create(&new).await.expect("created with the token");
     let bad = ApiClient::new(&url, Some(wrong.into())).expect("client");

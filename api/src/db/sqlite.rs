@@ -8,14 +8,15 @@
 //!
 //! Writes go to one writer thread, which owns the only writing connection
 //! and commits them in groups: it takes every write queued (up to
-//! [`MAX_BATCH`]), runs each in a savepoint of one transaction (so one
+//! [`MAX_BATCH`]; under load, also those arriving within half a
+//! millisecond), runs each in a savepoint of one transaction (so one
 //! failing write, such as a duplicate uuid, leaves the others), commits
 //! once, then answers each. Under load this turns many small commits into
 //! a few larger ones; alone, a write commits at once. Nothing waits in
 //! SQLite's busy handler (which sleeps up to 100 ms between tries).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
@@ -116,8 +117,8 @@ impl SqliteStore {
         })?;
         let (writes, queue) = mpsc::channel();
         let (stop_checkpoints, stopped) = mpsc::channel::<()>();
-        let wal_frames = Arc::new(AtomicI64::new(0));
-        let frames = Arc::clone(&wal_frames);
+        let rewind = Arc::new(AtomicBool::new(false));
+        let rewind_now = Arc::clone(&rewind);
         if let Location::File(_) = location {
             // Checkpoints (copying the WAL into the database file, with an
             // fsync) run on a thread of their own, so commits never wait
@@ -127,12 +128,12 @@ impl SqliteStore {
             checkpointer.pragma_update(None, "cache_size", -SMALL_CACHE_KIB)?;
             std::thread::Builder::new()
                 .name("faafo-sqlite-checkpoint".into())
-                .spawn(move || checkpoint_loop(checkpointer, stopped, frames))
+                .spawn(move || checkpoint_loop(checkpointer, stopped, rewind_now))
                 .map_err(|e| open_error(format!("cannot start the checkpoint thread: {e}")))?;
         }
         std::thread::Builder::new()
             .name("faafo-sqlite-writer".into())
-            .spawn(move || write_loop(writer, queue, stop_checkpoints, wal_frames))
+            .spawn(move || write_loop(writer, queue, stop_checkpoints, rewind))
             .map_err(|e| open_error(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             location,
@@ -431,24 +432,58 @@ fn in_savepoint<T>(conn: &Connection, work: Work<T>) -> Result<T, DbError> {
     }
 }
 
-/// Seconds between two checkpoints.
+/// Time between two checkpoints.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
 
-/// WAL frames (pages) past which the writer rewinds the WAL (64 MiB with
-/// 4 KiB pages).
+/// WAL frames (pages) past which the WAL is rewound (64 MiB with 4 KiB
+/// pages). Measured: a WAL allowed to reach 256 MiB made the 99th
+/// percentile of a write ten times longer (docs/benchmarks.md).
 const REWIND_FRAMES: i64 = 16384;
 
+/// Passes the checkpoint thread makes back to back once the WAL is past
+/// [`REWIND_FRAMES`], before it asks the writer to rewind.
+const CATCH_UP_PASSES: usize = 4;
+
+/// A batch of at least this many writes means writers are waiting on each
+/// other: the next batch waits up to [`COMMIT_DELAY`] for company.
+const BUSY_BATCH: usize = 4;
+
+/// How long, under load, a group commit waits for more writes before it
+/// begins (PostgreSQL's `commit_delay`). Fewer, larger commits write fewer
+/// WAL pages per row (a commit rewrites the last, partly filled page of
+/// the table and of each index), so less data for the disk and shorter
+/// checkpoints: at 64 connections it took the 99th percentile of a POST
+/// from 13-26 ms to 8-15 ms (docs/benchmarks.md). A lone write never waits.
+const COMMIT_DELAY: Duration = Duration::from_micros(500);
+
 /// The checkpoint thread: a passive checkpoint (which waits for nobody)
-/// every [`CHECKPOINT_INTERVAL`], until the writer thread ends. It copies
-/// the WAL into the database file but cannot rewind the WAL while writes
-/// keep coming: it tells the writer how long the WAL is (`wal_frames`),
-/// and the writer, past [`REWIND_FRAMES`], copies the little that is left
-/// itself between two commits, so that its next commit starts the WAL over.
-fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>, wal_frames: Arc<AtomicI64>) {
+/// every [`CHECKPOINT_INTERVAL`], until the writer thread ends.
+///
+/// A passive checkpoint copies the WAL into the database file but, while
+/// writes keep coming, never finds the WAL wholly copied, and SQLite only
+/// starts a WAL over (at the next commit) once it is. So when the WAL is
+/// past [`REWIND_FRAMES`], this thread makes [`CATCH_UP_PASSES`] passes
+/// back to back: each copies (and fsyncs) only what came in during the
+/// one before, so they get shorter, and after the last little is left.
+/// Then it sets `rewind`: the writer copies that little itself between
+/// two commits, and its next commit starts the WAL over. Measured at 64
+/// connections: with one pass before the rewind the 99th percentile of a
+/// POST was 20-21 ms, with four 8.4 ms (docs/benchmarks.md).
+fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>, rewind: Arc<AtomicBool>) {
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_INTERVAL) {
-        match passive_checkpoint(&conn) {
-            Ok(frames) => wal_frames.store(frames, Ordering::Relaxed),
-            Err(e) => tracing::warn!("SQLite checkpoint failed: {e}"),
+        for pass in 1..=CATCH_UP_PASSES {
+            match passive_checkpoint(&conn) {
+                Ok(frames) if frames >= REWIND_FRAMES && !rewind.load(Ordering::Relaxed) => {
+                    if pass == CATCH_UP_PASSES {
+                        rewind.store(true, Ordering::Relaxed);
+                    }
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!("SQLite checkpoint failed: {e}");
+                    break;
+                }
+            }
         }
     }
 }
@@ -460,22 +495,39 @@ fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
     })
 }
 
+/// The next group of writes: `first` and whatever else is queued, up to
+/// [`MAX_BATCH`]; when `busy`, after sleeping [`COMMIT_DELAY`] so that more
+/// can come (one sleep, not a wake-up per arriving write).
+fn next_batch(
+    first: Box<dyn Pending>,
+    queue: &mpsc::Receiver<Box<dyn Pending>>,
+    busy: bool,
+) -> Vec<Box<dyn Pending>> {
+    if busy {
+        std::thread::sleep(COMMIT_DELAY);
+    }
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match queue.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
 /// The writer thread: group commits until every sender is gone (then the
 /// checkpoint thread stops too, as `_stop_checkpoints` drops).
 fn write_loop(
     conn: Connection,
     queue: mpsc::Receiver<Box<dyn Pending>>,
     _stop_checkpoints: mpsc::Sender<()>,
-    wal_frames: Arc<AtomicI64>,
+    rewind: Arc<AtomicBool>,
 ) {
+    let mut busy = false;
     while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+        let mut batch = next_batch(first, &queue, busy);
+        busy = batch.len() >= BUSY_BATCH;
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             let reason = e.to_string();
             for job in batch {
@@ -491,11 +543,10 @@ fn write_loop(
                 for job in batch {
                     job.finish(Ok(()));
                 }
-                if wal_frames.load(Ordering::Relaxed) >= REWIND_FRAMES {
-                    wal_frames.store(0, Ordering::Relaxed);
-                    if let Err(e) = passive_checkpoint(&conn) {
-                        tracing::warn!("SQLite checkpoint failed: {e}");
-                    }
+                if rewind.swap(false, Ordering::Relaxed)
+                    && let Err(e) = passive_checkpoint(&conn)
+                {
+                    tracing::warn!("SQLite checkpoint failed: {e}");
                 }
             }
             Err(e) => {
@@ -724,6 +775,8 @@ mod tests {
             seed: None,
             c_re: None,
             c_im: None,
+            status: None,
+            attempts: None,
         };
         let limits = crate::domain::Limits {
             pixel_limit: 1 << 30,

@@ -1,6 +1,6 @@
 //! A fractal to create: the body of `POST /v1/fractal`, parsed.
 
-use faafo_common::fractal::NewFractal;
+use faafo_common::fractal::{FractalStatus, NewFractal};
 
 use super::{FractalId, Invalid};
 
@@ -51,6 +51,10 @@ pub struct CreateFractal {
     pub yb: f64,
     /// Where c comes from.
     pub constant: ConstantSource,
+    /// `Pending` or `Running` (a producer dispatching it at once).
+    pub status: FractalStatus,
+    /// Dispatches so far.
+    pub attempts: u32,
 }
 
 impl CreateFractal {
@@ -58,7 +62,7 @@ impl CreateFractal {
     pub fn parse(body: NewFractal, limits: Limits) -> Result<Self, Invalid> {
         let uuid = match body.uuid.as_deref() {
             Some(text) => FractalId::parse(text).map_err(|e| Invalid(format!("uuid: {e}")))?,
-            None => FractalId::new_random(),
+            None => FractalId::new_time_ordered(),
         };
         for (name, value) in [("width", body.width), ("height", body.height)] {
             if value < 2 {
@@ -104,6 +108,14 @@ impl CreateFractal {
             (None, None, Some(seed)) => ConstantSource::Seed(seed),
             (None, None, None) => ConstantSource::FromUuid,
         };
+        let status = match body.status.unwrap_or(FractalStatus::Pending) {
+            status @ (FractalStatus::Pending | FractalStatus::Running) => status,
+            other => {
+                return Err(Invalid(format!(
+                    "a new fractal is pending or running, not {other}: it is done once its image is stored"
+                )));
+            }
+        };
         Ok(Self {
             uuid,
             width: body.width,
@@ -114,6 +126,8 @@ impl CreateFractal {
             ya: body.ya,
             yb: body.yb,
             constant,
+            status,
+            attempts: body.attempts.unwrap_or(0),
         })
     }
 }
@@ -162,6 +176,8 @@ mod tests {
             seed: None,
             c_re: None,
             c_im: None,
+            status: None,
+            attempts: None,
         }
     }
 

@@ -8,10 +8,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use faafo_common::fractal::{Fractal, FractalStatus};
 
-use crate::domain::update::{attach_image, check_image_fits};
+use crate::domain::update::{UpdateFractal, attach_image, check_image_fits};
 use crate::domain::{Outcome, PngImage, Timestamp};
 use crate::error::ApiError;
-use crate::extract::{PathId, body_bytes};
+use crate::extract::{PathId, UpdateQueryString, body_bytes};
 use crate::routes::fractals::{MAX_WRITE_ATTEMPTS, busy};
 use crate::state::AppState;
 
@@ -21,25 +21,34 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// `PUT /v1/fractal/{uuid}/image`: stores the fractal's PNG (raw bytes,
 /// `Content-Type: image/png`). Its sha256 must match the checksum the
 /// fractal already names, if any; storing the same image again is a no-op.
+///
+/// The query string may carry an update (the fields of
+/// `PUT /v1/fractal/{uuid}`, such as `status=done&duration=0.87`), applied
+/// after the image is attached and written with it: a producer stores a
+/// result in one request instead of two.
 #[utoipa::path(
     put,
     path = "/v1/fractal/{uuid}/image",
     tag = "images",
-    params(("uuid" = uuid::Uuid, Path, description = "The fractal's id")),
+    params(
+        ("uuid" = uuid::Uuid, Path, description = "The fractal's id"),
+        crate::openapi::schema::UpdateParams,
+    ),
     request_body(content = Vec<u8>, content_type = "image/png", description = "The PNG file"),
     responses(
         (status = 200, description = "Stored; the fractal with the image's checksum and size", body = crate::openapi::schema::Fractal),
-        (status = 400, description = "Not a UUID, or unreadable body", body = crate::openapi::schema::ErrorBody),
+        (status = 400, description = "Not a UUID, unreadable body or bad query string", body = crate::openapi::schema::ErrorBody),
         (status = 404, description = "No such fractal", body = crate::openapi::schema::ErrorBody),
-        (status = 409, description = "Another image (checksum mismatch)", body = crate::openapi::schema::ErrorBody),
+        (status = 409, description = "Another image (checksum mismatch), or an update contradicting the fractal's state", body = crate::openapi::schema::ErrorBody),
         (status = 413, description = "Image larger than max_body_size", body = crate::openapi::schema::ErrorBody),
         (status = 415, description = "Not image/png", body = crate::openapi::schema::ErrorBody),
-        (status = 422, description = "Not a PNG, or not the fractal's size", body = crate::openapi::schema::ErrorBody),
+        (status = 422, description = "Not a PNG, not the fractal's size, or an invalid update", body = crate::openapi::schema::ErrorBody),
     )
 )]
 pub async fn upload(
     State(state): State<AppState>,
     PathId(id): PathId,
+    UpdateQueryString(update): UpdateQueryString,
     request: Request,
 ) -> Result<Json<Fractal>, ApiError> {
     let content_type = request
@@ -59,6 +68,7 @@ pub async fn upload(
             content_type.map_or("none".to_string(), crate::domain::fractal_id::shorten)
         )));
     }
+    let update = UpdateFractal::parse(update, id)?;
     let png = PngImage::parse(body_bytes(request, &()).await?)?;
     for _ in 0..MAX_WRITE_ATTEMPTS {
         let record = state
@@ -67,7 +77,8 @@ pub async fn upload(
             .await?
             .ok_or_else(|| ApiError::no_fractal(id))?;
         check_image_fits(&record, &png)?;
-        let outcome = match attach_image(&record, &png, Timestamp::now()) {
+        let now = Timestamp::now();
+        let attached = match attach_image(&record, &png, now) {
             Ok(outcome) => outcome,
             Err(conflict) => {
                 // Filesystem store: drop a file an earlier try of ours left.
@@ -77,18 +88,34 @@ pub async fn upload(
                 return Err(conflict.into());
             }
         };
-        match outcome {
-            Outcome::Unchanged => return Ok(Json(record.to_json())),
-            Outcome::Changed(next) => {
-                if state.images.store(&state.db, &record, &next, &png).await? {
+        let with_image = match &attached {
+            Outcome::Unchanged => record.clone(),
+            Outcome::Changed(next) => (**next).clone(),
+        };
+        let next = match update.apply(&with_image, now)? {
+            Outcome::Unchanged => with_image,
+            Outcome::Changed(next) => *next,
+        };
+        let written = match attached {
+            Outcome::Unchanged if next == record => return Ok(Json(record.to_json())),
+            Outcome::Unchanged => state.db.replace(&record, &next).await?,
+            Outcome::Changed(_) => {
+                let stored = state.images.store(&state.db, &record, &next, &png).await?;
+                if stored {
                     tracing::info!(
                         "stored the image of fractal {id} ({} bytes, sha256 {})",
                         png.size(),
                         png.checksum()
                     );
-                    return Ok(Json(next.to_json()));
                 }
+                stored
             }
+        };
+        if written {
+            if next.status != record.status {
+                tracing::info!("fractal {id} is {}", next.status);
+            }
+            return Ok(Json(next.to_json()));
         }
     }
     Err(busy(id))

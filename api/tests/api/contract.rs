@@ -33,6 +33,7 @@ on_every_database!(
     pages_count_and_clamp,
     filters_and_orders,
     the_producers_lifecycle,
+    the_producers_two_requests,
     done_needs_the_matching_image,
     images_are_served_with_etags,
     delete_removes_the_fractal_and_its_image,
@@ -352,6 +353,93 @@ async fn the_producers_lifecycle(backend: Backend) {
     assert_eq!(err.status(), Some(409), "{err}");
     assert!(err.to_string().contains("final"), "{err}");
     assert_eq!(app.api.get(&done.uuid).await.expect("get"), done);
+    app.stop().await;
+}
+
+/// What the producer sends now: the task created already running, then
+/// the image with its result in one `PUT`.
+async fn the_producers_two_requests(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // A generated uuid is a UUIDv7: ids made later sort later.
+    let first = create(&app, &new_fractal(64, 48, None)).await;
+    let body = NewFractal {
+        status: Some(FractalStatus::Running),
+        attempts: Some(1),
+        ..new_fractal(64, 48, Some((-0.8, 0.156)))
+    };
+    let f = create(&app, &body).await;
+    for id in [&first.uuid, &f.uuid] {
+        let version = uuid::Uuid::parse_str(id).expect("uuid").get_version_num();
+        assert_eq!(version, 7, "{id}");
+    }
+    assert!(f.uuid > first.uuid, "{} then {}", first.uuid, f.uuid);
+    assert_eq!((f.status, f.attempts), (FractalStatus::Running, 1));
+    // A new fractal cannot start done or failed.
+    let before = app.snapshot().await;
+    for status in ["done", "failed"] {
+        let mut bad = serde_json::to_value(new_fractal(64, 48, None)).expect("json");
+        bad["status"] = json!(status);
+        let message = error_of(app.post_json("/v1/fractal", &bad).await, 422).await;
+        assert!(message.contains("pending or running"), "{message}");
+    }
+    assert_eq!(app.snapshot().await, before);
+    let rendered = render(&f);
+    let path = format!("/v1/fractal/{}/image", f.uuid);
+    let put_png = |query: &str| {
+        app.http
+            .put(format!("{}?{query}", app.at(&path)))
+            .header(CONTENT_TYPE, "image/png")
+            .body(rendered.png.clone())
+            .send()
+    };
+    // A query string that is not an update, or an update that contradicts
+    // the image, changes nothing.
+    for (query, status) in [
+        ("status=finished", 400),
+        ("colour=red", 400),
+        ("duration=soon", 400),
+        ("duration=-1", 422),
+        ("status=done&error=oops", 422),
+    ] {
+        let response = put_png(query).await.expect("request");
+        error_of(response, status).await;
+    }
+    let wrong = FractalUpdate {
+        checksum: Some("a".repeat(64)),
+        ..rendered.done()
+    };
+    let err = app
+        .api
+        .store_result(&f.uuid, rendered.png.clone(), &wrong)
+        .await
+        .expect_err("checksum mismatch");
+    assert_eq!(err.status(), Some(409), "{err}");
+    assert_eq!(app.snapshot().await, before);
+    error_of(app.get(&format!("/fractal/{}", f.uuid)).await, 409).await;
+    // The image and the result in one request.
+    app.api
+        .store_result(&f.uuid, rendered.png.clone(), &rendered.done())
+        .await
+        .expect("stored");
+    let done = app.api.get(&f.uuid).await.expect("get");
+    assert_eq!(done.status, FractalStatus::Done);
+    assert_eq!(done.attempts, 1);
+    assert_eq!(done.checksum.as_deref(), Some(rendered.checksum.as_str()));
+    assert_eq!(done.size, Some(rendered.png.len() as u64));
+    assert_eq!(done.duration, Some(rendered.duration));
+    assert_eq!(done.generated_by.as_deref(), Some("test-worker"));
+    assert_eq!(
+        (done.c_re, done.c_im),
+        (Some(rendered.c.0), Some(rendered.c.1))
+    );
+    assert_eq!(app.api.image(&f.uuid).await.expect("image"), rendered.png);
+    // The same result delivered again changes nothing.
+    app.api
+        .store_result(&f.uuid, rendered.png.clone(), &rendered.done())
+        .await
+        .expect("again");
+    assert_eq!(app.api.get(&f.uuid).await.expect("get"), done);
+    assert_eq!(app.snapshot().await.len(), before.len());
     app.stop().await;
 }
 

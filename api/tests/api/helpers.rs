@@ -335,6 +335,8 @@ pub fn new_fractal(width: u32, height: u32, c: Option<(f64, f64)>) -> NewFractal
         seed: None,
         c_re: c.map(|c| c.0),
         c_im: c.map(|c| c.1),
+        status: None,
+        attempts: None,
     }
 }
 

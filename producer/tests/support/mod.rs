@@ -381,5 +381,7 @@ pub fn small_task(
         seed: Some(draw.u64(..)),
         c_re: None,
         c_im: None,
+        status: None,
+        attempts: None,
     }
 }

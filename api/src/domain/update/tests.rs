@@ -21,6 +21,8 @@ fn record() -> FractalRecord {
         seed: None,
         c_re: None,
         c_im: None,
+        status: None,
+        attempts: None,
     };
     let create = CreateFractal::parse(body, LIMITS).expect("valid");
     FractalRecord::new(
@@ -203,7 +205,7 @@ fn parse_refuses_bad_fields() {
     let id = record().uuid;
     let bad = [
         FractalUpdate {
-            uuid: Some(FractalId::new_random().to_string()),
+            uuid: Some(FractalId::new_time_ordered().to_string()),
             ..FractalUpdate::default()
         },
         FractalUpdate {
