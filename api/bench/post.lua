@@ -1,7 +1,8 @@
 -- wrk script: POST /v1/fractal with a new uuid each time, so every request
 -- inserts a row. The uuids are time-ordered like the UUIDv7 the producer
--- and the API generate (48 bits of milliseconds first); UUIDS=v4 in the
--- environment sends random version-4 uuids instead, as an old client would.
+-- and the API generate (48 bits of milliseconds first). In the environment,
+-- UUIDS=v4 sends random version-4 uuids instead, as an old client would,
+-- and UUIDS=none sends none (the API generates them).
 -- usage: wrk -t2 -c64 -d20s --latency -s post.lua http://127.0.0.1:5000
 
 local counter = 0
@@ -12,6 +13,7 @@ function setup(thread)
 end
 
 local random_uuids = os.getenv("UUIDS") == "v4"
+local no_uuids = os.getenv("UUIDS") == "none"
 local sequence = 0
 
 function init(args)
@@ -42,7 +44,8 @@ function request()
   else
     uuid = v7()
   end
-  local body = '{"uuid":"' .. uuid .. '","width":510,"height":278,"iterations":281,'
+  local head = no_uuids and '{' or ('{"uuid":"' .. uuid .. '",')
+  local body = head .. '"width":510,"height":278,"iterations":281,'
     .. '"xa":-3.3528957195683087,"xb":1.1428457603077387,"ya":-2.1341119130263717,"yb":2.478654026560605}'
   return wrk.format("POST", "/v1/fractal", {["Content-Type"] = "application/json"}, body)
 end
