@@ -6,11 +6,9 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
-use faafo_common::fractal::FractalUpdate;
 use serde::de::DeserializeOwned;
 
 use crate::domain::FractalId;
-use crate::domain::list::ListParams;
 use crate::error::ApiError;
 
 /// A JSON body: `Content-Type: application/json` (else 415), within the
@@ -109,33 +107,19 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     }
 }
 
-/// The query string of the collection (400 for unknown or repeated keys).
+/// A query string of the expected shape: the collection's filters
+/// ([`crate::domain::list::ListParams`]), or the update sent with an
+/// image ([`faafo_common::fractal::FractalUpdate`]). Unknown or repeated keys and bad values: 400.
 #[derive(Debug, Clone)]
-pub struct ListQueryString(pub ListParams);
+pub struct QueryString<T>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for ListQueryString {
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryString<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Query::<ListParams>::from_request_parts(parts, state)
+        Query::<T>::from_request_parts(parts, state)
             .await
-            .map(|Query(params)| ListQueryString(params))
-            .map_err(|e| ApiError::BadRequest(e.body_text()))
-    }
-}
-
-/// The query string of an image upload: the update to apply with the
-/// image, in the same write (400 for unknown keys or bad values).
-#[derive(Debug, Clone)]
-pub struct UpdateQueryString(pub FractalUpdate);
-
-impl<S: Send + Sync> FromRequestParts<S> for UpdateQueryString {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Query::<FractalUpdate>::from_request_parts(parts, state)
-            .await
-            .map(|Query(update)| UpdateQueryString(update))
+            .map(|Query(value)| QueryString(value))
             .map_err(|e| ApiError::BadRequest(e.body_text()))
     }
 }

@@ -78,6 +78,7 @@ pub mod schema {
         /// Why it failed.
         pub error: Option<String>,
         /// Times it was handed to a worker.
+        #[schema(format = Int64, maximum = 4294967295_u64)]
         pub attempts: u32,
         /// Seconds the worker spent rendering.
         pub duration: Option<f64>,
@@ -134,12 +135,15 @@ pub mod schema {
         /// The status it starts in (default pending).
         pub status: Option<NewStatus>,
         /// Times it was handed to a worker so far (default 0).
+        #[schema(format = Int64, maximum = 4294967295_u64)]
         pub attempts: Option<u32>,
     }
 
     /// The body of `PUT /v1/fractal/{uuid}`: any of these fields. `done`
-    /// needs the image stored first, and is final.
-    #[derive(Debug, Deserialize, ToSchema)]
+    /// needs the image stored first, and is final. Also the query string
+    /// of an image upload: an update written with the image.
+    #[derive(Debug, Deserialize, ToSchema, IntoParams)]
+    #[into_params(parameter_in = Query)]
     #[serde(deny_unknown_fields)]
     #[schema(example = json!({"status": "running", "attempts": 1}))]
     pub struct FractalUpdate {
@@ -149,20 +153,27 @@ pub mod schema {
         pub status: Option<FractalStatus>,
         /// Why it failed (not with status done).
         #[schema(max_length = 10000)]
+        #[param(max_length = 10000)]
         pub error: Option<String>,
         /// Times it was handed to a worker.
+        #[schema(format = Int64, maximum = 4294967295_u64)]
+        #[param(format = Int64, maximum = 4294967295_u64)]
         pub attempts: Option<u32>,
         /// Seconds spent rendering.
         #[schema(minimum = 0)]
+        #[param(minimum = 0)]
         pub duration: Option<f64>,
         /// sha256 (hex) of the PNG.
         #[schema(pattern = "^[0-9a-fA-F]{64}$")]
+        #[param(pattern = "^[0-9a-fA-F]{64}$")]
         pub checksum: Option<String>,
         /// Size of the PNG in bytes.
         #[schema(maximum = 9223372036854775807_u64)]
+        #[param(maximum = 9223372036854775807_u64)]
         pub size: Option<u64>,
         /// Host name of the worker.
         #[schema(min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1f\\x7f]*$")]
+        #[param(min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1f\\x7f]*$")]
         pub generated_by: Option<String>,
         /// Julia constant, real part (with c_im).
         pub c_re: Option<f64>,
@@ -235,39 +246,6 @@ pub mod schema {
         pub updated_before: Option<String>,
         /// Sort order (ties broken by uuid).
         pub order_by: Option<OrderBy>,
-    }
-
-    /// The query string of an image upload: an update written with the
-    /// image (the fields of `PUT /v1/fractal/{uuid}`).
-    #[derive(Debug, Deserialize, IntoParams)]
-    #[into_params(parameter_in = Query)]
-    #[serde(deny_unknown_fields)]
-    pub struct UpdateParams {
-        /// Must be the URL's uuid.
-        pub uuid: Option<uuid::Uuid>,
-        /// New status (`done` once the image is stored, as here).
-        pub status: Option<FractalStatus>,
-        /// Why it failed (not with status done).
-        #[param(max_length = 10000)]
-        pub error: Option<String>,
-        /// Times it was handed to a worker.
-        pub attempts: Option<u32>,
-        /// Seconds spent rendering.
-        #[param(minimum = 0)]
-        pub duration: Option<f64>,
-        /// sha256 (hex) of the PNG: must be the image's.
-        #[param(pattern = "^[0-9a-fA-F]{64}$")]
-        pub checksum: Option<String>,
-        /// Size of the PNG in bytes: must be the image's.
-        #[param(maximum = 9223372036854775807_u64)]
-        pub size: Option<u64>,
-        /// Host name of the worker.
-        #[param(min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1f\\x7f]*$")]
-        pub generated_by: Option<String>,
-        /// Julia constant, real part (with c_im).
-        pub c_re: Option<f64>,
-        /// Julia constant, imaginary part (with c_re).
-        pub c_im: Option<f64>,
     }
 }
 
@@ -509,6 +487,24 @@ mod tests {
             b.sort();
             assert_eq!(a, b, "{name}");
         }
+        // The image upload's query string is the update's fields.
+        let mut query: Vec<String> = doc["paths"]["/v1/fractal/{uuid}/image"]["put"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .map(|p| p["name"].as_str().expect("name").to_string())
+            .collect();
+        let mut fields: Vec<String> = serde_json::to_value(&update)
+            .expect("json")
+            .as_object()
+            .expect("object")
+            .keys()
+            .cloned()
+            .collect();
+        query.sort();
+        fields.sort();
+        assert_eq!(query, fields);
     }
 
     fn settings(auth: AuthPolicy) -> ApiSettings {

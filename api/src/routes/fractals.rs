@@ -7,9 +7,10 @@ use axum::http::header::LOCATION;
 use axum::response::{IntoResponse, Response};
 use faafo_common::fractal::{Fractal, FractalPage, FractalUpdate, NewFractal};
 
+use crate::domain::list::ListParams;
 use crate::domain::{CreateFractal, FractalRecord, ListQuery, Outcome, Timestamp, UpdateFractal};
 use crate::error::ApiError;
-use crate::extract::{JsonBody, ListQueryString, PathId};
+use crate::extract::{JsonBody, PathId, QueryString};
 use crate::state::AppState;
 
 /// Compare-and-swap attempts before a write gives up with 409.
@@ -28,7 +29,7 @@ pub const MAX_WRITE_ATTEMPTS: usize = 8;
 )]
 pub async fn list(
     State(state): State<AppState>,
-    ListQueryString(params): ListQueryString,
+    QueryString(params): QueryString<ListParams>,
 ) -> Result<Json<FractalPage>, ApiError> {
     let settings = &state.settings;
     let query = ListQuery::parse(

@@ -6,12 +6,12 @@ use axum::extract::{Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use faafo_common::fractal::{Fractal, FractalStatus};
+use faafo_common::fractal::{Fractal, FractalStatus, FractalUpdate};
 
 use crate::domain::update::{UpdateFractal, attach_image, check_image_fits};
 use crate::domain::{Outcome, PngImage, Timestamp};
 use crate::error::ApiError;
-use crate::extract::{PathId, UpdateQueryString, body_bytes};
+use crate::extract::{PathId, QueryString, body_bytes};
 use crate::routes::fractals::{MAX_WRITE_ATTEMPTS, busy};
 use crate::state::AppState;
 
@@ -32,7 +32,7 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
     tag = "images",
     params(
         ("uuid" = uuid::Uuid, Path, description = "The fractal's id"),
-        crate::openapi::schema::UpdateParams,
+        crate::openapi::schema::FractalUpdate,
     ),
     request_body(content = Vec<u8>, content_type = "image/png", description = "The PNG file"),
     responses(
@@ -48,7 +48,7 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 pub async fn upload(
     State(state): State<AppState>,
     PathId(id): PathId,
-    UpdateQueryString(update): UpdateQueryString,
+    QueryString(update): QueryString<FractalUpdate>,
     request: Request,
 ) -> Result<Json<Fractal>, ApiError> {
     let content_type = request
