@@ -292,14 +292,26 @@ impl Dispatcher {
             c_im: Some(result.c_im),
             ..FractalUpdate::default()
         };
-        match api
+        let stored = api
             .retry("storing the result", |c| {
                 let (uuid, png, done) = (uuid.clone(), result.image.clone(), done.clone());
                 async move { c.store_result(&uuid, png, &done).await }
             })
-            .await
-        {
-            Ok(_) => Outcome::Done,
+            .await;
+        match stored {
+            Ok(fractal) if fractal.status == FractalStatus::Done => Outcome::Done,
+            // An older API stored the image but not the result (it ignores
+            // the query string, as during a rollback): send the result too.
+            Ok(_) => match api
+                .retry("storing the result", |c| {
+                    let (uuid, done) = (uuid.clone(), done.clone());
+                    async move { c.update(&uuid, &done).await }
+                })
+                .await
+            {
+                Ok(_) => Outcome::Done,
+                Err(e) => self.refused(api, &uuid, e).await,
+            },
             Err(e) => self.refused(api, &uuid, e).await,
         }
     }

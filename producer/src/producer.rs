@@ -278,16 +278,29 @@ impl Producer {
 }
 
 /// POSTs a task; a 409 means an earlier attempt of this POST got through
-/// (the API was slow), so the existing record is used.
+/// (the API was slow), so the existing record is used. An API older than
+/// `status` in the POST (as during a rollback) gets the task `pending`,
+/// and the dispatcher marks it running as it does for picked-up tasks.
 async fn create(api: &ResilientApi, new: &NewFractal) -> Result<Fractal, ApiError> {
     let uuid = new.uuid.clone().unwrap_or_default();
-    match api
-        .retry("creating a task", |c| {
+    let post = |new: NewFractal| {
+        api.retry("creating a task", move |c| {
             let new = new.clone();
             async move { c.create(&new).await }
         })
-        .await
-    {
+    };
+    let created = match post(new.clone()).await {
+        Err(e) if e.is_unknown_field("status") => {
+            post(NewFractal {
+                status: None,
+                attempts: None,
+                ..new.clone()
+            })
+            .await
+        }
+        other => other,
+    };
+    match created {
         Err(e) if e.status() == Some(409) => {
             api.retry("reading a task", |c| {
                 let uuid = uuid.clone();

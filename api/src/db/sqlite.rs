@@ -525,7 +525,19 @@ fn write_loop(
     rewind: Arc<AtomicBool>,
 ) {
     let mut busy = false;
-    while let Ok(first) = queue.recv() {
+    loop {
+        let first = match queue.try_recv() {
+            Ok(job) => job,
+            Err(mpsc::TryRecvError::Disconnected) => break,
+            Err(mpsc::TryRecvError::Empty) => {
+                // Idle: the next write comes alone and commits at once.
+                busy = false;
+                match queue.recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                }
+            }
+        };
         let mut batch = next_batch(first, &queue, busy);
         busy = batch.len() >= BUSY_BATCH;
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {

@@ -92,9 +92,16 @@ pub async fn upload(
             Outcome::Unchanged => record.clone(),
             Outcome::Changed(next) => (**next).clone(),
         };
-        let next = match update.apply(&with_image, now)? {
-            Outcome::Unchanged => with_image,
-            Outcome::Changed(next) => *next,
+        let next = match update.apply(&with_image, now) {
+            Ok(Outcome::Unchanged) => with_image,
+            Ok(Outcome::Changed(next)) => *next,
+            Err(conflict) => {
+                // Filesystem store: drop a file an earlier try of ours left.
+                if record.checksum.as_ref() != Some(png.checksum()) {
+                    state.images.discard(id, png.checksum()).await;
+                }
+                return Err(conflict.into());
+            }
         };
         let written = match attached {
             Outcome::Unchanged if next == record => return Ok(Json(record.to_json())),
