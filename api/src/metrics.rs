@@ -123,6 +123,15 @@ impl Metrics {
             }
         }
         out.push_str(
+            "# HELP faafo_api_log_lines_dropped_total Log lines dropped because their writer could not keep up.\n",
+        );
+        out.push_str("# TYPE faafo_api_log_lines_dropped_total counter\n");
+        let _ = writeln!(
+            out,
+            "faafo_api_log_lines_dropped_total {}",
+            faafo_common::telemetry::dropped_log_lines()
+        );
+        out.push_str(
             "# HELP faafo_api_database_up Whether the database answered the last scrape.\n",
         );
         out.push_str("# TYPE faafo_api_database_up gauge\n");

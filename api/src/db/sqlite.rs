@@ -18,7 +18,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
@@ -448,6 +448,9 @@ const CATCH_UP_PASSES: usize = 4;
 /// other: the next batch waits up to [`COMMIT_DELAY`] for company.
 const BUSY_BATCH: usize = 4;
 
+/// A writer that waited this long for a write is no longer busy.
+const IDLE: Duration = Duration::from_millis(5);
+
 /// How long, under load, a group commit waits for more writes before it
 /// begins (PostgreSQL's `commit_delay`). Fewer, larger commits write fewer
 /// WAL pages per row (a commit rewrites the last, partly filled page of
@@ -530,12 +533,15 @@ fn write_loop(
             Ok(job) => job,
             Err(mpsc::TryRecvError::Disconnected) => break,
             Err(mpsc::TryRecvError::Empty) => {
-                // Idle: the next write comes alone and commits at once.
-                busy = false;
-                match queue.recv() {
-                    Ok(job) => job,
-                    Err(_) => break,
+                let waiting = Instant::now();
+                let Ok(job) = queue.recv() else { break };
+                // After a pause, a write comes alone and commits at once.
+                // (Under load the queue is often empty for a moment while
+                // the answered requests send their next writes.)
+                if waiting.elapsed() >= IDLE {
+                    busy = false;
                 }
+                job
             }
         };
         let mut batch = next_batch(first, &queue, busy);

@@ -738,6 +738,7 @@ async fn health_readiness_and_metrics(backend: Backend) {
         "faafo_api_http_requests_total{route=\"/v1/fractal\",method=\"POST\",status=\"201\"} 2",
         "faafo_api_http_request_duration_seconds_count{route=\"/v1/fractal/{uuid}\",method=\"GET\"} 2",
         "faafo_api_database_up 1",
+        "# TYPE faafo_api_log_lines_dropped_total counter",
     ] {
         assert!(
             text.lines().any(|l| l == line),
