@@ -4,6 +4,7 @@
 use std::future::Future;
 
 use faafo_common::api_client::{ApiClient, ApiError};
+use faafo_common::fractal::{Fractal, FractalUpdate};
 use faafo_common::messaging::Backoff;
 use std::time::Duration;
 use tracing::warn;
@@ -40,6 +41,18 @@ impl ResilientApi {
     /// The plain client.
     pub fn client(&self) -> &ApiClient {
         &self.client
+    }
+
+    /// `PUT /v1/fractal/<uuid>` with `update`, retried as [`Self::retry`]
+    /// does (`what` names it in the warnings).
+    pub async fn update(
+        &self,
+        what: &str,
+        uuid: &str,
+        update: &FractalUpdate,
+    ) -> Result<Fractal, ApiError> {
+        self.retry(what, |c| async move { c.update(uuid, update).await })
+            .await
     }
 
     /// Runs `call` until it succeeds or fails permanently. Only

@@ -232,15 +232,11 @@ impl Dispatcher {
                     attempts: Some(attempts),
                     ..FractalUpdate::default()
                 };
-                match api
-                    .retry("marking the task running", |c| {
-                        let (uuid, running) = (uuid.clone(), running.clone());
-                        async move { c.update(&uuid, &running).await }
-                    })
+                if let Err(e) = api
+                    .update("marking the task running", &uuid, &running)
                     .await
                 {
-                    Ok(_) => {}
-                    Err(e) => return self.gone(&uuid, e),
+                    return self.gone(&uuid, e);
                 }
             }
             info!(
@@ -302,13 +298,7 @@ impl Dispatcher {
             Ok(fractal) if fractal.status == FractalStatus::Done => Outcome::Done,
             // An older API stored the image but not the result (it ignores
             // the query string, as during a rollback): send the result too.
-            Ok(_) => match api
-                .retry("storing the result", |c| {
-                    let (uuid, done) = (uuid.clone(), done.clone());
-                    async move { c.update(&uuid, &done).await }
-                })
-                .await
-            {
+            Ok(_) => match api.update("storing the result", &uuid, &done).await {
                 Ok(_) => Outcome::Done,
                 Err(e) => self.refused(api, &uuid, e).await,
             },
@@ -352,13 +342,7 @@ impl Dispatcher {
             attempts: Some(attempts),
             ..FractalUpdate::default()
         };
-        match api
-            .retry("marking the task failed", |c| {
-                let (uuid, failed) = (uuid.to_string(), failed.clone());
-                async move { c.update(&uuid, &failed).await }
-            })
-            .await
-        {
+        match api.update("marking the task failed", uuid, &failed).await {
             Ok(_) => Outcome::Failed(reason),
             Err(e) => self.gone(uuid, e),
         }
