@@ -78,23 +78,21 @@ pub async fn upload(
             .ok_or_else(|| ApiError::no_fractal(id))?;
         check_image_fits(&record, &png)?;
         let now = Timestamp::now();
-        let attached = match attach_image(&record, &png, now) {
-            Ok(outcome) => outcome,
-            Err(conflict) => {
-                // Filesystem store: drop a file an earlier try of ours left.
-                if record.checksum.as_ref() != Some(png.checksum()) {
-                    state.images.discard(id, png.checksum()).await;
-                }
-                return Err(conflict.into());
-            }
-        };
-        let with_image = match &attached {
-            Outcome::Unchanged => record.clone(),
-            Outcome::Changed(next) => (**next).clone(),
-        };
-        let next = match update.apply(&with_image, now) {
-            Ok(Outcome::Unchanged) => with_image,
-            Ok(Outcome::Changed(next)) => *next,
+        // The image attached, then the update applied on top; a conflict
+        // in either refuses the whole request.
+        let planned = attach_image(&record, &png, now).and_then(|attached| {
+            let with_image = match &attached {
+                Outcome::Unchanged => record.clone(),
+                Outcome::Changed(next) => (**next).clone(),
+            };
+            let next = match update.apply(&with_image, now)? {
+                Outcome::Unchanged => with_image,
+                Outcome::Changed(next) => *next,
+            };
+            Ok((attached, next))
+        });
+        let (attached, next) = match planned {
+            Ok(planned) => planned,
             Err(conflict) => {
                 // Filesystem store: drop a file an earlier try of ours left.
                 if record.checksum.as_ref() != Some(png.checksum()) {
