@@ -659,32 +659,26 @@ struct RawRecord {
 }
 
 impl RawRecord {
+    /// Reads a row of `SELECT {COLUMNS}` by position, in
+    /// [`sql::COLUMNS`]' order. (By name, rusqlite compares the name with
+    /// each column's in turn: measured, 5% of the CPU of a `GET`.)
     fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
-            uuid: row.get("uuid")?,
-            ints: [
-                row.get("width")?,
-                row.get("height")?,
-                row.get("iterations")?,
-            ],
-            bounds: [
-                row.get("xa")?,
-                row.get("xb")?,
-                row.get("ya")?,
-                row.get("yb")?,
-            ],
-            seed: row.get("seed")?,
-            c: (row.get("c_re")?, row.get("c_im")?),
-            status: row.get("status")?,
-            error: row.get("error")?,
-            attempts: row.get("attempts")?,
-            duration: row.get("duration")?,
-            checksum: row.get("checksum")?,
-            size: row.get("size")?,
-            generated_by: row.get("generated_by")?,
-            has_image: row.get("has_image")?,
-            times: (row.get("created_at")?, row.get("updated_at")?),
-            revision: row.get("revision")?,
+            uuid: row.get(0)?,
+            ints: [row.get(1)?, row.get(2)?, row.get(3)?],
+            bounds: [row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?],
+            seed: row.get(8)?,
+            c: (row.get(9)?, row.get(10)?),
+            status: row.get(11)?,
+            error: row.get(12)?,
+            attempts: row.get(13)?,
+            duration: row.get(14)?,
+            checksum: row.get(15)?,
+            size: row.get(16)?,
+            generated_by: row.get(17)?,
+            has_image: row.get(18)?,
+            times: (row.get(19)?, row.get(20)?),
+            revision: row.get(21)?,
         })
     }
 
@@ -777,6 +771,41 @@ mod tests {
                 .map(|c| c.1)
                 .sum::<u64>(),
             0
+        );
+    }
+
+    #[test]
+    fn rows_are_read_in_the_order_of_the_columns() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        migrate(&mut conn).expect("migrate");
+        let statement = conn.prepare(sql::SELECT_ONE).expect("prepare");
+        assert_eq!(
+            statement.column_names(),
+            [
+                "uuid",
+                "width",
+                "height",
+                "iterations",
+                "xa",
+                "xb",
+                "ya",
+                "yb",
+                "seed",
+                "c_re",
+                "c_im",
+                "status",
+                "error",
+                "attempts",
+                "duration",
+                "checksum",
+                "size",
+                "generated_by",
+                "has_image",
+                "created_at",
+                "updated_at",
+                "revision"
+            ],
+            "RawRecord::read takes the columns by position"
         );
     }
 
