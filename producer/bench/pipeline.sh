@@ -17,7 +17,8 @@
 # default http://127.0.0.1:15672/api, as guest),
 # IN_FLIGHT (producer max_in_flight, default 64), SEED (default 7),
 # RPC_CODEC (json, the default, or msgpack), EXECUTOR_SIZE (the worker's;
-# default 0: the number of CPUs).
+# default 0: the number of CPUs), KEEP_LOGS (a directory to copy the
+# logs, configuration and database into at the end).
 set -euo pipefail
 
 mode=${1:-small}
@@ -52,6 +53,7 @@ cleanup() {
     rm -rf "$dir"
 }
 trap cleanup EXIT
+[ -n "${KEEP_LOGS:-}" ] && trap "cp -r $dir $KEEP_LOGS; cleanup" EXIT
 curl -fsS -u guest:guest -X PUT "$mgmt/vhosts/$vhost" >/dev/null
 curl -fsS -u guest:guest -X PUT -H 'content-type: application/json' \
     -d '{"configure":".*","write":".*","read":".*"}' "$mgmt/permissions/$vhost/guest" >/dev/null
