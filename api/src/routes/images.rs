@@ -101,24 +101,28 @@ pub async fn upload(
                 return Err(conflict.into());
             }
         };
+        let image_changed = matches!(attached, Outcome::Changed(_));
         let written = match attached {
             Outcome::Unchanged if next == record => return Ok(Json(record.to_json())),
             Outcome::Unchanged => state.db.replace(&record, &next).await?,
-            Outcome::Changed(_) => {
-                let stored = state.images.store(&state.db, &record, &next, &png).await?;
-                if stored {
-                    tracing::info!(
-                        "stored the image of fractal {id} ({} bytes, sha256 {})",
-                        png.size(),
-                        png.checksum()
-                    );
-                }
-                stored
-            }
+            Outcome::Changed(_) => state.images.store(&state.db, &record, &next, &png).await?,
         };
         if written {
-            if next.status != record.status {
-                tracing::info!("fractal {id} is {}", next.status);
+            // One line for what this request did.
+            let status = (next.status != record.status).then_some(next.status);
+            match (image_changed, status) {
+                (true, Some(status)) => tracing::info!(
+                    "stored the image of fractal {id} ({} bytes, sha256 {}); it is {status}",
+                    png.size(),
+                    png.checksum()
+                ),
+                (true, None) => tracing::info!(
+                    "stored the image of fractal {id} ({} bytes, sha256 {})",
+                    png.size(),
+                    png.checksum()
+                ),
+                (false, Some(status)) => tracing::info!("fractal {id} is {status}"),
+                (false, None) => {}
             }
             return Ok(Json(next.to_json()));
         }

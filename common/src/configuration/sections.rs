@@ -32,8 +32,10 @@ config_section! {
         iteration_limit: u32 = 100_000,
         /// Log at debug level.
         debug: bool = false,
-        /// Also log to this file, rotated daily. Empty: standard error only.
+        /// Log to this file, rotated daily, instead of standard error. Empty: standard error.
         log_file: String = String::new(),
+        /// With log_file set, log to standard error as well (as oslo.log's use_stderr).
+        use_stderr: bool = false,
         /// Log line format: text (the original's: date time pid LEVEL module [request id] message) or json.
         log_format: String = "text".into(),
     }

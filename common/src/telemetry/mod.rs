@@ -5,8 +5,9 @@
 //! ```
 //!
 //! (UTC time, process id, level, module, the request id of the enclosing
-//! span or `-`, the message and the event's own fields). JSON lines are an option, and a
-//! log file with daily rotation can be added to standard error.
+//! span or `-`, the message and the event's own fields). JSON lines are an
+//! option. Lines go to standard error or, as with oslo.log, to a log file
+//! with daily rotation instead (or to both, with `use_stderr`).
 //!
 //! The request id is whatever a span's `request_id` field holds: the API
 //! opens such a span per request, the RPC server per call (from the
@@ -18,12 +19,18 @@ use std::path::Path;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber, span};
+use tracing_appender::rolling::RollingFileAppender;
 use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+mod batch_writer;
+
+use batch_writer::{BatchWriter, BatchWriterGuard};
 
 /// How to log.
 #[derive(Debug, Clone, Default)]
@@ -32,8 +39,12 @@ pub struct TelemetrySettings {
     pub debug: bool,
     /// JSON lines instead of the text format.
     pub json: bool,
-    /// Also write to this file, rotated daily.
+    /// Write to this file, rotated daily, instead of standard error.
     pub log_file: Option<std::path::PathBuf>,
+    /// Write to standard error as well as to `log_file` (oslo.log's
+    /// `use_stderr`). Without a `log_file`, lines always go to standard
+    /// error.
+    pub use_stderr: bool,
 }
 
 impl TelemetrySettings {
@@ -45,6 +56,7 @@ impl TelemetrySettings {
             log_file: Some(config.log_file.as_str())
                 .filter(|f| !f.is_empty())
                 .map(Into::into),
+            use_stderr: config.use_stderr,
         }
     }
 }
@@ -53,8 +65,8 @@ impl TelemetrySettings {
 /// writes out the lines still queued.
 #[must_use = "dropping the guard stops writing the logs"]
 pub struct TelemetryGuard {
-    _stderr: tracing_appender::non_blocking::WorkerGuard,
-    _file: Option<tracing_appender::non_blocking::WorkerGuard>,
+    _stderr: Option<BatchWriterGuard>,
+    _file: Option<BatchWriterGuard>,
 }
 
 /// Why logging could not start.
@@ -85,95 +97,115 @@ fn filter(debug: bool) -> EnvFilter {
     })
 }
 
-/// Lines the standard error writer dropped (its queue was full).
-static STDERR_DROPPED: std::sync::OnceLock<tracing_appender::non_blocking::ErrorCounter> =
-    std::sync::OnceLock::new();
-/// Lines the log file writer dropped.
-static FILE_DROPPED: std::sync::OnceLock<tracing_appender::non_blocking::ErrorCounter> =
-    std::sync::OnceLock::new();
+/// The standard error writer, for its count of dropped lines.
+static STDERR_WRITER: std::sync::OnceLock<BatchWriter> = std::sync::OnceLock::new();
+/// The log file writer, for its count of dropped lines.
+static FILE_WRITER: std::sync::OnceLock<BatchWriter> = std::sync::OnceLock::new();
 
 /// Log lines dropped so far because the disk or the journal could not
-/// keep up (each writer queues up to 128,000 lines rather than make a
+/// keep up (each writer lets up to 32 MiB of lines wait rather than make a
 /// request wait): 0 unless something is badly wrong with where logs go.
 pub fn dropped_log_lines() -> u64 {
-    [&STDERR_DROPPED, &FILE_DROPPED]
+    [&STDERR_WRITER, &FILE_WRITER]
         .iter()
-        .filter_map(|c| c.get())
-        .map(|c| c.dropped_lines() as u64)
+        .filter_map(|w| w.get())
+        .map(BatchWriter::dropped_lines)
         .sum()
 }
 
 /// Installs the global subscriber.
+///
+/// Each line is formatted once and queued for one writer thread per
+/// destination (standard error, the log file, or both: [`BatchWriter`]),
+/// so a request that logs never waits for a slow disk or journald.
+/// Measured: with stderr to a file that a busy API had filled, writing it
+/// in place made the 99th percentile of a POST 27-127 ms instead of 9-15.
+/// Past 32 MiB of queued lines a line is dropped rather than make a request
+/// wait, and counted ([`dropped_log_lines`], in the API's /metrics); no
+/// line was dropped in any benchmark run.
 pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryError> {
-    let (file_writer, guard) = match &settings.log_file {
-        None => (None, None),
-        Some(path) => {
-            let fail = |reason: String| TelemetryError::LogFile {
-                path: path.display().to_string(),
-                reason,
-            };
-            let dir = path
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
-            let name = path
-                .file_name()
-                .ok_or_else(|| fail("it names no file".into()))?;
-            let appender = tracing_appender::rolling::Builder::new()
-                .rotation(tracing_appender::rolling::Rotation::DAILY)
-                .filename_prefix(name.to_string_lossy().into_owned())
-                .build(dir)
-                .map_err(|e| fail(e.to_string()))?;
-            let (writer, guard) = tracing_appender::non_blocking(appender);
-            let _ = FILE_DROPPED.set(writer.error_counter());
-            (Some(writer), Some(guard))
-        }
+    let file = settings
+        .log_file
+        .as_deref()
+        .map(|path| {
+            let (writer, guard) = writer("faafo-log-file", daily_file(path)?, path)?;
+            let _ = FILE_WRITER.set(writer.clone());
+            Ok::<_, TelemetryError>((writer, guard))
+        })
+        .transpose()?;
+    // Colours only for a terminal that gets the lines alone.
+    let ansi = file.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let stderr = || {
+        let (writer, guard) = writer("faafo-log-stderr", std::io::stderr(), Path::new("stderr"))?;
+        let _ = STDERR_WRITER.set(writer.clone());
+        Ok::<_, TelemetryError>((writer, guard))
     };
-    // Standard error is written by a thread of its own too: a request that
-    // logs a line must not wait for a slow disk or journald. Measured: with
-    // stderr to a file that a busy API had filled, writing it in place made
-    // the 99th percentile of a POST 27-127 ms instead of 9-15. Past 128,000
-    // queued lines a line is dropped rather than make a request wait, and
-    // counted ([`dropped_log_lines`], in the API's /metrics); no line was
-    // dropped in any benchmark run.
-    let (stderr_writer, stderr_guard) =
-        tracing_appender::non_blocking::NonBlockingBuilder::default()
-            .lossy(true)
-            .finish(std::io::stderr());
-    let _ = STDERR_DROPPED.set(stderr_writer.error_counter());
+    let (writer, guards) = match file {
+        None => {
+            let (s, sg) = stderr()?;
+            (BoxMakeWriter::new(s), (Some(sg), None))
+        }
+        Some((f, fg)) if settings.use_stderr => {
+            let (s, sg) = stderr()?;
+            (BoxMakeWriter::new(s.and(f)), (Some(sg), Some(fg)))
+        }
+        Some((f, fg)) => (BoxMakeWriter::new(f), (None, Some(fg))),
+    };
     let registry = tracing_subscriber::registry()
         .with(filter(settings.debug))
         .with(RequestIdLayer);
     let result = if settings.json {
-        let stderr = tracing_subscriber::fmt::layer()
+        let layer = tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
-            .with_writer(stderr_writer);
-        let file = file_writer.map(|w| {
-            tracing_subscriber::fmt::layer()
-                .json()
-                .with_current_span(true)
-                .with_writer(w)
-        });
-        registry.with(stderr).with(file).try_init()
+            .with_writer(writer);
+        registry.with(layer).try_init()
     } else {
-        let stderr = tracing_subscriber::fmt::layer()
+        let layer = tracing_subscriber::fmt::layer()
             .event_format(OriginalFormat)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_writer(stderr_writer);
-        let file = file_writer.map(|w| {
-            tracing_subscriber::fmt::layer()
-                .event_format(OriginalFormat)
-                .with_ansi(false)
-                .with_writer(w)
-        });
-        registry.with(stderr).with(file).try_init()
+            .with_ansi(ansi)
+            .with_writer(writer);
+        registry.with(layer).try_init()
     };
     result.map_err(|e| TelemetryError::AlreadySet(e.to_string()))?;
     Ok(TelemetryGuard {
-        _stderr: stderr_guard,
-        _file: guard,
+        _stderr: guards.0,
+        _file: guards.1,
+    })
+}
+
+/// The log file, rotated daily (`<file>.<date>`), its directory created.
+fn daily_file(path: &Path) -> Result<RollingFileAppender, TelemetryError> {
+    let fail = |reason: String| TelemetryError::LogFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| fail("it names no file".into()))?;
+    tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix(name.to_string_lossy().into_owned())
+        .build(dir)
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// A writer thread for `out` (named `what` in errors).
+fn writer<W: std::io::Write + Send + 'static>(
+    name: &str,
+    out: W,
+    what: &Path,
+) -> Result<(BatchWriter, BatchWriterGuard), TelemetryError> {
+    BatchWriter::spawn(name, out, batch_writer::DEFAULT_LIMIT).map_err(|e| {
+        TelemetryError::LogFile {
+            path: what.display().to_string(),
+            reason: format!("cannot start its writer thread: {e}"),
+        }
     })
 }
 
