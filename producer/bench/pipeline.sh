@@ -18,7 +18,11 @@
 # IN_FLIGHT (producer max_in_flight, default 64), SEED (default 7),
 # RPC_CODEC (json, the default, or msgpack), EXECUTOR_SIZE (the worker's;
 # default 0: the number of CPUs), KEEP_LOGS (a directory to copy the
-# logs, configuration and database into at the end).
+# logs, configuration and database into at the end), SPLIT_CORES=1 (the
+# worker alone on CPU 1; the API, the producer and the local RabbitMQ
+# node on CPU 0, its affinity restored at the end: as on a deployment where
+# workers have hosts of their own; compare with
+# `taskset -c 1 target/release/faafo bench-render`).
 set -euo pipefail
 
 mode=${1:-small}
@@ -52,8 +56,18 @@ cleanup() {
     curl -fsS -u guest:guest -X DELETE "$mgmt/vhosts/$vhost" >/dev/null || true
     rm -rf "$dir"
 }
-trap cleanup EXIT
-[ -n "${KEEP_LOGS:-}" ] && trap "cp -r $dir $KEEP_LOGS; cleanup" EXIT
+# SPLIT_CORES=1: processes pinned to CPU 0 (services) or 1 (the worker).
+services=() render=()
+if [ -n "${SPLIT_CORES:-}" ]; then
+    services=(taskset -c 0) render=(taskset -c 1)
+    broker_mask=$(taskset -p "$(pgrep -o beam.smp)" | awk '{print $NF}')
+    taskset -a -p -c 0 "$(pgrep -o beam.smp)" >/dev/null
+    unpin() { taskset -a -p "$broker_mask" "$(pgrep -o beam.smp)" >/dev/null; }
+else
+    unpin() { :; }
+fi
+trap 'unpin; cleanup' EXIT
+[ -n "${KEEP_LOGS:-}" ] && trap "unpin; cp -r $dir $KEEP_LOGS; cleanup" EXIT
 curl -fsS -u guest:guest -X PUT "$mgmt/vhosts/$vhost" >/dev/null
 curl -fsS -u guest:guest -X PUT -H 'content-type: application/json' \
     -d '{"configure":".*","write":".*","read":".*"}' "$mgmt/permissions/$vhost/guest" >/dev/null
@@ -81,13 +95,13 @@ generator_seed = $seed
 $(printf "$sizes")
 EOF
 
-"$faafo" api --config-file "$dir/faafo.conf" 2>"$dir/api.err" &
+"${services[@]}" "$faafo" api --config-file "$dir/faafo.conf" 2>"$dir/api.err" &
 pids+=($!)
 for _ in $(seq 100); do
     curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
     sleep 0.1
 done
-"$faafo" worker --config-file "$dir/faafo.conf" 2>"$dir/worker.err" &
+"${render[@]}" "$faafo" worker --config-file "$dir/faafo.conf" 2>"$dir/worker.err" &
 pids+=($!)
 sleep 1
 # CPU seconds (user + system) a process has used so far.
@@ -96,7 +110,7 @@ broker_pid=$(pgrep -o beam.smp || true)
 broker_before=$([ -n "$broker_pid" ] && cpu "$broker_pid" || echo 0)
 start=$(date +%s.%N)
 TIMEFORMAT=%U+%S
-producer_cpu=$( { time "$faafo" producer --one-shot --config-file "$dir/faafo.conf" 2>"$dir/producer.err"; } 2>&1 )
+producer_cpu=$( { time "${services[@]}" "$faafo" producer --one-shot --config-file "$dir/faafo.conf" 2>"$dir/producer.err"; } 2>&1 )
 end=$(date +%s.%N)
 echo "CPU seconds during the run: api $(cpu "${pids[0]}") (incl. start), worker $(cpu "${pids[1]}"), producer $(echo "$producer_cpu" | bc), broker $(echo "$([ -n "$broker_pid" ] && cpu "$broker_pid" || echo 0) - $broker_before" | bc)"
 done_count=$(curl -fsS "http://127.0.0.1:$port/v1/fractal?status=done&results_per_page=1" |
