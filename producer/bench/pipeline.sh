@@ -50,24 +50,26 @@ mgmt=${RABBIT_API:-http://127.0.0.1:15672/api}
 dir=$(mktemp -d)
 vhost="faafo-pipeline-$$"
 pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    curl -fsS -u guest:guest -X DELETE "$mgmt/vhosts/$vhost" >/dev/null || true
-    rm -rf "$dir"
-}
 # SPLIT_CORES=1: processes pinned to CPU 0 (services) or 1 (the worker).
-services=() render=()
+services=() render=() broker_mask=
 if [ -n "${SPLIT_CORES:-}" ]; then
     services=(taskset -c 0) render=(taskset -c 1)
     broker_mask=$(taskset -p "$(pgrep -o beam.smp)" | awk '{print $NF}')
     taskset -a -p -c 0 "$(pgrep -o beam.smp)" >/dev/null
-    unpin() { taskset -a -p "$broker_mask" "$(pgrep -o beam.smp)" >/dev/null; }
-else
-    unpin() { :; }
 fi
-trap 'unpin; cleanup' EXIT
-[ -n "${KEEP_LOGS:-}" ] && trap "unpin; cp -r $dir $KEEP_LOGS; cleanup" EXIT
+# Every step runs whatever failed before it: processes stopped first (so
+# that their logs are complete), then the logs kept, the broker unpinned,
+# the vhost and the directory removed.
+cleanup() {
+    set +e
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+    wait 2>/dev/null
+    [ -n "${KEEP_LOGS:-}" ] && cp -r "$dir" "$KEEP_LOGS"
+    [ -n "$broker_mask" ] && taskset -a -p "$broker_mask" "$(pgrep -o beam.smp)" >/dev/null
+    curl -fsS -u guest:guest -X DELETE "$mgmt/vhosts/$vhost" >/dev/null
+    rm -rf "$dir"
+}
+trap cleanup EXIT
 curl -fsS -u guest:guest -X PUT "$mgmt/vhosts/$vhost" >/dev/null
 curl -fsS -u guest:guest -X PUT -H 'content-type: application/json' \
     -d '{"configure":".*","write":".*","read":".*"}' "$mgmt/permissions/$vhost/guest" >/dev/null

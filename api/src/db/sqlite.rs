@@ -779,7 +779,7 @@ mod tests {
         let mut conn = Connection::open_in_memory().expect("open");
         migrate(&mut conn).expect("migrate");
         let statement = conn.prepare(sql::SELECT_ONE).expect("prepare");
-        // The positions RawRecord::read takes, in order.
+        // The order RawRecord::read assumes when it reads by position.
         let read_order = "uuid width height iterations xa xb ya yb seed c_re c_im status error \
                           attempts duration checksum size generated_by has_image created_at \
                           updated_at revision";

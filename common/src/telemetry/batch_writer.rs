@@ -111,8 +111,11 @@ impl Write for BatchWriter {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             return Ok(line.len());
         }
+        let before = queue.bytes.len();
         queue.bytes.extend_from_slice(line);
-        if queue.idle || queue.bytes.len() >= WAKE_AT {
+        // Wake the writer once: when it sleeps for want of lines, or when
+        // this line takes the queue past WAKE_AT.
+        if queue.idle || (before < WAKE_AT && queue.bytes.len() >= WAKE_AT) {
             queue.idle = false;
             self.shared.wake.notify_one();
         }
@@ -169,13 +172,23 @@ fn write_loop<W: Write>(shared: &Shared, mut out: W) {
             std::mem::swap(&mut queue.bytes, &mut batch);
             queue.stopping
         };
-        // Nowhere to report a failed write of the log itself.
-        let _ = out.write_all(&batch).and_then(|()| out.flush());
-        batch.clear();
-        if stopping && shared.lock().bytes.is_empty() {
+        write_out(&mut out, &mut batch);
+        if stopping {
+            // The lines that came while the last batch was being written.
+            let mut rest = std::mem::take(&mut shared.lock().bytes);
+            write_out(&mut out, &mut rest);
             return;
         }
     }
+}
+
+/// Writes `batch` and empties it, keeping a buffer of at most [`WAKE_AT`]
+/// (after a burst, the queue need not keep holding its size in memory).
+fn write_out<W: Write>(out: &mut W, batch: &mut Vec<u8>) {
+    // Nowhere to report a failed write of the log itself.
+    let _ = out.write_all(batch).and_then(|()| out.flush());
+    batch.clear();
+    batch.shrink_to(WAKE_AT);
 }
 
 #[cfg(test)]
@@ -233,33 +246,53 @@ mod tests {
         assert_eq!(writer.dropped_lines(), 0);
     }
 
+    /// Waits up to 5 s for `done`.
+    fn eventually(what: &str, done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     #[test]
-    fn a_line_reaches_the_output_soon_without_a_flush() {
+    fn a_line_wakes_the_sleeping_writer_without_a_flush() {
         let out = Output::default();
         let (mut writer, _guard) =
             BatchWriter::spawn("test-log", out.clone(), DEFAULT_LIMIT).expect("spawn");
-        writer.write_all(b"first\n").expect("write");
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while out.text().is_empty() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the line was never written"
-            );
-            std::thread::sleep(Duration::from_millis(1));
+        for line in ["first\n", "second\n"] {
+            eventually("the writer goes to sleep", || writer.shared.lock().idle);
+            writer.write_all(line.as_bytes()).expect("write");
+            eventually("the line is written", || out.text().ends_with(line));
         }
-        assert_eq!(out.text(), "first\n");
+        assert_eq!(out.text(), "first\nsecond\n");
     }
 
-    /// An output that blocks until told to go on.
-    struct Stuck(Arc<(Mutex<bool>, Condvar)>, Output);
+    /// An output whose writes wait until it is opened, and that says when
+    /// a write has begun.
+    #[derive(Clone, Default)]
+    struct Gate {
+        state: Arc<(Mutex<(bool, bool)>, Condvar)>,
+        out: Output,
+    }
 
-    impl Write for Stuck {
+    impl Gate {
+        fn entered(&self) -> bool {
+            self.state.0.lock().expect("gate").0
+        }
+        fn open(&self) {
+            self.state.0.lock().expect("gate").1 = true;
+            self.state.1.notify_all();
+        }
+    }
+
+    impl Write for Gate {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            let (lock, go) = &*self.0;
-            let _unblocked = go
-                .wait_while(lock.lock().expect("stuck"), |stuck| *stuck)
-                .expect("stuck");
-            self.1.write(b)
+            let (lock, changed) = &*self.state;
+            let mut state = lock.lock().expect("gate");
+            state.0 = true;
+            let _open = changed.wait_while(state, |(_, open)| !*open).expect("gate");
+            self.out.write(b)
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
@@ -268,21 +301,19 @@ mod tests {
 
     #[test]
     fn lines_past_the_limit_are_dropped_and_counted_not_waited_for() {
-        let gate = Arc::new((Mutex::new(true), Condvar::new()));
-        let out = Output::default();
-        let (mut writer, guard) =
-            BatchWriter::spawn("test-log", Stuck(gate.clone(), out.clone()), 100).expect("spawn");
+        let gate = Gate::default();
+        let (mut writer, guard) = BatchWriter::spawn("test-log", gate.clone(), 100).expect("spawn");
         // The first line is taken by the writer, which then hangs on the
-        // stuck output; the next ones fill the queue.
+        // closed gate; the next ones fill the queue.
         writer.write_all(b"0123456789\n").expect("write");
-        std::thread::sleep(FLUSH_INTERVAL * 5);
+        eventually("the writer is stuck writing", || gate.entered());
         for _ in 0..20 {
             writer.write_all(b"0123456789\n").expect("write");
         }
-        assert_eq!(writer.dropped_lines(), 11, "9 lines of 11 bytes fit in 100");
-        *gate.0.lock().expect("gate") = false;
-        gate.1.notify_all();
+        let dropped = writer.dropped_lines();
+        gate.open();
         drop(guard);
-        assert_eq!(out.text().lines().count(), 10);
+        assert_eq!(dropped, 11, "9 lines of 11 bytes fit in 100");
+        assert_eq!(gate.out.text().lines().count(), 10);
     }
 }
