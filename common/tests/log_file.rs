@@ -1,28 +1,42 @@
 //! `log_file`: lines go to a file rotated daily (named `<file>.<date>`), in
 //! the same format as standard error, and (as with oslo.log) no longer to
-//! standard error unless `use_stderr` says so. Logging is global, so each
-//! case runs [`log_one_line`] in a child process of its own and reads its
-//! standard error and its log file.
+//! standard error unless `use_stderr` says so.
+//!
+//! Logging is global to a process and the checks read a process's standard
+//! error, so this test binary has a `main` of its own (`harness = false`):
+//! it runs itself as a child with [`CHILD_LOG_FILE`] set, the child logs
+//! one line ([`log_one_line`]), and the parent reads the child's standard
+//! error and log file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use faafo_common::telemetry::{self, TelemetrySettings};
 
 const LINE: &str = " INFO faafo.worker [req-file-1] processing task 42";
 
-/// Not a test of its own: the child process of the tests below logs one
-/// line with the settings their environment gives.
-#[test]
-#[ignore = "run by the other tests in a child process"]
-fn log_one_line() {
-    let file = std::env::var_os("FAAFO_TEST_LOG_FILE")
-        .expect("FAAFO_TEST_LOG_FILE: this is run by the other tests of this file");
+/// Set in the child: the log file to log to.
+const CHILD_LOG_FILE: &str = "FAAFO_TEST_LOG_FILE";
+/// Set in the child: log to standard error as well.
+const CHILD_USE_STDERR: &str = "FAAFO_TEST_USE_STDERR";
+
+fn main() {
+    if let Some(file) = std::env::var_os(CHILD_LOG_FILE) {
+        log_one_line(file.into());
+        return;
+    }
+    lines_go_to_a_daily_log_file_instead_of_standard_error();
+    use_stderr_writes_both();
+    println!("log_file: 2 checks passed");
+}
+
+/// The child: logs one line with the settings its environment gives.
+fn log_one_line(file: PathBuf) {
     let guard = telemetry::init(&TelemetrySettings {
         debug: false,
         json: false,
-        log_file: Some(file.into()),
-        use_stderr: std::env::var_os("FAAFO_TEST_USE_STDERR").is_some(),
+        log_file: Some(file),
+        use_stderr: std::env::var_os(CHILD_USE_STDERR).is_some(),
     })
     .expect("logging starts");
     {
@@ -33,16 +47,16 @@ fn log_one_line() {
     drop(guard);
 }
 
-/// Runs [`log_one_line`] logging to `dir/logs/faafo-worker.log`; returns
-/// its standard error and the day's log file.
+/// Runs the child logging to `dir/logs/faafo-worker.log`; returns its
+/// standard error and the day's log file.
 fn log_in_child(dir: &Path, use_stderr: bool) -> (String, String) {
     let mut child = Command::new(std::env::current_exe().expect("test binary"));
     child
-        .args(["--ignored", "--exact", "log_one_line", "--nocapture"])
-        .env("FAAFO_TEST_LOG_FILE", dir.join("logs/faafo-worker.log"))
+        .env(CHILD_LOG_FILE, dir.join("logs/faafo-worker.log"))
+        .env_remove(CHILD_USE_STDERR)
         .env_remove("RUST_LOG");
     if use_stderr {
-        child.env("FAAFO_TEST_USE_STDERR", "1");
+        child.env(CHILD_USE_STDERR, "1");
     }
     let output = child.output().expect("the child runs");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -59,7 +73,6 @@ fn log_in_child(dir: &Path, use_stderr: bool) -> (String, String) {
     (stderr, written)
 }
 
-#[test]
 fn lines_go_to_a_daily_log_file_instead_of_standard_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (stderr, written) = log_in_child(dir.path(), false);
@@ -71,7 +84,6 @@ fn lines_go_to_a_daily_log_file_instead_of_standard_error() {
     );
 }
 
-#[test]
 fn use_stderr_writes_both() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (stderr, written) = log_in_child(dir.path(), true);
