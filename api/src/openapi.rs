@@ -479,13 +479,7 @@ mod tests {
             ),
         ] {
             let properties = doc["components"]["schemas"][name]["properties"].take();
-            let names: Vec<&String> = properties.as_object().expect("properties").keys().collect();
-            let sample_names: Vec<&String> = sample.as_object().expect("object").keys().collect();
-            let mut a = names.clone();
-            let mut b = sample_names.clone();
-            a.sort();
-            b.sort();
-            assert_eq!(a, b, "{name}");
+            assert_eq!(sorted_keys(&properties), sorted_keys(&sample), "{name}");
         }
         // The image upload's query string is the update's fields.
         let mut query: Vec<String> = doc["paths"]["/v1/fractal/{uuid}/image"]["put"]["parameters"]
@@ -495,16 +489,21 @@ mod tests {
             .filter(|p| p["in"] == "query")
             .map(|p| p["name"].as_str().expect("name").to_string())
             .collect();
-        let mut fields: Vec<String> = serde_json::to_value(&update)
-            .expect("json")
+        query.sort();
+        let fields = sorted_keys(&serde_json::to_value(&update).expect("json"));
+        assert_eq!(query, fields);
+    }
+
+    /// The keys of a JSON object, sorted.
+    fn sorted_keys(object: &Value) -> Vec<String> {
+        let mut keys: Vec<String> = object
             .as_object()
             .expect("object")
             .keys()
             .cloned()
             .collect();
-        query.sort();
-        fields.sort();
-        assert_eq!(query, fields);
+        keys.sort();
+        keys
     }
 
     fn settings(auth: AuthPolicy) -> ApiSettings {
