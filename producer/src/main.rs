@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use faafo_common::configuration::{ConfigArgs, FaafoConfig};
 use faafo_common::shutdown::Shutdown;
-use faafo_common::telemetry::{self, TelemetrySettings};
+use faafo_common::telemetry::{self, TelemetryGuard, TelemetrySettings};
 
 /// The faafo producer: generates fractal tasks and has workers render them.
 #[derive(Debug, Parser)]
@@ -46,6 +46,9 @@ fn main() -> ExitCode {
         print!("{}", FaafoConfig::sample());
         return ExitCode::SUCCESS;
     }
+    // Declared before the runtime so that it is dropped after it: lines
+    // logged while the runtime shuts down are written too.
+    let mut logging = None;
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -53,7 +56,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, &mut logging)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("faafo-producer: {e}");
@@ -62,7 +65,10 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
+async fn run(
+    cli: Cli,
+    logging: &mut Option<TelemetryGuard>,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut config = cli.config.load()?;
     if matches!(cli.command, Some(Command::CheckConfig)) {
         println!("configuration OK");
@@ -72,7 +78,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if let Some(url) = cli.endpoint_url {
         config.default.endpoint_url = url;
     }
-    let _logging = telemetry::init(&TelemetrySettings::from_config(&config.default))?;
+    *logging = Some(telemetry::init(&TelemetrySettings::from_config(
+        &config.default,
+    ))?);
     let shutdown = Shutdown::new();
     shutdown.on_signal();
     let success = faafo_producer::serve(&config, cli.one_shot, shutdown).await?;

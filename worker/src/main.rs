@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use faafo_common::configuration::{ConfigArgs, FaafoConfig};
 use faafo_common::shutdown;
-use faafo_common::telemetry::{self, TelemetrySettings};
+use faafo_common::telemetry::{self, TelemetryGuard, TelemetrySettings};
 use faafo_worker::service;
 use faafo_worker::{
     CancelToken, FractalOutput, FractalParams, FractalSpec, JuliaRenderer, RenderLimits, encode_png,
@@ -115,6 +115,9 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve => {
+            // Declared before the runtime so that it is dropped after it:
+            // lines logged while the runtime shuts down are written too.
+            let mut logging = None;
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
                 Err(error) => {
@@ -122,7 +125,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(&cli)) {
+            match runtime.block_on(serve(&cli, &mut logging)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("faafo-worker: {error}");
@@ -134,10 +137,15 @@ fn main() -> ExitCode {
 }
 
 /// Serves until SIGTERM or Ctrl-C, then finishes the tasks in progress.
-async fn serve(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(
+    cli: &Cli,
+    logging: &mut Option<TelemetryGuard>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let mut config = cli.config.load()?;
     config.default.debug |= cli.debug;
-    let _logging = telemetry::init(&TelemetrySettings::from_config(&config.default))?;
+    *logging = Some(telemetry::init(&TelemetrySettings::from_config(
+        &config.default,
+    ))?);
     service::serve(&config, shutdown::signal()).await?;
     Ok(())
 }

@@ -61,7 +61,10 @@ impl WorkerSettings {
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         let w = &config.worker;
         let executor_size = if w.executor_size == 0 {
-            cpus
+            // More tasks than cores: while one is in its single-threaded
+            // part (PNG and sha256), the others' tiles keep the cores busy
+            // (docs/benchmarks.md, "Pipeline").
+            2 * cpus
         } else {
             w.executor_size
         };
@@ -70,7 +73,7 @@ impl WorkerSettings {
             server_name: config.worker_server_name(),
             executor_size,
             prefetch: if w.prefetch == 0 {
-                executor_size * 4
+                executor_size * 2
             } else {
                 w.prefetch.max(executor_size)
             },

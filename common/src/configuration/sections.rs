@@ -96,11 +96,11 @@ config_section! {
         topic: String = "tasks".into(),
         /// Server name of this worker (its own queue is topic.server_name). Empty: the host name.
         server_name: String = String::new(),
-        /// Tasks rendered at once. 0: the number of CPUs.
+        /// Tasks rendered at once. 0: twice the number of CPUs (while one task is in its single-threaded PNG step, the others keep every core rendering).
         executor_size: usize = 0,
         /// Threads used by one render. 0: the number of CPUs.
         render_threads: usize = 0,
-        /// Tasks taken from the queue at once, unacknowledged: those rendering and those waiting for a render slot, so the next render starts the moment one ends. At least executor_size. 0: 4 x executor_size.
+        /// Tasks taken from the queue at once, unacknowledged: those rendering and those waiting for a render slot, so the next render starts the moment one ends. At least executor_size. 0: 2 x executor_size.
         prefetch: usize = 0,
         /// Seconds after which a render is cancelled and reported as failed.
         exec_timeout: u64 = 600,

@@ -80,6 +80,14 @@ pub enum TelemetryError {
         /// What went wrong.
         reason: String,
     },
+    /// The thread that writes the lines of one destination could not start.
+    #[error("cannot start the thread writing the logs to {destination}: {reason}")]
+    WriterThread {
+        /// The log file, or `standard error`.
+        destination: String,
+        /// What the system said.
+        reason: String,
+    },
     /// A subscriber was already installed.
     #[error("logging was already initialised: {0}")]
     AlreadySet(String),
@@ -128,7 +136,11 @@ pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryErr
         .log_file
         .as_deref()
         .map(|path| {
-            let (writer, guard) = writer("faafo-log-file", daily_file(path)?, path)?;
+            let (writer, guard) = writer(
+                "faafo-log-file",
+                daily_file(path)?,
+                format!("the log file {}", path.display()),
+            )?;
             let _ = FILE_WRITER.set(writer.clone());
             Ok::<_, TelemetryError>((writer, guard))
         })
@@ -136,7 +148,11 @@ pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryErr
     // Colours only for a terminal that gets the lines alone.
     let ansi = file.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let stderr = || {
-        let (writer, guard) = writer("faafo-log-stderr", std::io::stderr(), Path::new("stderr"))?;
+        let (writer, guard) = writer(
+            "faafo-log-stderr",
+            std::io::stderr(),
+            "standard error".into(),
+        )?;
         let _ = STDERR_WRITER.set(writer.clone());
         Ok::<_, TelemetryError>((writer, guard))
     };
@@ -195,16 +211,16 @@ fn daily_file(path: &Path) -> Result<RollingFileAppender, TelemetryError> {
         .map_err(|e| fail(e.to_string()))
 }
 
-/// A writer thread for `out` (named `what` in errors).
+/// A writer thread for `out` (named `destination` in errors).
 fn writer<W: std::io::Write + Send + 'static>(
     name: &str,
     out: W,
-    what: &Path,
+    destination: String,
 ) -> Result<(BatchWriter, BatchWriterGuard), TelemetryError> {
     BatchWriter::spawn(name, out, batch_writer::DEFAULT_LIMIT).map_err(|e| {
-        TelemetryError::LogFile {
-            path: what.display().to_string(),
-            reason: format!("cannot start its writer thread: {e}"),
+        TelemetryError::WriterThread {
+            destination,
+            reason: e.to_string(),
         }
     })
 }

@@ -1,14 +1,24 @@
 //! `faafo bench-render`: what the renderer alone does with the producer's
 //! tasks, to compare the whole pipeline with (docs/benchmarks.md).
+//!
+//! It renders the way a worker does, so that the comparison is with the
+//! most the renderer gets out of the same cores: `executor_size` tasks at
+//! once on one pool of `render_threads` threads (the `[worker]` settings of
+//! the configuration, the CPU count by default). One task at a time would
+//! leave a core idle whenever that task is in its single-threaded part
+//! (PNG and sha256).
 
 use std::error::Error;
 use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use clap::Args;
 use faafo_common::configuration::FaafoConfig;
 use faafo_common::fractal::Task;
 use faafo_producer::{ProducerSettings, TaskGenerator};
+use faafo_worker::service::WorkerSettings;
 use faafo_worker::{CancelToken, FractalParams, FractalSpec, JuliaRenderer, RenderLimits};
 
 /// Options of `bench-render`.
@@ -21,41 +31,88 @@ pub struct BenchArgs {
     /// generator_seed gives the same tasks).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Tasks rendered at once (default: the worker's executor_size).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub executor_size: Option<u32>,
 }
 
-/// Renders `tasks` generated tasks one after the other on every core, PNG
-/// and sha256 included, as a worker would; prints the rates.
+/// What the render threads add up.
+#[derive(Debug, Default)]
+struct Totals {
+    pixel_iterations: u64,
+    pixels: u64,
+    bytes: u64,
+}
+
+/// Renders `tasks` generated tasks as a worker would (PNG and sha256
+/// included, `executor_size` at once on `render_threads` threads); prints
+/// the rates.
 pub fn run(config: &FaafoConfig, args: &BenchArgs) -> Result<ExitCode, Box<dyn Error>> {
     let settings = ProducerSettings::from_config(config);
+    let worker = WorkerSettings::from_config(config);
+    let executor_size = args
+        .executor_size
+        .map_or(worker.executor_size, |n| n as usize);
     let mut generator = TaskGenerator::with_seed(args.seed);
     let renderer = JuliaRenderer::new(RenderLimits {
         max_pixels: config.default.pixel_limit,
         max_iterations: config.default.iteration_limit,
     });
     // The tasks exactly as the producer would send them to `process`.
-    let tasks: Vec<Task> = (0..args.tasks)
-        .map(|_| Task::from_new(&generator.task(&settings)))
-        .collect();
+    let specs = (0..args.tasks)
+        .map(|_| {
+            FractalSpec::try_from(FractalParams::from(&Task::from_new(
+                &generator.task(&settings),
+            )))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(worker.render_threads)
+        .thread_name(|i| format!("faafo-render-{i}"))
+        .build()?;
+    let next = AtomicUsize::new(0);
+    let totals = Mutex::new(Totals::default());
     let started = Instant::now();
-    let (mut pixel_iterations, mut pixels, mut bytes) = (0u64, 0u64, 0u64);
-    for task in &tasks {
-        let spec = FractalSpec::try_from(FractalParams::from(task))?;
-        let mut png = Vec::new();
-        let output = renderer.render_png(&spec, &CancelToken::new(), &mut png)?;
-        pixel_iterations += output.render.pixel_iterations;
-        pixels += spec.pixel_count();
-        bytes += png.len() as u64;
-    }
+    let outcome: Result<(), String> = std::thread::scope(|scope| {
+        let renderers: Vec<_> = (0..executor_size)
+            .map(|_| {
+                scope.spawn(|| -> Result<(), String> {
+                    let mut mine = Totals::default();
+                    while let Some(spec) = specs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let mut png = Vec::new();
+                        let output = pool
+                            .install(|| renderer.render_png(spec, &CancelToken::new(), &mut png))
+                            .map_err(|e| e.to_string())?;
+                        mine.pixel_iterations += output.render.pixel_iterations;
+                        mine.pixels += spec.pixel_count();
+                        mine.bytes += png.len() as u64;
+                    }
+                    let mut all = totals.lock().unwrap_or_else(|p| p.into_inner());
+                    all.pixel_iterations += mine.pixel_iterations;
+                    all.pixels += mine.pixels;
+                    all.bytes += mine.bytes;
+                    Ok(())
+                })
+            })
+            .collect();
+        renderers.into_iter().try_for_each(|r| {
+            r.join()
+                .unwrap_or_else(|_| Err("a render thread panicked".into()))
+        })
+    });
+    outcome?;
     let seconds = started.elapsed().as_secs_f64();
+    let totals = totals.into_inner().unwrap_or_else(|p| p.into_inner());
     println!(
-        "rendered {} task(s) (seed {}) in {seconds:.2} s: {:.1} tasks/s, {:.2} G pixel-iterations/s, \
-         {:.1} Mpixel/s, {} bytes of PNG",
-        tasks.len(),
+        "rendered {} task(s) (seed {}, {executor_size} at once on {} threads) in {seconds:.2} s: \
+         {:.1} tasks/s, {:.2} G pixel-iterations/s, {:.1} Mpixel/s, {} bytes of PNG",
+        specs.len(),
         args.seed,
-        tasks.len() as f64 / seconds,
-        pixel_iterations as f64 / seconds / 1e9,
-        pixels as f64 / seconds / 1e6,
-        bytes
+        worker.render_threads,
+        specs.len() as f64 / seconds,
+        totals.pixel_iterations as f64 / seconds / 1e9,
+        totals.pixels as f64 / seconds / 1e6,
+        totals.bytes
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -6,13 +6,18 @@ use std::time::Duration;
 
 use faafo_common::api_client::{ApiClient, ListQuery};
 use faafo_common::fractal::{Fractal, FractalStatus};
+use faafo_common::telemetry::TelemetryGuard;
 use faafo_producer::{ProducerSettings, TaskGenerator};
 
 use crate::output;
 use crate::{Cli, Command, CreateArgs, Format, GetArgs, ListArgs};
 
-/// Runs the command line.
-pub async fn run(cli: Cli) -> Result<ExitCode, Box<dyn Error>> {
+/// Runs the command line; a command that logs keeps its log writers in
+/// `logging` (owned by `main`, which drops them last).
+pub async fn run(
+    cli: Cli,
+    logging: &mut Option<TelemetryGuard>,
+) -> Result<ExitCode, Box<dyn Error>> {
     let mut config = cli.config.load()?;
     config.default.debug |= cli.debug;
     let format = cli.output;
@@ -52,14 +57,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Box<dyn Error>> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Up(args) => crate::up::run(config, args).await,
+        Command::Up(args) => crate::up::run(config, args, logging).await,
         Command::BenchRender(args) => tokio::task::spawn_blocking(move || {
             crate::bench::run(&config, &args).map_err(|e| e.to_string())
         })
         .await?
         .map_err(Into::into),
         command @ (Command::Api | Command::Worker | Command::Producer(_)) => {
-            service(config, command).await
+            service(config, command, logging).await
         }
     }
 }
@@ -68,10 +73,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Box<dyn Error>> {
 async fn service(
     config: faafo_common::configuration::FaafoConfig,
     command: Command,
+    logging: &mut Option<TelemetryGuard>,
 ) -> Result<ExitCode, Box<dyn Error>> {
     use faafo_common::shutdown::{self, Shutdown};
     use faafo_common::telemetry::{self, TelemetrySettings};
-    let _logging = telemetry::init(&TelemetrySettings::from_config(&config.default))?;
+    *logging = Some(telemetry::init(&TelemetrySettings::from_config(
+        &config.default,
+    ))?);
     match command {
         Command::Api => {
             let app = faafo_api::Application::build(&config).await?;

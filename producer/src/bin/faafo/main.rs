@@ -153,6 +153,9 @@ struct GetArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Declared before the runtime so that it is dropped after it: lines
+    // logged while the runtime shuts down are written too.
+    let mut logging = None;
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -160,7 +163,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    match runtime.block_on(commands::run(cli, &mut logging)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("faafo: {e}");

@@ -15,7 +15,7 @@ use faafo_common::api_client::ApiClient;
 use faafo_common::configuration::FaafoConfig;
 use faafo_common::messaging::{RpcClient, Target, Transport, redact_url};
 use faafo_common::shutdown::Shutdown;
-use faafo_common::telemetry::{self, TelemetrySettings};
+use faafo_common::telemetry::{self, TelemetryGuard, TelemetrySettings};
 use faafo_producer::{Producer, ProducerSettings, ResilientApi};
 use faafo_worker::service::{self, WorkerSettings};
 use tracing::info;
@@ -42,8 +42,14 @@ async fn connect(config: &FaafoConfig, name: &str) -> Result<Transport, Box<dyn 
 }
 
 /// Runs the API, a worker and the producer until Ctrl-C or SIGTERM.
-pub async fn run(mut config: FaafoConfig, args: UpArgs) -> Result<ExitCode, Box<dyn Error>> {
-    let _logging = telemetry::init(&TelemetrySettings::from_config(&config.default))?;
+pub async fn run(
+    mut config: FaafoConfig,
+    args: UpArgs,
+    logging: &mut Option<TelemetryGuard>,
+) -> Result<ExitCode, Box<dyn Error>> {
+    *logging = Some(telemetry::init(&TelemetrySettings::from_config(
+        &config.default,
+    ))?);
     if let Some(port) = args.port {
         config.api.bind_port = port;
     }
