@@ -3,7 +3,8 @@
 # directory), one worker and `faafo producer --one-shot` as three separate
 # processes on RabbitMQ. The producer creates one batch of tasks, calls
 # `process` for each, and PUTs every result and image back; the time from
-# its start to its exit is what is reported.
+# its start to its exit is what is reported, with the CPU seconds each
+# process used and the machine's idle CPU seconds meanwhile.
 #
 #   producer/bench/pipeline.sh small [TASKS]     # 64x64, 32 iterations (default 5000 tasks)
 #   producer/bench/pipeline.sh default [TASKS]   # the original's sizes (default 2000 tasks)
@@ -17,7 +18,7 @@
 # default http://127.0.0.1:15672/api, as guest),
 # IN_FLIGHT (producer max_in_flight, default 64), SEED (default 7),
 # RPC_CODEC (json, the default, or msgpack), EXECUTOR_SIZE (the worker's;
-# default 0: the number of CPUs), KEEP_LOGS (a directory to copy the
+# default 0: the worker's default, twice the CPUs), KEEP_LOGS (a directory to copy the
 # logs, configuration and database into at the end), SPLIT_CORES=1 (the
 # worker alone on CPU 1; the API, the producer and the local RabbitMQ
 # node on CPU 0, its affinity restored at the end: as on a deployment where
@@ -110,11 +111,15 @@ sleep 1
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 broker_pid=$(pgrep -o beam.smp || true)
 broker_before=$([ -n "$broker_pid" ] && cpu "$broker_pid" || echo 0)
+# Idle CPU time of the whole machine so far, in clock ticks.
+idle() { awk 'NR == 1 { print $5 }' /proc/stat; }
+idle_before=$(idle)
 start=$(date +%s.%N)
 TIMEFORMAT=%U+%S
 producer_cpu=$( { time "${services[@]}" "$faafo" producer --one-shot --config-file "$dir/faafo.conf" 2>"$dir/producer.err"; } 2>&1 )
 end=$(date +%s.%N)
-echo "CPU seconds during the run: api $(cpu "${pids[0]}") (incl. start), worker $(cpu "${pids[1]}"), producer $(echo "$producer_cpu" | bc), broker $(echo "$([ -n "$broker_pid" ] && cpu "$broker_pid" || echo 0) - $broker_before" | bc)"
+idle_ticks=$(( $(idle) - idle_before ))
+echo "CPU seconds during the run: api $(cpu "${pids[0]}") (incl. start), worker $(cpu "${pids[1]}"), producer $(echo "$producer_cpu" | bc), broker $(echo "$([ -n "$broker_pid" ] && cpu "$broker_pid" || echo 0) - $broker_before" | bc), idle (all CPUs) $(echo "scale=2; $idle_ticks / $(getconf CLK_TCK)" | bc)"
 done_count=$(curl -fsS "http://127.0.0.1:$port/v1/fractal?status=done&results_per_page=1" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["num_results"])')
 python3 - "$tasks" "$done_count" "$start" "$end" "$mode" <<'EOF'

@@ -80,6 +80,21 @@ impl Producer {
             self.settings.interval,
             self.settings.max_in_flight
         );
+        self.serve(true).await;
+    }
+
+    /// Runs until shutdown as [`Producer::run`] does, but generates nothing:
+    /// it dispatches the tasks others create (`faafo create`, the API) and
+    /// recovers the ones left behind (`faafo up --no-producer`).
+    pub async fn dispatch_only(&self) {
+        info!(
+            "producer started without generating: dispatching the pending tasks, {} call(s) in flight at most",
+            self.settings.max_in_flight
+        );
+        self.serve(false).await;
+    }
+
+    async fn serve(&self, generate: bool) {
         // What a previous producer left behind: its calls died with it.
         self.recover(None).await;
         let mut generator = TaskGenerator::for_settings(&self.settings);
@@ -93,7 +108,7 @@ impl Producer {
         loop {
             tokio::select! {
                 _ = self.shutdown.wait() => break,
-                _ = batch.tick() => {
+                _ = batch.tick(), if generate => {
                     let n = generator.batch_size(&self.settings);
                     let tasks: Vec<NewFractal> = (0..n).map(|_| generator.task(&self.settings)).collect();
                     self.submit(tasks).await;

@@ -4,7 +4,8 @@
 //! It renders the way a worker does, so that the comparison is with the
 //! most the renderer gets out of the same cores: `executor_size` tasks at
 //! once on one pool of `render_threads` threads (the `[worker]` settings of
-//! the configuration, the CPU count by default). One task at a time would
+//! the configuration: by default twice the CPUs' worth of tasks on one
+//! thread per CPU). One task at a time would
 //! leave a core idle whenever that task is in its single-threaded part
 //! (PNG and sha256).
 

@@ -126,7 +126,11 @@ async fn create(
         }
         created.push(api.create(&task).await?);
     }
-    output::list(&created, format);
+    // JSON is one document: the fractals as created, or with `--wait` as
+    // they ended up.
+    if !args.wait || format == Format::Table {
+        output::list(&created, format);
+    }
     if !args.wait {
         return Ok(ExitCode::SUCCESS);
     }
@@ -135,9 +139,7 @@ async fn create(
         .iter()
         .filter(|f| f.status == FractalStatus::Failed)
         .count();
-    if format == Format::Table {
-        output::list(&finished, format);
-    }
+    output::list(&finished, format);
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -210,7 +212,7 @@ async fn list(api: &ApiClient, args: ListArgs, format: Format) -> Result<ExitCod
 async fn get(api: &ApiClient, args: GetArgs) -> Result<ExitCode, Box<dyn Error>> {
     let png = api.image(&args.uuid).await?;
     let path = args
-        .output
+        .file
         .unwrap_or_else(|| format!("{}.png", args.uuid).into());
     tokio::fs::write(&path, &png)
         .await

@@ -26,8 +26,8 @@ pub struct UpArgs {
     /// Port of the API and web page (default: [api] bind_port, 5000).
     #[arg(long)]
     pub port: Option<u16>,
-    /// Don't run the producer: only the API and a worker (create fractals
-    /// with `faafo create`).
+    /// Generate nothing: only the fractals created with `faafo create` (or
+    /// through the API) are rendered.
     #[arg(long)]
     pub no_producer: bool,
 }
@@ -75,14 +75,19 @@ pub async fn run(
     let worker = service::start(&worker_transport, WorkerSettings::from_config(&config)).await?;
 
     let producer_transport = connect(&config, "faafo-up producer").await?;
-    let producer = if args.no_producer {
-        None
-    } else {
+    let producer = {
         let settings = ProducerSettings::from_config(&config);
         let rpc = RpcClient::new(&producer_transport, Target::topic(&settings.topic));
         let api_client = ApiClient::new(&url, Some(config.default.auth_token.clone()))?;
         let producer = Producer::new(ResilientApi::new(api_client), rpc, settings, signal.clone());
-        Some(tokio::spawn(async move { producer.run().await }))
+        let generate = !args.no_producer;
+        tokio::spawn(async move {
+            if generate {
+                producer.run().await;
+            } else {
+                producer.dispatch_only().await;
+            }
+        })
     };
 
     println!();
@@ -97,9 +102,7 @@ pub async fn run(
 
     signal.wait().await;
     info!("stopping faafo");
-    if let Some(producer) = producer {
-        let _ = producer.await;
-    }
+    let _ = producer.await;
     worker.stop().await;
     api_stop.trigger();
     match api_task.await {

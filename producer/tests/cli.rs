@@ -1,0 +1,352 @@
+//! The `faafo` command line as a user runs it: `create` (with `--wait`),
+//! `list`, `show`, `get`, `delete`, both output formats, `--token`, the
+//! errors (one line, a non-zero exit, never a panic) and `--help` on every
+//! command. The API is `faafo up --no-producer` (the API, a worker and a
+//! dispatcher that generates nothing) or `faafo api` alone, in processes of
+//! their own on SQLite and the in-process broker.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use faafo_common::api_client::ApiClient;
+use serde_json::Value;
+use support::*;
+
+/// Runs `faafo <args>` against `endpoint` and waits for it, at most
+/// [`COMMAND_TIMEOUT`] (then it is killed and the test fails: a `--wait`
+/// nobody answers must not hang the suite).
+fn faafo_at(endpoint: &str, args: &[&str]) -> Output {
+    let mut child = Command::new(faafo())
+        .arg("--endpoint-url")
+        .arg(endpoint)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run faafo {args:?}: {e}"));
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    while child.try_wait().expect("wait for faafo").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("faafo's output");
+            panic!(
+                "faafo {args:?} still running after {COMMAND_TIMEOUT:?}:\n{}{}",
+                stdout(&output),
+                stderr(&output)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("faafo's output")
+}
+
+/// Longest a command may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The command succeeded; its standard output.
+fn ok(output: Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}{}",
+        output.status,
+        stdout(&output),
+        stderr(&output)
+    );
+    stdout(&output)
+}
+
+/// The command failed as a user should see it: exit 1 and one line on
+/// standard error, starting with `faafo:` and containing `expected`.
+fn refused(output: Output, what: &str, expected: &str) {
+    let err = stderr(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{what}: exit 1 expected, got {}:\n{err}",
+        output.status
+    );
+    assert!(!err.contains("panicked"), "{what} panicked:\n{err}");
+    assert_eq!(err.lines().count(), 1, "{what}: one line expected:\n{err}");
+    assert!(
+        err.starts_with("faafo: ") && err.contains(expected),
+        "{what}: {expected:?} expected in {err:?}"
+    );
+}
+
+fn json(text: &str, what: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{what}: not JSON ({e}):\n{text}"))
+}
+
+/// A configuration with its data in `dir` and the `sections` after
+/// `[DEFAULT]`.
+fn write_config(dir: &Path, sections: &str) -> std::path::PathBuf {
+    let path = dir.join("faafo.conf");
+    let text = format!("[DEFAULT]\nstate_path = {}\n\n{sections}", dir.display());
+    std::fs::write(&path, text).expect("config");
+    path
+}
+
+/// A fractal's field as text.
+fn field<'a>(fractal: &'a Value, name: &str) -> &'a str {
+    fractal[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name} missing from {fractal}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_wait_list_show_get_and_delete() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    // Pending fractals are picked up every second.
+    let config = write_config(dir.path(), "[producer]\npoll_interval = 1\n");
+    let up = Service::start(
+        "up",
+        dir.path(),
+        &config,
+        &["up", "--port", &port.to_string(), "--no-producer"],
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    api_ready(&ApiClient::new(&url, None).expect("client"), &up).await;
+    let at = |args: &[&str]| faafo_at(&url, args);
+
+    // Two fractals with fixed sizes, rendered before the command returns;
+    // in JSON, one document with them as they ended up.
+    let created = ok(
+        at(&[
+            "--output",
+            "json",
+            "create",
+            "--width",
+            "64",
+            "--height",
+            "48",
+            "--iterations",
+            "40",
+            "--tasks",
+            "2",
+            "--wait",
+        ]),
+        "create --wait",
+    );
+    let created = json(&created, "create --wait --output json");
+    let created = created.as_array().expect("an array");
+    assert_eq!(created.len(), 2, "{created:?}");
+    for fractal in created {
+        assert_eq!(field(fractal, "status"), "done", "{fractal}");
+        assert_eq!(fractal["width"], 64);
+        assert_eq!(fractal["height"], 48);
+        assert_eq!(fractal["iterations"], 40);
+    }
+    let (first, second) = (field(&created[0], "uuid"), field(&created[1], "uuid"));
+
+    // A table too, with the count of fractals.
+    let table = ok(at(&["create", "--width", "64", "--height", "64"]), "create");
+    assert!(
+        table.contains("64 x 64 px") && table.contains("1 fractal(s)"),
+        "{table}"
+    );
+
+    let done = json(
+        &ok(
+            at(&["--output", "json", "list", "--status", "done"]),
+            "list",
+        ),
+        "list --output json",
+    );
+    let done: Vec<&str> = done
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|f| field(f, "uuid"))
+        .collect();
+    assert!(done.contains(&first) && done.contains(&second), "{done:?}");
+    let table = ok(at(&["list"]), "list");
+    assert!(
+        table.contains(first) && table.contains("3 fractal(s)"),
+        "{table}"
+    );
+
+    let shown = json(
+        &ok(at(&["--output", "json", "show", first]), "show"),
+        "show --output json",
+    );
+    let checksum = field(&shown, "checksum").to_string();
+    let table = ok(at(&["show", first]), "show");
+    assert!(
+        table.contains(&checksum) && table.contains("64 x 48 px"),
+        "{table}"
+    );
+
+    // The PNG as stored: its sha256 is the checksum.
+    let png = dir.path().join("first.png");
+    let said = ok(
+        at(&["get", first, "-o", png.to_str().expect("utf-8 path")]),
+        "get -o",
+    );
+    assert!(said.starts_with("wrote "), "{said}");
+    let bytes = std::fs::read(&png).expect("the PNG");
+    assert_eq!(sha256_hex(&bytes), checksum);
+    let by_long_name = dir.path().join("again.png");
+    ok(
+        at(&[
+            "get",
+            first,
+            "--file",
+            by_long_name.to_str().expect("utf-8"),
+        ]),
+        "get --file",
+    );
+    assert_eq!(std::fs::read(&by_long_name).expect("the PNG"), bytes);
+
+    let deleted = ok(at(&["delete", first]), "delete");
+    assert_eq!(deleted.trim(), format!("deleted {first}"));
+    refused(at(&["show", first]), "show of a deleted fractal", "404");
+    refused(at(&["delete", first]), "second delete", "404");
+    refused(at(&["get", first]), "get of a deleted fractal", "404");
+    refused(
+        at(&["show", "not-a-uuid"]),
+        "show of a bad uuid",
+        "not a UUID",
+    );
+    refused(
+        at(&["create", "--width", "0"]),
+        "create of width 0",
+        "width",
+    );
+    refused(
+        at(&["list", "--status", "bogus"]),
+        "list of an unknown status",
+        "unknown status 'bogus'",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_fractals_tokens_and_an_unreachable_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &format!("[api]\nbind_port = {port}\nauth_strategy = token\nauth_tokens = cli-secret\n"),
+    );
+    // The API alone: what is created stays pending.
+    let api = Service::start("api", dir.path(), &config, &["api"]);
+    let url = format!("http://127.0.0.1:{port}");
+    api_ready(&ApiClient::new(&url, None).expect("client"), &api).await;
+    let at = |args: &[&str]| faafo_at(&url, args);
+
+    refused(at(&["create"]), "create without a token", "401");
+    let created = json(
+        &ok(
+            at(&["--token", "cli-secret", "--output", "json", "create"]),
+            "create with a token",
+        ),
+        "create --output json",
+    );
+    let uuid = field(&created[0], "uuid").to_string();
+    // A pending fractal shows (the original crashed here) but has no image.
+    let shown = json(
+        &ok(at(&["--output", "json", "show", &uuid]), "show"),
+        "show --output json",
+    );
+    assert_eq!(field(&shown, "status"), "pending");
+    assert!(shown["checksum"].is_null(), "{shown}");
+    let table = ok(at(&["show", &uuid]), "show of a pending fractal");
+    assert!(table.contains("pending"), "{table}");
+    refused(
+        at(&["get", &uuid]),
+        "get of a pending fractal",
+        &format!("HTTP 409: fractal {uuid} is pending: it has no image yet"),
+    );
+    refused(at(&["delete", &uuid]), "delete without a token", "401");
+    ok(
+        at(&["--token", "cli-secret", "delete", &uuid]),
+        "delete with a token",
+    );
+
+    // Nobody listening: one line that names the URL.
+    let nobody = format!("http://127.0.0.1:{}", free_port());
+    refused(
+        faafo_at(&nobody, &["list"]),
+        "list with no API",
+        &format!("cannot reach the faafo API at {nobody}"),
+    );
+}
+
+#[test]
+fn help_on_every_command() {
+    let commands = [
+        vec![],
+        vec!["up"],
+        vec!["create"],
+        vec!["list"],
+        vec!["show"],
+        vec!["get"],
+        vec!["delete"],
+        vec!["bench-render"],
+        vec!["check-config"],
+        vec!["api"],
+        vec!["worker"],
+        vec!["producer"],
+    ];
+    for command in commands {
+        let output = Command::new(faafo())
+            .args(&command)
+            .arg("--help")
+            .output()
+            .expect("faafo --help");
+        let text = stdout(&output);
+        assert!(
+            output.status.success() && text.contains("Usage: faafo"),
+            "faafo {command:?} --help:\n{text}{}",
+            stderr(&output)
+        );
+    }
+    // A missing argument is clap's usage error (exit 2), not a panic.
+    let output = Command::new(faafo())
+        .arg("show")
+        .output()
+        .expect("faafo show");
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("<UUID>"), "{}", stderr(&output));
+}
+
+/// `bench-render` renders the tasks it is given, as the worker does.
+#[test]
+fn bench_render_renders_the_generated_tasks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        "[producer]\nmin_width = 64\nmax_width = 64\nmin_height = 64\nmax_height = 64\n",
+    );
+    let output = Command::new(faafo())
+        .args(["bench-render", "--tasks", "5", "--executor-size", "3"])
+        .arg("--config-file")
+        .arg(&config)
+        .output()
+        .expect("faafo bench-render");
+    let text = ok(output, "bench-render");
+    assert!(
+        text.starts_with("rendered 5 task(s) (seed 1, 3 at once on "),
+        "{text}"
+    );
+    let bytes: u64 = text
+        .trim()
+        .strip_suffix(" bytes of PNG")
+        .and_then(|t| t.rsplit(", ").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no byte count in {text}"));
+    assert!(bytes > 5 * 100, "five 64x64 PNGs: {bytes} bytes");
+}
