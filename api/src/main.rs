@@ -55,7 +55,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     config.default.debug |= cli.debug;
-    let _guard = match telemetry::init(&TelemetrySettings::from_config(&config.default)) {
+    let guard = match telemetry::init(&TelemetrySettings::from_config(&config.default)) {
         Ok(guard) => guard,
         Err(e) => return fail(&e),
     };
@@ -74,12 +74,15 @@ fn main() -> ExitCode {
             .await
             .map_err(|e| format!("serving failed: {e}"))
     });
+    if let Err(e) = &result {
+        tracing::error!("{e}");
+    }
+    // The log lines first, so that the error is the last line.
+    drop(runtime);
+    drop(guard);
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e}");
-            fail(&e)
-        }
+        Err(e) => fail(&e),
     }
 }
 

@@ -35,6 +35,10 @@ pub enum ApiError {
         /// What failed.
         reason: String,
     },
+    /// What was given as a fractal's uuid is not one: nothing was sent
+    /// (it would have been part of the request's path).
+    #[error("{0:?} is not a UUID (expected 8-4-4-4-12 hex digits)")]
+    InvalidUuid(String),
     /// The API answered something that is not what it should.
     #[error("unexpected answer from the faafo API ({path}): {reason}")]
     Protocol {
@@ -66,7 +70,7 @@ impl ApiError {
         match self {
             ApiError::Unreachable { .. } => true,
             ApiError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
-            ApiError::Protocol { .. } => false,
+            ApiError::Protocol { .. } | ApiError::InvalidUuid(_) => false,
         }
     }
 }
@@ -220,7 +224,7 @@ impl ApiClient {
 
     /// `GET /v1/fractal/<uuid>`.
     pub async fn get(&self, uuid: &str) -> Result<Fractal, ApiError> {
-        let path = format!("/v1/fractal/{uuid}");
+        let path = format!("/v1/fractal/{}", checked(uuid)?);
         self.json(Method::GET, &path, self.request(Method::GET, &path))
             .await
     }
@@ -258,7 +262,7 @@ impl ApiClient {
 
     /// `PUT /v1/fractal/<uuid>`.
     pub async fn update(&self, uuid: &str, update: &FractalUpdate) -> Result<Fractal, ApiError> {
-        let path = format!("/v1/fractal/{uuid}");
+        let path = format!("/v1/fractal/{}", checked(uuid)?);
         self.json(
             Method::PUT,
             &path,
@@ -269,7 +273,7 @@ impl ApiClient {
 
     /// `DELETE /v1/fractal/<uuid>`.
     pub async fn delete(&self, uuid: &str) -> Result<(), ApiError> {
-        let path = format!("/v1/fractal/{uuid}");
+        let path = format!("/v1/fractal/{}", checked(uuid)?);
         self.send(Method::DELETE, &path, self.request(Method::DELETE, &path))
             .await
             .map(drop)
@@ -277,7 +281,7 @@ impl ApiClient {
 
     /// `PUT /v1/fractal/<uuid>/image`: stores the PNG of a fractal.
     pub async fn upload_image(&self, uuid: &str, png: Vec<u8>) -> Result<(), ApiError> {
-        let path = format!("/v1/fractal/{uuid}/image");
+        let path = format!("/v1/fractal/{}/image", checked(uuid)?);
         let request = self
             .request(Method::PUT, &path)
             .header(reqwest::header::CONTENT_TYPE, "image/png")
@@ -296,7 +300,7 @@ impl ApiClient {
         png: Vec<u8>,
         update: &FractalUpdate,
     ) -> Result<Fractal, ApiError> {
-        let path = format!("/v1/fractal/{uuid}/image");
+        let path = format!("/v1/fractal/{}/image", checked(uuid)?);
         let request = self
             .request(Method::PUT, &path)
             .query(update)
@@ -307,10 +311,22 @@ impl ApiClient {
 
     /// `GET /fractal/<uuid>`: the PNG.
     pub async fn image(&self, uuid: &str) -> Result<Vec<u8>, ApiError> {
-        let path = format!("/fractal/{uuid}");
+        let path = format!("/fractal/{}", checked(uuid)?);
         let response = self
             .send(Method::GET, &path, self.request(Method::GET, &path))
             .await?;
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let essence = content_type.split(';').next().unwrap_or_default().trim();
+        if !essence.eq_ignore_ascii_case("image/png") {
+            return Err(ApiError::Protocol {
+                path,
+                reason: format!("expected a PNG (image/png), got {content_type:?}"),
+            });
+        }
         response
             .bytes()
             .await
@@ -330,6 +346,18 @@ impl ApiClient {
         )
         .await
         .is_ok()
+    }
+}
+
+/// `uuid` if it is a fractal's uuid in the API's form (hyphenated): only
+/// then does it go into a request's path (`../healthz` would not stay in
+/// `/v1/fractal/`).
+fn checked(uuid: &str) -> Result<&str, ApiError> {
+    let hyphenated = uuid.len() == 36 && uuid::Uuid::try_parse(uuid).is_ok();
+    if hyphenated {
+        Ok(uuid)
+    } else {
+        Err(ApiError::InvalidUuid(uuid.to_string()))
     }
 }
 
@@ -365,7 +393,32 @@ impl From<StatusCode> for ErrorBody {
 
 #[cfg(test)]
 mod tests {
-    use super::ApiError;
+    use super::{ApiError, checked};
+
+    /// Only a hyphenated uuid goes into a path: nothing that could leave
+    /// `/v1/fractal/` or add a query.
+    #[test]
+    fn only_uuids_go_into_paths() {
+        let uuid = "01a20784-fe99-72fe-a554-9a9b678b0fe0";
+        assert_eq!(checked(uuid).ok(), Some(uuid));
+        for bad in [
+            "",
+            "../healthz",
+            "../v1/fractal",
+            "x/../../fractal/01a20784-fe99-72fe-a554-9a9b678b0fe0",
+            "01a20784-fe99-72fe-a554-9a9b678b0fe0?x=1",
+            "01a20784fe9972fea5549a9b678b0fe0",
+            "{01a20784-fe99-72fe-a554-9a9b678b0fe0}",
+            "01a20784-fe99-72fe-a554-9a9b678b0fe",
+        ] {
+            let e = checked(bad).expect_err(bad);
+            assert!(
+                matches!(&e, ApiError::InvalidUuid(given) if given == bad),
+                "{e}"
+            );
+            assert!(e.to_string().contains("is not a UUID"), "{e}");
+        }
+    }
 
     fn refused(status: u16, message: &str) -> ApiError {
         ApiError::Status {

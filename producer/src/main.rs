@@ -56,7 +56,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli, &mut logging)) {
+    let result = runtime.block_on(run(cli, &mut logging));
+    // The log lines first, so that the error is the last line.
+    drop(runtime);
+    drop(logging);
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("faafo-producer: {e}");

@@ -9,7 +9,7 @@ mod support;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use faafo_common::api_client::ApiClient;
 use serde_json::Value;
@@ -19,30 +19,33 @@ use support::*;
 /// [`COMMAND_TIMEOUT`] (then it is killed and the test fails: a `--wait`
 /// nobody answers must not hang the suite).
 fn faafo_at(endpoint: &str, args: &[&str]) -> Output {
-    let mut child = Command::new(faafo())
-        .arg("--endpoint-url")
-        .arg(endpoint)
-        .args(args)
+    let mut command = Command::new(faafo());
+    command.arg("--endpoint-url").arg(endpoint).args(args);
+    run(command, &format!("faafo {args:?}"))
+}
+
+/// Runs `command` to its end, at most [`COMMAND_TIMEOUT`]; its output is
+/// read as it comes (a full pipe cannot stall it).
+fn run(mut command: Command, what: &str) -> Output {
+    let child = command
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run faafo {args:?}: {e}"));
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
-    while child.try_wait().expect("wait for faafo").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let output = child.wait_with_output().expect("faafo's output");
-            panic!(
-                "faafo {args:?} still running after {COMMAND_TIMEOUT:?}:\n{}{}",
-                stdout(&output),
-                stderr(&output)
-            );
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let pid = child.id();
+    let (done, output) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output()));
+    match output.recv_timeout(COMMAND_TIMEOUT) {
+        Ok(output) => output.unwrap_or_else(|e| panic!("{what}: {e}")),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("{what} still running after {COMMAND_TIMEOUT:?}");
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
-    child.wait_with_output().expect("faafo's output")
 }
 
 /// Longest a command may take.
@@ -231,6 +234,49 @@ async fn create_wait_list_show_get_and_delete() {
         "list of an unknown status",
         "unknown status 'bogus'",
     );
+    // Usage mistakes are clap's (exit 2), named as such.
+    for (args, expected) in [
+        (
+            &["create", "--width", "-5"][..],
+            "invalid value '-5' for '--width",
+        ),
+        (&["create", "--xa", "nan"][..], "must be a finite number"),
+        (&["create", "--yb", "inf"][..], "must be a finite number"),
+    ] {
+        let output = at(args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(expected),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+
+    // A fractal the worker refuses: `--wait` ends, says why, exits 1.
+    let output = at(&[
+        "create",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--iterations",
+        "5",
+        "--wait",
+    ]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(stdout(&output).contains("failed"), "{}", stdout(&output));
+    assert!(
+        err.lines()
+            .any(|l| l.contains(" failed: ") && l.contains("iterations")),
+        "the reason is shown:\n{err}"
+    );
+    assert!(err.contains("1 of 1 fractal(s) not rendered"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,6 +329,32 @@ async fn pending_fractals_tokens_and_an_unreachable_api() {
         "list with no API",
         &format!("cannot reach the faafo API at {nobody}"),
     );
+}
+
+/// A service that cannot start says why in its last line, after its logs.
+#[test]
+fn a_failed_start_ends_with_its_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = taken.local_addr().expect("its address").port().to_string();
+    // Twice: the second start finds its database ready and fails within
+    // milliseconds of its first log line, before the log writer's flush.
+    for attempt in ["first", "second"] {
+        let mut command = Command::new(faafo());
+        command
+            .args(["up", "--port", &port, "--config-file"])
+            .arg(&config);
+        let output = run(command, "faafo up on a taken port");
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{attempt} start: {err}");
+        assert!(err.lines().count() > 1, "the logs come first:\n{err}");
+        let last = err.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("faafo: ") && last.contains(&port),
+            "{attempt} start: the reason is the last line:\n{err}"
+        );
+    }
 }
 
 #[test]

@@ -125,7 +125,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(&cli, &mut logging)) {
+            let result = runtime.block_on(serve(&cli, &mut logging));
+            // The log lines first, so that the error is the last line.
+            drop(runtime);
+            drop(logging);
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("faafo-worker: {error}");

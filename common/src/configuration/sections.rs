@@ -96,7 +96,7 @@ config_section! {
         topic: String = "tasks".into(),
         /// Server name of this worker (its own queue is topic.server_name). Empty: the host name.
         server_name: String = String::new(),
-        /// Tasks rendered at once. 0: twice the number of CPUs (while one task is in its single-threaded PNG step, the others keep every core rendering).
+        /// Tasks rendered at once. 0: twice the number of CPUs (while one task is in its single-threaded PNG step, the others keep every core rendering). Each holds its image in memory, and they share the render threads, so each takes longer than alone (exec_timeout counts from the start of its render).
         executor_size: usize = 0,
         /// Threads used by one render. 0: the number of CPUs.
         render_threads: usize = 0,

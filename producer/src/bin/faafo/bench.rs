@@ -51,9 +51,11 @@ struct Totals {
 pub fn run(config: &FaafoConfig, args: &BenchArgs) -> Result<ExitCode, Box<dyn Error>> {
     let settings = ProducerSettings::from_config(config);
     let worker = WorkerSettings::from_config(config);
+    // No more render threads than tasks.
     let executor_size = args
         .executor_size
-        .map_or(worker.executor_size, |n| n as usize);
+        .map_or(worker.executor_size, |n| n as usize)
+        .clamp(1, (args.tasks as usize).max(1));
     let mut generator = TaskGenerator::with_seed(args.seed);
     let renderer = JuliaRenderer::new(RenderLimits {
         max_pixels: config.default.pixel_limit,
@@ -75,15 +77,24 @@ pub fn run(config: &FaafoConfig, args: &BenchArgs) -> Result<ExitCode, Box<dyn E
     let totals = Mutex::new(Totals::default());
     let started = Instant::now();
     let outcome: Result<(), String> = std::thread::scope(|scope| {
-        let renderers: Vec<_> = (0..executor_size)
-            .map(|_| {
-                scope.spawn(|| -> Result<(), String> {
+        let mut renderers = Vec::with_capacity(executor_size);
+        for i in 0..executor_size {
+            let spawned = std::thread::Builder::new()
+                .name(format!("bench-render-{i}"))
+                .spawn_scoped(scope, || -> Result<(), String> {
                     let mut mine = Totals::default();
                     while let Some(spec) = specs.get(next.fetch_add(1, Ordering::Relaxed)) {
                         let mut png = Vec::new();
-                        let output = pool
-                            .install(|| renderer.render_png(spec, &CancelToken::new(), &mut png))
-                            .map_err(|e| e.to_string())?;
+                        let rendered = pool
+                            .install(|| renderer.render_png(spec, &CancelToken::new(), &mut png));
+                        let output = match rendered {
+                            Ok(output) => output,
+                            Err(e) => {
+                                // The others stop after their current task.
+                                next.store(usize::MAX / 2, Ordering::Relaxed);
+                                return Err(e.to_string());
+                            }
+                        };
                         mine.pixel_iterations += output.render.pixel_iterations;
                         mine.pixels += spec.pixel_count();
                         mine.bytes += png.len() as u64;
@@ -93,9 +104,15 @@ pub fn run(config: &FaafoConfig, args: &BenchArgs) -> Result<ExitCode, Box<dyn E
                     all.pixels += mine.pixels;
                     all.bytes += mine.bytes;
                     Ok(())
-                })
-            })
-            .collect();
+                });
+            match spawned {
+                Ok(handle) => renderers.push(handle),
+                Err(e) => {
+                    next.store(usize::MAX / 2, Ordering::Relaxed);
+                    return Err(format!("cannot start render thread {i}: {e}"));
+                }
+            }
+        }
         renderers.into_iter().try_for_each(|r| {
             r.join()
                 .unwrap_or_else(|_| Err("a render thread panicked".into()))

@@ -134,21 +134,51 @@ async fn create(
     if !args.wait {
         return Ok(ExitCode::SUCCESS);
     }
-    let finished = wait_for(api, &created, format).await?;
-    let failed = finished
-        .iter()
-        .filter(|f| f.status == FractalStatus::Failed)
-        .count();
+    let finished = match wait_for(api, &created, format).await {
+        Ok(finished) => finished,
+        Err(e) => {
+            // What was created is not lost from the output (the table
+            // already shows it).
+            if format == Format::Json {
+                output::list(&created, format);
+            }
+            return Err(e);
+        }
+    };
     output::list(&finished, format);
+    let mut failed = 0;
+    for fractal in &finished {
+        match fractal.status {
+            FractalStatus::Done => {}
+            FractalStatus::Failed => {
+                failed += 1;
+                eprintln!(
+                    "faafo: {} failed: {}",
+                    fractal.uuid,
+                    fractal.error.as_deref().unwrap_or("no reason given")
+                );
+            }
+            // Deleted while we waited: shown as last seen.
+            _ => {
+                failed += 1;
+                eprintln!("faafo: {} was deleted before it was rendered", fractal.uuid);
+            }
+        }
+    }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
-        eprintln!("faafo: {failed} of {} fractal(s) failed", finished.len());
+        eprintln!(
+            "faafo: {failed} of {} fractal(s) not rendered",
+            finished.len()
+        );
         ExitCode::FAILURE
     })
 }
 
-/// Polls until every fractal is done or failed, with a progress bar.
+/// Polls until every fractal is done, failed or deleted, with a progress
+/// bar; waits out an API that is unreachable or failing (5xx) for a while,
+/// as the producer does. A deleted fractal ends as last seen.
 async fn wait_for(
     api: &ApiClient,
     fractals: &[Fractal],
@@ -166,17 +196,39 @@ async fn wait_for(
         .progress_chars("=> "),
     );
     let mut finished: Vec<Option<Fractal>> = vec![None; fractals.len()];
+    let mut failing_since: Option<std::time::Instant> = None;
     loop {
         for (slot, fractal) in finished.iter_mut().zip(fractals) {
             if slot.is_some() {
                 continue;
             }
-            let now = api.get(&fractal.uuid).await?;
-            if matches!(now.status, FractalStatus::Done | FractalStatus::Failed) {
-                bar.inc(1);
-                *slot = Some(now);
-            } else {
-                bar.set_message(format!("({} is {})", short(&now.uuid), now.status));
+            match api.get(&fractal.uuid).await {
+                Ok(now) if matches!(now.status, FractalStatus::Done | FractalStatus::Failed) => {
+                    failing_since = None;
+                    bar.inc(1);
+                    *slot = Some(now);
+                }
+                Ok(now) => {
+                    failing_since = None;
+                    bar.set_message(format!("({} is {})", short(&now.uuid), now.status));
+                }
+                Err(e) if e.status() == Some(404) => {
+                    bar.inc(1);
+                    *slot = Some(fractal.clone());
+                }
+                Err(e) if e.is_transient() => {
+                    let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() > API_PATIENCE {
+                        bar.abandon();
+                        return Err(e.into());
+                    }
+                    bar.set_message(format!("(the API: {e}; trying again)"));
+                    break;
+                }
+                Err(e) => {
+                    bar.abandon();
+                    return Err(e.into());
+                }
             }
         }
         if finished.iter().all(Option::is_some) {
@@ -187,6 +239,9 @@ async fn wait_for(
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// How long `create --wait` waits for an API that stopped answering.
+const API_PATIENCE: Duration = Duration::from_secs(60);
 
 fn short(uuid: &str) -> &str {
     uuid.get(..8).unwrap_or(uuid)

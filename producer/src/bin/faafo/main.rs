@@ -95,35 +95,44 @@ struct ProducerArgs {
 #[derive(Debug, Args)]
 struct CreateArgs {
     /// Width in pixels.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     width: Option<u32>,
     /// Height in pixels.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     height: Option<u32>,
     /// Iterations per pixel.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     iterations: Option<u32>,
     /// Left bound of the plane.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = finite)]
     xa: Option<f64>,
     /// Right bound.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = finite)]
     xb: Option<f64>,
     /// Bottom bound.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = finite)]
     ya: Option<f64>,
     /// Top bound.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = finite)]
     yb: Option<f64>,
     /// Seed of the Julia constant (random when absent).
     #[arg(long)]
     seed: Option<u64>,
     /// How many fractals.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     tasks: u32,
     /// Wait, with a progress bar, until they are rendered.
     #[arg(long)]
     wait: bool,
+}
+
+/// A finite number (NaN and infinities would reach the API as null).
+fn finite(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() => Ok(value),
+        Ok(_) => Err("must be a finite number".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Options of `list`.
@@ -164,7 +173,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(cli, &mut logging)) {
+    let result = runtime.block_on(commands::run(cli, &mut logging));
+    // The log lines first, so that the error is the last line.
+    drop(runtime);
+    drop(logging);
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("faafo: {e}");

@@ -27,7 +27,9 @@ pub struct UpArgs {
     #[arg(long)]
     pub port: Option<u16>,
     /// Generate nothing: only the fractals created with `faafo create` (or
-    /// through the API) are rendered.
+    /// through the API) are rendered. Like any producer it still dispatches
+    /// every pending fractal and, at start, takes over the running ones, so
+    /// don't point it at a deployment whose producer is running.
     #[arg(long)]
     pub no_producer: bool,
 }
