@@ -357,7 +357,8 @@ fn checked(uuid: &str) -> Result<&str, ApiError> {
     if hyphenated {
         Ok(uuid)
     } else {
-        Err(ApiError::InvalidUuid(uuid.to_string()))
+        // Shortened, as the API does: it may be anything a user typed.
+        Err(ApiError::InvalidUuid(uuid.chars().take(60).collect()))
     }
 }
 
@@ -393,7 +394,8 @@ impl From<StatusCode> for ErrorBody {
 
 #[cfg(test)]
 mod tests {
-    use super::{ApiError, checked};
+    use super::{ApiClient, ApiError, checked};
+    use crate::fractal::FractalUpdate;
 
     /// Only a hyphenated uuid goes into a path: nothing that could leave
     /// `/v1/fractal/` or add a query.
@@ -427,6 +429,62 @@ mod tests {
             status,
             message: message.into(),
         }
+    }
+
+    /// Every method that names a fractal refuses what is not a uuid
+    /// before sending anything (nothing listens at the endpoint: a request
+    /// would fail as unreachable instead).
+    #[tokio::test]
+    async fn no_method_sends_a_path_for_a_uuid() {
+        let api = ApiClient::new("http://127.0.0.1:9", None).expect("client");
+        let bad = "../healthz";
+        let update = FractalUpdate::default();
+        let errors = [
+            api.get(bad).await.map(drop),
+            api.update(bad, &update).await.map(drop),
+            api.delete(bad).await,
+            api.upload_image(bad, vec![1]).await,
+            api.store_result(bad, vec![1], &update).await.map(drop),
+            api.image(bad).await.map(drop),
+        ];
+        for (i, result) in errors.into_iter().enumerate() {
+            assert!(
+                matches!(&result, Err(ApiError::InvalidUuid(given)) if given == bad),
+                "method {i}: {result:?}"
+            );
+        }
+    }
+
+    /// Only an `image/png` answer is taken for a PNG: anything else (an
+    /// error page, JSON from a wrong URL) is an error, not a file.
+    #[tokio::test]
+    async fn an_image_must_be_a_png() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+        let server = tokio::spawn(async move {
+            for content_type in ["application/json", "image/png; charset=binary"] {
+                let (mut socket, _) = listener.accept().await.expect("accept");
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: 4\r\n\
+                     connection: close\r\n\r\nabcd"
+                );
+                socket.write_all(answer.as_bytes()).await.expect("answer");
+            }
+        });
+        let api = ApiClient::new(&endpoint, None).expect("client");
+        let uuid = "01a20784-fe99-72fe-a554-9a9b678b0fe0";
+        let json = api.image(uuid).await.expect_err("JSON is no PNG");
+        assert!(
+            matches!(&json, ApiError::Protocol { reason, .. } if reason.contains("image/png")),
+            "{json}"
+        );
+        assert_eq!(api.image(uuid).await.expect("a PNG"), b"abcd");
+        server.await.expect("server");
     }
 
     /// How an older API refuses a field it does not know (its message is

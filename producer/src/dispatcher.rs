@@ -246,7 +246,23 @@ impl Dispatcher {
             self.stats.calls.fetch_add(1, Ordering::Relaxed);
             let ctx = RequestContext::new().with_request_id(request_id);
             let args = ProcessArgs { task: task.clone() };
-            match self.rpc.call::<_, TaskResult>(&ctx, PROCESS, &args).await {
+            let answer = self
+                .rpc
+                .call::<_, TaskResult>(&ctx, PROCESS, &args)
+                .await
+                .and_then(|result| {
+                    // A worker that answers for another task must not
+                    // have its image stored on this one.
+                    if result.uuid == uuid {
+                        Ok(result)
+                    } else {
+                        Err(MessagingError::Invalid(format!(
+                            "the worker answered for task {} instead",
+                            result.uuid.chars().take(60).collect::<String>()
+                        )))
+                    }
+                });
+            match answer {
                 Ok(result) => {
                     info!(
                         "task {uuid} processed: {{'duration': {:.6}, 'checksum': '{}', 'generated_by': '{}'}}",

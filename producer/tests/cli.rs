@@ -219,11 +219,10 @@ async fn create_wait_list_show_get_and_delete() {
     refused(at(&["show", first]), "show of a deleted fractal", "404");
     refused(at(&["delete", first]), "second delete", "404");
     refused(at(&["get", first]), "get of a deleted fractal", "404");
-    refused(
-        at(&["show", "not-a-uuid"]),
-        "show of a bad uuid",
-        "not a UUID",
-    );
+    // Checked before anything is sent: no HTTP status in the answer.
+    let output = at(&["show", "not-a-uuid"]);
+    assert!(!stderr(&output).contains("HTTP"), "{}", stderr(&output));
+    refused(output, "show of a bad uuid", "\"not-a-uuid\" is not a UUID");
     refused(
         at(&["create", "--width", "0"]),
         "create of width 0",
@@ -322,6 +321,59 @@ async fn pending_fractals_tokens_and_an_unreachable_api() {
         "delete with a token",
     );
 
+    // Deleted while `create --wait` waits for it (nobody renders here):
+    // the wait ends, says so, exits 1, and the JSON lists what exists.
+    let waiting = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            faafo_at(
+                &url,
+                &[
+                    "--token",
+                    "cli-secret",
+                    "--output",
+                    "json",
+                    "create",
+                    "--wait",
+                ],
+            )
+        })
+    };
+    let mut pending = Vec::new();
+    for _ in 0..600 {
+        let listed = json(
+            &ok(
+                at(&["--output", "json", "list", "--status", "pending"]),
+                "list",
+            ),
+            "list",
+        );
+        pending = listed.as_array().cloned().unwrap_or_default();
+        if !pending.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let created = field(
+        pending.first().expect("created by the waiting command"),
+        "uuid",
+    );
+    ok(
+        at(&["--token", "cli-secret", "delete", created]),
+        "delete while waited for",
+    );
+    let output = waiting.join().expect("the waiting command");
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("faafo: {created} was deleted while waiting")),
+        "{err}"
+    );
+    assert_eq!(
+        json(&stdout(&output), "create --wait"),
+        serde_json::json!([])
+    );
+
     // Nobody listening: one line that names the URL.
     let nobody = format!("http://127.0.0.1:{}", free_port());
     refused(
@@ -403,6 +455,15 @@ fn bench_render_renders_the_generated_tasks() {
         dir.path(),
         "[producer]\nmin_width = 64\nmax_width = 64\nmin_height = 64\nmax_height = 64\n",
     );
+    // Never more render threads than tasks.
+    let output = Command::new(faafo())
+        .args(["bench-render", "--tasks", "2", "--executor-size", "8"])
+        .arg("--config-file")
+        .arg(&config)
+        .output()
+        .expect("faafo bench-render");
+    let text = ok(output, "bench-render");
+    assert!(text.contains("(seed 1, 2 at once on "), "{text}");
     let output = Command::new(faafo())
         .args(["bench-render", "--tasks", "5", "--executor-size", "3"])
         .arg("--config-file")

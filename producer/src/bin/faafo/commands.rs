@@ -134,56 +134,70 @@ async fn create(
     if !args.wait {
         return Ok(ExitCode::SUCCESS);
     }
-    let finished = match wait_for(api, &created, format).await {
-        Ok(finished) => finished,
+    let ended = match wait_for(api, &created, format).await {
+        Ok(ended) => ended,
         Err(e) => {
             // What was created is not lost from the output (the table
-            // already shows it).
+            // already shows it): in JSON, as created.
             if format == Format::Json {
                 output::list(&created, format);
             }
             return Err(e);
         }
     };
+    let finished: Vec<Fractal> = ended
+        .iter()
+        .filter_map(|e| match e {
+            Ended::Finished(fractal) => Some(Fractal::clone(fractal)),
+            Ended::Deleted(_) => None,
+        })
+        .collect();
     output::list(&finished, format);
-    let mut failed = 0;
-    for fractal in &finished {
-        match fractal.status {
-            FractalStatus::Done => {}
-            FractalStatus::Failed => {
-                failed += 1;
+    let mut not_rendered = 0;
+    for end in &ended {
+        match end {
+            Ended::Finished(fractal) if fractal.status == FractalStatus::Done => {}
+            Ended::Finished(fractal) => {
+                not_rendered += 1;
                 eprintln!(
                     "faafo: {} failed: {}",
                     fractal.uuid,
                     fractal.error.as_deref().unwrap_or("no reason given")
                 );
             }
-            // Deleted while we waited: shown as last seen.
-            _ => {
-                failed += 1;
-                eprintln!("faafo: {} was deleted before it was rendered", fractal.uuid);
+            Ended::Deleted(uuid) => {
+                not_rendered += 1;
+                eprintln!("faafo: {uuid} was deleted while waiting");
             }
         }
     }
-    Ok(if failed == 0 {
+    Ok(if not_rendered == 0 {
         ExitCode::SUCCESS
     } else {
         eprintln!(
-            "faafo: {failed} of {} fractal(s) not rendered",
-            finished.len()
+            "faafo: {not_rendered} of {} fractal(s) not rendered",
+            ended.len()
         );
         ExitCode::FAILURE
     })
 }
 
+/// How waiting for one fractal ended.
+enum Ended {
+    /// Done or failed.
+    Finished(Box<Fractal>),
+    /// Deleted by someone else meanwhile (its uuid).
+    Deleted(String),
+}
+
 /// Polls until every fractal is done, failed or deleted, with a progress
-/// bar; waits out an API that is unreachable or failing (5xx) for a while,
-/// as the producer does. A deleted fractal ends as last seen.
+/// bar; waits out an API that is unreachable or failing (5xx) for up to
+/// [`API_PATIENCE`], counted from the first request that failed.
 async fn wait_for(
     api: &ApiClient,
     fractals: &[Fractal],
     format: Format,
-) -> Result<Vec<Fractal>, Box<dyn Error>> {
+) -> Result<Vec<Ended>, Box<dyn Error>> {
     let bar = indicatif::ProgressBar::new(fractals.len() as u64);
     if format == Format::Json {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -195,29 +209,32 @@ async fn wait_for(
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    let mut finished: Vec<Option<Fractal>> = vec![None; fractals.len()];
+    let mut ended: Vec<Option<Ended>> = fractals.iter().map(|_| None).collect();
     let mut failing_since: Option<std::time::Instant> = None;
     loop {
-        for (slot, fractal) in finished.iter_mut().zip(fractals) {
+        for (slot, fractal) in ended.iter_mut().zip(fractals) {
             if slot.is_some() {
                 continue;
             }
-            match api.get(&fractal.uuid).await {
+            let asked = std::time::Instant::now();
+            let answer = api.get(&fractal.uuid).await;
+            if !matches!(&answer, Err(e) if e.is_transient()) {
+                failing_since = None;
+            }
+            match answer {
                 Ok(now) if matches!(now.status, FractalStatus::Done | FractalStatus::Failed) => {
-                    failing_since = None;
                     bar.inc(1);
-                    *slot = Some(now);
+                    *slot = Some(Ended::Finished(Box::new(now)));
                 }
                 Ok(now) => {
-                    failing_since = None;
                     bar.set_message(format!("({} is {})", short(&now.uuid), now.status));
                 }
                 Err(e) if e.status() == Some(404) => {
                     bar.inc(1);
-                    *slot = Some(fractal.clone());
+                    *slot = Some(Ended::Deleted(fractal.uuid.clone()));
                 }
                 Err(e) if e.is_transient() => {
-                    let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                    let since = *failing_since.get_or_insert(asked);
                     if since.elapsed() > API_PATIENCE {
                         bar.abandon();
                         return Err(e.into());
@@ -231,9 +248,9 @@ async fn wait_for(
                 }
             }
         }
-        if finished.iter().all(Option::is_some) {
+        if ended.iter().all(Option::is_some) {
             bar.finish_and_clear();
-            return Ok(finished.into_iter().flatten().collect());
+            return Ok(ended.into_iter().flatten().collect());
         }
         bar.tick();
         tokio::time::sleep(Duration::from_millis(300)).await;
