@@ -109,9 +109,18 @@ impl Producer {
             tokio::select! {
                 _ = self.shutdown.wait() => break,
                 _ = batch.tick(), if generate => {
-                    let n = generator.batch_size(&self.settings);
-                    let tasks: Vec<NewFractal> = (0..n).map(|_| generator.task(&self.settings)).collect();
-                    self.submit(tasks).await;
+                    // Bounded, as the scans are: while the API or the
+                    // workers cannot keep up, batches are skipped rather
+                    // than piled up in memory (nothing is lost: a skipped
+                    // batch was never created).
+                    let waiting = self.dispatcher.in_flight();
+                    if waiting >= self.backlog_limit() {
+                        warn!("{waiting} task(s) in flight or waiting: skipping this batch until they move");
+                    } else {
+                        let n = generator.batch_size(&self.settings);
+                        let tasks: Vec<NewFractal> = (0..n).map(|_| generator.task(&self.settings)).collect();
+                        self.submit(tasks).await;
+                    }
                 }
                 _ = poll.tick() => self.pick_up_pending().await,
                 _ = recovery.tick() => self.recover(Some(self.settings.task_timeout)).await,
@@ -203,6 +212,12 @@ impl Producer {
         handles
     }
 
+    /// Tasks this process holds at most (dispatching, or waiting for a
+    /// dispatch slot) before it stops taking more: 4 x `max_in_flight`.
+    fn backlog_limit(&self) -> usize {
+        self.settings.max_in_flight.saturating_mul(4)
+    }
+
     /// Dispatches pending tasks nobody in this process is dispatching.
     async fn pick_up_pending(&self) {
         let query = ListQuery {
@@ -239,7 +254,7 @@ impl Producer {
     async fn take_over(&self, query: ListQuery, what: &str) {
         // Bounded per scan, so a huge backlog does not fill memory; the next
         // scan takes the next ones.
-        let limit = self.settings.max_in_flight * 4;
+        let limit = self.backlog_limit();
         if self.dispatcher.in_flight() >= limit {
             return;
         }

@@ -35,9 +35,9 @@ pub struct WorkerSettings {
     pub server_name: String,
     /// Tasks rendered at once.
     pub executor_size: usize,
-    /// Tasks held at once (the RPC server's executor and prefetch): those
-    /// rendering and those waiting for one of the `executor_size` slots.
-    /// Never less than `executor_size`.
+    /// Tasks held at once (the RPC server's prefetch): those rendering and
+    /// those received but not started, which go back to the queue if the
+    /// worker stops. Never less than `executor_size`.
     pub prefetch: usize,
     /// Threads of the render pool.
     pub render_threads: usize,
@@ -128,9 +128,11 @@ pub struct WorkerService {
     settings: WorkerSettings,
     renderer: JuliaRenderer,
     pool: Arc<rayon::ThreadPool>,
-    /// `executor_size` permits: a task renders only with one, so tasks
-    /// taken ahead wait here (without their exec_timeout running) and at
-    /// most `executor_size` image buffers exist at once.
+    /// `executor_size` permits: a task renders only with one, so at most
+    /// `executor_size` image buffers exist at once even if the service is
+    /// driven by a server running more requests at once (the worker's own
+    /// server runs `executor_size`; the tasks taken ahead wait in it,
+    /// unstarted, without their exec_timeout running).
     render_slots: tokio::sync::Semaphore,
     notifier: Notifier,
 }
@@ -381,7 +383,8 @@ pub async fn start(
     let service = Arc::new(WorkerService::new(settings, transport)?);
     let mut builder = RpcServer::builder(transport, target)
         .endpoint(service.endpoint())
-        .executor_size(prefetch)
+        .executor_size(executor_size)
+        .prefetch(prefetch)
         .max_message_size(max_message_size)
         .ping(true);
     if let Some(dlx) = dead_letter {

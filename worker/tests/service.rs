@@ -346,7 +346,65 @@ async fn many_tasks_in_parallel(env: TestBroker) {
     worker.stop().await;
 }
 
+/// A stopped worker finishes the task it is rendering and gives back the
+/// ones it held but had not started: another worker answers them.
+async fn a_stopped_worker_gives_back_what_it_has_not_started(env: TestBroker) {
+    let t = env.transport().await;
+    let one_at_a_time = WorkerSettings {
+        server_name: "first".into(),
+        executor_size: 1,
+        prefetch: 4,
+        render_threads: 1,
+        ..settings()
+    };
+    let first = start(&t, one_at_a_time.clone()).await;
+    let client = Arc::new(RpcClient::new(&t, Target::topic("tasks")));
+    // c = 0 and a view inside the unit disk: no pixel escapes, every one
+    // runs all its iterations (a task of a noticeable length).
+    let slow = |uuid: String| Task {
+        width: 128,
+        height: 128,
+        iterations: 1000,
+        xa: -0.5,
+        xb: 0.5,
+        ya: -0.5,
+        yb: 0.5,
+        c_re: Some(0.0),
+        c_im: Some(0.0),
+        ..task(&uuid)
+    };
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let client = client.clone();
+            let task = slow(uuid::Uuid::new_v4().to_string());
+            tokio::spawn(async move { process(&client, task).await })
+        })
+        .collect();
+    // All four are with the first worker (prefetch 4), one rendering.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    first.stop().await;
+    let second = start(
+        &t,
+        WorkerSettings {
+            server_name: "second".into(),
+            ..one_at_a_time
+        },
+    )
+    .await;
+    let mut answered_by = Vec::new();
+    for call in calls {
+        let result = call.await.expect("join").expect("every task is answered");
+        answered_by.push(result.generated_by);
+    }
+    // The first finished what it was rendering; the rest went back to
+    // the queue and the second worker rendered them.
+    let by_second = answered_by.iter().filter(|w| *w == "second").count();
+    assert!((1..4).contains(&by_second), "answered by {answered_by:?}");
+    second.stop().await;
+}
+
 faafo_common::on_both_transports!(
+    a_stopped_worker_gives_back_what_it_has_not_started,
     renders_and_returns_the_png,
     seeded_tasks_are_reproducible,
     bad_tasks_get_value_errors_and_the_worker_keeps_serving,

@@ -15,9 +15,22 @@ pub(super) fn check_ini(text: &str) -> Result<(), String> {
     let Ok(ini) = ini::Ini::load_from_str(text) else {
         return Ok(());
     };
+    let mut seen = std::collections::HashSet::new();
     for (section, options) in ini.iter() {
         match section {
-            Some(section) => check(section)?,
+            Some(section) => {
+                check(section)?;
+                // The INI reader keeps only the last block of a section
+                // that appears twice: the first one's options would be
+                // dropped without a word.
+                if !seen.insert(section) {
+                    return Err(format!(
+                        "section [{}] appears twice: put its options in one [{}] section",
+                        shown(section),
+                        shown(section)
+                    ));
+                }
+            }
             None => options.iter().try_for_each(|(key, _)| check(key))?,
         }
     }

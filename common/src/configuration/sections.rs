@@ -32,7 +32,7 @@ config_section! {
         iteration_limit: u32 = 100_000,
         /// Log at debug level.
         debug: bool = false,
-        /// Log to this file, rotated daily, instead of standard error. Empty: standard error.
+        /// Log to this file, rotated daily (each day's lines go to <log_file>.<YYYY-MM-DD>), instead of standard error. Empty: standard error.
         log_file: String = String::new(),
         /// With log_file set, log to standard error as well (as oslo.log's use_stderr).
         use_stderr: bool = false,
@@ -258,7 +258,13 @@ impl FaafoConfig {
             ));
         }
         if !d.database_url.is_empty() {
-            let scheme = d.database_url.split(':').next().unwrap_or_default();
+            // A URL (or SQLite's `sqlite::memory:`): `postgresql:/u:pw@h`
+            // is a typo, not PostgreSQL.
+            let scheme = match d.database_url.split_once("://") {
+                Some((scheme, _)) => scheme,
+                None if d.database_url.starts_with("sqlite:") => "sqlite",
+                None => "",
+            };
             one_of(
                 "DEFAULT",
                 "database_url",
@@ -282,7 +288,7 @@ impl FaafoConfig {
                 "endpoint_url",
                 format!(
                     "expected an http:// or https:// URL, got '{}'",
-                    d.endpoint_url
+                    crate::messaging::redact_url(&d.endpoint_url)
                 ),
             ));
         }

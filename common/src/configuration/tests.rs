@@ -117,7 +117,25 @@ fn semantic_errors_are_caught_without_showing_passwords() {
             "[DEFAULT]\ndatabase_url = oracle://u:hunter22@h/db\n",
             "[DEFAULT] database_url",
         ),
+        // Typos in a URL still hide its password.
+        (
+            "[DEFAULT]\ndatabase_url = mysql//root:hunter22@h/x\n",
+            "got 'mysql//root:***@h/x'",
+        ),
+        (
+            "[DEFAULT]\ndatabase_url = postgresql:/u:hunter22@h/x\n",
+            "got 'postgresql:/u:***@h/x'",
+        ),
+        (
+            "[DEFAULT]\nendpoint_url = ftp://u:hunter22@h/\n",
+            "[DEFAULT] endpoint_url: expected an http:// or https:// URL, got 'ftp://u:***@h/'",
+        ),
         ("[DEFAULT]\nrpc_codec = xml\n", "[DEFAULT] rpc_codec"),
+        // The reader would keep only the second [api]: refused instead.
+        (
+            "[api]\nbind_port = 5615\n[DEFAULT]\ndebug = true\n[api]\nresults_per_page = 5\n",
+            "section [api] appears twice: put its options in one [api] section",
+        ),
         (
             "[api]\nauth_strategy = token\n",
             "[api] auth_strategy: token needs at least one token",

@@ -252,10 +252,12 @@ impl fmt::Display for TransportUrl {
 }
 
 /// Replaces the password of every `user:password@` in a URL-like string by
-/// `***`, so URLs can be logged or put in error messages.
+/// `***`, so URLs can be logged or put in error messages. A string that is
+/// not quite a URL (`mysql//root:pw@db`, `u:pw@host`) still has whatever
+/// lies between the last `:` and the last `@` before the path masked.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+        return redact_malformed(url);
     };
     let (authority, tail) = match rest.find(['/', '?']) {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -272,6 +274,17 @@ pub fn redact_url(url: &str) -> String {
         })
         .collect();
     format!("{scheme}://{}{tail}", hosts.join(","))
+}
+
+/// [`redact_url`] for a string without `://`: it may still carry a password.
+fn redact_malformed(text: &str) -> String {
+    let Some(at) = text.rfind('@') else {
+        return text.to_string();
+    };
+    match text[..at].rfind(':') {
+        Some(colon) => format!("{}***{}", &text[..=colon], &text[at..]),
+        None => text.to_string(),
+    }
 }
 
 fn decode(s: &str, what: &str) -> Result<String, String> {
@@ -510,6 +523,16 @@ mod tests {
             redact_url("mysql://root:toor@db:3306/faafo"),
             "mysql://root:***@db:3306/faafo"
         );
+        // Not quite URLs: the password is masked all the same.
+        for (typed, shown) in [
+            ("mysql//root:toor@db/x", "mysql//root:***@db/x"),
+            ("postgresql:/u:toor@h/x", "postgresql:/u:***@h/x"),
+            ("u:toor@h", "u:***@h"),
+            ("no-password@h", "no-password@h"),
+            ("sqlite:faafo.db", "sqlite:faafo.db"),
+        ] {
+            assert_eq!(redact_url(typed), shown);
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! exchange. Unlike oslo, it acknowledges a request only after the method
 //! returned and its reply was confirmed by the broker (at-least-once; the
 //! oslo behaviour is [`AckMode::BeforeDispatch`]), takes no more messages
-//! than it runs at once (prefetch = executor size), and stops gracefully:
+//! than it runs at once unless told to (prefetch = executor size by
+//! default), and stops gracefully:
 //! no more deliveries, received-but-not-started ones back to the queue,
 //! running ones finished and answered.
 
@@ -102,6 +103,7 @@ pub struct RpcServerBuilder {
     target: Target,
     endpoints: Vec<Endpoint>,
     executor_size: usize,
+    prefetch: Option<usize>,
     ack_mode: AckMode,
     max_message_size: usize,
     dead_letter_exchange: Option<String>,
@@ -117,11 +119,21 @@ impl RpcServerBuilder {
         self
     }
 
-    /// How many requests run at once (and the prefetch of each queue).
-    /// Defaults to the number of CPUs.
+    /// How many requests run at once (and, unless [`Self::prefetch`] says
+    /// otherwise, the prefetch of each queue). Defaults to the number of CPUs.
     #[must_use]
     pub fn executor_size(mut self, size: usize) -> Self {
         self.executor_size = size.max(1);
+        self
+    }
+
+    /// How many requests each queue hands over before they run (the AMQP
+    /// prefetch), at least `executor_size`: the next request is already
+    /// here when one ends, instead of a round trip to the broker later.
+    /// Those not started when the server stops go back to the queue.
+    #[must_use]
+    pub fn prefetch(mut self, count: usize) -> Self {
+        self.prefetch = Some(count);
         self
     }
 
@@ -179,7 +191,11 @@ impl RpcServerBuilder {
         let transport = self.transport;
         let exchange = transport.exchange_of(&self.target);
         let topology = transport.inner().topology.clone();
-        let prefetch = u16::try_from(self.executor_size).unwrap_or(u16::MAX);
+        let prefetch = self
+            .prefetch
+            .unwrap_or(self.executor_size)
+            .max(self.executor_size);
+        let prefetch = u16::try_from(prefetch).unwrap_or(u16::MAX);
         let dlx = self.dead_letter_exchange.as_deref();
         if let Some(name) = dlx {
             let (queue, binding) = topology.dead_letter(name);
@@ -251,6 +267,7 @@ impl RpcServer {
             target,
             endpoints: Vec::new(),
             executor_size: std::thread::available_parallelism().map_or(1, usize::from),
+            prefetch: None,
             ack_mode: AckMode::default(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             dead_letter_exchange: None,
