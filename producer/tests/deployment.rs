@@ -474,7 +474,11 @@ fn single_host_configurations_are_accepted_by_check_config() {
 
     // The check is not a formality: a key the programs do not know is refused.
     let broken = rendered.path(host, "broken.conf");
-    fs::write(&broken, format!("{worker}\n[worker]\nno_such_option = 1\n")).expect("write");
+    // (In the file's own [worker] section: a second [worker] would be
+    // refused for appearing twice.)
+    assert!(worker.contains("[worker]\n"), "{worker}");
+    let with_typo = worker.replacen("[worker]\n", "[worker]\nno_such_option = 1\n", 1);
+    fs::write(&broken, with_typo).expect("write");
     let (ok, output) = check_config(&broken);
     assert!(!ok, "check-config accepted an unknown option:\n{output}");
     assert!(output.contains("no_such_option"), "{output}");
