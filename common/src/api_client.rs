@@ -358,7 +358,7 @@ fn checked(uuid: &str) -> Result<&str, ApiError> {
         Ok(uuid)
     } else {
         // Shortened, as the API does: it may be anything a user typed.
-        Err(ApiError::InvalidUuid(uuid.chars().take(60).collect()))
+        Err(ApiError::InvalidUuid(crate::fractal::shorten(uuid)))
     }
 }
 

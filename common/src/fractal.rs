@@ -332,3 +332,16 @@ impl fmt::Debug for TaskResult {
             .finish()
     }
 }
+
+/// At most 60 characters of a value a user or a peer sent (then `…`), for
+/// error messages about hostile input.
+pub fn shorten(text: &str) -> String {
+    const MAX: usize = 60;
+    if text.chars().count() <= MAX {
+        text.to_string()
+    } else {
+        let mut short: String = text.chars().take(MAX).collect();
+        short.push('…');
+        short
+    }
+}

@@ -258,7 +258,7 @@ impl Dispatcher {
                     } else {
                         Err(MessagingError::Invalid(format!(
                             "the worker answered for task {} instead",
-                            result.uuid.chars().take(60).collect::<String>()
+                            faafo_common::fractal::shorten(&result.uuid)
                         )))
                     }
                 });

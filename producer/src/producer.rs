@@ -117,8 +117,7 @@ impl Producer {
                     if waiting >= self.backlog_limit() {
                         warn!("{waiting} task(s) in flight or waiting: skipping this batch until they move");
                     } else {
-                        let n = generator.batch_size(&self.settings);
-                        let tasks: Vec<NewFractal> = (0..n).map(|_| generator.task(&self.settings)).collect();
+                        let tasks = self.batch(&mut generator);
                         self.submit(tasks).await;
                     }
                 }
@@ -146,9 +145,14 @@ impl Producer {
     /// Generates a batch of the configured size and submits it.
     pub async fn one_batch(&self) -> BatchReport {
         let mut generator = TaskGenerator::for_settings(&self.settings);
-        let n = generator.batch_size(&self.settings);
-        let tasks = (0..n).map(|_| generator.task(&self.settings)).collect();
+        let tasks = self.batch(&mut generator);
         self.one_shot(tasks).await
+    }
+
+    /// One batch of randint(min_tasks, max_tasks) generated tasks.
+    fn batch(&self, generator: &mut TaskGenerator) -> Vec<NewFractal> {
+        let n = generator.batch_size(&self.settings);
+        (0..n).map(|_| generator.task(&self.settings)).collect()
     }
 
     /// Creates each task in the API as a dispatch slot frees, and

@@ -43,17 +43,7 @@ impl fmt::Display for FractalId {
     }
 }
 
-/// At most 60 characters of a value, for error messages about hostile input.
-pub(crate) fn shorten(text: &str) -> String {
-    const MAX: usize = 60;
-    if text.chars().count() <= MAX {
-        text.to_string()
-    } else {
-        let mut short: String = text.chars().take(MAX).collect();
-        short.push('…');
-        short
-    }
-}
+pub(crate) use faafo_common::fractal::shorten;
 
 #[cfg(test)]
 mod tests {
