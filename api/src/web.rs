@@ -83,7 +83,7 @@ pub async fn index(State(state): State<AppState>) -> Result<Response, ApiError> 
     params(("page" = i64, Path, minimum = 1, description = "Page number, from 1")),
     responses(
         (status = 200, description = "A page of finished fractals", content_type = "text/html", body = String),
-        (status = 404, description = "Not a page number", content_type = "text/html", body = String),
+        (status = 404, description = "Not a page number, or past the last page", content_type = "text/html", body = String),
     ))]
 pub async fn index_page(
     State(state): State<AppState>,
@@ -115,12 +115,13 @@ async fn render_index(state: &AppState, page: u64) -> Result<Response, ApiError>
     };
     let (total, records) = state.db.list(&query).await?;
     let pages = query.total_pages(total).max(1);
+    if page > pages {
+        return Ok(past_the_last(page, pages));
+    }
     let body = html! {
         main {
             @if records.is_empty() {
-                p.empty {
-                    @if total == 0 { "No fractal is finished yet." } @else { "This page is past the last one." }
-                }
+                p.empty { "No fractal is finished yet." }
             }
             @for record in &records {
                 article.fractal {
@@ -242,6 +243,22 @@ pub async fn show(
         nav { a href="/" { "← all fractals" } }
     };
     Ok(Html(layout(&format!("faafo — {id}"), None, body).into_string()).into_response())
+}
+
+/// A 404 for a page number past the last page, with a link to the last
+/// one (pages move as fractals finish, so an old link can end up there).
+fn past_the_last(page: u64, pages: u64) -> Response {
+    let body = html! {
+        main { p.empty { "There is no page " (page) ": the last page is " (pages) "." } }
+        nav aria-label="pages" {
+            a href=(page_url(pages)) { "← page " (pages) }
+        }
+    };
+    (
+        StatusCode::NOT_FOUND,
+        Html(layout("faafo — not found", None, body).into_string()),
+    )
+        .into_response()
 }
 
 fn not_found(message: &str) -> Response {

@@ -445,6 +445,25 @@ fn help_on_every_command() {
         .expect("faafo show");
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("<UUID>"), "{}", stderr(&output));
+    // No command at all: the same, naming what is missing.
+    let output = Command::new(faafo()).output().expect("faafo");
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("a command is required"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// `faafo --print-sample-config` prints the same sample as the services.
+#[test]
+fn prints_the_sample_configuration() {
+    let output = Command::new(faafo())
+        .arg("--print-sample-config")
+        .output()
+        .expect("faafo --print-sample-config");
+    let text = ok(output, "--print-sample-config");
+    assert_eq!(text, faafo_common::configuration::FaafoConfig::sample());
 }
 
 /// `bench-render` renders the tasks it is given, as the worker does.
@@ -482,4 +501,68 @@ fn bench_render_renders_the_generated_tasks() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no byte count in {text}"));
     assert!(bytes > 5 * 100, "five 64x64 PNGs: {bytes} bytes");
+}
+
+/// `faafo producer` asks the API that `--endpoint-url` names, with the
+/// `--token` given, as faafo-producer does (they used to be ignored for the
+/// services, which took the files' values).
+#[test]
+fn the_producer_takes_the_endpoint_and_token_of_the_command_line() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "[producer]\nmin_tasks = 1\nmax_tasks = 1\n");
+    let api = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let endpoint = format!("http://{}", api.local_addr().expect("its address"));
+    let mut producer = Command::new(faafo())
+        .args([
+            "producer",
+            "--one-shot",
+            "--token",
+            "cli-token",
+            "--endpoint-url",
+        ])
+        .arg(&endpoint)
+        .arg("--config-file")
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("faafo producer starts");
+    api.set_nonblocking(true).expect("non-blocking");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let connection = loop {
+        match api.accept() {
+            Ok((connection, _)) => break Some(connection),
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(_) => break None,
+        }
+    };
+    let head: Vec<String> = connection
+        .map(|c| {
+            c.set_nonblocking(false).expect("blocking");
+            c.set_read_timeout(Some(Duration::from_secs(30)))
+                .expect("read timeout");
+            BufReader::new(c)
+                .lines()
+                .map_while(Result::ok)
+                .take_while(|line| !line.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = producer.kill();
+    let _ = producer.wait();
+    assert!(
+        head.first()
+            .is_some_and(|line| line.contains(" /v1/fractal")),
+        "the producer did not ask --endpoint-url: {head:?}"
+    );
+    assert!(
+        head.iter()
+            .any(|line| line.eq_ignore_ascii_case("x-auth-token: cli-token")),
+        "the --token was not sent: {head:?}"
+    );
 }

@@ -178,3 +178,57 @@ fn serving_without_a_broker_fails_with_one_clear_line() {
     );
     assert!(!err.contains("s3cret"), "password shown: {err}");
 }
+
+/// A worker refused by RabbitMQ (a wrong password) exits 1 with one line
+/// that says why, the password masked: not lapin's protocol-level ERROR
+/// lines before it.
+#[test]
+fn a_refused_login_is_one_line() {
+    let url = faafo_common::messaging::TransportUrl::parse(&faafo_common::testing::rabbit_url())
+        .expect("FAAFO_TEST_TRANSPORT_URL parses");
+    let host = url.hosts.first().expect("a broker host");
+    let password = faafo_common::testing::unique_name("wrong");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("worker.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "[DEFAULT]\ntransport_url = rabbit://guest:{password}@{}:{}/\n",
+            host.host, host.port
+        ),
+    )
+    .expect("config written");
+    let mut child = worker()
+        .arg("--config-file")
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("faafo-worker starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waits") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "faafo-worker did not give up within 60 s: is RabbitMQ running at {}:{}?",
+                host.host, host.port
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr read");
+    assert_eq!(status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line, the reason:\n{err}");
+    assert!(
+        lines[0].starts_with("faafo-worker: ") && lines[0].contains("ACCESS_REFUSED"),
+        "{err}"
+    );
+    assert!(!err.contains(&password), "the password is masked:\n{err}");
+}

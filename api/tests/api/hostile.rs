@@ -485,6 +485,12 @@ async fn hostile_paths_and_query_strings() {
     }
     let (status, _) = raw(&app, Method::GET, "/index/0", None, Vec::new()).await;
     assert_eq!(status, 404);
+    // Past the last page: a 404 that links to the last page (page 1 when
+    // nothing is finished), not an empty "page 999999 of 1".
+    let (status, text) = raw(&app, Method::GET, "/index/999999", None, Vec::new()).await;
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains("the last page is 1"), "{text}");
+    assert!(text.contains(r#"href="/""#), "{text}");
     let (status, _) = raw(&app, Method::GET, "/show/%27%20OR%201=1", None, Vec::new()).await;
     assert_eq!(status, 404);
     let (status, text) = raw(&app, Method::PATCH, "/v1/fractal", None, Vec::new()).await;

@@ -95,14 +95,26 @@ pub enum TelemetryError {
 
 /// The filter: `RUST_LOG` if set, else info (debug with `debug`) for
 /// faafo and warnings for the libraries under it.
+///
+/// lapin is quiet unless `debug` is set: every error it logs is also
+/// returned to faafo's broker layer, which reports it once in its own
+/// words ("lost the connection to the message broker; reconnecting", or
+/// the one-line start-up error), where lapin would add three ERROR lines
+/// of protocol detail before it.
 fn filter(debug: bool) -> EnvFilter {
-    EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        let level = if debug { "debug" } else { "info" };
-        EnvFilter::new(format!(
-            "warn,faafo={level},faafo_common={level},faafo_api={level},faafo_worker={level},\
-             faafo_producer={level},tower_http={level}"
-        ))
-    })
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_directives(debug)))
+}
+
+fn default_directives(debug: bool) -> String {
+    let (level, lapin) = if debug {
+        ("debug", "warn")
+    } else {
+        ("info", "off")
+    };
+    format!(
+        "warn,faafo={level},faafo_common={level},faafo_api={level},faafo_worker={level},\
+         faafo_producer={level},tower_http={level},lapin={lapin}"
+    )
 }
 
 /// The standard error writer, for its count of dropped lines.

@@ -16,23 +16,27 @@ use crate::{Cli, Command, CreateArgs, Format, GetArgs, ListArgs};
 /// `logging` (owned by `main`, which drops them last).
 pub async fn run(
     cli: Cli,
+    command: Command,
     logging: &mut Option<TelemetryGuard>,
 ) -> Result<ExitCode, Box<dyn Error>> {
     let mut config = cli.config.load()?;
     config.default.debug |= cli.debug;
+    // As with faafo-producer, the command line wins over the files; `up`
+    // talks to the API it runs itself, `api` and `worker` to none.
+    if let Some(url) = cli.endpoint_url {
+        config.default.endpoint_url = url;
+    }
+    if let Some(token) = cli.token {
+        config.default.auth_token = token;
+    }
     let format = cli.output;
     let api = || -> Result<ApiClient, Box<dyn Error>> {
-        let endpoint = cli
-            .endpoint_url
-            .clone()
-            .unwrap_or_else(|| config.default.endpoint_url.clone());
-        let token = cli
-            .token
-            .clone()
-            .or_else(|| Some(config.default.auth_token.clone()));
-        Ok(ApiClient::new(&endpoint, token)?)
+        Ok(ApiClient::new(
+            &config.default.endpoint_url,
+            Some(config.default.auth_token.clone()),
+        )?)
     };
-    match cli.command {
+    match command {
         Command::CheckConfig => {
             println!("configuration OK");
             Ok(ExitCode::SUCCESS)

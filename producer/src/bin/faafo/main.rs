@@ -24,22 +24,31 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use faafo_common::configuration::ConfigArgs;
 
+/// The heading of the options that only commands talking to the API use
+/// (clap's global options show on every command's help).
+const CLIENT_OPTIONS: &str =
+    "Options of the API's clients (create, list, show, get, delete, producer)";
+
 /// faafo: renders Julia-set fractals, on one machine or many.
 #[derive(Debug, Parser)]
 #[command(name = "faafo", version, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// Print a sample configuration file with every option and exit.
+    #[arg(long)]
+    print_sample_config: bool,
     #[command(flatten)]
     config: ConfigArgs,
     /// URL of the faafo API (default: [DEFAULT] endpoint_url of the configuration).
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL", help_heading = CLIENT_OPTIONS)]
     endpoint_url: Option<String>,
-    /// Token for an API that requires one (auth_strategy = token).
-    #[arg(long, global = true, value_name = "TOKEN")]
+    /// Token for an API that requires one (auth_strategy = token; default:
+    /// [DEFAULT] auth_token).
+    #[arg(long, global = true, value_name = "TOKEN", help_heading = CLIENT_OPTIONS)]
     token: Option<String>,
     /// How to print results.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table, help_heading = CLIENT_OPTIONS)]
     output: Format,
     /// Log at debug level.
     #[arg(long, global = true)]
@@ -162,7 +171,19 @@ struct GetArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if cli.print_sample_config {
+        print!("{}", faafo_common::configuration::FaafoConfig::sample());
+        return ExitCode::SUCCESS;
+    }
+    let Some(command) = cli.command.take() else {
+        <Cli as clap::CommandFactory>::command()
+            .error(
+                clap::error::ErrorKind::MissingSubcommand,
+                "a command is required (or --print-sample-config)",
+            )
+            .exit()
+    };
     // Declared before the runtime so that it is dropped after it: lines
     // logged while the runtime shuts down are written too.
     let mut logging = None;
@@ -173,7 +194,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(commands::run(cli, &mut logging));
+    let result = runtime.block_on(commands::run(cli, command, &mut logging));
     // The log lines first, so that the error is the last line.
     drop(runtime);
     drop(logging);
