@@ -73,7 +73,7 @@ impl WorkerSettings {
             server_name: config.worker_server_name(),
             executor_size,
             prefetch: if w.prefetch == 0 {
-                executor_size * 2
+                (executor_size * 2).min(faafo_common::configuration::MAX_PREFETCH)
             } else {
                 w.prefetch.max(executor_size)
             },

@@ -203,6 +203,13 @@ pub(crate) struct Invalid {
     pub message: String,
 }
 
+/// The most tasks a worker can hold: AMQP's `basic.qos` prefetch count is
+/// 16 bits.
+pub const MAX_PREFETCH: usize = u16::MAX as usize;
+
+/// The most threads one render may use.
+pub const MAX_RENDER_THREADS: usize = 1024;
+
 fn invalid(section: &'static str, key: &'static str, message: impl Into<String>) -> Invalid {
     Invalid {
         section,
@@ -247,6 +254,22 @@ impl FaafoConfig {
             .parse::<Codec>()
             .map_err(|e| invalid("DEFAULT", "rpc_codec", e))?;
         let w = &self.worker;
+        // AMQP counts unacknowledged messages in 16 bits; past that many
+        // threads, a render pool only adds switching (and each thread is
+        // started up front).
+        for (key, value, most) in [
+            ("executor_size", w.executor_size, MAX_PREFETCH),
+            ("prefetch", w.prefetch, MAX_PREFETCH),
+            ("render_threads", w.render_threads, MAX_RENDER_THREADS),
+        ] {
+            if value > most {
+                return Err(invalid(
+                    "worker",
+                    key,
+                    format!("must be at most {most}, got {value}"),
+                ));
+            }
+        }
         if w.prefetch != 0 && w.executor_size != 0 && w.prefetch < w.executor_size {
             return Err(invalid(
                 "worker",

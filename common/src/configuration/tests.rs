@@ -150,6 +150,18 @@ fn semantic_errors_are_caught_without_showing_passwords() {
             "[worker]\nexecutor_size = 4\nprefetch = 2\n",
             "[worker] prefetch: must be at least executor_size (4), got 2",
         ),
+        (
+            "[worker]\nrender_threads = 10000000\n",
+            "[worker] render_threads: must be at most 1024, got 10000000",
+        ),
+        (
+            "[worker]\nexecutor_size = 100000000\n",
+            "[worker] executor_size: must be at most 65535, got 100000000",
+        ),
+        (
+            "[worker]\nprefetch = 65536\n",
+            "[worker] prefetch: must be at most 65535, got 65536",
+        ),
     ];
     for (text, expected) in cases {
         let path = file(&dir, "bad.conf", text);
