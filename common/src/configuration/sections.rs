@@ -210,6 +210,13 @@ pub const MAX_PREFETCH: usize = u16::MAX as usize;
 /// The most threads one render may use.
 pub const MAX_RENDER_THREADS: usize = 1024;
 
+/// The longest time any option may give, in seconds: a year.
+pub const MAX_SECONDS: u64 = 365 * 24 * 3600;
+
+/// The most tasks in one generated batch (the producer holds a batch in
+/// memory, about a kilobyte a task, until its tasks are dispatched).
+pub const MAX_BATCH: u32 = 100_000;
+
 fn invalid(section: &'static str, key: &'static str, message: impl Into<String>) -> Invalid {
     Invalid {
         section,
@@ -357,6 +364,45 @@ impl FaafoConfig {
             ));
         }
         let p = &self.producer;
+        // A time past the end of the clock's range panics where it is
+        // added to "now"; nothing here needs more than a year.
+        for (section, key, seconds) in [
+            (
+                "messaging",
+                "call_monitor_timeout",
+                self.messaging.call_monitor_timeout as f64,
+            ),
+            (
+                "database",
+                "connect_timeout",
+                self.database.connect_timeout as f64,
+            ),
+            ("worker", "exec_timeout", w.exec_timeout as f64),
+            ("producer", "interval", p.interval),
+            ("producer", "call_timeout", p.call_timeout as f64),
+            ("producer", "task_timeout", p.task_timeout as f64),
+            ("producer", "recovery_interval", p.recovery_interval as f64),
+            ("producer", "poll_interval", p.poll_interval),
+            ("producer", "shutdown_grace", p.shutdown_grace as f64),
+        ] {
+            if seconds > MAX_SECONDS as f64 {
+                return Err(invalid(
+                    section,
+                    key,
+                    format!("must be at most {MAX_SECONDS} seconds (a year), got {seconds}"),
+                ));
+            }
+        }
+        if p.max_tasks > MAX_BATCH {
+            return Err(invalid(
+                "producer",
+                "max_tasks",
+                format!(
+                    "must be at most {MAX_BATCH} (a batch is held in memory), got {}",
+                    p.max_tasks
+                ),
+            ));
+        }
         for (key, min, max) in [
             ("min_tasks", p.min_tasks, p.max_tasks),
             ("min_width", p.min_width, p.max_width),
@@ -378,12 +424,14 @@ impl FaafoConfig {
                 "widths and heights must be at least 2",
             ));
         }
-        if !(p.interval.is_finite() && p.interval > 0.0) {
-            return Err(invalid(
-                "producer",
-                "interval",
-                "must be a positive number of seconds",
-            ));
+        for (key, seconds) in [("interval", p.interval), ("poll_interval", p.poll_interval)] {
+            if !(seconds.is_finite() && seconds > 0.0) {
+                return Err(invalid(
+                    "producer",
+                    key,
+                    "must be a positive number of seconds",
+                ));
+            }
         }
         for (key, v) in [
             ("min_xa", p.min_xa),

@@ -159,6 +159,26 @@ fn semantic_errors_are_caught_without_showing_passwords() {
             "[worker] executor_size: must be at most 65535, got 100000000",
         ),
         (
+            "[producer]\ncall_timeout = 18446744073709551615\n",
+            "[producer] call_timeout: must be at most 31536000 seconds (a year)",
+        ),
+        (
+            "[producer]\ninterval = 1e300\n",
+            "[producer] interval: must be at most 31536000 seconds (a year)",
+        ),
+        (
+            "[producer]\npoll_interval = 1e20\n",
+            "[producer] poll_interval: must be at most",
+        ),
+        (
+            "[producer]\npoll_interval = -1\n",
+            "[producer] poll_interval: must be a positive number of seconds",
+        ),
+        (
+            "[producer]\nmax_tasks = 4000000000\n",
+            "[producer] max_tasks: must be at most 100000 (a batch is held in memory), got 4000000000",
+        ),
+        (
             "[worker]\nprefetch = 65536\n",
             "[worker] prefetch: must be at most 65535, got 65536",
         ),
