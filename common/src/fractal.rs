@@ -336,12 +336,36 @@ impl fmt::Debug for TaskResult {
 /// At most 60 characters of a value a user or a peer sent (then `…`), for
 /// error messages about hostile input.
 pub fn shorten(text: &str) -> String {
-    const MAX: usize = 60;
-    if text.chars().count() <= MAX {
+    truncate(text, 61)
+}
+
+/// Longest `error` a fractal keeps, in characters: the API refuses longer
+/// ones, and the producer cuts a worker's error message to it.
+pub const MAX_ERROR_CHARS: usize = 10_000;
+
+/// `text` if it has at most `max` characters, else its first `max - 1` and
+/// `…`: never longer than `max`.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
         text.to_string()
     } else {
-        let mut short: String = text.chars().take(MAX).collect();
+        let mut short: String = text.chars().take(max.saturating_sub(1)).collect();
         short.push('…');
         short
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_never_exceeds_its_limit_and_cuts_on_characters() {
+        assert_eq!(truncate("short", 10), "short");
+        assert_eq!(truncate("exactly10!", 10), "exactly10!");
+        let cut = truncate(&"é".repeat(20), 10);
+        assert_eq!(cut.chars().count(), 10);
+        assert!(cut.ends_with('…'));
+        assert_eq!(shorten(&"x".repeat(100)).chars().count(), 61);
     }
 }

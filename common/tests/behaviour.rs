@@ -74,6 +74,13 @@ fn service(server: &str, shared: Arc<Shared>) -> Endpoint {
             }
             Ok::<(), RemoteError>(())
         })
+        .method("panic_early", |_ctx, _: Empty| {
+            // Panics in the closure itself, before any future exists.
+            if true {
+                panic!("closure bug");
+            }
+            async { Ok::<(), RemoteError>(()) }
+        })
         .method("count", move |_ctx, _: Empty| {
             let shared = count.clone();
             async move { Ok::<_, RemoteError>(shared.counter.fetch_add(1, Ordering::SeqCst) + 1) }
@@ -281,6 +288,15 @@ async fn remote_errors_keep_class_module_and_message(env: TestBroker) {
     match client.call::<_, Value>(&ctx(), "panic", &Empty {}).await {
         Err(MessagingError::Remote { error, .. }) => {
             assert!(error.message.contains("endpoint bug"))
+        }
+        other => panic!("expected a remote error, got {other:?}"),
+    }
+    match client
+        .call::<_, Value>(&ctx(), "panic_early", &Empty {})
+        .await
+    {
+        Err(MessagingError::Remote { error, .. }) => {
+            assert!(error.message.contains("closure bug"), "{}", error.message)
         }
         other => panic!("expected a remote error, got {other:?}"),
     }
@@ -612,6 +628,105 @@ async fn duplicates_run_once(env: TestBroker) {
     server.stop().await;
 }
 
+/// A peer's absurd call-monitor timeout is served, not a panic that would
+/// leave the message unsettled.
+async fn huge_call_monitor_timeouts_are_served(env: TestBroker) {
+    let t = env.transport().await;
+    let shared = Arc::new(Shared::default());
+    let server = RpcServer::builder(&t, Target::topic("monitor").with_server("h1"))
+        .endpoint(service("h1", shared.clone()))
+        .missing_reply_queue_timeout(Duration::ZERO)
+        .start()
+        .await
+        .expect("server");
+    for (i, timeout) in [json!(1e30), json!(u64::MAX)].into_iter().enumerate() {
+        let inner = json!({"method": "count", "args": {}, "_msg_id": format!("m{i}"),
+            "_reply_q": unique_name("nobody"), "_timeout": timeout});
+        let body = json!({"oslo.version": "2.0", "oslo.message": inner.to_string()}).to_string();
+        publish_raw(
+            &t,
+            DEFAULT_EXCHANGE,
+            "monitor",
+            body.into_bytes(),
+            "application/json",
+        )
+        .await
+        .expect("publish");
+    }
+    eventually("both calls ran", async || server.stats().succeeded == 2).await;
+    assert_eq!(shared.counter.load(Ordering::SeqCst), 2);
+    eventually("both were acknowledged", async || {
+        queue_depth(&t, "monitor").await.ok().flatten() == Some(0)
+    })
+    .await;
+    server.stop().await;
+}
+
+/// Closing a transport ends the calls still waiting on it at once, as
+/// closed, rather than at their timeout.
+async fn closing_the_transport_ends_waiting_calls(env: TestBroker) {
+    let t = env.transport().await;
+    let server_side = env.transport().await;
+    let shared = Arc::new(Shared::default());
+    let server = RpcServer::builder(&server_side, Target::topic("closing").with_server("h1"))
+        .endpoint(service("h1", shared.clone()))
+        .missing_reply_queue_timeout(Duration::ZERO)
+        .start()
+        .await
+        .expect("server");
+    let client = RpcClient::new(&t, Target::topic("closing")).timeout(Duration::from_secs(60));
+    let call = tokio::spawn(async move {
+        client
+            .call::<_, u64>(&ctx(), "sleep", &SleepArgs { ms: 3_000 })
+            .await
+    });
+    eventually("the call is running", async || {
+        shared.running.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let closed_at = Instant::now();
+    t.close().await;
+    let result = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("the call ends when its transport closes")
+        .expect("join");
+    assert!(matches!(result, Err(MessagingError::Closed)), "{result:?}");
+    assert!(closed_at.elapsed() < Duration::from_secs(2));
+    server.stop().await;
+}
+
+/// A handler that panics drops its notification; the listener goes on.
+async fn a_panicking_notification_handler_does_not_stop_the_listener(env: TestBroker) {
+    let t = env.transport().await;
+    let notifier = Notifier::new(&t, "faafo.test.h1");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let listener = NotificationListener::builder(&t)
+        .start(move |n: Notification| {
+            let tx = tx.clone();
+            async move {
+                if n.event_type == "boom" {
+                    panic!("handler bug");
+                }
+                let _ = tx.send(n.event_type);
+                NotificationResult::Handled
+            }
+        })
+        .await
+        .expect("listener");
+    for event in ["boom", "boom", "fine"] {
+        notifier
+            .info(&ctx(), event, &json!({}))
+            .await
+            .expect("notify");
+    }
+    let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("the listener still takes notifications")
+        .expect("one");
+    assert_eq!(got, "fine");
+    listener.stop().await;
+}
+
 async fn notifications_reach_listeners_and_pools(env: TestBroker) {
     let t = env.transport().await;
     let notifier = Notifier::new(&t, "faafo.test.h1");
@@ -751,5 +866,8 @@ faafo_common::on_both_transports!(
     bad_messages_are_answered_rejected_and_never_requeued,
     malformed_calls_get_an_error_reply,
     duplicates_run_once,
+    huge_call_monitor_timeouts_are_served,
+    closing_the_transport_ends_waiting_calls,
+    a_panicking_notification_handler_does_not_stop_the_listener,
     notifications_reach_listeners_and_pools,
 );

@@ -414,6 +414,12 @@ async fn notifications_cross_between_rust_and_python() {
     assert_eq!(n.payload, json!({"uuid": "from-python", "size": 3}));
     assert_eq!(n.context.request_id(), Some("req-py-n"));
     assert!(!n.message_id.is_empty() && !n.timestamp.is_empty());
+    let anonymous = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .expect("in time")
+        .expect("the notification without a publisher id");
+    assert_eq!(anonymous.event_type, "fractal.anonymous");
+    assert_eq!(anonymous.publisher_id, "");
     rust_listener.stop().await;
     transport.close().await;
 }

@@ -16,7 +16,7 @@ use faafo_common::fractal::{Fractal, FractalStatus, FractalUpdate, ProcessArgs, 
 use faafo_common::messaging::{Backoff, MessagingError, RequestContext, RpcClient, new_request_id};
 use faafo_common::shutdown::Shutdown;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::api::ResilientApi;
 use crate::settings::ProducerSettings;
@@ -64,6 +64,14 @@ pub struct Dispatcher {
     pub stats: DispatchStats,
 }
 
+/// What became of a result sent to the API.
+enum Delivered {
+    /// The task is finished (done, or gone from the API).
+    Finished(Outcome),
+    /// The API refused this result: the attempt failed, for this reason.
+    Refused(String),
+}
+
 /// A task this process is dispatching; released when dropped.
 pub struct Claim {
     dispatcher: Arc<Dispatcher>,
@@ -80,6 +88,10 @@ impl Drop for Claim {
     }
 }
 
+/// Whether another attempt cannot help: the worker found the task itself
+/// bad, or no worker speaks this protocol. An unreadable answer or one
+/// about another task is one worker's fault: another attempt may reach
+/// another worker.
 fn permanent(error: &MessagingError) -> bool {
     match error {
         MessagingError::Remote { error, .. } => {
@@ -87,9 +99,7 @@ fn permanent(error: &MessagingError) -> bool {
         }
         MessagingError::NoSuchMethod { .. }
         | MessagingError::UnsupportedVersion { .. }
-        | MessagingError::Encode(_)
-        | MessagingError::Decode(_)
-        | MessagingError::Invalid(_) => true,
+        | MessagingError::Encode(_) => true,
         _ => false,
     }
 }
@@ -147,16 +157,46 @@ impl Dispatcher {
     /// comes first.
     pub async fn slot(&self) -> Option<OwnedSemaphorePermit> {
         tokio::select! {
-            permit = self.slots.clone().acquire_owned() => permit.ok(),
+            // Shutdown first: a slot freed as the producer stops must not
+            // start a new task.
+            biased;
             _ = self.shutdown.wait() => None,
+            permit = self.slots.clone().acquire_owned() => permit.ok(),
         }
     }
 
-    /// Dispatches `fractal` until it is done, failed, gone or shutdown comes.
-    pub async fn dispatch(self: Arc<Self>, fractal: Fractal, claim: Claim) -> Outcome {
+    /// Dispatches `listed` (as a scan of the API found it) until it is
+    /// done, failed, gone or shutdown comes; only if, once a slot is free,
+    /// the API still has it as listed: the list may predate what this
+    /// process did since (it may have finished the task between the list
+    /// and the claim), and another producer may have taken it meanwhile.
+    pub async fn dispatch(self: Arc<Self>, listed: Fractal, claim: Claim) -> Outcome {
         let Some(slot) = self.slot().await else {
             return Outcome::Abandoned;
         };
+        let uuid = listed.uuid.clone();
+        let current = tokio::select! {
+            current = self.api.retry("reading the task", |c| {
+                let uuid = uuid.clone();
+                async move { c.get(&uuid).await }
+            }) => current,
+            _ = self.shutdown.wait() => return Outcome::Abandoned,
+        };
+        let fractal = match current {
+            Ok(fractal) => fractal,
+            Err(e) => return self.gone(&uuid, e),
+        };
+        let dispatchable = matches!(
+            fractal.status,
+            FractalStatus::Pending | FractalStatus::Running
+        );
+        if !dispatchable || fractal.updated_at != listed.updated_at {
+            debug!(
+                "task {uuid} changed since it was listed ({:?}, updated {}); left alone",
+                fractal.status, fractal.updated_at
+            );
+            return Outcome::Gone;
+        }
         self.see_through(fractal, claim, slot, new_request_id(), false)
             .await
     }
@@ -204,7 +244,7 @@ impl Dispatcher {
         &self,
         fractal: Fractal,
         request_id: &str,
-        permit: OwnedSemaphorePermit,
+        mut permit: OwnedSemaphorePermit,
         mut marked: bool,
     ) -> Outcome {
         let api = self.api.with_request_id(request_id);
@@ -262,14 +302,26 @@ impl Dispatcher {
                         )))
                     }
                 });
-            match answer {
+            last_error = match answer {
                 Ok(result) => {
                     info!(
                         "task {uuid} processed: {{'duration': {:.6}, 'checksum': '{}', 'generated_by': '{}'}}",
                         result.duration, result.checksum, result.generated_by
                     );
+                    // The slot is for calls: the next one starts while
+                    // this result is stored.
                     drop(permit);
-                    return self.deliver(&api, result).await;
+                    let reason = match self.deliver(&api, result).await {
+                        Delivered::Finished(outcome) => return outcome,
+                        Delivered::Refused(reason) => reason,
+                    };
+                    // Refused as this worker made it (a bad image, a wrong
+                    // checksum): another attempt, perhaps on another worker.
+                    permit = match self.slot().await {
+                        Some(permit) => permit,
+                        None => return Outcome::Abandoned,
+                    };
+                    reason
                 }
                 Err(e) if permanent(&e) => {
                     drop(permit);
@@ -277,14 +329,14 @@ impl Dispatcher {
                 }
                 Err(e) => {
                     warn!("task {uuid}: attempt {attempts} failed: {e}");
-                    last_error = e.to_string();
-                    if attempts < self.settings.max_attempts {
-                        self.stats.retried.fetch_add(1, Ordering::Relaxed);
-                        tokio::select! {
-                            _ = tokio::time::sleep(self.backoff.delay(attempts)) => {}
-                            _ = self.shutdown.wait() => return Outcome::Abandoned,
-                        }
-                    }
+                    e.to_string()
+                }
+            };
+            if attempts < self.settings.max_attempts {
+                self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                tokio::select! {
+                    _ = tokio::time::sleep(self.backoff.delay(attempts)) => {}
+                    _ = self.shutdown.wait() => return Outcome::Abandoned,
                 }
             }
         }
@@ -292,7 +344,7 @@ impl Dispatcher {
 
     /// Stores the image with the result, in one request (the API applies
     /// both in one write); waits for the API as long as it takes.
-    async fn deliver(&self, api: &ResilientApi, result: TaskResult) -> Outcome {
+    async fn deliver(&self, api: &ResilientApi, result: TaskResult) -> Delivered {
         let uuid = result.uuid.clone();
         let done = FractalUpdate {
             status: Some(FractalStatus::Done),
@@ -310,33 +362,30 @@ impl Dispatcher {
                 async move { c.store_result(&uuid, png, &done).await }
             })
             .await;
-        match stored {
-            Ok(fractal) if fractal.status == FractalStatus::Done => Outcome::Done,
+        let refusal = match stored {
+            Ok(fractal) if fractal.status == FractalStatus::Done => {
+                return Delivered::Finished(Outcome::Done);
+            }
             // An older API stored the image but not the result (it ignores
             // the query string, as during a rollback): send the result too.
             Ok(_) => match api.update("storing the result", &uuid, &done).await {
-                Ok(_) => Outcome::Done,
-                Err(e) => self.refused(api, &uuid, e).await,
+                Ok(_) => return Delivered::Finished(Outcome::Done),
+                Err(e) => e,
             },
-            Err(e) => self.refused(api, &uuid, e).await,
-        }
+            Err(e) => e,
+        };
+        self.refused(&uuid, refusal)
     }
 
-    /// The API refused a result for good: the task is gone, or the result
-    /// cannot be stored (e.g. an image larger than the API accepts).
-    async fn refused(&self, api: &ResilientApi, uuid: &str, e: ApiError) -> Outcome {
+    /// The API refused a result (it retries everything else): the task is
+    /// gone, or this result cannot be stored (a bad image, a checksum that
+    /// is not the image's, an image larger than the API accepts).
+    fn refused(&self, uuid: &str, e: ApiError) -> Delivered {
         if e.status() == Some(404) {
-            return self.gone(uuid, e);
+            return Delivered::Finished(self.gone(uuid, e));
         }
-        error!("task {uuid}: the API refused its result: {e}");
-        let attempts = self.settings.max_attempts;
-        self.mark_failed(
-            api,
-            uuid,
-            attempts,
-            format!("the API refused the result: {e}"),
-        )
-        .await
+        warn!("task {uuid}: the API refused its result: {e}");
+        Delivered::Refused(format!("the API refused the result: {e}"))
     }
 
     fn gone(&self, uuid: &str, e: ApiError) -> Outcome {
@@ -351,6 +400,10 @@ impl Dispatcher {
         attempts: u32,
         reason: String,
     ) -> Outcome {
+        // A worker's message can be longer than the API keeps: cut, not
+        // refused (which would leave the task running until recovery).
+        let reason =
+            faafo_common::fractal::truncate(&reason, faafo_common::fractal::MAX_ERROR_CHARS);
         error!("task {uuid} failed after {attempts} attempt(s): {reason}");
         let failed = FractalUpdate {
             status: Some(FractalStatus::Failed),

@@ -17,6 +17,7 @@ pub async fn serve(
     shutdown: Shutdown,
 ) -> Result<bool, Box<dyn std::error::Error>> {
     let settings = ProducerSettings::from_config(config);
+    let grace = settings.shutdown_grace;
     let api = ApiClient::new(
         &config.default.endpoint_url,
         Some(config.default.auth_token.clone()),
@@ -30,9 +31,15 @@ pub async fn serve(
     let rpc = RpcClient::new(&transport, Target::topic(&settings.topic));
     let producer = Producer::new(ResilientApi::new(api), rpc, settings, shutdown.clone());
     let success = if one_shot {
+        let mut batch = std::pin::pin!(producer.one_batch());
         let report = tokio::select! {
-            report = producer.one_batch() => report,
-            _ = shutdown.wait() => Default::default(),
+            report = &mut batch => report,
+            // Tasks not yet called are abandoned; calls in flight get up
+            // to the grace period to finish and have their results stored.
+            _ = shutdown.wait() => {
+                info!("stopping: waiting up to {grace:?} for the calls in flight");
+                tokio::time::timeout(grace, batch).await.unwrap_or_default()
+            }
         };
         info!(
             "one-shot batch finished: {} done, {} failed, {} other",

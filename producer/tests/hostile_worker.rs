@@ -1,8 +1,14 @@
-//! A worker peer that answers `process` for another task than the one it
-//! was given (a bug, or a peer speaking the protocol badly): the producer
-//! must not store that image and result on the task it asked about, nor on
-//! the other one. The API (SQLite in a temporary directory), the producer
-//! and the fake worker run in this process on the in-memory broker.
+//! A broken worker peer (a bug, or a peer speaking the protocol badly):
+//! it answers `process` for another task than the one it was given, then
+//! with an image that is not a PNG, then with an error message longer than
+//! the API keeps. The producer must store none of it on either task, count
+//! each as a failed attempt (another worker might have done it right), and
+//! finally mark the task failed with the last error, cut to what the API
+//! keeps. The API (SQLite in a temporary directory), the producer and the
+//! fake worker run in this process on the in-memory broker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use faafo_common::api_client::ApiClient;
 use faafo_common::configuration::FaafoConfig;
@@ -12,6 +18,9 @@ use faafo_common::messaging::{
 };
 use faafo_common::shutdown::Shutdown;
 use faafo_producer::{Producer, ProducerSettings, ResilientApi};
+
+mod support;
+use support::LocalApi;
 
 /// A fractal the producer will create and dispatch.
 fn task(uuid: &str) -> NewFractal {
@@ -33,23 +42,14 @@ fn task(uuid: &str) -> NewFractal {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_answer_for_another_task_is_not_stored() {
+async fn a_broken_workers_answers_are_failed_attempts_stored_nowhere() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = FaafoConfig::default();
     config.default.state_path = dir.path().display().to_string();
     config.default.transport_url = format!("memory:///hostile-worker-{}", std::process::id());
-    config.api.bind_host = "127.0.0.1".into();
-    config.api.bind_port = 0;
+    let local_api = LocalApi::start(&mut config).await;
     config.validate().expect("valid configuration");
-    let app = faafo_api::Application::build(&config)
-        .await
-        .expect("the API starts");
-    let url = app.url();
-    let stop_api = Shutdown::new();
-    let api_task = {
-        let stop = stop_api.clone();
-        tokio::spawn(app.run_until_stopped(async move { stop.wait().await }))
-    };
+    let url = config.default.endpoint_url.clone();
     let api = ApiClient::new(&url, None).expect("client");
 
     // The other task exists, pending, untouched by anyone.
@@ -61,6 +61,8 @@ async fn an_answer_for_another_task_is_not_stored() {
         .expect("memory transport");
     let settings = ProducerSettings::from_config(&config);
     let wrong = other.to_string();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
     let worker = RpcServer::builder(
         &transport,
         Target::topic(&settings.topic).with_server("bad"),
@@ -68,10 +70,10 @@ async fn an_answer_for_another_task_is_not_stored() {
     .endpoint(
         Endpoint::new().method("process", move |_ctx: RequestContext, args: ProcessArgs| {
             let wrong = wrong.clone();
+            let call = counted.fetch_add(1, Ordering::SeqCst) + 1;
             async move {
-                let _ = args.task;
-                Ok::<_, RemoteError>(TaskResult {
-                    uuid: wrong,
+                let result = TaskResult {
+                    uuid: args.task.uuid,
                     duration: 0.1,
                     checksum: "0".repeat(64),
                     size: 4,
@@ -80,7 +82,18 @@ async fn an_answer_for_another_task_is_not_stored() {
                     generated_by: "bad".into(),
                     pixel_iterations: 1,
                     image: b"\x89PNG".to_vec(),
-                })
+                };
+                match call {
+                    1 => Ok(TaskResult {
+                        uuid: wrong,
+                        ..result
+                    }),
+                    2 => Ok(result),
+                    _ => Err(RemoteError::runtime_error(format!(
+                        "worker bug {}",
+                        "x".repeat(20_000)
+                    ))),
+                }
             }
         }),
     )
@@ -99,15 +112,22 @@ async fn an_answer_for_another_task_is_not_stored() {
     let asked = "01a20784-fe99-72fe-a554-000000000001";
     let report = producer.one_shot(vec![task(asked)]).await;
     assert_eq!(report.failed, 1, "{report:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "one call per attempt");
 
     let failed = api.get(asked).await.expect("the task asked about");
     assert_eq!(failed.status, FractalStatus::Failed);
+    assert_eq!(failed.attempts, 3);
     let error = failed.error.unwrap_or_default();
-    assert!(
-        error.contains(&format!("the worker answered for task {other} instead")),
-        "{error}"
+    assert!(error.contains("worker bug xxx"), "{error:.200}");
+    assert_eq!(
+        error.chars().count(),
+        faafo_common::fractal::MAX_ERROR_CHARS,
+        "cut to what the API keeps"
     );
+    assert!(error.ends_with('…'));
     assert_eq!(failed.checksum, None, "no result stored on it");
+    let image = api.image(asked).await.expect_err("no image stored on it");
+    assert!(image.to_string().contains("has no image"), "{image}");
     let untouched = api.get(other).await.expect("the other task");
     assert_eq!(untouched.status, FractalStatus::Pending);
     assert_eq!(untouched.checksum, None, "nor on the other one");
@@ -115,9 +135,5 @@ async fn an_answer_for_another_task_is_not_stored() {
     shutdown.trigger();
     worker.stop().await;
     transport.close().await;
-    stop_api.trigger();
-    api_task
-        .await
-        .expect("the API task")
-        .expect("the API stops cleanly");
+    local_api.stop().await;
 }

@@ -12,8 +12,7 @@ use faafo_common::fractal::{FractalStatus, FractalUpdate};
 
 use super::{Checksum, Conflict, FractalId, FractalRecord, Invalid, PngImage, Timestamp};
 
-/// Longest `error` kept, in characters.
-pub const MAX_ERROR_CHARS: usize = 10_000;
+pub use faafo_common::fractal::MAX_ERROR_CHARS;
 /// Longest `generated_by`, in characters.
 pub const MAX_HOST_CHARS: usize = 255;
 

@@ -207,6 +207,10 @@ pub(crate) struct Invalid {
 /// 16 bits.
 pub const MAX_PREFETCH: usize = u16::MAX as usize;
 
+/// The most calls a producer keeps in flight (it also holds up to four
+/// times as many results waiting for the API).
+pub const MAX_IN_FLIGHT: usize = u16::MAX as usize;
+
 /// The most threads one render may use.
 pub const MAX_RENDER_THREADS: usize = 1024;
 
@@ -452,6 +456,13 @@ impl FaafoConfig {
                 "producer",
                 "max_attempts",
                 "max_attempts and max_in_flight must be at least 1",
+            ));
+        }
+        if p.max_in_flight > MAX_IN_FLIGHT {
+            return Err(invalid(
+                "producer",
+                "max_in_flight",
+                format!("must be at most {MAX_IN_FLIGHT}, got {}", p.max_in_flight),
             ));
         }
         Ok(())

@@ -179,6 +179,10 @@ fn semantic_errors_are_caught_without_showing_passwords() {
             "[producer] max_tasks: must be at most 100000 (a batch is held in memory), got 4000000000",
         ),
         (
+            "[producer]\nmax_in_flight = 18446744073709551615\n",
+            "[producer] max_in_flight: must be at most 65535, got 18446744073709551615",
+        ),
+        (
             "[worker]\nprefetch = 65536\n",
             "[worker] prefetch: must be at most 65535, got 65536",
         ),

@@ -53,6 +53,11 @@ pub mod url;
 mod version;
 mod wire;
 
+/// The longest timeout the library keeps: one year. A caller's or a peer's
+/// longer one (e.g. a `_timeout` of 1e30 seconds) is cut to it, because a
+/// deadline beyond `Instant`'s range would panic.
+pub const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
 pub use codec::{Codec, bytes};
 pub use context::{RequestContext, new_request_id};
 pub use error::{MessagingError, Result};

@@ -494,7 +494,8 @@ fn validate_request<P>(
     let monitor_timeout = match fields.timeout {
         Some(Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)),
         _ => None,
-    };
+    }
+    .map(|seconds| seconds.min(super::MAX_TIMEOUT.as_secs()));
     Ok(IncomingRequest {
         codec,
         method,
@@ -561,26 +562,32 @@ pub(crate) fn decode_reply(codec: Codec, body: Vec<u8>) -> Result<IncomingReply,
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Notification {
     /// Unique id of the notification (a uuid with dashes).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_or_null")]
     pub message_id: String,
     /// Who sent it, e.g. `faafo.worker.host1`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_or_null")]
     pub publisher_id: String,
     /// What happened, e.g. `fractal.rendered`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_or_null")]
     pub event_type: String,
     /// Priority as sent, upper case (`INFO`, `ERROR`...).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_or_null")]
     pub priority: String,
     /// The event's data.
     #[serde(default)]
     pub payload: Value,
     /// When it was sent, `YYYY-MM-DD HH:MM:SS.ffffff` UTC.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_or_null")]
     pub timestamp: String,
     /// The sender's request context.
     #[serde(skip)]
     pub context: RequestContext,
+}
+
+/// A string that may be `null` (oslo's `Notifier` without a publisher id
+/// sends `"publisher_id": null`): empty then.
+fn string_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Decodes a notification body of the given codec.

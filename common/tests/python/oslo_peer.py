@@ -144,6 +144,9 @@ def run_notify(url):
     # The notifier drops plain-dict contexts; a RequestContext travels.
     ctxt = context.RequestContext(request_id="req-py-n", user_id="alice")
     notifier.info(ctxt, "fractal.rendered", {"uuid": "from-python", "size": 3})
+    # Without a publisher id, oslo sends "publisher_id": null.
+    anonymous = messaging.Notifier(transport, driver="messagingv2", topics=["notifications"])
+    anonymous.info(ctxt, "fractal.anonymous", {})
     transport.cleanup()
 
 

@@ -385,3 +385,36 @@ pub fn small_task(
         attempts: None,
     }
 }
+
+/// The API in this process, on SQLite in the config's `state_path`, on a
+/// free port of 127.0.0.1; `config`'s `endpoint_url` is set to it.
+pub struct LocalApi {
+    stop: faafo_common::shutdown::Shutdown,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl LocalApi {
+    pub async fn start(config: &mut faafo_common::configuration::FaafoConfig) -> LocalApi {
+        config.api.bind_host = "127.0.0.1".into();
+        config.api.bind_port = 0;
+        let app = faafo_api::Application::build(config)
+            .await
+            .expect("the API starts");
+        config.default.endpoint_url = app.url();
+        let stop = faafo_common::shutdown::Shutdown::new();
+        let task = {
+            let stop = stop.clone();
+            tokio::spawn(app.run_until_stopped(async move { stop.wait().await }))
+        };
+        LocalApi { stop, task }
+    }
+
+    /// Stops it and checks that it stopped cleanly.
+    pub async fn stop(self) {
+        self.stop.trigger();
+        self.task
+            .await
+            .expect("the API task")
+            .expect("the API stops cleanly");
+    }
+}

@@ -1,10 +1,12 @@
 //! Receiving notifications.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use tracing::warn;
+use tracing::{error, warn};
 
 use super::Priority;
 use super::notifier::DEFAULT_TOPIC;
@@ -114,12 +116,24 @@ impl NotificationListenerBuilder {
                         let decoded = codec.and_then(|c| decode_notification(c, &delivery.body));
                         match decoded {
                             Ok(notification) => {
-                                let requeue =
-                                    handler(notification).await == NotificationResult::Requeue;
-                                let _ = if requeue {
-                                    delivery.acker.reject(true).await
-                                } else {
-                                    delivery.acker.ack().await
+                                let event_type = notification.event_type.clone();
+                                // A panicking handler must not leave the
+                                // delivery unsettled (it would hold a prefetch
+                                // slot until the connection closes); nor
+                                // requeue it, to panic again forever.
+                                let handled =
+                                    AssertUnwindSafe(async { handler(notification).await })
+                                        .catch_unwind()
+                                        .await;
+                                let _ = match handled {
+                                    Ok(NotificationResult::Requeue) => {
+                                        delivery.acker.reject(true).await
+                                    }
+                                    Ok(NotificationResult::Handled) => delivery.acker.ack().await,
+                                    Err(_) => {
+                                        error!(%event_type, "the notification handler panicked; notification dropped");
+                                        delivery.acker.reject(false).await
+                                    }
                                 };
                             }
                             Err(reason) => {

@@ -104,10 +104,11 @@ impl RpcClient {
         self
     }
 
-    /// How long a call waits for its reply (also the request's TTL).
+    /// How long a call waits for its reply (also the request's TTL); at
+    /// most [`MAX_TIMEOUT`](crate::messaging::MAX_TIMEOUT).
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.timeout = timeout.min(crate::messaging::MAX_TIMEOUT);
         self
     }
 
@@ -116,7 +117,8 @@ impl RpcClient {
     /// this long, even if the overall timeout is far.
     #[must_use]
     pub fn call_monitor_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.call_monitor_timeout = timeout.map(|t| t.max(Duration::from_secs(2)));
+        self.call_monitor_timeout =
+            timeout.map(|t| t.clamp(Duration::from_secs(2), crate::messaging::MAX_TIMEOUT));
         self
     }
 

@@ -117,12 +117,13 @@ impl ReplyWaiter {
         }
     }
 
-    /// Stops consuming replies.
+    /// Stops consuming replies; calls still waiting end at once, as closed.
     pub(crate) async fn stop(&self) {
         self.handle.cancel().await;
         if let Some(task) = lock(&self.task).take() {
             task.abort();
         }
+        lock(&self.waiters).clear();
     }
 }
 

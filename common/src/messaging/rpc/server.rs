@@ -171,7 +171,7 @@ impl RpcServerBuilder {
     /// (e.g. while the caller reconnects), before it is dropped.
     #[must_use]
     pub fn missing_reply_queue_timeout(mut self, timeout: Duration) -> Self {
-        self.missing_reply_queue_timeout = timeout;
+        self.missing_reply_queue_timeout = timeout.min(crate::messaging::MAX_TIMEOUT);
         self
     }
 
@@ -422,7 +422,9 @@ impl ServerContext {
 
     /// Runs the method, sending call-monitor heartbeats if the caller asked.
     async fn run(&self, request: &IncomingRequest) -> MethodResult {
-        let method = AssertUnwindSafe(self.dispatcher.dispatch(request))
+        // The endpoint's closure runs in `dispatch` before its future does:
+        // both inside the guard.
+        let method = AssertUnwindSafe(async { self.dispatcher.dispatch(request).await })
             .catch_unwind()
             .map(|outcome| {
                 outcome.unwrap_or_else(|panic| {
@@ -524,19 +526,23 @@ impl ServerContext {
         codec: Codec,
         body: Arc<[u8]>,
     ) -> ReplyOutcome {
-        {
+        // A queue found gone recently is tried once, without waiting for it
+        // to come back (as oslo's obsolete reply queues): its caller may have
+        // declared it again since.
+        let known_gone = {
             let mut gone = self
                 .gone_reply_queues
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             gone.retain(|_, since| since.elapsed() < Duration::from_secs(60));
-            if gone.contains_key(&address.reply_q) {
-                bump(&self.counters.replies_dropped);
-                return ReplyOutcome::Dropped;
-            }
-        }
+            gone.contains_key(&address.reply_q)
+        };
         let publication = reply_publication(address, codec, body);
-        let give_up = Instant::now() + self.missing_reply_queue_timeout;
+        let give_up = if known_gone {
+            Instant::now()
+        } else {
+            Instant::now() + self.missing_reply_queue_timeout
+        };
         loop {
             let deadline = Instant::now() + Duration::from_secs(30);
             let outcome = match self
@@ -550,9 +556,21 @@ impl ServerContext {
                 Err(e) => Err(e),
             };
             match outcome {
-                Ok(PublishOutcome::Delivered) => return ReplyOutcome::Sent(publication.body),
+                Ok(PublishOutcome::Delivered) => {
+                    if known_gone {
+                        self.gone_reply_queues
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&address.reply_q);
+                    }
+                    return ReplyOutcome::Sent(publication.body);
+                }
                 Ok(PublishOutcome::Unroutable) if Instant::now() < give_up => {
                     tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Ok(PublishOutcome::Unroutable) if known_gone => {
+                    bump(&self.counters.replies_dropped);
+                    return ReplyOutcome::Dropped;
                 }
                 Ok(PublishOutcome::Unroutable) => {
                     warn!(

@@ -1,0 +1,129 @@
+//! The producer's scans (pending tasks nobody dispatches, running tasks
+//! past `task_timeout`) act on a list that can be out of date by the time a
+//! dispatch slot frees: the task may have been finished since, by this
+//! process or another. Such a task is left alone, never called again nor
+//! revived; one that is still as listed is dispatched. The API (SQLite in a
+//! temporary directory), the producer's dispatcher and a fake worker run in
+//! this process on the in-memory broker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use faafo_common::api_client::ApiClient;
+use faafo_common::configuration::FaafoConfig;
+use faafo_common::fractal::{FractalStatus, FractalUpdate, NewFractal, ProcessArgs};
+use faafo_common::messaging::{
+    Endpoint, RemoteError, RequestContext, RpcClient, RpcServer, Target, Transport,
+};
+use faafo_common::shutdown::Shutdown;
+use faafo_producer::{Outcome, Producer, ProducerSettings, ResilientApi};
+
+mod support;
+use support::LocalApi;
+
+fn task() -> NewFractal {
+    NewFractal {
+        uuid: None,
+        width: 64,
+        height: 64,
+        iterations: 32,
+        xa: -1.5,
+        xb: 1.5,
+        ya: -1.5,
+        yb: 1.5,
+        seed: Some(1),
+        c_re: None,
+        c_im: None,
+        status: None,
+        attempts: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_changed_since_it_was_listed_is_left_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = FaafoConfig::default();
+    config.default.state_path = dir.path().display().to_string();
+    config.default.transport_url = format!("memory:///stale-listing-{}", std::process::id());
+    let local_api = LocalApi::start(&mut config).await;
+    config.validate().expect("valid configuration");
+    let api = ApiClient::new(&config.default.endpoint_url, None).expect("client");
+
+    // A worker that counts its calls and fails each with a worker error.
+    let transport = Transport::connect(&config.default.transport_url)
+        .await
+        .expect("memory transport");
+    let settings = ProducerSettings::from_config(&config);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let worker = RpcServer::builder(
+        &transport,
+        Target::topic(&settings.topic).with_server("counting"),
+    )
+    .endpoint(Endpoint::new().method(
+        "process",
+        move |_ctx: RequestContext, _args: ProcessArgs| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { Err::<(), _>(RemoteError::value_error("not rendered in this test")) }
+        },
+    ))
+    .start()
+    .await
+    .expect("the fake worker");
+    let shutdown = Shutdown::new();
+    let producer = Producer::new(
+        ResilientApi::new(api.clone()),
+        RpcClient::new(&transport, Target::topic(&settings.topic)),
+        settings,
+        shutdown.clone(),
+    );
+    let dispatcher = producer.dispatcher().clone();
+
+    // Listed pending, then finished (failed) before its dispatch began.
+    let listed = api.create(&task()).await.expect("a task");
+    let failed = FractalUpdate {
+        status: Some(FractalStatus::Failed),
+        error: Some("finished elsewhere".into()),
+        attempts: Some(3),
+        ..FractalUpdate::default()
+    };
+    api.update(&listed.uuid, &failed)
+        .await
+        .expect("marked failed");
+    let claim = dispatcher.claim(&listed.uuid).expect("not claimed yet");
+    let outcome = dispatcher.clone().dispatch(listed.clone(), claim).await;
+    assert!(matches!(outcome, Outcome::Gone), "{outcome:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no call for it");
+    let after = api.get(&listed.uuid).await.expect("the task");
+    assert_eq!(after.status, FractalStatus::Failed, "not revived");
+    assert_eq!(after.error.as_deref(), Some("finished elsewhere"));
+    assert_eq!(after.attempts, 3);
+
+    // Listed pending, then taken by someone else (running, attempt 1).
+    let listed = api.create(&task()).await.expect("a task");
+    let running = FractalUpdate {
+        status: Some(FractalStatus::Running),
+        attempts: Some(1),
+        ..FractalUpdate::default()
+    };
+    api.update(&listed.uuid, &running).await.expect("taken");
+    let claim = dispatcher.claim(&listed.uuid).expect("not claimed yet");
+    let outcome = dispatcher.clone().dispatch(listed.clone(), claim).await;
+    assert!(matches!(outcome, Outcome::Gone), "{outcome:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no second call for it");
+
+    // Still as listed: dispatched (and marked failed, as this worker says).
+    let listed = api.create(&task()).await.expect("a task");
+    let claim = dispatcher.claim(&listed.uuid).expect("not claimed yet");
+    let outcome = dispatcher.clone().dispatch(listed.clone(), claim).await;
+    assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "called once");
+    let after = api.get(&listed.uuid).await.expect("the task");
+    assert_eq!(after.status, FractalStatus::Failed);
+    assert_eq!(after.attempts, 1);
+
+    shutdown.trigger();
+    worker.stop().await;
+    transport.close().await;
+    local_api.stop().await;
+}
