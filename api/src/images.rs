@@ -50,6 +50,7 @@ impl ImageStore {
                     path: dir.clone(),
                     source,
                 })?;
+                sweep_partial_files(dir);
                 Ok(Self::Filesystem(dir.clone()))
             }
         }
@@ -71,14 +72,25 @@ impl ImageStore {
             Self::Filesystem(dir) => {
                 let path = file_path(dir, before.uuid, png.checksum());
                 let aside = dir.join(format!(".{}.{}.tmp", before.uuid, fastrand_suffix()));
-                let io = |path: &Path| {
-                    let path = path.to_path_buf();
-                    move |source| ImageStoreError::Io { path, source }
+                let (bytes, dir) = (png.bytes().clone(), dir.clone());
+                let placed = {
+                    let (aside, path) = (aside.clone(), path.clone());
+                    tokio::task::spawn_blocking(move || place(&bytes, &aside, &path, &dir)).await
                 };
-                tokio::fs::write(&aside, png.bytes())
-                    .await
-                    .map_err(io(&aside))?;
-                tokio::fs::rename(&aside, &path).await.map_err(io(&path))?;
+                match placed {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        let _ = tokio::fs::remove_file(&aside).await;
+                        return Err(e);
+                    }
+                    Err(join) => {
+                        let _ = tokio::fs::remove_file(&aside).await;
+                        return Err(ImageStoreError::Io {
+                            path,
+                            source: std::io::Error::other(join.to_string()),
+                        });
+                    }
+                }
                 Ok(db.replace(before, after).await?)
             }
         }
@@ -134,6 +146,42 @@ impl ImageStore {
 
 fn file_path(dir: &Path, id: FractalId, checksum: &Checksum) -> PathBuf {
     dir.join(format!("{id}.{checksum}.png"))
+}
+
+/// Writes `bytes` aside, on disk (synced), then renames them to `path` and
+/// syncs the directory: the record that will point at the file (on a
+/// server database, committed durably) never outlives its content.
+fn place(bytes: &[u8], aside: &Path, path: &Path, dir: &Path) -> Result<(), ImageStoreError> {
+    use std::io::Write;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ImageStoreError::Io { path, source }
+    };
+    let mut file = std::fs::File::create(aside).map_err(io(aside))?;
+    file.write_all(bytes).map_err(io(aside))?;
+    file.sync_data().map_err(io(aside))?;
+    std::fs::rename(aside, path).map_err(io(path))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
+}
+
+/// Removes the `.tmp` files that writes cut short (a crash, a full disk)
+/// left in the image directory.
+fn sweep_partial_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.')
+            && name.ends_with(".tmp")
+            && let Err(e) = std::fs::remove_file(entry.path())
+        {
+            tracing::warn!("cannot remove {}: {e}", entry.path().display());
+        }
+    }
 }
 
 fn fastrand_suffix() -> String {

@@ -309,7 +309,8 @@ impl ApiClient {
         self.json(Method::PUT, &path, request).await
     }
 
-    /// `GET /fractal/<uuid>`: the PNG.
+    /// `GET /fractal/<uuid>`: the PNG, checked against the sha256 the API
+    /// sends as its ETag.
     pub async fn image(&self, uuid: &str) -> Result<Vec<u8>, ApiError> {
         let path = format!("/fractal/{}", checked(uuid)?);
         let response = self
@@ -327,14 +328,35 @@ impl ApiClient {
                 reason: format!("expected a PNG (image/png), got {content_type:?}"),
             });
         }
-        response
-            .bytes()
-            .await
-            .map(|b| b.to_vec())
-            .map_err(|e| ApiError::Unreachable {
-                endpoint: self.endpoint.clone(),
-                reason: without_url(&e),
-            })
+        // The API's ETag is the image's sha256 (its checksum): a download
+        // cut short or damaged on the way is an error, not a file.
+        let etag = response
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim_matches('"').to_ascii_lowercase());
+        let png =
+            response
+                .bytes()
+                .await
+                .map(|b| b.to_vec())
+                .map_err(|e| ApiError::Unreachable {
+                    endpoint: self.endpoint.clone(),
+                    reason: without_url(&e),
+                })?;
+        if let Some(checksum) = etag.filter(|t| t.len() == 64) {
+            let actual = crate::fractal::sha256_hex(&png);
+            if actual != checksum {
+                return Err(ApiError::Protocol {
+                    path,
+                    reason: format!(
+                        "the image received ({} bytes) has sha256 {actual}, not its checksum {checksum}",
+                        png.len()
+                    ),
+                });
+            }
+        }
+        Ok(png)
     }
 
     /// `GET /healthz`: whether the API answers.

@@ -339,6 +339,20 @@ pub fn shorten(text: &str) -> String {
     truncate(text, 61)
 }
 
+/// The sha256 of `bytes` in lower-case hex, as `sha256sum` prints it: a
+/// fractal's `checksum`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(bytes);
+    let mut hex = String::with_capacity(64);
+    for byte in digest.iter() {
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    hex
+}
+
 /// Longest `error` a fractal keeps, in characters: the API refuses longer
 /// ones, and the producer cuts a worker's error message to it.
 pub const MAX_ERROR_CHARS: usize = 10_000;
@@ -367,5 +381,13 @@ mod tests {
         assert_eq!(cut.chars().count(), 10);
         assert!(cut.ends_with('…'));
         assert_eq!(shorten(&"x".repeat(100)).chars().count(), 61);
+    }
+
+    #[test]
+    fn sha256_hex_of_known_input() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

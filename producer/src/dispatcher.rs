@@ -400,10 +400,13 @@ impl Dispatcher {
         attempts: u32,
         reason: String,
     ) -> Outcome {
-        // A worker's message can be longer than the API keeps: cut, not
-        // refused (which would leave the task running until recovery).
-        let reason =
-            faafo_common::fractal::truncate(&reason, faafo_common::fractal::MAX_ERROR_CHARS);
+        // A worker's message can be longer than the API keeps, or hold a
+        // NUL (which PostgreSQL cannot store): cut and replaced, not refused
+        // (which would leave the task running until recovery).
+        let reason = faafo_common::fractal::truncate(
+            &reason.replace('\0', "\u{fffd}"),
+            faafo_common::fractal::MAX_ERROR_CHARS,
+        );
         error!("task {uuid} failed after {attempts} attempt(s): {reason}");
         let failed = FractalUpdate {
             status: Some(FractalStatus::Failed),

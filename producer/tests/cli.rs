@@ -566,3 +566,140 @@ fn the_producer_takes_the_endpoint_and_token_of_the_command_line() {
         "the --token was not sent: {head:?}"
     );
 }
+
+/// An HTTP server on 127.0.0.1 that answers the requests it gets, in
+/// order, with `answers` (status line, extra headers, body), keeping
+/// connections alive as reqwest expects; the requests' first lines are
+/// sent on the channel.
+fn scripted_api(
+    answers: Vec<(&'static str, &'static str, Vec<u8>)>,
+) -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let url = format!("http://{}", listener.local_addr().expect("its address"));
+    let (seen, requests) = std::sync::mpsc::channel();
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(answers.into_iter()));
+    std::thread::spawn(move || {
+        for connection in listener.incoming().map_while(Result::ok) {
+            let (answers, seen) = (answers.clone(), seen.clone());
+            std::thread::spawn(move || {
+                let Ok(mut writer) = connection.try_clone() else {
+                    return;
+                };
+                let mut reader = BufReader::new(connection);
+                loop {
+                    let mut head = Vec::new();
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let line = line.trim_end().to_string();
+                        if line.is_empty() {
+                            break;
+                        }
+                        if let Some(value) =
+                            line.to_ascii_lowercase().strip_prefix("content-length:")
+                        {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                        head.push(line);
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let _ = seen.send(head.first().cloned().unwrap_or_default());
+                    let next = answers.lock().map(|mut a| a.next()).ok().flatten();
+                    let Some((status, headers, body)) = next else {
+                        return;
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    if writer.write_all(response.as_bytes()).is_err()
+                        || writer.write_all(&body).is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, requests)
+}
+
+/// `faafo get` checks the image against the sha256 the API sends as its
+/// ETag, and never leaves a damaged or partial file: an existing file of
+/// that name stays as it was.
+#[test]
+fn get_refuses_an_image_that_is_not_its_checksum() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("picture.png");
+    std::fs::write(&target, b"the previous picture").expect("an existing file");
+    let png = b"\x89PNG\r\n\x1a\nnot the image the checksum is of".to_vec();
+    let wrong = "0".repeat(64);
+    let headers: &'static str =
+        Box::leak(format!("content-type: image/png\r\netag: \"{wrong}\"\r\n").into_boxed_str());
+    let (url, _) = scripted_api(vec![("200 OK", headers, png.clone())]);
+    let uuid = "01a20784-fe99-72fe-a554-000000000001";
+    let output = faafo_at(&url, &["get", uuid, "-o", &target.display().to_string()]);
+    refused(output, "get of a damaged image", "not its checksum");
+    assert_eq!(
+        std::fs::read(&target).expect("still there"),
+        b"the previous picture"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("readable").count(),
+        1,
+        "no temporary file left"
+    );
+
+    // The same bytes with their own checksum are written.
+    let right = faafo_common::fractal::sha256_hex(&png);
+    let headers: &'static str =
+        Box::leak(format!("content-type: image/png\r\netag: \"{right}\"\r\n").into_boxed_str());
+    let (url, _) = scripted_api(vec![("200 OK", headers, png.clone())]);
+    let output = faafo_at(&url, &["get", uuid, "-o", &target.display().to_string()]);
+    ok(output, "get of an intact image");
+    assert_eq!(std::fs::read(&target).expect("written"), png);
+}
+
+/// When the API refuses a task part-way through `faafo create --tasks N`,
+/// the fractals already created (which exist and will be rendered) are
+/// still shown, then the error.
+#[test]
+fn create_shows_what_it_created_before_an_error() {
+    let created = serde_json::json!({
+        "uuid": "01a20784-fe99-72fe-a554-000000000001", "width": 64, "height": 64,
+        "iterations": 32, "xa": -1.5, "xb": 1.5, "ya": -1.5, "yb": 1.5, "seed": 1,
+        "c_re": null, "c_im": null, "status": "pending", "error": null, "attempts": 0,
+        "duration": null, "checksum": null, "size": null, "generated_by": null,
+        "created_at": "2026-11-23T00:00:00.000000Z", "updated_at": "2026-11-23T00:00:00.000000Z"
+    })
+    .to_string()
+    .into_bytes();
+    let json_headers = "content-type: application/json\r\n";
+    let (url, requests) = scripted_api(vec![
+        ("201 Created", json_headers, created),
+        (
+            "422 Unprocessable Entity",
+            json_headers,
+            br#"{"message": "the database said no"}"#.to_vec(),
+        ),
+    ]);
+    let output = faafo_at(&url, &["create", "--tasks", "3", "--output", "json"]);
+    let shown = stdout(&output);
+    refused(output, "a create the API refuses", "422");
+    assert!(
+        shown.contains("01a20784-fe99-72fe-a554-000000000001"),
+        "the created fractal is shown: {shown}"
+    );
+    let posts = requests
+        .try_iter()
+        .filter(|r| r.starts_with("POST "))
+        .count();
+    assert_eq!(posts, 2, "it stops at the first refusal");
+}

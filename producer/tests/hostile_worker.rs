@@ -1,7 +1,7 @@
 //! A broken worker peer (a bug, or a peer speaking the protocol badly):
 //! it answers `process` for another task than the one it was given, then
 //! with an image that is not a PNG, then with an error message longer than
-//! the API keeps. The producer must store none of it on either task, count
+//! the API keeps and holding a NUL. The producer must store none of it on either task, count
 //! each as a failed attempt (another worker might have done it right), and
 //! finally mark the task failed with the last error, cut to what the API
 //! keeps. The API (SQLite in a temporary directory), the producer and the
@@ -90,7 +90,7 @@ async fn a_broken_workers_answers_are_failed_attempts_stored_nowhere() {
                     }),
                     2 => Ok(result),
                     _ => Err(RemoteError::runtime_error(format!(
-                        "worker bug {}",
+                        "worker bug \0 {}",
                         "x".repeat(20_000)
                     ))),
                 }
@@ -118,7 +118,10 @@ async fn a_broken_workers_answers_are_failed_attempts_stored_nowhere() {
     assert_eq!(failed.status, FractalStatus::Failed);
     assert_eq!(failed.attempts, 3);
     let error = failed.error.unwrap_or_default();
-    assert!(error.contains("worker bug xxx"), "{error:.200}");
+    assert!(
+        error.contains("worker bug \u{fffd} xxx"),
+        "a NUL replaced: {error:.200}"
+    );
     assert_eq!(
         error.chars().count(),
         faafo_common::fractal::MAX_ERROR_CHARS,

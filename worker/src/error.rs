@@ -9,14 +9,16 @@ use crate::simd::SimdLevel;
 /// ...) so that a [`crate::FractalSpec`] can only hold valid values.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ParamError {
-    /// Width below 2 pixels (the mapping divides by `width - 1`) or above `u32::MAX`.
-    #[error("width must be between 2 and {max} pixels, got {value}", max = u32::MAX)]
+    /// Width below 2 pixels (the mapping divides by `width - 1`) or above
+    /// [`MAX_SIDE`](crate::dimensions::MAX_SIDE).
+    #[error("width must be between 2 and {max} pixels, got {value}", max = crate::dimensions::MAX_SIDE)]
     InvalidWidth {
         /// The rejected width.
         value: i64,
     },
-    /// Height below 2 pixels (the mapping divides by `height - 1`) or above `u32::MAX`.
-    #[error("height must be between 2 and {max} pixels, got {value}", max = u32::MAX)]
+    /// Height below 2 pixels (the mapping divides by `height - 1`) or above
+    /// [`MAX_SIDE`](crate::dimensions::MAX_SIDE).
+    #[error("height must be between 2 and {max} pixels, got {value}", max = crate::dimensions::MAX_SIDE)]
     InvalidHeight {
         /// The rejected height.
         value: i64,

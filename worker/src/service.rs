@@ -211,6 +211,14 @@ impl WorkerService {
     }
 
     async fn render(&self, task: &Task) -> Result<TaskResult, RemoteError> {
+        // The uuid names the file in filesystem_store_datadir: a peer's
+        // "../x" must not become a path.
+        if uuid::Uuid::try_parse(&task.uuid).is_err() {
+            return Err(RemoteError::value_error(format!(
+                "task uuid {:?} is not a UUID",
+                faafo_common::fractal::shorten(&task.uuid)
+            )));
+        }
         let spec = FractalSpec::try_from(FractalParams::from(task))
             .map_err(|e| RemoteError::value_error(format!("task {}: {e}", task.uuid)))?;
         self.renderer
@@ -232,9 +240,14 @@ impl WorkerService {
             })
         };
         let timeout = self.settings.exec_timeout;
-        let (output, png) = match tokio::time::timeout(timeout, job).await {
+        let mut job = job;
+        let (output, png) = match tokio::time::timeout(timeout, &mut job).await {
             Err(_) => {
                 cancel.cancel();
+                // The render stops at its next tile (or after its PNG
+                // step): wait for it, so that the slot is not given to the
+                // next task while this one still holds a core and its image.
+                let _ = job.await;
                 return Err(RemoteError::timeout_error(format!(
                     "task {}: the render ran past exec_timeout ({} s) and was cancelled",
                     task.uuid,
@@ -270,9 +283,17 @@ impl WorkerService {
         let Some(dir) = &self.settings.datadir else {
             return;
         };
+        // Written aside, then renamed: a reader never sees half a PNG, and
+        // a failed write leaves no file.
         let path = dir.join(format!("{}.png", result.uuid));
-        if let Err(e) = tokio::fs::write(&path, &result.image).await {
+        let partial = dir.join(format!(".{}.png.partial", result.uuid));
+        let written = match tokio::fs::write(&partial, &result.image).await {
+            Ok(()) => tokio::fs::rename(&partial, &path).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
             error!("cannot write {}: {e}", path.display());
+            let _ = tokio::fs::remove_file(&partial).await;
         }
     }
 

@@ -307,6 +307,33 @@ async fn notifications_and_the_png_directory(env: TestBroker) {
     assert_eq!(n.publisher_id, "faafo.worker.worker-under-test");
     let on_disk = std::fs::read(dir.path().join(format!("{uuid}.png"))).expect("png written");
     assert_eq!(on_disk, result.image);
+    // A peer's uuid never becomes a path: refused, with nothing written
+    // outside the directory (nor in it).
+    let inside = dir.path().join("inside");
+    std::fs::create_dir(&inside).expect("a subdirectory");
+    let mut s = settings();
+    s.datadir = Some(inside.clone());
+    s.topic = "tasks-traversal".into();
+    let traversal_worker = start(&t, s).await;
+    let traversal_client = RpcClient::new(&t, Target::topic("tasks-traversal"));
+    let mut hostile = task("../escaped");
+    hostile.seed = Some(1);
+    hostile.c_re = None;
+    hostile.c_im = None;
+    match process(&traversal_client, hostile).await {
+        Err(MessagingError::Remote { error, .. }) => {
+            assert_eq!(error.class, "ValueError");
+            assert!(error.message.contains("is not a UUID"), "{}", error.message);
+        }
+        other => panic!("a uuid that is a path must be refused: {other:?}"),
+    }
+    assert!(!dir.path().join("escaped.png").exists(), "written outside");
+    assert_eq!(
+        std::fs::read_dir(&inside).expect("readable").count(),
+        0,
+        "nothing written inside either"
+    );
+    traversal_worker.stop().await;
     let _ = process(
         &client,
         Task {

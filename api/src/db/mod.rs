@@ -132,9 +132,12 @@ impl From<rusqlite::Error> for DbError {
                 {
                     DbError::Duplicate
                 }
-                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::CannotOpen => {
-                    DbError::Unavailable(e.to_string())
-                }
+                ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::CannotOpen
+                | ErrorCode::DiskFull
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::OutOfMemory => DbError::Unavailable(e.to_string()),
                 ErrorCode::TooBig => DbError::TooLarge,
                 _ => DbError::Sqlite(e),
             },

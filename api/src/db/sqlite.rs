@@ -556,8 +556,27 @@ fn write_loop(
             }
             continue;
         }
+        let mut rolled_back = false;
         for job in &mut batch {
             job.run(&conn);
+            // On a full disk, an I/O error or no memory SQLite may roll the
+            // whole transaction back: the jobs run so far are undone, and a
+            // later job's savepoint would commit on its own. None of them
+            // is answered as committed; the rest do not run.
+            if conn.is_autocommit() {
+                rolled_back = true;
+                break;
+            }
+        }
+        if rolled_back {
+            tracing::error!(
+                "SQLite rolled back a group commit of {} write(s)",
+                batch.len()
+            );
+            for job in batch {
+                job.finish(Err("SQLite rolled the transaction back"));
+            }
+            continue;
         }
         match conn.execute_batch("COMMIT") {
             Ok(()) => {
@@ -859,6 +878,48 @@ mod tests {
                 got == *r || Some(&got) == twin.as_ref(),
                 "record {i}: {got:?}"
             );
+        }
+    }
+
+    /// A write during which SQLite rolls the whole transaction back (as it
+    /// may on a full disk): no write of that group commit is answered as
+    /// committed unless it is in the database.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rolled_back_group_commit_is_answered_as_not_committed() {
+        let db = Arc::new(
+            SqliteStore::open("sqlite::memory:", "sqlite::memory:", 4)
+                .await
+                .expect("open"),
+        );
+        for round in 0..5u32 {
+            let records: Vec<FractalRecord> = (0..40).map(|n| record(round * 100 + n)).collect();
+            let writes = records.iter().enumerate().map(|(i, r)| {
+                let (db, r) = (db.clone(), r.clone());
+                async move {
+                    if i == 20 {
+                        db.write(|conn| -> Result<(), DbError> {
+                            conn.execute_batch("ROLLBACK")?;
+                            Err(DbError::Unavailable("disk full (simulated)".into()))
+                        })
+                        .await
+                        .map(drop)
+                    } else {
+                        db.insert(r).await.map(drop)
+                    }
+                }
+            });
+            let answers = futures_util::future::join_all(writes).await;
+            for (i, (answer, r)) in answers.iter().zip(&records).enumerate() {
+                if i == 20 {
+                    continue;
+                }
+                let stored = db.get(r.uuid).await.expect("get").is_some();
+                assert_eq!(
+                    answer.is_ok(),
+                    stored,
+                    "round {round}, write {i}: answered {answer:?}, stored: {stored}"
+                );
+            }
         }
     }
 

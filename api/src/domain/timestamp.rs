@@ -37,11 +37,20 @@ impl Timestamp {
                 super::fractal_id::shorten(text)
             ))
         })?;
-        let time = Self::from_datetime(parsed);
+        // In UTC the year may leave what `time` holds (9999-12-31T23:30-01:00
+        // is in year 10000): checked, where `to_offset` would panic.
+        let out_of_range = || {
+            Invalid(format!(
+                "{:?} is out of range (years 1 to 9999)",
+                super::fractal_id::shorten(text)
+            ))
+        };
+        let utc = parsed
+            .checked_to_offset(UtcOffset::UTC)
+            .ok_or_else(out_of_range)?;
+        let time = Self::from_datetime(utc);
         if !(1..=9999).contains(&time.0.year()) {
-            return Err(Invalid(format!(
-                "{text:?} is out of range (years 1 to 9999)"
-            )));
+            return Err(out_of_range());
         }
         Ok(time)
     }
@@ -94,5 +103,8 @@ mod tests {
         assert!(Timestamp::parse_rfc3339("yesterday").is_err());
         assert!(Timestamp::parse_rfc3339("2026-13-01T00:00:00Z").is_err());
         assert!(Timestamp::parse_rfc3339("0000-01-01T00:00:00Z").is_err());
+        // Past year 9999 once in UTC, and before year 1: refused, no panic.
+        assert!(Timestamp::parse_rfc3339("9999-12-31T23:30:00-01:00").is_err());
+        assert!(Timestamp::parse_rfc3339("0001-01-01T00:30:00+01:00").is_err());
     }
 }

@@ -56,6 +56,11 @@ impl UpdateFractal {
                 "error is longer than {MAX_ERROR_CHARS} characters"
             )));
         }
+        if body.error.as_deref().is_some_and(|e| e.contains('\0')) {
+            return Err(Invalid(
+                "error must not contain NUL characters (PostgreSQL cannot store them)".into(),
+            ));
+        }
         if body.status == Some(FractalStatus::Done) && body.error.is_some() {
             return Err(Invalid(
                 "a done fractal has no error: give status done or an error, not both".into(),

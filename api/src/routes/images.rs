@@ -94,9 +94,14 @@ pub async fn upload(
         let (attached, next) = match planned {
             Ok(planned) => planned,
             Err(conflict) => {
-                // Filesystem store: drop a file an earlier try of ours left.
+                // Filesystem store: drop a file an earlier try of ours left,
+                // unless a concurrent upload of the same image has just
+                // made it the fractal's (re-read: `record` may be old).
                 if record.checksum.as_ref() != Some(png.checksum()) {
-                    state.images.discard(id, png.checksum()).await;
+                    let current = state.db.get(id).await.ok().flatten();
+                    if current.and_then(|r| r.checksum).as_ref() != Some(png.checksum()) {
+                        state.images.discard(id, png.checksum()).await;
+                    }
                 }
                 return Err(conflict.into());
             }

@@ -386,6 +386,14 @@ async fn bad_bodies_get_clear_4xx_and_change_nothing() {
             "generated_by",
         ),
         (
+            "put: NUL in the error (PostgreSQL cannot store it)",
+            put.clone(),
+            json_ct,
+            br#"{"error": "a\u0000b"}"#.to_vec(),
+            422,
+            "error",
+        ),
+        (
             "put: too large",
             put.clone(),
             json_ct,
@@ -479,6 +487,8 @@ async fn hostile_paths_and_query_strings() {
         "results_per_page=99999999999999999999999",
         "unknown=1",
         "page=1&page=2",
+        // Year 10000 once in UTC: used to panic the handler.
+        "updated_before=9999-12-31T23:30:00-01:00",
     ] {
         let message = error_of(app.get(&format!("/v1/fractal?{query}")).await, 400).await;
         assert!(!message.is_empty(), "{query}");

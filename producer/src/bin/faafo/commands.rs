@@ -128,7 +128,17 @@ async fn create(
         if args.seed.is_some() {
             task.seed = args.seed;
         }
-        created.push(api.create(&task).await?);
+        match api.create(&task).await {
+            Ok(fractal) => created.push(fractal),
+            Err(e) => {
+                // Those created so far exist and will be rendered: shown,
+                // not hidden behind the error.
+                if !created.is_empty() {
+                    output::list(&created, format);
+                }
+                return Err(e.into());
+            }
+        }
     }
     // JSON is one document: the fractals as created, or with `--wait` as
     // they ended up.
@@ -285,14 +295,27 @@ async fn list(api: &ApiClient, args: ListArgs, format: Format) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
+/// Writes `bytes` to a file beside `path`, then renames it to `path`: a
+/// failed write (a full disk) leaves `path` as it was, not half a PNG.
+fn write_whole(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 async fn get(api: &ApiClient, args: GetArgs) -> Result<ExitCode, Box<dyn Error>> {
     let png = api.image(&args.uuid).await?;
     let path = args
         .file
         .unwrap_or_else(|| format!("{}.png", args.uuid).into());
-    tokio::fs::write(&path, &png)
-        .await
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    write_whole(&path, &png).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     println!("wrote {} ({} bytes)", path.display(), png.len());
     Ok(ExitCode::SUCCESS)
 }
