@@ -28,7 +28,10 @@ pub enum ApiError {
         message: String,
     },
     /// The API could not be reached (refused, timed out, reset).
-    #[error("cannot reach the faafo API at {endpoint}: {reason}")]
+    #[error(
+        "cannot reach the faafo API at {}: {reason}",
+        crate::messaging::redact_url(endpoint)
+    )]
     Unreachable {
         /// The API's base URL.
         endpoint: String,
@@ -190,7 +193,8 @@ impl ApiClient {
             method: method.to_string(),
             path: path.to_string(),
             status: status.as_u16(),
-            message,
+            // An error page's line breaks must not become log lines.
+            message: crate::configuration::one_line(&message),
         })
     }
 
@@ -506,6 +510,48 @@ mod tests {
             "{json}"
         );
         assert_eq!(api.image(uuid).await.expect("a PNG"), b"abcd");
+        server.await.expect("server");
+    }
+
+    /// A user name and password in the endpoint (reqwest sends them as
+    /// basic auth) are not shown in errors; an error page's line breaks
+    /// are escaped, so it stays one log line.
+    #[tokio::test]
+    async fn errors_hide_credentials_and_stay_on_one_line() {
+        let api = ApiClient::new("http://user:s3cret@127.0.0.1:9", None).expect("client");
+        let error = api
+            .get("01a20784-fe99-72fe-a554-9a9b678b0fe0")
+            .await
+            .expect_err("nothing listens");
+        let shown = error.to_string();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("user:***@127.0.0.1:9"), "{shown}");
+
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let page = "<html>\r\n<h1>502 Bad Gateway</h1>\r\nFAKE LOG LINE\n</html>";
+            let answer = format!(
+                "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n{page}",
+                page.len()
+            );
+            socket.write_all(answer.as_bytes()).await.expect("answer");
+        });
+        let api = ApiClient::new(&endpoint, None).expect("client");
+        let error = api
+            .get("01a20784-fe99-72fe-a554-9a9b678b0fe0")
+            .await
+            .expect_err("a 502");
+        let shown = error.to_string();
+        assert!(!shown.contains('\n') && !shown.contains('\r'), "{shown}");
+        assert!(shown.contains("502 Bad Gateway"), "{shown}");
         server.await.expect("server");
     }
 

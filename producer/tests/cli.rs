@@ -703,3 +703,112 @@ fn create_shows_what_it_created_before_an_error() {
         .count();
     assert_eq!(posts, 2, "it stops at the first refusal");
 }
+
+/// An environment variable that is not UTF-8 text is no reason to panic:
+/// ignored unless it is one of faafo's, which is then a one-line error.
+#[test]
+fn environment_variables_that_are_not_text() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "");
+    let not_text = std::ffi::OsStr::from_bytes(b"\xff\xfe");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_faafo-producer"));
+    command
+        .args(["check-config", "--config-file"])
+        .arg(&config)
+        .env("LEGACY_SETTING", not_text);
+    ok(
+        run(command, "check-config with a foreign variable"),
+        "check-config with a foreign variable that is not UTF-8",
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_faafo-producer"));
+    command
+        .args(["check-config", "--config-file"])
+        .arg(&config)
+        .env("FAAFO_DEFAULT__DEBUG", not_text);
+    let output = run(command, "check-config with a FAAFO_ variable");
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(
+        err.contains("FAAFO_DEFAULT__DEBUG") && err.contains("not UTF-8"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// `faafo up` refuses, at start and in one line, a token setup in which
+/// its own producer could create nothing.
+#[test]
+fn up_refuses_a_token_its_producer_does_not_have() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        "[api]\nauth_strategy = token\nauth_tokens = right-token\n",
+    );
+    let mut command = Command::new(faafo());
+    command
+        .args(["up", "--port", &free_port().to_string(), "--config-file"])
+        .arg(&config);
+    refused(
+        run(command, "faafo up with a wrong token"),
+        "faafo up with a token setup its producer cannot use",
+        "auth_token is not one of [api] auth_tokens",
+    );
+}
+
+/// A second Ctrl-C or SIGTERM ends a stopping `faafo up` at once (exit
+/// status 130), instead of waiting for a long render to finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_stops_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let config = write_config(dir.path(), "[producer]\npoll_interval = 0.2\n");
+    let mut up = Service::start(
+        "up",
+        dir.path(),
+        &config,
+        &["up", "--port", &port.to_string(), "--no-producer"],
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let api = ApiClient::new(&url, None).expect("client");
+    api_ready(&api, &up).await;
+    // A render that takes minutes in a debug build.
+    ok(
+        faafo_at(
+            &url,
+            &[
+                "create",
+                "--width",
+                "4000",
+                "--height",
+                "4000",
+                "--iterations",
+                "100000",
+            ],
+        ),
+        "create a long render",
+    );
+    eventually(
+        "the render is running",
+        Duration::from_secs(30),
+        async || {
+            all(&api, Some(faafo_common::fractal::FractalStatus::Running))
+                .await
+                .len()
+                == 1
+        },
+    )
+    .await;
+    up.signal("TERM");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(up.is_running(), "the first signal waits for the render");
+    let second = std::time::Instant::now();
+    up.signal("TERM");
+    assert_eq!(up.wait(Duration::from_secs(10)), Some(130));
+    assert!(second.elapsed() < Duration::from_secs(10));
+    assert!(
+        up.log_text().contains("a second signal"),
+        "{}",
+        up.log_text()
+    );
+}

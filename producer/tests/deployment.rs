@@ -365,6 +365,13 @@ impl Rendered {
             .unwrap_or_else(|e| panic!("{} was not rendered: {e}", path.display()))
     }
 
+    /// A host's rendered systemd unit.
+    fn unit(&self, host: &str, unit: &str) -> String {
+        let path = self.dir.0.join("units").join(host).join(unit);
+        fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{} was not rendered: {e}", path.display()))
+    }
+
     fn credential(&self, name: &str) -> String {
         fs::read_to_string(self.dir.0.join("credentials").join(name))
             .unwrap_or_else(|e| panic!("credential {name} was not generated: {e}"))
@@ -378,7 +385,7 @@ impl Rendered {
         for entry in fs::read_dir(&self.dir.0).expect("render directory") {
             let entry = entry.expect("entry");
             let host = entry.file_name().to_string_lossy().into_owned();
-            if host == "credentials" {
+            if host == "credentials" || host == "units" {
                 continue;
             }
             let mut files: Vec<String> = fs::read_dir(entry.path())
@@ -472,6 +479,21 @@ fn single_host_configurations_are_accepted_by_check_config() {
         );
     }
 
+    // The units: stop timeouts from the settings, no extra writable path.
+    let worker_unit = rendered.unit(host, "faafo-worker.service");
+    assert!(
+        worker_unit.contains("\nTimeoutStopSec=630\n"),
+        "{worker_unit}"
+    );
+    assert!(!worker_unit.contains("ReadWritePaths"), "{worker_unit}");
+    let producer_unit = rendered.unit(host, "faafo-producer.service");
+    assert!(
+        producer_unit.contains("\nTimeoutStopSec=60\n"),
+        "{producer_unit}"
+    );
+    let api_unit = rendered.unit(host, "faafo-api.service");
+    assert!(api_unit.contains("ExecStart="), "{api_unit}");
+
     // The check is not a formality: a key the programs do not know is refused.
     let broken = rendered.path(host, "broken.conf");
     // (In the file's own [worker] section: a second [worker] would be
@@ -500,7 +522,8 @@ fn multi_host_configurations_with_other_settings_are_accepted_by_check_config() 
                                "messaging": {"call_monitor_timeout": 120}},
         "faafo_producer_extra_config": {"producer": {"min_width": 512, "max_width": 2048,
                                                      "interval": 2.5}},
-        "faafo_api_extra_config": {"api": {"protect_reads": false, "max_results_per_page": 50}}
+        "faafo_api_extra_config": {"api": {"protect_reads": false, "max_results_per_page": 50}},
+        "faafo_worker_extra_config": {"worker": {"exec_timeout": 1800}}
     }"#;
     let rendered = Rendered::new("multi", "multi", extra);
     let expect = |files: &[&str]| files.iter().map(|f| f.to_string()).collect::<Vec<_>>();
@@ -561,6 +584,21 @@ fn multi_host_configurations_with_other_settings_are_accepted_by_check_config() 
             );
         }
     }
+    // The units follow: an image directory outside the state directory is
+    // writable, and a worker's exec_timeout set through *_extra_config
+    // sets its stop timeout (a stop must not kill a render it allows).
+    for api in ["api1.example.org", "api2.example.org"] {
+        let unit = rendered.unit(api, "faafo-api.service");
+        assert!(
+            unit.contains("\nReadWritePaths=/srv/faafo/images\n"),
+            "{unit}"
+        );
+    }
+    let worker_unit = rendered.unit("worker1.example.org", "faafo-worker.service");
+    assert!(
+        worker_unit.contains("\nTimeoutStopSec=1830\n"),
+        "{worker_unit}"
+    );
     let producer = rendered.text("api1.example.org", "producer.conf");
     for needle in [
         "endpoint_url = http://10.0.0.11:5000\n",

@@ -52,7 +52,7 @@ impl ConfigError {
 
 /// Escapes control characters (a section name may hold a newline), so an
 /// error stays one line.
-fn one_line(text: &str) -> String {
+pub fn one_line(text: &str) -> String {
     if !text.chars().any(char::is_control) {
         return text.to_string();
     }
@@ -101,8 +101,25 @@ impl ConfigArgs {
 
     /// Loads and validates the configuration.
     pub fn load(&self) -> Result<FaafoConfig, ConfigError> {
-        load_from(&self.files()?, std::env::vars())
+        load_from(&self.files()?, faafo_variables()?)
     }
+}
+
+/// The `FAAFO_*` variables of the environment. Others are not read (one
+/// that is not UTF-8, which `std::env::vars` panics on, is no concern of
+/// faafo's); a `FAAFO_*` one that is not UTF-8 is an error.
+fn faafo_variables() -> Result<Vec<(String, String)>, ConfigError> {
+    let mut variables = Vec::new();
+    for (key, value) in std::env::vars_os() {
+        let Some(key) = key.to_str().filter(|k| k.starts_with(ENV_PREFIX)) else {
+            continue;
+        };
+        let value = value
+            .into_string()
+            .map_err(|_| ConfigError::new(key, "the value is not UTF-8 text"))?;
+        variables.push((key.to_string(), value));
+    }
+    Ok(variables)
 }
 
 /// Parses one configuration file's text as if it were the only file, with
@@ -297,7 +314,8 @@ pub fn host_name() -> String {
 
 /// Sorted `FAAFO_*` environment, for diagnostics.
 pub fn faafo_environment() -> BTreeMap<String, String> {
-    std::env::vars()
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .filter(|(k, _)| k.starts_with(ENV_PREFIX))
         .collect()
 }

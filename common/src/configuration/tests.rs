@@ -127,8 +127,12 @@ fn semantic_errors_are_caught_without_showing_passwords() {
             "got 'postgresql:/u:***@h/x'",
         ),
         (
+            "[DEFAULT]\nendpoint_url = https://api.example.org\n",
+            "[DEFAULT] endpoint_url: expected an http:// URL",
+        ),
+        (
             "[DEFAULT]\nendpoint_url = ftp://u:hunter22@h/\n",
-            "[DEFAULT] endpoint_url: expected an http:// or https:// URL, got 'ftp://u:***@h/'",
+            "[DEFAULT] endpoint_url: expected an http:// URL (faafo's client speaks plain HTTP; put TLS in a proxy beside it), got 'ftp://u:***@h/'",
         ),
         ("[DEFAULT]\nrpc_codec = xml\n", "[DEFAULT] rpc_codec"),
         // The reader would keep only the second [api]: refused instead.

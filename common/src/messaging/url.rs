@@ -259,10 +259,15 @@ pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return redact_malformed(url);
     };
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => (&rest[..i], &rest[i..]),
+    // The user info ends at the last `@` before the query: a password
+    // with an unencoded `/` is masked whole.
+    let query_at = rest.find('?').unwrap_or(rest.len());
+    let host_at = rest[..query_at].rfind('@').map_or(0, |i| i + 1);
+    let (authority, tail) = match rest[host_at..].find(['/', '?']) {
+        Some(i) => rest.split_at(host_at + i),
         None => (rest, ""),
     };
+    let tail = redact_query(tail);
     let hosts: Vec<String> = authority
         .split(',')
         .map(|h| match h.rsplit_once('@') {
@@ -274,6 +279,27 @@ pub fn redact_url(url: &str) -> String {
         })
         .collect();
     format!("{scheme}://{}{tail}", hosts.join(","))
+}
+
+/// The path and query of a URL with the values of its password parameters
+/// (`?password=`, as sqlx's PostgreSQL driver takes) masked.
+fn redact_query(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else {
+        return tail.to_string();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _))
+                if ["password", "pass", "passwd", "pwd", "sslpassword"]
+                    .contains(&key.to_ascii_lowercase().as_str()) =>
+            {
+                format!("{key}=***")
+            }
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{path}?{}", pairs.join("&"))
 }
 
 /// [`redact_url`] for a string without `://`: it may still carry a password.
@@ -523,6 +549,17 @@ mod tests {
             redact_url("mysql://root:toor@db:3306/faafo"),
             "mysql://root:***@db:3306/faafo"
         );
+        // A password in the query (sqlx's PostgreSQL takes one there), or
+        // one with an unencoded `/`.
+        assert_eq!(
+            redact_url("postgresql://faafo@db/faafo?sslmode=require&password=s3cret"),
+            "postgresql://faafo@db/faafo?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact_url("mysql://u:pa/ss@h:3306/db"),
+            "mysql://u:***@h:3306/db"
+        );
+        assert_eq!(redact_url("rabbit://h/v?x=1"), "rabbit://h/v?x=1");
         // Not quite URLs: the password is masked all the same.
         for (typed, shown) in [
             ("mysql//root:toor@db/x", "mysql//root:***@db/x"),

@@ -96,7 +96,7 @@ impl BatchWriter {
         ))
     }
 
-    /// Lines dropped so far because the queue was full.
+    /// Lines dropped so far: the queue was full, or writing them failed.
     pub fn dropped_lines(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
     }
@@ -172,11 +172,11 @@ fn write_loop<W: Write>(shared: &Shared, mut out: W) {
             std::mem::swap(&mut queue.bytes, &mut batch);
             queue.stopping
         };
-        write_out(&mut out, &mut batch);
+        write_out(shared, &mut out, &mut batch);
         if stopping {
             // The lines that came while the last batch was being written.
             let mut rest = std::mem::take(&mut shared.lock().bytes);
-            write_out(&mut out, &mut rest);
+            write_out(shared, &mut out, &mut rest);
             return;
         }
     }
@@ -184,9 +184,15 @@ fn write_loop<W: Write>(shared: &Shared, mut out: W) {
 
 /// Writes `batch` and empties it, keeping a buffer of at most [`WAKE_AT`]
 /// (after a burst, the queue need not keep holding its size in memory).
-fn write_out<W: Write>(out: &mut W, batch: &mut Vec<u8>) {
-    // Nowhere to report a failed write of the log itself.
-    let _ = out.write_all(batch).and_then(|()| out.flush());
+/// Lines a failed write lost (a full disk) are counted as dropped, and the
+/// first failure is said once on standard error.
+fn write_out<W: Write>(shared: &Shared, out: &mut W, batch: &mut Vec<u8>) {
+    if let Err(e) = out.write_all(batch).and_then(|()| out.flush()) {
+        let lines = batch.iter().filter(|&&b| b == b'\n').count().max(1) as u64;
+        if shared.dropped.fetch_add(lines, Ordering::Relaxed) == 0 {
+            eprintln!("faafo: cannot write the log ({e}): lines are dropped and counted");
+        }
+    }
     batch.clear();
     batch.shrink_to(WAKE_AT);
 }
@@ -253,6 +259,30 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "{what}");
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// An output that always fails, as a full disk does.
+    struct Full;
+
+    impl Write for Full {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("no space left on device"))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_a_failed_write_lost_are_counted() {
+        let (writer, guard) = BatchWriter::spawn("test-log", Full, DEFAULT_LIMIT).expect("spawn");
+        let mut w = writer.clone();
+        for i in 0..10 {
+            w.write_all(format!("line {i}\n").as_bytes())
+                .expect("write");
+        }
+        drop(guard);
+        assert_eq!(writer.dropped_lines(), 10);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use faafo_common::shutdown::Shutdown;
 use faafo_common::telemetry::{self, TelemetryGuard, TelemetrySettings};
 use faafo_producer::{Producer, ProducerSettings, ResilientApi};
 use faafo_worker::service::{self, WorkerSettings};
-use tracing::info;
+use tracing::{error, info, warn};
 
 /// Options of `up`.
 #[derive(Debug, Args)]
@@ -54,6 +54,22 @@ pub async fn run(
     ))?);
     if let Some(port) = args.port {
         config.api.bind_port = port;
+    }
+    // The producer writes to the API of the same process: with tokens
+    // required, its own must be one of them, or nothing is ever created.
+    if config.api.auth_strategy == "token"
+        && !args.no_producer
+        && !config
+            .api
+            .auth_tokens
+            .0
+            .contains(&config.default.auth_token)
+    {
+        return Err(
+            "[api] auth_strategy = token, but [DEFAULT] auth_token is not one of \
+                    [api] auth_tokens: the producer of faafo up could create no fractal"
+                .into(),
+        );
     }
     let state = config.state_path();
     std::fs::create_dir_all(&state)
@@ -104,8 +120,14 @@ pub async fn run(
 
     signal.wait().await;
     info!("stopping faafo");
-    let _ = producer.await;
-    worker.stop().await;
+    if let Err(e) = producer.await {
+        error!("the producer task failed: {e}");
+    }
+    // Renders in progress get the same grace as the producer's calls.
+    let grace = std::time::Duration::from_secs(config.producer.shutdown_grace);
+    if tokio::time::timeout(grace, worker.stop()).await.is_err() {
+        warn!("stopping without the renders still in progress after {grace:?}");
+    }
     api_stop.trigger();
     match api_task.await {
         Ok(Ok(())) => {}
