@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use faafo_common::api_client::ApiClient;
 use faafo_common::configuration::FaafoConfig;
-use faafo_common::fractal::{FractalStatus, NewFractal, ProcessArgs, TaskResult};
+use faafo_common::fractal::{FractalStatus, ProcessArgs, TaskResult};
 use faafo_common::messaging::{
     Endpoint, RemoteError, RequestContext, RpcServer, Target, Transport,
 };
@@ -20,26 +20,7 @@ use faafo_common::shutdown::Shutdown;
 use faafo_producer::{Producer, ProducerSettings, ResilientApi};
 
 mod support;
-use support::LocalApi;
-
-/// A fractal the producer will create and dispatch.
-fn task(uuid: &str) -> NewFractal {
-    NewFractal {
-        uuid: Some(uuid.into()),
-        width: 64,
-        height: 64,
-        iterations: 32,
-        xa: -1.5,
-        xb: 1.5,
-        ya: -1.5,
-        yb: 1.5,
-        seed: Some(1),
-        c_re: None,
-        c_im: None,
-        status: None,
-        attempts: None,
-    }
-}
+use support::{LocalApi, tiny_task};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_workers_answers_are_failed_attempts_stored_nowhere() {
@@ -54,7 +35,9 @@ async fn a_broken_workers_answers_are_failed_attempts_stored_nowhere() {
 
     // The other task exists, pending, untouched by anyone.
     let other = "01a20784-fe99-72fe-a554-000000000002";
-    api.create(&task(other)).await.expect("the other task");
+    api.create(&tiny_task(Some(other)))
+        .await
+        .expect("the other task");
 
     let transport = Transport::connect(&config.default.transport_url)
         .await
@@ -110,7 +93,7 @@ async fn a_broken_workers_answers_are_failed_attempts_stored_nowhere() {
         shutdown.clone(),
     );
     let asked = "01a20784-fe99-72fe-a554-000000000001";
-    let report = producer.one_shot(vec![task(asked)]).await;
+    let report = producer.one_shot(vec![tiny_task(Some(asked))]).await;
     assert_eq!(report.failed, 1, "{report:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 3, "one call per attempt");
 

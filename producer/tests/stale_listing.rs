@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use faafo_common::api_client::ApiClient;
 use faafo_common::configuration::FaafoConfig;
-use faafo_common::fractal::{FractalStatus, FractalUpdate, NewFractal, ProcessArgs};
+use faafo_common::fractal::{FractalStatus, FractalUpdate, ProcessArgs};
 use faafo_common::messaging::{
     Endpoint, RemoteError, RequestContext, RpcClient, RpcServer, Target, Transport,
 };
@@ -19,25 +19,7 @@ use faafo_common::shutdown::Shutdown;
 use faafo_producer::{Outcome, Producer, ProducerSettings, ResilientApi};
 
 mod support;
-use support::LocalApi;
-
-fn task() -> NewFractal {
-    NewFractal {
-        uuid: None,
-        width: 64,
-        height: 64,
-        iterations: 32,
-        xa: -1.5,
-        xb: 1.5,
-        ya: -1.5,
-        yb: 1.5,
-        seed: Some(1),
-        c_re: None,
-        c_im: None,
-        status: None,
-        attempts: None,
-    }
-}
+use support::{LocalApi, tiny_task};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_changed_since_it_was_listed_is_left_alone() {
@@ -80,7 +62,7 @@ async fn a_task_changed_since_it_was_listed_is_left_alone() {
     let dispatcher = producer.dispatcher().clone();
 
     // Listed pending, then finished (failed) before its dispatch began.
-    let listed = api.create(&task()).await.expect("a task");
+    let listed = api.create(&tiny_task(None)).await.expect("a task");
     let failed = FractalUpdate {
         status: Some(FractalStatus::Failed),
         error: Some("finished elsewhere".into()),
@@ -100,7 +82,7 @@ async fn a_task_changed_since_it_was_listed_is_left_alone() {
     assert_eq!(after.attempts, 3);
 
     // Listed pending, then taken by someone else (running, attempt 1).
-    let listed = api.create(&task()).await.expect("a task");
+    let listed = api.create(&tiny_task(None)).await.expect("a task");
     let running = FractalUpdate {
         status: Some(FractalStatus::Running),
         attempts: Some(1),
@@ -113,7 +95,7 @@ async fn a_task_changed_since_it_was_listed_is_left_alone() {
     assert_eq!(calls.load(Ordering::SeqCst), 0, "no second call for it");
 
     // Still as listed: dispatched (and marked failed, as this worker says).
-    let listed = api.create(&task()).await.expect("a task");
+    let listed = api.create(&tiny_task(None)).await.expect("a task");
     let claim = dispatcher.claim(&listed.uuid).expect("not claimed yet");
     let outcome = dispatcher.clone().dispatch(listed.clone(), claim).await;
     assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");

@@ -386,6 +386,26 @@ pub fn small_task(
     }
 }
 
+/// A 64 x 64 fractal of 32 iterations with seed 1 and the given uuid (or
+/// one the API gives it).
+pub fn tiny_task(uuid: Option<&str>) -> faafo_common::fractal::NewFractal {
+    faafo_common::fractal::NewFractal {
+        uuid: uuid.map(str::to_string),
+        width: 64,
+        height: 64,
+        iterations: 32,
+        xa: -1.5,
+        xb: 1.5,
+        ya: -1.5,
+        yb: 1.5,
+        seed: Some(1),
+        c_re: None,
+        c_im: None,
+        status: None,
+        attempts: None,
+    }
+}
+
 /// The API in this process, on SQLite in the config's `state_path`, on a
 /// free port of 127.0.0.1; `config`'s `endpoint_url` is set to it.
 pub struct LocalApi {
