@@ -4,9 +4,10 @@
 //! serves until the given future resolves, then finishes the requests in
 //! flight and closes the database.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use faafo_common::configuration::FaafoConfig;
@@ -125,7 +126,7 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then lets the requests in flight
-    /// finish and closes the database.
+    /// finish, for at most [`SHUTDOWN_DRAIN`], and closes the database.
     pub async fn run_until_stopped<F>(self, shutdown: F) -> std::io::Result<()>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -133,14 +134,36 @@ impl Application {
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let stopping = Arc::new(tokio::sync::Notify::new());
+        let signal = stopping.clone();
+        let serve = axum::serve(self.listener, service).with_graceful_shutdown(async move {
+            shutdown.await;
+            signal.notify_one();
+        });
+        // A connection that never finishes its request (a client sending
+        // its headers a byte a minute, a stalled upload) must not keep the
+        // process, and the database, from stopping.
+        let deadline = async {
+            stopping.notified().await;
+            tokio::time::sleep(SHUTDOWN_DRAIN).await;
+        };
+        let result = tokio::select! {
+            result = serve.into_future() => result,
+            () = deadline => {
+                tracing::warn!(
+                    "stopping with requests still unfinished after {SHUTDOWN_DRAIN:?}"
+                );
+                Ok(())
+            }
+        };
         self.state.db.close().await;
         tracing::info!("faafo-api stopped");
         result
     }
 }
+
+/// The longest a stopping API waits for the requests in flight.
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 
 /// `host:port`, with brackets around an IPv6 host.
 fn bind_address(host: &str, port: u16) -> String {

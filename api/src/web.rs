@@ -125,8 +125,8 @@ async fn render_index(state: &AppState, page: u64) -> Result<Response, ApiError>
             }
             @for record in &records {
                 article.fractal {
-                    a.thumb href={ "/fractal/" (record.uuid) } {
-                        img src={ "/fractal/" (record.uuid) } alt={ "Julia set " (record.uuid) }
+                    a.thumb href=(image_url(record)) {
+                        img src=(image_url(record)) alt={ "Julia set " (record.uuid) }
                             width=(record.width) height=(record.height);
                     }
                     (details(record))
@@ -159,6 +159,15 @@ fn page_url(page: u64) -> String {
 }
 
 /// The original's details table, plus c.
+/// The image's URL with its checksum: the image is cached for good, and a
+/// uuid used again after a delete must not show the old picture.
+fn image_url(r: &FractalRecord) -> String {
+    match &r.checksum {
+        Some(checksum) => format!("/fractal/{}?v={checksum}", r.uuid),
+        None => format!("/fractal/{}", r.uuid),
+    }
+}
+
 fn details(r: &FractalRecord) -> Markup {
     html! {
         table {
@@ -223,8 +232,8 @@ pub async fn show(
         main {
             article.fractal {
                 @if done {
-                    a.thumb href={ "/fractal/" (record.uuid) } {
-                        img src={ "/fractal/" (record.uuid) } alt={ "Julia set " (record.uuid) }
+                    a.thumb href=(image_url(&record)) {
+                        img src=(image_url(&record)) alt={ "Julia set " (record.uuid) }
                             width=(record.width) height=(record.height);
                     }
                 }

@@ -13,10 +13,17 @@ use crate::domain::{Outcome, PngImage, Timestamp};
 use crate::error::ApiError;
 use crate::extract::{PathId, QueryString, body_bytes};
 use crate::routes::fractals::{MAX_WRITE_ATTEMPTS, busy};
+use crate::settings::AuthPolicy;
 use crate::state::AppState;
 
-/// Cache policy of an image: a done fractal's image never changes.
+/// Cache policy of an image: a done fractal's image never changes (the
+/// page links it with its checksum, `?v=<sha256>`, so a uuid reused after a
+/// delete is another URL).
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// The same when reads need a token: no shared cache may keep it (the
+/// token is a header of faafo's own, which caches know nothing about).
+const PRIVATE_IMMUTABLE: &str = "private, max-age=31536000, immutable";
 
 /// `PUT /v1/fractal/{uuid}/image`: stores the fractal's PNG (raw bytes,
 /// `Content-Type: image/png`). Its sha256 must match the checksum the
@@ -176,7 +183,22 @@ pub async fn image(
     let etag_value = HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.to_string()))?;
     let cache = [
         (ETAG, etag_value),
-        (CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE)),
+        (
+            CACHE_CONTROL,
+            HeaderValue::from_static(
+                if matches!(
+                    state.settings.auth,
+                    AuthPolicy::Token {
+                        protect_reads: true,
+                        ..
+                    }
+                ) {
+                    PRIVATE_IMMUTABLE
+                } else {
+                    IMMUTABLE
+                },
+            ),
+        ),
     ];
     if headers
         .get_all(IF_NONE_MATCH)

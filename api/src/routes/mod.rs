@@ -8,7 +8,10 @@ pub mod images;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn_with_state;
+use axum::http::HeaderValue;
+use axum::http::header::X_CONTENT_TYPE_OPTIONS;
+use axum::middleware::{from_fn_with_state, map_response};
+use axum::response::Response;
 use axum::routing::{get, put};
 
 use crate::state::AppState;
@@ -48,6 +51,16 @@ pub fn router(state: AppState) -> Router {
         .fallback(health::not_found)
         .method_not_allowed_fallback(health::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.settings.max_body_size))
+        .layer(map_response(no_sniffing))
         .layer(from_fn_with_state(state.clone(), request_log::track))
         .with_state(state)
+}
+
+/// Every answer is what its Content-Type says: a browser must not guess
+/// HTML in an error that echoes a client's input.
+async fn no_sniffing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
 }

@@ -137,12 +137,45 @@ async fn reads_are_public_unless_protected() {
         "/openapi.json".into(),
     ];
     for path in &reads {
+        let response = send(&app, Method::GET, path, None, None).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        // What each answer is, the browser takes from Content-Type alone.
         assert_eq!(
-            send(&app, Method::GET, path, None, None).await.status(),
-            StatusCode::OK,
+            response.headers()["x-content-type-options"],
+            "nosniff",
             "{path}"
         );
     }
+    // A public image may sit in shared caches; the page links it with its
+    // checksum, so a uuid used again after a delete is another URL.
+    let image = send(
+        &app,
+        Method::GET,
+        &format!("/fractal/{}", done.uuid),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        image.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    let page = send(
+        &app,
+        Method::GET,
+        &format!("/show/{}", done.uuid),
+        None,
+        None,
+    )
+    .await
+    .text()
+    .await
+    .expect("the page");
+    let checksum = done.checksum.clone().expect("checksum");
+    assert!(
+        page.contains(&format!("src=\"/fractal/{}?v={checksum}\"", done.uuid)),
+        "{page}"
+    );
     // The document says which operations need the token.
     let doc: Value = app.get("/openapi.json").await.json().await.expect("json");
     assert_eq!(
@@ -170,6 +203,19 @@ async fn reads_are_public_unless_protected() {
             "{path}"
         );
     }
+    // A protected image is no shared cache's to keep.
+    let image = send(
+        &app,
+        Method::GET,
+        &format!("/fractal/{}", done.uuid),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(
+        image.headers()["cache-control"],
+        "private, max-age=31536000, immutable"
+    );
     for path in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
         assert_eq!(
             send(&app, Method::GET, path, None, None).await.status(),

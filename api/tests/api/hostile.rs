@@ -4,7 +4,9 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, error_of, new_fractal, spawn_app_with};
+use std::time::Duration;
+
+use crate::helpers::{Backend, TestApp, error_of, new_fractal, spawn_app, spawn_app_with};
 
 const MAX_BODY: u64 = 256 * 1024;
 
@@ -596,4 +598,30 @@ fn url_encode(text: &str) -> String {
             }
         })
         .collect()
+}
+
+/// A client that never finishes its request (headers sent a byte at a
+/// time, then nothing) does not keep a stopping API, and its database,
+/// from stopping: at most SHUTDOWN_DRAIN.
+#[tokio::test]
+async fn a_stalled_client_does_not_hold_the_shutdown() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app(Backend::Sqlite).await;
+    let address = app.url.trim_start_matches("http://").to_string();
+    let mut stalled = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    stalled
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .expect("part of a request");
+    // The server has the connection (and its half request) before the stop.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::timeout(
+        faafo_api::startup::SHUTDOWN_DRAIN + Duration::from_secs(10),
+        app.stop(),
+    )
+    .await
+    .expect("the API stops despite the stalled client");
+    drop(stalled);
 }

@@ -109,7 +109,7 @@ pub(crate) mod testing_support {
             .broker
             .publish(&publication, deadline)
             .await?
-            .outcome()
+            .outcome_by(deadline)
             .await?
         {
             PublishOutcome::Delivered => Ok(()),

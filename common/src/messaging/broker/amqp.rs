@@ -74,7 +74,10 @@ enum LinkState {
 struct Link {
     host: String,
     connection: Connection,
-    publisher: tokio::sync::Mutex<Option<Channel>>,
+    /// The publishing channel and its generation (which channel failed
+    /// is told by generation: channel ids are reused).
+    publisher: tokio::sync::Mutex<Option<(u64, Channel)>>,
+    generations: std::sync::atomic::AtomicU64,
     declared: Mutex<HashSet<String>>,
 }
 
@@ -144,10 +147,21 @@ impl AmqpBroker {
         loop {
             let link = self.inner.wait_up(deadline).await?;
             attempt += 1;
-            match link.publish(publication).await {
+            // A blocked connection (a RabbitMQ memory or disk alarm) takes
+            // the message and never answers: bounded by the deadline.
+            let published = match tokio::time::timeout_at(deadline, link.publish(publication)).await
+            {
+                Ok(published) => published,
+                Err(_) => {
+                    return Err(MessagingError::Disconnected(
+                        "the broker did not take the message in time (is it blocked by a resource alarm?)"
+                            .into(),
+                    ));
+                }
+            };
+            match published {
                 Ok(confirm) => return Ok(PendingConfirm::Amqp(confirm)),
                 Err(e) => {
-                    link.reset_publisher().await;
                     let connected = link.connection.status().connected();
                     let refused = e.is_amqp_soft_error();
                     debug!(error = %e, attempt, connected, "publish failed");
@@ -265,7 +279,7 @@ impl AmqpBroker {
             _ => None,
         };
         if let Some(link) = link {
-            link.reset_publisher().await;
+            link.reset_publisher(None).await;
         }
         self.inner.shutdown.cancel();
         let mut rx = self.inner.state.subscribe();
@@ -321,6 +335,7 @@ impl Inner {
             host: self.url.hosts[index].to_string(),
             connection,
             publisher: tokio::sync::Mutex::new(None),
+            generations: std::sync::atomic::AtomicU64::new(0),
             declared: Mutex::new(HashSet::new()),
         });
         link.publisher().await.map_err(|e| e.to_string())?;
@@ -438,13 +453,14 @@ async fn wait_for_failure(
 }
 
 impl Link {
-    /// The publishing channel (confirm mode), re-created if it died.
-    async fn publisher(&self) -> lapin::Result<Channel> {
+    /// The publishing channel (confirm mode) and its generation,
+    /// re-created if it died.
+    async fn publisher(&self) -> lapin::Result<(u64, Channel)> {
         let mut slot = self.publisher.lock().await;
-        if let Some(channel) = slot.as_ref()
+        if let Some((generation, channel)) = slot.as_ref()
             && channel.status().connected()
         {
-            return Ok(channel.clone());
+            return Ok((*generation, channel.clone()));
         }
         let channel = self.connection.create_channel().await?;
         channel
@@ -454,29 +470,65 @@ impl Link {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
-        *slot = Some(channel.clone());
-        Ok(channel)
+        let generation = self
+            .generations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *slot = Some((generation, channel.clone()));
+        Ok((generation, channel))
     }
 
-    async fn reset_publisher(&self) {
+    /// Closes the publishing channel of `failed` generation (all, with
+    /// `None`), so that the next publish opens a fresh one; a channel
+    /// another publish already opened in its place stays.
+    async fn reset_publisher(&self, failed: Option<u64>) {
         let mut slot = self.publisher.lock().await;
-        if let Some(channel) = slot.take()
+        let stale = match (slot.as_ref(), failed) {
+            (Some((generation, _)), Some(failed)) => *generation == failed,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if stale
+            && let Some((_, channel)) = slot.take()
             && channel.status().connected()
         {
             let _ = channel.close(200, "OK".into()).await;
         }
     }
 
+    /// Publishes on the publishing channel; on failure, closes that channel
+    /// (and only that one) for the next publish to open a fresh one.
     async fn publish(&self, p: &Publication) -> lapin::Result<lapin::PublisherConfirm> {
-        let channel = self.publisher().await?;
+        let (generation, channel) = match self.publisher().await {
+            Ok(publisher) => publisher,
+            Err(e) => {
+                self.reset_publisher(None).await;
+                return Err(e);
+            }
+        };
+        let published = self.publish_on(&channel, p).await;
+        if published.is_err() {
+            self.reset_publisher(Some(generation)).await;
+        }
+        published
+    }
+
+    async fn publish_on(
+        &self,
+        channel: &Channel,
+        p: &Publication,
+    ) -> lapin::Result<lapin::PublisherConfirm> {
         if let Some(spec) = &p.declare {
-            let known = self
-                .declared
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&spec.name);
+            // An auto-delete exchange (a fanout's) goes with its last
+            // queue: declared before every publish, never taken as known,
+            // or a publish to it would fail its channel with NOT_FOUND.
+            let known = !spec.auto_delete
+                && self
+                    .declared
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains(&spec.name);
             if !known {
-                declare_exchange(&channel, spec).await?;
+                declare_exchange(channel, spec).await?;
                 self.declared
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())

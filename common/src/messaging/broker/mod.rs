@@ -111,6 +111,17 @@ pub(crate) enum PendingConfirm {
 }
 
 impl PendingConfirm {
+    /// Waits for the broker's confirmation until `deadline` (a blocked
+    /// broker confirms nothing): then fails as disconnected.
+    pub(crate) async fn outcome_by(self, deadline: Instant) -> Result<PublishOutcome> {
+        match tokio::time::timeout_at(deadline, self.outcome()).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(MessagingError::Disconnected(
+                "the broker did not confirm the message in time".into(),
+            )),
+        }
+    }
+
     /// Waits for the broker's confirmation.
     pub(crate) async fn outcome(self) -> Result<PublishOutcome> {
         match self {
@@ -155,11 +166,19 @@ impl Acker {
     /// Acknowledges: the broker forgets the message.
     pub(crate) async fn ack(self) -> Result<()> {
         match self {
-            Acker::Amqp { acker, .. } => acker
-                .ack(lapin::options::BasicAckOptions::default())
-                .await
-                .map(drop)
-                .map_err(|e| MessagingError::Disconnected(format!("could not acknowledge: {e}"))),
+            Acker::Amqp { acker, .. } => {
+                match acker.ack(lapin::options::BasicAckOptions::default()).await {
+                    Ok(true) => Ok(()),
+                    // Not sent: the channel died first; the broker will deliver
+                    // the message again.
+                    Ok(false) => Err(MessagingError::Disconnected(
+                        "could not acknowledge: the channel is gone".into(),
+                    )),
+                    Err(e) => Err(MessagingError::Disconnected(format!(
+                        "could not acknowledge: {e}"
+                    ))),
+                }
+            }
             Acker::Memory(m) => {
                 m.settle(memory::Settle::Ack);
                 Ok(())
@@ -171,11 +190,18 @@ impl Acker {
     /// Rejects: back to the queue (`requeue`) or dead-lettered / dropped.
     pub(crate) async fn reject(self, requeue: bool) -> Result<()> {
         match self {
-            Acker::Amqp { acker, .. } => acker
+            Acker::Amqp { acker, .. } => match acker
                 .reject(lapin::options::BasicRejectOptions { requeue })
                 .await
-                .map(drop)
-                .map_err(|e| MessagingError::Disconnected(format!("could not reject: {e}"))),
+            {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(MessagingError::Disconnected(
+                    "could not reject: the channel is gone".into(),
+                )),
+                Err(e) => Err(MessagingError::Disconnected(format!(
+                    "could not reject: {e}"
+                ))),
+            },
             Acker::Memory(m) => {
                 m.settle(if requeue {
                     memory::Settle::Requeue

@@ -124,7 +124,7 @@ impl Notifier {
                     .broker
                     .publish(&publication, deadline)
                     .await?
-                    .outcome()
+                    .outcome_by(deadline)
                     .await?;
                 match outcome {
                     PublishOutcome::Delivered => break,

@@ -335,7 +335,7 @@ impl RpcClient {
                 .publish(&publication, deadline)
                 .await
             {
-                Ok(confirm) => confirm.outcome().await,
+                Ok(confirm) => confirm.outcome_by(deadline).await,
                 Err(e) => Err(e),
             };
             match result {

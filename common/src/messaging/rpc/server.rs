@@ -390,7 +390,18 @@ impl ServerContext {
         };
         let acker = match self.ack_mode {
             AckMode::BeforeDispatch => {
-                let _ = acker.ack().await;
+                // At most once: a request whose acknowledgement did not
+                // reach the broker will be delivered again (perhaps to
+                // another server), so it does not run here.
+                if let Err(e) = acker.ack().await {
+                    debug!(error = %e, "not acknowledged: left to its redelivery");
+                    if let Some(unique_id) = &request.unique_id {
+                        for held in self.duplicates.finish(unique_id, false, None) {
+                            settle(held, false).await;
+                        }
+                    }
+                    return;
+                }
                 None
             }
             AckMode::AfterDispatch => Some(acker),
@@ -477,7 +488,7 @@ impl ServerContext {
                 .publish(&publication, deadline)
                 .await
             {
-                let _ = confirm.outcome().await;
+                let _ = confirm.outcome_by(deadline).await;
             }
         }
     }
@@ -552,7 +563,7 @@ impl ServerContext {
                 .publish(&publication, deadline)
                 .await
             {
-                Ok(confirm) => confirm.outcome().await,
+                Ok(confirm) => confirm.outcome_by(deadline).await,
                 Err(e) => Err(e),
             };
             match outcome {
