@@ -250,6 +250,26 @@ async fn nobody_listening_fails_at_once(env: TestBroker) {
     assert!(matches!(err, MessagingError::Undeliverable { .. }), "{err}");
 }
 
+/// A request nobody took before its call timed out expires from the queue
+/// (its TTL is the call's timeout), consumers or not.
+async fn calls_nobody_took_expire_from_the_queue(env: TestBroker) {
+    let t = env.transport().await;
+    // The server declares the queue, then leaves: the queue stays.
+    let server = start_server(&t, "unattended", "h1", Arc::default()).await;
+    server.stop().await;
+    let client =
+        RpcClient::new(&t, Target::topic("unattended")).timeout(Duration::from_millis(200));
+    let err = client
+        .call::<_, Value>(&ctx(), "echo", &EchoArgs { value: json!(1) })
+        .await
+        .expect_err("nobody answers");
+    assert!(matches!(err, MessagingError::Timeout { .. }), "{err}");
+    eventually("the request expired from the queue", async || {
+        queue_depth(&t, "unattended").await.ok().flatten() == Some(0)
+    })
+    .await;
+}
+
 async fn slow_servers_time_out(env: TestBroker) {
     let t = env.transport().await;
     let server = start_server(&t, "slow", "h1", Arc::default()).await;
@@ -855,6 +875,7 @@ faafo_common::on_both_transports!(
     calls_can_address_one_server,
     nobody_listening_fails_at_once,
     slow_servers_time_out,
+    calls_nobody_took_expire_from_the_queue,
     remote_errors_keep_class_module_and_message,
     unknown_methods_and_versions_are_typed_errors,
     many_calls_in_flight_get_their_own_replies,

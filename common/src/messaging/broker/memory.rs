@@ -48,6 +48,9 @@ struct State {
     queues: HashMap<String, Queue>,
     next_tag: u64,
     next_consumer: u64,
+    /// Order of arrival of every message, so a requeued one goes back to
+    /// its place (as in RabbitMQ), not to the front.
+    next_seq: u64,
     /// Values whose drop may take the lock again; dropped after unlocking.
     graveyard: Vec<Box<dyn std::any::Any + Send>>,
 }
@@ -77,6 +80,7 @@ struct Stored {
     routing_key: String,
     expires_at: Option<Instant>,
     redelivered: bool,
+    seq: u64,
 }
 
 struct Consumer {
@@ -134,7 +138,12 @@ impl MemoryBroker {
 
     /// Ready messages in a queue (`None` if there is no such queue).
     pub(crate) fn queue_depth(&self, name: &str) -> Option<usize> {
-        lock(&self.state).queues.get(name).map(|q| q.ready.len())
+        let mut state = lock(&self.state);
+        // Expired messages at the head are gone, as RabbitMQ counts them.
+        state.pump(name, &self.state);
+        let depth = state.queues.get(name).map(|q| q.ready.len());
+        unlock(state);
+        depth
     }
 
     pub(crate) fn publish(&self, p: &Publication) -> Result<PublishOutcome> {
@@ -149,12 +158,14 @@ impl MemoryBroker {
         if let Some(spec) = &p.declare {
             state.declare_exchange(spec)?;
         }
+        state.next_seq += 1;
         let stored = Stored {
             body: p.body.clone(),
             content_type: p.content_type.to_string(),
             routing_key: p.routing_key.clone(),
             expires_at: p.expiration.map(|ttl| Instant::now() + ttl),
             redelivered: false,
+            seq: state.next_seq,
         };
         let targets = state.route(&p.exchange, &p.routing_key)?;
         if targets.is_empty() {
@@ -393,6 +404,19 @@ impl State {
                 return;
             };
             let now = Instant::now();
+            // Expired messages at the head go (or are dead-lettered) whether
+            // or not anyone consumes, as RabbitMQ's do.
+            while queue
+                .ready
+                .front()
+                .is_some_and(|m| m.expires_at.is_some_and(|t| t <= now))
+            {
+                if let Some(message) = queue.ready.pop_front()
+                    && let Some(dlx) = &queue.spec.dead_letter_exchange
+                {
+                    dead_letters.push((dlx.clone(), message));
+                }
+            }
             while !queue.ready.is_empty() && !queue.consumers.is_empty() {
                 let n = queue.consumers.len();
                 let Some(slot) = (0..n).map(|i| (queue.next_consumer + i) % n).find(|&i| {
@@ -467,6 +491,8 @@ impl State {
     fn dead_letter(&mut self, exchange: &str, mut message: Stored, state: &Arc<Mutex<State>>) {
         message.expires_at = None;
         message.redelivered = false;
+        self.next_seq += 1;
+        message.seq = self.next_seq;
         let targets = self
             .route(exchange, &message.routing_key)
             .unwrap_or_default();
@@ -583,7 +609,8 @@ impl MemoryAcker {
                 Settle::Ack => None,
                 Settle::Requeue => {
                     message.redelivered = true;
-                    queue.ready.push_front(message);
+                    let place = queue.ready.partition_point(|m| m.seq < message.seq);
+                    queue.ready.insert(place, message);
                     None
                 }
                 Settle::Discard => queue
@@ -678,5 +705,65 @@ mod tests {
         assert!(topic_matches("a.#", "a"));
         assert!(topic_matches("a.#.c", "a.b.b.c"));
         assert!(!topic_matches("a.*.c", "a.c"));
+    }
+
+    /// Requeued messages go back to their places, as in RabbitMQ: the
+    /// order a stopping consumer gives back its unstarted deliveries in
+    /// does not reorder the queue.
+    #[tokio::test]
+    async fn requeued_messages_keep_their_order() {
+        let broker = MemoryBroker::open(&format!("requeue-order-{}", std::process::id()));
+        let queue = QueueSpec {
+            name: "ordered".into(),
+            durable: false,
+            auto_delete: false,
+            expires: None,
+            dead_letter_exchange: None,
+        };
+        broker.declare(&queue, &[]).expect("declare");
+        let publish = |n: u8| Publication {
+            declare: None,
+            exchange: String::new(),
+            routing_key: "ordered".into(),
+            body: Arc::from(vec![n]),
+            content_type: "application/json".into(),
+            expiration: None,
+            mandatory: true,
+        };
+        for n in 1..=3 {
+            broker.publish(&publish(n)).expect("publish");
+        }
+        let spec = SubscriptionSpec {
+            queue,
+            bindings: Vec::new(),
+            prefetch: 3,
+            auto_ack: false,
+        };
+        let mut first = broker.subscribe(spec.clone()).expect("subscribe");
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            match first.events.recv().await {
+                Some(SubscriptionEvent::Delivery(d)) => held.push(d),
+                _ => panic!("three deliveries"),
+            }
+        }
+        first.handle.cancel().await;
+        // Given back in the order received, as a stopping consumer does.
+        for d in held {
+            d.acker.reject(true).await.expect("requeue");
+        }
+        let mut second = broker.subscribe(spec).expect("subscribe again");
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            match second.events.recv().await {
+                Some(SubscriptionEvent::Delivery(d)) => {
+                    assert!(d.redelivered);
+                    order.push(d.body[0]);
+                    d.acker.ack().await.expect("ack");
+                }
+                _ => panic!("three deliveries again"),
+            }
+        }
+        assert_eq!(order, vec![1, 2, 3]);
     }
 }
