@@ -96,6 +96,16 @@ pub enum DbError {
 /// MySQL's "Got a packet bigger than 'max_allowed_packet' bytes".
 const ER_NET_PACKET_TOO_LARGE: u16 = 1153;
 
+/// Server errors that a later try may not meet: MySQL 1213 (deadlock),
+/// 1205 (lock wait timeout), 1053 (server shutdown); PostgreSQL 40P01
+/// (deadlock), 40001 (serialization failure), 57P01 (admin shutdown).
+fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
+    if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return matches!(mysql.number(), 1213 | 1205 | 1053);
+    }
+    matches!(db.code().as_deref(), Some("40P01" | "40001" | "57P01"))
+}
+
 impl From<sqlx::Error> for DbError {
     fn from(e: sqlx::Error) -> Self {
         match e {
@@ -103,6 +113,11 @@ impl From<sqlx::Error> for DbError {
                 DbError::Unavailable(e.to_string())
             }
             sqlx::Error::Database(ref db) if db.is_unique_violation() => DbError::Duplicate,
+            // Worth retrying: a deadlock, a lock wait or serialization
+            // failure, a server shutting down.
+            sqlx::Error::Database(ref db) if is_transient(db.as_ref()) => {
+                DbError::Unavailable(e.to_string())
+            }
             sqlx::Error::Database(ref db)
                 if db
                     .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()

@@ -290,7 +290,13 @@ impl ServerPool {
                 .rows_affected()
                 == 1;
             if applied && let Some(data) = image {
-                sqlx::query(delete_image).bind(uuid.clone()).execute(&mut *tx).await?;
+                // Only an image that exists is deleted: deleting a missing
+                // row takes a gap lock in InnoDB, and two first uploads (new
+                // uuids share the index's last gap) then deadlock on their
+                // inserts.
+                if before.has_image {
+                    sqlx::query(delete_image).bind(uuid.clone()).execute(&mut *tx).await?;
+                }
                 sqlx::query(insert_image).bind(uuid).bind(data.as_ref()).execute(&mut *tx).await?;
             }
             if applied {
@@ -313,14 +319,13 @@ impl ServerPool {
 
     /// See [`super::Database::delete`].
     pub async fn delete(&self, id: FractalId) -> Result<bool, DbError> {
-        let (delete_image, delete) = (self.sql(sql::DELETE_IMAGE), self.sql(sql::DELETE));
+        let delete = self.sql(sql::DELETE);
         let uuid = id.to_string();
+        // The fractal's row first, its image by the schema's ON DELETE
+        // CASCADE: the order an upload locks them in (deleting the image
+        // first deadlocked with an upload of it).
         on_pool!(self, pool => {
-            let mut conn = pool.acquire().await?;
-            let mut tx = conn.begin().await?;
-            sqlx::query(delete_image).bind(uuid.clone()).execute(&mut *tx).await?;
-            let deleted = sqlx::query(delete).bind(uuid).execute(&mut *tx).await?.rows_affected() == 1;
-            tx.commit().await?;
+            let deleted = sqlx::query(delete).bind(uuid).execute(pool).await?.rows_affected() == 1;
             Ok(deleted)
         })
     }

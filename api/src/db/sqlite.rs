@@ -340,8 +340,10 @@ impl SqliteStore {
                 before.revision,
             ])? == 1;
             if applied && let Some(data) = &image {
-                tx.prepare_cached(sql::DELETE_IMAGE)?
-                    .execute(params![uuid])?;
+                if before.has_image {
+                    tx.prepare_cached(sql::DELETE_IMAGE)?
+                        .execute(params![uuid])?;
+                }
                 tx.prepare_cached(sql::INSERT_IMAGE)?
                     .execute(params![uuid, data.as_ref()])?;
             }
