@@ -236,7 +236,16 @@ async fn the_page_shows_rendered_fractals_in_chromium() {
     assert_eq!(images.len(), 5, "5 fractals per page: {images:?}");
     // Newest first: the last finished is first.
     let newest = &finished[finished.len() - 1];
-    assert_eq!(images[0]["src"], json!(format!("/fractal/{}", newest.uuid)));
+    // Linked with its checksum: cached for good, and a uuid used again
+    // after a delete is another URL.
+    assert_eq!(
+        images[0]["src"],
+        json!(format!(
+            "/fractal/{}?v={}",
+            newest.uuid,
+            newest.checksum.clone().expect("checksum")
+        ))
+    );
     for image in &images {
         assert!(
             image["w"].as_u64().unwrap_or(0) > 0,
