@@ -4,7 +4,7 @@
 //! serves until the given future resolves, then finishes the requests in
 //! flight and closes the database.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,29 +127,63 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then lets the requests in flight
     /// finish, for at most [`SHUTDOWN_DRAIN`], and closes the database.
+    ///
+    /// hyper serves each connection (HTTP/1.1) with a timer, so that a
+    /// client has [`HEADER_READ_TIMEOUT`] to send a request's headers: a
+    /// slow-loris (a byte a minute) cannot hold connections forever.
+    /// (`axum::serve` gives hyper no timer, and its header timeout never
+    /// fires.)
     pub async fn run_until_stopped<F>(self, shutdown: F) -> std::io::Result<()>
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let stopping = Arc::new(tokio::sync::Notify::new());
-        let signal = stopping.clone();
-        let serve = axum::serve(self.listener, service).with_graceful_shutdown(async move {
-            shutdown.await;
-            signal.notify_one();
-        });
-        // A connection that never finishes its request (a client sending
-        // its headers a byte a minute, a stalled upload) must not keep the
-        // process, and the database, from stopping.
-        let deadline = async {
-            stopping.notified().await;
-            tokio::time::sleep(SHUTDOWN_DRAIN).await;
-        };
+        use hyper_util::rt::{TokioIo, TokioTimer};
+        use hyper_util::service::TowerToHyperService;
+        use tower::ServiceExt;
+
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, remote) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors, a connection reset
+                        // before it was taken: wait a little, go on.
+                        tracing::warn!("cannot accept a connection: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let service = self.router.clone().map_request(
+                move |request: axum::http::Request<hyper::body::Incoming>| {
+                    let mut request = request.map(axum::body::Body::new);
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(remote));
+                    request
+                },
+            );
+            let connection =
+                http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!("connection from {remote} ended: {e}");
+                }
+            });
+        }
+        drop(self.listener);
+        // A connection that never finishes its request (a stalled upload)
+        // must not keep the process, and the database, from stopping.
         let result = tokio::select! {
-            result = serve.into_future() => result,
-            () = deadline => {
+            () = graceful.shutdown() => Ok(()),
+            () = tokio::time::sleep(SHUTDOWN_DRAIN) => {
                 tracing::warn!(
                     "stopping with requests still unfinished after {SHUTDOWN_DRAIN:?}"
                 );
@@ -164,6 +198,9 @@ impl Application {
 
 /// The longest a stopping API waits for the requests in flight.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
+
+/// The longest a client may take to send a request's headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `host:port`, with brackets around an IPv6 host.
 fn bind_address(host: &str, port: u16) -> String {

@@ -625,3 +625,51 @@ async fn a_stalled_client_does_not_hold_the_shutdown() {
     .expect("the API stops despite the stalled client");
     drop(stalled);
 }
+
+/// A client that sends its headers too slowly (a slow-loris) is
+/// disconnected after HEADER_READ_TIMEOUT, instead of holding its
+/// connection, and a file descriptor, for as long as it likes.
+#[tokio::test]
+async fn a_slow_loris_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app(Backend::Sqlite).await;
+    let address = app.url.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("part of a request");
+    let started = std::time::Instant::now();
+    let limit = faafo_api::startup::HEADER_READ_TIMEOUT + Duration::from_secs(15);
+    // A header line every 5 s: never the end of the headers.
+    let mut answer = Vec::new();
+    loop {
+        let mut buffer = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buffer[..n]),
+            Err(_) => {
+                assert!(
+                    started.elapsed() < limit,
+                    "still connected after {:?}",
+                    started.elapsed()
+                );
+                if slow.write_all(b"X-Slow: 1\r\n").await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    assert!(
+        started.elapsed() >= faafo_api::startup::HEADER_READ_TIMEOUT - Duration::from_secs(1),
+        "cut off early, after {:?}",
+        started.elapsed()
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    app.stop().await;
+}
