@@ -76,20 +76,16 @@ impl ImageStore {
                 let placed = {
                     let (aside, path) = (aside.clone(), path.clone());
                     tokio::task::spawn_blocking(move || place(&bytes, &aside, &path, &dir)).await
-                };
-                match placed {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        let _ = tokio::fs::remove_file(&aside).await;
-                        return Err(e);
-                    }
-                    Err(join) => {
-                        let _ = tokio::fs::remove_file(&aside).await;
-                        return Err(ImageStoreError::Io {
-                            path,
-                            source: std::io::Error::other(join.to_string()),
-                        });
-                    }
+                }
+                .unwrap_or_else(|join| {
+                    Err(ImageStoreError::Io {
+                        path,
+                        source: std::io::Error::other(join.to_string()),
+                    })
+                });
+                if let Err(e) = placed {
+                    let _ = tokio::fs::remove_file(&aside).await;
+                    return Err(e);
                 }
                 Ok(db.replace(before, after).await?)
             }

@@ -158,7 +158,6 @@ fn page_url(page: u64) -> String {
     }
 }
 
-/// The original's details table, plus c.
 /// The image's URL with its checksum: the image is cached for good, and a
 /// uuid used again after a delete must not show the old picture.
 fn image_url(r: &FractalRecord) -> String {
@@ -168,6 +167,7 @@ fn image_url(r: &FractalRecord) -> String {
     }
 }
 
+/// The original's details table, plus c.
 fn details(r: &FractalRecord) -> Markup {
     html! {
         table {

@@ -25,6 +25,17 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// token is a header of faafo's own, which caches know nothing about).
 const PRIVATE_IMMUTABLE: &str = "private, max-age=31536000, immutable";
 
+/// How long and where an image may be cached under `auth`.
+fn cache_policy(auth: &AuthPolicy) -> &'static str {
+    match auth {
+        AuthPolicy::Token {
+            protect_reads: true,
+            ..
+        } => PRIVATE_IMMUTABLE,
+        _ => IMMUTABLE,
+    }
+}
+
 /// `PUT /v1/fractal/{uuid}/image`: stores the fractal's PNG (raw bytes,
 /// `Content-Type: image/png`). Its sha256 must match the checksum the
 /// fractal already names, if any; storing the same image again is a no-op.
@@ -185,19 +196,7 @@ pub async fn image(
         (ETAG, etag_value),
         (
             CACHE_CONTROL,
-            HeaderValue::from_static(
-                if matches!(
-                    state.settings.auth,
-                    AuthPolicy::Token {
-                        protect_reads: true,
-                        ..
-                    }
-                ) {
-                    PRIVATE_IMMUTABLE
-                } else {
-                    IMMUTABLE
-                },
-            ),
+            HeaderValue::from_static(cache_policy(&state.settings.auth)),
         ),
     ];
     if headers

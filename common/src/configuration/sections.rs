@@ -214,8 +214,9 @@ pub const MAX_IN_FLIGHT: usize = u16::MAX as usize;
 /// The most threads one render may use.
 pub const MAX_RENDER_THREADS: usize = 1024;
 
-/// The longest time any option may give, in seconds: a year.
-pub const MAX_SECONDS: u64 = 365 * 24 * 3600;
+/// The longest time any option may give, in seconds: a year, the longest
+/// timeout the messaging library keeps.
+pub const MAX_SECONDS: u64 = crate::messaging::MAX_TIMEOUT.as_secs();
 
 /// The most tasks in one generated batch (the producer holds a batch in
 /// memory, about a kilobyte a task, until its tasks are dispatched).

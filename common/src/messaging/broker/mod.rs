@@ -162,23 +162,29 @@ pub(crate) enum Acker {
     None,
 }
 
+/// What lapin answers to an ack or a reject: `Ok(false)` is one it did
+/// not send (the channel died first; the broker will deliver the message
+/// again), an error as much as `Err`.
+fn settled(sent: lapin::Result<bool>, what: &str) -> Result<()> {
+    match sent {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(MessagingError::Disconnected(format!(
+            "could not {what}: the channel is gone"
+        ))),
+        Err(e) => Err(MessagingError::Disconnected(format!(
+            "could not {what}: {e}"
+        ))),
+    }
+}
+
 impl Acker {
     /// Acknowledges: the broker forgets the message.
     pub(crate) async fn ack(self) -> Result<()> {
         match self {
-            Acker::Amqp { acker, .. } => {
-                match acker.ack(lapin::options::BasicAckOptions::default()).await {
-                    Ok(true) => Ok(()),
-                    // Not sent: the channel died first; the broker will deliver
-                    // the message again.
-                    Ok(false) => Err(MessagingError::Disconnected(
-                        "could not acknowledge: the channel is gone".into(),
-                    )),
-                    Err(e) => Err(MessagingError::Disconnected(format!(
-                        "could not acknowledge: {e}"
-                    ))),
-                }
-            }
+            Acker::Amqp { acker, .. } => settled(
+                acker.ack(lapin::options::BasicAckOptions::default()).await,
+                "acknowledge",
+            ),
             Acker::Memory(m) => {
                 m.settle(memory::Settle::Ack);
                 Ok(())
@@ -190,18 +196,12 @@ impl Acker {
     /// Rejects: back to the queue (`requeue`) or dead-lettered / dropped.
     pub(crate) async fn reject(self, requeue: bool) -> Result<()> {
         match self {
-            Acker::Amqp { acker, .. } => match acker
-                .reject(lapin::options::BasicRejectOptions { requeue })
-                .await
-            {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(MessagingError::Disconnected(
-                    "could not reject: the channel is gone".into(),
-                )),
-                Err(e) => Err(MessagingError::Disconnected(format!(
-                    "could not reject: {e}"
-                ))),
-            },
+            Acker::Amqp { acker, .. } => settled(
+                acker
+                    .reject(lapin::options::BasicRejectOptions { requeue })
+                    .await,
+                "reject",
+            ),
             Acker::Memory(m) => {
                 m.settle(if requeue {
                     memory::Settle::Requeue
