@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use axum::body::Bytes;
+use faafo_common::files::{Durability, sweep_partial_files, write_whole};
 
 use crate::db::{Database, DbError};
 use crate::domain::{Checksum, FractalId, FractalRecord, PngImage};
@@ -71,21 +72,26 @@ impl ImageStore {
                 .await?),
             Self::Filesystem(dir) => {
                 let path = file_path(dir, before.uuid, png.checksum());
-                let aside = dir.join(format!(".{}.{}.tmp", before.uuid, fastrand_suffix()));
-                let (bytes, dir) = (png.bytes().clone(), dir.clone());
+                let bytes = png.bytes().clone();
                 let placed = {
-                    let (aside, path) = (aside.clone(), path.clone());
-                    tokio::task::spawn_blocking(move || place(&bytes, &aside, &path, &dir)).await
-                }
-                .unwrap_or_else(|join| {
-                    Err(ImageStoreError::Io {
-                        path,
-                        source: std::io::Error::other(join.to_string()),
-                    })
-                });
-                if let Err(e) = placed {
-                    let _ = tokio::fs::remove_file(&aside).await;
-                    return Err(e);
+                    let path = path.clone();
+                    tokio::task::spawn_blocking(move || write_whole(&path, &bytes, Durability::Synced))
+                        .await
+                };
+                match placed {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        return Err(ImageStoreError::Io {
+                            path: e.path,
+                            source: e.source,
+                        });
+                    }
+                    Err(join) => {
+                        return Err(ImageStoreError::Io {
+                            path,
+                            source: std::io::Error::other(join.to_string()),
+                        });
+                    }
                 }
                 Ok(db.replace(before, after).await?)
             }
@@ -144,42 +150,3 @@ fn file_path(dir: &Path, id: FractalId, checksum: &Checksum) -> PathBuf {
     dir.join(format!("{id}.{checksum}.png"))
 }
 
-/// Writes `bytes` aside, on disk (synced), then renames them to `path` and
-/// syncs the directory: the record that will point at the file (on a
-/// server database, committed durably) never outlives its content.
-fn place(bytes: &[u8], aside: &Path, path: &Path, dir: &Path) -> Result<(), ImageStoreError> {
-    use std::io::Write;
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ImageStoreError::Io { path, source }
-    };
-    let mut file = std::fs::File::create(aside).map_err(io(aside))?;
-    file.write_all(bytes).map_err(io(aside))?;
-    file.sync_data().map_err(io(aside))?;
-    std::fs::rename(aside, path).map_err(io(path))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))
-}
-
-/// Removes the `.tmp` files that writes cut short (a crash, a full disk)
-/// left in the image directory.
-fn sweep_partial_files(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.')
-            && name.ends_with(".tmp")
-            && let Err(e) = std::fs::remove_file(entry.path())
-        {
-            tracing::warn!("cannot remove {}: {e}", entry.path().display());
-        }
-    }
-}
-
-fn fastrand_suffix() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}

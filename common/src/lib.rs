@@ -6,10 +6,12 @@
 //! [`configuration`] (INI files, oslo.config style, one layout for every
 //! program), [`telemetry`] (logging in the original's line format),
 //! [`fractal`] (the data the programs exchange: the REST API's JSON and the
-//! workers' RPC contract) and [`api_client`] (a client of the REST API).
+//! workers' RPC contract), [`api_client`] (a client of the REST API) and
+//! [`files`] (whole-file writes, never half a PNG on disk).
 
 pub mod api_client;
 pub mod configuration;
+pub mod files;
 pub mod fractal;
 pub mod messaging;
 pub mod shutdown;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use faafo_common::configuration::FaafoConfig;
+use faafo_common::files::{Durability, sweep_partial_files, write_whole};
 use faafo_common::fractal::{ProcessArgs, Task, TaskResult};
 use faafo_common::messaging::{
     Endpoint, MessagingError, Notifier, RemoteError, RequestContext, RpcServer, Target, Transport,
@@ -153,6 +154,7 @@ impl WorkerService {
                 path: dir.display().to_string(),
                 reason: e.to_string(),
             })?;
+            sweep_partial_files(dir);
         }
         let notifier = if settings.notifications {
             Notifier::new(transport, format!("faafo.worker.{}", settings.server_name))
@@ -283,17 +285,19 @@ impl WorkerService {
         let Some(dir) = &self.settings.datadir else {
             return;
         };
-        // Written aside, then renamed: a reader never sees half a PNG, and
-        // a failed write leaves no file.
+        // Written whole: a reader never sees half a PNG, and a failed write
+        // leaves no file. Not synced: the image travels in the reply too.
         let path = dir.join(format!("{}.png", result.uuid));
-        let partial = dir.join(format!(".{}.png.partial", result.uuid));
-        let written = match tokio::fs::write(&partial, &result.image).await {
-            Ok(()) => tokio::fs::rename(&partial, &path).await,
-            Err(e) => Err(e),
+        let image = result.image.clone();
+        let written = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || write_whole(&path, &image, Durability::Buffered))
+                .await
         };
-        if let Err(e) = written {
-            error!("cannot write {}: {e}", path.display());
-            let _ = tokio::fs::remove_file(&partial).await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => error!("{e}"),
+            Err(e) => error!("cannot write {}: {e}", path.display()),
         }
     }
 

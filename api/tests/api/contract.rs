@@ -724,16 +724,32 @@ async fn concurrent_first_images_of_many_fractals(backend: Backend) {
 async fn filesystem_image_store(backend: Backend) {
     let app = spawn_app_with(backend, |c| {
         c.api.image_store = "filesystem".into();
-        // What a write cut short by a crash leaves: swept at start.
+        // What a write cut short by a crash leaves: swept at start once
+        // it is old enough not to be another server's write in progress.
         let images = std::path::Path::new(&c.default.state_path).join("images");
         std::fs::create_dir_all(&images).expect("the image directory");
-        std::fs::write(images.join(".cut-short.tmp"), b"half a png").expect("a leftover");
+        let leftover = images.join(".cut-short.tmp");
+        std::fs::write(&leftover, b"half a png").expect("a leftover");
+        std::fs::File::options()
+            .write(true)
+            .open(&leftover)
+            .and_then(|f| {
+                f.set_modified(
+                    std::time::SystemTime::now() - faafo_common::files::ABANDONED_AFTER,
+                )
+            })
+            .expect("an old leftover");
+        std::fs::write(images.join(".in-progress.tmp"), b"half").expect("a recent one");
     })
     .await;
     let dir = app.state_dir.path().join("images");
     assert!(
         !dir.join(".cut-short.tmp").exists(),
         "a partial file of an earlier run is removed at start"
+    );
+    assert!(
+        dir.join(".in-progress.tmp").exists(),
+        "a file another server is writing is left alone"
     );
     let (done, png) = app.finished_fractal(48, 32, (-0.8, 0.156)).await;
     let file = dir.join(format!(
@@ -745,11 +761,11 @@ async fn filesystem_image_store(backend: Backend) {
     assert_eq!(app.api.image(&done.uuid).await.expect("image"), png);
     app.api.delete(&done.uuid).await.expect("delete");
     assert!(!file.exists(), "the file goes with the fractal");
-    assert_eq!(
-        std::fs::read_dir(&dir).expect("dir").count(),
-        0,
-        "nothing left aside"
-    );
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(left, [".in-progress.tmp"], "nothing else left aside");
     app.stop().await;
 }
 

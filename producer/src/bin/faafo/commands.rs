@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use faafo_common::api_client::{ApiClient, ListQuery};
+use faafo_common::files::{Durability, write_whole};
 use faafo_common::fractal::{Fractal, FractalStatus};
 use faafo_common::telemetry::TelemetryGuard;
 use faafo_producer::{ProducerSettings, TaskGenerator};
@@ -295,27 +296,12 @@ async fn list(api: &ApiClient, args: ListArgs, format: Format) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes `bytes` to a file beside `path`, then renames it to `path`: a
-/// failed write (a full disk) leaves `path` as it was, not half a PNG.
-fn write_whole(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => std::path::Path::new("."),
-    };
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    file.write_all(bytes)?;
-    file.as_file().sync_all()?;
-    file.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
 async fn get(api: &ApiClient, args: GetArgs) -> Result<ExitCode, Box<dyn Error>> {
     let png = api.image(&args.uuid).await?;
     let path = args
         .file
         .unwrap_or_else(|| format!("{}.png", args.uuid).into());
-    write_whole(&path, &png).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    write_whole(&path, &png, Durability::Synced)?;
     println!("wrote {} ({} bytes)", path.display(), png.len());
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,188 @@
+//! Whole-file writes: a file is written aside, in its own directory, then
+//! renamed into place, so a reader (the API serving an image, a user opening
+//! what `faafo get` saved) never sees half of it, and a failed write (a full
+//! disk, a crash) leaves the old file, or none, and never a truncated one.
+//!
+//! The API's filesystem image store, the worker's copy of its PNGs and
+//! `faafo get` all write this way. What a crash left aside is recognisable
+//! ([`is_partial_file`]) and removed at start by [`sweep_partial_files`].
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How far a write goes before [`write_whole`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// The file and its directory entry are on disk when the write returns:
+    /// for a file something durable (a database record) will point at.
+    Synced,
+    /// The kernel has the file; a power cut may lose it (never half of it
+    /// once it is in place): for copies that can be made again.
+    Buffered,
+}
+
+/// Why a whole-file write failed, with the path it concerned.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {}: {source}", path.display())]
+pub struct WriteError {
+    /// The file that was being written (or its directory, when syncing it).
+    pub path: PathBuf,
+    /// What the operating system said.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Writes `bytes` to `path` whole: into a hidden `.<random>.tmp` file in the
+/// same directory, then renamed over `path`. On error nothing is left aside.
+/// Blocking: from async code, call it in `spawn_blocking`.
+pub fn write_whole(path: &Path, bytes: &[u8], durability: Durability) -> Result<(), WriteError> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let at = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| WriteError { path, source }
+    };
+    // Dropped on error, the temporary file is removed.
+    let mut file = tempfile::Builder::new()
+        .prefix(PARTIAL_PREFIX)
+        .suffix(PARTIAL_SUFFIX)
+        .tempfile_in(dir)
+        .map_err(at(dir))?;
+    file.write_all(bytes).map_err(at(file.path()))?;
+    if durability == Durability::Synced {
+        file.as_file().sync_data().map_err(at(file.path()))?;
+    }
+    file.persist(path).map_err(|e| WriteError {
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    if durability == Durability::Synced {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(at(dir))?;
+    }
+    Ok(())
+}
+
+const PARTIAL_PREFIX: &str = ".";
+const PARTIAL_SUFFIX: &str = ".tmp";
+
+/// Whether a file name is one [`write_whole`] writes aside.
+pub fn is_partial_file(name: &str) -> bool {
+    name.len() > PARTIAL_PREFIX.len() + PARTIAL_SUFFIX.len()
+        && name.starts_with(PARTIAL_PREFIX)
+        && name.ends_with(PARTIAL_SUFFIX)
+}
+
+/// How old a file written aside must be for [`sweep_partial_files`] to take
+/// it as abandoned: a write takes milliseconds, and a program sharing the
+/// directory (two workers on one host, API servers on a shared volume) may
+/// be writing one right now.
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(600);
+
+/// Removes what writes cut short (a crash, a kill) left aside in `dir` at
+/// least [`ABANDONED_AFTER`] ago, and returns how many files it removed.
+/// Files it cannot remove are logged and left.
+pub fn sweep_partial_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let abandoned = |meta: &std::fs::Metadata| {
+        meta.is_file()
+            && meta
+                .modified()
+                .ok()
+                .and_then(|at| at.elapsed().ok())
+                .is_some_and(|age| age >= ABANDONED_AFTER)
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if !entry.file_name().to_str().is_some_and(is_partial_file)
+            || !entry.metadata().is_ok_and(|m| abandoned(&m))
+        {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(e) => tracing::warn!("cannot remove {}: {e}", entry.path().display()),
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_whole_write_replaces_the_file_and_leaves_nothing_aside() {
+        for durability in [Durability::Synced, Durability::Buffered] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("a.png");
+            std::fs::write(&path, b"old").unwrap();
+            write_whole(&path, b"new content", durability).unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), b"new content");
+            assert_eq!(names(dir.path()), ["a.png"]);
+        }
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_old_file_and_leaves_nothing_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory cannot be replaced by a file: the rename fails after
+        // the content was written aside.
+        let path = dir.path().join("taken");
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("inside"), b"x").unwrap();
+        let err = write_whole(&path, b"content", Durability::Synced).unwrap_err();
+        assert_eq!(err.path, path);
+        assert!(err.to_string().starts_with("cannot write "), "{err}");
+        assert!(path.is_dir());
+        assert_eq!(names(dir.path()), ["taken"]);
+    }
+
+    #[test]
+    fn a_missing_directory_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let err = write_whole(&missing.join("a.png"), b"x", Durability::Buffered).unwrap_err();
+        assert_eq!(err.path, missing);
+    }
+
+    /// Writes a file that was last modified `age` ago.
+    fn write_aged(path: &Path, age: Duration) {
+        std::fs::write(path, b"x").unwrap();
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(std::time::SystemTime::now() - age).unwrap();
+    }
+
+    #[test]
+    fn the_sweep_removes_only_abandoned_files_written_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = ABANDONED_AFTER + Duration::from_secs(60);
+        for name in [".abc123.tmp", ".x.png.tmp", "a.png", ".hidden", "b.tmp", ".tmp"] {
+            write_aged(&dir.path().join(name), old);
+        }
+        // Being written by another program right now.
+        write_aged(&dir.path().join(".recent.tmp"), Duration::from_secs(5));
+        std::fs::create_dir(dir.path().join(".dir.tmp")).unwrap();
+        assert_eq!(sweep_partial_files(dir.path()), 2);
+        assert_eq!(
+            names(dir.path()),
+            [".dir.tmp", ".hidden", ".recent.tmp", ".tmp", "a.png", "b.tmp"]
+        );
+        assert_eq!(sweep_partial_files(&dir.path().join("missing")), 0);
+    }
+}
