@@ -25,6 +25,9 @@ pub enum ApiError {
     /// 405: the route exists, the method does not.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// 408: the body stopped arriving (the connection is closed).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// 409: contradicts the current state (duplicate uuid, final result).
     #[error("{0}")]
     Conflict(String),
@@ -53,6 +56,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -87,7 +91,16 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(detail) => tracing::warn!("{detail}"),
             _ => {}
         }
-        (self.status(), Json(self.body())).into_response()
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if matches!(self, ApiError::RequestTimeout(_)) {
+            // The rest of the body may still come: the connection cannot
+            // carry another request.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 

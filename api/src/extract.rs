@@ -66,7 +66,7 @@ fn is_json(content_type: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// The whole body, 413 past the limit.
+/// The whole body, 413 past the limit, 408 when it stops arriving.
 pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(req, state)
         .await
@@ -76,6 +76,12 @@ pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes
                     "the request body is larger than the API accepts (max_body_size)".into(),
                 )
             }
+            BytesRejection::FailedToBufferBody(e) if is_timeout(&e) => ApiError::RequestTimeout(
+                format!(
+                    "the request body stopped arriving for {} s",
+                    crate::startup::BODY_READ_TIMEOUT.as_secs()
+                ),
+            ),
             other => ApiError::BadRequest(format!(
                 "cannot read the request body: {}",
                 other.body_text()
@@ -88,6 +94,19 @@ fn is_length_limit(e: &axum::extract::rejection::FailedToBufferBody) -> bool {
         e,
         axum::extract::rejection::FailedToBufferBody::LengthLimitError(_)
     )
+}
+
+/// Whether the body was given up on by the connection's
+/// [`BODY_READ_TIMEOUT`](crate::startup::BODY_READ_TIMEOUT).
+fn is_timeout(e: &axum::extract::rejection::FailedToBufferBody) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = source {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// The `{uuid}` of a path, parsed (400 when it is not a UUID).

@@ -130,7 +130,8 @@ impl Application {
     ///
     /// hyper serves each connection (HTTP/1.1) with a timer, so that a
     /// client has [`HEADER_READ_TIMEOUT`] to send a request's headers: a
-    /// slow-loris (a byte a minute) cannot hold connections forever.
+    /// slow-loris (a byte a minute) cannot hold connections forever. A
+    /// body that stops arriving for [`BODY_READ_TIMEOUT`] is answered 408.
     /// (`axum::serve` gives hyper no timer, and its header timeout never
     /// fires.)
     pub async fn run_until_stopped<F>(self, shutdown: F) -> std::io::Result<()>
@@ -162,7 +163,12 @@ impl Application {
             };
             let service = self.router.clone().map_request(
                 move |request: axum::http::Request<hyper::body::Incoming>| {
-                    let mut request = request.map(axum::body::Body::new);
+                    let mut request = request.map(|body| {
+                        axum::body::Body::new(tower_http::timeout::TimeoutBody::new(
+                            BODY_READ_TIMEOUT,
+                            body,
+                        ))
+                    });
                     request
                         .extensions_mut()
                         .insert(axum::extract::ConnectInfo(remote));
@@ -201,6 +207,12 @@ pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 
 /// The longest a client may take to send a request's headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest a request body may pause (no byte arriving) before the API
+/// gives up on it with a 408 and closes the connection: between chunks,
+/// like nginx's `client_body_timeout`, so a large image on a slow link is
+/// not cut off, while a stalled upload does not hold a connection forever.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `host:port`, with brackets around an IPv6 host.
 fn bind_address(host: &str, port: u16) -> String {

@@ -58,6 +58,7 @@ fn cache_policy(auth: &AuthPolicy) -> &'static str {
         (status = 400, description = "Not a UUID, unreadable body or bad query string", body = crate::openapi::schema::ErrorBody),
         (status = 404, description = "No such fractal", body = crate::openapi::schema::ErrorBody),
         (status = 409, description = "Another image (checksum mismatch), or an update contradicting the fractal's state", body = crate::openapi::schema::ErrorBody),
+        (status = 408, description = "The body stopped arriving for 30 s", body = crate::openapi::schema::ErrorBody),
         (status = 413, description = "Image larger than max_body_size", body = crate::openapi::schema::ErrorBody),
         (status = 415, description = "Not image/png", body = crate::openapi::schema::ErrorBody),
         (status = 422, description = "Not a PNG, not the fractal's size, or an invalid update", body = crate::openapi::schema::ErrorBody),

@@ -673,3 +673,44 @@ async fn a_slow_loris_is_disconnected() {
     );
     app.stop().await;
 }
+
+/// An upload that stops arriving half way is answered 408 after
+/// BODY_READ_TIMEOUT, and the connection closed, instead of holding a
+/// connection and a handler for as long as the client likes.
+#[tokio::test]
+async fn a_stalled_upload_is_answered_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app(Backend::Sqlite).await;
+    let address = app.url.trim_start_matches("http://").to_string();
+    let mut stalled = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    stalled
+        .write_all(
+            b"POST /v1/fractal HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"width\": 64,",
+        )
+        .await
+        .expect("half a request");
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        faafo_api::startup::BODY_READ_TIMEOUT + Duration::from_secs(15),
+        stalled.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the connection is closed in time")
+    .expect("read");
+    assert!(
+        started.elapsed() >= faafo_api::startup::BODY_READ_TIMEOUT - Duration::from_secs(1),
+        "cut off early, after {:?}",
+        started.elapsed()
+    );
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 408"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert!(answer.contains("stopped arriving"), "{answer}");
+    // The API goes on serving.
+    app.api.list(&Default::default()).await.expect("a later request");
+    app.stop().await;
+}
