@@ -374,6 +374,42 @@ async fn pending_fractals_tokens_and_an_unreachable_api() {
         serde_json::json!([])
     );
 
+    // Nobody renders: `--timeout` ends the wait, shows the fractals as
+    // they are (still queued), says why, exits 1.
+    let started = std::time::Instant::now();
+    let output = at(&[
+        "--token",
+        "cli-secret",
+        "--output",
+        "json",
+        "create",
+        "--tasks",
+        "2",
+        "--wait",
+        "--timeout",
+        "2",
+    ]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(started.elapsed() >= Duration::from_secs(2), "{err}");
+    let left = json(&stdout(&output), "create --wait --timeout");
+    let left = left.as_array().expect("a list");
+    assert_eq!(left.len(), 2, "{left:?}");
+    for fractal in left {
+        assert_eq!(field(fractal, "status"), "pending");
+        let uuid = field(fractal, "uuid");
+        assert!(
+            err.contains(&format!(
+                "faafo: {uuid} still pending after 2 s (is a producer running, and a worker?)"
+            )),
+            "{err}"
+        );
+    }
+    assert!(err.contains("2 of 2 fractal(s) not rendered"), "{err}");
+    let misuse = at(&["create", "--timeout", "2"]);
+    assert_eq!(misuse.status.code(), Some(2), "a usage error");
+    assert!(stderr(&misuse).contains("--wait"), "{}", stderr(&misuse));
+
     // Nobody listening: one line that names the URL.
     let nobody = format!("http://127.0.0.1:{}", free_port());
     refused(

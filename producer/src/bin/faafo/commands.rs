@@ -149,7 +149,10 @@ async fn create(
     if !args.wait {
         return Ok(ExitCode::SUCCESS);
     }
-    let ended = match wait_for(api, &created, format).await {
+    let deadline = args
+        .timeout
+        .map(|s| std::time::Instant::now() + Duration::from_secs(s));
+    let ended = match wait_for(api, &created, format, deadline).await {
         Ok(ended) => ended,
         Err(e) => {
             // What was created is not lost from the output (the table
@@ -163,7 +166,7 @@ async fn create(
     let finished: Vec<Fractal> = ended
         .iter()
         .filter_map(|e| match e {
-            Ended::Finished(fractal) => Some(Fractal::clone(fractal)),
+            Ended::Finished(fractal) | Ended::Unfinished(fractal) => Some(Fractal::clone(fractal)),
             Ended::Deleted(_) => None,
         })
         .collect();
@@ -184,6 +187,15 @@ async fn create(
                 not_rendered += 1;
                 eprintln!("faafo: {uuid} was deleted while waiting");
             }
+            Ended::Unfinished(fractal) => {
+                not_rendered += 1;
+                eprintln!(
+                    "faafo: {} still {} after {} s (is a producer running, and a worker?)",
+                    fractal.uuid,
+                    fractal.status,
+                    args.timeout.unwrap_or_default()
+                );
+            }
         }
     }
     Ok(if not_rendered == 0 {
@@ -203,15 +215,19 @@ enum Ended {
     Finished(Box<Fractal>),
     /// Deleted by someone else meanwhile (its uuid).
     Deleted(String),
+    /// Not finished when `--timeout` ran out (as last seen).
+    Unfinished(Box<Fractal>),
 }
 
 /// Polls until every fractal is done, failed or deleted, with a progress
 /// bar; waits out an API that is unreachable or failing (5xx) for up to
-/// [`API_PATIENCE`], counted from the first request that failed.
+/// [`API_PATIENCE`], counted from the first request that failed. Past
+/// `deadline`, what has not finished ends as [`Ended::Unfinished`].
 async fn wait_for(
     api: &ApiClient,
     fractals: &[Fractal],
     format: Format,
+    deadline: Option<std::time::Instant>,
 ) -> Result<Vec<Ended>, Box<dyn Error>> {
     let bar = indicatif::ProgressBar::new(fractals.len() as u64);
     if format == Format::Json {
@@ -225,9 +241,10 @@ async fn wait_for(
         .progress_chars("=> "),
     );
     let mut ended: Vec<Option<Ended>> = fractals.iter().map(|_| None).collect();
+    let mut last_seen: Vec<Fractal> = fractals.to_vec();
     let mut failing_since: Option<std::time::Instant> = None;
     loop {
-        for (slot, fractal) in ended.iter_mut().zip(fractals) {
+        for ((slot, fractal), last) in ended.iter_mut().zip(fractals).zip(&mut last_seen) {
             if slot.is_some() {
                 continue;
             }
@@ -243,6 +260,7 @@ async fn wait_for(
                 }
                 Ok(now) => {
                     bar.set_message(format!("({} is {})", short(&now.uuid), now.status));
+                    *last = now;
                 }
                 Err(e) if e.status() == Some(404) => {
                     bar.inc(1);
@@ -263,9 +281,18 @@ async fn wait_for(
                 }
             }
         }
-        if ended.iter().all(Option::is_some) {
-            bar.finish_and_clear();
-            return Ok(ended.into_iter().flatten().collect());
+        let out_of_time = deadline.is_some_and(|d| std::time::Instant::now() >= d);
+        if out_of_time || ended.iter().all(Option::is_some) {
+            if out_of_time {
+                bar.abandon();
+            } else {
+                bar.finish_and_clear();
+            }
+            return Ok(ended
+                .into_iter()
+                .zip(last_seen)
+                .map(|(end, last)| end.unwrap_or_else(|| Ended::Unfinished(Box::new(last))))
+                .collect());
         }
         bar.tick();
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -133,6 +133,10 @@ struct CreateArgs {
     /// Wait, with a progress bar, until they are rendered.
     #[arg(long)]
     wait: bool,
+    /// With --wait: give up waiting after this many seconds (the fractals
+    /// stay queued), showing them as they are and exiting non-zero.
+    #[arg(long, value_name = "SECONDS", requires = "wait", value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    timeout: Option<u64>,
 }
 
 /// A finite number (NaN and infinities would reach the API as null).
