@@ -322,7 +322,7 @@ impl State {
     }
 
     fn declare_queue(&mut self, spec: &QueueSpec) -> Result<()> {
-        match self.queues.get(&spec.name) {
+        match self.queues.get_mut(&spec.name) {
             Some(existing) => {
                 let e = &existing.spec;
                 let checks = [
@@ -343,6 +343,11 @@ impl State {
                             &spec.name,
                         ));
                     }
+                }
+                // A re-declaration is a use: as in RabbitMQ, it renews the
+                // `x-expires` lease of a queue nobody consumes from.
+                if existing.consumers.is_empty() {
+                    existing.unused_since = Some(Instant::now());
                 }
                 Ok(())
             }
@@ -695,6 +700,7 @@ impl MemorySubscriptionHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn topic_patterns() {
@@ -765,5 +771,44 @@ mod tests {
             }
         }
         assert_eq!(order, vec![1, 2, 3]);
+    }
+
+    /// As in RabbitMQ, declaring a queue again renews its `x-expires`
+    /// lease: a reply queue its client re-declares (after a reconnect)
+    /// does not vanish under it.
+    #[tokio::test]
+    async fn a_redeclaration_renews_the_expiry_lease() {
+        let broker = MemoryBroker::open(&format!("expires-renewed-{}", std::process::id()));
+        let ttl = Duration::from_millis(400);
+        let queue = QueueSpec {
+            name: "leased".into(),
+            durable: false,
+            auto_delete: false,
+            expires: Some(ttl),
+            dead_letter_exchange: None,
+        };
+        // Publishing reaps expired queues first; unroutable once it is gone.
+        let exists = || {
+            let outcome = broker
+                .publish(&Publication {
+                    declare: None,
+                    exchange: String::new(),
+                    routing_key: "leased".into(),
+                    body: Arc::from(vec![0u8]),
+                    content_type: "application/json".into(),
+                    expiration: Some(Duration::from_millis(1)),
+                    mandatory: true,
+                })
+                .expect("publish");
+            matches!(outcome, PublishOutcome::Delivered)
+        };
+        broker.declare(&queue, &[]).expect("declare");
+        for _ in 0..3 {
+            tokio::time::sleep(ttl * 3 / 4).await;
+            assert!(exists(), "renewed by the last declaration");
+            broker.declare(&queue, &[]).expect("declare again");
+        }
+        tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+        assert!(!exists(), "expired once nobody declares it");
     }
 }
