@@ -76,12 +76,12 @@ pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes
                     "the request body is larger than the API accepts (max_body_size)".into(),
                 )
             }
-            BytesRejection::FailedToBufferBody(e) if is_timeout(&e) => ApiError::RequestTimeout(
-                format!(
+            BytesRejection::FailedToBufferBody(e) if is_timeout(&e) => {
+                ApiError::RequestTimeout(format!(
                     "the request body stopped arriving for {} s",
                     crate::startup::BODY_READ_TIMEOUT.as_secs()
-                ),
-            ),
+                ))
+            }
             other => ApiError::BadRequest(format!(
                 "cannot read the request body: {}",
                 other.body_text()

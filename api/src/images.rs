@@ -75,8 +75,10 @@ impl ImageStore {
                 let bytes = png.bytes().clone();
                 let placed = {
                     let path = path.clone();
-                    tokio::task::spawn_blocking(move || write_whole(&path, &bytes, Durability::Synced))
-                        .await
+                    tokio::task::spawn_blocking(move || {
+                        write_whole(&path, &bytes, Durability::Synced)
+                    })
+                    .await
                 };
                 match placed {
                     Ok(Ok(())) => {}
@@ -149,4 +151,3 @@ impl ImageStore {
 fn file_path(dir: &Path, id: FractalId, checksum: &Checksum) -> PathBuf {
     dir.join(format!("{id}.{checksum}.png"))
 }
-

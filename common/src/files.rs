@@ -119,8 +119,8 @@ mod tests {
 
     fn names(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .expect("the directory")
+            .map(|e| e.expect("an entry").file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
         names
@@ -129,24 +129,24 @@ mod tests {
     #[test]
     fn a_whole_write_replaces_the_file_and_leaves_nothing_aside() {
         for durability in [Durability::Synced, Durability::Buffered] {
-            let dir = tempfile::tempdir().unwrap();
+            let dir = tempfile::tempdir().expect("tempdir");
             let path = dir.path().join("a.png");
-            std::fs::write(&path, b"old").unwrap();
-            write_whole(&path, b"new content", durability).unwrap();
-            assert_eq!(std::fs::read(&path).unwrap(), b"new content");
+            std::fs::write(&path, b"old").expect("set up");
+            write_whole(&path, b"new content", durability).expect("set up");
+            assert_eq!(std::fs::read(&path).expect("set up"), b"new content");
             assert_eq!(names(dir.path()), ["a.png"]);
         }
     }
 
     #[test]
     fn a_failed_write_keeps_the_old_file_and_leaves_nothing_aside() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("tempdir");
         // A directory cannot be replaced by a file: the rename fails after
         // the content was written aside.
         let path = dir.path().join("taken");
-        std::fs::create_dir(&path).unwrap();
-        std::fs::write(path.join("inside"), b"x").unwrap();
-        let err = write_whole(&path, b"content", Durability::Synced).unwrap_err();
+        std::fs::create_dir(&path).expect("set up");
+        std::fs::write(path.join("inside"), b"x").expect("set up");
+        let err = write_whole(&path, b"content", Durability::Synced).expect_err("the write fails");
         assert_eq!(err.path, path);
         assert!(err.to_string().starts_with("cannot write "), "{err}");
         assert!(path.is_dir());
@@ -155,33 +155,48 @@ mod tests {
 
     #[test]
     fn a_missing_directory_is_named_in_the_error() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("tempdir");
         let missing = dir.path().join("missing");
-        let err = write_whole(&missing.join("a.png"), b"x", Durability::Buffered).unwrap_err();
+        let err = write_whole(&missing.join("a.png"), b"x", Durability::Buffered).expect_err("the write fails");
         assert_eq!(err.path, missing);
     }
 
     /// Writes a file that was last modified `age` ago.
     fn write_aged(path: &Path, age: Duration) {
-        std::fs::write(path, b"x").unwrap();
-        let file = std::fs::File::options().write(true).open(path).unwrap();
-        file.set_modified(std::time::SystemTime::now() - age).unwrap();
+        std::fs::write(path, b"x").expect("set up");
+        let file = std::fs::File::options().write(true).open(path).expect("set up");
+        file.set_modified(std::time::SystemTime::now() - age)
+            .expect("set up");
     }
 
     #[test]
     fn the_sweep_removes_only_abandoned_files_written_aside() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("tempdir");
         let old = ABANDONED_AFTER + Duration::from_secs(60);
-        for name in [".abc123.tmp", ".x.png.tmp", "a.png", ".hidden", "b.tmp", ".tmp"] {
+        for name in [
+            ".abc123.tmp",
+            ".x.png.tmp",
+            "a.png",
+            ".hidden",
+            "b.tmp",
+            ".tmp",
+        ] {
             write_aged(&dir.path().join(name), old);
         }
         // Being written by another program right now.
         write_aged(&dir.path().join(".recent.tmp"), Duration::from_secs(5));
-        std::fs::create_dir(dir.path().join(".dir.tmp")).unwrap();
+        std::fs::create_dir(dir.path().join(".dir.tmp")).expect("set up");
         assert_eq!(sweep_partial_files(dir.path()), 2);
         assert_eq!(
             names(dir.path()),
-            [".dir.tmp", ".hidden", ".recent.tmp", ".tmp", "a.png", "b.tmp"]
+            [
+                ".dir.tmp",
+                ".hidden",
+                ".recent.tmp",
+                ".tmp",
+                "a.png",
+                "b.tmp"
+            ]
         );
         assert_eq!(sweep_partial_files(&dir.path().join("missing")), 0);
     }

@@ -734,9 +734,7 @@ async fn filesystem_image_store(backend: Backend) {
             .write(true)
             .open(&leftover)
             .and_then(|f| {
-                f.set_modified(
-                    std::time::SystemTime::now() - faafo_common::files::ABANDONED_AFTER,
-                )
+                f.set_modified(std::time::SystemTime::now() - faafo_common::files::ABANDONED_AFTER)
             })
             .expect("an old leftover");
         std::fs::write(images.join(".in-progress.tmp"), b"half").expect("a recent one");

@@ -711,6 +711,9 @@ async fn a_stalled_upload_is_answered_408() {
     assert!(answer.contains("connection: close"), "{answer}");
     assert!(answer.contains("stopped arriving"), "{answer}");
     // The API goes on serving.
-    app.api.list(&Default::default()).await.expect("a later request");
+    app.api
+        .list(&Default::default())
+        .await
+        .expect("a later request");
     app.stop().await;
 }
