@@ -24,7 +24,7 @@
 //! let config = faafo_common::configuration::load_from(&[], std::env::vars())?;
 //! let app = faafo_api::Application::build(&config).await?;
 //! println!("serving on {}", app.url());
-//! app.run_until_stopped(faafo_api::shutdown_signal()).await?;
+//! app.run_until_stopped(faafo_common::shutdown::stop_signal()).await?;
 //! # Ok(()) }
 //! ```
 
@@ -43,4 +43,4 @@ pub mod startup;
 pub mod state;
 pub mod web;
 
-pub use startup::{Application, StartupError, shutdown_signal};
+pub use startup::{Application, StartupError};

@@ -9,8 +9,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use faafo_api::{Application, shutdown_signal};
+use faafo_api::Application;
 use faafo_common::configuration::{ConfigArgs, FaafoConfig};
+use faafo_common::shutdown::stop_signal;
 use faafo_common::telemetry::{self, TelemetrySettings};
 
 /// faafo's REST API and web page.
@@ -70,7 +71,7 @@ fn main() -> ExitCode {
         let app = Application::build(&config)
             .await
             .map_err(|e| e.to_string())?;
-        app.run_until_stopped(shutdown_signal())
+        app.run_until_stopped(stop_signal())
             .await
             .map_err(|e| format!("serving failed: {e}"))
     });

@@ -223,34 +223,6 @@ fn bind_address(host: &str, port: u16) -> String {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM (what `faafo-api` stops on).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!("cannot listen for Ctrl-C: {e}");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("interrupted: stopping"),
-        () = terminate => tracing::info!("terminated: stopping"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::bind_address;

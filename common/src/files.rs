@@ -120,7 +120,12 @@ mod tests {
     fn names(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .expect("the directory")
-            .map(|e| e.expect("an entry").file_name().to_string_lossy().into_owned())
+            .map(|e| {
+                e.expect("an entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         names.sort();
         names
@@ -157,14 +162,18 @@ mod tests {
     fn a_missing_directory_is_named_in_the_error() {
         let dir = tempfile::tempdir().expect("tempdir");
         let missing = dir.path().join("missing");
-        let err = write_whole(&missing.join("a.png"), b"x", Durability::Buffered).expect_err("the write fails");
+        let err = write_whole(&missing.join("a.png"), b"x", Durability::Buffered)
+            .expect_err("the write fails");
         assert_eq!(err.path, missing);
     }
 
     /// Writes a file that was last modified `age` ago.
     fn write_aged(path: &Path, age: Duration) {
         std::fs::write(path, b"x").expect("set up");
-        let file = std::fs::File::options().write(true).open(path).expect("set up");
+        let file = std::fs::File::options()
+            .write(true)
+            .open(path)
+            .expect("set up");
         file.set_modified(std::time::SystemTime::now() - age)
             .expect("set up");
     }

@@ -22,9 +22,19 @@ pub async fn signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+        _ = ctrl_c => tracing::info!("interrupted: stopping"),
+        _ = term => tracing::info!("terminated: stopping"),
     }
+}
+
+/// Resolves on the first SIGTERM or Ctrl-C, as [`signal`]; a second one
+/// while the program stops ends it at once (exit status 130, see
+/// [`Shutdown::on_signal`]). What a service's `run_until_stopped` takes.
+/// Listens from the call on, so call it from within the runtime.
+pub fn stop_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    let shutdown = Shutdown::new();
+    shutdown.on_signal();
+    async move { shutdown.wait().await }
 }
 
 /// A shutdown broadcast: [`Shutdown::trigger`] once, every

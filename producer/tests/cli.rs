@@ -228,13 +228,24 @@ async fn create_wait_list_show_get_and_delete() {
         "create of width 0",
         "width",
     );
-    refused(
-        at(&["list", "--status", "bogus"]),
-        "list of an unknown status",
-        "unknown status 'bogus'",
-    );
     // Usage mistakes are clap's (exit 2), named as such.
     for (args, expected) in [
+        (
+            &["list", "--status", "bogus"][..],
+            "invalid value 'bogus' for '--status",
+        ),
+        (
+            &["create", "--tasks", "0"][..],
+            "invalid value '0' for '--tasks",
+        ),
+        (
+            &["create", "--c-re", "0.3"][..],
+            "the following required arguments were not provided",
+        ),
+        (
+            &["create", "--seed", "1", "--c-re", "0", "--c-im", "0"][..],
+            "cannot be used with",
+        ),
         (
             &["create", "--width", "-5"][..],
             "invalid value '-5' for '--width",
@@ -276,6 +287,21 @@ async fn create_wait_list_show_get_and_delete() {
         "the reason is shown:\n{err}"
     );
     assert!(err.contains("1 of 1 fractal(s) not rendered"), "{err}");
+    // `list --status failed` says why in a column of its own.
+    let failed = ok(at(&["list", "--status", "failed"]), "list of failed");
+    let header = failed
+        .lines()
+        .find(|l| l.contains("uuid"))
+        .expect("a header");
+    assert!(header.contains("error"), "{failed}");
+    assert!(failed.contains("iterations"), "{failed}");
+    let done = ok(at(&["list", "--status", "done"]), "list of done");
+    assert!(
+        !done
+            .lines()
+            .any(|l| l.contains("uuid") && l.contains("error")),
+        "no error column without errors:\n{done}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -844,6 +870,120 @@ async fn a_second_signal_stops_at_once() {
     assert!(second.elapsed() < Duration::from_secs(10));
     assert!(
         up.log_text().contains("a second signal"),
+        "{}",
+        up.log_text()
+    );
+}
+
+/// The same for `faafo api` alone: a second signal ends a stop that waits
+/// for a client which never finishes its request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_stops_a_draining_api_at_once() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let config = write_config(dir.path(), &format!("[api]\nbind_port = {port}\n"));
+    let mut api = Service::start("api", dir.path(), &config, &["api"]);
+    api_ready(
+        &ApiClient::new(&format!("http://127.0.0.1:{port}"), None).expect("client"),
+        &api,
+    )
+    .await;
+    let mut stalled = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    stalled
+        .write_all(
+            b"POST /v1/fractal HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{",
+        )
+        .await
+        .expect("half a request");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    api.signal("TERM");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(api.is_running(), "the first signal waits for the request");
+    let second = std::time::Instant::now();
+    api.signal("TERM");
+    assert_eq!(api.wait(Duration::from_secs(5)), Some(130));
+    assert!(second.elapsed() < Duration::from_secs(5));
+    assert!(
+        api.log_text().contains("a second signal"),
+        "{}",
+        api.log_text()
+    );
+    drop(stalled);
+}
+
+/// One Ctrl-C or SIGTERM ends `faafo up` within its grace even while a
+/// long render runs: the render is cancelled, not left to run on in a
+/// process that said it had stopped, and its task is taken over next time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_cancels_renders_past_the_grace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        "[producer]\npoll_interval = 0.2\nshutdown_grace = 1\n",
+    );
+    let mut up = Service::start(
+        "up",
+        dir.path(),
+        &config,
+        &["up", "--port", &port.to_string(), "--no-producer"],
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let api = ApiClient::new(&url, None).expect("client");
+    api_ready(&api, &up).await;
+    // c = 0: the unit disk never escapes, every pixel takes all its
+    // iterations: minutes of rendering, even in a release build.
+    ok(
+        faafo_at(
+            &url,
+            &[
+                "create",
+                "--width",
+                "4000",
+                "--height",
+                "4000",
+                "--iterations",
+                "100000",
+                "--c-re",
+                "0",
+                "--c-im",
+                "0",
+            ],
+        ),
+        "create a long render",
+    );
+    eventually(
+        "the render is running",
+        Duration::from_secs(30),
+        async || {
+            all(&api, Some(faafo_common::fractal::FractalStatus::Running))
+                .await
+                .len()
+                == 1
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stopped = std::time::Instant::now();
+    up.signal("TERM");
+    assert_eq!(
+        up.wait(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        up.log_text()
+    );
+    assert!(
+        stopped.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        stopped.elapsed()
+    );
+    assert!(
+        up.log_text()
+            .contains("stopped the renders still in progress"),
         "{}",
         up.log_text()
     );

@@ -150,7 +150,7 @@ async fn serve(
     *logging = Some(telemetry::init(&TelemetrySettings::from_config(
         &config.default,
     ))?);
-    service::serve(&config, shutdown::signal()).await?;
+    service::serve(&config, shutdown::stop_signal()).await?;
     Ok(())
 }
 fn render(args: &RenderArgs) -> Result<(), Box<dyn std::error::Error>> {

@@ -135,6 +135,9 @@ pub struct WorkerService {
     /// server runs `executor_size`; the tasks taken ahead wait in it,
     /// unstarted, without their exec_timeout running).
     render_slots: tokio::sync::Semaphore,
+    /// The parent of every render's cancel token: cancelled when a stop
+    /// runs out of grace.
+    stopping: CancelToken,
     notifier: Notifier,
 }
 
@@ -165,6 +168,7 @@ impl WorkerService {
             renderer: JuliaRenderer::new(settings.limits),
             pool: Arc::new(pool),
             render_slots: tokio::sync::Semaphore::new(settings.executor_size.max(1)),
+            stopping: CancelToken::new(),
             notifier,
             settings,
         })
@@ -232,7 +236,7 @@ impl WorkerService {
             .acquire()
             .await
             .map_err(|_| RemoteError::runtime_error("the worker is stopping"))?;
-        let cancel = CancelToken::new();
+        let cancel = self.stopping.child();
         let job = {
             let (renderer, pool, cancel) = (self.renderer, self.pool.clone(), cancel.clone());
             tokio::task::spawn_blocking(move || {
@@ -356,6 +360,22 @@ impl RunningWorker {
     /// Stops taking tasks and waits for the ones in progress.
     pub async fn stop(self) {
         self.server.stop().await;
+    }
+
+    /// Stops taking tasks and waits up to `grace` for the renders in
+    /// progress; those still running then are cancelled (they stop at
+    /// their next tile and are answered as failed) and waited for, so that
+    /// no render outlives the worker. Returns whether all ended in time.
+    pub async fn stop_within(self, grace: Duration) -> bool {
+        let stopping = self.service.stopping.clone();
+        let mut stop = std::pin::pin!(self.server.stop());
+        if tokio::time::timeout(grace, &mut stop).await.is_ok() {
+            return true;
+        }
+        warn!("cancelling the renders still in progress after {grace:?}");
+        stopping.cancel();
+        stop.await;
+        false
     }
 
     /// The RPC server's counters.

@@ -26,7 +26,7 @@ config_section! {
         endpoint_url: String = "http://127.0.0.1:5000".into(),
         /// Token sent as X-Auth-Token to an API that requires one (auth_strategy = token).
         auth_token: String = String::new(),
-        /// Largest fractal accepted, in pixels (width x height).
+        /// Largest fractal accepted, in pixels (width x height). Workers also refuse a side longer than 65,536 pixels, whatever the limit.
         pixel_limit: u64 = 16 * 1024 * 1024,
         /// Most iterations accepted per fractal.
         iteration_limit: u32 = 100_000,
@@ -104,7 +104,7 @@ config_section! {
         prefetch: usize = 0,
         /// Seconds after which a render is cancelled and reported as failed.
         exec_timeout: u64 = 600,
-        /// Also write each PNG into this directory (as the original did). Empty: don't.
+        /// Also write each PNG into this directory (as the original did), as <uuid>.png, whole (written aside as .*.tmp and renamed; leftovers of a crash older than ten minutes are removed at start). Empty: don't.
         filesystem_store_datadir: String = String::new(),
         /// Send fractal.rendered / fractal.failed notifications.
         notifications: bool = false,
@@ -154,7 +154,7 @@ config_section! {
         max_in_flight: usize = 32,
         /// Seconds a call to a worker may take before it is given up.
         call_timeout: u64 = 900,
-        /// Seconds a task may stay pending or running before it is dispatched again.
+        /// Seconds a running task may go without an update before it is dispatched again (pending tasks are taken every poll_interval).
         task_timeout: u64 = 960,
         /// Seconds between two scans for running tasks to dispatch again (those past task_timeout).
         recovery_interval: u64 = 60,

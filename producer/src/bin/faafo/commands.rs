@@ -88,11 +88,11 @@ async fn service(
     match command {
         Command::Api => {
             let app = faafo_api::Application::build(&config).await?;
-            app.run_until_stopped(shutdown::signal()).await?;
+            app.run_until_stopped(shutdown::stop_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker => {
-            faafo_worker::service::serve(&config, shutdown::signal()).await?;
+            faafo_worker::service::serve(&config, shutdown::stop_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Producer(args) => {
@@ -128,6 +128,9 @@ async fn create(
         task.yb = args.yb.unwrap_or(task.yb);
         if args.seed.is_some() {
             task.seed = args.seed;
+        }
+        if let (Some(re), Some(im)) = (args.c_re, args.c_im) {
+            (task.seed, task.c_re, task.c_im) = (None, Some(re), Some(im));
         }
         match api.create(&task).await {
             Ok(fractal) => created.push(fractal),

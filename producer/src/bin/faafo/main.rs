@@ -125,10 +125,16 @@ struct CreateArgs {
     #[arg(long, allow_negative_numbers = true, value_parser = finite)]
     yb: Option<f64>,
     /// Seed of the Julia constant (random when absent).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["c_re", "c_im"])]
     seed: Option<u64>,
-    /// How many fractals.
-    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    /// Real part of the Julia constant c, given instead of drawn (with --c-im).
+    #[arg(long, allow_negative_numbers = true, value_parser = finite, requires = "c_im")]
+    c_re: Option<f64>,
+    /// Imaginary part of the Julia constant c (with --c-re).
+    #[arg(long, allow_negative_numbers = true, value_parser = finite, requires = "c_re")]
+    c_im: Option<f64>,
+    /// How many fractals (1 to 100,000).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     tasks: u32,
     /// Wait, with a progress bar, until they are rendered.
     #[arg(long)]
@@ -151,8 +157,8 @@ fn finite(text: &str) -> Result<f64, String> {
 /// Options of `list`.
 #[derive(Debug, Args)]
 struct ListArgs {
-    /// Only fractals in this status (pending, running, done, failed).
-    #[arg(long)]
+    /// Only fractals in this status.
+    #[arg(long, value_parser = ["pending", "running", "done", "failed"])]
     status: Option<String>,
 }
 

@@ -125,8 +125,10 @@ pub async fn run(
     }
     // Renders in progress get the same grace as the producer's calls.
     let grace = std::time::Duration::from_secs(config.producer.shutdown_grace);
-    if tokio::time::timeout(grace, worker.stop()).await.is_err() {
-        warn!("stopping without the renders still in progress after {grace:?}");
+    if !worker.stop_within(grace).await {
+        warn!(
+            "stopped the renders still in progress after {grace:?}; their tasks are taken over at the next start"
+        );
     }
     api_stop.trigger();
     match api_task.await {
