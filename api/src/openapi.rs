@@ -341,6 +341,30 @@ fn fit(doc: &mut Value, settings: &ApiSettings) {
             response["links"] = links.clone();
         }
     }
+    // PNGs are bytes, not the array of integers utoipa makes of a Vec<u8>.
+    let binary = json!({"type": "string", "format": "binary"});
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for operation in paths
+            .values_mut()
+            .filter_map(Value::as_object_mut)
+            .flat_map(|item| item.values_mut())
+        {
+            if let Some(body) = operation.pointer_mut("/requestBody/content/image~1png") {
+                body["schema"] = binary.clone();
+            }
+            if let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(Value::as_object_mut)
+            {
+                for body in responses
+                    .values_mut()
+                    .filter_map(|r| r.pointer_mut("/content/image~1png"))
+                {
+                    body["schema"] = binary.clone();
+                }
+            }
+        }
+    }
     // The seed-era aliases of the collection.
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         let aliases: Vec<(String, Value)> = paths
@@ -354,6 +378,12 @@ fn fit(doc: &mut Value, settings: &ApiSettings) {
                             operation["operationId"] = json!(format!("seed_era_{id}"));
                         }
                         operation["tags"] = json!(["seed-era"]);
+                        for text in ["summary", "description"] {
+                            if let Some(said) = operation.get(text).and_then(Value::as_str) {
+                                operation[text] =
+                                    json!(said.replace("/v1/fractal", "/api/fractal"));
+                            }
+                        }
                     }
                 }
                 Some((format!("/api/fractal{rest}"), item))

@@ -38,6 +38,17 @@ pub enum ApiError {
         /// What failed.
         reason: String,
     },
+    /// The endpoint is not a URL this client can use: nothing was sent.
+    #[error(
+        "invalid faafo API endpoint {}: {reason}",
+        crate::messaging::redact_url(endpoint)
+    )]
+    InvalidEndpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// What was given as a fractal's uuid is not one: nothing was sent
     /// (it would have been part of the request's path).
     #[error("{0:?} is not a UUID (expected 8-4-4-4-12 hex digits)")]
@@ -73,7 +84,9 @@ impl ApiError {
         match self {
             ApiError::Unreachable { .. } => true,
             ApiError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
-            ApiError::Protocol { .. } | ApiError::InvalidUuid(_) => false,
+            ApiError::Protocol { .. }
+            | ApiError::InvalidUuid(_)
+            | ApiError::InvalidEndpoint { .. } => false,
         }
     }
 }
@@ -114,13 +127,21 @@ impl ApiClient {
     /// A client of the API at `endpoint` (e.g. `http://127.0.0.1:5000`),
     /// sending `token` as `X-Auth-Token` when given.
     pub fn new(endpoint: &str, token: Option<String>) -> Result<Self, ApiError> {
-        let endpoint = endpoint.trim_end_matches('/').to_string();
+        let invalid = |reason: &str| ApiError::InvalidEndpoint {
+            endpoint: endpoint.to_string(),
+            reason: reason.into(),
+        };
         if !endpoint.starts_with("http://") {
-            return Err(ApiError::Unreachable {
-                endpoint,
-                reason: "only http:// endpoints are supported (put TLS in front of the API)".into(),
-            });
+            return Err(invalid(
+                "expected http://host:port (only http:// is supported: put TLS in front of the API)",
+            ));
         }
+        match reqwest::Url::parse(endpoint) {
+            Ok(url) if url.host_str().is_some_and(|h| !h.is_empty()) => {}
+            Ok(_) => return Err(invalid("it names no host")),
+            Err(e) => return Err(invalid(&e.to_string())),
+        }
+        let endpoint = endpoint.trim_end_matches('/').to_string();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(5))

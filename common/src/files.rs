@@ -41,30 +41,49 @@ pub fn write_whole(path: &Path, bytes: &[u8], durability: Durability) -> Result<
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
+    // Errors name the file asked for (the name written aside means nothing
+    // to whoever reads the message), with the system's reason alone
+    // (tempfile adds the aside name to it).
     let at = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| WriteError { path, source }
+        move |source: std::io::Error| WriteError {
+            path,
+            source: system_reason(source),
+        }
     };
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(PARTIAL_PREFIX).suffix(PARTIAL_SUFFIX);
+    // As any new file: readable by others unless the umask says otherwise
+    // (tempfile's default, 0600, would hide a served image from a web
+    // server, or a saved PNG from another user).
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
     // Dropped on error, the temporary file is removed.
-    let mut file = tempfile::Builder::new()
-        .prefix(PARTIAL_PREFIX)
-        .suffix(PARTIAL_SUFFIX)
-        .tempfile_in(dir)
-        .map_err(at(dir))?;
-    file.write_all(bytes).map_err(at(file.path()))?;
+    let mut file = builder.tempfile_in(dir).map_err(at(path))?;
+    file.write_all(bytes).map_err(at(path))?;
     if durability == Durability::Synced {
-        file.as_file().sync_data().map_err(at(file.path()))?;
+        file.as_file().sync_data().map_err(at(path))?;
     }
-    file.persist(path).map_err(|e| WriteError {
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
+    file.persist(path).map_err(|e| at(path)(e.error))?;
     if durability == Durability::Synced {
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(at(dir))?;
     }
     Ok(())
+}
+
+/// `e` without the name of the file written aside, which tempfile appends
+/// to the system's message (` at path "..."`) and keeps no other way.
+fn system_reason(e: std::io::Error) -> std::io::Error {
+    if e.raw_os_error().is_some() {
+        return e;
+    }
+    let text = e.to_string();
+    match text.rfind(" at path \"") {
+        Some(end) => std::io::Error::new(e.kind(), &text[..end]),
+        None => e,
+    }
 }
 
 const PARTIAL_PREFIX: &str = ".";
@@ -159,12 +178,40 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_directory_is_named_in_the_error() {
+    fn an_error_names_the_file_asked_for_and_the_reason_alone() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let missing = dir.path().join("missing");
-        let err = write_whole(&missing.join("a.png"), b"x", Durability::Buffered)
-            .expect_err("the write fails");
-        assert_eq!(err.path, missing);
+        let target = dir.path().join("missing").join("a.png");
+        let err = write_whole(&target, b"x", Durability::Buffered).expect_err("the write fails");
+        assert_eq!(err.path, target);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot write {}: No such file or directory (os error 2)",
+                target.display()
+            )
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn new_files_get_the_usual_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.png");
+        write_whole(&path, b"x", Durability::Buffered).expect("written");
+        let mode = std::fs::metadata(&path)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        // Whatever the umask takes away, as for any file the user makes
+        // (tempfile alone would give 0600).
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, b"x").expect("a plain file");
+        let usual = std::fs::metadata(&plain)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, usual & 0o777);
     }
 
     /// Writes a file that was last modified `age` ago.

@@ -213,6 +213,20 @@ async fn create_wait_list_show_get_and_delete() {
         "get --file",
     );
     assert_eq!(std::fs::read(&by_long_name).expect("the PNG"), bytes);
+    // `-o -`: the PNG on standard output, nothing else there.
+    let piped = at(&["get", first, "-o", "-"]);
+    assert!(piped.status.success(), "{}", stderr(&piped));
+    assert_eq!(piped.stdout, bytes);
+    // A directory that does not exist: named, with the system's reason.
+    let nowhere = dir.path().join("nowhere").join("x.png");
+    refused(
+        at(&["get", first, "-o", nowhere.to_str().expect("utf-8")]),
+        "get into a missing directory",
+        &format!(
+            "cannot write {}: No such file or directory (os error 2)",
+            nowhere.display()
+        ),
+    );
 
     let deleted = ok(at(&["delete", first]), "delete");
     assert_eq!(deleted.trim(), format!("deleted {first}"));
@@ -436,6 +450,14 @@ async fn pending_fractals_tokens_and_an_unreachable_api() {
     assert_eq!(misuse.status.code(), Some(2), "a usage error");
     assert!(stderr(&misuse).contains("--wait"), "{}", stderr(&misuse));
 
+    // Not a URL: said so, not taken for an unreachable API.
+    for (endpoint, expected) in [
+        ("notaurl", "invalid faafo API endpoint notaurl: expected http://host:port"),
+        ("https://api:5000", "only http:// is supported"),
+        ("http://", "invalid faafo API endpoint http://: "),
+    ] {
+        refused(faafo_at(endpoint, &["list"]), endpoint, expected);
+    }
     // Nobody listening: one line that names the URL.
     let nobody = format!("http://127.0.0.1:{}", free_port());
     refused(

@@ -118,7 +118,7 @@ pub async fn show(
 }
 
 /// `PUT /v1/fractal/{uuid}`: a partial update (status, error, attempts,
-/// the result fields); see [`crate::domain::update`] for the rules.
+/// the result fields), by the rules of docs/api.md ("Updating").
 #[utoipa::path(
     put,
     path = "/v1/fractal/{uuid}",

@@ -803,6 +803,29 @@ async fn health_readiness_and_metrics(backend: Backend) {
     }
     let doc: Value = app.get("/openapi.json").await.json().await.expect("json");
     assert!(doc["openapi"].as_str().expect("version").starts_with("3."));
+    // PNGs are binary strings, in and out; the seed-era routes describe
+    // themselves; no rustdoc link leaks into a summary.
+    let binary = serde_json::json!({"type": "string", "format": "binary"});
+    for (pointer, what) in [
+        (
+            "/paths/~1v1~1fractal~1{uuid}~1image/put/requestBody/content/image~1png/schema",
+            "the upload",
+        ),
+        (
+            "/paths/~1fractal~1{uuid}/get/responses/200/content/image~1png/schema",
+            "the download",
+        ),
+    ] {
+        assert_eq!(doc.pointer(pointer), Some(&binary), "{what}");
+    }
+    let text = doc.to_string();
+    assert!(!text.contains("crate::"), "a rustdoc link in the document");
+    let seed_era = &doc["paths"]["/api/fractal"]["get"];
+    let summary = seed_era["summary"].as_str().expect("a summary");
+    assert!(
+        summary.contains("/api/fractal") && !summary.contains("/v1/"),
+        "{summary}"
+    );
     app.stop().await;
 }
 

@@ -328,6 +328,14 @@ async fn list(api: &ApiClient, args: ListArgs, format: Format) -> Result<ExitCod
 
 async fn get(api: &ApiClient, args: GetArgs) -> Result<ExitCode, Box<dyn Error>> {
     let png = api.image(&args.uuid).await?;
+    if args.file.as_deref() == Some(std::path::Path::new("-")) {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&png)
+            .and_then(|()| out.flush())
+            .map_err(|e| format!("cannot write the PNG to standard output: {e}"))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let path = args
         .file
         .unwrap_or_else(|| format!("{}.png", args.uuid).into());

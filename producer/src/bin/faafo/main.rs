@@ -174,8 +174,8 @@ struct UuidArg {
 struct GetArgs {
     /// The fractal's uuid.
     uuid: String,
-    /// Where to write the PNG (default: <uuid>.png). Only `-o` is short for
-    /// it: `--output` is the global output format.
+    /// Where to write the PNG (default: <uuid>.png; `-`: standard output).
+    /// Only `-o` is short for it: `--output` is the global output format.
     #[arg(short = 'o', long = "file", value_name = "FILE")]
     file: Option<std::path::PathBuf>,
 }
