@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use faafo_common::messaging::new_request_id;
@@ -54,11 +54,16 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     let mut response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
+    // Reads that succeed are the bulk (pages, images, a producer's polls
+    // every poll_interval): debug lines. Writes and errors stay info.
+    let quiet = matches!(method, Method::GET | Method::HEAD) && status < 400;
     span.in_scope(|| {
-        tracing::info!(
-            "{peer} \"{method} {target} {version:?}\" {status} {:.2}ms",
-            elapsed.as_secs_f64() * 1000.0
-        );
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        if quiet {
+            tracing::debug!("{peer} \"{method} {target} {version:?}\" {status} {ms:.2}ms");
+        } else {
+            tracing::info!("{peer} \"{method} {target} {version:?}\" {status} {ms:.2}ms");
+        }
     });
     state.metrics.observe(
         &method,

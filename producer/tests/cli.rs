@@ -452,7 +452,10 @@ async fn pending_fractals_tokens_and_an_unreachable_api() {
 
     // Not a URL: said so, not taken for an unreachable API.
     for (endpoint, expected) in [
-        ("notaurl", "invalid faafo API endpoint notaurl: expected http://host:port"),
+        (
+            "notaurl",
+            "invalid faafo API endpoint notaurl: expected http://host:port",
+        ),
         ("https://api:5000", "only http:// is supported"),
         ("http://", "invalid faafo API endpoint http://: "),
     ] {
