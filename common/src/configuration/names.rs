@@ -12,8 +12,9 @@ const SHOWN: usize = 40;
 /// text, parsed exactly as `config` parses it. Text that is not valid INI
 /// passes: `config` then reports it.
 pub(super) fn check_ini(text: &str) -> Result<(), String> {
-    let Ok(ini) = ini::Ini::load_from_str(text) else {
-        return Ok(());
+    let ini = match ini::Ini::load_from_str(text) {
+        Ok(ini) => ini,
+        Err(e) => return Err(syntax_error(text, &e)),
     };
     let mut seen = std::collections::HashSet::new();
     for (section, options) in ini.iter() {
@@ -35,6 +36,29 @@ pub(super) fn check_ini(text: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Where and why a file is not INI, in words: the first line that is
+/// neither blank, a comment, a `[section]` nor `name = value` (the INI
+/// reader's own message names the line after it at the end of a file).
+fn syntax_error(text: &str, e: &ini::ParseError) -> String {
+    let stray = text.lines().enumerate().find(|(_, line)| {
+        let line = line.trim();
+        !(line.is_empty()
+            || line.starts_with('#')
+            || line.starts_with(';')
+            || (line.starts_with('[') && line.ends_with(']'))
+            || line.contains('=')
+            || line.contains(':'))
+    });
+    match stray {
+        Some((number, line)) => format!(
+            "line {}: '{}' is neither a [section] nor an option (name = value)",
+            number + 1,
+            shown(line.trim())
+        ),
+        None => format!("not a valid INI file: line {}: {}", e.line + 1, e.msg),
+    }
 }
 
 /// A name may hold letters, digits, `_`, `-` and `.`, and nothing else.

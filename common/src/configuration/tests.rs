@@ -135,6 +135,15 @@ fn semantic_errors_are_caught_without_showing_passwords() {
             "[DEFAULT] endpoint_url: expected an http:// URL (faafo's client speaks plain HTTP; put TLS in a proxy beside it), got 'ftp://u:***@h/'",
         ),
         ("[DEFAULT]\nrpc_codec = xml\n", "[DEFAULT] rpc_codec"),
+        // Not INI: the line, in words.
+        (
+            "garbage line without equals\n",
+            "line 1: 'garbage line without equals' is neither a [section] nor an option (name = value)",
+        ),
+        (
+            "[api]\nbind_port = 5000\n\n[worker\n",
+            "line 4: '[worker' is neither a [section] nor an option (name = value)",
+        ),
         // The reader would keep only the second [api]: refused instead.
         (
             "[api]\nbind_port = 5615\n[DEFAULT]\ndebug = true\n[api]\nresults_per_page = 5\n",
