@@ -119,7 +119,7 @@ pub async fn run(
     println!();
 
     signal.wait().await;
-    info!("stopping faafo");
+    info!("stopping faafo (a second Ctrl-C stops at once)");
     if let Err(e) = producer.await {
         error!("the producer task failed: {e}");
     }
