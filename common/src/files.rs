@@ -1,7 +1,8 @@
 //! Whole-file writes: a file is written aside, in its own directory, then
 //! renamed into place, so a reader (the API serving an image, a user opening
 //! what `faafo get` saved) never sees half of it, and a failed write (a full
-//! disk, a crash) leaves the old file, or none, and never a truncated one.
+//! disk, a killed process) leaves the old file, or none, and never a
+//! truncated one ([`Durability::Synced`]: even across a power cut).
 //!
 //! The API's filesystem image store, the worker's copy of its PNGs and
 //! `faafo get` all write this way. What a crash left aside is recognisable
@@ -17,8 +18,9 @@ pub enum Durability {
     /// The file and its directory entry are on disk when the write returns:
     /// for a file something durable (a database record) will point at.
     Synced,
-    /// The kernel has the file; a power cut may lose it (never half of it
-    /// once it is in place): for copies that can be made again.
+    /// The kernel has the file: a killed process never leaves half of it,
+    /// but a power cut soon after may leave it empty or missing. For
+    /// copies that can be made again.
     Buffered,
 }
 
@@ -33,10 +35,18 @@ pub struct WriteError {
     pub source: std::io::Error,
 }
 
-/// Writes `bytes` to `path` whole: into a hidden `.<random>.tmp` file in the
-/// same directory, then renamed over `path`. On error nothing is left aside.
+/// Writes `bytes` to `path` whole: into a hidden `.faafo-<random>.tmp` file
+/// in the same directory, then renamed over `path`. On error nothing is left
+/// aside. A `path` that exists and is not a regular file (`/dev/stdout`, a
+/// named pipe) cannot be replaced: it is written in place.
 /// Blocking: from async code, call it in `spawn_blocking`.
 pub fn write_whole(path: &Path, bytes: &[u8], durability: Durability) -> Result<(), WriteError> {
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        return std::fs::write(path, bytes).map_err(|source| WriteError {
+            path: path.to_path_buf(),
+            source,
+        });
+    }
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -86,7 +96,9 @@ fn system_reason(e: std::io::Error) -> std::io::Error {
     }
 }
 
-const PARTIAL_PREFIX: &str = ".";
+/// Hidden, and faafo's: a sweep of a directory the user chose (a worker's
+/// `filesystem_store_datadir` may be shared) removes nobody else's files.
+const PARTIAL_PREFIX: &str = ".faafo-";
 const PARTIAL_SUFFIX: &str = ".tmp";
 
 /// Whether a file name is one [`write_whole`] writes aside.
@@ -194,6 +206,22 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
+    fn a_target_that_is_not_a_regular_file_is_written_in_place() {
+        // A symbolic link to a character device, as /dev/stdout is: it must
+        // stay a link (a rename would replace it by a regular file).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let link = dir.path().join("out");
+        std::os::unix::fs::symlink("/dev/null", &link).expect("a link");
+        write_whole(&link, b"x", Durability::Synced).expect("written");
+        let kind = std::fs::symlink_metadata(&link)
+            .expect("metadata")
+            .file_type();
+        assert!(kind.is_symlink());
+        assert_eq!(names(dir.path()), ["out"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
     fn new_files_get_the_usual_permissions() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
@@ -230,26 +258,31 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let old = ABANDONED_AFTER + Duration::from_secs(60);
         for name in [
-            ".abc123.tmp",
-            ".x.png.tmp",
+            ".faafo-abc123.tmp",
+            ".faafo-x.png.tmp",
+            ".other.tmp",
             "a.png",
             ".hidden",
             "b.tmp",
-            ".tmp",
+            ".faafo-.tmp",
         ] {
             write_aged(&dir.path().join(name), old);
         }
         // Being written by another program right now.
-        write_aged(&dir.path().join(".recent.tmp"), Duration::from_secs(5));
-        std::fs::create_dir(dir.path().join(".dir.tmp")).expect("set up");
+        write_aged(
+            &dir.path().join(".faafo-recent.tmp"),
+            Duration::from_secs(5),
+        );
+        std::fs::create_dir(dir.path().join(".faafo-dir.tmp")).expect("set up");
         assert_eq!(sweep_partial_files(dir.path()), 2);
         assert_eq!(
             names(dir.path()),
             [
-                ".dir.tmp",
+                ".faafo-.tmp",
+                ".faafo-dir.tmp",
+                ".faafo-recent.tmp",
                 ".hidden",
-                ".recent.tmp",
-                ".tmp",
+                ".other.tmp",
                 "a.png",
                 "b.tmp"
             ]

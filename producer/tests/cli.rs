@@ -446,6 +446,11 @@ async fn pending_fractals_tokens_and_an_unreachable_api() {
         );
     }
     assert!(err.contains("2 of 2 fractal(s) not rendered"), "{err}");
+    // Nothing to list: said in words, not an empty table.
+    assert_eq!(
+        ok(at(&["list", "--status", "done"]), "an empty list").trim(),
+        "no fractals"
+    );
     let misuse = at(&["create", "--timeout", "2"]);
     assert_eq!(misuse.status.code(), Some(2), "a usage error");
     assert!(stderr(&misuse).contains("--wait"), "{}", stderr(&misuse));
@@ -1006,10 +1011,16 @@ async fn a_stop_cancels_renders_past_the_grace() {
         "{:?}",
         stopped.elapsed()
     );
+    let log = up.log_text();
     assert!(
-        up.log_text()
-            .contains("stopped the renders still in progress"),
-        "{}",
-        up.log_text()
+        log.contains("stopped the renders still in progress")
+            && log.contains("the worker stopped before the render finished"),
+        "{log}"
+    );
+    // Not a failure of the task (the worker's "task <uuid> failed: ..."),
+    // nor its end ("failed after <n> attempt(s)"): it stays running.
+    assert!(
+        !log.contains(" failed: task ") && !log.contains("failed after"),
+        "not a failure of the task:\n{log}"
     );
 }

@@ -205,6 +205,10 @@ impl WorkerService {
                     self.store(result).await;
                     self.notify_rendered(&ctx, result).await;
                 }
+                // Not a failure of the task: it is taken over after the stop.
+                Err(error) if error.message == stopped_message(&task.uuid) => {
+                    warn!("{}", error.message);
+                }
                 Err(error) => {
                     warn!("task {} failed: {}", task.uuid, error.message);
                     self.notify_failed(&ctx, &task, error).await;
@@ -266,6 +270,11 @@ impl WorkerService {
                     "task {}: the render crashed",
                     task.uuid
                 )));
+            }
+            Ok(Ok(Err(FractalError::Render(RenderError::Cancelled))))
+                if self.stopping.is_cancelled() =>
+            {
+                return Err(RemoteError::runtime_error(stopped_message(&task.uuid)));
             }
             Ok(Ok(Err(e))) => return Err(render_failure(&task.uuid, e)),
             Ok(Ok(Ok(done))) => done,
@@ -331,6 +340,11 @@ impl WorkerService {
             warn!("could not send the fractal.failed notification: {e}");
         }
     }
+}
+
+/// Why a render cancelled by a stop out of grace did not finish.
+fn stopped_message(uuid: &str) -> String {
+    format!("task {uuid}: the worker stopped before the render finished")
 }
 
 /// A refused task is the caller's `ValueError`; anything else is ours.

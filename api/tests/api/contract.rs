@@ -728,7 +728,7 @@ async fn filesystem_image_store(backend: Backend) {
         // it is old enough not to be another server's write in progress.
         let images = std::path::Path::new(&c.default.state_path).join("images");
         std::fs::create_dir_all(&images).expect("the image directory");
-        let leftover = images.join(".cut-short.tmp");
+        let leftover = images.join(".faafo-cut-short.tmp");
         std::fs::write(&leftover, b"half a png").expect("a leftover");
         std::fs::File::options()
             .write(true)
@@ -737,16 +737,16 @@ async fn filesystem_image_store(backend: Backend) {
                 f.set_modified(std::time::SystemTime::now() - faafo_common::files::ABANDONED_AFTER)
             })
             .expect("an old leftover");
-        std::fs::write(images.join(".in-progress.tmp"), b"half").expect("a recent one");
+        std::fs::write(images.join(".faafo-in-progress.tmp"), b"half").expect("a recent one");
     })
     .await;
     let dir = app.state_dir.path().join("images");
     assert!(
-        !dir.join(".cut-short.tmp").exists(),
+        !dir.join(".faafo-cut-short.tmp").exists(),
         "a partial file of an earlier run is removed at start"
     );
     assert!(
-        dir.join(".in-progress.tmp").exists(),
+        dir.join(".faafo-in-progress.tmp").exists(),
         "a file another server is writing is left alone"
     );
     let (done, png) = app.finished_fractal(48, 32, (-0.8, 0.156)).await;
@@ -763,7 +763,7 @@ async fn filesystem_image_store(backend: Backend) {
         .expect("dir")
         .map(|e| e.expect("entry").file_name())
         .collect();
-    assert_eq!(left, [".in-progress.tmp"], "nothing else left aside");
+    assert_eq!(left, [".faafo-in-progress.tmp"], "nothing else left aside");
     app.stop().await;
 }
 

@@ -9,8 +9,8 @@
 const SHOWN: usize = 40;
 
 /// Checks every section name and every option outside a section of an INI
-/// text, parsed exactly as `config` parses it. Text that is not valid INI
-/// passes: `config` then reports it.
+/// text, parsed exactly as `config` parses it; text that is not INI is
+/// refused with the line at fault.
 pub(super) fn check_ini(text: &str) -> Result<(), String> {
     let ini = match ini::Ini::load_from_str(text) {
         Ok(ini) => ini,
@@ -52,12 +52,20 @@ fn syntax_error(text: &str, e: &ini::ParseError) -> String {
             || line.contains(':'))
     });
     match stray {
+        Some((number, line)) if line.trim_start().starts_with('[') && line.contains(']') => {
+            format!(
+                "line {}: '{}': a comment must be on a line of its own",
+                number + 1,
+                shown(line.trim())
+            )
+        }
         Some((number, line)) => format!(
             "line {}: '{}' is neither a [section] nor an option (name = value)",
             number + 1,
             shown(line.trim())
         ),
-        None => format!("not a valid INI file: line {}: {}", e.line + 1, e.msg),
+        // The reader counts lines from 1.
+        None => format!("not a valid INI file: line {}: {}", e.line, e.msg),
     }
 }
 

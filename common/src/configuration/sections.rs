@@ -104,7 +104,7 @@ config_section! {
         prefetch: usize = 0,
         /// Seconds after which a render is cancelled and reported as failed.
         exec_timeout: u64 = 600,
-        /// Also write each PNG into this directory (as the original did), as <uuid>.png, whole (written aside as .*.tmp and renamed; leftovers of a crash older than ten minutes are removed at start). Empty: don't.
+        /// Also write each PNG into this directory (as the original did), as <uuid>.png, whole (written aside as .faafo-*.tmp and renamed; leftovers of a crash older than ten minutes are removed at start). Empty: don't.
         filesystem_store_datadir: String = String::new(),
         /// Send fractal.rendered / fractal.failed notifications.
         notifications: bool = false,

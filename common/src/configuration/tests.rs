@@ -144,6 +144,11 @@ fn semantic_errors_are_caught_without_showing_passwords() {
             "[api]\nbind_port = 5000\n\n[worker\n",
             "line 4: '[worker' is neither a [section] nor an option (name = value)",
         ),
+        (
+            "[api] # the API\nbind_port = 5000\n",
+            "line 1: '[api] # the API': a comment must be on a line of its own",
+        ),
+        ("[api]\n= 5000\n", "not a valid INI file: line 2: "),
         // The reader would keep only the second [api]: refused instead.
         (
             "[api]\nbind_port = 5615\n[DEFAULT]\ndebug = true\n[api]\nresults_per_page = 5\n",

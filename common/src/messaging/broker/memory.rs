@@ -779,7 +779,7 @@ mod tests {
     #[tokio::test]
     async fn a_redeclaration_renews_the_expiry_lease() {
         let broker = MemoryBroker::open(&format!("expires-renewed-{}", std::process::id()));
-        let ttl = Duration::from_millis(400);
+        let ttl = Duration::from_millis(1200);
         let queue = QueueSpec {
             name: "leased".into(),
             durable: false,
@@ -804,11 +804,11 @@ mod tests {
         };
         broker.declare(&queue, &[]).expect("declare");
         for _ in 0..3 {
-            tokio::time::sleep(ttl * 3 / 4).await;
+            tokio::time::sleep(ttl / 2).await;
             assert!(exists(), "renewed by the last declaration");
             broker.declare(&queue, &[]).expect("declare again");
         }
-        tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+        tokio::time::sleep(ttl + Duration::from_millis(500)).await;
         assert!(!exists(), "expired once nobody declares it");
     }
 }

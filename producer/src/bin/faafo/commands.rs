@@ -246,15 +246,22 @@ async fn wait_for(
     let mut ended: Vec<Option<Ended>> = fractals.iter().map(|_| None).collect();
     let mut last_seen: Vec<Fractal> = fractals.to_vec();
     let mut failing_since: Option<std::time::Instant> = None;
+    // What the API said when it last failed, while it still fails.
+    let mut failure: Option<String> = None;
+    let out_of_time = || deadline.is_some_and(|d| std::time::Instant::now() >= d);
     loop {
         for ((slot, fractal), last) in ended.iter_mut().zip(fractals).zip(&mut last_seen) {
             if slot.is_some() {
                 continue;
             }
+            if out_of_time() {
+                break;
+            }
             let asked = std::time::Instant::now();
             let answer = api.get(&fractal.uuid).await;
             if !matches!(&answer, Err(e) if e.is_transient()) {
                 failing_since = None;
+                failure = None;
             }
             match answer {
                 Ok(now) if matches!(now.status, FractalStatus::Done | FractalStatus::Failed) => {
@@ -271,11 +278,12 @@ async fn wait_for(
                 }
                 Err(e) if e.is_transient() => {
                     let since = *failing_since.get_or_insert(asked);
-                    if since.elapsed() > API_PATIENCE {
+                    if since.elapsed() > API_PATIENCE || out_of_time() {
                         bar.abandon();
                         return Err(e.into());
                     }
                     bar.set_message(format!("(the API: {e}; trying again)"));
+                    failure = Some(e.to_string());
                     break;
                 }
                 Err(e) => {
@@ -284,7 +292,14 @@ async fn wait_for(
                 }
             }
         }
-        let out_of_time = deadline.is_some_and(|d| std::time::Instant::now() >= d);
+        let out_of_time = out_of_time();
+        if let Some(failure) = failure.as_ref().filter(|_| out_of_time) {
+            // Not the workers' fault: the last state seen may be stale.
+            bar.abandon();
+            return Err(
+                format!("gave up waiting (--timeout) while the API fails: {failure}").into(),
+            );
+        }
         if out_of_time || ended.iter().all(Option::is_some) {
             if out_of_time {
                 bar.abandon();
