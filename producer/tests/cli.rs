@@ -848,14 +848,18 @@ fn up_refuses_a_token_its_producer_does_not_have() {
     );
 }
 
-/// A second Ctrl-C or SIGTERM ends a stopping `faafo up` at once (exit
-/// status 130), instead of waiting for a long render to finish.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_signal_stops_at_once() {
+/// `faafo up --no-producer` with `producer_options` (lines of its
+/// `[producer]` section), rendering one fractal that takes minutes (c = 0: the unit disk
+/// never escapes, every pixel takes all its iterations, even in a release
+/// build); returns once that render runs.
+async fn up_with_a_long_render(producer_options: &str) -> (tempfile::TempDir, Service) {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    let config = write_config(dir.path(), "[producer]\npoll_interval = 0.2\n");
-    let mut up = Service::start(
+    let config = write_config(
+        dir.path(),
+        &format!("[producer]\npoll_interval = 0.2\n{producer_options}"),
+    );
+    let up = Service::start(
         "up",
         dir.path(),
         &config,
@@ -864,7 +868,6 @@ async fn a_second_signal_stops_at_once() {
     let url = format!("http://127.0.0.1:{port}");
     let api = ApiClient::new(&url, None).expect("client");
     api_ready(&api, &up).await;
-    // A render that takes minutes in a debug build.
     ok(
         faafo_at(
             &url,
@@ -876,6 +879,10 @@ async fn a_second_signal_stops_at_once() {
                 "4000",
                 "--iterations",
                 "100000",
+                "--c-re",
+                "0",
+                "--c-im",
+                "0",
             ],
         ),
         "create a long render",
@@ -891,6 +898,14 @@ async fn a_second_signal_stops_at_once() {
         },
     )
     .await;
+    (dir, up)
+}
+
+/// A second Ctrl-C or SIGTERM ends a stopping `faafo up` at once (exit
+/// status 130), instead of waiting for a long render to finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_stops_at_once() {
+    let (_dir, mut up) = up_with_a_long_render("").await;
     up.signal("TERM");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(up.is_running(), "the first signal waits for the render");
@@ -950,53 +965,7 @@ async fn a_second_signal_stops_a_draining_api_at_once() {
 /// process that said it had stopped, and its task is taken over next time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_cancels_renders_past_the_grace() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let config = write_config(
-        dir.path(),
-        "[producer]\npoll_interval = 0.2\nshutdown_grace = 1\n",
-    );
-    let mut up = Service::start(
-        "up",
-        dir.path(),
-        &config,
-        &["up", "--port", &port.to_string(), "--no-producer"],
-    );
-    let url = format!("http://127.0.0.1:{port}");
-    let api = ApiClient::new(&url, None).expect("client");
-    api_ready(&api, &up).await;
-    // c = 0: the unit disk never escapes, every pixel takes all its
-    // iterations: minutes of rendering, even in a release build.
-    ok(
-        faafo_at(
-            &url,
-            &[
-                "create",
-                "--width",
-                "4000",
-                "--height",
-                "4000",
-                "--iterations",
-                "100000",
-                "--c-re",
-                "0",
-                "--c-im",
-                "0",
-            ],
-        ),
-        "create a long render",
-    );
-    eventually(
-        "the render is running",
-        Duration::from_secs(30),
-        async || {
-            all(&api, Some(faafo_common::fractal::FractalStatus::Running))
-                .await
-                .len()
-                == 1
-        },
-    )
-    .await;
+    let (_dir, mut up) = up_with_a_long_render("shutdown_grace = 1\n").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let stopped = std::time::Instant::now();
     up.signal("TERM");

@@ -600,21 +600,25 @@ fn url_encode(text: &str) -> String {
         .collect()
 }
 
+/// A connection to `app` that has sent `start` of a request and nothing
+/// more (yet).
+async fn half_a_request(app: &crate::helpers::TestApp, start: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let address = app.url.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    stream.write_all(start).await.expect("part of a request");
+    stream
+}
+
 /// A client that never finishes its request (headers sent a byte at a
 /// time, then nothing) does not keep a stopping API, and its database,
 /// from stopping: at most SHUTDOWN_DRAIN.
 #[tokio::test]
 async fn a_stalled_client_does_not_hold_the_shutdown() {
-    use tokio::io::AsyncWriteExt;
     let app = spawn_app(Backend::Sqlite).await;
-    let address = app.url.trim_start_matches("http://").to_string();
-    let mut stalled = tokio::net::TcpStream::connect(&address)
-        .await
-        .expect("connect");
-    stalled
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-        .await
-        .expect("part of a request");
+    let stalled = half_a_request(&app, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await;
     // The server has the connection (and its half request) before the stop.
     tokio::time::sleep(Duration::from_millis(200)).await;
     tokio::time::timeout(
@@ -633,13 +637,7 @@ async fn a_stalled_client_does_not_hold_the_shutdown() {
 async fn a_slow_loris_is_disconnected() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = spawn_app(Backend::Sqlite).await;
-    let address = app.url.trim_start_matches("http://").to_string();
-    let mut slow = tokio::net::TcpStream::connect(&address)
-        .await
-        .expect("connect");
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .expect("part of a request");
+    let mut slow = half_a_request(&app, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
     let started = std::time::Instant::now();
     let limit = faafo_api::startup::HEADER_READ_TIMEOUT + Duration::from_secs(15);
     // A header line every 5 s: never the end of the headers.
@@ -679,19 +677,14 @@ async fn a_slow_loris_is_disconnected() {
 /// connection and a handler for as long as the client likes.
 #[tokio::test]
 async fn a_stalled_upload_is_answered_408() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let app = spawn_app(Backend::Sqlite).await;
-    let address = app.url.trim_start_matches("http://").to_string();
-    let mut stalled = tokio::net::TcpStream::connect(&address)
-        .await
-        .expect("connect");
-    stalled
-        .write_all(
-            b"POST /v1/fractal HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-              Content-Length: 100\r\n\r\n{\"width\": 64,",
-        )
-        .await
-        .expect("half a request");
+    let mut stalled = half_a_request(
+        &app,
+        b"POST /v1/fractal HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"width\": 64,",
+    )
+    .await;
     let started = std::time::Instant::now();
     let mut answer = Vec::new();
     tokio::time::timeout(
