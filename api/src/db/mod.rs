@@ -227,7 +227,12 @@ impl Database {
     /// Closes every connection (at shutdown).
     pub async fn close(&self) {
         match &self.inner {
-            Inner::Sqlite(db) => db.close(),
+            Inner::Sqlite(db) => {
+                let db = Arc::clone(db);
+                if let Err(e) = tokio::task::spawn_blocking(move || db.close()).await {
+                    tracing::error!("closing the database failed: {e}");
+                }
+            }
             Inner::Server(pool) => pool.close().await,
         }
     }

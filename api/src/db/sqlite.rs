@@ -55,7 +55,10 @@ pub struct SqliteStore {
     location: Location,
     readers: Mutex<Vec<Connection>>,
     max_readers: usize,
-    writes: mpsc::Sender<Box<dyn Pending>>,
+    /// The writer thread's queue; taken by [`SqliteStore::close`].
+    writes: Mutex<Option<mpsc::Sender<Box<dyn Pending>>>>,
+    /// The writer and checkpoint threads, joined by [`SqliteStore::close`].
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -119,6 +122,7 @@ impl SqliteStore {
         let (stop_checkpoints, stopped) = mpsc::channel::<()>();
         let rewind = Arc::new(AtomicBool::new(false));
         let rewind_now = Arc::clone(&rewind);
+        let mut threads = Vec::new();
         if let Location::File(_) = location {
             // Checkpoints (copying the WAL into the database file, with an
             // fsync) run on a thread of their own, so commits never wait
@@ -126,20 +130,27 @@ impl SqliteStore {
             writer.pragma_update(None, "wal_autocheckpoint", 0)?;
             let checkpointer = connect(&location).map_err(|e| open_error(e.to_string()))?;
             checkpointer.pragma_update(None, "cache_size", -SMALL_CACHE_KIB)?;
-            std::thread::Builder::new()
-                .name("faafo-sqlite-checkpoint".into())
-                .spawn(move || checkpoint_loop(checkpointer, stopped, rewind_now))
-                .map_err(|e| open_error(format!("cannot start the checkpoint thread: {e}")))?;
+            threads.push(
+                std::thread::Builder::new()
+                    .name("faafo-sqlite-checkpoint".into())
+                    .spawn(move || checkpoint_loop(checkpointer, stopped, rewind_now))
+                    .map_err(|e| open_error(format!("cannot start the checkpoint thread: {e}")))?,
+            );
         }
-        std::thread::Builder::new()
-            .name("faafo-sqlite-writer".into())
-            .spawn(move || write_loop(writer, queue, stop_checkpoints, rewind))
-            .map_err(|e| open_error(format!("cannot start the writer thread: {e}")))?;
+        // The writer first: it is the one that must end before the other.
+        threads.insert(
+            0,
+            std::thread::Builder::new()
+                .name("faafo-sqlite-writer".into())
+                .spawn(move || write_loop(writer, queue, stop_checkpoints, rewind))
+                .map_err(|e| open_error(format!("cannot start the writer thread: {e}")))?,
+        );
         Ok(Self {
             location,
             readers: Mutex::new(Vec::new()),
             max_readers: usize::try_from(max_readers).unwrap_or(usize::MAX),
-            writes,
+            writes: Mutex::new(Some(writes)),
+            threads: Mutex::new(threads),
         })
     }
 
@@ -198,7 +209,13 @@ impl SqliteStore {
             reply,
         };
         let gone = || DbError::Unavailable("the SQLite writer thread has stopped".into());
-        self.writes.send(Box::new(job)).map_err(|_| gone())?;
+        let writes = self
+            .writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| DbError::Unavailable("the database is closed".into()))?;
+        writes.send(Box::new(job)).map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 
@@ -212,12 +229,29 @@ impl SqliteStore {
         .await
     }
 
-    /// Closes the idle readers (the writer closes when the last clone goes).
+    /// Closes the idle readers, lets the writer commit what is queued, and
+    /// waits for the writer and checkpoint threads to close their
+    /// connections: the last one to close checkpoints the WAL into the
+    /// database file and removes it, so a stopped API leaves one
+    /// self-contained `faafo.db`. Later writes are refused (503). Blocking.
     pub fn close(&self) {
         self.readers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+        drop(
+            self.writes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let threads =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        for thread in threads {
+            if thread.join().is_err() {
+                tracing::error!("a SQLite thread panicked");
+            }
+        }
     }
 
     /// See [`super::Database::insert`].
@@ -796,6 +830,38 @@ mod tests {
                 .sum::<u64>(),
             0
         );
+    }
+
+    /// A closed database is one file: what was committed is in it, the WAL
+    /// is gone (a copy of faafo.db after a stop has everything).
+    #[tokio::test]
+    async fn a_closed_database_is_one_self_contained_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("faafo.db");
+        let url = format!("sqlite://{}", path.display());
+        let db = Arc::new(SqliteStore::open(&url, &url, 4).await.expect("open"));
+        for n in 0..20 {
+            db.insert(record(n)).await.expect("insert");
+        }
+        assert!(dir.path().join("faafo.db-wal").exists(), "WAL mode");
+        let closing = Arc::clone(&db);
+        tokio::task::spawn_blocking(move || closing.close())
+            .await
+            .expect("close");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(left, ["faafo.db"]);
+        assert!(matches!(
+            db.insert(record(99)).await,
+            Err(DbError::Unavailable(_))
+        ));
+        let conn = Connection::open(&path).expect("reopen");
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM fractal", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(rows, 20);
     }
 
     #[test]
