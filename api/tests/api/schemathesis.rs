@@ -76,8 +76,12 @@ async fn schemathesis_finds_nothing() {
             "40",
             "--seed",
             "20261122",
+            // One worker: two draw the same data from the same seed, so two
+            // stateful scenarios could create the same uuid and one delete
+            // the other's fractal, a 404 schemathesis then reported as
+            // "created resource not found" (ST302), now and then.
             "--workers",
-            "2",
+            "1",
         ])
         .args(["--phases", "examples,coverage,fuzzing,stateful"])
         .args(["--request-timeout", "20"])
