@@ -563,7 +563,7 @@ fn next_batch(
 fn write_loop(
     conn: Connection,
     queue: mpsc::Receiver<Box<dyn Pending>>,
-    _stop_checkpoints: mpsc::Sender<()>,
+    stop_checkpoints: mpsc::Sender<()>,
     rewind: Arc<AtomicBool>,
 ) {
     let mut busy = false;
@@ -636,6 +636,11 @@ fn write_loop(
             }
         }
     }
+    // This connection closes before the checkpointer is told to stop, so
+    // that the checkpointer's is the last one and removes the WAL (two
+    // connections closing at once may each see the other and keep it).
+    drop(conn);
+    drop(stop_checkpoints);
 }
 
 fn task_failed(e: tokio::task::JoinError) -> DbError {
