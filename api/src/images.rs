@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use axum::body::Bytes;
-use faafo_common::files::{Durability, sweep_partial_files, write_whole};
+use faafo_common::files::{Durability, sweep_partial_files, write_whole_async};
 
 use crate::db::{Database, DbError};
 use crate::domain::{Checksum, FractalId, FractalRecord, PngImage};
@@ -72,29 +72,12 @@ impl ImageStore {
                 .await?),
             Self::Filesystem(dir) => {
                 let path = file_path(dir, before.uuid, png.checksum());
-                let bytes = png.bytes().clone();
-                let placed = {
-                    let path = path.clone();
-                    tokio::task::spawn_blocking(move || {
-                        write_whole(&path, &bytes, Durability::Synced)
-                    })
+                write_whole_async(path, png.bytes().clone(), Durability::Synced)
                     .await
-                };
-                match placed {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        return Err(ImageStoreError::Io {
-                            path: e.path,
-                            source: e.source,
-                        });
-                    }
-                    Err(join) => {
-                        return Err(ImageStoreError::Io {
-                            path,
-                            source: std::io::Error::other(join.to_string()),
-                        });
-                    }
-                }
+                    .map_err(|e| ImageStoreError::Io {
+                        path: e.path,
+                        source: e.source,
+                    })?;
                 Ok(db.replace(before, after).await?)
             }
         }

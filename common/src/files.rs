@@ -39,7 +39,7 @@ pub struct WriteError {
 /// in the same directory, then renamed over `path`. On error nothing is left
 /// aside. A `path` that exists and is not a regular file (`/dev/stdout`, a
 /// named pipe) cannot be replaced: it is written in place.
-/// Blocking: from async code, call it in `spawn_blocking`.
+/// Blocking: from async code, [`write_whole_async`].
 pub fn write_whole(path: &Path, bytes: &[u8], durability: Durability) -> Result<(), WriteError> {
     if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
         return std::fs::write(path, bytes).map_err(|source| WriteError {
@@ -81,6 +81,24 @@ pub fn write_whole(path: &Path, bytes: &[u8], durability: Durability) -> Result<
             .map_err(at(dir))?;
     }
     Ok(())
+}
+
+/// [`write_whole`] from async code: on a blocking thread, so that a slow
+/// disk (or a sync) does not hold up the runtime.
+pub async fn write_whole_async(
+    path: PathBuf,
+    bytes: impl AsRef<[u8]> + Send + 'static,
+    durability: Durability,
+) -> Result<(), WriteError> {
+    let at = path.clone();
+    tokio::task::spawn_blocking(move || write_whole(&path, bytes.as_ref(), durability))
+        .await
+        .unwrap_or_else(|join| {
+            Err(WriteError {
+                path: at,
+                source: std::io::Error::other(join.to_string()),
+            })
+        })
 }
 
 /// `e` without the name of the file written aside, which tempfile appends
@@ -172,6 +190,22 @@ mod tests {
             assert_eq!(std::fs::read(&path).expect("set up"), b"new content");
             assert_eq!(names(dir.path()), ["a.png"]);
         }
+    }
+
+    #[tokio::test]
+    async fn the_async_write_is_the_same_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.png");
+        write_whole_async(path.clone(), b"content".to_vec(), Durability::Synced)
+            .await
+            .expect("written");
+        assert_eq!(std::fs::read(&path).expect("read"), b"content");
+        assert_eq!(names(dir.path()), ["a.png"]);
+        let missing = dir.path().join("missing").join("b.png");
+        let err = write_whole_async(missing.clone(), Vec::new(), Durability::Buffered)
+            .await
+            .expect_err("no such directory");
+        assert_eq!(err.path, missing);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use faafo_common::configuration::FaafoConfig;
-use faafo_common::files::{Durability, sweep_partial_files, write_whole};
+use faafo_common::files::{Durability, sweep_partial_files, write_whole_async};
 use faafo_common::fractal::{ProcessArgs, Task, TaskResult};
 use faafo_common::messaging::{
     Endpoint, MessagingError, Notifier, RemoteError, RequestContext, RpcServer, Target, Transport,
@@ -241,7 +241,7 @@ impl WorkerService {
             .await
             .map_err(|_| RemoteError::runtime_error("the worker is stopping"))?;
         let cancel = self.stopping.child();
-        let job = {
+        let mut job = {
             let (renderer, pool, cancel) = (self.renderer, self.pool.clone(), cancel.clone());
             tokio::task::spawn_blocking(move || {
                 let mut png = Vec::new();
@@ -250,7 +250,6 @@ impl WorkerService {
             })
         };
         let timeout = self.settings.exec_timeout;
-        let mut job = job;
         let (output, png) = match tokio::time::timeout(timeout, &mut job).await {
             Err(_) => {
                 cancel.cancel();
@@ -301,16 +300,8 @@ impl WorkerService {
         // Written whole: a reader never sees half a PNG, and a failed write
         // leaves no file. Not synced: the image travels in the reply too.
         let path = dir.join(format!("{}.png", result.uuid));
-        let image = result.image.clone();
-        let written = {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || write_whole(&path, &image, Durability::Buffered))
-                .await
-        };
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => error!("{e}"),
-            Err(e) => error!("cannot write {}: {e}", path.display()),
+        if let Err(e) = write_whole_async(path, result.image.clone(), Durability::Buffered).await {
+            error!("{e}");
         }
     }
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use faafo_common::api_client::{ApiClient, ListQuery};
-use faafo_common::files::{Durability, write_whole};
+use faafo_common::files::{Durability, write_whole_async};
 use faafo_common::fractal::{Fractal, FractalStatus};
 use faafo_common::telemetry::TelemetryGuard;
 use faafo_producer::{ProducerSettings, TaskGenerator};
@@ -354,7 +354,8 @@ async fn get(api: &ApiClient, args: GetArgs) -> Result<ExitCode, Box<dyn Error>>
     let path = args
         .file
         .unwrap_or_else(|| format!("{}.png", args.uuid).into());
-    write_whole(&path, &png, Durability::Synced)?;
-    println!("wrote {} ({} bytes)", path.display(), png.len());
+    let size = png.len();
+    write_whole_async(path.clone(), png, Durability::Synced).await?;
+    println!("wrote {} ({size} bytes)", path.display());
     Ok(ExitCode::SUCCESS)
 }
