@@ -57,7 +57,8 @@ pub struct SqliteStore {
     max_readers: usize,
     /// The writer thread's queue; taken by [`SqliteStore::close`].
     writes: Mutex<Option<mpsc::Sender<Box<dyn Pending>>>>,
-    /// The writer and checkpoint threads, joined by [`SqliteStore::close`].
+    /// The checkpoint and writer threads, joined by [`SqliteStore::close`]
+    /// (in any order: the checkpointer ends after the writer anyway).
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
@@ -137,9 +138,7 @@ impl SqliteStore {
                     .map_err(|e| open_error(format!("cannot start the checkpoint thread: {e}")))?,
             );
         }
-        // The writer first: it is the one that must end before the other.
-        threads.insert(
-            0,
+        threads.push(
             std::thread::Builder::new()
                 .name("faafo-sqlite-writer".into())
                 .spawn(move || write_loop(writer, queue, stop_checkpoints, rewind))
