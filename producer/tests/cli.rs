@@ -906,17 +906,26 @@ async fn up_with_a_long_render(producer_options: &str) -> (tempfile::TempDir, Se
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_stops_at_once() {
     let (_dir, mut up) = up_with_a_long_render("").await;
-    up.signal("TERM");
+    a_second_signal_ends(&mut up, "the render", Duration::from_secs(10)).await;
+}
+
+/// Sends `service` SIGTERM, checks that it still waits for `waiting_for` a
+/// second later, then that a second SIGTERM ends it with 130 `within`.
+async fn a_second_signal_ends(service: &mut Service, waiting_for: &str, within: Duration) {
+    service.signal("TERM");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(up.is_running(), "the first signal waits for the render");
-    let second = std::time::Instant::now();
-    up.signal("TERM");
-    assert_eq!(up.wait(Duration::from_secs(10)), Some(130));
-    assert!(second.elapsed() < Duration::from_secs(10));
     assert!(
-        up.log_text().contains("a second signal"),
+        service.is_running(),
+        "the first signal waits for {waiting_for}"
+    );
+    let second = std::time::Instant::now();
+    service.signal("TERM");
+    assert_eq!(service.wait(within), Some(130));
+    assert!(second.elapsed() < within);
+    assert!(
+        service.log_text().contains("a second signal"),
         "{}",
-        up.log_text()
+        service.log_text()
     );
 }
 
@@ -945,18 +954,7 @@ async fn a_second_signal_stops_a_draining_api_at_once() {
         .await
         .expect("half a request");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    api.signal("TERM");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(api.is_running(), "the first signal waits for the request");
-    let second = std::time::Instant::now();
-    api.signal("TERM");
-    assert_eq!(api.wait(Duration::from_secs(5)), Some(130));
-    assert!(second.elapsed() < Duration::from_secs(5));
-    assert!(
-        api.log_text().contains("a second signal"),
-        "{}",
-        api.log_text()
-    );
+    a_second_signal_ends(&mut api, "the request", Duration::from_secs(5)).await;
     drop(stalled);
 }
 
