@@ -641,8 +641,10 @@ async fn duplicates_run_once(env: TestBroker) {
         .await
         .expect("publish");
     }
-    eventually("all three were seen", async || server.stats().received == 3).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually("all three were handled", async || {
+        server.stats().settled() == 3
+    })
+    .await;
     assert_eq!(shared.counter.load(Ordering::SeqCst), 1);
     assert_eq!(server.stats().duplicates, 2);
     server.stop().await;

@@ -149,7 +149,10 @@ async fn poison_is_rejected_and_real_tasks_keep_flowing(url: &str) {
     let elapsed = started.elapsed();
     let expected = JUNK as u64 + served;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while worker.stats().received < expected && Instant::now() < deadline {
+    // Wait for every message's outcome, not its arrival: `received` is
+    // counted before a message is read, so the last one may still be on
+    // its way to `rejected`.
+    while worker.stats().settled() < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let stats = worker.stats();

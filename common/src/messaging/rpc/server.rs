@@ -67,6 +67,18 @@ pub struct ServerStats {
     pub replies_dropped: u64,
 }
 
+impl ServerStats {
+    /// Messages whose handling ended: succeeded, failed, malformed, rejected
+    /// or recognised as duplicates. `received` is counted when a message
+    /// arrives, before it is read, so a caller waiting for a message's
+    /// outcome (a test, a drain check) waits for this to reach the count
+    /// instead. A request whose acknowledgement was lost with the broker
+    /// connection is left to its redelivery and never settles here.
+    pub fn settled(&self) -> u64 {
+        self.succeeded + self.failed + self.malformed + self.rejected + self.duplicates
+    }
+}
+
 #[derive(Default)]
 struct Counters {
     received: AtomicU64,
