@@ -472,6 +472,73 @@ async fn stopping_finishes_running_calls_and_requeues_the_rest(env: TestBroker) 
     next.stop().await;
 }
 
+/// A stop out of grace does not wait for a long request: it is given back
+/// to the queue unanswered, and its caller gets the answer of the next
+/// server, which runs it again.
+async fn a_stop_out_of_grace_gives_running_requests_back(env: TestBroker) {
+    let t = env.transport().await;
+    let shared = Arc::new(Shared::default());
+    let server = start_server(&t, "grace", "h1", shared.clone()).await;
+    let client = RpcClient::new(&t, Target::topic("grace")).timeout(Duration::from_secs(20));
+    let started = shared.started.notified();
+    let call = tokio::spawn(async move {
+        client
+            .call::<_, u64>(&ctx(), "sleep", &SleepArgs { ms: 1500 })
+            .await
+    });
+    started.await;
+    let stopping = Instant::now();
+    assert!(
+        !server.stop_within(Duration::from_millis(100)).await,
+        "a request was still running"
+    );
+    assert!(
+        stopping.elapsed() < Duration::from_millis(1000),
+        "the stop waited for the request: {:?}",
+        stopping.elapsed()
+    );
+    assert!(!call.is_finished(), "the caller got no answer from h1");
+    let next = start_server(&t, "grace", "h2", Arc::new(Shared::default())).await;
+    assert_eq!(call.await.expect("join").expect("served by h2"), 1500);
+    // Nothing left behind for a third server.
+    assert_eq!(next.stats().received, 1);
+    assert!(next.stop_within(Duration::from_secs(5)).await);
+}
+
+/// Under at-most-once acknowledgement a request abandoned by a stop cannot
+/// go back to the queue: its caller is told at once instead of waiting for
+/// its timeout.
+async fn an_acknowledged_request_abandoned_by_a_stop_is_answered(env: TestBroker) {
+    let t = env.transport().await;
+    let shared = Arc::new(Shared::default());
+    let server = RpcServer::builder(&t, Target::topic("grace-ack").with_server("h1"))
+        .endpoint(service("h1", shared.clone()))
+        .ack_mode(AckMode::BeforeDispatch)
+        .start()
+        .await
+        .expect("server");
+    let client = RpcClient::new(&t, Target::topic("grace-ack")).timeout(Duration::from_secs(20));
+    let started = shared.started.notified();
+    let call = tokio::spawn(async move {
+        client
+            .call::<_, u64>(&ctx(), "sleep", &SleepArgs { ms: 10_000 })
+            .await
+    });
+    started.await;
+    assert!(!server.stop_within(Duration::from_millis(100)).await);
+    match tokio::time::timeout(Duration::from_secs(5), call).await {
+        Ok(Ok(Err(MessagingError::Remote { error, .. }))) => {
+            assert_eq!(error.class, "RuntimeError");
+            assert!(
+                error.message.contains("stopped before sleep() finished"),
+                "{}",
+                error.message
+            );
+        }
+        other => panic!("expected the server's RuntimeError at once, got {other:?}"),
+    }
+}
+
 async fn a_request_whose_server_dies_is_served_by_another(env: TestBroker) {
     let dying = env.transport().await;
     let shared = Arc::new(Shared::default());
@@ -883,6 +950,8 @@ faafo_common::on_both_transports!(
     many_calls_in_flight_get_their_own_replies,
     concurrency_is_bounded_by_the_executor,
     stopping_finishes_running_calls_and_requeues_the_rest,
+    a_stop_out_of_grace_gives_running_requests_back,
+    an_acknowledged_request_abandoned_by_a_stop_is_answered,
     a_request_whose_server_dies_is_served_by_another,
     messagepack_carries_raw_bytes,
     call_monitor_heartbeats_keep_long_calls_alive,

@@ -963,7 +963,8 @@ async fn a_second_signal_stops_a_draining_api_at_once() {
 /// process that said it had stopped, and its task is taken over next time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_cancels_renders_past_the_grace() {
-    let (_dir, mut up) = up_with_a_long_render("shutdown_grace = 1\n").await;
+    let (_dir, mut up) =
+        up_with_a_long_render("shutdown_grace = 1\n[worker]\nshutdown_grace = 1\n").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let stopped = std::time::Instant::now();
     up.signal("TERM");
@@ -981,7 +982,7 @@ async fn a_stop_cancels_renders_past_the_grace() {
     let log = up.log_text();
     assert!(
         log.contains("stopped the renders still in progress")
-            && log.contains("the worker stopped before the render finished"),
+            && log.contains("were cancelled; their tasks went back to the queue"),
         "{log}"
     );
     // Not a failure of the task (the worker's "task <uuid> failed: ..."),

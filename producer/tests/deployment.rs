@@ -482,7 +482,7 @@ fn single_host_configurations_are_accepted_by_check_config() {
     // The units: stop timeouts from the settings, no extra writable path.
     let worker_unit = rendered.unit(host, "faafo-worker.service");
     assert!(
-        worker_unit.contains("\nTimeoutStopSec=630\n"),
+        worker_unit.contains("\nTimeoutStopSec=60\n"),
         "{worker_unit}"
     );
     assert!(!worker_unit.contains("ReadWritePaths"), "{worker_unit}");
@@ -523,7 +523,7 @@ fn multi_host_configurations_with_other_settings_are_accepted_by_check_config() 
         "faafo_producer_extra_config": {"producer": {"min_width": 512, "max_width": 2048,
                                                      "interval": 2.5}},
         "faafo_api_extra_config": {"api": {"protect_reads": false, "max_results_per_page": 50}},
-        "faafo_worker_extra_config": {"worker": {"exec_timeout": 1800}}
+        "faafo_worker_extra_config": {"worker": {"exec_timeout": 1800, "shutdown_grace": 120}}
     }"#;
     let rendered = Rendered::new("multi", "multi", extra);
     let expect = |files: &[&str]| files.iter().map(|f| f.to_string()).collect::<Vec<_>>();
@@ -585,8 +585,9 @@ fn multi_host_configurations_with_other_settings_are_accepted_by_check_config() 
         }
     }
     // The units follow: an image directory outside the state directory is
-    // writable, and a worker's exec_timeout set through *_extra_config
-    // sets its stop timeout (a stop must not kill a render it allows).
+    // writable, and a worker's shutdown_grace set through *_extra_config
+    // sets its stop timeout (systemd must not kill a worker still within
+    // its grace).
     for api in ["api1.example.org", "api2.example.org"] {
         let unit = rendered.unit(api, "faafo-api.service");
         assert!(
@@ -596,7 +597,7 @@ fn multi_host_configurations_with_other_settings_are_accepted_by_check_config() 
     }
     let worker_unit = rendered.unit("worker1.example.org", "faafo-worker.service");
     assert!(
-        worker_unit.contains("\nTimeoutStopSec=1830\n"),
+        worker_unit.contains("\nTimeoutStopSec=150\n"),
         "{worker_unit}"
     );
     let producer = rendered.text("api1.example.org", "producer.conf");

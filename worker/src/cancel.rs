@@ -4,30 +4,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A shared flag the service sets when a render runs past its `exec_timeout`
-/// (or the worker stops); the renderer polls it between tiles and stops with
-/// [`crate::RenderError::Cancelled`].
+/// or its request is abandoned by a stop; the renderer polls it between
+/// tiles and stops with [`crate::RenderError::Cancelled`].
 ///
-/// Clones share the flag: keep one, hand one to the render. A
-/// [`child`](Self::child) is cancelled with its parent, or alone.
+/// Clones share the flag: keep one, hand one to the render.
 #[derive(Debug, Clone, Default)]
 pub struct CancelToken {
     cancelled: Arc<AtomicBool>,
-    parent: Option<Arc<AtomicBool>>,
 }
 
 impl CancelToken {
     /// A token that is not cancelled.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// A token cancelled by its own [`cancel`](Self::cancel) or by this
-    /// one's: one render's, under the worker's.
-    pub fn child(&self) -> Self {
-        Self {
-            cancelled: Arc::default(),
-            parent: Some(self.cancelled.clone()),
-        }
     }
 
     /// Asks every render holding a clone of this token to stop soon.
@@ -38,9 +27,38 @@ impl CancelToken {
     /// Whether [`Self::cancel`] was called on this token or a clone.
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
-            || self
-                .parent
-                .as_ref()
-                .is_some_and(|p| p.load(Ordering::Relaxed))
+    }
+
+    /// A guard that cancels this token when dropped: a render runs on a
+    /// thread of its own, which nothing stops when the future waiting for
+    /// it is dropped (an RPC server abandoning the request at a stop).
+    pub fn cancel_on_drop(&self) -> CancelOnDrop {
+        CancelOnDrop(self.clone())
+    }
+}
+
+/// Cancels its [`CancelToken`] when dropped; see
+/// [`CancelToken::cancel_on_drop`].
+#[derive(Debug)]
+pub struct CancelOnDrop(CancelToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_guard_cancels_every_clone() {
+        let token = CancelToken::new();
+        let render = token.clone();
+        let guard = token.cancel_on_drop();
+        assert!(!render.is_cancelled());
+        drop(guard);
+        assert!(render.is_cancelled());
     }
 }

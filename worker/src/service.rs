@@ -4,6 +4,9 @@
 //! A bad task is answered with a `ValueError` (the producer marks it failed
 //! without retrying); a render that runs past `exec_timeout` is cancelled
 //! and answered with a `TimeoutError`; the worker keeps serving either way.
+//! A stopping worker waits `shutdown_grace` for its renders, then cancels
+//! the rest and gives their tasks back to the queue, unanswered, for
+//! another worker.
 //! Log lines follow the original (`processing task <uuid>`, `task <uuid>
 //! processed in <s> seconds`) and carry the caller's request id.
 
@@ -44,6 +47,10 @@ pub struct WorkerSettings {
     pub render_threads: usize,
     /// Renders running longer are cancelled.
     pub exec_timeout: Duration,
+    /// How long a stopping worker waits for the renders in progress; those
+    /// still running then are cancelled and their requests given back to
+    /// the queue for another worker.
+    pub shutdown_grace: Duration,
     /// Where to also write each PNG, if anywhere.
     pub datadir: Option<PathBuf>,
     /// Send `fractal.rendered` / `fractal.failed` notifications.
@@ -84,6 +91,7 @@ impl WorkerSettings {
                 w.render_threads
             },
             exec_timeout: Duration::from_secs(w.exec_timeout.max(1)),
+            shutdown_grace: Duration::from_secs(w.shutdown_grace),
             datadir: Some(w.filesystem_store_datadir.as_str())
                 .filter(|d| !d.is_empty())
                 .map(PathBuf::from),
@@ -133,11 +141,10 @@ pub struct WorkerService {
     /// `executor_size` image buffers exist at once even if the service is
     /// driven by a server running more requests at once (the worker's own
     /// server runs `executor_size`; the tasks taken ahead wait in it,
-    /// unstarted, without their exec_timeout running).
-    render_slots: tokio::sync::Semaphore,
-    /// The parent of every render's cancel token: cancelled when a stop
-    /// runs out of grace.
-    stopping: CancelToken,
+    /// unstarted, without their exec_timeout running). The render's thread
+    /// holds its permit until the render ends, even when the request was
+    /// given up, so that all permits free means no render is running.
+    render_slots: Arc<tokio::sync::Semaphore>,
     notifier: Notifier,
 }
 
@@ -167,11 +174,18 @@ impl WorkerService {
         Ok(Self {
             renderer: JuliaRenderer::new(settings.limits),
             pool: Arc::new(pool),
-            render_slots: tokio::sync::Semaphore::new(settings.executor_size.max(1)),
-            stopping: CancelToken::new(),
+            render_slots: Arc::new(tokio::sync::Semaphore::new(settings.executor_size.max(1))),
             notifier,
             settings,
         })
+    }
+
+    /// Waits until no render runs: every render slot free (a render's
+    /// thread keeps its slot until it ends, even once its request was
+    /// given up).
+    async fn renders_ended(&self) {
+        let slots = u32::try_from(self.settings.executor_size.max(1)).unwrap_or(u32::MAX);
+        let _ = self.render_slots.acquire_many(slots).await;
     }
 
     /// The RPC endpoint with the `process` method.
@@ -205,10 +219,6 @@ impl WorkerService {
                     self.store(result).await;
                     self.notify_rendered(&ctx, result).await;
                 }
-                // Not a failure of the task: it is taken over after the stop.
-                Err(error) if error.message == stopped_message(&task.uuid) => {
-                    warn!("{}", error.message);
-                }
                 Err(error) => {
                     warn!("task {} failed: {}", task.uuid, error.message);
                     self.notify_failed(&ctx, &task, error).await;
@@ -235,15 +245,20 @@ impl WorkerService {
             .limits()
             .check(&spec)
             .map_err(|e| RemoteError::value_error(format!("task {}: {e}", task.uuid)))?;
-        let _slot = self
+        let slot = self
             .render_slots
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| RemoteError::runtime_error("the worker is stopping"))?;
-        let cancel = self.stopping.child();
+        let cancel = CancelToken::new();
+        // Dropped with this future when a stop abandons the request: the
+        // render, on a thread of its own, stops at its next tile.
+        let _abandoned = cancel.cancel_on_drop();
         let mut job = {
             let (renderer, pool, cancel) = (self.renderer, self.pool.clone(), cancel.clone());
             tokio::task::spawn_blocking(move || {
+                let _slot = slot;
                 let mut png = Vec::new();
                 pool.install(|| renderer.render_png(&spec, &cancel, &mut png))
                     .map(|output| (output, png))
@@ -254,8 +269,9 @@ impl WorkerService {
             Err(_) => {
                 cancel.cancel();
                 // The render stops at its next tile (or after its PNG
-                // step): wait for it, so that the slot is not given to the
-                // next task while this one still holds a core and its image.
+                // step); its thread holds the slot until then, so the next
+                // task does not start while this one holds a core and its
+                // image. Waited for, so that the answer comes after it.
                 let _ = job.await;
                 return Err(RemoteError::timeout_error(format!(
                     "task {}: the render ran past exec_timeout ({} s) and was cancelled",
@@ -269,11 +285,6 @@ impl WorkerService {
                     "task {}: the render crashed",
                     task.uuid
                 )));
-            }
-            Ok(Ok(Err(FractalError::Render(RenderError::Cancelled))))
-                if self.stopping.is_cancelled() =>
-            {
-                return Err(RemoteError::runtime_error(stopped_message(&task.uuid)));
             }
             Ok(Ok(Err(e))) => return Err(render_failure(&task.uuid, e)),
             Ok(Ok(Ok(done))) => done,
@@ -333,11 +344,6 @@ impl WorkerService {
     }
 }
 
-/// Why a render cancelled by a stop out of grace did not finish.
-fn stopped_message(uuid: &str) -> String {
-    format!("task {uuid}: the worker stopped before the render finished")
-}
-
 /// A refused task is the caller's `ValueError`; anything else is ours.
 fn render_failure(uuid: &str, e: FractalError) -> RemoteError {
     match e {
@@ -368,19 +374,21 @@ impl RunningWorker {
     }
 
     /// Stops taking tasks and waits up to `grace` for the renders in
-    /// progress; those still running then are cancelled (they stop at
-    /// their next tile and are answered as failed) and waited for, so that
-    /// no render outlives the worker. Returns whether all ended in time.
+    /// progress. Those still running then are given back to the queue
+    /// unanswered, for another worker (the caller waits for one answer,
+    /// whoever sends it), without a failed attempt or a `fractal.failed`
+    /// notification; their renders are cancelled and waited for (they stop
+    /// at their next tile), so that no render outlives the worker. Returns
+    /// whether all ended in time.
     pub async fn stop_within(self, grace: Duration) -> bool {
-        let stopping = self.service.stopping.clone();
-        let mut stop = std::pin::pin!(self.server.stop());
-        if tokio::time::timeout(grace, &mut stop).await.is_ok() {
-            return true;
+        let ended = self.server.stop_within(grace).await;
+        if !ended {
+            warn!(
+                "the renders still in progress after {grace:?} were cancelled; their tasks went back to the queue"
+            );
+            self.service.renders_ended().await;
         }
-        warn!("cancelling the renders still in progress after {grace:?}");
-        stopping.cancel();
-        stop.await;
-        false
+        ended
     }
 
     /// The RPC server's counters.
@@ -413,10 +421,11 @@ pub async fn serve(
         .connection_name(format!("faafo-worker@{}", settings.server_name))
         .connect()
         .await?;
+    let grace = settings.shutdown_grace;
     let worker = start(&transport, settings).await?;
     stop.await;
-    info!("stopping: finishing the tasks in progress");
-    worker.stop().await;
+    info!("stopping: finishing the tasks in progress (up to shutdown_grace, {grace:?})");
+    worker.stop_within(grace).await;
     transport.close().await;
     Ok(())
 }

@@ -102,6 +102,7 @@ async fn poison_is_rejected_and_real_tasks_keep_flowing(url: &str) {
         prefetch: 8,
         render_threads: 2,
         exec_timeout: Duration::from_secs(60),
+        shutdown_grace: Duration::from_secs(30),
         datadir: None,
         notifications: false,
         limits: RenderLimits::default(),

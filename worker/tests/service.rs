@@ -19,6 +19,7 @@ fn settings() -> WorkerSettings {
         prefetch: 8,
         render_threads: 2,
         exec_timeout: Duration::from_secs(600),
+        shutdown_grace: Duration::from_secs(30),
         datadir: None,
         notifications: false,
         limits: RenderLimits::default(),
@@ -430,8 +431,62 @@ async fn a_stopped_worker_gives_back_what_it_has_not_started(env: TestBroker) {
     second.stop().await;
 }
 
+/// A worker whose stop runs out of grace does not answer the render it
+/// gives up, nor count it failed: the task goes back to the queue and
+/// another worker answers it, to the same waiting caller.
+async fn a_stop_out_of_grace_gives_the_render_to_another_worker(env: TestBroker) {
+    let t = env.transport().await;
+    let one_at_a_time = WorkerSettings {
+        server_name: "first".into(),
+        executor_size: 1,
+        prefetch: 1,
+        render_threads: 1,
+        ..settings()
+    };
+    let first = start(&t, one_at_a_time.clone()).await;
+    let client = RpcClient::new(&t, Target::topic("tasks"));
+    // Every pixel runs all its iterations (c = 0 inside the unit disk).
+    let slow = Task {
+        width: 128,
+        height: 128,
+        iterations: 1000,
+        xa: -0.5,
+        xb: 0.5,
+        ya: -0.5,
+        yb: 0.5,
+        c_re: Some(0.0),
+        c_im: Some(0.0),
+        ..task(&uuid::Uuid::new_v4().to_string())
+    };
+    let call = tokio::spawn(async move { process(&client, slow).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while first.stats().received == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // No grace: whatever the first worker holds is given up at once.
+    assert!(!first.stop_within(Duration::ZERO).await, "it was rendering");
+    assert!(!call.is_finished(), "the given-up render was not answered");
+    let second = start(
+        &t,
+        WorkerSettings {
+            server_name: "second".into(),
+            ..one_at_a_time
+        },
+    )
+    .await;
+    let result = call.await.expect("join").expect("answered by the second");
+    assert_eq!(result.generated_by, "second");
+    assert_eq!(
+        second.stats().received,
+        1,
+        "one delivery, nothing else left"
+    );
+    second.stop().await;
+}
+
 faafo_common::on_both_transports!(
     a_stopped_worker_gives_back_what_it_has_not_started,
+    a_stop_out_of_grace_gives_the_render_to_another_worker,
     renders_and_returns_the_png,
     seeded_tasks_are_reproducible,
     bad_tasks_get_value_errors_and_the_worker_keeps_serving,

@@ -104,6 +104,8 @@ config_section! {
         prefetch: usize = 0,
         /// Seconds after which a render is cancelled and reported as failed.
         exec_timeout: u64 = 600,
+        /// Seconds a stopping worker waits for the renders in progress to finish and be answered. Those still running then are cancelled and their tasks go back to the queue, for another worker (not a failed attempt).
+        shutdown_grace: u64 = 30,
         /// Also write each PNG into this directory (as the original did), as <uuid>.png, whole (written aside as .faafo-*.tmp and renamed; leftovers of a crash older than ten minutes are removed at start). Empty: don't.
         filesystem_store_datadir: String = String::new(),
         /// Send fractal.rendered / fractal.failed notifications.
@@ -385,6 +387,7 @@ impl FaafoConfig {
                 self.database.connect_timeout as f64,
             ),
             ("worker", "exec_timeout", w.exec_timeout as f64),
+            ("worker", "shutdown_grace", w.shutdown_grace as f64),
             ("producer", "interval", p.interval),
             ("producer", "call_timeout", p.call_timeout as f64),
             ("producer", "task_timeout", p.task_timeout as f64),

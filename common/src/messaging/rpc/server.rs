@@ -8,7 +8,10 @@
 //! than it runs at once unless told to (prefetch = executor size by
 //! default), and stops gracefully:
 //! no more deliveries, received-but-not-started ones back to the queue,
-//! running ones finished and answered.
+//! running ones finished and answered. [`RpcServer::stop_within`] bounds
+//! that wait: requests still running after the grace are given back to the
+//! queue unanswered, for another server to run and answer (their callers
+//! wait for one reply, whoever sends it).
 
 // Endpoint methods fail with a `RemoteError`, the exception sent to the
 // caller: it is the error of this module's results by design.
@@ -21,6 +24,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::dedup::{Admission, CachedReply, DuplicateFilter};
@@ -65,17 +69,26 @@ pub struct ServerStats {
     pub duplicates: u64,
     /// Replies dropped because the caller's reply queue was gone.
     pub replies_dropped: u64,
+    /// Requests still running when a stop ran out of grace: given back to
+    /// the queue unanswered (or, acknowledged before they ran under
+    /// [`AckMode::BeforeDispatch`], answered with an error).
+    pub abandoned: u64,
 }
 
 impl ServerStats {
-    /// Messages whose handling ended: succeeded, failed, malformed, rejected
-    /// or recognised as duplicates. `received` is counted when a message
+    /// Messages whose handling ended: succeeded, failed, malformed,
+    /// rejected, recognised as duplicates or abandoned by a stop. `received` is counted when a message
     /// arrives, before it is read, so a caller waiting for a message's
     /// outcome (a test, a drain check) waits for this to reach the count
     /// instead. A request whose acknowledgement was lost with the broker
     /// connection is left to its redelivery and never settles here.
     pub fn settled(&self) -> u64 {
-        self.succeeded + self.failed + self.malformed + self.rejected + self.duplicates
+        self.succeeded
+            + self.failed
+            + self.malformed
+            + self.rejected
+            + self.duplicates
+            + self.abandoned
     }
 }
 
@@ -88,6 +101,7 @@ struct Counters {
     rejected: AtomicU64,
     duplicates: AtomicU64,
     replies_dropped: AtomicU64,
+    abandoned: AtomicU64,
 }
 
 impl Counters {
@@ -101,6 +115,7 @@ impl Counters {
             rejected: get(&self.rejected),
             duplicates: get(&self.duplicates),
             replies_dropped: get(&self.replies_dropped),
+            abandoned: get(&self.abandoned),
         }
     }
 }
@@ -228,6 +243,7 @@ impl RpcServerBuilder {
             counters: Counters::default(),
             duplicates: DuplicateFilter::default(),
             gone_reply_queues: Mutex::new(HashMap::new()),
+            abandon: CancellationToken::new(),
         });
         let mut group = ConsumerGroup::new(self.executor_size);
         for (queue, binding) in specs {
@@ -300,6 +316,29 @@ impl RpcServer {
             group.stop().await;
         }
     }
+
+    /// Stops as [`Self::stop`] does, but waits only `grace` for the
+    /// requests in progress: those still running then are abandoned (their
+    /// methods' futures dropped, so a method that must stop work running
+    /// elsewhere, on a thread, does so when dropped) and given back to the
+    /// queue unanswered, for another server; their callers still wait for
+    /// the one reply. A request acknowledged before it ran
+    /// ([`AckMode::BeforeDispatch`]) cannot go back: its caller is answered
+    /// with a `RuntimeError`. Returns whether every request ended within
+    /// the grace.
+    pub async fn stop_within(mut self, grace: Duration) -> bool {
+        let Some(group) = self.group.take() else {
+            return true;
+        };
+        let mut stop = std::pin::pin!(group.stop());
+        if tokio::time::timeout(grace, &mut stop).await.is_ok() {
+            return true;
+        }
+        warn!("giving back the requests still in progress after {grace:?}");
+        self.ctx.abandon.cancel();
+        stop.await;
+        false
+    }
 }
 
 impl Drop for RpcServer {
@@ -319,6 +358,9 @@ struct ServerContext {
     counters: Counters,
     duplicates: DuplicateFilter,
     gone_reply_queues: Mutex<HashMap<String, Instant>>,
+    /// Cancelled when a stop runs out of grace: the requests in progress
+    /// are abandoned.
+    abandon: CancellationToken,
 }
 
 /// How the reply went.
@@ -418,7 +460,13 @@ impl ServerContext {
             }
             AckMode::AfterDispatch => Some(acker),
         };
-        let result = self.run(&request).await;
+        let result = tokio::select! {
+            result = self.run(&request) => result,
+            () = self.abandon.cancelled() => {
+                self.abandon_request(&request, acker).await;
+                return;
+            }
+        };
         match &result {
             Ok(_) => bump(&self.counters.succeeded),
             Err(error) => {
@@ -440,6 +488,30 @@ impl ServerContext {
         };
         for acker in acker.into_iter().chain(held) {
             settle(acker, completed).await;
+        }
+    }
+
+    /// Gives up a request still running when a stop ran out of grace:
+    /// unacknowledged, it goes back to the queue with the duplicates held
+    /// behind it, for another server to run and answer; acknowledged
+    /// already, it cannot, and its caller is told instead of left waiting.
+    async fn abandon_request(&self, request: &IncomingRequest, acker: Option<Acker>) {
+        bump(&self.counters.abandoned);
+        let held = match &request.unique_id {
+            Some(unique_id) => self.duplicates.finish(unique_id, false, None),
+            None => Vec::new(),
+        };
+        if acker.is_none()
+            && let Some(address) = &request.reply_to
+        {
+            let error = RemoteError::runtime_error(format!(
+                "the server stopped before {}() finished",
+                request.method
+            ));
+            self.reply(address, request.codec, Err(error)).await;
+        }
+        for acker in acker.into_iter().chain(held) {
+            settle(acker, false).await;
         }
     }
 

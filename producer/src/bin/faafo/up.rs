@@ -123,8 +123,7 @@ pub async fn run(
     if let Err(e) = producer.await {
         error!("the producer task failed: {e}");
     }
-    // Renders in progress get the same grace as the producer's calls.
-    let grace = std::time::Duration::from_secs(config.producer.shutdown_grace);
+    let grace = std::time::Duration::from_secs(config.worker.shutdown_grace);
     if !worker.stop_within(grace).await {
         warn!(
             "stopped the renders still in progress after {grace:?}; their tasks are taken over at the next start"
