@@ -502,18 +502,22 @@ async fn a_stop_out_of_grace_gives_running_requests_back(env: TestBroker) {
     assert_eq!(call.await.expect("join").expect("served by h2"), 1500);
     // Nothing left behind for a third server.
     assert_eq!(next.stats().received, 1);
-    assert!(next.stop_within(Duration::from_secs(5)).await);
+    // Idle: even with no grace at all (less than its consumers take to
+    // stop), nothing is abandoned.
+    assert!(next.stop_within(Duration::ZERO).await);
 }
 
 /// Under at-most-once acknowledgement a request abandoned by a stop cannot
 /// go back to the queue: its caller is told at once instead of waiting for
-/// its timeout.
+/// its timeout, and a duplicate held behind a request is dropped with it,
+/// not run elsewhere after that answer.
 async fn an_acknowledged_request_abandoned_by_a_stop_is_answered(env: TestBroker) {
     let t = env.transport().await;
     let shared = Arc::new(Shared::default());
     let server = RpcServer::builder(&t, Target::topic("grace-ack").with_server("h1"))
         .endpoint(service("h1", shared.clone()))
         .ack_mode(AckMode::BeforeDispatch)
+        .executor_size(4)
         .start()
         .await
         .expect("server");
@@ -525,7 +529,31 @@ async fn an_acknowledged_request_abandoned_by_a_stop_is_answered(env: TestBroker
             .await
     });
     started.await;
+    // A cast and its duplicate (same _unique_id): one runs, one is held.
+    let inner = json!({"method": "sleep", "args": {"ms": 10_000},
+                       "_unique_id": "fedcba9876543210fedcba9876543210"});
+    let body = json!({"oslo.version": "2.0", "oslo.message": inner.to_string()}).to_string();
+    for _ in 0..2 {
+        publish_raw(
+            &t,
+            DEFAULT_EXCHANGE,
+            "grace-ack",
+            body.clone().into_bytes(),
+            "application/json",
+        )
+        .await
+        .expect("publish");
+    }
+    eventually("the duplicate is held", async || {
+        server.stats().duplicates == 1
+    })
+    .await;
     assert!(!server.stop_within(Duration::from_millis(100)).await);
+    assert_eq!(
+        queue_depth(&t, "grace-ack").await.expect("depth"),
+        Some(0),
+        "the held duplicate was dropped, not given back"
+    );
     match tokio::time::timeout(Duration::from_secs(5), call).await {
         Ok(Ok(Err(MessagingError::Remote { error, .. }))) => {
             assert_eq!(error.class, "RuntimeError");

@@ -140,7 +140,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Serves until SIGTERM or Ctrl-C, then finishes the tasks in progress.
+/// Serves until SIGTERM or Ctrl-C, then finishes the tasks in progress (for
+/// up to `shutdown_grace`; the rest go back to the queue).
 async fn serve(
     cli: &Cli,
     logging: &mut Option<TelemetryGuard>,

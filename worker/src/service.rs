@@ -353,6 +353,9 @@ fn render_failure(uuid: &str, e: FractalError) -> RemoteError {
             | RenderError::TooManyIterations { .. }
             | RenderError::NoQualifyingConstant { .. }),
         ) => RemoteError::value_error(format!("task {uuid}: {e}")),
+        // Not expected: a render past exec_timeout is answered before this,
+        // and one given up by a stop is never answered. Kept for a cancel
+        // from elsewhere.
         FractalError::Render(RenderError::Cancelled) => {
             RemoteError::timeout_error(format!("task {uuid}: the render was cancelled"))
         }
@@ -373,21 +376,26 @@ impl RunningWorker {
         self.server.stop().await;
     }
 
-    /// Stops taking tasks and waits up to `grace` for the renders in
+    /// Stops taking tasks and waits up to `grace` for the tasks in
     /// progress. Those still running then are given back to the queue
     /// unanswered, for another worker (the caller waits for one answer,
     /// whoever sends it), without a failed attempt or a `fractal.failed`
     /// notification; their renders are cancelled and waited for (they stop
-    /// at their next tile), so that no render outlives the worker. Returns
-    /// whether all ended in time.
+    /// at their next tile), so that no render outlives the worker. A task
+    /// given up after its render, while its PNG is written to
+    /// `filesystem_store_datadir` or its `fractal.rendered` notification
+    /// sent, is rendered again elsewhere, and may be notified twice.
+    /// Returns whether no task was given up.
     pub async fn stop_within(self, grace: Duration) -> bool {
         let ended = self.server.stop_within(grace).await;
         if !ended {
             warn!(
                 "the renders still in progress after {grace:?} were cancelled; their tasks went back to the queue"
             );
-            self.service.renders_ended().await;
         }
+        // Cancelled renders stop at their next tile; one given up while it
+        // waited for the render's thread may still hold a slot.
+        self.service.renders_ended().await;
         ended
     }
 
@@ -409,7 +417,8 @@ pub enum ServeError {
 }
 
 /// The whole worker program: connects, serves until `stop` resolves, then
-/// finishes the tasks in progress and disconnects.
+/// finishes the tasks in progress (for up to `shutdown_grace`, then gives
+/// the rest back to the queue) and disconnects.
 pub async fn serve(
     config: &FaafoConfig,
     stop: impl std::future::Future<Output = ()>,

@@ -445,11 +445,13 @@ async fn a_stop_out_of_grace_gives_the_render_to_another_worker(env: TestBroker)
     };
     let first = start(&t, one_at_a_time.clone()).await;
     let client = RpcClient::new(&t, Target::topic("tasks"));
-    // Every pixel runs all its iterations (c = 0 inside the unit disk).
+    // Every pixel runs all its iterations (c = 0 inside the unit disk):
+    // seconds of rendering on one thread in a test build, far more than
+    // the 0.4 s before the grace ends.
     let slow = Task {
-        width: 128,
-        height: 128,
-        iterations: 1000,
+        width: 512,
+        height: 512,
+        iterations: 2000,
         xa: -0.5,
         xb: 0.5,
         ya: -0.5,
@@ -460,16 +462,31 @@ async fn a_stop_out_of_grace_gives_the_render_to_another_worker(env: TestBroker)
     };
     let call = tokio::spawn(async move { process(&client, slow).await });
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while first.stats().received == 0 && std::time::Instant::now() < deadline {
+    while first.stats().received == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first worker never got the task"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // No grace: whatever the first worker holds is given up at once.
-    assert!(!first.stop_within(Duration::ZERO).await, "it was rendering");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = std::time::Instant::now();
+    assert!(
+        !first.stop_within(Duration::from_millis(200)).await,
+        "the render in progress was given up"
+    );
+    // Cancelled at its next tile, not rendered to the end.
+    assert!(
+        stopping.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        stopping.elapsed()
+    );
     assert!(!call.is_finished(), "the given-up render was not answered");
     let second = start(
         &t,
         WorkerSettings {
             server_name: "second".into(),
+            render_threads: 2,
             ..one_at_a_time
         },
     )

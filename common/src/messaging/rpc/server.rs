@@ -10,8 +10,8 @@
 //! no more deliveries, received-but-not-started ones back to the queue,
 //! running ones finished and answered. [`RpcServer::stop_within`] bounds
 //! that wait: requests still running after the grace are given back to the
-//! queue unanswered, for another server to run and answer (their callers
-//! wait for one reply, whoever sends it).
+//! queue unanswered, for another server of the topic to run and answer
+//! (their callers wait for one reply, whoever sends it).
 
 // Endpoint methods fail with a `RemoteError`, the exception sent to the
 // caller: it is the error of this module's results by design.
@@ -76,12 +76,17 @@ pub struct ServerStats {
 }
 
 impl ServerStats {
-    /// Messages whose handling ended: succeeded, failed, malformed,
-    /// rejected, recognised as duplicates or abandoned by a stop. `received` is counted when a message
-    /// arrives, before it is read, so a caller waiting for a message's
-    /// outcome (a test, a drain check) waits for this to reach the count
-    /// instead. A request whose acknowledgement was lost with the broker
-    /// connection is left to its redelivery and never settles here.
+    /// Messages whose outcome is known: succeeded, failed, malformed,
+    /// rejected, recognised as duplicates or abandoned by a stop. `received`
+    /// is counted when a message arrives, before it is read; these once the
+    /// method returned (or the message was refused), before the reply is
+    /// sent and the message acknowledged. So a caller waiting for messages'
+    /// outcomes (a test, a drain check) waits for this to reach the count
+    /// instead of `received`. A request whose acknowledgement was lost with
+    /// the broker connection before it ran (under
+    /// [`AckMode::BeforeDispatch`]) is left to its redelivery and never
+    /// counted here; one whose reply could not be sent is counted, and
+    /// delivered again.
     pub fn settled(&self) -> u64 {
         self.succeeded
             + self.failed
@@ -321,11 +326,12 @@ impl RpcServer {
     /// requests in progress: those still running then are abandoned (their
     /// methods' futures dropped, so a method that must stop work running
     /// elsewhere, on a thread, does so when dropped) and given back to the
-    /// queue unanswered, for another server; their callers still wait for
-    /// the one reply. A request acknowledged before it ran
+    /// queue unanswered, for another server of the topic (a request sent
+    /// to this server by name waits in its own queue for its next start; a
+    /// fanout cast is lost with the server's fanout queue); their callers
+    /// still wait for the one reply. A request acknowledged before it ran
     /// ([`AckMode::BeforeDispatch`]) cannot go back: its caller is answered
-    /// with a `RuntimeError`. Returns whether every request ended within
-    /// the grace.
+    /// with a `RuntimeError`. Returns whether no request was abandoned.
     pub async fn stop_within(mut self, grace: Duration) -> bool {
         let Some(group) = self.group.take() else {
             return true;
@@ -334,10 +340,15 @@ impl RpcServer {
         if tokio::time::timeout(grace, &mut stop).await.is_ok() {
             return true;
         }
-        warn!("giving back the requests still in progress after {grace:?}");
+        // Out of grace, perhaps only for the consumers' cancellation: the
+        // counter tells whether a request was actually abandoned.
         self.ctx.abandon.cancel();
         stop.await;
-        false
+        let abandoned = self.ctx.counters.abandoned.load(Ordering::Relaxed);
+        if abandoned > 0 {
+            warn!("gave back {abandoned} request(s) still in progress after {grace:?}");
+        }
+        abandoned == 0
     }
 }
 
@@ -461,6 +472,8 @@ impl ServerContext {
             AckMode::AfterDispatch => Some(acker),
         };
         let result = tokio::select! {
+            // A method that ended is answered, even as the stop gives up.
+            biased;
             result = self.run(&request) => result,
             () = self.abandon.cancelled() => {
                 self.abandon_request(&request, acker).await;
@@ -493,17 +506,18 @@ impl ServerContext {
 
     /// Gives up a request still running when a stop ran out of grace:
     /// unacknowledged, it goes back to the queue with the duplicates held
-    /// behind it, for another server to run and answer; acknowledged
-    /// already, it cannot, and its caller is told instead of left waiting.
+    /// behind it, for another server to run and answer. Acknowledged
+    /// already ([`AckMode::BeforeDispatch`]), it ran at most once: its
+    /// caller is told instead of left waiting, and the duplicates held
+    /// behind it are dropped with it, not run elsewhere after that answer.
     async fn abandon_request(&self, request: &IncomingRequest, acker: Option<Acker>) {
         bump(&self.counters.abandoned);
+        let requeue = acker.is_some();
         let held = match &request.unique_id {
-            Some(unique_id) => self.duplicates.finish(unique_id, false, None),
+            Some(unique_id) => self.duplicates.finish(unique_id, !requeue, None),
             None => Vec::new(),
         };
-        if acker.is_none()
-            && let Some(address) = &request.reply_to
-        {
+        if !requeue && let Some(address) = &request.reply_to {
             let error = RemoteError::runtime_error(format!(
                 "the server stopped before {}() finished",
                 request.method
@@ -511,7 +525,7 @@ impl ServerContext {
             self.reply(address, request.codec, Err(error)).await;
         }
         for acker in acker.into_iter().chain(held) {
-            settle(acker, false).await;
+            settle(acker, !requeue).await;
         }
     }
 

@@ -18,7 +18,7 @@ use faafo_common::shutdown::Shutdown;
 use faafo_common::telemetry::{self, TelemetryGuard, TelemetrySettings};
 use faafo_producer::{Producer, ProducerSettings, ResilientApi};
 use faafo_worker::service::{self, WorkerSettings};
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 /// Options of `up`.
 #[derive(Debug, Args)]
@@ -123,12 +123,12 @@ pub async fn run(
     if let Err(e) = producer.await {
         error!("the producer task failed: {e}");
     }
-    let grace = std::time::Duration::from_secs(config.worker.shutdown_grace);
-    if !worker.stop_within(grace).await {
-        warn!(
-            "stopped the renders still in progress after {grace:?}; their tasks are taken over at the next start"
-        );
-    }
+    // Renders still running after the worker's grace are cancelled (it
+    // says so); on memory:// their tasks are dispatched again at the next
+    // start, as the producer's calls that did not end in its grace.
+    worker
+        .stop_within(std::time::Duration::from_secs(config.worker.shutdown_grace))
+        .await;
     api_stop.trigger();
     match api_task.await {
         Ok(Ok(())) => {}
