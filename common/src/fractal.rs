@@ -343,14 +343,7 @@ pub fn shorten(text: &str) -> String {
 /// fractal's `checksum`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(bytes);
-    let mut hex = String::with_capacity(64);
-    for byte in digest.iter() {
-        hex.push(char::from(HEX[usize::from(byte >> 4)]));
-        hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
-    hex
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Longest `error` a fractal keeps, in characters: the API refuses longer

@@ -19,7 +19,7 @@ impl Sha256Checksum {
 impl fmt::Display for Sha256Checksum {
     /// Lower-case hex, 64 characters, as `sha256sum` prints it and the API stores it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+        f.write_str(&hex::encode(self.0))
     }
 }
 
