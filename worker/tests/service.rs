@@ -48,6 +48,35 @@ fn task(uuid: &str) -> Task {
     }
 }
 
+/// A task of a noticeable length: c = 0 and a view inside the unit disk,
+/// so no pixel escapes and every one runs all its iterations.
+fn slow_task(size: i64, iterations: i64) -> Task {
+    Task {
+        width: size,
+        height: size,
+        iterations,
+        xa: -0.5,
+        xb: 0.5,
+        ya: -0.5,
+        yb: 0.5,
+        c_re: Some(0.0),
+        c_im: Some(0.0),
+        ..task(&uuid::Uuid::new_v4().to_string())
+    }
+}
+
+/// A worker named "first" rendering one task at a time on one thread,
+/// holding `prefetch` tasks.
+fn one_at_a_time(prefetch: usize) -> WorkerSettings {
+    WorkerSettings {
+        server_name: "first".into(),
+        executor_size: 1,
+        prefetch,
+        render_threads: 1,
+        ..settings()
+    }
+}
+
 async fn process(client: &RpcClient, task: Task) -> Result<TaskResult, MessagingError> {
     client
         .call(
@@ -378,33 +407,13 @@ async fn many_tasks_in_parallel(env: TestBroker) {
 /// ones it held but had not started: another worker answers them.
 async fn a_stopped_worker_gives_back_what_it_has_not_started(env: TestBroker) {
     let t = env.transport().await;
-    let one_at_a_time = WorkerSettings {
-        server_name: "first".into(),
-        executor_size: 1,
-        prefetch: 4,
-        render_threads: 1,
-        ..settings()
-    };
+    let one_at_a_time = one_at_a_time(4);
     let first = start(&t, one_at_a_time.clone()).await;
     let client = Arc::new(RpcClient::new(&t, Target::topic("tasks")));
-    // c = 0 and a view inside the unit disk: no pixel escapes, every one
-    // runs all its iterations (a task of a noticeable length).
-    let slow = |uuid: String| Task {
-        width: 128,
-        height: 128,
-        iterations: 1000,
-        xa: -0.5,
-        xb: 0.5,
-        ya: -0.5,
-        yb: 0.5,
-        c_re: Some(0.0),
-        c_im: Some(0.0),
-        ..task(&uuid)
-    };
     let calls: Vec<_> = (0..4)
         .map(|_| {
             let client = client.clone();
-            let task = slow(uuid::Uuid::new_v4().to_string());
+            let task = slow_task(128, 1000);
             tokio::spawn(async move { process(&client, task).await })
         })
         .collect();
@@ -436,30 +445,12 @@ async fn a_stopped_worker_gives_back_what_it_has_not_started(env: TestBroker) {
 /// another worker answers it, to the same waiting caller.
 async fn a_stop_out_of_grace_gives_the_render_to_another_worker(env: TestBroker) {
     let t = env.transport().await;
-    let one_at_a_time = WorkerSettings {
-        server_name: "first".into(),
-        executor_size: 1,
-        prefetch: 1,
-        render_threads: 1,
-        ..settings()
-    };
+    let one_at_a_time = one_at_a_time(1);
     let first = start(&t, one_at_a_time.clone()).await;
     let client = RpcClient::new(&t, Target::topic("tasks"));
-    // Every pixel runs all its iterations (c = 0 inside the unit disk):
-    // seconds of rendering on one thread in a test build, far more than
+    // Seconds of rendering on one thread in a test build, far more than
     // the 0.4 s before the grace ends.
-    let slow = Task {
-        width: 512,
-        height: 512,
-        iterations: 2000,
-        xa: -0.5,
-        xb: 0.5,
-        ya: -0.5,
-        yb: 0.5,
-        c_re: Some(0.0),
-        c_im: Some(0.0),
-        ..task(&uuid::Uuid::new_v4().to_string())
-    };
+    let slow = slow_task(512, 2000);
     let call = tokio::spawn(async move { process(&client, slow).await });
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while first.stats().received == 0 {
