@@ -245,7 +245,7 @@ async fn a_python_client_gets_the_same_answers_from_rust_and_python_servers() {
     assert_eq!(rust[5]["error"]["exc_type"], "MyError");
     assert_eq!(rust[6]["error"]["exc_type"], "UnsupportedVersion");
     assert_eq!(rust[8]["error"]["type"], "TypeError");
-    assert_eq!(rust[9]["ok"], 3);
+    assert_eq!(rust[9]["ok"], 4.5);
 
     drop(py_server);
     rust_server.stop().await;
@@ -350,16 +350,16 @@ async fn a_rust_client_calls_and_casts_to_a_python_server() {
         Err(MessagingError::Remote { error, .. }) => assert_eq!(error.class, "TypeError"),
         other => panic!("expected a remote TypeError, got {other:?}"),
     }
-    // The Python server's call-monitor heartbeats keep a 3 s call alive
-    // under a 2 s monitor timeout.
+    // The Python server's call-monitor heartbeats keep a 4.5 s call alive
+    // under a 3 s monitor timeout (a heartbeat every 1.5 s).
     let slept: f64 = client
         .prepare()
         .timeout(Duration::from_secs(20))
-        .call_monitor_timeout(Some(Duration::from_secs(2)))
-        .call(&ctx, "sleep", &json!({"seconds": 3}))
+        .call_monitor_timeout(Some(Duration::from_secs(3)))
+        .call(&ctx, "sleep", &json!({"seconds": 4.5}))
         .await
         .expect("heartbeats understood");
-    assert_eq!(slept, 3.0);
+    assert_eq!(slept, 4.5);
     transport.close().await;
 }
 

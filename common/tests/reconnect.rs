@@ -85,7 +85,8 @@ async fn clients_and_servers_survive_a_broker_restart() {
     assert_eq!(v, json!(1));
 
     // A call in flight when the broker goes away fails at once with a clear
-    // error, instead of waiting for its 60 s timeout.
+    // error, instead of waiting for its 60 s timeout. Its method runs for
+    // 20 s: longer than stopping the node takes, even on a loaded machine.
     let slow = client.prepare().timeout(Duration::from_secs(60));
     let in_flight = tokio::spawn(async move {
         let started = Instant::now();
@@ -93,12 +94,16 @@ async fn clients_and_servers_survive_a_broker_restart() {
             .call::<_, u64>(
                 &RequestContext::with_new_request_id(),
                 "sleep",
-                &json!({"ms": 3000}),
+                &json!({"ms": 20_000}),
             )
             .await;
         (r, started.elapsed())
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.stats().received < 2 {
+        assert!(Instant::now() < deadline, "the server never got the call");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let r = &rabbit;
     tokio::task::block_in_place(|| r.stop_app());
@@ -140,7 +145,8 @@ async fn clients_and_servers_survive_a_broker_restart() {
         .info(&ctx, "after.restart", &json!({}))
         .await
         .expect("notify after restart");
-    server.stop().await;
+    // Not waiting for the 20 s method that lost its caller.
+    server.stop_within(Duration::from_secs(1)).await;
     client_transport.close().await;
     server_transport.close().await;
 }

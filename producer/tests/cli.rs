@@ -933,7 +933,7 @@ async fn a_second_signal_ends(service: &mut Service, waiting_for: &str, within: 
 /// for a client which never finishes its request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_stops_a_draining_api_at_once() {
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let config = write_config(dir.path(), &format!("[api]\nbind_port = {port}\n"));
@@ -946,6 +946,23 @@ async fn a_second_signal_stops_a_draining_api_at_once() {
     let mut stalled = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
+    // A first request answered on the connection: the API has accepted it
+    // and serves it, whatever the machine's load, before the stalled one.
+    stalled
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("a first request");
+    let mut answer = Vec::new();
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut chunk = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), stalled.read(&mut chunk))
+            .await
+            .expect("the API answers the first request")
+            .expect("read");
+        assert!(n > 0, "the API closed the connection");
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
     stalled
         .write_all(
             b"POST /v1/fractal HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\

@@ -68,8 +68,11 @@ async fn ten_thousand_tasks_leak_nothing_and_queues_stay_bounded() {
     let mut deepest_queue = 0usize;
     loop {
         let done = count(&api, FractalStatus::Done).await as usize;
+        // Waiting in the queue, not yet delivered: the unacknowledged ones
+        // include calls whose reply already freed the producer's slot (a
+        // worker acknowledges once its reply is confirmed).
         if let Some(q) = vhost.queue_info("tasks").await {
-            deepest_queue = deepest_queue.max(q["messages"].as_u64().unwrap_or(0) as usize);
+            deepest_queue = deepest_queue.max(q["messages_ready"].as_u64().unwrap_or(0) as usize);
         }
         if done >= (step * (trajectory.len() + 1)).min(tasks) {
             trajectory.push((

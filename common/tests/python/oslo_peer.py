@@ -108,8 +108,9 @@ def run_client(url, topic):
     step("newer_version", lambda: client.prepare(version="1.5").call(ctxt, "echo", value=1))
     step("older_version", lambda: client.prepare(version="1.1").call(ctxt, "echo", value="v"))
     step("bad_arguments", lambda: client.call(ctxt, "echo", wrong=1))
-    monitored = client.prepare(timeout=20, call_monitor_timeout=2)
-    step("call_monitor", lambda: monitored.call(ctxt, "sleep", seconds=3))
+    # A heartbeat every 1.5 s keeps the 4.5 s call alive, with room to spare.
+    monitored = client.prepare(timeout=20, call_monitor_timeout=3)
+    step("call_monitor", lambda: monitored.call(ctxt, "sleep", seconds=4.5))
 
 
 def run_listener(url):

@@ -775,8 +775,9 @@ mod tests {
 
     /// As in RabbitMQ, declaring a queue again renews its `x-expires`
     /// lease: a reply queue its client re-declares (after a reconnect)
-    /// does not vanish under it.
-    #[tokio::test]
+    /// does not vanish under it. On a paused clock: the margins hold
+    /// however loaded the machine.
+    #[tokio::test(start_paused = true)]
     async fn a_redeclaration_renews_the_expiry_lease() {
         let broker = MemoryBroker::open(&format!("expires-renewed-{}", std::process::id()));
         let ttl = Duration::from_millis(1200);
