@@ -89,11 +89,16 @@ impl DevTools {
         )
         .await;
         self.call("Page.navigate", json!({"url": url})).await;
+        // The new document, not the previous one still complete on screen
+        // while the navigation starts.
+        let check = format!(
+            "location.href === new URL({}).href && document.readyState === 'complete' \
+             && Array.from(document.images).every(i => i.complete)",
+            json!(url)
+        );
         let started = Instant::now();
         loop {
-            let ready = self
-                .eval("document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)")
-                .await;
+            let ready = self.eval(&check).await;
             if ready == json!(true) {
                 return;
             }
