@@ -77,6 +77,31 @@ fn one_at_a_time(prefetch: usize) -> WorkerSettings {
     }
 }
 
+/// Waits until `worker` has started a task: a delivery is counted
+/// received once it has an executor slot.
+async fn until_a_task_started(worker: &RunningWorker) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while worker.stats().received == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never started a task"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A worker like `first`, named "second", to take over what it gave back.
+async fn start_second(t: &Transport, first: WorkerSettings) -> RunningWorker {
+    start(
+        t,
+        WorkerSettings {
+            server_name: "second".into(),
+            ..first
+        },
+    )
+    .await
+}
+
 async fn process(client: &RpcClient, task: Task) -> Result<TaskResult, MessagingError> {
     client
         .call(
@@ -417,25 +442,10 @@ async fn a_stopped_worker_gives_back_what_it_has_not_started(env: TestBroker) {
             tokio::spawn(async move { process(&client, task).await })
         })
         .collect();
-    // All four are with the first worker (prefetch 4), one rendering: a
-    // delivery is counted received once it has the one executor slot.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while first.stats().received == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first worker never started a task"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // All four are with the first worker (prefetch 4), one rendering.
+    until_a_task_started(&first).await;
     first.stop().await;
-    let second = start(
-        &t,
-        WorkerSettings {
-            server_name: "second".into(),
-            ..one_at_a_time
-        },
-    )
-    .await;
+    let second = start_second(&t, one_at_a_time).await;
     let mut answered_by = Vec::new();
     for call in calls {
         let result = call.await.expect("join").expect("every task is answered");
@@ -460,14 +470,7 @@ async fn a_stop_out_of_grace_gives_the_render_to_another_worker(env: TestBroker)
     // the 0.4 s before the grace ends.
     let slow = slow_task(512, 2000);
     let call = tokio::spawn(async move { process(&client, slow).await });
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while first.stats().received == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first worker never got the task"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_a_task_started(&first).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let stopping = std::time::Instant::now();
     assert!(
@@ -476,14 +479,7 @@ async fn a_stop_out_of_grace_gives_the_render_to_another_worker(env: TestBroker)
     );
     let stopped_in = stopping.elapsed();
     assert!(!call.is_finished(), "the given-up render was not answered");
-    let second = start(
-        &t,
-        WorkerSettings {
-            server_name: "second".into(),
-            ..one_at_a_time
-        },
-    )
-    .await;
+    let second = start_second(&t, one_at_a_time).await;
     let result = call.await.expect("join").expect("answered by the second");
     assert_eq!(result.generated_by, "second");
     // The first's render was cancelled at its next tile, not run to the
