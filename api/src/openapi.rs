@@ -126,7 +126,7 @@ pub mod schema {
         pub ya: f64,
         /// Top bound.
         pub yb: f64,
-        /// Seed of the Julia constant.
+        /// Seed of the Julia constant (any unsigned 64-bit integer).
         pub seed: Option<u64>,
         /// Julia constant, real part (with c_im).
         pub c_re: Option<f64>,
@@ -294,7 +294,21 @@ pub fn document(settings: &ApiSettings) -> String {
         }
     };
     fit(&mut doc, settings);
+    widen_seeds(&mut doc);
     doc.to_string()
+}
+
+/// A seed is any u64, but utoipa describes a `u64` as `int64`, which a
+/// client (schemathesis) reads as at most 2^63 - 1: it took the API's
+/// acceptance of 2^63 for a bug. The derive takes no custom format, so the
+/// seeds' are set here.
+fn widen_seeds(doc: &mut Value) {
+    for schema in ["Fractal", "NewFractal"] {
+        if let Some(p) = doc.pointer_mut(&format!("/components/schemas/{schema}/properties/seed")) {
+            p["format"] = json!("uint64");
+            p["maximum"] = json!(u64::MAX);
+        }
+    }
 }
 
 /// `path` as a JSON pointer segment.
@@ -558,6 +572,12 @@ mod tests {
         let new = &doc["components"]["schemas"]["NewFractal"]["properties"];
         assert_eq!(new["width"]["maximum"], json!(500));
         assert_eq!(new["iterations"]["maximum"], json!(50));
+        // A seed is any u64, as the API takes it (not int64's 2^63 - 1).
+        for schema in ["NewFractal", "Fractal"] {
+            let seed = &doc["components"]["schemas"][schema]["properties"]["seed"];
+            assert_eq!(seed["maximum"], json!(u64::MAX), "{schema}");
+            assert_eq!(seed["format"], json!("uint64"), "{schema}");
+        }
         for path in [
             "/v1/fractal",
             "/api/fractal",
