@@ -60,6 +60,7 @@ fn cache_policy(auth: &AuthPolicy) -> &'static str {
         (status = 409, description = "Another image (checksum mismatch), or an update contradicting the fractal's state", body = crate::openapi::schema::ErrorBody),
         (status = 408, description = "The body stopped arriving for 30 s", body = crate::openapi::schema::ErrorBody),
         (status = 413, description = "Image larger than max_body_size", body = crate::openapi::schema::ErrorBody),
+        (status = 414, description = "A URL longer than the HTTP server reads (64 KiB): a query string (error=...) that long is refused before the API sees it, with an empty body"),
         (status = 415, description = "Not image/png", body = crate::openapi::schema::ErrorBody),
         (status = 422, description = "Not a PNG, not the fractal's size, or an invalid update", body = crate::openapi::schema::ErrorBody),
     )
