@@ -381,6 +381,19 @@ fn fit(doc: &mut Value, settings: &ApiSettings) {
     }
     // The seed-era aliases of the collection.
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        // The operations that get an alias: an alias's links lead to
+        // aliases, so that a client following them stays under
+        // /api/fractal (schemathesis took a fractal deleted through
+        // /v1/fractal/{uuid}, then not found at /api/fractal/{uuid}, for a
+        // created resource gone missing).
+        let aliased: Vec<String> = paths
+            .iter()
+            .filter(|(path, _)| path.starts_with("/v1/fractal"))
+            .filter_map(|(_, item)| item.as_object())
+            .flat_map(|operations| operations.values())
+            .filter_map(|operation| operation.get("operationId").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect();
         let aliases: Vec<(String, Value)> = paths
             .iter()
             .filter_map(|(path, item)| {
@@ -390,6 +403,21 @@ fn fit(doc: &mut Value, settings: &ApiSettings) {
                     for (_, operation) in operations.iter_mut() {
                         if let Some(id) = operation.get("operationId").and_then(Value::as_str) {
                             operation["operationId"] = json!(format!("seed_era_{id}"));
+                        }
+                        for link in operation
+                            .get_mut("responses")
+                            .and_then(Value::as_object_mut)
+                            .into_iter()
+                            .flat_map(|responses| responses.values_mut())
+                            .filter_map(|response| response.get_mut("links"))
+                            .filter_map(Value::as_object_mut)
+                            .flat_map(|links| links.values_mut())
+                        {
+                            if let Some(id) = link.get("operationId").and_then(Value::as_str)
+                                && aliased.iter().any(|a| a == id)
+                            {
+                                link["operationId"] = json!(format!("seed_era_{id}"));
+                            }
                         }
                         operation["tags"] = json!(["seed-era"]);
                         for text in ["summary", "description"] {
@@ -572,6 +600,38 @@ mod tests {
         let new = &doc["components"]["schemas"]["NewFractal"]["properties"];
         assert_eq!(new["width"]["maximum"], json!(500));
         assert_eq!(new["iterations"]["maximum"], json!(50));
+        // Links stay in their collection: from /api/fractal to the seed-era
+        // aliases, from /v1/fractal to the originals; the routes outside
+        // both (the image, the page) are shared.
+        let links = |path: &str| {
+            doc["paths"][path]["post"]["responses"]["201"]["links"]
+                .as_object()
+                .expect("links")
+                .iter()
+                .map(|(name, link)| (name.clone(), link["operationId"].clone()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        let (v1, seed_era) = (links("/v1/fractal"), links("/api/fractal"));
+        assert_eq!(v1["DeleteFractal"], json!("delete"));
+        assert_eq!(seed_era["DeleteFractal"], json!("seed_era_delete"));
+        assert_eq!(seed_era["GetFractal"], json!("seed_era_show"));
+        assert_eq!(seed_era["UploadImage"], json!("seed_era_upload"));
+        assert_eq!(seed_era["GetImage"], v1["GetImage"]);
+        assert_eq!(seed_era["ShowPage"], v1["ShowPage"]);
+        let operation_ids: Vec<&Value> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .values()
+            .filter_map(Value::as_object)
+            .flat_map(|item| item.values())
+            .map(|operation| &operation["operationId"])
+            .collect();
+        for id in seed_era.values().chain(v1.values()) {
+            assert!(
+                operation_ids.contains(&id),
+                "a link to {id}, which no operation has"
+            );
+        }
         // A seed is any u64, as the API takes it (not int64's 2^63 - 1).
         for schema in ["NewFractal", "Fractal"] {
             let seed = &doc["components"]["schemas"][schema]["properties"]["seed"];
