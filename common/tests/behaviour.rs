@@ -112,6 +112,39 @@ async fn start_server(
         .expect("server starts")
 }
 
+/// Publishes `message` in an oslo 2.0 envelope to the queue of `topic`,
+/// as a peer would: for requests this crate's client would not send (a
+/// chosen `_unique_id`, an absurd `_timeout`).
+async fn publish_oslo(t: &Transport, topic: &str, message: &Value) {
+    let body = json!({"oslo.version": "2.0", "oslo.message": message.to_string()}).to_string();
+    publish_raw(
+        t,
+        DEFAULT_EXCHANGE,
+        topic,
+        body.into_bytes(),
+        "application/json",
+    )
+    .await
+    .expect("publish");
+}
+
+/// Calls `sleep(ms)` through `client` in the background; returns once the
+/// method runs on a server sharing `shared`.
+async fn sleeping_call(
+    client: RpcClient,
+    shared: &Shared,
+    ms: u64,
+) -> tokio::task::JoinHandle<Result<u64, MessagingError>> {
+    let started = shared.started.notified();
+    let call = tokio::spawn(async move {
+        client
+            .call::<_, u64>(&ctx(), "sleep", &SleepArgs { ms })
+            .await
+    });
+    started.await;
+    call
+}
+
 fn ctx() -> RequestContext {
     RequestContext::with_new_request_id()
 }
@@ -485,13 +518,7 @@ async fn a_stop_out_of_grace_gives_running_requests_back(env: TestBroker) {
     let shared = Arc::new(Shared::default());
     let server = start_server(&t, "grace", "h1", shared.clone()).await;
     let client = RpcClient::new(&t, Target::topic("grace")).timeout(Duration::from_secs(20));
-    let started = shared.started.notified();
-    let call = tokio::spawn(async move {
-        client
-            .call::<_, u64>(&ctx(), "sleep", &SleepArgs { ms: 4000 })
-            .await
-    });
-    started.await;
+    let call = sleeping_call(client, &shared, 4000).await;
     let stopping = Instant::now();
     assert!(
         !server.stop_within(Duration::from_millis(100)).await,
@@ -527,27 +554,12 @@ async fn an_acknowledged_request_abandoned_by_a_stop_is_answered(env: TestBroker
         .await
         .expect("server");
     let client = RpcClient::new(&t, Target::topic("grace-ack")).timeout(Duration::from_secs(20));
-    let started = shared.started.notified();
-    let call = tokio::spawn(async move {
-        client
-            .call::<_, u64>(&ctx(), "sleep", &SleepArgs { ms: 10_000 })
-            .await
-    });
-    started.await;
+    let call = sleeping_call(client, &shared, 10_000).await;
     // A cast and its duplicate (same _unique_id): one runs, one is held.
-    let inner = json!({"method": "sleep", "args": {"ms": 10_000},
-                       "_unique_id": "fedcba9876543210fedcba9876543210"});
-    let body = json!({"oslo.version": "2.0", "oslo.message": inner.to_string()}).to_string();
+    let cast = json!({"method": "sleep", "args": {"ms": 10_000},
+                      "_unique_id": "fedcba9876543210fedcba9876543210"});
     for _ in 0..2 {
-        publish_raw(
-            &t,
-            DEFAULT_EXCHANGE,
-            "grace-ack",
-            body.clone().into_bytes(),
-            "application/json",
-        )
-        .await
-        .expect("publish");
+        publish_oslo(&t, "grace-ack", &cast).await;
     }
     eventually("the duplicate is held", async || {
         server.stats().duplicates == 1
@@ -578,13 +590,7 @@ async fn a_request_whose_server_dies_is_served_by_another(env: TestBroker) {
     let _server = start_server(&dying, "crash", "dying", shared.clone()).await;
     let t = env.transport().await;
     let client = RpcClient::new(&t, Target::topic("crash")).timeout(Duration::from_secs(20));
-    let started = shared.started.notified();
-    let call = tokio::spawn(async move {
-        client
-            .call::<_, u64>(&ctx(), "sleep", &SleepArgs { ms: 2000 })
-            .await
-    });
-    started.await;
+    let call = sleeping_call(client, &shared, 2000).await;
     // The connection of the server goes away mid-request (as when its
     // process dies): the broker delivers the request again.
     dying.close().await;
@@ -728,19 +734,10 @@ async fn duplicates_run_once(env: TestBroker) {
     let t = env.transport().await;
     let shared = Arc::new(Shared::default());
     let server = start_server(&t, "dup", "h1", shared.clone()).await;
-    let inner =
+    let cast =
         json!({"method": "count", "args": {}, "_unique_id": "0123456789abcdef0123456789abcdef"});
-    let body = json!({"oslo.version": "2.0", "oslo.message": inner.to_string()}).to_string();
     for _ in 0..3 {
-        publish_raw(
-            &t,
-            DEFAULT_EXCHANGE,
-            "dup",
-            body.clone().into_bytes(),
-            "application/json",
-        )
-        .await
-        .expect("publish");
+        publish_oslo(&t, "dup", &cast).await;
     }
     eventually("all three were handled", async || {
         server.stats().settled() == 3
@@ -763,18 +760,9 @@ async fn huge_call_monitor_timeouts_are_served(env: TestBroker) {
         .await
         .expect("server");
     for (i, timeout) in [json!(1e30), json!(u64::MAX)].into_iter().enumerate() {
-        let inner = json!({"method": "count", "args": {}, "_msg_id": format!("m{i}"),
+        let call = json!({"method": "count", "args": {}, "_msg_id": format!("m{i}"),
             "_reply_q": unique_name("nobody"), "_timeout": timeout});
-        let body = json!({"oslo.version": "2.0", "oslo.message": inner.to_string()}).to_string();
-        publish_raw(
-            &t,
-            DEFAULT_EXCHANGE,
-            "monitor",
-            body.into_bytes(),
-            "application/json",
-        )
-        .await
-        .expect("publish");
+        publish_oslo(&t, "monitor", &call).await;
     }
     eventually("both calls ran", async || server.stats().succeeded == 2).await;
     assert_eq!(shared.counter.load(Ordering::SeqCst), 2);

@@ -848,16 +848,16 @@ fn up_refuses_a_token_its_producer_does_not_have() {
     );
 }
 
-/// `faafo up --no-producer` with `producer_options` (lines of its
-/// `[producer]` section), rendering one fractal that takes minutes (c = 0: the unit disk
+/// `faafo up --no-producer` with `options` (configuration lines, read in
+/// its `[producer]` section unless they open another), rendering one fractal that takes minutes (c = 0: the unit disk
 /// never escapes, every pixel takes all its iterations, even in a release
 /// build); returns once that render runs.
-async fn up_with_a_long_render(producer_options: &str) -> (tempfile::TempDir, Service) {
+async fn up_with_a_long_render(options: &str) -> (tempfile::TempDir, Service) {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let config = write_config(
         dir.path(),
-        &format!("[producer]\npoll_interval = 0.2\n{producer_options}"),
+        &format!("[producer]\npoll_interval = 0.2\n{options}"),
     );
     let up = Service::start(
         "up",

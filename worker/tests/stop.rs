@@ -4,6 +4,7 @@
 //! exits 0, instead of rendering on for up to `exec_timeout`. On RabbitMQ:
 //! the memory transport lives inside one process.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,7 @@ impl Drop for Worker {
     }
 }
 
-async fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool, log: &str) {
+async fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool, log: &Path) {
     let deadline = Instant::now() + timeout;
     while !check() {
         assert!(
@@ -33,7 +34,7 @@ async fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
     }
 }
 
-fn logged(log: &std::path::Path, line: &str) -> bool {
+fn logged(log: &Path, line: &str) -> bool {
     std::fs::read_to_string(log).is_ok_and(|text| text.contains(line))
 }
 
@@ -52,7 +53,6 @@ async fn sigterm_gives_a_long_render_back_after_the_grace() {
     )
     .expect("config written");
     let log = dir.path().join("worker.log");
-    let log_text = log.display().to_string();
     let mut worker = Worker(
         Command::new(env!("CARGO_BIN_EXE_faafo-worker"))
             .arg("--config-file")
@@ -69,7 +69,7 @@ async fn sigterm_gives_a_long_render_back_after_the_grace() {
         "the worker is ready",
         Duration::from_secs(60),
         || logged(&log, "worker ready"),
-        &log_text,
+        &log,
     )
     .await;
     // faafo's control exchange, which the worker's configuration defaults to.
@@ -128,7 +128,7 @@ async fn sigterm_gives_a_long_render_back_after_the_grace() {
             exit = worker.0.try_wait().expect("waits");
             exit.is_some()
         },
-        &log_text,
+        &log,
     )
     .await;
     let took = stopped.elapsed();
