@@ -1,6 +1,13 @@
 //! A client of faafo's REST API, for the producer, the `faafo` command line
 //! and tests.
+//!
+//! The endpoint may name several API hosts (`http://a:5000,http://b:5000`,
+//! sharing one database): the client uses one at a time and moves to the
+//! next when the one in use cannot be reached or answers 502-504, so that
+//! no single API host is a point of failure for the producer.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -79,6 +86,16 @@ impl ApiError {
         }
     }
 
+    /// Whether a client with several API hosts moved to the next one on
+    /// this error (unreachable, 502, 503, 504).
+    pub fn moves_to_another_host(&self) -> bool {
+        match self {
+            ApiError::Unreachable { .. } => true,
+            ApiError::Status { status, .. } => (502..=504).contains(status),
+            _ => false,
+        }
+    }
+
     /// Whether trying again later may work (unreachable, 5xx, 429, 408).
     pub fn is_transient(&self) -> bool {
         match self {
@@ -114,45 +131,88 @@ pub struct ListQuery {
 /// Header carrying the request id that follows one fractal through faafo.
 pub const REQUEST_ID_HEADER: &str = "X-Request-Id";
 
-/// A client of one faafo API.
+/// The API hosts a client may use: at least one `http://` URL, parsed
+/// from one endpoint or several separated by commas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiEndpoints(Vec<String>);
+
+impl ApiEndpoints {
+    /// Parses `http://host:port`, or several such separated by commas
+    /// (spaces around them are ignored).
+    pub fn parse(endpoints: &str) -> Result<Self, ApiError> {
+        let parsed = endpoints
+            .split(',')
+            .map(|endpoint| parse_endpoint(endpoint.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self(parsed))
+    }
+
+    /// The endpoints in the order they are tried, without trailing slashes.
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+}
+
+fn parse_endpoint(endpoint: &str) -> Result<String, ApiError> {
+    let invalid = |reason: &str| ApiError::InvalidEndpoint {
+        endpoint: endpoint.to_string(),
+        reason: reason.into(),
+    };
+    if endpoint.is_empty() {
+        return Err(invalid(
+            "it is empty (several endpoints are separated by single commas)",
+        ));
+    }
+    if !endpoint.starts_with("http://") {
+        return Err(invalid(
+            "expected http://host:port (only http:// is supported: put TLS in front of the API)",
+        ));
+    }
+    match reqwest::Url::parse(endpoint) {
+        Ok(url) if url.host_str().is_some_and(|h| !h.is_empty()) => {}
+        Ok(_) => return Err(invalid("it names no host")),
+        Err(e) => return Err(invalid(&e.to_string())),
+    }
+    Ok(endpoint.trim_end_matches('/').to_string())
+}
+
+/// A client of one faafo API, reached through one of its endpoints.
 #[derive(Debug, Clone)]
 pub struct ApiClient {
-    endpoint: String,
+    endpoints: Arc<[String]>,
+    /// Index of the endpoint in use, shared by the clones (a failover seen
+    /// by one request is followed by all).
+    current: Arc<AtomicUsize>,
     token: Option<String>,
     request_id: Option<String>,
     http: reqwest::Client,
 }
 
+/// A request built for one endpoint, remembered to fail over from it.
+struct Call {
+    endpoint: usize,
+    request: reqwest::RequestBuilder,
+}
+
 impl ApiClient {
-    /// A client of the API at `endpoint` (e.g. `http://127.0.0.1:5000`),
-    /// sending `token` as `X-Auth-Token` when given.
+    /// A client of the API at `endpoint` (e.g. `http://127.0.0.1:5000`, or
+    /// several API hosts separated by commas, tried in turn), sending
+    /// `token` as `X-Auth-Token` when given.
     pub fn new(endpoint: &str, token: Option<String>) -> Result<Self, ApiError> {
-        let invalid = |reason: &str| ApiError::InvalidEndpoint {
-            endpoint: endpoint.to_string(),
-            reason: reason.into(),
-        };
-        if !endpoint.starts_with("http://") {
-            return Err(invalid(
-                "expected http://host:port (only http:// is supported: put TLS in front of the API)",
-            ));
-        }
-        match reqwest::Url::parse(endpoint) {
-            Ok(url) if url.host_str().is_some_and(|h| !h.is_empty()) => {}
-            Ok(_) => return Err(invalid("it names no host")),
-            Err(e) => return Err(invalid(&e.to_string())),
-        }
-        let endpoint = endpoint.trim_end_matches('/').to_string();
+        let endpoints = ApiEndpoints::parse(endpoint)?;
+        let first = endpoints.0[0].clone();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(64)
             .build()
             .map_err(|e| ApiError::Unreachable {
-                endpoint: endpoint.clone(),
+                endpoint: first,
                 reason: e.to_string(),
             })?;
         Ok(Self {
-            endpoint,
+            endpoints: endpoints.0.into(),
+            current: Arc::new(AtomicUsize::new(0)),
             token: token.filter(|t| !t.is_empty()),
             request_id: None,
             http,
@@ -168,38 +228,109 @@ impl ApiClient {
         }
     }
 
-    /// The API's base URL.
+    /// The base URL of the API host in use.
     pub fn endpoint(&self) -> &str {
-        &self.endpoint
+        &self.endpoints[self.current.load(Ordering::Relaxed) % self.endpoints.len()]
     }
 
-    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+    /// How many API hosts this client may use.
+    pub fn endpoint_count(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    fn request(&self, method: Method, path: &str) -> Call {
+        let endpoint = self.current.load(Ordering::Relaxed) % self.endpoints.len();
         let mut request = self
             .http
-            .request(method, format!("{}{path}", self.endpoint));
+            .request(method, format!("{}{path}", self.endpoints[endpoint]));
         if let Some(token) = &self.token {
             request = request.header(AUTH_HEADER, token);
         }
         if let Some(id) = &self.request_id {
             request = request.header(REQUEST_ID_HEADER, id);
         }
-        request
+        Call { endpoint, request }
     }
 
+    /// Moves the client from endpoint `failed` to the next one, unless
+    /// another request has moved it already (concurrent failures of one
+    /// host move it once).
+    fn fail_over(&self, failed: usize) {
+        let count = self.endpoints.len();
+        if count < 2 {
+            return;
+        }
+        let next = (failed + 1) % count;
+        if self
+            .current
+            .compare_exchange(failed, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            tracing::warn!(
+                "the faafo API at {} failed; using {} from now on",
+                crate::messaging::redact_url(&self.endpoints[failed]),
+                crate::messaging::redact_url(&self.endpoints[next])
+            );
+        }
+    }
+
+    /// The error for a request to `endpoint` that got no (whole) answer;
+    /// the next request goes to the next endpoint.
+    fn unreachable(&self, endpoint: usize, e: &reqwest::Error) -> ApiError {
+        self.fail_over(endpoint);
+        ApiError::Unreachable {
+            endpoint: self.endpoints[endpoint].clone(),
+            reason: without_url(e),
+        }
+    }
+
+    /// Sends `call`; a host that refuses the connection (nothing was sent
+    /// to it) is left for the next at once, each host tried once. Returns
+    /// the successful answer and the endpoint that gave it.
     async fn send(
         &self,
         method: Method,
         path: &str,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, ApiError> {
-        let response = request.send().await.map_err(|e| ApiError::Unreachable {
-            endpoint: self.endpoint.clone(),
-            reason: without_url(&e),
+        call: Call,
+    ) -> Result<(reqwest::Response, usize), ApiError> {
+        let mut endpoint = call.endpoint;
+        let mut request = call.request.build().map_err(|e| ApiError::Protocol {
+            path: path.to_string(),
+            reason: format!("cannot build the request: {}", without_url(&e)),
         })?;
+        let mut left = self.endpoints.len() - 1;
+        let response = loop {
+            let spare = if left > 0 { request.try_clone() } else { None };
+            match self.http.execute(request).await {
+                Ok(response) => break response,
+                Err(e) => match spare {
+                    Some(mut spare) if e.is_connect() => {
+                        self.fail_over(endpoint);
+                        endpoint = (endpoint + 1) % self.endpoints.len();
+                        let query = spare.url().query().map(str::to_string);
+                        let url = format!("{}{path}", self.endpoints[endpoint]);
+                        *spare.url_mut() =
+                            reqwest::Url::parse(&url).map_err(|e| ApiError::InvalidEndpoint {
+                                endpoint: self.endpoints[endpoint].clone(),
+                                reason: e.to_string(),
+                            })?;
+                        spare.url_mut().set_query(query.as_deref());
+                        request = spare;
+                        left -= 1;
+                    }
+                    _ => return Err(self.unreachable(endpoint, &e)),
+                },
+            }
+        };
         if response.status().is_success() {
-            return Ok(response);
+            return Ok((response, endpoint));
         }
         let status = response.status();
+        // A proxy or load balancer in front of a host that is down, or an
+        // API draining for a stop: another host may answer.
+        if (502..=504).contains(&status.as_u16()) {
+            self.fail_over(endpoint);
+        }
         let text = response.text().await.unwrap_or_default();
         let message = serde_json::from_str::<ErrorBody>(&text)
             .map(|b| b.message)
@@ -223,13 +354,13 @@ impl ApiClient {
         &self,
         method: Method,
         path: &str,
-        request: reqwest::RequestBuilder,
+        call: Call,
     ) -> Result<T, ApiError> {
-        let response = self.send(method, path, request).await?;
-        let bytes = response.bytes().await.map_err(|e| ApiError::Unreachable {
-            endpoint: self.endpoint.clone(),
-            reason: without_url(&e),
-        })?;
+        let (response, endpoint) = self.send(method, path, call).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.unreachable(endpoint, &e))?;
         serde_json::from_slice(&bytes).map_err(|e| ApiError::Protocol {
             path: path.to_string(),
             reason: e.to_string(),
@@ -242,7 +373,7 @@ impl ApiClient {
         self.json(
             Method::POST,
             path,
-            self.request(Method::POST, path).json(fractal),
+            self.request(Method::POST, path).map(|r| r.json(fractal)),
         )
         .await
     }
@@ -260,7 +391,7 @@ impl ApiClient {
         self.json(
             Method::GET,
             path,
-            self.request(Method::GET, path).query(query),
+            self.request(Method::GET, path).map(|r| r.query(query)),
         )
         .await
     }
@@ -291,7 +422,7 @@ impl ApiClient {
         self.json(
             Method::PUT,
             &path,
-            self.request(Method::PUT, &path).json(update),
+            self.request(Method::PUT, &path).map(|r| r.json(update)),
         )
         .await
     }
@@ -307,11 +438,11 @@ impl ApiClient {
     /// `PUT /v1/fractal/<uuid>/image`: stores the PNG of a fractal.
     pub async fn upload_image(&self, uuid: &str, png: Vec<u8>) -> Result<(), ApiError> {
         let path = format!("/v1/fractal/{}/image", checked(uuid)?);
-        let request = self
-            .request(Method::PUT, &path)
-            .header(reqwest::header::CONTENT_TYPE, "image/png")
-            .body(png);
-        self.send(Method::PUT, &path, request).await.map(drop)
+        let call = self.request(Method::PUT, &path).map(|r| {
+            r.header(reqwest::header::CONTENT_TYPE, "image/png")
+                .body(png)
+        });
+        self.send(Method::PUT, &path, call).await.map(drop)
     }
 
     /// `PUT /v1/fractal/<uuid>/image?<update>`: stores the PNG of a
@@ -326,21 +457,20 @@ impl ApiClient {
         update: &FractalUpdate,
     ) -> Result<Fractal, ApiError> {
         let path = format!("/v1/fractal/{}/image", checked(uuid)?);
-        let request = self
-            .request(Method::PUT, &path)
-            .query(update)
-            .header(reqwest::header::CONTENT_TYPE, "image/png")
-            .body(png);
-        self.json(Method::PUT, &path, request).await
+        let call = self.request(Method::PUT, &path).map(|r| {
+            r.query(update)
+                .header(reqwest::header::CONTENT_TYPE, "image/png")
+                .body(png)
+        });
+        self.json(Method::PUT, &path, call).await
     }
 
     /// `GET /fractal/<uuid>`: the PNG, checked against the sha256 the API
     /// sends as its ETag.
     pub async fn image(&self, uuid: &str) -> Result<Vec<u8>, ApiError> {
         let path = format!("/fractal/{}", checked(uuid)?);
-        let response = self
-            .send(Method::GET, &path, self.request(Method::GET, &path))
-            .await?;
+        let call = self.request(Method::GET, &path);
+        let (response, endpoint) = self.send(Method::GET, &path, call).await?;
         let content_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -360,15 +490,11 @@ impl ApiClient {
             .get(reqwest::header::ETAG)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.trim_matches('"').to_ascii_lowercase());
-        let png =
-            response
-                .bytes()
-                .await
-                .map(|b| b.to_vec())
-                .map_err(|e| ApiError::Unreachable {
-                    endpoint: self.endpoint.clone(),
-                    reason: without_url(&e),
-                })?;
+        let png = response
+            .bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| self.unreachable(endpoint, &e))?;
         if let Some(checksum) = etag.filter(|t| t.len() == 64) {
             let actual = crate::fractal::sha256_hex(&png);
             if actual != checksum {
@@ -393,6 +519,15 @@ impl ApiClient {
         )
         .await
         .is_ok()
+    }
+}
+
+impl Call {
+    fn map(self, build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder) -> Self {
+        Call {
+            endpoint: self.endpoint,
+            request: build(self.request),
+        }
     }
 }
 
@@ -441,7 +576,7 @@ impl From<StatusCode> for ErrorBody {
 
 #[cfg(test)]
 mod tests {
-    use super::{ApiClient, ApiError, checked};
+    use super::{ApiClient, ApiEndpoints, ApiError, checked};
     use crate::fractal::FractalUpdate;
 
     /// Only a hyphenated uuid goes into a path: nothing that could leave
@@ -574,6 +709,104 @@ mod tests {
         assert!(!shown.contains('\n') && !shown.contains('\r'), "{shown}");
         assert!(shown.contains("502 Bad Gateway"), "{shown}");
         server.await.expect("server");
+    }
+
+    /// A server on a port of its own answering each request in turn with
+    /// the given status lines, then gone; and its endpoint.
+    async fn answering(statuses: &'static [&'static str]) -> (String, tokio::task::JoinHandle<()>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+        let server = tokio::spawn(async move {
+            for status in statuses {
+                let (mut socket, _) = listener.accept().await.expect("accept");
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let answer =
+                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                socket.write_all(answer.as_bytes()).await.expect("answer");
+            }
+        });
+        (endpoint, server)
+    }
+
+    /// Several endpoints: a host that refuses connections is left for the
+    /// next within the same request; one that answers 503 moves the client
+    /// (and its clones) to the next for the following requests; one that
+    /// answers keeps it; when none can be reached, each is tried once.
+    #[tokio::test]
+    async fn a_failing_host_moves_the_client_to_the_next() {
+        let uuid = "01a20784-fe99-72fe-a554-9a9b678b0fe0";
+        let (b, b_server) = answering(&[
+            "204 No Content",
+            "204 No Content",
+            "503 Service Unavailable",
+        ])
+        .await;
+        let (c, c_server) = answering(&["204 No Content"]).await;
+        // Nothing listens on port 9 (discard) here.
+        let a = "http://127.0.0.1:9";
+        let api = ApiClient::new(&format!("{a}/, {b},{c}"), None).expect("client");
+        assert_eq!(api.endpoint_count(), 3);
+        assert_eq!(
+            api.endpoint(),
+            a,
+            "the first is used first, without its slash"
+        );
+        let clone = api.with_request_id("req-1");
+        api.delete(uuid).await.expect("a refuses, b answers");
+        assert_eq!(clone.endpoint(), b, "the clones follow");
+        clone.delete(uuid).await.expect("b answers again");
+        assert_eq!(api.endpoint(), b, "an answer keeps the host");
+        let error = api.delete(uuid).await.expect_err("b is draining");
+        assert_eq!(error.status(), Some(503));
+        assert!(error.moves_to_another_host());
+        assert_eq!(api.endpoint(), c);
+        api.delete(uuid).await.expect("c answers");
+        b_server.await.expect("b");
+        c_server.await.expect("c");
+        // Nobody left: c, a and b are each tried once.
+        let error = api.delete(uuid).await.expect_err("all gone");
+        assert!(
+            matches!(&error, ApiError::Unreachable { endpoint, .. } if *endpoint == b),
+            "the last tried is named: {error}"
+        );
+        assert!(error.moves_to_another_host());
+        assert_eq!(api.endpoint(), c);
+    }
+
+    /// Requests that fail together on one host move the client once, not
+    /// once each (which would skip the next host).
+    #[test]
+    fn concurrent_failures_of_one_host_move_once() {
+        let api = ApiClient::new("http://a:1,http://b:1,http://c:1", None).expect("client");
+        api.fail_over(0);
+        api.fail_over(0);
+        assert_eq!(api.endpoint(), "http://b:1");
+        let single = ApiClient::new("http://a:1", None).expect("client");
+        single.fail_over(0);
+        assert_eq!(single.endpoint(), "http://a:1");
+    }
+
+    /// Several endpoints parse into a list; a list with an empty or a
+    /// non-HTTP member is refused, naming it.
+    #[test]
+    fn endpoint_lists_parse() {
+        let parsed = ApiEndpoints::parse(" http://a:5000/ ,http://b").expect("two");
+        assert_eq!(parsed.as_slice(), ["http://a:5000", "http://b"]);
+        for (bad, named) in [
+            ("http://a:5000,", ""),
+            ("http://a,https://b", "https://b"),
+            ("http://a,http://", "http://"),
+        ] {
+            let error = ApiEndpoints::parse(bad).expect_err(bad);
+            assert!(
+                matches!(&error, ApiError::InvalidEndpoint { endpoint, .. } if endpoint == named),
+                "{bad}: {error}"
+            );
+        }
     }
 
     /// How an older API refuses a field it does not know (its message is

@@ -57,12 +57,16 @@ impl ResilientApi {
 
     /// Runs `call` until it succeeds or fails permanently. Only
     /// cancellation (dropping the future) stops it while the API is away.
+    /// With several API hosts, a failure that moved the client to the
+    /// next host is retried there at once, each host once in a row; then
+    /// the retries wait as with one.
     pub async fn retry<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, ApiError>
     where
         F: FnMut(ApiClient) -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
     {
         let mut attempt = 0u32;
+        let hosts = u32::try_from(self.client.endpoint_count()).unwrap_or(u32::MAX);
         loop {
             match call(self.client.clone()).await {
                 Ok(value) => return Ok(value),
@@ -70,6 +74,9 @@ impl ResilientApi {
                     attempt += 1;
                     if attempt == 1 || attempt.is_power_of_two() {
                         warn!("{what}: {error}; retrying (attempt {attempt})");
+                    }
+                    if attempt < hosts && error.moves_to_another_host() {
+                        continue;
                     }
                     tokio::time::sleep(self.backoff.delay(attempt)).await;
                 }

@@ -473,6 +473,17 @@ async fn pending_fractals_tokens_and_an_unreachable_api() {
         "list with no API",
         &format!("cannot reach the faafo API at {nobody}"),
     );
+    // Several API hosts: one that is down is passed over.
+    let listed = ok(
+        faafo_at(&format!("{nobody},{url}"), &["list", "--status", "pending"]),
+        "list with the first host down",
+    );
+    assert_eq!(
+        listed,
+        ok(at(&["list", "--status", "pending"]), "list"),
+        "the same fractals as from the host that is up"
+    );
+    assert!(listed.contains("pending"), "{listed}");
 }
 
 /// A service that cannot start says why in its last line, after its logs.

@@ -602,7 +602,7 @@ fn multi_host_configurations_with_other_settings_are_accepted_by_check_config() 
     );
     let producer = rendered.text("api1.example.org", "producer.conf");
     for needle in [
-        "endpoint_url = http://10.0.0.11:5000\n",
+        "endpoint_url = http://10.0.0.11:5000,http://10.0.0.12:5000\n",
         "auth_token = \n",
         "min_width = 512\n",
         "max_width = 2048\n",

@@ -22,7 +22,7 @@ config_section! {
         database_url: String = String::new(),
         /// Directory for faafo's data (the SQLite database, stored images). Empty: $XDG_DATA_HOME/faafo or ~/.local/share/faafo.
         state_path: String = String::new(),
-        /// URL of the faafo API, for the producer and the command line.
+        /// URL of the faafo API, for the producer and the command line (several API hosts sharing one database separated by commas: used in turn when one fails).
         endpoint_url: String = "http://127.0.0.1:5000".into(),
         /// Token sent as X-Auth-Token to an API that requires one (auth_strategy = token).
         auth_token: String = String::new(),
@@ -321,16 +321,20 @@ impl FaafoConfig {
         }
         // The API client speaks plain HTTP (no TLS library is built in): an
         // https:// URL would fail at every request instead of at start.
-        if !d.endpoint_url.starts_with("http://") {
-            return Err(invalid(
-                "DEFAULT",
-                "endpoint_url",
-                format!(
-                    "expected an http:// URL (faafo's client speaks plain HTTP; put TLS in a proxy beside it), got '{}'",
-                    crate::messaging::redact_url(&d.endpoint_url)
-                ),
-            ));
+        for endpoint in d.endpoint_url.split(',').map(str::trim) {
+            if !endpoint.is_empty() && !endpoint.starts_with("http://") {
+                return Err(invalid(
+                    "DEFAULT",
+                    "endpoint_url",
+                    format!(
+                        "expected an http:// URL (faafo's client speaks plain HTTP; put TLS in a proxy beside it), got '{}'",
+                        crate::messaging::redact_url(endpoint)
+                    ),
+                ));
+            }
         }
+        crate::api_client::ApiEndpoints::parse(&d.endpoint_url)
+            .map_err(|e| invalid("DEFAULT", "endpoint_url", e.to_string()))?;
         one_of("DEFAULT", "log_format", &d.log_format, &["text", "json"])?;
         if d.pixel_limit < 4 {
             return Err(invalid(

@@ -134,6 +134,19 @@ fn semantic_errors_are_caught_without_showing_passwords() {
             "[DEFAULT]\nendpoint_url = ftp://u:hunter22@h/\n",
             "[DEFAULT] endpoint_url: expected an http:// URL (faafo's client speaks plain HTTP; put TLS in a proxy beside it), got 'ftp://u:***@h/'",
         ),
+        // Each of several endpoints is checked, its password hidden.
+        (
+            "[DEFAULT]\nendpoint_url = http://a:5000,https://u:hunter22@b/\n",
+            "[DEFAULT] endpoint_url: expected an http:// URL (faafo's client speaks plain HTTP; put TLS in a proxy beside it), got 'https://u:***@b/'",
+        ),
+        (
+            "[DEFAULT]\nendpoint_url = http://a:5000,,http://b:5000\n",
+            "[DEFAULT] endpoint_url: invalid faafo API endpoint : it is empty",
+        ),
+        (
+            "[DEFAULT]\nendpoint_url = http://:5000\n",
+            "[DEFAULT] endpoint_url: invalid faafo API endpoint http://:5000",
+        ),
         ("[DEFAULT]\nrpc_codec = xml\n", "[DEFAULT] rpc_codec"),
         // Not INI: the line, in words.
         (

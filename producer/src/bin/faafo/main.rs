@@ -40,7 +40,7 @@ struct Cli {
     print_sample_config: bool,
     #[command(flatten)]
     config: ConfigArgs,
-    /// URL of the faafo API (default: [DEFAULT] endpoint_url of the configuration).
+    /// URL of the faafo API, or of several API hosts separated by commas, tried in turn (default: [DEFAULT] endpoint_url of the configuration).
     #[arg(long, global = true, value_name = "URL", help_heading = CLIENT_OPTIONS)]
     endpoint_url: Option<String>,
     /// Token for an API that requires one (auth_strategy = token; default:
