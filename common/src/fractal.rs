@@ -210,6 +210,30 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+/// The topic on which workers take orders about the renders they run
+/// (`cancel`), beside `topic` (`tasks`) where they take the renders: a
+/// server of its own, so that an order is not queued behind the renders
+/// it is about.
+pub fn control_topic(topic: &str) -> String {
+    format!("{topic}_control")
+}
+
+/// The workers' method on [`control_topic`] that cancels the renders of a
+/// fractal deleted from the API (a fanout cast: whichever worker renders it
+/// stops, and answers its `process` call with [`FRACTAL_DELETED`]).
+pub const CANCEL_METHOD: &str = "cancel";
+
+/// Class of the error a worker answers `process` with when the render was
+/// cancelled because its fractal was deleted.
+pub const FRACTAL_DELETED: &str = "FractalDeleted";
+
+/// The arguments of the workers' `cancel` method.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CancelArgs {
+    /// The deleted fractal whose renders stop.
+    pub uuid: String,
+}
+
 /// The arguments of the workers' `process` method.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessArgs {

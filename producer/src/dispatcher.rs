@@ -5,6 +5,11 @@
 //! stored; a failed attempt is retried with backoff up to `max_attempts`,
 //! then the task is marked `failed` with the last error. Results wait in
 //! memory until the API takes them.
+//!
+//! A task deleted from the API while it renders is given up, and the
+//! workers are told (`cancel` on the control topic) so that its render
+//! stops: every `deletion_check_interval`, a call in flight that long
+//! checks that its task is still there.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use faafo_common::api_client::ApiError;
-use faafo_common::fractal::{Fractal, FractalStatus, FractalUpdate, ProcessArgs, Task, TaskResult};
+use faafo_common::fractal::{
+    CANCEL_METHOD, CancelArgs, Fractal, FractalStatus, FractalUpdate, ProcessArgs, Task,
+    TaskResult, control_topic,
+};
 use faafo_common::messaging::{Backoff, MessagingError, RequestContext, RpcClient, new_request_id};
 use faafo_common::shutdown::Shutdown;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -55,6 +63,8 @@ pub struct DispatchStats {
 pub struct Dispatcher {
     api: ResilientApi,
     rpc: RpcClient,
+    /// Fanout casts to every worker's control server.
+    control: RpcClient,
     settings: ProducerSettings,
     in_flight: Mutex<HashSet<String>>,
     slots: Arc<Semaphore>,
@@ -112,6 +122,10 @@ impl Dispatcher {
         settings: ProducerSettings,
         shutdown: Shutdown,
     ) -> Arc<Self> {
+        let control = rpc
+            .prepare()
+            .topic(control_topic(&rpc.target().topic))
+            .fanout(true);
         let rpc = rpc
             .timeout(settings.call_timeout)
             .call_monitor_timeout(settings.call_monitor_timeout)
@@ -119,6 +133,7 @@ impl Dispatcher {
         Arc::new(Self {
             api,
             rpc,
+            control,
             slots: Arc::new(Semaphore::new(settings.max_in_flight)),
             settings,
             in_flight: Mutex::new(HashSet::new()),
@@ -286,22 +301,25 @@ impl Dispatcher {
             self.stats.calls.fetch_add(1, Ordering::Relaxed);
             let ctx = RequestContext::new().with_request_id(request_id);
             let args = ProcessArgs { task: task.clone() };
-            let answer = self
-                .rpc
-                .call::<_, TaskResult>(&ctx, PROCESS, &args)
-                .await
-                .and_then(|result| {
-                    // A worker that answers for another task must not
-                    // have its image stored on this one.
-                    if result.uuid == uuid {
-                        Ok(result)
-                    } else {
-                        Err(MessagingError::Invalid(format!(
-                            "the worker answered for task {} instead",
-                            faafo_common::fractal::shorten(&result.uuid)
-                        )))
-                    }
-                });
+            let answer = tokio::select! {
+                answer = self.rpc.call::<_, TaskResult>(&ctx, PROCESS, &args) => answer,
+                () = self.deleted(&api, &uuid) => {
+                    self.cancel_render(&ctx, &uuid).await;
+                    return Outcome::Gone;
+                }
+            };
+            let answer = answer.and_then(|result| {
+                // A worker that answers for another task must not
+                // have its image stored on this one.
+                if result.uuid == uuid {
+                    Ok(result)
+                } else {
+                    Err(MessagingError::Invalid(format!(
+                        "the worker answered for task {} instead",
+                        faafo_common::fractal::shorten(&result.uuid)
+                    )))
+                }
+            });
             last_error = match answer {
                 Ok(result) => {
                     info!(
@@ -339,6 +357,37 @@ impl Dispatcher {
                     _ = self.shutdown.wait() => return Outcome::Abandoned,
                 }
             }
+        }
+    }
+
+    /// Resolves once the API no longer has task `uuid` (checked every
+    /// `deletion_check_interval`); never without the setting. An API that
+    /// does not answer is asked again next time.
+    async fn deleted(&self, api: &ResilientApi, uuid: &str) {
+        let Some(every) = self.settings.deletion_check_interval else {
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = api.client().get(uuid).await
+                && e.status() == Some(404)
+            {
+                return;
+            }
+        }
+    }
+
+    /// Tells every worker that task `uuid` was deleted: the one rendering
+    /// it stops (and a worker that has it waiting does not start it). Its
+    /// answer, if any, finds nobody waiting. A cast that fails leaves the
+    /// render to finish for nothing: logged, not retried.
+    async fn cancel_render(&self, ctx: &RequestContext, uuid: &str) {
+        info!("task {uuid} was deleted from the API: cancelling its render");
+        let args = CancelArgs {
+            uuid: uuid.to_string(),
+        };
+        if let Err(e) = self.control.cast(ctx, CANCEL_METHOD, &args).await {
+            warn!("could not tell the workers to cancel the render of task {uuid}: {e}");
         }
     }
 

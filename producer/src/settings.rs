@@ -49,6 +49,9 @@ pub struct ProducerSettings {
     pub recovery_interval: Duration,
     /// Time between two looks for pending tasks.
     pub poll_interval: Duration,
+    /// Time between two checks that a task in flight is still in the API
+    /// (`None`: never check).
+    pub deletion_check_interval: Option<Duration>,
     /// Dispatches per task before it is marked failed.
     pub max_attempts: u32,
     /// Time to wait for calls in flight when stopping.
@@ -105,6 +108,9 @@ impl ProducerSettings {
             task_timeout: Duration::from_secs(p.task_timeout.max(1)),
             recovery_interval: Duration::from_secs(p.recovery_interval.max(1)),
             poll_interval: secs(p.poll_interval),
+            deletion_check_interval: Some(p.deletion_check_interval)
+                .filter(|s| *s > 0.0)
+                .map(secs),
             max_attempts: p.max_attempts.max(1),
             shutdown_grace: Duration::from_secs(p.shutdown_grace),
             generator_seed: Some(p.generator_seed).filter(|s| *s != 0),

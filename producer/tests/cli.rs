@@ -862,8 +862,8 @@ fn up_refuses_a_token_its_producer_does_not_have() {
 /// `faafo up --no-producer` with `options` (configuration lines, read in
 /// its `[producer]` section unless they open another), rendering one fractal that takes minutes (c = 0: the unit disk
 /// never escapes, every pixel takes all its iterations, even in a release
-/// build); returns once that render runs.
-async fn up_with_a_long_render(options: &str) -> (tempfile::TempDir, Service) {
+/// build); returns once that render runs, with the API's URL.
+async fn up_with_a_long_render(options: &str) -> (tempfile::TempDir, Service, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let config = write_config(
@@ -909,14 +909,41 @@ async fn up_with_a_long_render(options: &str) -> (tempfile::TempDir, Service) {
         },
     )
     .await;
-    (dir, up)
+    (dir, up, url)
+}
+
+/// `faafo delete` of a fractal while it renders stops the render: the
+/// producer finds the task gone (every `deletion_check_interval`) and casts
+/// `cancel` to the workers, which stop rendering it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_fractal_stops_its_render() {
+    let (_dir, up, url) = up_with_a_long_render("deletion_check_interval = 0.5\n").await;
+    let api = ApiClient::new(&url, None).expect("client");
+    let running = all(&api, Some(faafo_common::fractal::FractalStatus::Running)).await;
+    let uuid = running[0].uuid.clone();
+    let deleted = std::time::Instant::now();
+    ok(faafo_at(&url, &["delete", &uuid]), "delete");
+    let stopped = format!("task {uuid} not rendered: task {uuid}: the fractal was deleted");
+    eventually("the render stops", Duration::from_secs(20), async || {
+        up.log_text().contains(&stopped)
+    })
+    .await;
+    let log = up.log_text();
+    assert!(
+        log.contains(&format!(
+            "task {uuid} was deleted from the API: cancelling its render"
+        )),
+        "{log}"
+    );
+    assert!(deleted.elapsed() < Duration::from_secs(20));
+    assert!(all(&api, None).await.is_empty(), "nothing else to render");
 }
 
 /// A second Ctrl-C or SIGTERM ends a stopping `faafo up` at once (exit
 /// status 130), instead of waiting for a long render to finish.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_stops_at_once() {
-    let (_dir, mut up) = up_with_a_long_render("").await;
+    let (_dir, mut up, _) = up_with_a_long_render("").await;
     a_second_signal_ends(&mut up, "the render", Duration::from_secs(10)).await;
 }
 
@@ -991,7 +1018,7 @@ async fn a_second_signal_stops_a_draining_api_at_once() {
 /// process that said it had stopped, and its task is taken over next time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_cancels_renders_past_the_grace() {
-    let (_dir, mut up) =
+    let (_dir, mut up, _) =
         up_with_a_long_render("shutdown_grace = 1\n[worker]\nshutdown_grace = 1\n").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let stopped = std::time::Instant::now();

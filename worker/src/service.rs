@@ -7,6 +7,11 @@
 //! A stopping worker waits `shutdown_grace` for its renders, then cancels
 //! the rest and gives their tasks back to the queue, unanswered, for
 //! another worker.
+//!
+//! A second server, on the control topic (`tasks_control`), takes
+//! `cancel(uuid)` fanout casts from the producer when a fractal is deleted
+//! from the API: the render of it stops, and its call is answered with a
+//! `FractalDeleted` error (no `fractal.failed` notification).
 //! Log lines follow the original (`processing task <uuid>`, `task <uuid>
 //! processed in <s> seconds`) and carry the caller's request id.
 
@@ -16,13 +21,16 @@ use std::time::Duration;
 
 use faafo_common::configuration::FaafoConfig;
 use faafo_common::files::{Durability, sweep_partial_files, write_whole_async};
-use faafo_common::fractal::{ProcessArgs, Task, TaskResult};
+use faafo_common::fractal::{
+    CANCEL_METHOD, CancelArgs, FRACTAL_DELETED, ProcessArgs, Task, TaskResult, control_topic,
+};
 use faafo_common::messaging::{
     Endpoint, MessagingError, Notifier, RemoteError, RequestContext, RpcServer, Target, Transport,
 };
 use serde_json::json;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::renders::RenderRegistry;
 use crate::{
     CancelToken, FractalError, FractalParams, FractalSpec, JuliaRenderer, RenderError, RenderLimits,
 };
@@ -145,6 +153,8 @@ pub struct WorkerService {
     /// holds its permit until the render ends, even when the request was
     /// given up, so that all permits free means no render is running.
     render_slots: Arc<tokio::sync::Semaphore>,
+    /// The renders running, by fractal, for `cancel`.
+    renders: RenderRegistry,
     notifier: Notifier,
 }
 
@@ -175,6 +185,7 @@ impl WorkerService {
             renderer: JuliaRenderer::new(settings.limits),
             pool: Arc::new(pool),
             render_slots: Arc::new(tokio::sync::Semaphore::new(settings.executor_size.max(1))),
+            renders: RenderRegistry::new(),
             notifier,
             settings,
         })
@@ -200,6 +211,31 @@ impl WorkerService {
         )
     }
 
+    /// The RPC endpoint of the control topic, with the `cancel` method.
+    pub fn control_endpoint(self: &Arc<Self>) -> Endpoint {
+        let service = self.clone();
+        Endpoint::new().method(
+            CANCEL_METHOD,
+            move |_ctx: RequestContext, args: CancelArgs| {
+                let service = service.clone();
+                async move {
+                    service.cancel(&args.uuid);
+                    Ok::<_, RemoteError>(())
+                }
+            },
+        )
+    }
+
+    /// The fractal `uuid` was deleted: its renders here stop, and a task of
+    /// it taken ahead is not started. Returns how many renders stopped.
+    pub fn cancel(&self, uuid: &str) -> usize {
+        let stopped = self.renders.delete(uuid);
+        if stopped > 0 {
+            info!("fractal {uuid} was deleted: cancelling its render");
+        }
+        stopped
+    }
+
     /// Renders one task.
     pub async fn process(
         &self,
@@ -218,6 +254,9 @@ impl WorkerService {
                     );
                     self.store(result).await;
                     self.notify_rendered(&ctx, result).await;
+                }
+                Err(error) if error.class == FRACTAL_DELETED => {
+                    info!("task {} not rendered: {}", task.uuid, error.message);
                 }
                 Err(error) => {
                     warn!("task {} failed: {}", task.uuid, error.message);
@@ -245,13 +284,24 @@ impl WorkerService {
             .limits()
             .check(&spec)
             .map_err(|e| RemoteError::value_error(format!("task {}: {e}", task.uuid)))?;
+        let cancel = CancelToken::new();
+        let ticket = self.renders.register(&task.uuid, &cancel);
+        let deleted = || {
+            RemoteError::new(
+                FRACTAL_DELETED,
+                "faafo",
+                format!("task {}: the fractal was deleted", task.uuid),
+            )
+        };
+        if ticket.deleted() {
+            return Err(deleted());
+        }
         let slot = self
             .render_slots
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| RemoteError::runtime_error("the worker is stopping"))?;
-        let cancel = CancelToken::new();
         // Dropped with this future when a stop abandons the request: the
         // render, on a thread of its own, stops at its next tile.
         let _abandoned = cancel.cancel_on_drop();
@@ -285,6 +335,9 @@ impl WorkerService {
                     "task {}: the render crashed",
                     task.uuid
                 )));
+            }
+            Ok(Ok(Err(FractalError::Render(RenderError::Cancelled)))) if ticket.deleted() => {
+                return Err(deleted());
             }
             Ok(Ok(Err(e))) => return Err(render_failure(&task.uuid, e)),
             Ok(Ok(Ok(done))) => done,
@@ -363,9 +416,11 @@ fn render_failure(uuid: &str, e: FractalError) -> RemoteError {
     }
 }
 
-/// A running worker: the RPC server and what it serves.
+/// A running worker: the RPC servers and what they serve.
 pub struct RunningWorker {
     server: RpcServer,
+    /// The control topic's server (`cancel`).
+    control: RpcServer,
     /// The service, for stats and tests.
     pub service: Arc<WorkerService>,
 }
@@ -374,6 +429,7 @@ impl RunningWorker {
     /// Stops taking tasks and waits for the ones in progress.
     pub async fn stop(self) {
         self.server.stop().await;
+        self.control.stop().await;
     }
 
     /// Stops taking tasks and waits up to `grace` for the tasks in
@@ -387,7 +443,10 @@ impl RunningWorker {
     /// sent, is rendered again elsewhere, and may be notified twice.
     /// Returns whether no task was given up.
     pub async fn stop_within(self, grace: Duration) -> bool {
+        // The control server goes last: a fractal deleted while the
+        // renders finish still stops its render.
         let ended = self.server.stop_within(grace).await;
+        self.control.stop().await;
         if !ended {
             warn!(
                 "the renders still in progress after {grace:?} were cancelled; their tasks went back to the queue"
@@ -459,6 +518,22 @@ pub async fn start(
         builder = builder.dead_letter_exchange(dlx);
     }
     let server = builder.start().await?;
+    let control_target = Target::topic(control_topic(&service.settings.topic))
+        .with_server(&service.settings.server_name);
+    let control = match RpcServer::builder(transport, control_target)
+        .endpoint(service.control_endpoint())
+        // One at a time, in the order sent: each takes a lock and sets flags.
+        .executor_size(1)
+        .max_message_size(max_message_size)
+        .start()
+        .await
+    {
+        Ok(control) => control,
+        Err(e) => {
+            server.stop().await;
+            return Err(e.into());
+        }
+    };
     info!(
         topic = %service.settings.topic,
         server = %service.settings.server_name,
@@ -467,7 +542,11 @@ pub async fn start(
         simd = ?service.renderer.simd_level(),
         "worker ready"
     );
-    Ok(RunningWorker { server, service })
+    Ok(RunningWorker {
+        server,
+        control,
+        service,
+    })
 }
 
 impl From<&Task> for FractalParams {

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faafo_common::fractal::{ProcessArgs, Task, TaskResult};
+use faafo_common::fractal::{
+    CANCEL_METHOD, CancelArgs, FRACTAL_DELETED, ProcessArgs, Task, TaskResult, control_topic,
+};
 use faafo_common::messaging::*;
 use faafo_common::testing::TestBroker;
 use faafo_worker::service::{self, RunningWorker, WorkerSettings};
@@ -499,7 +501,72 @@ async fn a_stop_out_of_grace_gives_the_render_to_another_worker(env: TestBroker)
     second.stop().await;
 }
 
+/// A fractal deleted from the API (the producer casts `cancel` to every
+/// worker's control server): its render stops and its call is answered
+/// `FractalDeleted`; a task of a deleted fractal waiting behind it is not
+/// started; the worker keeps serving; a cancel for nothing is harmless.
+async fn a_deleted_fractal_stops_its_render(env: TestBroker) {
+    let t = env.transport().await;
+    let worker = start(&t, one_at_a_time(4)).await;
+    let client = RpcClient::new(&t, Target::topic("tasks"));
+    let control = RpcClient::new(&t, Target::topic(control_topic("tasks"))).fanout(true);
+    let cancel = |uuid: String| {
+        let control = control.clone();
+        async move {
+            control
+                .cast(
+                    &RequestContext::with_new_request_id(),
+                    CANCEL_METHOD,
+                    &CancelArgs { uuid },
+                )
+                .await
+                .expect("cast")
+        }
+    };
+    // Minutes of rendering, even in a release build.
+    let heavy = slow_task(3000, 100_000);
+    let waiting = task(&uuid::Uuid::new_v4().to_string());
+    let (heavy_uuid, waiting_uuid) = (heavy.uuid.clone(), waiting.uuid.clone());
+    let heavy_call = tokio::spawn({
+        let client = client.clone();
+        async move { process(&client, heavy).await }
+    });
+    until_a_task_started(&worker).await;
+    let waiting_call = tokio::spawn({
+        let client = client.clone();
+        async move { process(&client, waiting).await }
+    });
+    cancel(uuid::Uuid::new_v4().to_string()).await;
+    cancel(waiting_uuid.clone()).await;
+    let cancelled = Instant::now();
+    cancel(heavy_uuid.clone()).await;
+    for (call, uuid) in [(heavy_call, &heavy_uuid), (waiting_call, &waiting_uuid)] {
+        match tokio::time::timeout(Duration::from_secs(20), call)
+            .await
+            .expect("answered soon after the cancel")
+            .expect("join")
+        {
+            Err(MessagingError::Remote { error, .. }) => {
+                assert_eq!(error.class, FRACTAL_DELETED, "{error}");
+                assert!(error.message.contains(uuid.as_str()), "{error}");
+            }
+            other => panic!("expected FractalDeleted for {uuid}, got {other:?}"),
+        }
+    }
+    assert!(
+        cancelled.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        cancelled.elapsed()
+    );
+    // The render stopped: its slot is free, and the next task renders.
+    process(&client, task(&uuid::Uuid::new_v4().to_string()))
+        .await
+        .expect("still serving");
+    worker.stop().await;
+}
+
 faafo_common::on_both_transports!(
+    a_deleted_fractal_stops_its_render,
     a_stopped_worker_gives_back_what_it_has_not_started,
     a_stop_out_of_grace_gives_the_render_to_another_worker,
     renders_and_returns_the_png,

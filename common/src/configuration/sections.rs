@@ -162,6 +162,8 @@ config_section! {
         recovery_interval: u64 = 60,
         /// Seconds between two looks for pending tasks nobody dispatches (created by the faafo command line, or left by a stopped producer).
         poll_interval: f64 = 2.0,
+        /// Seconds between two checks that a task being rendered is still in the API (once it has been in flight that long): the render of one deleted meanwhile is cancelled on the workers. 0: never check.
+        deletion_check_interval: f64 = 10.0,
         /// Attempts per task before it is marked failed.
         max_attempts: u32 = 3,
         /// Seconds to wait for calls in flight when stopping.
@@ -397,6 +399,11 @@ impl FaafoConfig {
             ("producer", "task_timeout", p.task_timeout as f64),
             ("producer", "recovery_interval", p.recovery_interval as f64),
             ("producer", "poll_interval", p.poll_interval),
+            (
+                "producer",
+                "deletion_check_interval",
+                p.deletion_check_interval,
+            ),
             ("producer", "shutdown_grace", p.shutdown_grace as f64),
         ] {
             if seconds > MAX_SECONDS as f64 {
@@ -446,6 +453,13 @@ impl FaafoConfig {
                     "must be a positive number of seconds",
                 ));
             }
+        }
+        if !(p.deletion_check_interval.is_finite() && p.deletion_check_interval >= 0.0) {
+            return Err(invalid(
+                "producer",
+                "deletion_check_interval",
+                "must be a number of seconds, 0 or more",
+            ));
         }
         for (key, v) in [
             ("min_xa", p.min_xa),

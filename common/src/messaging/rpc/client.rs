@@ -69,6 +69,14 @@ impl RpcClient {
         self.clone()
     }
 
+    /// Sends to another topic (as oslo.messaging's `prepare(topic=...)`),
+    /// through the same transport.
+    #[must_use]
+    pub fn topic(mut self, topic: impl Into<String>) -> Self {
+        self.target.topic = topic.into();
+        self
+    }
+
     /// Sends to one server of the topic (`topic.server`).
     #[must_use]
     pub fn server(mut self, server: impl Into<String>) -> Self {
