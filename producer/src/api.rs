@@ -75,6 +75,9 @@ impl ResilientApi {
                     if attempt == 1 || attempt.is_power_of_two() {
                         warn!("{what}: {error}; retrying (attempt {attempt})");
                     }
+                    // (With every host down, each attempt has already tried
+                    // them all, so this is up to N x N connections before the
+                    // first wait: a handful for the few hosts an API has.)
                     if attempt < hosts && error.moves_to_another_host() {
                         continue;
                     }

@@ -32,6 +32,9 @@ use crate::settings::ProducerSettings;
 /// The workers' method.
 const PROCESS: &str = "process";
 
+/// Longest wait for the broker to take a `cancel` cast.
+const CANCEL_CAST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How a dispatch ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -304,6 +307,8 @@ impl Dispatcher {
             let answer = tokio::select! {
                 answer = self.rpc.call::<_, TaskResult>(&ctx, PROCESS, &args) => answer,
                 () = self.deleted(&api, &uuid) => {
+                    // The slot is for calls: free before the cast.
+                    drop(permit);
                     self.cancel_render(&ctx, &uuid).await;
                     return Outcome::Gone;
                 }
@@ -379,16 +384,21 @@ impl Dispatcher {
 
     /// Tells every worker that task `uuid` was deleted: the one rendering
     /// it stops (and a worker that has it waiting does not start it). Its
-    /// answer, if any, finds nobody waiting. A cast that fails leaves the
-    /// render to finish for nothing: logged, not retried.
+    /// answer, if any, finds nobody waiting. A cast that fails (or waits
+    /// more than `CANCEL_CAST_TIMEOUT` for the broker) leaves the render to
+    /// finish for nothing: logged, not retried.
     async fn cancel_render(&self, ctx: &RequestContext, uuid: &str) {
         info!("task {uuid} was deleted from the API: cancelling its render");
         let args = CancelArgs {
             uuid: uuid.to_string(),
         };
-        if let Err(e) = self.control.cast(ctx, CANCEL_METHOD, &args).await {
-            warn!("could not tell the workers to cancel the render of task {uuid}: {e}");
-        }
+        let cast = self.control.cast(ctx, CANCEL_METHOD, &args);
+        let failure = match tokio::time::timeout(CANCEL_CAST_TIMEOUT, cast).await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("the broker did not take it within {CANCEL_CAST_TIMEOUT:?}"),
+        };
+        warn!("could not tell the workers to cancel the render of task {uuid}: {failure}");
     }
 
     /// Stores the image with the result, in one request (the API applies

@@ -921,7 +921,6 @@ async fn deleting_a_fractal_stops_its_render() {
     let api = ApiClient::new(&url, None).expect("client");
     let running = all(&api, Some(faafo_common::fractal::FractalStatus::Running)).await;
     let uuid = running[0].uuid.clone();
-    let deleted = std::time::Instant::now();
     ok(faafo_at(&url, &["delete", &uuid]), "delete");
     let stopped = format!("task {uuid} not rendered: task {uuid}: the fractal was deleted");
     eventually("the render stops", Duration::from_secs(20), async || {
@@ -935,7 +934,6 @@ async fn deleting_a_fractal_stops_its_render() {
         )),
         "{log}"
     );
-    assert!(deleted.elapsed() < Duration::from_secs(20));
     assert!(all(&api, None).await.is_empty(), "nothing else to render");
 }
 

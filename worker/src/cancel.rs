@@ -21,12 +21,15 @@ impl CancelToken {
 
     /// Asks every render holding a clone of this token to stop soon.
     pub fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Relaxed);
+        // Release/Acquire: what the canceller wrote before (a reason, such
+        // as the registry's `deleted` flag) is seen by whoever sees the
+        // cancel, and through the render's join by the one waiting for it.
+        self.cancelled.store(true, Ordering::Release);
     }
 
     /// Whether [`Self::cancel`] was called on this token or a clone.
     pub fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Relaxed)
+        self.cancelled.load(Ordering::Acquire)
     }
 
     /// A guard that cancels this token when dropped: a render runs on a

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 use crate::cancel::CancelToken;
 
 /// How long a deleted fractal is remembered: a task of it still waiting in
-/// this worker's queue (taken ahead, not started) is refused when it comes
-/// up instead of rendered for nobody.
-const REMEMBER_DELETED: Duration = Duration::from_secs(600);
+/// this worker's queue (taken ahead, not started) or in the shared queue is
+/// refused when it comes up instead of rendered for nobody. Longer than a
+/// call may wait (the producer's `call_timeout`, 900 s by default, is also
+/// its request's expiration); the count below bounds the memory.
+const REMEMBER_DELETED: Duration = Duration::from_secs(3600);
 
 /// Most deleted fractals remembered at once (the oldest are forgotten).
 const MAX_REMEMBERED: usize = 4096;
@@ -53,7 +55,7 @@ impl RenderTicket<'_> {
     /// Whether the fractal was deleted (before or during the render): its
     /// render token is cancelled.
     pub fn deleted(&self) -> bool {
-        self.deleted.load(Ordering::Relaxed)
+        self.deleted.load(Ordering::Acquire)
     }
 }
 
@@ -88,7 +90,7 @@ impl RenderRegistry {
         let mut state = self.lock();
         state.forget_old(Instant::now());
         if state.deleted.contains(uuid) {
-            deleted.store(true, Ordering::Relaxed);
+            deleted.store(true, Ordering::Release);
             render.cancel();
         }
         state
@@ -125,7 +127,7 @@ impl RenderRegistry {
         }
         let renders = state.running.get(uuid).map_or(&[][..], Vec::as_slice);
         for render in renders {
-            render.deleted.store(true, Ordering::Relaxed);
+            render.deleted.store(true, Ordering::Release);
             render.render.cancel();
         }
         renders.len()

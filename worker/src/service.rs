@@ -229,6 +229,15 @@ impl WorkerService {
     /// The fractal `uuid` was deleted: its renders here stop, and a task of
     /// it taken ahead is not started. Returns how many renders stopped.
     pub fn cancel(&self, uuid: &str) -> usize {
+        // Only a fractal's uuid is remembered: whoever can publish on the
+        // broker cannot fill the registry with anything else.
+        if uuid::Uuid::try_parse(uuid).is_err() {
+            warn!(
+                "cancel of {:?} ignored: not a UUID",
+                faafo_common::fractal::shorten(uuid)
+            );
+            return 0;
+        }
         let stopped = self.renders.delete(uuid);
         if stopped > 0 {
             info!("fractal {uuid} was deleted: cancelling its render");
@@ -302,6 +311,10 @@ impl WorkerService {
             .acquire_owned()
             .await
             .map_err(|_| RemoteError::runtime_error("the worker is stopping"))?;
+        // Deleted while it waited for the slot: not started.
+        if ticket.deleted() {
+            return Err(deleted());
+        }
         // Dropped with this future when a stop abandons the request: the
         // render, on a thread of its own, stops at its next tile.
         let _abandoned = cancel.cancel_on_drop();
@@ -323,6 +336,9 @@ impl WorkerService {
                 // task does not start while this one holds a core and its
                 // image. Waited for, so that the answer comes after it.
                 let _ = job.await;
+                if ticket.deleted() {
+                    return Err(deleted());
+                }
                 return Err(RemoteError::timeout_error(format!(
                     "task {}: the render ran past exec_timeout ({} s) and was cancelled",
                     task.uuid,

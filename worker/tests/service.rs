@@ -537,6 +537,7 @@ async fn a_deleted_fractal_stops_its_render(env: TestBroker) {
         async move { process(&client, waiting).await }
     });
     cancel(uuid::Uuid::new_v4().to_string()).await;
+    cancel("../not a uuid".to_string()).await;
     cancel(waiting_uuid.clone()).await;
     let cancelled = Instant::now();
     cancel(heavy_uuid.clone()).await;
