@@ -285,8 +285,9 @@ impl ApiClient {
     }
 
     /// Sends `call`; a host that refuses the connection (nothing was sent
-    /// to it) is left for the next at once, each host tried once. Returns
-    /// the successful answer and the endpoint that gave it.
+    /// to it), or answers 502-504 to a request that can be repeated, is
+    /// left for the next at once, each host tried once. Returns the
+    /// successful answer and the endpoint that gave it.
     async fn send(
         &self,
         method: Method,
@@ -299,27 +300,37 @@ impl ApiClient {
             reason: format!("cannot build the request: {}", without_url(&e)),
         })?;
         let mut left = self.endpoints.len() - 1;
+        // A request that can be repeated (not a POST) is also sent to the
+        // next host when this one answers 502-504 (a proxy in front of a
+        // host that is down, an API draining for a stop).
+        let repeatable = matches!(
+            method,
+            Method::GET | Method::HEAD | Method::PUT | Method::DELETE
+        );
         let response = loop {
             let spare = if left > 0 { request.try_clone() } else { None };
-            match self.http.execute(request).await {
-                Ok(response) => break response,
-                Err(e) => match spare {
-                    Some(mut spare) if e.is_connect() => {
-                        self.fail_over(endpoint);
-                        endpoint = (endpoint + 1) % self.endpoints.len();
-                        let query = spare.url().query().map(str::to_string);
-                        let url = format!("{}{path}", self.endpoints[endpoint]);
-                        *spare.url_mut() =
-                            reqwest::Url::parse(&url).map_err(|e| ApiError::InvalidEndpoint {
-                                endpoint: self.endpoints[endpoint].clone(),
-                                reason: e.to_string(),
-                            })?;
-                        spare.url_mut().set_query(query.as_deref());
-                        request = spare;
-                        left -= 1;
-                    }
-                    _ => return Err(self.unreachable(endpoint, &e)),
-                },
+            let sent = self.http.execute(request).await;
+            let elsewhere = match &sent {
+                Err(e) => e.is_connect(),
+                Ok(response) => repeatable && (502..=504).contains(&response.status().as_u16()),
+            };
+            match (sent, spare) {
+                (_, Some(mut spare)) if elsewhere => {
+                    self.fail_over(endpoint);
+                    endpoint = (endpoint + 1) % self.endpoints.len();
+                    let query = spare.url().query().map(str::to_string);
+                    let url = format!("{}{path}", self.endpoints[endpoint]);
+                    *spare.url_mut() =
+                        reqwest::Url::parse(&url).map_err(|e| ApiError::InvalidEndpoint {
+                            endpoint: self.endpoints[endpoint].clone(),
+                            reason: e.to_string(),
+                        })?;
+                    spare.url_mut().set_query(query.as_deref());
+                    request = spare;
+                    left -= 1;
+                }
+                (Ok(response), _) => break response,
+                (Err(e), _) => return Err(self.unreachable(endpoint, &e)),
             }
         };
         if response.status().is_success() {
@@ -577,7 +588,7 @@ impl From<StatusCode> for ErrorBody {
 #[cfg(test)]
 mod tests {
     use super::{ApiClient, ApiEndpoints, ApiError, checked};
-    use crate::fractal::FractalUpdate;
+    use crate::fractal::{FractalUpdate, NewFractal};
 
     /// Only a hyphenated uuid goes into a path: nothing that could leave
     /// `/v1/fractal/` or add a query.
@@ -732,10 +743,11 @@ mod tests {
         (endpoint, server)
     }
 
-    /// Several endpoints: a host that refuses connections is left for the
-    /// next within the same request; one that answers 503 moves the client
-    /// (and its clones) to the next for the following requests; one that
-    /// answers keeps it; when none can be reached, each is tried once.
+    /// Several endpoints: a host that refuses connections, or answers 503
+    /// to a request that can be repeated, is left for the next within the
+    /// same request, and the client (and its clones) stays there; a 503 to
+    /// a POST is the caller's to retry, the client moved for the next
+    /// request; when none can be reached, each is tried once.
     #[tokio::test]
     async fn a_failing_host_moves_the_client_to_the_next() {
         let uuid = "01a20784-fe99-72fe-a554-9a9b678b0fe0";
@@ -745,7 +757,7 @@ mod tests {
             "503 Service Unavailable",
         ])
         .await;
-        let (c, c_server) = answering(&["204 No Content"]).await;
+        let (c, c_server) = answering(&["204 No Content", "503 Service Unavailable"]).await;
         // Nothing listens on port 9 (discard) here.
         let a = "http://127.0.0.1:9";
         let api = ApiClient::new(&format!("{a}/, {b},{c}"), None).expect("client");
@@ -760,21 +772,39 @@ mod tests {
         assert_eq!(clone.endpoint(), b, "the clones follow");
         clone.delete(uuid).await.expect("b answers again");
         assert_eq!(api.endpoint(), b, "an answer keeps the host");
-        let error = api.delete(uuid).await.expect_err("b is draining");
-        assert_eq!(error.status(), Some(503));
-        assert!(error.moves_to_another_host());
+        api.delete(uuid)
+            .await
+            .expect("b is draining (503), c answers the same DELETE");
         assert_eq!(api.endpoint(), c);
-        api.delete(uuid).await.expect("c answers");
+        let new = NewFractal {
+            uuid: None,
+            width: 2,
+            height: 2,
+            iterations: 16,
+            xa: -1.0,
+            xb: 1.0,
+            ya: -1.0,
+            yb: 1.0,
+            seed: None,
+            c_re: None,
+            c_im: None,
+            status: None,
+            attempts: None,
+        };
+        let error = api.create(&new).await.expect_err("c is draining");
+        assert_eq!(error.status(), Some(503), "a POST is not sent twice");
+        assert!(error.moves_to_another_host());
+        assert_eq!(api.endpoint(), a);
         b_server.await.expect("b");
         c_server.await.expect("c");
-        // Nobody left: c, a and b are each tried once.
+        // Nobody left: a, b and c are each tried once.
         let error = api.delete(uuid).await.expect_err("all gone");
         assert!(
-            matches!(&error, ApiError::Unreachable { endpoint, .. } if *endpoint == b),
+            matches!(&error, ApiError::Unreachable { endpoint, .. } if *endpoint == c),
             "the last tried is named: {error}"
         );
         assert!(error.moves_to_another_host());
-        assert_eq!(api.endpoint(), c);
+        assert_eq!(api.endpoint(), a);
     }
 
     /// Requests that fail together on one host move the client once, not
