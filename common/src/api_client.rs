@@ -91,7 +91,7 @@ impl ApiError {
     pub fn moves_to_another_host(&self) -> bool {
         match self {
             ApiError::Unreachable { .. } => true,
-            ApiError::Status { status, .. } => (502..=504).contains(status),
+            ApiError::Status { status, .. } => another_host_may_answer(*status),
             _ => false,
         }
     }
@@ -312,7 +312,7 @@ impl ApiClient {
             let sent = self.http.execute(request).await;
             let elsewhere = match &sent {
                 Err(e) => e.is_connect(),
-                Ok(response) => repeatable && (502..=504).contains(&response.status().as_u16()),
+                Ok(response) => repeatable && another_host_may_answer(response.status().as_u16()),
             };
             match (sent, spare) {
                 (_, Some(mut spare)) if elsewhere => {
@@ -337,9 +337,7 @@ impl ApiClient {
             return Ok((response, endpoint));
         }
         let status = response.status();
-        // A proxy or load balancer in front of a host that is down, or an
-        // API draining for a stop: another host may answer.
-        if (502..=504).contains(&status.as_u16()) {
+        if another_host_may_answer(status.as_u16()) {
             self.fail_over(endpoint);
         }
         let text = response.text().await.unwrap_or_default();
@@ -531,6 +529,13 @@ impl ApiClient {
         .await
         .is_ok()
     }
+}
+
+/// Whether an answer with `status` (502, 503, 504) says this host cannot
+/// serve now and another may: a proxy or load balancer in front of a host
+/// that is down, or an API draining for a stop.
+fn another_host_may_answer(status: u16) -> bool {
+    (502..=504).contains(&status)
 }
 
 impl Call {

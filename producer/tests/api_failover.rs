@@ -7,19 +7,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use faafo_common::api_client::ApiClient;
 use faafo_common::fractal::FractalStatus;
 use faafo_common::testing::RabbitVhost;
 use support::*;
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("config");
-    path
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_producer_moves_to_another_api_host_when_one_dies() {
@@ -40,9 +33,10 @@ async fn the_producer_moves_to_another_api_host_when_one_dies() {
         database.url,
         d.display()
     );
-    let services = write(d, "faafo.conf", &common);
-    let api_config =
-        |name: &str, port: u16| write(d, name, &format!("{common}\n[api]\nbind_port = {port}\n"));
+    let services = write_config(d, "faafo.conf", &common);
+    let api_config = |name: &str, port: u16| {
+        write_config(d, name, &format!("{common}\n[api]\nbind_port = {port}\n"))
+    };
     let (config_a, config_b) = (api_config("a.conf", port_a), api_config("b.conf", port_b));
     // One after the other: both would create the schema at once otherwise.
     let mut api_a = Service::start("api-a", d, &config_a, &["api"]);

@@ -96,10 +96,8 @@ fn json(text: &str, what: &str) -> Value {
 /// A configuration with its data in `dir` and the `sections` after
 /// `[DEFAULT]`.
 fn write_config(dir: &Path, sections: &str) -> std::path::PathBuf {
-    let path = dir.join("faafo.conf");
     let text = format!("[DEFAULT]\nstate_path = {}\n\n{sections}", dir.display());
-    std::fs::write(&path, text).expect("config");
-    path
+    support::write_config(dir, "faafo.conf", &text)
 }
 
 /// A fractal's field as text.

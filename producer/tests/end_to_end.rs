@@ -12,12 +12,6 @@ use faafo_common::fractal::{FractalStatus, NewFractal};
 use faafo_common::testing::RabbitVhost;
 use support::*;
 
-fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
-    let path = dir.join("faafo.conf");
-    std::fs::write(&path, text).expect("config");
-    path
-}
-
 /// Small tasks, quick to render.
 const SMALL_TASKS: &str = "
 min_width = 64
@@ -34,6 +28,7 @@ async fn separate_processes(database: TestDatabase, dir: &Path) {
     let tasks = 12;
     let config = write_config(
         dir,
+        "faafo.conf",
         &format!(
             "[DEFAULT]\ntransport_url = {}\ndatabase_url = {}\nstate_path = {}\nendpoint_url = http://127.0.0.1:{port}\n\n\
              [api]\nbind_port = {port}\n\n[producer]\nmin_tasks = {tasks}\nmax_tasks = {tasks}\npoll_interval = 0.5\n{SMALL_TASKS}",
@@ -121,6 +116,7 @@ async fn faafo_up_renders_and_serves_the_page_and_keeps_its_data() {
     let port = free_port();
     let config = write_config(
         dir.path(),
+        "faafo.conf",
         &format!(
             "[DEFAULT]\nstate_path = {}\n\n[producer]\ninterval = 1\nmin_tasks = 2\nmax_tasks = 3\n{SMALL_TASKS}",
             dir.path().display()
@@ -188,6 +184,7 @@ async fn every_task_is_done_once_after_killing_the_producer_and_a_worker() {
     let port = free_port();
     let config = write_config(
         dir.path(),
+        "faafo.conf",
         &format!(
             "[DEFAULT]\ntransport_url = {}\nstate_path = {}\nendpoint_url = http://127.0.0.1:{port}\n\n\
              [api]\nbind_port = {port}\n\n\

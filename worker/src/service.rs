@@ -72,6 +72,12 @@ pub struct WorkerSettings {
 }
 
 impl WorkerSettings {
+    /// Renders at once: `executor_size`, at least one (settings built by
+    /// hand may say 0).
+    fn render_slots(&self) -> usize {
+        self.executor_size.max(1)
+    }
+
     /// The settings of a loaded configuration.
     pub fn from_config(config: &FaafoConfig) -> Self {
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
@@ -184,7 +190,7 @@ impl WorkerService {
         Ok(Self {
             renderer: JuliaRenderer::new(settings.limits),
             pool: Arc::new(pool),
-            render_slots: Arc::new(tokio::sync::Semaphore::new(settings.executor_size.max(1))),
+            render_slots: Arc::new(tokio::sync::Semaphore::new(settings.render_slots())),
             renders: RenderRegistry::new(),
             notifier,
             settings,
@@ -195,7 +201,7 @@ impl WorkerService {
     /// thread keeps its slot until it ends, even once its request was
     /// given up).
     async fn renders_ended(&self) {
-        let slots = u32::try_from(self.settings.executor_size.max(1)).unwrap_or(u32::MAX);
+        let slots = u32::try_from(self.settings.render_slots()).unwrap_or(u32::MAX);
         let _ = self.render_slots.acquire_many(slots).await;
     }
 

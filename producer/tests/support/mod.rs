@@ -23,6 +23,13 @@ pub fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("no free port: {e}"))
 }
 
+/// Writes the configuration file `name` in `dir`; its path.
+pub fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("config");
+    path
+}
+
 /// A faafo process (`faafo api`, `faafo worker`...), killed when dropped.
 pub struct Service {
     pub name: String,
