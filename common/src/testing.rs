@@ -444,3 +444,24 @@ macro_rules! on_both_transports {
         }
     };
 }
+
+/// The [`RemoteError`](crate::messaging::RemoteError) a call was answered
+/// with, when its class is `class`: what tests of a server's failures
+/// check first, before the message or the module.
+///
+/// # Panics
+/// When the call succeeded, failed otherwise, or failed with another class
+/// (the message shows what came instead).
+#[track_caller]
+pub fn remote_error<T: std::fmt::Debug>(
+    outcome: Result<T, MessagingError>,
+    class: &str,
+) -> crate::messaging::RemoteError {
+    match outcome {
+        Err(MessagingError::Remote { error, .. }) => {
+            assert_eq!(error.class, class, "the remote error: {error}");
+            *error
+        }
+        other => panic!("expected a remote {class}, got {other:?}"),
+    }
+}

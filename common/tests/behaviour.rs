@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use faafo_common::messaging::*;
-use faafo_common::testing::{TestBroker, publish_raw, queue_depth, unique_name};
+use faafo_common::testing::{TestBroker, publish_raw, queue_depth, remote_error, unique_name};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -326,7 +326,7 @@ async fn remote_errors_keep_class_module_and_message(env: TestBroker) {
     let t = env.transport().await;
     let server = start_server(&t, "errs", "h1", Arc::default()).await;
     let client = RpcClient::new(&t, Target::topic("errs"));
-    match client
+    let outcome = client
         .call::<_, Value>(
             &ctx(),
             "fail",
@@ -334,44 +334,25 @@ async fn remote_errors_keep_class_module_and_message(env: TestBroker) {
                 message: "bad width".into(),
             },
         )
-        .await
-    {
-        Err(MessagingError::Remote { error, .. }) => {
-            assert_eq!(error.class, "ValueError");
-            assert_eq!(error.module, "builtins");
-            assert_eq!(error.message, "bad width");
-        }
-        other => panic!("expected a remote error, got {other:?}"),
-    }
-    match client.call::<_, Value>(&ctx(), "panic", &Empty {}).await {
-        Err(MessagingError::Remote { error, .. }) => {
-            assert!(error.message.contains("endpoint bug"))
-        }
-        other => panic!("expected a remote error, got {other:?}"),
-    }
-    match client
+        .await;
+    let error = remote_error(outcome, "ValueError");
+    assert_eq!(
+        (error.module.as_str(), error.message.as_str()),
+        ("builtins", "bad width")
+    );
+    let outcome = client.call::<_, Value>(&ctx(), "panic", &Empty {}).await;
+    let error = remote_error(outcome, "RuntimeError");
+    assert!(error.message.contains("endpoint bug"), "{error}");
+    let outcome = client
         .call::<_, Value>(&ctx(), "panic_early", &Empty {})
-        .await
-    {
-        Err(MessagingError::Remote { error, .. }) => {
-            assert!(error.message.contains("closure bug"), "{}", error.message)
-        }
-        other => panic!("expected a remote error, got {other:?}"),
-    }
-    match client
+        .await;
+    let error = remote_error(outcome, "RuntimeError");
+    assert!(error.message.contains("closure bug"), "{error}");
+    let outcome = client
         .call::<_, Value>(&ctx(), "echo", &json!({"wrong": 1}))
-        .await
-    {
-        Err(MessagingError::Remote { error, .. }) => {
-            assert_eq!(error.class, "TypeError");
-            assert!(
-                error.message.contains("missing field `value`"),
-                "{}",
-                error.message
-            );
-        }
-        other => panic!("expected a TypeError, got {other:?}"),
-    }
+        .await;
+    let error = remote_error(outcome, "TypeError");
+    assert!(error.message.contains("missing field `value`"), "{error}");
     // The server is still serving.
     let v: Value = client
         .call(&ctx(), "echo", &EchoArgs { value: json!("ok") })
@@ -571,17 +552,15 @@ async fn an_acknowledged_request_abandoned_by_a_stop_is_answered(env: TestBroker
         Some(0),
         "the held duplicate was dropped, not given back"
     );
-    match tokio::time::timeout(Duration::from_secs(5), call).await {
-        Ok(Ok(Err(MessagingError::Remote { error, .. }))) => {
-            assert_eq!(error.class, "RuntimeError");
-            assert!(
-                error.message.contains("stopped before sleep() finished"),
-                "{}",
-                error.message
-            );
-        }
-        other => panic!("expected the server's RuntimeError at once, got {other:?}"),
-    }
+    let outcome = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("the server's answer comes at once")
+        .expect("join");
+    let error = remote_error(outcome, "RuntimeError");
+    assert!(
+        error.message.contains("stopped before sleep() finished"),
+        "{error}"
+    );
 }
 
 async fn a_request_whose_server_dies_is_served_by_another(env: TestBroker) {
@@ -718,14 +697,8 @@ async fn malformed_calls_get_an_error_reply(env: TestBroker) {
     // A client that sends a call whose method is not a string: the server
     // cannot dispatch it but knows where to answer.
     let client = RpcClient::new(&t, Target::topic("badcall")).timeout(Duration::from_secs(5));
-    let err = client
-        .call::<_, Value>(&ctx(), "", &Empty {})
-        .await
-        .expect_err("fails");
-    match err {
-        MessagingError::Remote { error, .. } => assert_eq!(error.class, "MalformedMessage"),
-        other => panic!("expected a MalformedMessage error, got {other}"),
-    }
+    let outcome = client.call::<_, Value>(&ctx(), "", &Empty {}).await;
+    remote_error(outcome, "MalformedMessage");
     assert_eq!(server.stats().malformed, 1);
     server.stop().await;
 }

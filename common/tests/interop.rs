@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use faafo_common::messaging::*;
-use faafo_common::testing::RabbitVhost;
+use faafo_common::testing::{RabbitVhost, remote_error};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
@@ -303,36 +303,23 @@ async fn a_rust_client_calls_and_casts_to_a_python_server() {
         matches!(&err, MessagingError::NoSuchMethod { method, .. } if method == "nope"),
         "{err}"
     );
-    match client
+    let outcome = client
         .call::<_, Value>(&ctx, "fail", &json!({"message": "boom"}))
-        .await
-    {
-        Err(MessagingError::Remote { error, .. }) => {
-            assert_eq!(
-                (error.class.as_str(), error.module.as_str()),
-                ("ValueError", "builtins")
-            );
-            assert_eq!(error.message, "boom");
-            assert!(
-                error.traceback.iter().any(|l| l.contains("Traceback")),
-                "{:?}",
-                error.traceback
-            );
-        }
-        other => panic!("expected a remote ValueError, got {other:?}"),
-    }
-    match client
+        .await;
+    let error = remote_error(outcome, "ValueError");
+    assert_eq!(
+        (error.module.as_str(), error.message.as_str()),
+        ("builtins", "boom")
+    );
+    assert!(
+        error.traceback.iter().any(|l| l.contains("Traceback")),
+        "{:?}",
+        error.traceback
+    );
+    let outcome = client
         .call::<_, Value>(&ctx, "custom_fail", &json!({"message": "custom"}))
-        .await
-    {
-        Err(MessagingError::Remote { error, .. }) => {
-            assert_eq!(
-                (error.class.as_str(), error.module.as_str()),
-                ("MyError", "__main__")
-            );
-        }
-        other => panic!("expected a remote MyError, got {other:?}"),
-    }
+        .await;
+    assert_eq!(remote_error(outcome, "MyError").module, "__main__");
     let err = client
         .prepare()
         .version(Version::new(1, 5))
@@ -343,13 +330,10 @@ async fn a_rust_client_calls_and_casts_to_a_python_server() {
         matches!(err, MessagingError::UnsupportedVersion { .. }),
         "{err}"
     );
-    match client
+    let outcome = client
         .call::<_, Value>(&ctx, "echo", &json!({"wrong": 1}))
-        .await
-    {
-        Err(MessagingError::Remote { error, .. }) => assert_eq!(error.class, "TypeError"),
-        other => panic!("expected a remote TypeError, got {other:?}"),
-    }
+        .await;
+    remote_error(outcome, "TypeError");
     // The Python server's call-monitor heartbeats keep a 4.5 s call alive
     // under a 3 s monitor timeout (a heartbeat every 1.5 s).
     let slept: f64 = client

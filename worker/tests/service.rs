@@ -8,7 +8,7 @@ use faafo_common::fractal::{
     CANCEL_METHOD, CancelArgs, FRACTAL_DELETED, ProcessArgs, Task, TaskResult, control_topic,
 };
 use faafo_common::messaging::*;
-use faafo_common::testing::TestBroker;
+use faafo_common::testing::{TestBroker, remote_error};
 use faafo_worker::service::{self, RunningWorker, WorkerSettings};
 use faafo_worker::{CancelToken, FractalParams, FractalSpec, JuliaRenderer, RenderLimits};
 use sha2::{Digest, Sha256};
@@ -261,30 +261,21 @@ async fn bad_tasks_get_value_errors_and_the_worker_keeps_serving(env: TestBroker
         ),
     ];
     for (task, mentions) in bad {
-        match process(&client, task.clone()).await {
-            Err(MessagingError::Remote { error, .. }) => {
-                assert_eq!(error.class, "ValueError", "{task:?}: {error}");
-                assert!(
-                    error.message.to_lowercase().contains(mentions),
-                    "{task:?}: {error}"
-                );
-            }
-            other => panic!("{task:?} should be refused, got {other:?}"),
-        }
+        let error = remote_error(process(&client, task.clone()).await, "ValueError");
+        assert!(
+            error.message.to_lowercase().contains(mentions),
+            "{task:?}: {error}"
+        );
     }
     // Arguments that are not a task at all: a TypeError.
-    let err = client
+    let outcome = client
         .call::<_, TaskResult>(
             &RequestContext::new(),
             "process",
             &serde_json::json!({"task": "x"}),
         )
-        .await
-        .expect_err("not a task");
-    assert!(
-        matches!(&err, MessagingError::Remote { error, .. } if error.class == "TypeError"),
-        "{err}"
-    );
+        .await;
+    remote_error(outcome, "TypeError");
     process(&client, good).await.expect("still serving");
     worker.stop().await;
 }
@@ -305,13 +296,8 @@ async fn renders_past_exec_timeout_are_cancelled(env: TestBroker) {
         ..task(&uuid::Uuid::new_v4().to_string())
     };
     let started = Instant::now();
-    match process(&client, heavy).await {
-        Err(MessagingError::Remote { error, .. }) => {
-            assert_eq!(error.class, "TimeoutError", "{error}");
-            assert!(error.message.contains("exec_timeout"), "{error}");
-        }
-        other => panic!("expected a TimeoutError, got {other:?}"),
-    }
+    let error = remote_error(process(&client, heavy).await, "TimeoutError");
+    assert!(error.message.contains("exec_timeout"), "{error}");
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "took {:?}",
@@ -377,13 +363,8 @@ async fn notifications_and_the_png_directory(env: TestBroker) {
     hostile.seed = Some(1);
     hostile.c_re = None;
     hostile.c_im = None;
-    match process(&traversal_client, hostile).await {
-        Err(MessagingError::Remote { error, .. }) => {
-            assert_eq!(error.class, "ValueError");
-            assert!(error.message.contains("is not a UUID"), "{}", error.message);
-        }
-        other => panic!("a uuid that is a path must be refused: {other:?}"),
-    }
+    let error = remote_error(process(&traversal_client, hostile).await, "ValueError");
+    assert!(error.message.contains("is not a UUID"), "{}", error.message);
     assert!(!dir.path().join("escaped.png").exists(), "written outside");
     assert_eq!(
         std::fs::read_dir(&inside).expect("readable").count(),
@@ -542,17 +523,12 @@ async fn a_deleted_fractal_stops_its_render(env: TestBroker) {
     let cancelled = Instant::now();
     cancel(heavy_uuid.clone()).await;
     for (call, uuid) in [(heavy_call, &heavy_uuid), (waiting_call, &waiting_uuid)] {
-        match tokio::time::timeout(Duration::from_secs(20), call)
+        let outcome = tokio::time::timeout(Duration::from_secs(20), call)
             .await
             .expect("answered soon after the cancel")
-            .expect("join")
-        {
-            Err(MessagingError::Remote { error, .. }) => {
-                assert_eq!(error.class, FRACTAL_DELETED, "{error}");
-                assert!(error.message.contains(uuid.as_str()), "{error}");
-            }
-            other => panic!("expected FractalDeleted for {uuid}, got {other:?}"),
-        }
+            .expect("join");
+        let error = remote_error(outcome, FRACTAL_DELETED);
+        assert!(error.message.contains(uuid.as_str()), "{error}");
     }
     assert!(
         cancelled.elapsed() < Duration::from_secs(20),
