@@ -10,6 +10,11 @@
 //! workers are told (`cancel` on the control topic) so that its render
 //! stops: every `deletion_check_interval`, a call in flight that long
 //! checks that its task is still there.
+//!
+//! A stop is not a failed attempt: the calls still in flight when the
+//! producer stops waiting for them are given up with their attempt given
+//! back ([`Dispatcher::give_up_calls`]), so that stopping and starting
+//! again never uses up `max_attempts`.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +39,10 @@ const PROCESS: &str = "process";
 
 /// Longest wait for the broker to take a `cancel` cast.
 const CANCEL_CAST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest wait for the API to take back the attempt of a call given up at
+/// a stop; past it the attempt stays counted.
+pub const GIVE_BACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How a dispatch ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +81,9 @@ pub struct Dispatcher {
     in_flight: Mutex<HashSet<String>>,
     slots: Arc<Semaphore>,
     shutdown: Shutdown,
+    /// Triggered when the producer stops waiting for its calls: each one
+    /// still in flight is given up, its attempt given back.
+    give_up: Shutdown,
     backoff: Backoff,
     /// What happened so far.
     pub stats: DispatchStats,
@@ -141,6 +153,7 @@ impl Dispatcher {
             settings,
             in_flight: Mutex::new(HashSet::new()),
             shutdown,
+            give_up: Shutdown::new(),
             backoff: Backoff {
                 initial: Duration::from_secs(1),
                 step: Duration::from_secs(2),
@@ -161,6 +174,17 @@ impl Dispatcher {
             dispatcher: self.clone(),
             uuid: uuid.to_string(),
         })
+    }
+
+    /// Gives up the calls in flight, for a stop whose grace is over: the
+    /// tasks stay `running` for the next start (or another producer's
+    /// recovery), with the attempt each call had used given back, since
+    /// no worker failed it. An answer that comes later finds nobody
+    /// waiting. Every dispatch returns [`Outcome::Abandoned`] within
+    /// [`GIVE_BACK_TIMEOUT`] unless it is storing a result (which waits
+    /// for the API as long as it takes).
+    pub fn give_up_calls(&self) {
+        self.give_up.trigger();
     }
 
     /// Tasks being dispatched now.
@@ -269,10 +293,15 @@ impl Dispatcher {
         let uuid = fractal.uuid.clone();
         let task = Task::from_fractal(&fractal);
         let mut attempts = fractal.attempts;
-        let mut last_error = fractal
-            .error
-            .clone()
-            .unwrap_or_else(|| "no attempt succeeded".into());
+        // What earlier processes' attempts left: none of them failed, they
+        // ended with their producer (killed, or a stop whose attempt could
+        // not be given back).
+        let mut last_error = fractal.error.clone().unwrap_or_else(|| {
+            format!(
+                "no worker answered in {} attempt(s): each ended with the producer that made it (killed or stopped) before an answer came",
+                fractal.attempts
+            )
+        });
         loop {
             if self.shutdown.is_triggered() {
                 return Outcome::Abandoned;
@@ -311,6 +340,11 @@ impl Dispatcher {
                     drop(permit);
                     self.cancel_render(&ctx, &uuid).await;
                     return Outcome::Gone;
+                }
+                () = self.give_up.wait() => {
+                    drop(permit);
+                    self.give_back(&api, &uuid, attempts).await;
+                    return Outcome::Abandoned;
                 }
             };
             let answer = answer.and_then(|result| {
@@ -379,6 +413,40 @@ impl Dispatcher {
             {
                 return;
             }
+        }
+    }
+
+    /// Takes back attempt `attempts` of task `uuid`, whose call was given
+    /// up at a stop: the task stays `running` with one attempt fewer. Only
+    /// while the API still has that attempt running (another producer may
+    /// have taken the task over since), and only for [`GIVE_BACK_TIMEOUT`]:
+    /// an API that does not answer by then leaves the attempt counted.
+    async fn give_back(&self, api: &ResilientApi, uuid: &str, attempts: u32) {
+        let client = api.client();
+        let give_back = async {
+            let current = client.get(uuid).await?;
+            if current.status != FractalStatus::Running || current.attempts != attempts {
+                return Ok(false);
+            }
+            let fewer = FractalUpdate {
+                attempts: Some(attempts.saturating_sub(1)),
+                ..FractalUpdate::default()
+            };
+            client.update(uuid, &fewer).await.map(|_| true)
+        };
+        match tokio::time::timeout(GIVE_BACK_TIMEOUT, give_back).await {
+            Ok(Ok(true)) => info!(
+                "task {uuid}: call given up at the stop; it stays running, its attempt {attempts} not counted"
+            ),
+            Ok(Ok(false)) => debug!("task {uuid} changed since its call: its attempt stays"),
+            Ok(Err(e)) => {
+                warn!(
+                    "task {uuid}: call given up at the stop; its attempt {attempts} stays counted: {e}"
+                )
+            }
+            Err(_) => warn!(
+                "task {uuid}: call given up at the stop; its attempt {attempts} stays counted: the API did not answer within {GIVE_BACK_TIMEOUT:?}"
+            ),
         }
     }
 

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::api::ResilientApi;
-use crate::dispatcher::{Dispatcher, Outcome};
+use crate::dispatcher::{Dispatcher, GIVE_BACK_TIMEOUT, Outcome};
 use crate::generator::TaskGenerator;
 use crate::settings::ProducerSettings;
 
@@ -303,8 +303,28 @@ impl Producer {
             .await
             .is_err()
         {
+            self.give_up_in_flight().await;
+        }
+    }
+
+    /// Gives up the calls still in flight, their attempts given back (see
+    /// [`Dispatcher::give_up_calls`]), and waits for that to be done: for
+    /// a stop whose grace is over.
+    pub async fn give_up_in_flight(&self) {
+        let left = self.dispatcher.in_flight();
+        if left == 0 {
+            return;
+        }
+        info!(
+            "stopping: giving up {left} call(s) still in flight after {:?}; their tasks stay running for the next start, without using an attempt",
+            self.settings.shutdown_grace
+        );
+        self.tasks.close();
+        self.dispatcher.give_up_calls();
+        let wait = GIVE_BACK_TIMEOUT + Duration::from_secs(1);
+        if tokio::time::timeout(wait, self.tasks.wait()).await.is_err() {
             warn!(
-                "stopping with {} task(s) still in flight; they stay running and will be dispatched again",
+                "stopping with {} task(s) still in flight (storing results the API does not take); they stay running and will be dispatched again",
                 self.dispatcher.in_flight()
             );
         }

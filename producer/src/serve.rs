@@ -38,7 +38,13 @@ pub async fn serve(
             // to the grace period to finish and have their results stored.
             _ = shutdown.wait() => {
                 info!("stopping: waiting up to {grace:?} for the calls in flight");
-                tokio::time::timeout(grace, batch).await.unwrap_or_default()
+                match tokio::time::timeout(grace, batch).await {
+                    Ok(report) => report,
+                    Err(_) => {
+                        producer.give_up_in_flight().await;
+                        crate::BatchReport::default()
+                    }
+                }
             }
         };
         info!(

@@ -1042,3 +1042,58 @@ async fn a_stop_cancels_renders_past_the_grace() {
         "not a failure of the task:\n{log}"
     );
 }
+
+/// A stop is not a failed attempt: stopping `faafo up` during a render,
+/// more times than `max_attempts`, leaves the task running with its attempt
+/// given back each time, and every start renders it again (before, each
+/// stop used an attempt and the third start marked it failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stops_do_not_use_up_a_tasks_attempts() {
+    let (dir, mut up, url) = up_with_a_long_render(
+        "shutdown_grace = 1\nmax_attempts = 2\n[worker]\nshutdown_grace = 1\n",
+    )
+    .await;
+    let api = ApiClient::new(&url, None).expect("client");
+    let uuid = all(&api, Some(faafo_common::fractal::FractalStatus::Running)).await[0]
+        .uuid
+        .clone();
+    let port = url.rsplit(':').next().expect("a port").to_string();
+    let config = dir.path().join("faafo.conf");
+    for stop in 1..=3 {
+        up.signal("TERM");
+        assert_eq!(
+            up.wait(Duration::from_secs(30)),
+            Some(0),
+            "{}",
+            up.log_text()
+        );
+        up = Service::start(
+            "up",
+            dir.path(),
+            &config,
+            &["up", "--port", &port, "--no-producer"],
+        );
+        api_ready(&api, &up).await;
+        let dispatched = format!("dispatching task {uuid} (attempt 1 of 2)");
+        eventually(
+            &format!("the task is rendered again after stop {stop}"),
+            Duration::from_secs(30),
+            async || up.log_text().matches(&dispatched).count() == stop + 1,
+        )
+        .await;
+    }
+    let fractal = api.get(&uuid).await.expect("the task");
+    assert_eq!(
+        (fractal.status, fractal.attempts),
+        (faafo_common::fractal::FractalStatus::Running, 1),
+        "{}",
+        up.log_text()
+    );
+    let log = up.log_text();
+    assert_eq!(
+        log.matches("its attempt 1 not counted").count(),
+        3,
+        "each stop gave its attempt back:\n{log}"
+    );
+    assert!(!log.contains("failed after"), "{log}");
+}

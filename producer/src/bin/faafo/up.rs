@@ -4,8 +4,10 @@
 //! broker and SQLite in the data directory unless the configuration says
 //! otherwise, so one option (`--config-file` with a `transport_url` or a
 //! `database_url`) points it at RabbitMQ or another database. Ctrl-C stops
-//! generating, lets the calls in flight finish and their results reach the
-//! API, then stops the worker and the API; the data stays for the next run.
+//! the producer and the worker together: the renders in progress finish
+//! (within the worker's grace) and their results reach the API, which stops
+//! last; tasks not rendered stay running, without using an attempt, and
+//! the data stays for the next run.
 
 use std::error::Error;
 use std::process::ExitCode;
@@ -93,11 +95,13 @@ pub async fn run(
     let worker = service::start(&worker_transport, WorkerSettings::from_config(&config)).await?;
 
     let producer_transport = connect(&config, "faafo-up producer").await?;
+    let dispatcher;
     let producer = {
         let settings = ProducerSettings::from_config(&config);
         let rpc = RpcClient::new(&producer_transport, Target::topic(&settings.topic));
         let api_client = ApiClient::new(&url, Some(config.default.auth_token.clone()))?;
         let producer = Producer::new(ResilientApi::new(api_client), rpc, settings, signal.clone());
+        dispatcher = producer.dispatcher().clone();
         let generate = !args.no_producer;
         tokio::spawn(async move {
             if generate {
@@ -120,15 +124,26 @@ pub async fn run(
 
     signal.wait().await;
     info!("stopping faafo (a second Ctrl-C stops at once)");
-    if let Err(e) = producer.await {
+    // The producer and the worker stop together, the API last: the renders
+    // that finish in the worker's grace are answered and stored. Renders
+    // still running after it are cancelled (the worker says so), and the
+    // tasks it had not started go back to the queue; on memory:// no other
+    // worker can answer those calls, so the producer gives them up then
+    // rather than at the end of its own grace. Either way their tasks stay
+    // running, without using an attempt, for the next start.
+    let only_worker = config.default.transport_url.starts_with("memory:");
+    let worker_stopped = async {
+        worker
+            .stop_within(std::time::Duration::from_secs(config.worker.shutdown_grace))
+            .await;
+        if only_worker {
+            dispatcher.give_up_calls();
+        }
+    };
+    let (producer_ended, ()) = tokio::join!(producer, worker_stopped);
+    if let Err(e) = producer_ended {
         error!("the producer task failed: {e}");
     }
-    // Renders still running after the worker's grace are cancelled (it
-    // says so); on memory:// their tasks are dispatched again at the next
-    // start, as the producer's calls that did not end in its grace.
-    worker
-        .stop_within(std::time::Duration::from_secs(config.worker.shutdown_grace))
-        .await;
     api_stop.trigger();
     match api_task.await {
         Ok(Ok(())) => {}
