@@ -299,6 +299,36 @@ async fn create_wait_list_show_get_and_delete() {
         "the reason is shown:\n{err}"
     );
     assert!(err.contains("1 of 1 fractal(s) not rendered"), "{err}");
+    // The worker's message, not the RPC layer's wrapping of it.
+    assert!(
+        !err.contains("builtins.") && !err.contains("remote error from"),
+        "{err}"
+    );
+    let failed = json(
+        &ok(
+            at(&["--output", "json", "list", "--status", "failed"]),
+            "list of failed",
+        ),
+        "list --output json",
+    );
+    let failed = field(&failed[0], "uuid").to_string();
+    // `get` says that it failed, and why, not that it "is failed".
+    let output = at(&["get", &failed]);
+    assert!(
+        !stderr(&output).contains("builtins."),
+        "{}",
+        stderr(&output)
+    );
+    refused(
+        output,
+        "get of a failed fractal",
+        &format!("fractal {failed} failed, so it has no image: "),
+    );
+    let table = ok(at(&["show", &failed]), "show of a failed fractal");
+    assert!(
+        table.contains("iterations") && !table.contains("builtins."),
+        "{table}"
+    );
     // `list --status failed` says why in a column of its own.
     let failed = ok(at(&["list", "--status", "failed"]), "list of failed");
     let header = failed
@@ -351,7 +381,7 @@ async fn pending_fractals_tokens_and_an_unreachable_api() {
     refused(
         at(&["get", &uuid]),
         "get of a pending fractal",
-        &format!("HTTP 409: fractal {uuid} is pending: it has no image yet"),
+        &format!("fractal {uuid} is still pending: it has no image yet"),
     );
     refused(at(&["delete", &uuid]), "delete without a token", "401");
     ok(
@@ -482,6 +512,243 @@ async fn pending_fractals_tokens_and_an_unreachable_api() {
         "the same fractals as from the host that is up"
     );
     assert!(listed.contains("pending"), "{listed}");
+}
+
+/// `create` with some bounds of the viewport: a missing one is drawn next
+/// to the given one (they used to be drawn on their own, often on the wrong
+/// side); a pair in the wrong order is a usage error, before anything is
+/// sent. Ctrl-C during `create --wait` says what was created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_viewports_and_ctrl_c_while_waiting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let config = write_config(dir.path(), &format!("[api]\nbind_port = {port}\n"));
+    // The API alone: what is created stays pending.
+    let api = Service::start("api", dir.path(), &config, &["api"]);
+    let url = format!("http://127.0.0.1:{port}");
+    api_ready(&ApiClient::new(&url, None).expect("client"), &api).await;
+    let at = |args: &[&str]| faafo_at(&url, args);
+
+    // The generator's spans with the default ranges: x 2 to 8, y 1 to 6.
+    for (flag, value, low, high, spans) in [
+        ("--xa", "3", "xa", "xb", 2.0..=8.0),
+        ("--xb", "-3", "xa", "xb", 2.0..=8.0),
+        ("--ya", "2", "ya", "yb", 1.0..=6.0),
+        ("--yb", "-2", "ya", "yb", 1.0..=6.0),
+    ] {
+        let created = json(
+            &ok(
+                at(&["--output", "json", "create", flag, value, "--tasks", "20"]),
+                flag,
+            ),
+            flag,
+        );
+        let created = created.as_array().expect("an array");
+        assert_eq!(created.len(), 20, "{flag}: {created:?}");
+        for fractal in created {
+            let (a, b) = (
+                fractal[low].as_f64().expect("a bound"),
+                fractal[high].as_f64().expect("a bound"),
+            );
+            let given: f64 = value.parse().expect("a number");
+            assert!(a == given || b == given, "{flag} {value} kept: {fractal}");
+            assert!(spans.contains(&(b - a)), "{flag} {value}: {fractal}");
+        }
+    }
+    for (args, expected) in [
+        (
+            &["create", "--xa", "3", "--xb", "1"][..],
+            "--xa 3 is not less than --xb 1: the left bound must be less than the right one",
+        ),
+        (
+            &["create", "--ya", "0.5", "--yb", "0.5"][..],
+            "--ya 0.5 is not less than --yb 0.5: the bottom bound must be less than the top one",
+        ),
+    ] {
+        let output = at(args);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(err.contains("Usage: faafo create"), "{args:?}: {err}");
+    }
+    assert_eq!(
+        all(&ApiClient::new(&url, None).expect("client"), None)
+            .await
+            .len(),
+        80,
+        "nothing created by a refused pair"
+    );
+    ok(at(&["--output", "json", "create"]), "an 81st fractal");
+
+    // Ctrl-C while waiting: one line with the uuids and where to see them.
+    let child = Command::new(faafo())
+        .args(["--endpoint-url", &url, "create", "--tasks", "2", "--wait"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("faafo create --wait");
+    let pid = child.id().to_string();
+    let waiting = std::thread::spawn(move || child.wait_with_output());
+    let client = ApiClient::new(&url, None).expect("client");
+    eventually("both are created", Duration::from_secs(60), async || {
+        all(&client, None).await.len() == 83
+    })
+    .await;
+    // The table printed, then the wait (and its Ctrl-C handler) begins.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let output = waiting.join().expect("the thread").expect("the output");
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(130), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(
+            "faafo: interrupted: the 2 fractal(s) created are still queued or rendering; \
+             see them with `faafo list` or `faafo show <uuid>`: "
+        ),
+        "{err}"
+    );
+    let shown = stdout(&output);
+    let uuids: Vec<&str> = shown
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|w| uuid::Uuid::try_parse(w).is_ok())
+        .collect();
+    assert_eq!(uuids.len(), 2, "{shown}");
+    for uuid in uuids {
+        assert!(err.contains(uuid), "{uuid} named:\n{err}");
+    }
+    assert!(shown.contains("2 fractal(s)"), "{shown}");
+}
+
+/// `create --wait --timeout` of a fractal a worker is rendering says so,
+/// not that a producer or worker may be missing; a viewport far from the
+/// set renders with its constant given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_fractal_outlasts_the_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let config = write_config(dir.path(), "[producer]\npoll_interval = 0.2\n");
+    let up = Service::start(
+        "up",
+        dir.path(),
+        &config,
+        &["up", "--port", &port.to_string(), "--no-producer"],
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    api_ready(&ApiClient::new(&url, None).expect("client"), &up).await;
+    let at = |args: &[&str]| faafo_at(&url, args);
+    ok(
+        at(&[
+            "create", "--xa", "3.5", "--xb", "3.9", "--c-re", "-0.8", "--c-im", "0.156", "--width",
+            "64", "--height", "64", "--wait",
+        ]),
+        "a viewport far from the set with c given",
+    );
+    // c = 0: every pixel of the unit disk takes all its iterations.
+    let output = at(&[
+        "--output",
+        "json",
+        "create",
+        "--width",
+        "4000",
+        "--height",
+        "4000",
+        "--iterations",
+        "100000",
+        "--c-re",
+        "0",
+        "--c-im",
+        "0",
+        "--wait",
+        "--timeout",
+        "10",
+    ]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    let left = json(&stdout(&output), "create --wait --timeout");
+    let uuid = field(&left[0], "uuid");
+    assert_eq!(field(&left[0], "status"), "running", "{left}");
+    assert!(
+        err.contains(&format!(
+            "faafo: {uuid} still running after 10 s: a worker is rendering it \
+             (a longer --timeout would wait for it)"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("is a producer running"), "{err}");
+    refused(
+        at(&["get", uuid]),
+        "get of a running fractal",
+        &format!("fractal {uuid} is still running: it has no image yet"),
+    );
+}
+
+/// `get -o DIR` writes DIR/<uuid>.png; `--output json` prints what was
+/// written; with `-o -` it is refused (both want the standard output).
+#[test]
+fn get_into_a_directory_and_as_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let png = b"\x89PNG\r\n\x1a\nan image".to_vec();
+    let checksum = faafo_common::fractal::sha256_hex(&png);
+    let headers: &'static str =
+        Box::leak(format!("content-type: image/png\r\netag: \"{checksum}\"\r\n").into_boxed_str());
+    let answers = (0..3).map(|_| ("200 OK", headers, png.clone())).collect();
+    let (url, requests) = scripted_api(answers);
+    let uuid = "01a20784-fe99-72fe-a554-000000000001";
+    let expected = dir.path().join(format!("{uuid}.png"));
+
+    let said = ok(
+        faafo_at(
+            &url,
+            &["get", uuid, "-o", &dir.path().display().to_string()],
+        ),
+        "get -o DIR",
+    );
+    assert_eq!(
+        said.trim(),
+        format!("wrote {} ({} bytes)", expected.display(), png.len())
+    );
+    assert_eq!(std::fs::read(&expected).expect("written"), png);
+    std::fs::remove_file(&expected).expect("removed");
+
+    let said = ok(
+        faafo_at(
+            &url,
+            &[
+                "--output",
+                "json",
+                "get",
+                uuid,
+                "-o",
+                &format!("{}/", dir.path().display()),
+            ],
+        ),
+        "get -o DIR/ --output json",
+    );
+    let said = json(&said, "get --output json");
+    assert_eq!(field(&said, "uuid"), uuid);
+    assert_eq!(field(&said, "checksum"), checksum);
+    assert_eq!(said["size"], png.len());
+    assert_eq!(
+        std::path::Path::new(field(&said, "file")),
+        dir.path().join(format!("{uuid}.png"))
+    );
+    assert_eq!(std::fs::read(&expected).expect("written"), png);
+
+    let output = faafo_at(&url, &["--output", "json", "get", uuid, "-o", "-"]);
+    refused(
+        output,
+        "get -o - --output json",
+        "--output json and -o - both want the standard output",
+    );
+    assert_eq!(requests.try_iter().count(), 2, "nothing asked when refused");
 }
 
 /// A service that cannot start says why in its last line, after its logs.

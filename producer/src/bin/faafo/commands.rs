@@ -52,7 +52,7 @@ pub async fn run(
             output::show(&fractal, format);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Get(args) => get(&api()?, args).await,
+        Command::Get(args) => get(&api()?, args, format).await,
         Command::Delete(arg) => {
             api()?.delete(&arg.uuid).await?;
             if format == Format::Json {
@@ -122,10 +122,8 @@ async fn create(
         task.width = args.width.unwrap_or(task.width);
         task.height = args.height.unwrap_or(task.height);
         task.iterations = args.iterations.unwrap_or(task.iterations);
-        task.xa = args.xa.unwrap_or(task.xa);
-        task.xb = args.xb.unwrap_or(task.xb);
-        task.ya = args.ya.unwrap_or(task.ya);
-        task.yb = args.yb.unwrap_or(task.yb);
+        (task.xa, task.xb) = bounds(args.xa, args.xb, (task.xa, task.xb));
+        (task.ya, task.yb) = bounds(args.ya, args.yb, (task.ya, task.yb));
         if args.seed.is_some() {
             task.seed = args.seed;
         }
@@ -156,7 +154,15 @@ async fn create(
         .timeout
         .map(|s| std::time::Instant::now() + Duration::from_secs(s));
     let ended = match wait_for(api, &created, format, deadline).await {
-        Ok(ended) => ended,
+        Ok(Some(ended)) => ended,
+        Ok(None) => {
+            // Ctrl-C: the fractals exist and will be rendered all the same.
+            if format == Format::Json {
+                output::list(&created, format);
+            }
+            eprintln!("faafo: {}", interrupted(&created));
+            return Ok(ExitCode::from(130));
+        }
         Err(e) => {
             // What was created is not lost from the output (the table
             // already shows it): in JSON, as created.
@@ -183,7 +189,10 @@ async fn create(
                 eprintln!(
                     "faafo: {} failed: {}",
                     fractal.uuid,
-                    fractal.error.as_deref().unwrap_or("no reason given")
+                    fractal
+                        .error
+                        .as_deref()
+                        .map_or("no reason given", output::plain_error)
                 );
             }
             Ended::Deleted(uuid) => {
@@ -192,8 +201,14 @@ async fn create(
             }
             Ended::Unfinished(fractal) => {
                 not_rendered += 1;
+                // Pending: nobody dispatched it; running: a worker renders it.
+                let hint = if fractal.status == FractalStatus::Running {
+                    ": a worker is rendering it (a longer --timeout would wait for it)"
+                } else {
+                    " (is a producer running, and a worker?)"
+                };
                 eprintln!(
-                    "faafo: {} still {} after {} s (is a producer running, and a worker?)",
+                    "faafo: {} still {} after {} s{hint}",
                     fractal.uuid,
                     fractal.status,
                     args.timeout.unwrap_or_default()
@@ -212,6 +227,36 @@ async fn create(
     })
 }
 
+/// A missing bound of the viewport placed relative to the given one, at
+/// the distance between the `drawn` pair (the generator's usual span):
+/// bounds drawn on their own would often be on the wrong side of it.
+fn bounds(low: Option<f64>, high: Option<f64>, drawn: (f64, f64)) -> (f64, f64) {
+    let span = drawn.1 - drawn.0;
+    match (low, high) {
+        (Some(low), Some(high)) => (low, high),
+        (Some(low), None) => (low, low + span),
+        (None, Some(high)) => (high - span, high),
+        (None, None) => drawn,
+    }
+}
+
+/// What to say when Ctrl-C ends `create --wait`: the fractals were created
+/// and are still rendered, and how to find them.
+fn interrupted(created: &[Fractal]) -> String {
+    /// More uuids than this would not be read: `faafo list` shows them.
+    const MAX_UUIDS: usize = 5;
+    let mut text = format!(
+        "interrupted: the {} fractal(s) created are still queued or rendering; \
+         see them with `faafo list` or `faafo show <uuid>`",
+        created.len()
+    );
+    if created.len() <= MAX_UUIDS {
+        let uuids: Vec<&str> = created.iter().map(|f| f.uuid.as_str()).collect();
+        text.push_str(&format!(": {}", uuids.join(" ")));
+    }
+    text
+}
+
 /// How waiting for one fractal ended.
 enum Ended {
     /// Done or failed.
@@ -223,15 +268,13 @@ enum Ended {
 }
 
 /// Polls until every fractal is done, failed or deleted, with a progress
-/// bar; waits out an API that is unreachable or failing (5xx) for up to
-/// [`API_PATIENCE`], counted from the first request that failed. Past
-/// `deadline`, what has not finished ends as [`Ended::Unfinished`].
+/// bar, or until Ctrl-C (`None`); see [`poll_until_ended`].
 async fn wait_for(
     api: &ApiClient,
     fractals: &[Fractal],
     format: Format,
     deadline: Option<std::time::Instant>,
-) -> Result<Vec<Ended>, Box<dyn Error>> {
+) -> Result<Option<Vec<Ended>>, Box<dyn Error>> {
     let bar = indicatif::ProgressBar::new(fractals.len() as u64);
     if format == Format::Json {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -243,6 +286,26 @@ async fn wait_for(
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
+    tokio::select! {
+        ended = poll_until_ended(api, fractals, &bar, deadline) => ended.map(Some),
+        // Without a handler Ctrl-C would end the process silently.
+        Ok(()) = tokio::signal::ctrl_c() => {
+            bar.abandon();
+            Ok(None)
+        }
+    }
+}
+
+/// Polls until every fractal is done, failed or deleted; waits out an API
+/// that is unreachable or failing (5xx) for up to [`API_PATIENCE`], counted
+/// from the first request that failed. Past `deadline`, what has not
+/// finished ends as [`Ended::Unfinished`].
+async fn poll_until_ended(
+    api: &ApiClient,
+    fractals: &[Fractal],
+    bar: &indicatif::ProgressBar,
+    deadline: Option<std::time::Instant>,
+) -> Result<Vec<Ended>, Box<dyn Error>> {
     let mut ended: Vec<Option<Ended>> = fractals.iter().map(|_| None).collect();
     let mut last_seen: Vec<Fractal> = fractals.to_vec();
     let mut failing_since: Option<std::time::Instant> = None;
@@ -341,9 +404,19 @@ async fn list(api: &ApiClient, args: ListArgs, format: Format) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-async fn get(api: &ApiClient, args: GetArgs) -> Result<ExitCode, Box<dyn Error>> {
-    let png = api.image(&args.uuid).await?;
-    if args.file.as_deref() == Some(std::path::Path::new("-")) {
+async fn get(api: &ApiClient, args: GetArgs, format: Format) -> Result<ExitCode, Box<dyn Error>> {
+    let to_stdout = args.file.as_deref() == Some(std::path::Path::new("-"));
+    if to_stdout && format == Format::Json {
+        return Err("--output json and -o - both want the standard output: \
+                    give -o a file or a directory"
+            .into());
+    }
+    let png = match api.image(&args.uuid).await {
+        Ok(png) => png,
+        Err(e) if e.status() == Some(409) => return Err(no_image_yet(api, &args.uuid, e).await),
+        Err(e) => return Err(e.into()),
+    };
+    if to_stdout {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         out.write_all(&png)
@@ -351,11 +424,62 @@ async fn get(api: &ApiClient, args: GetArgs) -> Result<ExitCode, Box<dyn Error>>
             .map_err(|e| format!("cannot write the PNG to standard output: {e}"))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let path = args
-        .file
-        .unwrap_or_else(|| format!("{}.png", args.uuid).into());
-    let size = png.len();
+    // The uuid is safe in a path: the API client accepted it as one.
+    let file_name = format!("{}.png", args.uuid);
+    let path = match args.file {
+        None => file_name.into(),
+        Some(dir) if is_directory(&dir).await => dir.join(file_name),
+        Some(file) => file,
+    };
+    let (size, sha256) = (png.len(), faafo_common::fractal::sha256_hex(&png));
     write_whole_async(path.clone(), png, Durability::Synced).await?;
-    println!("wrote {} ({size} bytes)", path.display());
+    if format == Format::Json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "uuid": args.uuid,
+                "file": path.display().to_string(),
+                "size": size,
+                "checksum": sha256,
+            })
+        );
+    } else {
+        println!("wrote {} ({size} bytes)", path.display());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `path` names a directory: one that exists, or any path written
+/// with a trailing slash (then a missing one is reported by the write).
+async fn is_directory(path: &std::path::Path) -> bool {
+    path.as_os_str().as_encoded_bytes().ends_with(b"/")
+        || tokio::fs::metadata(path)
+            .await
+            .is_ok_and(|metadata| metadata.is_dir())
+}
+
+/// Why a fractal has no image (the API's 409), in the fractal's terms: a
+/// failed one never will, and says why; a pending or running one not yet.
+/// The API's own message when the fractal cannot be read.
+async fn no_image_yet(
+    api: &ApiClient,
+    uuid: &str,
+    conflict: faafo_common::api_client::ApiError,
+) -> Box<dyn Error> {
+    match api.get(uuid).await {
+        Ok(fractal) if fractal.status == FractalStatus::Failed => format!(
+            "fractal {uuid} failed, so it has no image: {}",
+            fractal
+                .error
+                .as_deref()
+                .map_or("no reason given", output::plain_error)
+        )
+        .into(),
+        Ok(fractal) if fractal.status != FractalStatus::Done => format!(
+            "fractal {uuid} is still {}: it has no image yet",
+            fractal.status
+        )
+        .into(),
+        _ => conflict.into(),
+    }
 }

@@ -69,7 +69,8 @@ enum Command {
     /// Run the API, a worker and the producer in this process (SQLite and
     /// the in-memory broker unless configured otherwise) until Ctrl-C.
     Up(up::UpArgs),
-    /// Create fractals: given values are fixed, the others drawn at random.
+    /// Create fractals: given values are fixed, the others drawn at random
+    /// (a missing bound of the viewport next to the given one).
     Create(CreateArgs),
     /// List fractals (all pages).
     List(ListArgs),
@@ -112,16 +113,17 @@ struct CreateArgs {
     /// Iterations per pixel.
     #[arg(long, allow_negative_numbers = true)]
     iterations: Option<u32>,
-    /// Left bound of the plane.
+    /// Left bound of the plane (less than --xb; alone, --xb is drawn to its
+    /// right).
     #[arg(long, allow_negative_numbers = true, value_parser = finite)]
     xa: Option<f64>,
-    /// Right bound.
+    /// Right bound (alone, --xa is drawn to its left).
     #[arg(long, allow_negative_numbers = true, value_parser = finite)]
     xb: Option<f64>,
-    /// Bottom bound.
+    /// Bottom bound (less than --yb; alone, --yb is drawn above it).
     #[arg(long, allow_negative_numbers = true, value_parser = finite)]
     ya: Option<f64>,
-    /// Top bound.
+    /// Top bound (alone, --ya is drawn below it).
     #[arg(long, allow_negative_numbers = true, value_parser = finite)]
     yb: Option<f64>,
     /// Seed of the Julia constant (random when absent).
@@ -143,6 +145,28 @@ struct CreateArgs {
     /// stay queued), showing them as they are and exiting non-zero.
     #[arg(long, value_name = "SECONDS", requires = "wait", value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     timeout: Option<u64>,
+}
+
+impl CreateArgs {
+    /// A pair of bounds given in the wrong order, said before anything is
+    /// sent (the API would refuse every fractal of the batch).
+    fn viewport_mistake(&self) -> Option<String> {
+        let pairs = [
+            ("--xa", self.xa, "--xb", self.xb, "left", "right"),
+            ("--ya", self.ya, "--yb", self.yb, "bottom", "top"),
+        ];
+        pairs
+            .into_iter()
+            .find_map(
+                |(low_flag, low, high_flag, high, low_name, high_name)| match (low, high) {
+                    (Some(low), Some(high)) if low >= high => Some(format!(
+                        "{low_flag} {low} is not less than {high_flag} {high}: \
+                     the {low_name} bound must be less than the {high_name} one"
+                    )),
+                    _ => None,
+                },
+            )
+    }
 }
 
 /// A finite number (NaN and infinities would reach the API as null).
@@ -174,9 +198,10 @@ struct UuidArg {
 struct GetArgs {
     /// The fractal's uuid.
     uuid: String,
-    /// Where to write the PNG (default: <uuid>.png; `-`: standard output).
-    /// Only `-o` is short for it: `--output` is the global output format.
-    #[arg(short = 'o', long = "file", value_name = "FILE")]
+    /// Where to write the PNG: a file, a directory (DIR/<uuid>.png), or `-`
+    /// for standard output (default: <uuid>.png). Only `-o` is short for
+    /// it: `--output` is the global output format.
+    #[arg(short = 'o', long = "file", value_name = "FILE|DIR")]
     file: Option<std::path::PathBuf>,
 }
 
@@ -187,13 +212,21 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let Some(command) = cli.command.take() else {
-        <Cli as clap::CommandFactory>::command()
-            .error(
-                clap::error::ErrorKind::MissingSubcommand,
-                "a command is required (or --print-sample-config)",
-            )
-            .exit()
+        usage_error(
+            None,
+            clap::error::ErrorKind::MissingSubcommand,
+            "a command is required (or --print-sample-config)",
+        )
     };
+    if let Command::Create(args) = &command
+        && let Some(mistake) = args.viewport_mistake()
+    {
+        usage_error(
+            Some("create"),
+            clap::error::ErrorKind::ArgumentConflict,
+            &mistake,
+        )
+    }
     // Declared before the runtime so that it is dropped after it: lines
     // logged while the runtime shuts down are written too.
     let mut logging = None;
@@ -215,4 +248,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Exits with clap's usage error (status 2), about `subcommand` or about
+/// `faafo` itself, as for a mistake clap finds.
+fn usage_error(subcommand: Option<&str>, kind: clap::error::ErrorKind, message: &str) -> ! {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    // Built, so that a subcommand's usage line starts with `faafo`.
+    command.build();
+    if let Some(name) = subcommand
+        && let Some(found) = command.find_subcommand_mut(name)
+    {
+        found.error(kind, message).exit()
+    }
+    command.error(kind, message).exit()
 }

@@ -58,12 +58,45 @@ pub fn list(fractals: &[Fractal], format: Format) {
             opt(&f.generated_by),
         ];
         if with_errors {
-            row.push(f.error.as_deref().map_or_else(|| "-".into(), summary));
+            row.push(
+                f.error
+                    .as_deref()
+                    .map_or_else(|| "-".into(), |e| summary(plain_error(e))),
+            );
         }
         table.add_row(row);
     }
     println!("{table}");
     println!("{} fractal(s)", fractals.len());
+}
+
+/// A fractal's error without what the RPC layer wraps a worker's message
+/// in (`remote error from topic 'tasks': builtins.ValueError: ...`): the
+/// topic and a built-in Python exception class tell a user nothing. Other
+/// classes (a worker's own) are kept: they may say what went wrong. The
+/// worker's `task <uuid>: ` goes too: the error is shown with its fractal.
+pub fn plain_error(error: &str) -> &str {
+    let message = error
+        .strip_prefix("remote error from ")
+        .and_then(|rest| rest.split_once(": "))
+        .map_or(error, |(_target, message)| message);
+    let message = match message.split_once(": ") {
+        Some((class, rest))
+            if class.strip_prefix("builtins.").is_some_and(|name| {
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            }) =>
+        {
+            rest
+        }
+        _ => message,
+    };
+    match message
+        .strip_prefix("task ")
+        .and_then(|rest| rest.split_once(": "))
+    {
+        Some((uuid, rest)) if uuid::Uuid::try_parse(uuid).is_ok() => rest,
+        _ => message,
+    }
 }
 
 /// The start of an error message, on one line, for a table cell.
@@ -98,7 +131,10 @@ pub fn show(f: &Fractal, format: Format) {
     let rows: Vec<(&str, String)> = vec![
         ("uuid", f.uuid.clone()),
         ("status", f.status.to_string()),
-        ("error", opt(&f.error)),
+        (
+            "error",
+            f.error.as_deref().map_or("-", plain_error).to_string(),
+        ),
         ("attempts", f.attempts.to_string()),
         ("dimensions", format!("{} x {} px", f.width, f.height)),
         ("iterations", f.iterations.to_string()),
@@ -127,4 +163,27 @@ pub fn show(f: &Fractal, format: Format) {
         table.add_row([k.to_string(), v]);
     }
     println!("{table}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_error;
+
+    #[test]
+    fn plain_error_drops_the_rpc_wrapping_and_builtin_classes() {
+        assert_eq!(
+            plain_error(
+                "remote error from topic 'tasks': builtins.ValueError: \
+                 task 01a20b6f-c9b5-7126-a79f-ed15b2dd5b95: no c: give c"
+            ),
+            "no c: give c"
+        );
+        assert_eq!(
+            plain_error("remote error from topic 'tasks': faafo.RenderError: out of memory"),
+            "faafo.RenderError: out of memory"
+        );
+        assert_eq!(plain_error("builtins.RuntimeError: boom"), "boom");
+        assert_eq!(plain_error("timed out: no reply"), "timed out: no reply");
+        assert_eq!(plain_error("task 12: not a uuid"), "task 12: not a uuid");
+    }
 }
