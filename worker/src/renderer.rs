@@ -1,5 +1,6 @@
 //! The renderer: [`JuliaRenderer`] turns a [`FractalSpec`] into pixels (and a PNG),
-//! on all cores of the current rayon pool, with the best [`SimdLevel`].
+//! on all cores of the current rayon pool, with the best [`SimdLevel`]; or, for
+//! renders that share a pool, in turns ([`JuliaRenderer::render_png_on`]).
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -21,6 +22,10 @@ use crate::spec::FractalSpec;
 const MAX_TILE_PIXELS: usize = 4096;
 /// Smallest unit of work, in pixels.
 const MIN_TILE_PIXELS: usize = 256;
+/// Units of work per pool thread in one turn of a render sharing its pool
+/// ([`JuliaRenderer::render_png_on`]): enough that queueing each turn costs
+/// nothing next to it, few enough that the other renders' turns come soon.
+const TURN_TILES_PER_THREAD: usize = 64;
 /// Steps a unit may take at most (when no pixel escapes): cancellation is polled
 /// before each unit, so this bounds the time to notice it (about 10 ms with AVX2,
 /// 40 ms with the portable kernel on the reference machine), except for iteration
@@ -137,7 +142,7 @@ impl JuliaRenderer {
         spec: &FractalSpec,
         cancel: &CancelToken,
     ) -> Result<Rendered<u8>, RenderError> {
-        self.render_grid(spec, cancel)
+        self.render_grid(spec, cancel, None)
     }
 
     /// Renders the original's escape index of every pixel (4 bytes a pixel), to
@@ -147,7 +152,7 @@ impl JuliaRenderer {
         spec: &FractalSpec,
         cancel: &CancelToken,
     ) -> Result<Rendered<u32>, RenderError> {
-        self.render_grid(spec, cancel)
+        self.render_grid(spec, cancel, None)
     }
 
     /// The worker's whole job for one task: render, then write the PNG to `out`
@@ -167,10 +172,39 @@ impl JuliaRenderer {
         })
     }
 
+    /// As [`Self::render_png`], for renders that share `pool` (a worker's
+    /// render slots): the pixels are rendered on `pool` in turns of a few
+    /// tiles per thread, each turn queued behind the turns of the other
+    /// renders, so that they take turns and a long render does not hold up
+    /// the others (inside one `install`, a pool's threads finish the render
+    /// they are in before anything queued: a small task waited for all of a
+    /// minutes-long one). The PNG is written by the calling thread, which
+    /// must not be one of `pool`'s (a tokio blocking thread, say), so one
+    /// render's PNG step leaves the pool's threads to the others' pixels.
+    /// The image is the same, byte for byte.
+    pub fn render_png_on<W: Write>(
+        &self,
+        pool: &rayon::ThreadPool,
+        spec: &FractalSpec,
+        cancel: &CancelToken,
+        out: W,
+    ) -> Result<FractalOutput, FractalError> {
+        let rendered = self.render_grid::<u8>(spec, cancel, Some(pool))?;
+        let png = encode_png(&rendered.image, out)?;
+        Ok(FractalOutput {
+            constant: rendered.constant,
+            render: rendered.stats,
+            png,
+        })
+    }
+
+    /// The pixels, on the current pool at once (`turns` is `None`), or on
+    /// the pool given in turns.
     fn render_grid<T: PixelValue>(
         &self,
         spec: &FractalSpec,
         cancel: &CancelToken,
+        turns: Option<&rayon::ThreadPool>,
     ) -> Result<Rendered<T>, RenderError> {
         let started = Instant::now();
         self.limits.check(spec)?;
@@ -191,21 +225,35 @@ impl JuliaRenderer {
 
         let level = self.simd;
         let tile_len = tile_pixels(iterations);
-        let pixel_iterations = pixels
-            .par_chunks_mut(tile_len)
-            .enumerate()
-            .map(|(index, out)| {
-                if cancel.is_cancelled() {
-                    return Err(RenderError::Cancelled);
+        // Tiles `first_tile..` into `chunk`, on the current pool.
+        let render_tiles = |first_tile: usize, chunk: &mut [T]| {
+            chunk
+                .par_chunks_mut(tile_len)
+                .enumerate()
+                .map(|(index, out)| {
+                    if cancel.is_cancelled() {
+                        return Err(RenderError::Cancelled);
+                    }
+                    let tile = Tile {
+                        columns: &columns,
+                        rows: &rows,
+                        first: (first_tile + index) * tile_len,
+                    };
+                    Ok(render_tile(level, &tile, constant, iterations, out))
+                })
+                .try_reduce(|| 0, |a, b| Ok(a + b))
+        };
+        let pixel_iterations = match turns {
+            None => render_tiles(0, &mut pixels)?,
+            Some(pool) => {
+                let turn_tiles = pool.current_num_threads().max(1) * TURN_TILES_PER_THREAD;
+                let mut sum = 0;
+                for (turn, chunk) in pixels.chunks_mut(turn_tiles * tile_len).enumerate() {
+                    sum += pool.install(|| render_tiles(turn * turn_tiles, chunk))?;
                 }
-                let tile = Tile {
-                    columns: &columns,
-                    rows: &rows,
-                    first: index * tile_len,
-                };
-                Ok(render_tile(level, &tile, constant, iterations, out))
-            })
-            .try_reduce(|| 0, |a, b| Ok(a + b))?;
+                sum
+            }
+        };
 
         Ok(Rendered {
             image: PixelGrid::from_rendered(spec.width, spec.height, pixels),

@@ -329,7 +329,8 @@ impl WorkerService {
             tokio::task::spawn_blocking(move || {
                 let _slot = slot;
                 let mut png = Vec::new();
-                pool.install(|| renderer.render_png(&spec, &cancel, &mut png))
+                renderer
+                    .render_png_on(&pool, &spec, &cancel, &mut png)
                     .map(|output| (output, png))
             })
         };

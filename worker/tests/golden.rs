@@ -137,6 +137,31 @@ fn golden_tasks_render_pinned_bytes_on_every_kernel() {
     assert!(mismatches.is_empty(), "golden mismatch: {mismatches:?}");
 }
 
+/// Rendered in turns on a shared pool (as a worker's render slots do), the
+/// bytes are the same, whatever the pool's size (the largest golden takes
+/// several turns on one thread).
+#[test]
+fn golden_tasks_render_pinned_bytes_in_turns() {
+    for threads in [1, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("pool");
+        for golden in goldens() {
+            let mut png = Vec::new();
+            let output = faafo_worker::JuliaRenderer::new(Default::default())
+                .render_png_on(&pool, &golden.spec, &CancelToken::new(), &mut png)
+                .expect("golden task renders");
+            assert_eq!(
+                (output.png.checksum.to_string(), output.png.size),
+                (golden.sha256.to_string(), png.len() as u64),
+                "{} on {threads} thread(s)",
+                golden.name
+            );
+        }
+    }
+}
+
 #[test]
 fn the_same_seed_gives_the_same_c_and_checksum_on_every_run() {
     let spec = support::spec(

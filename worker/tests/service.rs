@@ -280,6 +280,42 @@ async fn bad_tasks_get_value_errors_and_the_worker_keeps_serving(env: TestBroker
     worker.stop().await;
 }
 
+/// A render that takes minutes does not hold up the worker's other render
+/// slot: a small task sent while it runs is answered at once (with one
+/// render pool shared by the slots, it waited for the long render).
+async fn a_long_render_does_not_hold_up_the_others(env: TestBroker) {
+    let t = env.transport().await;
+    let worker = start(&t, settings()).await;
+    let client = RpcClient::new(&t, Target::topic("tasks"));
+    // c = 0: the whole disc never escapes, every pixel runs all iterations.
+    let heavy = Task {
+        width: 2000,
+        height: 2000,
+        iterations: 100_000,
+        c_re: Some(0.0),
+        c_im: Some(0.0),
+        ..task(&uuid::Uuid::new_v4().to_string())
+    };
+    let long = {
+        let client = client.clone();
+        tokio::spawn(async move { process(&client, heavy).await })
+    };
+    // Its render has started and keeps its slot's threads busy.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let small = tokio::time::timeout(
+        Duration::from_secs(20),
+        process(&client, task(&uuid::Uuid::new_v4().to_string())),
+    )
+    .await
+    .expect("the small task is not held up by the long render")
+    .expect("rendered");
+    assert!(small.duration < 5.0, "{}", small.duration);
+    assert!(!long.is_finished(), "the long render still runs");
+    // Cancelled by the stop, given back unanswered.
+    assert!(!worker.stop_within(Duration::ZERO).await);
+    long.abort();
+}
+
 async fn renders_past_exec_timeout_are_cancelled(env: TestBroker) {
     let t = env.transport().await;
     let mut s = settings();
@@ -544,6 +580,7 @@ async fn a_deleted_fractal_stops_its_render(env: TestBroker) {
 
 faafo_common::on_both_transports!(
     a_deleted_fractal_stops_its_render,
+    a_long_render_does_not_hold_up_the_others,
     a_stopped_worker_gives_back_what_it_has_not_started,
     a_stop_out_of_grace_gives_the_render_to_another_worker,
     renders_and_returns_the_png,

@@ -85,8 +85,8 @@ pub fn run(config: &FaafoConfig, args: &BenchArgs) -> Result<ExitCode, Box<dyn E
                     let mut mine = Totals::default();
                     while let Some(spec) = specs.get(next.fetch_add(1, Ordering::Relaxed)) {
                         let mut png = Vec::new();
-                        let rendered = pool
-                            .install(|| renderer.render_png(spec, &CancelToken::new(), &mut png));
+                        let rendered =
+                            renderer.render_png_on(&pool, spec, &CancelToken::new(), &mut png);
                         let output = match rendered {
                             Ok(output) => output,
                             Err(e) => {
