@@ -272,6 +272,7 @@ pub mod schema {
         crate::web::index,
         crate::web::index_page,
         crate::web::show,
+        crate::web::live_script,
     ),
     components(schemas(schema::OrderBy, schema::FractalStatus)),
     tags(
@@ -445,7 +446,7 @@ fn fit(doc: &mut Value, settings: &ApiSettings) {
             for (path, item) in paths.iter_mut() {
                 let open = matches!(
                     path.as_str(),
-                    "/healthz" | "/readyz" | "/metrics" | "/openapi.json"
+                    "/healthz" | "/readyz" | "/metrics" | "/openapi.json" | "/static/live.js"
                 );
                 let Some(operations) = item.as_object_mut() else {
                     continue;
@@ -648,6 +649,7 @@ mod tests {
             "/",
             "/index/{page}",
             "/show/{uuid}",
+            "/static/live.js",
             "/healthz",
             "/readyz",
             "/metrics",

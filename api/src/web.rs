@@ -1,11 +1,17 @@
 //! The web page, server-rendered with maud (which escapes every value):
 //! finished fractals, newest first, 5 per page, each a thumbnail linking
 //! to the full image beside the original's details table; the counts by
-//! status; a page per fractal. No script, no external asset; inline CSS
-//! that folds to one column on a phone.
+//! status; a page per fractal. No external asset; inline CSS that folds
+//! to one column on a phone. The first page loads one small script of our
+//! own ([`LIVE_JS`], served at [`LIVE_JS_PATH`]) that keeps it up to date
+//! while it is looked at; every page works without it. Every page carries
+//! a Content-Security-Policy ([`CSP`]) that lets in nothing else.
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use std::sync::LazyLock;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use faafo_common::fractal::FractalStatus;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
@@ -45,10 +51,48 @@ footer{color:#777;font-size:.8rem;padding-bottom:1rem}
 @media (max-width:36rem){.thumb{flex-basis:100%}.fractal img{max-width:100%}}
 "#;
 
+/// The script of the first page: polls the page's own URL every few
+/// seconds while the tab is visible and puts in what changed (the counts,
+/// new fractals, the page links).
+pub const LIVE_JS: &str = include_str!("web/live.js");
+
+/// Where [`LIVE_JS`] is served. The page links it with `?v=` and
+/// [`live_js_version`], so that a new version is a new URL.
+pub const LIVE_JS_PATH: &str = "/static/live.js";
+
+/// The first 16 hex digits of [`LIVE_JS`]'s sha256.
+pub fn live_js_version() -> &'static str {
+    static VERSION: LazyLock<String> =
+        LazyLock::new(|| faafo_common::fractal::sha256_hex(LIVE_JS.as_bytes())[..16].to_string());
+    &VERSION
+}
+
+/// The pages' Content-Security-Policy: scripts only from this server (the
+/// one above: no inline script), the inline style only by its hash, images
+/// from this server and the `data:` icon, requests (the script's polling)
+/// only to this server; no plugin, no frame around the page, no form.
+pub static CSP: LazyLock<String> = LazyLock::new(|| {
+    use base64::Engine;
+    let digest = hex::decode(faafo_common::fractal::sha256_hex(STYLE.as_bytes()))
+        .expect("sha256_hex is hex");
+    let style = base64::engine::general_purpose::STANDARD.encode(digest);
+    format!(
+        "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self' data:; \
+         style-src 'sha256-{style}'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+});
+
 /// A blue disc, the site's icon.
 const FAVICON: &str = "data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'><circle cx='8' cy='8' r='7' fill='%232b59c3'/></svg>";
 
-fn layout(title: &str, counts: Option<&StatusCounts>, body: Markup) -> Markup {
+/// Whether a page keeps itself up to date ([`LIVE_JS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Live {
+    Yes,
+    No,
+}
+
+fn layout(title: &str, counts: Option<&StatusCounts>, live: Live, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -60,6 +104,9 @@ fn layout(title: &str, counts: Option<&StatusCounts>, body: Markup) -> Markup {
                 // on every visit.
                 link rel="icon" href=(FAVICON);
                 style { (PreEscaped(STYLE)) }
+                @if live == Live::Yes {
+                    script src={ (LIVE_JS_PATH) "?v=" (live_js_version()) } defer {}
+                }
             }
             body {
                 header {
@@ -152,7 +199,12 @@ async fn render_index(state: &AppState, page: u64) -> Result<Response, ApiError>
             }
         }
     };
-    Ok(Html(layout("faafo", Some(&counts), body).into_string()).into_response())
+    // Only the first page follows the news: the later ones are history.
+    let live = if page == 1 { Live::Yes } else { Live::No };
+    Ok(html_page(
+        StatusCode::OK,
+        layout("faafo", Some(&counts), live, body),
+    ))
 }
 
 fn page_url(page: u64) -> String {
@@ -263,7 +315,10 @@ pub async fn show(
         }
         nav { a href="/" { "← all fractals" } }
     };
-    Ok(Html(layout(&format!("faafo — {id}"), None, body).into_string()).into_response())
+    Ok(html_page(
+        StatusCode::OK,
+        layout(&format!("faafo — {id}"), None, Live::No, body),
+    ))
 }
 
 /// A 404 for a page number past the last page, with a link to the last
@@ -275,11 +330,10 @@ fn past_the_last(page: u64, pages: u64) -> Response {
             a href=(page_url(pages)) { "← page " (pages) }
         }
     };
-    (
+    html_page(
         StatusCode::NOT_FOUND,
-        Html(layout("faafo — not found", None, body).into_string()),
+        layout("faafo — not found", None, Live::No, body),
     )
-        .into_response()
 }
 
 fn not_found(message: &str) -> Response {
@@ -287,9 +341,43 @@ fn not_found(message: &str) -> Response {
         main { p.empty { (message) } }
         nav { a href="/" { "← all fractals" } }
     };
-    (
+    html_page(
         StatusCode::NOT_FOUND,
-        Html(layout("faafo — not found", None, body).into_string()),
+        layout("faafo — not found", None, Live::No, body),
+    )
+}
+
+/// An HTML answer, with the pages' Content-Security-Policy.
+fn html_page(status: StatusCode, page: Markup) -> Response {
+    let mut response = (status, Html(page.into_string())).into_response();
+    response.headers_mut().insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_str(&CSP).expect("the policy is ASCII"),
+    );
+    response
+}
+
+/// `GET /static/live.js`: the first page's script. Asked for with the
+/// current `?v=` (what the page links), it is cached for good; any other
+/// URL (an old version's, none) is revalidated every time.
+#[utoipa::path(get, path = "/static/live.js", tag = "pages", operation_id = "live_script",
+    responses((status = 200, description = "The script that keeps the first page up to date", content_type = "text/javascript", body = String)))]
+pub async fn live_script(RawQuery(query): RawQuery) -> Response {
+    let current = query
+        .as_deref()
+        .and_then(|q| q.strip_prefix("v="))
+        .is_some_and(|v| v == live_js_version());
+    let cache = if current {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    (
+        [
+            (CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (CACHE_CONTROL, cache),
+        ],
+        LIVE_JS,
     )
         .into_response()
 }
@@ -306,9 +394,60 @@ mod tests {
 
     #[test]
     fn values_are_escaped() {
-        let page = layout("<script>", None, html! { p { ("<b>&") } });
+        let page = layout("<script>", None, Live::No, html! { p { ("<b>&") } });
         let text = page.into_string();
         assert!(!text.contains("<script>"));
         assert!(text.contains("&lt;b&gt;&amp;"));
+    }
+
+    #[test]
+    fn the_policy_admits_the_inline_style_and_no_inline_script() {
+        use base64::Engine;
+        // Computed here again from the text the page inlines.
+        let digest = hex::decode(faafo_common::fractal::sha256_hex(STYLE.as_bytes())).expect("hex");
+        let hash = base64::engine::general_purpose::STANDARD.encode(digest);
+        assert!(
+            CSP.contains(&format!("style-src 'sha256-{hash}'")),
+            "{}",
+            *CSP
+        );
+        assert!(CSP.contains("script-src 'self';"), "{}", *CSP);
+        assert!(!CSP.contains("unsafe"), "{}", *CSP);
+    }
+
+    #[test]
+    fn only_the_first_page_loads_the_script() {
+        let with = layout("faafo", None, Live::Yes, html! {}).into_string();
+        assert!(
+            with.contains(&format!(
+                r#"<script src="/static/live.js?v={}" defer></script>"#,
+                live_js_version()
+            )),
+            "{with}"
+        );
+        let without = layout("faafo", None, Live::No, html! {}).into_string();
+        assert!(!without.contains("<script"), "{without}");
+    }
+
+    #[tokio::test]
+    async fn the_script_is_cached_for_good_only_at_its_current_url() {
+        let current = live_script(RawQuery(Some(format!("v={}", live_js_version())))).await;
+        assert_eq!(current.status(), StatusCode::OK);
+        assert_eq!(
+            current.headers()[CONTENT_TYPE],
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(
+            current.headers()[CACHE_CONTROL],
+            "public, max-age=31536000, immutable"
+        );
+        for query in [
+            None,
+            Some("v=0123456789abcdef".to_string()),
+            Some(String::new()),
+        ] {
+            let other = live_script(RawQuery(query.clone())).await;
+            assert_eq!(other.headers()[CACHE_CONTROL], "no-cache", "{query:?}");
+        }
     }
 }

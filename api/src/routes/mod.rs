@@ -45,7 +45,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .route("/openapi.json", get(health::openapi));
+        .route("/openapi.json", get(health::openapi))
+        // The page's script holds no data: public even with protect_reads.
+        .route(web::LIVE_JS_PATH, get(web::live_script));
     guarded
         .merge(open)
         .fallback(health::not_found)

@@ -1,7 +1,10 @@
 //! The web page in a real browser: headless Chromium (Debian's `chromium`),
 //! driven over the DevTools protocol, loads `/` with rendered fractals,
 //! every thumbnail must have loaded (naturalWidth > 0), and screenshots
-//! (desktop and phone) are saved under the test's output directory.
+//! (desktop and phone) are saved under the test's output directory. The
+//! first page keeps itself up to date: fractals made after it loaded
+//! appear, and the counts change, without a reload; not while the tab is
+//! hidden.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -107,6 +110,19 @@ impl DevTools {
                 "{url} did not finish loading in 30 s"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until `expression` is true (the page's script polls every
+    /// 3 s, and backs off on errors).
+    async fn wait_for(&mut self, expression: &str, what: &str) {
+        let started = Instant::now();
+        while self.eval(expression).await != json!(true) {
+            if started.elapsed() > Duration::from_secs(30) {
+                let text = self.eval("document.body.innerText").await;
+                panic!("{what}: not so after 30 s; the page reads:\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }
@@ -281,11 +297,12 @@ async fn the_page_shows_rendered_fractals_in_chromium() {
             "{needle:?} is not on the page:\n{text}"
         );
     }
+    // One script, ours, served by the API (the policy forbids inline ones).
     assert_eq!(
         devtools
-            .eval("document.querySelectorAll('script').length")
+            .eval("Array.from(document.scripts).map(s => new URL(s.src).pathname)")
             .await,
-        json!(0)
+        json!(["/static/live.js"])
     );
     devtools.screenshot(&dir.join("index.png")).await;
 
@@ -301,6 +318,8 @@ async fn the_page_shows_rendered_fractals_in_chromium() {
         .eval("Array.from(document.images).map(i => i.naturalWidth)")
         .await;
     assert_eq!(second, json!([360]));
+    // History: no script, nothing moves.
+    assert_eq!(devtools.eval("document.scripts.length").await, json!(0));
     // A phone: one column, nothing wider than the screen.
     devtools.load(&app.url, 390, 844, true).await;
     let overflow = devtools
@@ -331,8 +350,121 @@ async fn the_page_shows_rendered_fractals_in_chromium() {
             .is_some_and(|t| t.contains("done") && t.contains(&finished[0].uuid)),
         "{text}"
     );
+    assert_eq!(devtools.eval("document.scripts.length").await, json!(0));
     devtools.screenshot(&dir.join("show.png")).await;
+
+    watch_fractals_arrive(&app, &mut devtools).await;
+    devtools.screenshot(&dir.join("index-updated.png")).await;
     println!("screenshots in {}", dir.display());
     let _ = browser.child.kill().await;
     app.stop().await;
+}
+
+/// The first page, left open, follows the fractals made after it loaded:
+/// the counts change and a new finished fractal shows (its image loaded)
+/// without a reload, the entries already shown keeping their nodes. A
+/// hidden tab asks nothing, and catches up once visible again.
+async fn watch_fractals_arrive(app: &crate::helpers::TestApp, devtools: &mut DevTools) {
+    devtools.load(&app.url, 1280, 900, false).await;
+    assert_eq!(
+        devtools.eval("document.visibilityState").await,
+        json!("visible")
+    );
+    // Gone if the page reloads; the shown image's mark (a property, not
+    // an attribute: the markup stays the server's), if it is rebuilt.
+    devtools
+        .eval("window.loadedOnce = true; document.images[0].keptNode = true; true")
+        .await;
+    let counts = "document.querySelector('.counts').innerText";
+    assert!(
+        devtools
+            .eval(&format!("{counts}.includes('0 pending')"))
+            .await
+            == json!(true)
+    );
+    app.api
+        .create(&crate::helpers::new_fractal(8, 8, None))
+        .await
+        .expect("create");
+    devtools
+        .wait_for(
+            &format!("{counts}.includes('1 pending')"),
+            "a fractal created after the page loaded is counted",
+        )
+        .await;
+    let (newest, _) = app.finished_fractal(300, 200, (-0.75, 0.11)).await;
+    let shown_first = |fractal: &faafo_common::fractal::Fractal| {
+        let (uuid, width) = (&fractal.uuid, fractal.width);
+        format!(
+            "(() => {{ const i = document.images[0]; \
+              return i.getAttribute('src').startsWith('/fractal/{uuid}?v=') \
+                && i.complete && i.naturalWidth === {width}; }})()"
+        )
+    };
+    devtools
+        .wait_for(
+            &shown_first(&newest),
+            "a fractal finished after the page loaded is shown first, its image loaded",
+        )
+        .await;
+    devtools
+        .wait_for(
+            &format!("{counts}.includes('7 done')"),
+            "the done count follows",
+        )
+        .await;
+    assert_eq!(
+        devtools
+            .eval(
+                "JSON.stringify([window.loadedOnce === true, document.images.length, \
+                 document.images[1].keptNode === true])"
+            )
+            .await,
+        json!("[true,5,true]"),
+        "no reload; still 5 entries; the one shown before kept its node"
+    );
+
+    // Hidden: no request at all (the API counts them), nothing changes.
+    devtools
+        .eval(
+            "Object.defineProperty(document, 'visibilityState', \
+               {configurable: true, get: () => 'hidden'}); \
+             document.dispatchEvent(new Event('visibilitychange')); true",
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = page_requests(app).await;
+    let (unseen, _) = app.finished_fractal(240, 240, (0.285, 0.0)).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        page_requests(app).await,
+        before,
+        "the hidden page kept polling"
+    );
+    assert_eq!(devtools.eval(&shown_first(&unseen)).await, json!(false));
+    // Visible again: it catches up at once.
+    devtools
+        .eval(
+            "delete document.visibilityState; \
+             document.dispatchEvent(new Event('visibilitychange')); true",
+        )
+        .await;
+    devtools
+        .wait_for(
+            &shown_first(&unseen),
+            "the page catches up once visible again",
+        )
+        .await;
+}
+
+/// `GET /` answered 200 so far, from the API's metrics.
+async fn page_requests(app: &crate::helpers::TestApp) -> u64 {
+    let text = app.get("/metrics").await.text().await.expect("metrics");
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(
+                "faafo_api_http_requests_total{route=\"/\",method=\"GET\",status=\"200\"} ",
+            )
+        })
+        .map_or(0, |n| n.parse().expect("a count"))
 }

@@ -912,3 +912,78 @@ async fn mariadb_images_past_max_allowed_packet_get_413() {
     assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
     app.stop().await;
 }
+
+/// The first page links its script, which the API serves as JavaScript,
+/// cached for good at the URL the page links and revalidated at any other;
+/// every page carries the policy that lets in only that script.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_script_and_policy() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (done, _) = app.finished_fractal(16, 16, (-0.8, 0.156)).await;
+    let index = app.get("/").await;
+    assert_eq!(index.status(), StatusCode::OK);
+    let policy = index.headers()["content-security-policy"]
+        .to_str()
+        .expect("text")
+        .to_string();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "connect-src 'self'",
+        "img-src 'self' data:",
+        "style-src 'sha256-",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(policy.contains(directive), "{directive}: {policy}");
+    }
+    assert!(!policy.contains("unsafe"), "{policy}");
+    let page = index.text().await.expect("page");
+    let src = page
+        .split("<script src=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no script on the first page: {page}"))
+        .to_string();
+    assert!(src.starts_with("/static/live.js?v="), "{src}");
+    assert_eq!(page.matches("<script").count(), 1, "{page}");
+    // Every other page: the policy, no script.
+    for path in [
+        "/index/1".to_string(),
+        format!("/show/{}", done.uuid),
+        "/index/99".into(),
+        "/show/nonsense".into(),
+    ] {
+        let response = app.get(&path).await;
+        assert_eq!(
+            response.headers()["content-security-policy"],
+            policy.as_str(),
+            "{path}"
+        );
+        let text = response.text().await.expect("page");
+        // /index/1 is the first page under another name: it follows too.
+        let scripts = usize::from(path == "/index/1");
+        assert_eq!(text.matches("<script").count(), scripts, "{path}");
+    }
+    let script = app.get(&src).await;
+    assert_eq!(script.status(), StatusCode::OK);
+    assert_eq!(
+        script.headers()[CONTENT_TYPE],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(
+        script.headers()[CACHE_CONTROL],
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(script.headers()["x-content-type-options"], "nosniff");
+    let body = script.text().await.expect("script");
+    assert!(body.contains("visibilityState"), "{body}");
+    for other in ["/static/live.js", "/static/live.js?v=0000000000000000"] {
+        let response = app.get(other).await;
+        assert_eq!(response.status(), StatusCode::OK, "{other}");
+        assert_eq!(response.headers()[CACHE_CONTROL], "no-cache", "{other}");
+        assert_eq!(response.text().await.expect("script"), body, "{other}");
+    }
+    let head = app.http.head(app.at(&src)).send().await.expect("request");
+    assert_eq!(head.status(), StatusCode::OK);
+    app.stop().await;
+}
