@@ -199,19 +199,27 @@ pub fn load_from(
     let config =
         deserialize::<FaafoConfig>(merged).map_err(|m| ConfigError::new("configuration", m))?;
     config.check().map_err(|invalid| {
-        // Name the last source that set the offending key.
-        let key = format!("{}.{}", invalid.section, invalid.key);
-        let origin = env_origins
-            .iter()
-            .rev()
-            .find(|(k, _)| *k == key)
-            .map(|(_, origin)| origin.clone())
+        // Name the last source that set the offending key (or, when none
+        // did, the key it goes with: a max_width below the default min_width).
+        let set_by = |key: String| {
+            env_origins
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == key)
+                .map(|(_, origin)| origin.clone())
+                .or_else(|| {
+                    file_configs
+                        .iter()
+                        .rev()
+                        .find(|(_, c)| c.get::<config::Value>(&key).is_ok())
+                        .map(|(origin, _)| origin.clone())
+                })
+        };
+        let origin = set_by(format!("{}.{}", invalid.section, invalid.key))
             .or_else(|| {
-                file_configs
-                    .iter()
-                    .rev()
-                    .find(|(_, c)| c.get::<config::Value>(&key).is_ok())
-                    .map(|(origin, _)| origin.clone())
+                invalid
+                    .related
+                    .and_then(|related| set_by(format!("{}.{related}", invalid.section)))
             })
             .unwrap_or_else(|| "configuration".to_string());
         ConfigError::new(

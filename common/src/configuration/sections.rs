@@ -205,6 +205,9 @@ pub(crate) struct Invalid {
     pub section: &'static str,
     pub key: &'static str,
     pub message: String,
+    /// Another key of the section the problem involves (the `max_` of a
+    /// `min_`): the error names the file that set it when no file set `key`.
+    pub related: Option<&'static str>,
 }
 
 /// The most tasks a worker can hold: AMQP's `basic.qos` prefetch count is
@@ -231,6 +234,7 @@ fn invalid(section: &'static str, key: &'static str, message: impl Into<String>)
         section,
         key,
         message: message.into(),
+        related: None,
     }
 }
 
@@ -424,26 +428,36 @@ impl FaafoConfig {
                 ),
             ));
         }
-        for (key, min, max) in [
-            ("min_tasks", p.min_tasks, p.max_tasks),
-            ("min_width", p.min_width, p.max_width),
-            ("min_height", p.min_height, p.max_height),
-            ("min_iterations", p.min_iterations, p.max_iterations),
+        for (key, min, max_key, max) in [
+            ("min_tasks", p.min_tasks, "max_tasks", p.max_tasks),
+            ("min_width", p.min_width, "max_width", p.max_width),
+            ("min_height", p.min_height, "max_height", p.max_height),
+            (
+                "min_iterations",
+                p.min_iterations,
+                "max_iterations",
+                p.max_iterations,
+            ),
         ] {
             if min > max {
+                return Err(Invalid {
+                    related: Some(max_key),
+                    ..invalid(
+                        "producer",
+                        key,
+                        format!("{min} is larger than {max_key} ({max})"),
+                    )
+                });
+            }
+        }
+        for (key, side) in [("min_width", p.min_width), ("min_height", p.min_height)] {
+            if side < 2 {
                 return Err(invalid(
                     "producer",
                     key,
-                    format!("{min} is larger than its max_ ({max})"),
+                    format!("widths and heights must be at least 2, got {side}"),
                 ));
             }
-        }
-        if p.min_width < 2 || p.min_height < 2 {
-            return Err(invalid(
-                "producer",
-                "min_width",
-                "widths and heights must be at least 2",
-            ));
         }
         for (key, seconds) in [("interval", p.interval), ("poll_interval", p.poll_interval)] {
             if !(seconds.is_finite() && seconds > 0.0) {
@@ -475,12 +489,13 @@ impl FaafoConfig {
                 return Err(invalid("producer", key, "must be a finite number"));
             }
         }
-        if p.max_attempts == 0 || p.max_in_flight == 0 {
-            return Err(invalid(
-                "producer",
-                "max_attempts",
-                "max_attempts and max_in_flight must be at least 1",
-            ));
+        for (key, value) in [
+            ("max_attempts", p.max_attempts as usize),
+            ("max_in_flight", p.max_in_flight),
+        ] {
+            if value == 0 {
+                return Err(invalid("producer", key, "must be at least 1"));
+            }
         }
         if p.max_in_flight > MAX_IN_FLIGHT {
             return Err(invalid(

@@ -175,7 +175,40 @@ fn semantic_errors_are_caught_without_showing_passwords() {
             "[api]\nimage_store = s3\n",
             "[api] image_store: expected one of database, filesystem",
         ),
-        ("[producer]\nmin_width = 2000\n", "[producer] min_width"),
+        (
+            "[producer]\nmin_width = 2000\n",
+            "[producer] min_width: 2000 is larger than max_width (1024)",
+        ),
+        // Each min_ names its own max_.
+        (
+            "[producer]\nmin_width = 900\nmax_width = 100\n",
+            "[producer] min_width: 900 is larger than max_width (100)",
+        ),
+        (
+            "[producer]\nmin_tasks = 9\nmax_tasks = 3\n",
+            "[producer] min_tasks: 9 is larger than max_tasks (3)",
+        ),
+        (
+            "[producer]\nmin_height = 900\nmax_height = 100\n",
+            "[producer] min_height: 900 is larger than max_height (100)",
+        ),
+        (
+            "[producer]\nmin_iterations = 900\nmax_iterations = 100\n",
+            "[producer] min_iterations: 900 is larger than max_iterations (100)",
+        ),
+        // Only the max_ set (below the default min_): the file is named.
+        (
+            "[producer]\nmax_width = 100\n",
+            "[producer] min_width: 256 is larger than max_width (100)",
+        ),
+        (
+            "[producer]\nmin_height = 1\n",
+            "[producer] min_height: widths and heights must be at least 2, got 1",
+        ),
+        (
+            "[producer]\nmax_in_flight = 0\n",
+            "[producer] max_in_flight: must be at least 1",
+        ),
         ("[producer]\ninterval = 0\n", "[producer] interval"),
         (
             "[worker]\nexecutor_size = 4\nprefetch = 2\n",
@@ -319,3 +352,4 @@ fn names_the_config_crate_would_read_as_array_paths_are_refused() {
     .expect("plain names");
     assert_eq!(config.api.bind_port, 5001);
 }
+
