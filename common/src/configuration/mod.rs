@@ -263,9 +263,51 @@ fn describe(e: &config::ConfigError) -> String {
     if let Some((what, key)) = text.split_once(" for key `") {
         let key = key.split('`').next().unwrap_or(key);
         let (section, option) = key.split_once('.').unwrap_or(("DEFAULT", key));
+        let what = explain_value(section, option, what).unwrap_or_else(|| what.to_string());
         return format!("[{section}] {option}: {what}");
     }
     text
+}
+
+/// Serde's wording of a value of the wrong type or out of its type's range
+/// (`invalid type: string "-1", expected an integer`, ``invalid type:
+/// 64-bit unsigned integer `70000`, expected an unsigned 16 bit integer``),
+/// in words: the value and what the option takes. `None`: not such an error.
+fn explain_value(section: &str, option: &str, what: &str) -> Option<String> {
+    let rest = what
+        .strip_prefix("invalid type: ")
+        .or_else(|| what.strip_prefix("invalid value: "))?;
+    let (got, expected) = rest.rsplit_once(", expected ")?;
+    // The value: a string is shown quoted and escaped, a number in backquotes.
+    let value = match got.split_once('"') {
+        Some((_, quoted)) => quoted.strip_suffix('"')?,
+        None => got.split('`').nth(1)?,
+    };
+    let number = value.trim().parse::<i128>().is_ok();
+    let shown = if number {
+        value.trim().to_string()
+    } else {
+        format!("'{value}'")
+    };
+    let whole_range = FaafoConfig::section_docs()
+        .iter()
+        .find(|s| s.name() == section)
+        .and_then(|s| s.options().iter().find(|o| o.key == option))
+        .and_then(|o| o.whole_range);
+    if let Some((low, high)) = whole_range {
+        return Some(if option.ends_with("port") && (low, high) == (0, u16::MAX.into()) {
+            format!("{shown} is not a port number ({low}-{high})")
+        } else {
+            format!("{shown} is not a whole number from {low} to {high}")
+        });
+    }
+    match expected {
+        "a boolean" => Some(format!(
+            "{shown} is not a boolean (true/false, yes/no, on/off or 1/0, in any case)"
+        )),
+        "a floating point" => Some(format!("{shown} is not a number")),
+        _ => None,
+    }
 }
 
 /// A comma-separated list (`a, b, c`), as oslo.config's ListOpt.

@@ -76,12 +76,44 @@ fn errors_name_the_file_section_key_and_expectation() {
     let cases = [
         ("[api]\nbind_prt = 1\n", "[api] unknown option 'bind_prt'"),
         ("[apy]\nbind_port = 1\n", "unknown section [apy]"),
+        // A value of the wrong type or out of range, in words: the value
+        // and the range the option takes, not serde's types.
         (
             "[api]\nbind_port = eighty\n",
-            "[api] bind_port: invalid type: string \"eighty\", expected",
+            "[api] bind_port: 'eighty' is not a port number (0-65535)",
         ),
-        ("[api]\nbind_port = 70000\n", "[api] bind_port"),
-        ("[DEFAULT]\ndebug = maybe\n", "[DEFAULT] debug"),
+        (
+            "[api]\nbind_port = 70000\n",
+            "[api] bind_port: 70000 is not a port number (0-65535)",
+        ),
+        (
+            "[api]\nbind_port = -1\n",
+            "[api] bind_port: -1 is not a port number (0-65535)",
+        ),
+        (
+            "[api]\nresults_per_page = -3\n",
+            "[api] results_per_page: -3 is not a whole number from 0 to 4294967295",
+        ),
+        (
+            "[api]\nresults_per_page = 5000000000\n",
+            "[api] results_per_page: 5000000000 is not a whole number from 0 to 4294967295",
+        ),
+        (
+            "[api]\nmax_body_size = 18446744073709551616\n",
+            "[api] max_body_size: 18446744073709551616 is not a whole number from 0 to 18446744073709551615",
+        ),
+        (
+            "[worker]\nexec_timeout = 1.5\n",
+            "[worker] exec_timeout: '1.5' is not a whole number from 0 to 18446744073709551615",
+        ),
+        (
+            "[producer]\ninterval = soon\n",
+            "[producer] interval: 'soon' is not a number",
+        ),
+        (
+            "[DEFAULT]\ndebug = maybe\n",
+            "[DEFAULT] debug: 'maybe' is not a boolean (true/false, yes/no, on/off or 1/0, in any case)",
+        ),
     ];
     for (text, expected) in cases {
         let path = file(&dir, "bad.conf", text);
@@ -98,6 +130,13 @@ fn errors_name_the_file_section_key_and_expectation() {
     assert!(
         err.starts_with("environment variable FAAFO_API__BIND_PORT: [api] bind_port"),
         "{err}"
+    );
+    let err = load_from(&[], env(&[("FAAFO_API__BIND_PORT", "-1")]))
+        .expect_err("env")
+        .to_string();
+    assert_eq!(
+        err,
+        "environment variable FAAFO_API__BIND_PORT: [api] bind_port: -1 is not a port number (0-65535)"
     );
     let err = load_from(&[dir.path().join("missing.conf")], env(&[]))
         .expect_err("missing")
@@ -353,3 +392,25 @@ fn names_the_config_crate_would_read_as_array_paths_are_refused() {
     assert_eq!(config.api.bind_port, 5001);
 }
 
+
+#[test]
+fn booleans_take_the_documented_words_in_any_case() {
+    for (word, value) in [
+        ("true", true),
+        ("TRUE", true),
+        ("yes", true),
+        ("On", true),
+        ("1", true),
+        ("false", false),
+        ("No", false),
+        ("OFF", false),
+        ("0", false),
+    ] {
+        let config = parse_str(&format!("[DEFAULT]\ndebug = {word}\n"), "b.conf")
+            .unwrap_or_else(|e| panic!("{word}: {e}"));
+        assert_eq!(config.default.debug, value, "{word}");
+    }
+    for word in ["y", "n", "2", "t", ""] {
+        parse_str(&format!("[DEFAULT]\ndebug = {word}\n"), "b.conf").expect_err(word);
+    }
+}
