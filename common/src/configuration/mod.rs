@@ -130,7 +130,12 @@ pub fn parse_str(text: &str, origin: &str) -> Result<FaafoConfig, ConfigError> {
         .add_source(config::File::from_str(text, config::FileFormat::Ini))
         .build()
         .map_err(|e| ConfigError::new(origin, format!("not a valid INI file: {}", clean(&e))))?;
-    let parsed = deserialize::<FaafoConfig>(single).map_err(|m| ConfigError::new(origin, m))?;
+    let endpoint_set = is_set(&single, ENDPOINT_URL);
+    let mut parsed =
+        deserialize::<FaafoConfig>(single).map_err(|m| ConfigError::new(origin, m))?;
+    if !endpoint_set {
+        parsed.endpoint_url_from_api();
+    }
     parsed
         .validate()
         .map_err(|e| ConfigError::new(origin, e.message))?;
@@ -196,8 +201,12 @@ pub fn load_from(
     let merged = builder
         .build()
         .map_err(|e| ConfigError::new("configuration", clean(&e)))?;
-    let config =
+    let endpoint_set = is_set(&merged, ENDPOINT_URL);
+    let mut config =
         deserialize::<FaafoConfig>(merged).map_err(|m| ConfigError::new("configuration", m))?;
+    if !endpoint_set {
+        config.endpoint_url_from_api();
+    }
     config.check().map_err(|invalid| {
         // Name the last source that set the offending key (or, when none
         // did, the key it goes with: a max_width below the default min_width).
@@ -211,7 +220,7 @@ pub fn load_from(
                     file_configs
                         .iter()
                         .rev()
-                        .find(|(_, c)| c.get::<config::Value>(&key).is_ok())
+                        .find(|(_, c)| is_set(c, &key))
                         .map(|(origin, _)| origin.clone())
                 })
         };
@@ -228,6 +237,15 @@ pub fn load_from(
         )
     })?;
     Ok(config)
+}
+
+/// The key of `[DEFAULT] endpoint_url`, whose default depends on `[api]`.
+const ENDPOINT_URL: &str = "DEFAULT.endpoint_url";
+
+/// Whether a file or variable among `config`'s sources sets `key`
+/// (`section.option`); the defaults are not among them.
+fn is_set(config: &config::Config, key: &str) -> bool {
+    config.get::<config::Value>(key).is_ok()
 }
 
 /// Deserializes, turning serde's wording into "[section] key: ...".

@@ -22,7 +22,7 @@ config_section! {
         database_url: String = String::new(),
         /// Directory for faafo's data (the SQLite database, stored images). Empty: $XDG_DATA_HOME/faafo or ~/.local/share/faafo.
         state_path: String = String::new(),
-        /// URL of the faafo API, for the producer and the command line (several API hosts sharing one database separated by commas: used in turn when one fails).
+        /// URL of the faafo API, for the producer and the command line (several API hosts sharing one database separated by commas: used in turn when one fails). Not set: the API of the same configuration, http://<[api] bind_host>:<[api] bind_port> (127.0.0.1 for 0.0.0.0, [::1] for ::).
         endpoint_url: String = "http://127.0.0.1:5000".into(),
         /// Token sent as X-Auth-Token to an API that requires one (auth_strategy = token).
         auth_token: String = String::new(),
@@ -170,6 +170,28 @@ config_section! {
         shutdown_grace: u64 = 30,
         /// Seed of the random task generator, for reproducible runs and benchmarks. 0: a new seed at each start.
         generator_seed: u64 = 0,
+    }
+}
+
+impl ApiSection {
+    /// The URL a client on this machine reaches this API at:
+    /// `http://bind_host:bind_port`, with 127.0.0.1 (`[::1]`) for an API
+    /// listening on every IPv4 (IPv6) address, and an IPv6 address bracketed.
+    pub fn local_url(&self) -> String {
+        let host = self.bind_host.trim();
+        let bare = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let host = match bare.parse::<std::net::IpAddr>() {
+            Ok(ip) if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
+            Ok(ip) if ip.is_unspecified() => "[::1]".to_string(),
+            Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+            Ok(ip) => ip.to_string(),
+            Err(_) if bare.is_empty() => "127.0.0.1".to_string(),
+            Err(_) => bare.to_string(),
+        };
+        format!("http://{host}:{}", self.bind_port)
     }
 }
 
@@ -505,6 +527,17 @@ impl FaafoConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Sets `[DEFAULT] endpoint_url` to the API of `[api]` (for a
+    /// configuration where no source set it): one file serves the API and
+    /// its clients. A `bind_host` that makes no URL leaves it as it is (the
+    /// API refuses to start with it).
+    pub(crate) fn endpoint_url_from_api(&mut self) {
+        let url = self.api.local_url();
+        if crate::api_client::ApiEndpoints::parse(&url).is_ok() {
+            self.default.endpoint_url = url;
+        }
     }
 
     /// The data directory.

@@ -414,3 +414,56 @@ fn booleans_take_the_documented_words_in_any_case() {
         parse_str(&format!("[DEFAULT]\ndebug = {word}\n"), "b.conf").expect_err(word);
     }
 }
+
+#[test]
+fn endpoint_url_follows_the_api_of_the_same_configuration_unless_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert_eq!(
+        load_from(&[], env(&[])).expect("defaults").default.endpoint_url,
+        "http://127.0.0.1:5000"
+    );
+    for (api, expected) in [
+        ("bind_port = 5751\n", "http://127.0.0.1:5751"),
+        ("bind_host = 0.0.0.0\nbind_port = 5751\n", "http://127.0.0.1:5751"),
+        ("bind_host = ::\nbind_port = 5751\n", "http://[::1]:5751"),
+        ("bind_host = ::1\nbind_port = 5751\n", "http://[::1]:5751"),
+        ("bind_host = [::1]\nbind_port = 5751\n", "http://[::1]:5751"),
+        ("bind_host = 10.1.2.3\nbind_port = 5751\n", "http://10.1.2.3:5751"),
+        ("bind_host = api.example.org\n", "http://api.example.org:5000"),
+    ] {
+        let text = format!("[api]\n{api}");
+        let path = file(&dir, "one.conf", &text);
+        let config = load_from(&[path], env(&[])).expect(&text);
+        assert_eq!(config.default.endpoint_url, expected, "{text}");
+        let config = parse_str(&text, "one.conf").expect(&text);
+        assert_eq!(config.default.endpoint_url, expected, "check-config: {text}");
+    }
+    // An endpoint_url set anywhere wins: in the same file, in an earlier
+    // one, in the environment.
+    let both = file(
+        &dir,
+        "both.conf",
+        "[DEFAULT]\nendpoint_url = http://lb:80\n\n[api]\nbind_port = 5751\n",
+    );
+    assert_eq!(
+        load_from(&[both], env(&[])).expect("both").default.endpoint_url,
+        "http://lb:80"
+    );
+    let client = file(&dir, "client.conf", "[DEFAULT]\nendpoint_url = http://lb:80\n");
+    let api = file(&dir, "api.conf", "[api]\nbind_port = 5751\n");
+    assert_eq!(
+        load_from(&[client, api.clone()], env(&[]))
+            .expect("two files")
+            .default
+            .endpoint_url,
+        "http://lb:80"
+    );
+    let config = load_from(
+        std::slice::from_ref(&api),
+        env(&[("FAAFO_DEFAULT__ENDPOINT_URL", "http://env:81")]),
+    )
+    .expect("environment");
+    assert_eq!(config.default.endpoint_url, "http://env:81");
+    let config = load_from(&[], env(&[("FAAFO_API__BIND_PORT", "5752")])).expect("env port");
+    assert_eq!(config.default.endpoint_url, "http://127.0.0.1:5752");
+}
