@@ -467,3 +467,34 @@ fn endpoint_url_follows_the_api_of_the_same_configuration_unless_set() {
     let config = load_from(&[], env(&[("FAAFO_API__BIND_PORT", "5752")])).expect("env port");
     assert_eq!(config.default.endpoint_url, "http://127.0.0.1:5752");
 }
+
+/// docs/configuration.md documents every transport scheme the loader takes
+/// (those its error lists), and the boolean words it takes.
+#[test]
+fn the_documentation_names_every_scheme_and_boolean_word() {
+    let doc_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
+    let doc = std::fs::read_to_string(&doc_path).expect("docs/configuration.md");
+    let err = parse_str("[DEFAULT]\ntransport_url = x://h/\n", "t.conf")
+        .expect_err("unknown scheme")
+        .to_string();
+    let schemes = err.rsplit_once("expected ").expect("a list").1;
+    let schemes: Vec<&str> = schemes
+        .split([',', ' '])
+        .filter(|w| !w.is_empty() && *w != "or")
+        .collect();
+    assert!(schemes.contains(&"fake") && schemes.contains(&"amqps"), "{err}");
+    for scheme in schemes {
+        assert!(doc.contains(&format!("`{scheme}://`")), "{scheme}:// undocumented");
+        // Each is accepted.
+        let url = if matches!(scheme, "memory" | "fake") {
+            format!("{scheme}://")
+        } else {
+            format!("{scheme}://u:p@h/")
+        };
+        parse_str(&format!("[DEFAULT]\ntransport_url = {url}\n"), "t.conf")
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
+    for word in ["`yes`", "`on`", "`1`", "`no`", "`off`", "`0`", "in any case"] {
+        assert!(doc.contains(word), "booleans: {word} undocumented");
+    }
+}
