@@ -783,7 +783,11 @@ fn the_command_line_follows_the_api_port_of_its_configuration() {
     let config = write_config(dir.path(), &format!("[api]\nbind_port = {port}\n"));
     let mut command = Command::new(faafo());
     command.arg("--config-file").arg(&config).arg("create");
-    refused(run(command, "faafo create"), "a create the API refuses", "422");
+    refused(
+        run(command, "faafo create"),
+        "a create the API refuses",
+        "422",
+    );
     let first = requests
         .recv_timeout(Duration::from_secs(10))
         .expect("the API of [api] bind_port was asked");

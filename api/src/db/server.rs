@@ -137,8 +137,7 @@ impl ServerPool {
                 .map_err(|e| open(server_message(&e)))?;
             ServerPool::MySql(pool)
         } else {
-            let connect =
-                PgConnectOptions::from_str(url).map_err(|e| open(server_message(&e)))?;
+            let connect = PgConnectOptions::from_str(url).map_err(|e| open(server_message(&e)))?;
             first_connection::<sqlx::PgConnection>(&connect, timeout)
                 .await
                 .map_err(open)?;

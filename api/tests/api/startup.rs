@@ -53,7 +53,10 @@ async fn a_closed_port_is_reported_as_refused_at_once() {
 async fn a_missing_database_is_named_in_the_servers_words() {
     let name = format!("faafo_missing_{}", uuid::Uuid::new_v4().simple());
     for (backend, expected) in [
-        (Backend::Postgres, format!("database \"{name}\" does not exist")),
+        (
+            Backend::Postgres,
+            format!("database \"{name}\" does not exist"),
+        ),
         (Backend::MySql, format!("Unknown database '{name}'")),
     ] {
         let (admin, _) = backend.admin_url().expect("a server");

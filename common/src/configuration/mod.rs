@@ -131,8 +131,7 @@ pub fn parse_str(text: &str, origin: &str) -> Result<FaafoConfig, ConfigError> {
         .build()
         .map_err(|e| ConfigError::new(origin, format!("not a valid INI file: {}", clean(&e))))?;
     let endpoint_set = is_set(&single, ENDPOINT_URL);
-    let mut parsed =
-        deserialize::<FaafoConfig>(single).map_err(|m| ConfigError::new(origin, m))?;
+    let mut parsed = deserialize::<FaafoConfig>(single).map_err(|m| ConfigError::new(origin, m))?;
     if !endpoint_set {
         parsed.endpoint_url_from_api();
     }
@@ -313,11 +312,13 @@ fn explain_value(section: &str, option: &str, what: &str) -> Option<String> {
         .and_then(|s| s.options().iter().find(|o| o.key == option))
         .and_then(|o| o.whole_range);
     if let Some((low, high)) = whole_range {
-        return Some(if option.ends_with("port") && (low, high) == (0, u16::MAX.into()) {
-            format!("{shown} is not a port number ({low}-{high})")
-        } else {
-            format!("{shown} is not a whole number from {low} to {high}")
-        });
+        return Some(
+            if option.ends_with("port") && (low, high) == (0, u16::MAX.into()) {
+                format!("{shown} is not a port number ({low}-{high})")
+            } else {
+                format!("{shown} is not a whole number from {low} to {high}")
+            },
+        );
     }
     match expected {
         "a boolean" => Some(format!(

@@ -392,7 +392,6 @@ fn names_the_config_crate_would_read_as_array_paths_are_refused() {
     assert_eq!(config.api.bind_port, 5001);
 }
 
-
 #[test]
 fn booleans_take_the_documented_words_in_any_case() {
     for (word, value) in [
@@ -419,24 +418,39 @@ fn booleans_take_the_documented_words_in_any_case() {
 fn endpoint_url_follows_the_api_of_the_same_configuration_unless_set() {
     let dir = tempfile::tempdir().expect("tempdir");
     assert_eq!(
-        load_from(&[], env(&[])).expect("defaults").default.endpoint_url,
+        load_from(&[], env(&[]))
+            .expect("defaults")
+            .default
+            .endpoint_url,
         "http://127.0.0.1:5000"
     );
     for (api, expected) in [
         ("bind_port = 5751\n", "http://127.0.0.1:5751"),
-        ("bind_host = 0.0.0.0\nbind_port = 5751\n", "http://127.0.0.1:5751"),
+        (
+            "bind_host = 0.0.0.0\nbind_port = 5751\n",
+            "http://127.0.0.1:5751",
+        ),
         ("bind_host = ::\nbind_port = 5751\n", "http://[::1]:5751"),
         ("bind_host = ::1\nbind_port = 5751\n", "http://[::1]:5751"),
         ("bind_host = [::1]\nbind_port = 5751\n", "http://[::1]:5751"),
-        ("bind_host = 10.1.2.3\nbind_port = 5751\n", "http://10.1.2.3:5751"),
-        ("bind_host = api.example.org\n", "http://api.example.org:5000"),
+        (
+            "bind_host = 10.1.2.3\nbind_port = 5751\n",
+            "http://10.1.2.3:5751",
+        ),
+        (
+            "bind_host = api.example.org\n",
+            "http://api.example.org:5000",
+        ),
     ] {
         let text = format!("[api]\n{api}");
         let path = file(&dir, "one.conf", &text);
         let config = load_from(&[path], env(&[])).expect(&text);
         assert_eq!(config.default.endpoint_url, expected, "{text}");
         let config = parse_str(&text, "one.conf").expect(&text);
-        assert_eq!(config.default.endpoint_url, expected, "check-config: {text}");
+        assert_eq!(
+            config.default.endpoint_url, expected,
+            "check-config: {text}"
+        );
     }
     // An endpoint_url set anywhere wins: in the same file, in an earlier
     // one, in the environment.
@@ -446,10 +460,17 @@ fn endpoint_url_follows_the_api_of_the_same_configuration_unless_set() {
         "[DEFAULT]\nendpoint_url = http://lb:80\n\n[api]\nbind_port = 5751\n",
     );
     assert_eq!(
-        load_from(&[both], env(&[])).expect("both").default.endpoint_url,
+        load_from(&[both], env(&[]))
+            .expect("both")
+            .default
+            .endpoint_url,
         "http://lb:80"
     );
-    let client = file(&dir, "client.conf", "[DEFAULT]\nendpoint_url = http://lb:80\n");
+    let client = file(
+        &dir,
+        "client.conf",
+        "[DEFAULT]\nendpoint_url = http://lb:80\n",
+    );
     let api = file(&dir, "api.conf", "[api]\nbind_port = 5751\n");
     assert_eq!(
         load_from(&[client, api.clone()], env(&[]))
@@ -472,7 +493,8 @@ fn endpoint_url_follows_the_api_of_the_same_configuration_unless_set() {
 /// (those its error lists), and the boolean words it takes.
 #[test]
 fn the_documentation_names_every_scheme_and_boolean_word() {
-    let doc_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
+    let doc_path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
     let doc = std::fs::read_to_string(&doc_path).expect("docs/configuration.md");
     let err = parse_str("[DEFAULT]\ntransport_url = x://h/\n", "t.conf")
         .expect_err("unknown scheme")
@@ -482,9 +504,15 @@ fn the_documentation_names_every_scheme_and_boolean_word() {
         .split([',', ' '])
         .filter(|w| !w.is_empty() && *w != "or")
         .collect();
-    assert!(schemes.contains(&"fake") && schemes.contains(&"amqps"), "{err}");
+    assert!(
+        schemes.contains(&"fake") && schemes.contains(&"amqps"),
+        "{err}"
+    );
     for scheme in schemes {
-        assert!(doc.contains(&format!("`{scheme}://`")), "{scheme}:// undocumented");
+        assert!(
+            doc.contains(&format!("`{scheme}://`")),
+            "{scheme}:// undocumented"
+        );
         // Each is accepted.
         let url = if matches!(scheme, "memory" | "fake") {
             format!("{scheme}://")
@@ -494,7 +522,15 @@ fn the_documentation_names_every_scheme_and_boolean_word() {
         parse_str(&format!("[DEFAULT]\ntransport_url = {url}\n"), "t.conf")
             .unwrap_or_else(|e| panic!("{url}: {e}"));
     }
-    for word in ["`yes`", "`on`", "`1`", "`no`", "`off`", "`0`", "in any case"] {
+    for word in [
+        "`yes`",
+        "`on`",
+        "`1`",
+        "`no`",
+        "`off`",
+        "`0`",
+        "in any case",
+    ] {
         assert!(doc.contains(word), "booleans: {word} undocumented");
     }
 }
