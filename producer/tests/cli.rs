@@ -1035,6 +1035,32 @@ fn get_refuses_an_image_that_is_not_its_checksum() {
     assert_eq!(std::fs::read(&target).expect("written"), png);
 }
 
+/// With no endpoint_url anywhere, `faafo` asks the API of its configuration
+/// file, at `[api] bind_port` (it went to the default port 5000 before).
+#[test]
+fn the_command_line_follows_the_api_port_of_its_configuration() {
+    let json_headers = "content-type: application/json\r\n";
+    let (url, requests) = scripted_api(vec![(
+        "422 Unprocessable Entity",
+        json_headers,
+        br#"{"message": "reached"}"#.to_vec(),
+    )]);
+    let port = url.rsplit(':').next().expect("a port");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), &format!("[api]\nbind_port = {port}\n"));
+    let mut command = Command::new(faafo());
+    command.arg("--config-file").arg(&config).arg("create");
+    refused(
+        run(command, "faafo create"),
+        "a create the API refuses",
+        "422",
+    );
+    let first = requests
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the API of [api] bind_port was asked");
+    assert!(first.starts_with("POST /v1/fractal"), "{first}");
+}
+
 /// When the API refuses a task part-way through `faafo create --tasks N`,
 /// the fractals already created (which exist and will be rendered) are
 /// still shown, then the error.

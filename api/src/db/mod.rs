@@ -86,7 +86,7 @@ pub enum DbError {
     #[error("corrupt row in the database: {0}")]
     Corrupt(String),
     /// Any other error of MariaDB/MySQL or PostgreSQL.
-    #[error("database error: {0}")]
+    #[error("database error: {}", server::server_message(.0))]
     Server(sqlx::Error),
     /// Any other error of SQLite.
     #[error("database error: {0}")]
@@ -116,7 +116,7 @@ impl From<sqlx::Error> for DbError {
             // Worth retrying: a deadlock, a lock wait or serialization
             // failure, a server shutting down.
             sqlx::Error::Database(ref db) if is_transient(db.as_ref()) => {
-                DbError::Unavailable(e.to_string())
+                DbError::Unavailable(server::server_message(&e))
             }
             sqlx::Error::Database(ref db)
                 if db

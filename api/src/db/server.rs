@@ -72,6 +72,39 @@ macro_rules! record_from_row {
     }};
 }
 
+/// Opens one connection and closes it, at start-up, so that a server that
+/// cannot be used is reported for what it is ("Connection refused", "password
+/// authentication failed"...): the pool retries a refused connection until
+/// its timeout and then says only that it timed out.
+async fn first_connection<C: sqlx::Connection>(
+    options: &<C as sqlx::Connection>::Options,
+    timeout: Duration,
+) -> Result<(), String> {
+    match tokio::time::timeout(timeout, C::connect_with(options)).await {
+        Ok(Ok(connection)) => {
+            // Closing politely is a courtesy; the connection is dropped anyway.
+            let _ = connection.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(server_message(&e)),
+        Err(_) => Err(format!(
+            "no connection within {} s ([database] connect_timeout)",
+            timeout.as_secs()
+        )),
+    }
+}
+
+/// An sqlx error in words: the server's own message for an error it
+/// returned (without sqlx's prefix or PostgreSQL's "at line N", the line of
+/// the server's C source), the system's for a connection that failed.
+pub(super) fn server_message(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => db.message().to_string(),
+        sqlx::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
+    }
+}
+
 impl ServerPool {
     /// Connects and migrates.
     pub async fn connect(
@@ -91,28 +124,40 @@ impl ServerPool {
                 None => url.to_string(),
             };
             let connect = MySqlConnectOptions::from_str(&url)
-                .map_err(|e| open(e.to_string()))?
+                .map_err(|e| open(server_message(&e)))?
                 .charset("utf8mb4");
+            first_connection::<sqlx::MySqlConnection>(&connect, timeout)
+                .await
+                .map_err(open)?;
             let pool = MySqlPoolOptions::new()
                 .max_connections(max)
                 .acquire_timeout(timeout)
                 .connect_with(connect)
                 .await
-                .map_err(|e| open(e.to_string()))?;
+                .map_err(|e| open(server_message(&e)))?;
             ServerPool::MySql(pool)
         } else {
-            let connect = PgConnectOptions::from_str(url).map_err(|e| open(e.to_string()))?;
+            let connect = PgConnectOptions::from_str(url).map_err(|e| open(server_message(&e)))?;
+            first_connection::<sqlx::PgConnection>(&connect, timeout)
+                .await
+                .map_err(open)?;
             let pool = PgPoolOptions::new()
                 .max_connections(max)
                 .acquire_timeout(timeout)
                 .connect_with(connect)
                 .await
-                .map_err(|e| open(e.to_string()))?;
+                .map_err(|e| open(server_message(&e)))?;
             ServerPool::Postgres(pool)
         };
         pool.migrate().await.map_err(|e| DbError::Migrate {
             url: redacted.to_string(),
-            reason: e.to_string(),
+            reason: match e {
+                sqlx::migrate::MigrateError::Execute(e) => server_message(&e),
+                sqlx::migrate::MigrateError::ExecuteMigration(e, version) => {
+                    format!("migration {version}: {}", server_message(&e))
+                }
+                other => other.to_string(),
+            },
         })?;
         Ok(pool)
     }

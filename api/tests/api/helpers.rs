@@ -43,7 +43,8 @@ const MYSQL_DEFAULT: &str = "mysql://root@127.0.0.1:3306/test";
 const POSTGRES_DEFAULT: &str = "postgresql://postgres@127.0.0.1:5432/test";
 
 impl Backend {
-    fn admin_url(self) -> Option<(String, &'static str)> {
+    /// The URL of the server's administrator and the variable that sets it.
+    pub fn admin_url(self) -> Option<(String, &'static str)> {
         match self {
             Backend::Sqlite => None,
             Backend::MySql => Some((
@@ -70,7 +71,7 @@ pub struct TestDatabase {
 }
 
 /// `url` with its database (path) replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
+pub fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((base, query)) => (base, format!("?{query}")),
         None => (url, String::new()),

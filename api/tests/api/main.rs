@@ -6,7 +6,8 @@
 //! - `hostile`: bad input never gets a 500 and changes nothing;
 //! - `auth`: token auth, route by route;
 //! - `browser`: the web page in headless Chromium;
-//! - `schemathesis`: the OpenAPI document, fuzzed by schemathesis.
+//! - `schemathesis`: the OpenAPI document, fuzzed by schemathesis;
+//! - `startup`: the start-up errors of a database server that cannot be used.
 
 mod auth;
 mod browser;
@@ -15,3 +16,4 @@ mod helpers;
 mod hostile;
 mod schemathesis;
 mod seed_era;
+mod startup;

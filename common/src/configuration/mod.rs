@@ -130,7 +130,11 @@ pub fn parse_str(text: &str, origin: &str) -> Result<FaafoConfig, ConfigError> {
         .add_source(config::File::from_str(text, config::FileFormat::Ini))
         .build()
         .map_err(|e| ConfigError::new(origin, format!("not a valid INI file: {}", clean(&e))))?;
-    let parsed = deserialize::<FaafoConfig>(single).map_err(|m| ConfigError::new(origin, m))?;
+    let endpoint_set = is_set(&single, ENDPOINT_URL);
+    let mut parsed = deserialize::<FaafoConfig>(single).map_err(|m| ConfigError::new(origin, m))?;
+    if !endpoint_set {
+        parsed.endpoint_url_from_api();
+    }
     parsed
         .validate()
         .map_err(|e| ConfigError::new(origin, e.message))?;
@@ -196,22 +200,34 @@ pub fn load_from(
     let merged = builder
         .build()
         .map_err(|e| ConfigError::new("configuration", clean(&e)))?;
-    let config =
+    let endpoint_set = is_set(&merged, ENDPOINT_URL);
+    let mut config =
         deserialize::<FaafoConfig>(merged).map_err(|m| ConfigError::new("configuration", m))?;
+    if !endpoint_set {
+        config.endpoint_url_from_api();
+    }
     config.check().map_err(|invalid| {
-        // Name the last source that set the offending key.
-        let key = format!("{}.{}", invalid.section, invalid.key);
-        let origin = env_origins
-            .iter()
-            .rev()
-            .find(|(k, _)| *k == key)
-            .map(|(_, origin)| origin.clone())
+        // Name the last source that set the offending key (or, when none
+        // did, the key it goes with: a max_width below the default min_width).
+        let set_by = |key: String| {
+            env_origins
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == key)
+                .map(|(_, origin)| origin.clone())
+                .or_else(|| {
+                    file_configs
+                        .iter()
+                        .rev()
+                        .find(|(_, c)| is_set(c, &key))
+                        .map(|(origin, _)| origin.clone())
+                })
+        };
+        let origin = set_by(format!("{}.{}", invalid.section, invalid.key))
             .or_else(|| {
-                file_configs
-                    .iter()
-                    .rev()
-                    .find(|(_, c)| c.get::<config::Value>(&key).is_ok())
-                    .map(|(origin, _)| origin.clone())
+                invalid
+                    .related
+                    .and_then(|related| set_by(format!("{}.{related}", invalid.section)))
             })
             .unwrap_or_else(|| "configuration".to_string());
         ConfigError::new(
@@ -220,6 +236,15 @@ pub fn load_from(
         )
     })?;
     Ok(config)
+}
+
+/// The key of `[DEFAULT] endpoint_url`, whose default depends on `[api]`.
+const ENDPOINT_URL: &str = "DEFAULT.endpoint_url";
+
+/// Whether a file or variable among `config`'s sources sets `key`
+/// (`section.option`); the defaults are not among them.
+fn is_set(config: &config::Config, key: &str) -> bool {
+    config.get::<config::Value>(key).is_ok()
 }
 
 /// Deserializes, turning serde's wording into "[section] key: ...".
@@ -255,9 +280,53 @@ fn describe(e: &config::ConfigError) -> String {
     if let Some((what, key)) = text.split_once(" for key `") {
         let key = key.split('`').next().unwrap_or(key);
         let (section, option) = key.split_once('.').unwrap_or(("DEFAULT", key));
+        let what = explain_value(section, option, what).unwrap_or_else(|| what.to_string());
         return format!("[{section}] {option}: {what}");
     }
     text
+}
+
+/// Serde's wording of a value of the wrong type or out of its type's range
+/// (`invalid type: string "-1", expected an integer`, ``invalid type:
+/// 64-bit unsigned integer `70000`, expected an unsigned 16 bit integer``),
+/// in words: the value and what the option takes. `None`: not such an error.
+fn explain_value(section: &str, option: &str, what: &str) -> Option<String> {
+    let rest = what
+        .strip_prefix("invalid type: ")
+        .or_else(|| what.strip_prefix("invalid value: "))?;
+    let (got, expected) = rest.rsplit_once(", expected ")?;
+    // The value: a string is shown quoted and escaped, a number in backquotes.
+    let value = match got.split_once('"') {
+        Some((_, quoted)) => quoted.strip_suffix('"')?,
+        None => got.split('`').nth(1)?,
+    };
+    let number = value.trim().parse::<i128>().is_ok();
+    let shown = if number {
+        value.trim().to_string()
+    } else {
+        format!("'{value}'")
+    };
+    let whole_range = FaafoConfig::section_docs()
+        .iter()
+        .find(|s| s.name() == section)
+        .and_then(|s| s.options().iter().find(|o| o.key == option))
+        .and_then(|o| o.whole_range);
+    if let Some((low, high)) = whole_range {
+        return Some(
+            if option.ends_with("port") && (low, high) == (0, u16::MAX.into()) {
+                format!("{shown} is not a port number ({low}-{high})")
+            } else {
+                format!("{shown} is not a whole number from {low} to {high}")
+            },
+        );
+    }
+    match expected {
+        "a boolean" => Some(format!(
+            "{shown} is not a boolean (true/false, yes/no, on/off or 1/0, in any case)"
+        )),
+        "a floating point" => Some(format!("{shown} is not a number")),
+        _ => None,
+    }
 }
 
 /// A comma-separated list (`a, b, c`), as oslo.config's ListOpt.

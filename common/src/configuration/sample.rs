@@ -12,6 +12,9 @@ pub struct OptionDoc {
     pub help: String,
     /// The default, as it would be written in the file.
     pub default: String,
+    /// For a whole-number option, the smallest and largest value it takes
+    /// (an error names the range).
+    pub whole_range: Option<(i64, u64)>,
 }
 
 /// A configuration section declared with [`config_section!`].
@@ -26,6 +29,9 @@ pub trait Section: Default {
 
 /// How a default value is written in a sample file.
 pub trait SampleValue {
+    /// For a whole-number type, the smallest and largest value it holds.
+    const WHOLE_RANGE: Option<(i64, u64)> = None;
+
     /// The INI text of the value.
     fn sample(&self) -> String;
 }
@@ -39,17 +45,21 @@ macro_rules! display_sample {
         })*
     };
 }
-display_sample!(
-    String,
-    bool,
-    u16,
-    u32,
-    u64,
-    usize,
-    i64,
-    f64,
-    super::CommaList
-);
+display_sample!(String, bool, f64, super::CommaList);
+
+macro_rules! whole_sample {
+    ($($t:ty),*) => {
+        $(impl SampleValue for $t {
+            // Every type listed fits between i64's minimum and u64's maximum.
+            const WHOLE_RANGE: Option<(i64, u64)> = Some((<$t>::MIN as i64, <$t>::MAX as u64));
+
+            fn sample(&self) -> String {
+                self.to_string()
+            }
+        })*
+    };
+}
+whole_sample!(u16, u32, u64, usize, i64);
 
 /// Declares a configuration section: a struct whose fields are the options,
 /// each with a doc comment (its help) and a default. The struct refuses
@@ -108,6 +118,7 @@ macro_rules! config_section {
                         key: stringify!($field),
                         help: [$($doc),+].iter().map(|l| l.trim()).collect::<Vec<_>>().join(" "),
                         default: $crate::configuration::SampleValue::sample(&defaults.$field),
+                        whole_range: <$ty as $crate::configuration::SampleValue>::WHOLE_RANGE,
                     },
                 )*]
             }
@@ -123,6 +134,16 @@ pub struct SectionDoc {
 }
 
 impl SectionDoc {
+    /// The section's name in the INI file.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Its options, in declaration order.
+    pub fn options(&self) -> &[OptionDoc] {
+        &self.options
+    }
+
     /// The documentation of section `S`.
     pub fn of<S: Section>() -> Self {
         Self {

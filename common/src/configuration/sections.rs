@@ -22,7 +22,7 @@ config_section! {
         database_url: String = String::new(),
         /// Directory for faafo's data (the SQLite database, stored images). Empty: $XDG_DATA_HOME/faafo or ~/.local/share/faafo.
         state_path: String = String::new(),
-        /// URL of the faafo API, for the producer and the command line (several API hosts sharing one database separated by commas: used in turn when one fails).
+        /// URL of the faafo API, for the producer and the command line (several API hosts sharing one database separated by commas: used in turn when one fails). Not set: the API of the same configuration, http://<[api] bind_host>:<[api] bind_port> (127.0.0.1 for 0.0.0.0, [::1] for ::).
         endpoint_url: String = "http://127.0.0.1:5000".into(),
         /// Token sent as X-Auth-Token to an API that requires one (auth_strategy = token).
         auth_token: String = String::new(),
@@ -173,6 +173,28 @@ config_section! {
     }
 }
 
+impl ApiSection {
+    /// The URL a client on this machine reaches this API at:
+    /// `http://bind_host:bind_port`, with 127.0.0.1 (`[::1]`) for an API
+    /// listening on every IPv4 (IPv6) address, and an IPv6 address bracketed.
+    pub fn local_url(&self) -> String {
+        let host = self.bind_host.trim();
+        let bare = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let host = match bare.parse::<std::net::IpAddr>() {
+            Ok(ip) if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
+            Ok(ip) if ip.is_unspecified() => "[::1]".to_string(),
+            Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+            Ok(ip) => ip.to_string(),
+            Err(_) if bare.is_empty() => "127.0.0.1".to_string(),
+            Err(_) => bare.to_string(),
+        };
+        format!("http://{host}:{}", self.bind_port)
+    }
+}
+
 /// The whole configuration of faafo: every program reads the same layout
 /// (and ignores the sections of the others).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -205,6 +227,9 @@ pub(crate) struct Invalid {
     pub section: &'static str,
     pub key: &'static str,
     pub message: String,
+    /// Another key of the section the problem involves (the `max_` of a
+    /// `min_`): the error names the file that set it when no file set `key`.
+    pub related: Option<&'static str>,
 }
 
 /// The most tasks a worker can hold: AMQP's `basic.qos` prefetch count is
@@ -231,6 +256,7 @@ fn invalid(section: &'static str, key: &'static str, message: impl Into<String>)
         section,
         key,
         message: message.into(),
+        related: None,
     }
 }
 
@@ -424,26 +450,36 @@ impl FaafoConfig {
                 ),
             ));
         }
-        for (key, min, max) in [
-            ("min_tasks", p.min_tasks, p.max_tasks),
-            ("min_width", p.min_width, p.max_width),
-            ("min_height", p.min_height, p.max_height),
-            ("min_iterations", p.min_iterations, p.max_iterations),
+        for (key, min, max_key, max) in [
+            ("min_tasks", p.min_tasks, "max_tasks", p.max_tasks),
+            ("min_width", p.min_width, "max_width", p.max_width),
+            ("min_height", p.min_height, "max_height", p.max_height),
+            (
+                "min_iterations",
+                p.min_iterations,
+                "max_iterations",
+                p.max_iterations,
+            ),
         ] {
             if min > max {
+                return Err(Invalid {
+                    related: Some(max_key),
+                    ..invalid(
+                        "producer",
+                        key,
+                        format!("{min} is larger than {max_key} ({max})"),
+                    )
+                });
+            }
+        }
+        for (key, side) in [("min_width", p.min_width), ("min_height", p.min_height)] {
+            if side < 2 {
                 return Err(invalid(
                     "producer",
                     key,
-                    format!("{min} is larger than its max_ ({max})"),
+                    format!("widths and heights must be at least 2, got {side}"),
                 ));
             }
-        }
-        if p.min_width < 2 || p.min_height < 2 {
-            return Err(invalid(
-                "producer",
-                "min_width",
-                "widths and heights must be at least 2",
-            ));
         }
         for (key, seconds) in [("interval", p.interval), ("poll_interval", p.poll_interval)] {
             if !(seconds.is_finite() && seconds > 0.0) {
@@ -475,12 +511,13 @@ impl FaafoConfig {
                 return Err(invalid("producer", key, "must be a finite number"));
             }
         }
-        if p.max_attempts == 0 || p.max_in_flight == 0 {
-            return Err(invalid(
-                "producer",
-                "max_attempts",
-                "max_attempts and max_in_flight must be at least 1",
-            ));
+        for (key, value) in [
+            ("max_attempts", p.max_attempts as usize),
+            ("max_in_flight", p.max_in_flight),
+        ] {
+            if value == 0 {
+                return Err(invalid("producer", key, "must be at least 1"));
+            }
         }
         if p.max_in_flight > MAX_IN_FLIGHT {
             return Err(invalid(
@@ -490,6 +527,17 @@ impl FaafoConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Sets `[DEFAULT] endpoint_url` to the API of `[api]` (for a
+    /// configuration where no source set it): one file serves the API and
+    /// its clients. A `bind_host` that makes no URL leaves it as it is (the
+    /// API refuses to start with it).
+    pub(crate) fn endpoint_url_from_api(&mut self) {
+        let url = self.api.local_url();
+        if crate::api_client::ApiEndpoints::parse(&url).is_ok() {
+            self.default.endpoint_url = url;
+        }
     }
 
     /// The data directory.

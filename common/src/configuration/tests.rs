@@ -76,12 +76,44 @@ fn errors_name_the_file_section_key_and_expectation() {
     let cases = [
         ("[api]\nbind_prt = 1\n", "[api] unknown option 'bind_prt'"),
         ("[apy]\nbind_port = 1\n", "unknown section [apy]"),
+        // A value of the wrong type or out of range, in words: the value
+        // and the range the option takes, not serde's types.
         (
             "[api]\nbind_port = eighty\n",
-            "[api] bind_port: invalid type: string \"eighty\", expected",
+            "[api] bind_port: 'eighty' is not a port number (0-65535)",
         ),
-        ("[api]\nbind_port = 70000\n", "[api] bind_port"),
-        ("[DEFAULT]\ndebug = maybe\n", "[DEFAULT] debug"),
+        (
+            "[api]\nbind_port = 70000\n",
+            "[api] bind_port: 70000 is not a port number (0-65535)",
+        ),
+        (
+            "[api]\nbind_port = -1\n",
+            "[api] bind_port: -1 is not a port number (0-65535)",
+        ),
+        (
+            "[api]\nresults_per_page = -3\n",
+            "[api] results_per_page: -3 is not a whole number from 0 to 4294967295",
+        ),
+        (
+            "[api]\nresults_per_page = 5000000000\n",
+            "[api] results_per_page: 5000000000 is not a whole number from 0 to 4294967295",
+        ),
+        (
+            "[api]\nmax_body_size = 18446744073709551616\n",
+            "[api] max_body_size: 18446744073709551616 is not a whole number from 0 to 18446744073709551615",
+        ),
+        (
+            "[worker]\nexec_timeout = 1.5\n",
+            "[worker] exec_timeout: '1.5' is not a whole number from 0 to 18446744073709551615",
+        ),
+        (
+            "[producer]\ninterval = soon\n",
+            "[producer] interval: 'soon' is not a number",
+        ),
+        (
+            "[DEFAULT]\ndebug = maybe\n",
+            "[DEFAULT] debug: 'maybe' is not a boolean (true/false, yes/no, on/off or 1/0, in any case)",
+        ),
     ];
     for (text, expected) in cases {
         let path = file(&dir, "bad.conf", text);
@@ -98,6 +130,13 @@ fn errors_name_the_file_section_key_and_expectation() {
     assert!(
         err.starts_with("environment variable FAAFO_API__BIND_PORT: [api] bind_port"),
         "{err}"
+    );
+    let err = load_from(&[], env(&[("FAAFO_API__BIND_PORT", "-1")]))
+        .expect_err("env")
+        .to_string();
+    assert_eq!(
+        err,
+        "environment variable FAAFO_API__BIND_PORT: [api] bind_port: -1 is not a port number (0-65535)"
     );
     let err = load_from(&[dir.path().join("missing.conf")], env(&[]))
         .expect_err("missing")
@@ -175,7 +214,40 @@ fn semantic_errors_are_caught_without_showing_passwords() {
             "[api]\nimage_store = s3\n",
             "[api] image_store: expected one of database, filesystem",
         ),
-        ("[producer]\nmin_width = 2000\n", "[producer] min_width"),
+        (
+            "[producer]\nmin_width = 2000\n",
+            "[producer] min_width: 2000 is larger than max_width (1024)",
+        ),
+        // Each min_ names its own max_.
+        (
+            "[producer]\nmin_width = 900\nmax_width = 100\n",
+            "[producer] min_width: 900 is larger than max_width (100)",
+        ),
+        (
+            "[producer]\nmin_tasks = 9\nmax_tasks = 3\n",
+            "[producer] min_tasks: 9 is larger than max_tasks (3)",
+        ),
+        (
+            "[producer]\nmin_height = 900\nmax_height = 100\n",
+            "[producer] min_height: 900 is larger than max_height (100)",
+        ),
+        (
+            "[producer]\nmin_iterations = 900\nmax_iterations = 100\n",
+            "[producer] min_iterations: 900 is larger than max_iterations (100)",
+        ),
+        // Only the max_ set (below the default min_): the file is named.
+        (
+            "[producer]\nmax_width = 100\n",
+            "[producer] min_width: 256 is larger than max_width (100)",
+        ),
+        (
+            "[producer]\nmin_height = 1\n",
+            "[producer] min_height: widths and heights must be at least 2, got 1",
+        ),
+        (
+            "[producer]\nmax_in_flight = 0\n",
+            "[producer] max_in_flight: must be at least 1",
+        ),
         ("[producer]\ninterval = 0\n", "[producer] interval"),
         (
             "[worker]\nexecutor_size = 4\nprefetch = 2\n",
@@ -318,4 +390,147 @@ fn names_the_config_crate_would_read_as_array_paths_are_refused() {
     )
     .expect("plain names");
     assert_eq!(config.api.bind_port, 5001);
+}
+
+#[test]
+fn booleans_take_the_documented_words_in_any_case() {
+    for (word, value) in [
+        ("true", true),
+        ("TRUE", true),
+        ("yes", true),
+        ("On", true),
+        ("1", true),
+        ("false", false),
+        ("No", false),
+        ("OFF", false),
+        ("0", false),
+    ] {
+        let config = parse_str(&format!("[DEFAULT]\ndebug = {word}\n"), "b.conf")
+            .unwrap_or_else(|e| panic!("{word}: {e}"));
+        assert_eq!(config.default.debug, value, "{word}");
+    }
+    for word in ["y", "n", "2", "t", ""] {
+        parse_str(&format!("[DEFAULT]\ndebug = {word}\n"), "b.conf").expect_err(word);
+    }
+}
+
+#[test]
+fn endpoint_url_follows_the_api_of_the_same_configuration_unless_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert_eq!(
+        load_from(&[], env(&[]))
+            .expect("defaults")
+            .default
+            .endpoint_url,
+        "http://127.0.0.1:5000"
+    );
+    for (api, expected) in [
+        ("bind_port = 5751\n", "http://127.0.0.1:5751"),
+        (
+            "bind_host = 0.0.0.0\nbind_port = 5751\n",
+            "http://127.0.0.1:5751",
+        ),
+        ("bind_host = ::\nbind_port = 5751\n", "http://[::1]:5751"),
+        ("bind_host = ::1\nbind_port = 5751\n", "http://[::1]:5751"),
+        ("bind_host = [::1]\nbind_port = 5751\n", "http://[::1]:5751"),
+        (
+            "bind_host = 10.1.2.3\nbind_port = 5751\n",
+            "http://10.1.2.3:5751",
+        ),
+        (
+            "bind_host = api.example.org\n",
+            "http://api.example.org:5000",
+        ),
+    ] {
+        let text = format!("[api]\n{api}");
+        let path = file(&dir, "one.conf", &text);
+        let config = load_from(&[path], env(&[])).expect(&text);
+        assert_eq!(config.default.endpoint_url, expected, "{text}");
+        let config = parse_str(&text, "one.conf").expect(&text);
+        assert_eq!(
+            config.default.endpoint_url, expected,
+            "check-config: {text}"
+        );
+    }
+    // An endpoint_url set anywhere wins: in the same file, in an earlier
+    // one, in the environment.
+    let both = file(
+        &dir,
+        "both.conf",
+        "[DEFAULT]\nendpoint_url = http://lb:80\n\n[api]\nbind_port = 5751\n",
+    );
+    assert_eq!(
+        load_from(&[both], env(&[]))
+            .expect("both")
+            .default
+            .endpoint_url,
+        "http://lb:80"
+    );
+    let client = file(
+        &dir,
+        "client.conf",
+        "[DEFAULT]\nendpoint_url = http://lb:80\n",
+    );
+    let api = file(&dir, "api.conf", "[api]\nbind_port = 5751\n");
+    assert_eq!(
+        load_from(&[client, api.clone()], env(&[]))
+            .expect("two files")
+            .default
+            .endpoint_url,
+        "http://lb:80"
+    );
+    let config = load_from(
+        std::slice::from_ref(&api),
+        env(&[("FAAFO_DEFAULT__ENDPOINT_URL", "http://env:81")]),
+    )
+    .expect("environment");
+    assert_eq!(config.default.endpoint_url, "http://env:81");
+    let config = load_from(&[], env(&[("FAAFO_API__BIND_PORT", "5752")])).expect("env port");
+    assert_eq!(config.default.endpoint_url, "http://127.0.0.1:5752");
+}
+
+/// docs/configuration.md documents every transport scheme the loader takes
+/// (those its error lists), and the boolean words it takes.
+#[test]
+fn the_documentation_names_every_scheme_and_boolean_word() {
+    let doc_path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
+    let doc = std::fs::read_to_string(&doc_path).expect("docs/configuration.md");
+    let err = parse_str("[DEFAULT]\ntransport_url = x://h/\n", "t.conf")
+        .expect_err("unknown scheme")
+        .to_string();
+    let schemes = err.rsplit_once("expected ").expect("a list").1;
+    let schemes: Vec<&str> = schemes
+        .split([',', ' '])
+        .filter(|w| !w.is_empty() && *w != "or")
+        .collect();
+    assert!(
+        schemes.contains(&"fake") && schemes.contains(&"amqps"),
+        "{err}"
+    );
+    for scheme in schemes {
+        assert!(
+            doc.contains(&format!("`{scheme}://`")),
+            "{scheme}:// undocumented"
+        );
+        // Each is accepted.
+        let url = if matches!(scheme, "memory" | "fake") {
+            format!("{scheme}://")
+        } else {
+            format!("{scheme}://u:p@h/")
+        };
+        parse_str(&format!("[DEFAULT]\ntransport_url = {url}\n"), "t.conf")
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
+    for word in [
+        "`yes`",
+        "`on`",
+        "`1`",
+        "`no`",
+        "`off`",
+        "`0`",
+        "in any case",
+    ] {
+        assert!(doc.contains(word), "booleans: {word} undocumented");
+    }
 }

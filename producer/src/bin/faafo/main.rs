@@ -12,7 +12,8 @@
 //! ```
 //!
 //! Every command but `up` talks to the API at `--endpoint-url` (or
-//! `[DEFAULT] endpoint_url`, `http://127.0.0.1:5000`).
+//! `[DEFAULT] endpoint_url`; when not set, the configuration's `[api]
+//! bind_host:bind_port`, `http://127.0.0.1:5000` by default).
 
 mod bench;
 mod commands;
