@@ -107,12 +107,13 @@ fn field<'a>(fractal: &'a Value, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{name} missing from {fractal}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_wait_list_show_get_and_delete() {
+/// `faafo up --no-producer` on a port of its own, with `sections` as its
+/// configuration, once its API answers: its directory, the service and
+/// the API's URL.
+async fn up_without_producer(sections: &str) -> (tempfile::TempDir, Service, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    // Pending fractals are picked up every second.
-    let config = write_config(dir.path(), "[producer]\npoll_interval = 1\n");
+    let config = write_config(dir.path(), sections);
     let up = Service::start(
         "up",
         dir.path(),
@@ -121,6 +122,13 @@ async fn create_wait_list_show_get_and_delete() {
     );
     let url = format!("http://127.0.0.1:{port}");
     api_ready(&ApiClient::new(&url, None).expect("client"), &up).await;
+    (dir, up, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_wait_list_show_get_and_delete() {
+    // Pending fractals are picked up every second.
+    let (dir, _up, url) = up_without_producer("[producer]\npoll_interval = 1\n").await;
     let at = |args: &[&str]| faafo_at(&url, args);
 
     // Two fractals with fixed sizes, rendered before the command returns;
@@ -632,17 +640,7 @@ async fn partial_viewports_and_ctrl_c_while_waiting() {
 /// set renders with its constant given.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_fractal_outlasts_the_timeout() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let config = write_config(dir.path(), "[producer]\npoll_interval = 0.2\n");
-    let up = Service::start(
-        "up",
-        dir.path(),
-        &config,
-        &["up", "--port", &port.to_string(), "--no-producer"],
-    );
-    let url = format!("http://127.0.0.1:{port}");
-    api_ready(&ApiClient::new(&url, None).expect("client"), &up).await;
+    let (_dir, _up, url) = up_without_producer("[producer]\npoll_interval = 0.2\n").await;
     let at = |args: &[&str]| faafo_at(&url, args);
     ok(
         at(&[
@@ -1155,21 +1153,9 @@ fn up_refuses_a_token_its_producer_does_not_have() {
 /// never escapes, every pixel takes all its iterations, even in a release
 /// build); returns once that render runs, with the API's URL.
 async fn up_with_a_long_render(options: &str) -> (tempfile::TempDir, Service, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let config = write_config(
-        dir.path(),
-        &format!("[producer]\npoll_interval = 0.2\n{options}"),
-    );
-    let up = Service::start(
-        "up",
-        dir.path(),
-        &config,
-        &["up", "--port", &port.to_string(), "--no-producer"],
-    );
-    let url = format!("http://127.0.0.1:{port}");
+    let (dir, up, url) =
+        up_without_producer(&format!("[producer]\npoll_interval = 0.2\n{options}")).await;
     let api = ApiClient::new(&url, None).expect("client");
-    api_ready(&api, &up).await;
     ok(
         faafo_at(
             &url,

@@ -93,6 +93,19 @@ async fn until_a_task_started(worker: &RunningWorker) {
 }
 
 /// A worker like `first`, named "second", to take over what it gave back.
+/// A task whose render takes minutes: c = 0, the whole disc never
+/// escapes, every pixel runs all its iterations.
+fn heavy_task() -> Task {
+    Task {
+        width: 2000,
+        height: 2000,
+        iterations: 100_000,
+        c_re: Some(0.0),
+        c_im: Some(0.0),
+        ..task(&uuid::Uuid::new_v4().to_string())
+    }
+}
+
 async fn start_second(t: &Transport, first: WorkerSettings) -> RunningWorker {
     start(
         t,
@@ -287,15 +300,7 @@ async fn a_long_render_does_not_hold_up_the_others(env: TestBroker) {
     let t = env.transport().await;
     let worker = start(&t, settings()).await;
     let client = RpcClient::new(&t, Target::topic("tasks"));
-    // c = 0: the whole disc never escapes, every pixel runs all iterations.
-    let heavy = Task {
-        width: 2000,
-        height: 2000,
-        iterations: 100_000,
-        c_re: Some(0.0),
-        c_im: Some(0.0),
-        ..task(&uuid::Uuid::new_v4().to_string())
-    };
+    let heavy = heavy_task();
     let long = {
         let client = client.clone();
         tokio::spawn(async move { process(&client, heavy).await })
@@ -322,15 +327,7 @@ async fn renders_past_exec_timeout_are_cancelled(env: TestBroker) {
     s.exec_timeout = Duration::from_secs(1);
     let worker = start(&t, s).await;
     let client = RpcClient::new(&t, Target::topic("tasks"));
-    // c = 0: the whole disc never escapes, every pixel runs all iterations.
-    let heavy = Task {
-        width: 2000,
-        height: 2000,
-        iterations: 100_000,
-        c_re: Some(0.0),
-        c_im: Some(0.0),
-        ..task(&uuid::Uuid::new_v4().to_string())
-    };
+    let heavy = heavy_task();
     let started = Instant::now();
     let error = remote_error(process(&client, heavy).await, "TimeoutError");
     assert!(error.message.contains("exec_timeout"), "{error}");
