@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use clap::Args;
 use faafo_common::api_client::ApiClient;
 use faafo_common::configuration::FaafoConfig;
+use faafo_common::messaging::url::TransportKind;
 use faafo_common::messaging::{RpcClient, Target, Transport, redact_url};
 use faafo_common::shutdown::Shutdown;
 use faafo_common::telemetry::{self, TelemetryGuard, TelemetrySettings};
@@ -131,7 +132,7 @@ pub async fn run(
     // worker can answer those calls, so the producer gives them up then
     // rather than at the end of its own grace. Either way their tasks stay
     // running, without using an attempt, for the next start.
-    let only_worker = config.default.transport_url.starts_with("memory:");
+    let only_worker = worker_transport.url().kind == TransportKind::Memory;
     let worker_stopped = async {
         worker
             .stop_within(std::time::Duration::from_secs(config.worker.shutdown_grace))
