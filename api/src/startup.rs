@@ -105,19 +105,7 @@ impl Application {
     /// A URL clients on this machine can use (`http://127.0.0.1:<port>`
     /// when bound to every address).
     pub fn url(&self) -> String {
-        let ip = self.address.ip();
-        let host = if ip.is_unspecified() {
-            if ip.is_ipv4() {
-                "127.0.0.1".to_string()
-            } else {
-                "[::1]".to_string()
-            }
-        } else if ip.is_ipv6() {
-            format!("[{ip}]")
-        } else {
-            ip.to_string()
-        };
-        format!("http://{host}:{}", self.port())
+        faafo_common::configuration::local_api_url(self.address.ip(), self.port())
     }
 
     /// The database (for tests and `faafo up`).

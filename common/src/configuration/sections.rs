@@ -175,24 +175,36 @@ config_section! {
 
 impl ApiSection {
     /// The URL a client on this machine reaches this API at:
-    /// `http://bind_host:bind_port`, with 127.0.0.1 (`[::1]`) for an API
-    /// listening on every IPv4 (IPv6) address, and an IPv6 address bracketed.
+    /// `http://bind_host:bind_port`, as [`local_api_url`] writes it for an
+    /// address (an empty host is every IPv4 address; a name stays as it is).
     pub fn local_url(&self) -> String {
         let host = self.bind_host.trim();
         let bare = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
-        let host = match bare.parse::<std::net::IpAddr>() {
-            Ok(ip) if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
-            Ok(ip) if ip.is_unspecified() => "[::1]".to_string(),
-            Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
-            Ok(ip) => ip.to_string(),
-            Err(_) if bare.is_empty() => "127.0.0.1".to_string(),
-            Err(_) => bare.to_string(),
-        };
-        format!("http://{host}:{}", self.bind_port)
+        match bare.parse::<std::net::IpAddr>() {
+            Ok(ip) => local_api_url(ip, self.bind_port),
+            Err(_) if bare.is_empty() => {
+                local_api_url(std::net::Ipv4Addr::UNSPECIFIED.into(), self.bind_port)
+            }
+            Err(_) => format!("http://{bare}:{}", self.bind_port),
+        }
     }
+}
+
+/// The URL a client on this machine reaches an API listening on
+/// `ip`:`port` at: 127.0.0.1 (`[::1]`) for every IPv4 (IPv6) address, an
+/// IPv6 address bracketed. For the API's own announcement and for a
+/// client's default alike.
+pub fn local_api_url(ip: std::net::IpAddr, port: u16) -> String {
+    let host = match ip {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
+        ip if ip.is_unspecified() => "[::1]".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("http://{host}:{port}")
 }
 
 /// The whole configuration of faafo: every program reads the same layout
