@@ -163,13 +163,7 @@ impl JuliaRenderer {
         cancel: &CancelToken,
         out: W,
     ) -> Result<FractalOutput, FractalError> {
-        let rendered = self.render(spec, cancel)?;
-        let png = encode_png(&rendered.image, out)?;
-        Ok(FractalOutput {
-            constant: rendered.constant,
-            render: rendered.stats,
-            png,
-        })
+        with_png(self.render(spec, cancel)?, out)
     }
 
     /// As [`Self::render_png`], for renders that share `pool` (a worker's
@@ -189,13 +183,7 @@ impl JuliaRenderer {
         cancel: &CancelToken,
         out: W,
     ) -> Result<FractalOutput, FractalError> {
-        let rendered = self.render_grid::<u8>(spec, cancel, Some(pool))?;
-        let png = encode_png(&rendered.image, out)?;
-        Ok(FractalOutput {
-            constant: rendered.constant,
-            render: rendered.stats,
-            png,
-        })
+        with_png(self.render_grid(spec, cancel, Some(pool))?, out)
     }
 
     /// The pixels, on the current pool at once (`turns` is `None`), or on
@@ -264,6 +252,16 @@ impl JuliaRenderer {
             },
         })
     }
+}
+
+/// A render's output with its PNG, written to `out` while hashed.
+fn with_png<W: Write>(rendered: Rendered<u8>, out: W) -> Result<FractalOutput, FractalError> {
+    let png = encode_png(&rendered.image, out)?;
+    Ok(FractalOutput {
+        constant: rendered.constant,
+        render: rendered.stats,
+        png,
+    })
 }
 
 /// A zero-filled buffer of `len` values, or [`RenderError::OutOfMemory`] instead of
