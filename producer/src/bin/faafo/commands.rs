@@ -189,10 +189,7 @@ async fn create(
                 eprintln!(
                     "faafo: {} failed: {}",
                     fractal.uuid,
-                    fractal
-                        .error
-                        .as_deref()
-                        .map_or("no reason given", output::plain_error)
+                    output::failure_reason(fractal)
                 );
             }
             Ended::Deleted(uuid) => {
@@ -469,10 +466,7 @@ async fn no_image_yet(
     match api.get(uuid).await {
         Ok(fractal) if fractal.status == FractalStatus::Failed => format!(
             "fractal {uuid} failed, so it has no image: {}",
-            fractal
-                .error
-                .as_deref()
-                .map_or("no reason given", output::plain_error)
+            output::failure_reason(&fractal)
         )
         .into(),
         Ok(fractal) if fractal.status != FractalStatus::Done => format!(

@@ -70,6 +70,11 @@ pub fn list(fractals: &[Fractal], format: Format) {
     println!("{} fractal(s)", fractals.len());
 }
 
+/// Why a failed fractal failed, as [`plain_error`] shows it.
+pub fn failure_reason(f: &Fractal) -> &str {
+    f.error.as_deref().map_or("no reason given", plain_error)
+}
+
 /// A fractal's error without what the RPC layer wraps a worker's message
 /// in (`remote error from topic 'tasks': builtins.ValueError: ...`): the
 /// topic and a built-in Python exception class tell a user nothing. Other
