@@ -107,6 +107,21 @@ fn field<'a>(fractal: &'a Value, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{name} missing from {fractal}"))
 }
 
+/// `create`'s options for a render that takes minutes, even in a release
+/// build: c = 0, every pixel of the unit disk takes all its iterations.
+const LONG_RENDER: &[&str] = &[
+    "--width",
+    "4000",
+    "--height",
+    "4000",
+    "--iterations",
+    "100000",
+    "--c-re",
+    "0",
+    "--c-im",
+    "0",
+];
+
 /// `faafo up --no-producer` on a port of its own, with `sections` as its
 /// configuration, once its API answers: its directory, the service and
 /// the API's URL.
@@ -649,25 +664,12 @@ async fn a_running_fractal_outlasts_the_timeout() {
         ]),
         "a viewport far from the set with c given",
     );
-    // c = 0: every pixel of the unit disk takes all its iterations.
     let output = at(&[
-        "--output",
-        "json",
-        "create",
-        "--width",
-        "4000",
-        "--height",
-        "4000",
-        "--iterations",
-        "100000",
-        "--c-re",
-        "0",
-        "--c-im",
-        "0",
-        "--wait",
-        "--timeout",
-        "10",
-    ]);
+        &["--output", "json", "create"][..],
+        LONG_RENDER,
+        &["--wait", "--timeout", "10"],
+    ]
+    .concat());
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{err}");
     let left = json(&stdout(&output), "create --wait --timeout");
@@ -1157,22 +1159,7 @@ async fn up_with_a_long_render(options: &str) -> (tempfile::TempDir, Service, St
         up_without_producer(&format!("[producer]\npoll_interval = 0.2\n{options}")).await;
     let api = ApiClient::new(&url, None).expect("client");
     ok(
-        faafo_at(
-            &url,
-            &[
-                "create",
-                "--width",
-                "4000",
-                "--height",
-                "4000",
-                "--iterations",
-                "100000",
-                "--c-re",
-                "0",
-                "--c-im",
-                "0",
-            ],
-        ),
+        faafo_at(&url, &[&["create"][..], LONG_RENDER].concat()),
         "create a long render",
     );
     eventually(
