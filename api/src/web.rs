@@ -73,9 +73,8 @@ pub fn live_js_version() -> &'static str {
 /// only to this server; no plugin, no frame around the page, no form.
 pub static CSP: LazyLock<String> = LazyLock::new(|| {
     use base64::Engine;
-    let digest = hex::decode(faafo_common::fractal::sha256_hex(STYLE.as_bytes()))
-        .expect("sha256_hex is hex");
-    let style = base64::engine::general_purpose::STANDARD.encode(digest);
+    let style = base64::engine::general_purpose::STANDARD
+        .encode(faafo_common::fractal::sha256(STYLE.as_bytes()));
     format!(
         "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self' data:; \
          style-src 'sha256-{style}'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -404,8 +403,8 @@ mod tests {
     fn the_policy_admits_the_inline_style_and_no_inline_script() {
         use base64::Engine;
         // Computed here again from the text the page inlines.
-        let digest = hex::decode(faafo_common::fractal::sha256_hex(STYLE.as_bytes())).expect("hex");
-        let hash = base64::engine::general_purpose::STANDARD.encode(digest);
+        let hash = base64::engine::general_purpose::STANDARD
+            .encode(faafo_common::fractal::sha256(STYLE.as_bytes()));
         assert!(
             CSP.contains(&format!("style-src 'sha256-{hash}'")),
             "{}",

@@ -366,8 +366,13 @@ pub fn shorten(text: &str) -> String {
 /// The sha256 of `bytes` in lower-case hex, as `sha256sum` prints it: a
 /// fractal's `checksum`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(sha256(bytes))
+}
+
+/// The sha256 of `bytes` (a Content-Security-Policy hash, say).
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(bytes))
+    Sha256::digest(bytes).into()
 }
 
 /// Longest `error` a fractal keeps, in characters: the API refuses longer
