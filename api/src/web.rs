@@ -2,10 +2,11 @@
 //! finished fractals, newest first, 5 per page, each a thumbnail linking
 //! to the full image beside the original's details table; the counts by
 //! status; a page per fractal. No external asset; inline CSS that folds
-//! to one column on a phone. The first page loads one small script of our
-//! own ([`LIVE_JS`], served at [`LIVE_JS_PATH`]) that keeps it up to date
-//! while it is looked at; every page works without it. Every page carries
-//! a Content-Security-Policy ([`CSP`]) that lets in nothing else.
+//! to one column on a phone. The pages that still change (the first page,
+//! a fractal's page until it is done or failed) load one small script of
+//! our own ([`LIVE_JS`], served at [`LIVE_JS_PATH`]) that keeps them up to
+//! date while they are looked at; every page works without it. Every page
+//! carries a Content-Security-Policy ([`CSP`]) that lets in nothing else.
 
 use std::sync::LazyLock;
 
@@ -51,9 +52,11 @@ footer{color:#777;font-size:.8rem;padding-bottom:1rem}
 @media (max-width:36rem){.thumb{flex-basis:100%}.fractal img{max-width:100%}}
 "#;
 
-/// The script of the first page: polls the page's own URL every few
-/// seconds while the tab is visible and puts in what changed (the counts,
-/// new fractals, the page links).
+/// The script of the pages that still change: polls the page's own URL
+/// every few seconds while the tab is visible and puts in what changed
+/// (the counts, new fractals, the page links; a fractal's details and
+/// image), until the fresh page no longer links it (the fractal is final,
+/// or gone).
 pub const LIVE_JS: &str = include_str!("web/live.js");
 
 /// Where [`LIVE_JS`] is served. The page links it with `?v=` and
@@ -294,6 +297,7 @@ pub async fn show(
         return Ok(not_found(&format!("There is no fractal {id}.")));
     };
     let done = record.status == FractalStatus::Done && record.has_image;
+    let live = live_until_final(record.status);
     let body = html! {
         main {
             article.fractal.detail {
@@ -316,8 +320,17 @@ pub async fn show(
     };
     Ok(html_page(
         StatusCode::OK,
-        layout(&format!("faafo — {id}"), None, Live::No, body),
+        layout(&format!("faafo — {id}"), None, live, body),
     ))
+}
+
+/// A fractal's page follows it while it can still change; once it is done
+/// or failed, nothing more will come, so the page has no script to ask.
+fn live_until_final(status: FractalStatus) -> Live {
+    match status {
+        FractalStatus::Pending | FractalStatus::Running => Live::Yes,
+        FractalStatus::Done | FractalStatus::Failed => Live::No,
+    }
 }
 
 /// A 404 for a page number past the last page, with a link to the last
@@ -356,11 +369,12 @@ fn html_page(status: StatusCode, page: Markup) -> Response {
     response
 }
 
-/// `GET /static/live.js`: the first page's script. Asked for with the
-/// current `?v=` (what the page links), it is cached for good; any other
-/// URL (an old version's, none) is revalidated every time.
+/// `GET /static/live.js`: the script of the pages that still change.
+/// Asked for with the current `?v=` (what the page links), it is cached
+/// for good; any other URL (an old version's, none) is revalidated every
+/// time.
 #[utoipa::path(get, path = "/static/live.js", tag = "pages", operation_id = "live_script",
-    responses((status = 200, description = "The script that keeps the first page up to date", content_type = "text/javascript", body = String)))]
+    responses((status = 200, description = "The script that keeps the first page, and a fractal's page until it is final, up to date", content_type = "text/javascript", body = String)))]
 pub async fn live_script(RawQuery(query): RawQuery) -> Response {
     let current = query
         .as_deref()
@@ -415,7 +429,7 @@ mod tests {
     }
 
     #[test]
-    fn only_the_first_page_loads_the_script() {
+    fn only_live_pages_load_the_script() {
         let with = layout("faafo", None, Live::Yes, html! {}).into_string();
         assert!(
             with.contains(&format!(
@@ -426,6 +440,14 @@ mod tests {
         );
         let without = layout("faafo", None, Live::No, html! {}).into_string();
         assert!(!without.contains("<script"), "{without}");
+    }
+
+    #[test]
+    fn a_fractals_page_is_live_until_the_fractal_is_final() {
+        assert_eq!(live_until_final(FractalStatus::Pending), Live::Yes);
+        assert_eq!(live_until_final(FractalStatus::Running), Live::Yes);
+        assert_eq!(live_until_final(FractalStatus::Done), Live::No);
+        assert_eq!(live_until_final(FractalStatus::Failed), Live::No);
     }
 
     #[tokio::test]

@@ -1,18 +1,25 @@
-// faafo's index page, kept up to date while it is looked at: every few
-// seconds (while the tab is visible) it fetches its own URL again and puts
-// in the parts that changed: the counts by status, the list of finished
-// fractals (the entries that did not change keep their nodes, so their
-// images stay on screen) and the page links. The server renders the page
-// in one place; without this script the page is the same, reloaded by hand.
-// Served only on the first page: the later pages are history.
+// faafo's pages that still change, kept up to date while they are looked
+// at: every few seconds (while the tab is visible) the script fetches its
+// page's URL again and puts in the parts that changed. On the first page:
+// the counts by status, the list of finished fractals (the entries that
+// did not change keep their nodes, so their images stay on screen) and
+// the page links. On a fractal's page, while it is pending or running: its
+// details, then its image or its error. It stops once the fresh page no
+// longer links this script (the fractal is final) or is a 404 (it was
+// deleted), after putting that page in. The server renders the page in one
+// place; without this script the page is the same, reloaded by hand.
 (function () {
   "use strict";
   var PERIOD = 3000;
   var LONGEST = 60000;
+  // What may change: the first page has all three, a fractal's page main.
   var PARTS = ["header .counts", "main", "nav[aria-label=pages]"];
+  // This script's path, without its ?v=: what a page that follows links.
+  var SELF = document.currentScript.getAttribute("src").split("?")[0];
   var delay = PERIOD;
   var timer = null;
   var busy = false;
+  var over = false;
 
   function visible() {
     return document.visibilityState !== "hidden";
@@ -20,7 +27,7 @@
 
   function later(ms) {
     clearTimeout(timer);
-    timer = visible() ? setTimeout(poll, ms) : null;
+    timer = visible() && !over ? setTimeout(poll, ms) : null;
   }
 
   // Makes `now` what `next` is, keeping the children that did not change.
@@ -46,7 +53,8 @@
     busy = true;
     fetch(location.pathname, { cache: "no-store", credentials: "same-origin" })
       .then(function (response) {
-        if (!response.ok) {
+        // A 404 is news too: the fractal was deleted.
+        if (!response.ok && response.status !== 404) {
           throw new Error("HTTP " + response.status);
         }
         return response.text();
@@ -60,6 +68,8 @@
             merge(now, next);
           }
         });
+        // The server links this script only in a page that still changes.
+        over = !fresh.querySelector('script[src^="' + SELF + '"]');
         delay = PERIOD;
       })
       .catch(function () {

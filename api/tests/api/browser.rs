@@ -4,7 +4,8 @@
 //! (desktop and phone) are saved under the test's output directory. The
 //! first page keeps itself up to date: fractals made after it loaded
 //! appear, and the counts change, without a reload; not while the tab is
-//! hidden.
+//! hidden. So does a fractal's page until the fractal is final (or
+//! deleted), and then it stops asking.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -459,12 +460,133 @@ async fn watch_fractals_arrive(app: &crate::helpers::TestApp, devtools: &mut Dev
 
 /// `GET /` answered 200 so far, from the API's metrics.
 async fn page_requests(app: &crate::helpers::TestApp) -> u64 {
+    requests(app, "/", 200).await
+}
+
+/// `GET route` (a route template) answered `status` so far, from the
+/// API's metrics.
+async fn requests(app: &crate::helpers::TestApp, route: &str, status: u16) -> u64 {
     let text = app.get("/metrics").await.text().await.expect("metrics");
+    let series = format!(
+        "faafo_api_http_requests_total{{route=\"{route}\",method=\"GET\",status=\"{status}\"}} "
+    );
     text.lines()
-        .find_map(|line| {
-            line.strip_prefix(
-                "faafo_api_http_requests_total{route=\"/\",method=\"GET\",status=\"200\"} ",
-            )
-        })
+        .find_map(|line| line.strip_prefix(&series))
         .map_or(0, |n| n.parse().expect("a count"))
+}
+
+/// A fractal's page, left open while the fractal is pending, follows it:
+/// running, then done with its image, without a reload; then it asks no
+/// more. Another one's page shows that it was deleted, and stops too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fractals_page_follows_it_until_final_in_chromium() {
+    use faafo_common::fractal::{FractalStatus, FractalUpdate};
+
+    let app = spawn_app(Backend::Sqlite).await;
+    let fractal = app
+        .api
+        .create(&crate::helpers::new_fractal(240, 160, Some((-0.8, 0.156))))
+        .await
+        .expect("create");
+    let (mut browser, mut devtools) = launch().await;
+    let url = format!("{}/show/{}", app.url, fractal.uuid);
+    devtools.load(&url, 1280, 900, false).await;
+    let status = "document.querySelector('.status').innerText";
+    assert_eq!(devtools.eval(status).await, json!("pending"));
+    assert_eq!(devtools.eval("document.images.length").await, json!(0));
+    // Gone if the page reloads.
+    devtools.eval("window.loadedOnce = true; true").await;
+
+    let running = FractalUpdate {
+        status: Some(FractalStatus::Running),
+        attempts: Some(1),
+        ..FractalUpdate::default()
+    };
+    app.api
+        .update(&fractal.uuid, &running)
+        .await
+        .expect("running");
+    devtools
+        .wait_for(
+            &format!("{status} === 'running' && document.body.innerText.includes('Attempts\t1')"),
+            "the page shows the fractal running, its attempt counted",
+        )
+        .await;
+
+    let rendered = crate::helpers::render(&fractal);
+    app.api
+        .store_result(&fractal.uuid, rendered.png.clone(), &rendered.done())
+        .await
+        .expect("done");
+    let image_loaded = format!(
+        "(() => {{ const i = document.images[0]; \
+          return !!i && i.getAttribute('src') === '/fractal/{}?v={}' \
+            && i.complete && i.naturalWidth === 240; }})()",
+        fractal.uuid, rendered.checksum
+    );
+    devtools
+        .wait_for(
+            &format!("{status} === 'done' && {image_loaded}"),
+            "the page shows the fractal done, its image loaded",
+        )
+        .await;
+    let text = devtools.eval("document.body.innerText").await;
+    let text = text.as_str().expect("text");
+    let duration = format!("Duration\t{:.3} s", rendered.duration);
+    for needle in [rendered.checksum.as_str(), "test-worker", duration.as_str()] {
+        assert!(
+            text.contains(needle),
+            "{needle:?} is not on the page:\n{text}"
+        );
+    }
+    assert_eq!(
+        devtools.eval("window.loadedOnce === true").await,
+        json!(true)
+    );
+    devtools
+        .screenshot(&output_dir().join("show-followed.png"))
+        .await;
+    // Final: no more requests (the script polls every 3 s).
+    let route = "/show/{uuid}";
+    let before = requests(&app, route, 200).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        requests(&app, route, 200).await,
+        before,
+        "the page of a done fractal kept polling"
+    );
+
+    // Deleted while looked at: the page says so, and stops asking.
+    let doomed = app
+        .api
+        .create(&crate::helpers::new_fractal(8, 8, None))
+        .await
+        .expect("create");
+    devtools
+        .load(
+            &format!("{}/show/{}", app.url, doomed.uuid),
+            1280,
+            900,
+            false,
+        )
+        .await;
+    app.api.delete(&doomed.uuid).await.expect("delete");
+    devtools
+        .wait_for(
+            &format!(
+                "document.body.innerText.includes('There is no fractal {}')",
+                doomed.uuid
+            ),
+            "the page shows the fractal deleted",
+        )
+        .await;
+    let before = requests(&app, route, 404).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        requests(&app, route, 404).await,
+        before,
+        "the page of a deleted fractal kept polling"
+    );
+    let _ = browser.child.kill().await;
+    app.stop().await;
 }

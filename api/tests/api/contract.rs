@@ -987,3 +987,76 @@ async fn the_pages_script_and_policy() {
     assert_eq!(head.status(), StatusCode::OK);
     app.stop().await;
 }
+
+/// A fractal's page loads the script (the first page's URL of it) while
+/// the fractal is pending or running, and no more once it is done or
+/// failed: nothing about it will change. Deleted, it is a 404 without.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fractals_page_loads_the_script_until_the_fractal_is_final() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let first = app.get("/").await.text().await.expect("page");
+    let script = first
+        .split("<script")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no script on the first page: {first}"))
+        .split('>')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let page = |uuid: &str| format!("/show/{uuid}");
+    let scripts = |text: &str| text.matches("<script").count();
+
+    let f = app
+        .api
+        .create(&new_fractal(16, 16, Some((-0.8, 0.156))))
+        .await
+        .expect("create");
+    let text = app.get(&page(&f.uuid)).await.text().await.expect("page");
+    assert!(text.contains("pending"), "{text}");
+    assert_eq!(scripts(&text), 1, "{text}");
+    assert!(text.contains(&script), "{script}: {text}");
+    let running = FractalUpdate {
+        status: Some(FractalStatus::Running),
+        attempts: Some(1),
+        ..FractalUpdate::default()
+    };
+    app.api.update(&f.uuid, &running).await.expect("running");
+    let text = app.get(&page(&f.uuid)).await.text().await.expect("page");
+    assert!(text.contains("running"), "{text}");
+    assert_eq!(scripts(&text), 1, "{text}");
+    let rendered = render(&f);
+    app.api
+        .store_result(&f.uuid, rendered.png.clone(), &rendered.done())
+        .await
+        .expect("done");
+    let text = app.get(&page(&f.uuid)).await.text().await.expect("page");
+    assert!(text.contains("done"), "{text}");
+    assert_eq!(scripts(&text), 0, "{text}");
+
+    let g = app
+        .api
+        .create(&new_fractal(8, 8, None))
+        .await
+        .expect("create");
+    let failed = FractalUpdate {
+        status: Some(FractalStatus::Failed),
+        error: Some("out of memory".into()),
+        ..FractalUpdate::default()
+    };
+    app.api.update(&g.uuid, &failed).await.expect("failed");
+    let text = app.get(&page(&g.uuid)).await.text().await.expect("page");
+    assert!(text.contains("out of memory"), "{text}");
+    assert_eq!(scripts(&text), 0, "{text}");
+
+    let h = app
+        .api
+        .create(&new_fractal(8, 8, None))
+        .await
+        .expect("create");
+    app.api.delete(&h.uuid).await.expect("delete");
+    let gone = app.get(&page(&h.uuid)).await;
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    let text = gone.text().await.expect("page");
+    assert_eq!(scripts(&text), 0, "{text}");
+    app.stop().await;
+}
