@@ -185,8 +185,15 @@ pub struct ApiClient {
     current: Arc<AtomicUsize>,
     token: Option<String>,
     request_id: Option<String>,
+    /// How long one request to one host may take, answer included.
+    timeout: Duration,
     http: reqwest::Client,
 }
+
+/// How long a request may take by default: long enough for the largest
+/// image over a slow link, short enough that a host that hangs is passed
+/// over within a minute.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A request built for one endpoint, remembered to fail over from it.
 struct Call {
@@ -202,7 +209,6 @@ impl ApiClient {
         let endpoints = ApiEndpoints::parse(endpoint)?;
         let first = endpoints.0[0].clone();
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(64)
             .build()
@@ -215,8 +221,16 @@ impl ApiClient {
             current: Arc::new(AtomicUsize::new(0)),
             token: token.filter(|t| !t.is_empty()),
             request_id: None,
+            timeout: REQUEST_TIMEOUT,
             http,
         })
+    }
+
+    /// The same client, giving up on a request to one host after `timeout`
+    /// instead of [`REQUEST_TIMEOUT`] (a caller that must answer sooner).
+    #[must_use]
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        Self { timeout, ..self }
     }
 
     /// The same client, sending `request_id` as `X-Request-Id` so the API's
@@ -242,7 +256,8 @@ impl ApiClient {
         let endpoint = self.current.load(Ordering::Relaxed) % self.endpoints.len();
         let mut request = self
             .http
-            .request(method, format!("{}{path}", self.endpoints[endpoint]));
+            .request(method, format!("{}{path}", self.endpoints[endpoint]))
+            .timeout(self.timeout);
         if let Some(token) = &self.token {
             request = request.header(AUTH_HEADER, token);
         }
@@ -285,9 +300,10 @@ impl ApiClient {
     }
 
     /// Sends `call`; a host that refuses the connection (nothing was sent
-    /// to it), or answers 502-504 to a request that can be repeated, is
-    /// left for the next at once, each host tried once. Returns the
-    /// successful answer and the endpoint that gave it.
+    /// to it), or that answers 502-504 or not at all within the timeout to
+    /// a request that can be repeated, is left for the next at once, each
+    /// host tried once. Returns the successful answer and the endpoint that
+    /// gave it.
     async fn send(
         &self,
         method: Method,
@@ -302,7 +318,9 @@ impl ApiClient {
         let mut left = self.endpoints.len() - 1;
         // A request that can be repeated (not a POST) is also sent to the
         // next host when this one answers 502-504 (a proxy in front of a
-        // host that is down, an API draining for a stop).
+        // host that is down, an API draining for a stop) or does not answer
+        // in time (a host that hangs: its database stuck, its machine
+        // swapping).
         let repeatable = matches!(
             method,
             Method::GET | Method::HEAD | Method::PUT | Method::DELETE
@@ -311,7 +329,7 @@ impl ApiClient {
             let spare = if left > 0 { request.try_clone() } else { None };
             let sent = self.http.execute(request).await;
             let elsewhere = match &sent {
-                Err(e) => e.is_connect(),
+                Err(e) => e.is_connect() || (repeatable && e.is_timeout()),
                 Ok(response) => repeatable && another_host_may_answer(response.status().as_u16()),
             };
             match (sent, spare) {
@@ -800,6 +818,57 @@ mod tests {
         );
         assert!(error.moves_to_another_host());
         assert_eq!(api.endpoint(), a);
+    }
+
+    /// A host that takes the request and never answers: a request that
+    /// can be repeated goes to the next host once the timeout is over; a
+    /// POST is not sent twice (the first host may still create it).
+    #[tokio::test]
+    async fn a_host_that_does_not_answer_is_passed_over() {
+        use std::time::Duration;
+        use tokio::io::AsyncReadExt;
+        let uuid = "01a20784-fe99-72fe-a554-9a9b678b0fe0";
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let a = format!("http://{}", silent.local_addr().expect("address"));
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                let Ok((mut socket, _)) = silent.accept().await else {
+                    return;
+                };
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                held.push(socket);
+            }
+        });
+        let (b, b_server) = answering(&["204 No Content"]).await;
+        let api = ApiClient::new(&format!("{a},{b}"), None)
+            .expect("client")
+            .with_timeout(Duration::from_millis(300));
+        api.delete(uuid).await.expect("a is silent, b answers");
+        assert_eq!(api.endpoint(), b, "the client stays on b");
+        b_server.await.expect("b");
+        let new: NewFractal = serde_json::from_str(
+            r#"{"width": 2, "height": 2, "iterations": 16, "xa": -1, "xb": 1, "ya": -1, "yb": 1}"#,
+        )
+        .expect("a new fractal");
+        // Nothing listens on port 9 (discard) here.
+        let two = ApiClient::new(&format!("{a},http://127.0.0.1:9"), None)
+            .expect("client")
+            .with_timeout(Duration::from_millis(300));
+        let error = two.create(&new).await.expect_err("a is silent");
+        assert!(
+            matches!(&error, ApiError::Unreachable { endpoint, .. } if *endpoint == a),
+            "the POST went to a only: {error}"
+        );
+        let single = ApiClient::new(&a, None)
+            .expect("client")
+            .with_timeout(Duration::from_millis(300));
+        let error = single.get(uuid).await.expect_err("nobody answers");
+        assert!(error.to_string().contains("timed out"), "{error}");
+        hold.abort();
     }
 
     /// Requests that fail together on one host move the client once, not

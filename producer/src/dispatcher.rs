@@ -129,6 +129,35 @@ fn permanent(error: &MessagingError) -> bool {
     }
 }
 
+/// What a task's record keeps of a failed call, for the people who read
+/// it on the web page and in `faafo show`: an error the worker raised in
+/// words (its message, without the RPC layer's "remote error from topic
+/// ...", a builtin exception's class or the worker's "task <uuid>: "),
+/// saying whether the worker refused the task or failed on it; any other
+/// error as it is ("no reply ... within 900 s").
+fn stored_error(error: &MessagingError, uuid: &str) -> String {
+    let MessagingError::Remote { error: remote, .. } = error else {
+        return error.to_string();
+    };
+    let message = remote.message.trim();
+    let message = message
+        .strip_prefix("task ")
+        .and_then(|rest| rest.strip_prefix(uuid))
+        .and_then(|rest| rest.strip_prefix(": "))
+        .unwrap_or(message);
+    let message = match (remote.module.as_str(), message.is_empty()) {
+        ("builtins" | "", false) => message.to_string(),
+        ("builtins" | "", true) => remote.class.clone(),
+        (module, false) => format!("{module}.{}: {message}", remote.class),
+        (module, true) => format!("{module}.{}", remote.class),
+    };
+    if permanent(error) {
+        format!("the worker refused it: {message}")
+    } else {
+        format!("the worker failed: {message}")
+    }
+}
+
 impl Dispatcher {
     /// A dispatcher calling workers through `rpc` and recording in `api`.
     pub fn new(
@@ -382,11 +411,14 @@ impl Dispatcher {
                 }
                 Err(e) if permanent(&e) => {
                     drop(permit);
-                    return self.mark_failed(&api, &uuid, attempts, e.to_string()).await;
+                    warn!("task {uuid}: attempt {attempts} refused: {e}");
+                    return self
+                        .mark_failed(&api, &uuid, attempts, stored_error(&e, &uuid))
+                        .await;
                 }
                 Err(e) => {
                     warn!("task {uuid}: attempt {attempts} failed: {e}");
-                    e.to_string()
+                    stored_error(&e, &uuid)
                 }
             };
             if attempts < self.settings.max_attempts {
@@ -545,5 +577,59 @@ impl Dispatcher {
             Ok(_) => Outcome::Failed(reason),
             Err(e) => self.gone(uuid, e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use faafo_common::messaging::{MessagingError, RemoteError};
+
+    use super::stored_error;
+
+    const UUID: &str = "01a20b6f-c9b5-7126-a79f-ed15b2dd5b95";
+
+    fn remote(error: RemoteError) -> MessagingError {
+        MessagingError::Remote {
+            target: "topic 'tasks'".into(),
+            error: Box::new(error),
+        }
+    }
+
+    #[test]
+    fn a_workers_error_is_kept_in_words() {
+        let refused = remote(RemoteError::value_error(format!(
+            "task {UUID}: iterations 5 is below the minimum"
+        )));
+        assert_eq!(
+            stored_error(&refused, UUID),
+            "the worker refused it: iterations 5 is below the minimum"
+        );
+        let crashed = remote(RemoteError::runtime_error(format!(
+            "task {UUID}: the render crashed"
+        )));
+        assert_eq!(
+            stored_error(&crashed, UUID),
+            "the worker failed: the render crashed"
+        );
+        // Another task's prefix stays: it says something is wrong.
+        let other = remote(RemoteError::runtime_error("task 42: boom"));
+        assert_eq!(
+            stored_error(&other, UUID),
+            "the worker failed: task 42: boom"
+        );
+        // A Python peer's own exception keeps its class; a bare one is named.
+        let custom = remote(RemoteError::new("RenderError", "faafo", "out of memory"));
+        assert_eq!(
+            stored_error(&custom, UUID),
+            "the worker failed: faafo.RenderError: out of memory"
+        );
+        let bare = remote(RemoteError::runtime_error(""));
+        assert_eq!(stored_error(&bare, UUID), "the worker failed: RuntimeError");
+    }
+
+    #[test]
+    fn other_errors_are_kept_as_they_are() {
+        let error = MessagingError::Invalid("the worker answered for task 1234 instead".into());
+        assert_eq!(stored_error(&error, UUID), error.to_string());
     }
 }

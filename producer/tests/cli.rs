@@ -334,6 +334,17 @@ async fn create_wait_list_show_get_and_delete() {
         ),
         "list --output json",
     );
+    // The record keeps the worker's message in words too, for the web
+    // page and every other client.
+    let stored = field(&failed[0], "error");
+    assert!(
+        stored.starts_with("the worker refused it: ") && stored.contains("iterations"),
+        "{stored}"
+    );
+    assert!(
+        !stored.contains("builtins.") && !stored.contains("remote error from"),
+        "{stored}"
+    );
     let failed = field(&failed[0], "uuid").to_string();
     // `get` says that it failed, and why, not that it "is failed".
     let output = at(&["get", &failed]);

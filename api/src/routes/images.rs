@@ -171,7 +171,7 @@ pub async fn upload(
         (status = 304, description = "The client's copy is current"),
         (status = 400, description = "Not a UUID", body = crate::openapi::schema::ErrorBody),
         (status = 404, description = "No such fractal", body = crate::openapi::schema::ErrorBody),
-        (status = 409, description = "Not done yet: no image", body = crate::openapi::schema::ErrorBody),
+        (status = 409, description = "Not done yet, or failed: no image", body = crate::openapi::schema::ErrorBody),
     )
 )]
 pub async fn image(
@@ -186,6 +186,12 @@ pub async fn image(
         .ok_or_else(|| ApiError::no_fractal(id))?;
     let checksum = match (&record.status, &record.checksum) {
         (FractalStatus::Done, Some(checksum)) if record.has_image => checksum.clone(),
+        (FractalStatus::Failed, _) => {
+            let why = record.error.as_deref().unwrap_or("no reason given");
+            return Err(ApiError::Conflict(format!(
+                "fractal {id} failed: it has no image ({why})"
+            )));
+        }
         (status, _) => {
             return Err(ApiError::Conflict(format!(
                 "fractal {id} is {status}: it has no image yet"

@@ -575,7 +575,10 @@ async fn images_are_served_with_etags(backend: Backend) {
         .await
         .expect("failed");
     let message = error_of(app.get(&format!("/fractal/{}", pending.uuid)).await, 409).await;
-    assert!(message.contains("is failed"), "{message}");
+    assert_eq!(
+        message,
+        format!("fractal {} failed: it has no image (boom)", pending.uuid)
+    );
     app.stop().await;
 }
 

@@ -22,7 +22,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
 pub use sample::{OptionDoc, SampleValue, Section, SectionDoc, sample_config};
@@ -131,7 +130,7 @@ pub fn parse_str(text: &str, origin: &str) -> Result<FaafoConfig, ConfigError> {
         .build()
         .map_err(|e| ConfigError::new(origin, format!("not a valid INI file: {}", clean(&e))))?;
     let endpoint_set = is_set(&single, ENDPOINT_URL);
-    let mut parsed = deserialize::<FaafoConfig>(single).map_err(|m| ConfigError::new(origin, m))?;
+    let mut parsed = deserialize(single).map_err(|m| ConfigError::new(origin, m))?;
     if !endpoint_set {
         parsed.endpoint_url_from_api();
     }
@@ -161,7 +160,7 @@ pub fn load_from(
             .map_err(|e| {
                 ConfigError::new(&origin, format!("not a valid INI file: {}", clean(&e)))
             })?;
-        deserialize::<FaafoConfig>(alone.clone()).map_err(|m| ConfigError::new(&origin, m))?;
+        deserialize(alone.clone()).map_err(|m| ConfigError::new(&origin, m))?;
         file_configs.push((origin, alone));
         builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Ini));
     }
@@ -188,7 +187,7 @@ pub fn load_from(
             .map_err(|e| ConfigError::new(&origin, clean(&e)))?
             .build()
             .map_err(|e| ConfigError::new(&origin, clean(&e)))?;
-        deserialize::<FaafoConfig>(single).map_err(|m| ConfigError::new(&origin, m))?;
+        deserialize(single).map_err(|m| ConfigError::new(&origin, m))?;
         env_origins.push((format!("{section}.{key}"), origin));
         overrides.push((format!("{section}.{key}"), value));
     }
@@ -201,8 +200,7 @@ pub fn load_from(
         .build()
         .map_err(|e| ConfigError::new("configuration", clean(&e)))?;
     let endpoint_set = is_set(&merged, ENDPOINT_URL);
-    let mut config =
-        deserialize::<FaafoConfig>(merged).map_err(|m| ConfigError::new("configuration", m))?;
+    let mut config = deserialize(merged).map_err(|m| ConfigError::new("configuration", m))?;
     if !endpoint_set {
         config.endpoint_url_from_api();
     }
@@ -248,8 +246,40 @@ fn is_set(config: &config::Config, key: &str) -> bool {
 }
 
 /// Deserializes, turning serde's wording into "[section] key: ...".
-fn deserialize<T: DeserializeOwned>(config: config::Config) -> Result<T, String> {
-    config.try_deserialize::<T>().map_err(|e| describe(&e))
+fn deserialize(config: config::Config) -> Result<FaafoConfig, String> {
+    refuse_words_as_numbers(&config)?;
+    config
+        .try_deserialize::<FaafoConfig>()
+        .map_err(|e| describe(&e))
+}
+
+/// The words the config crate reads as 1 or 0 where a number is expected.
+const BOOLEAN_WORDS: [&str; 6] = ["true", "false", "yes", "no", "on", "off"];
+
+/// Refuses a boolean's word given for a number: the config crate reads
+/// `yes`, `on` and `true` as 1 (and `no`, `off`, `false` as 0), so
+/// `max_attempts = yes` would quietly mean one attempt, where oslo.config,
+/// and a reader, take it for the mistake it is.
+fn refuse_words_as_numbers(config: &config::Config) -> Result<(), String> {
+    for section in FaafoConfig::section_docs() {
+        for option in section.options().iter().filter(|o| o.number) {
+            let key = format!("{}.{}", section.name(), option.key);
+            let Ok(value) = config.get::<config::Value>(&key) else {
+                continue;
+            };
+            if let config::ValueKind::String(text) = &value.kind
+                && BOOLEAN_WORDS.contains(&text.to_lowercase().as_str())
+            {
+                return Err(format!(
+                    "[{}] {}: {}",
+                    section.name(),
+                    option.key,
+                    not_a_number(&format!("'{text}'"), option)
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn clean(e: &config::ConfigError) -> String {
@@ -306,19 +336,12 @@ fn explain_value(section: &str, option: &str, what: &str) -> Option<String> {
     } else {
         format!("'{value}'")
     };
-    let whole_range = FaafoConfig::section_docs()
+    let doc = FaafoConfig::section_docs()
         .iter()
         .find(|s| s.name() == section)
-        .and_then(|s| s.options().iter().find(|o| o.key == option))
-        .and_then(|o| o.whole_range);
-    if let Some((low, high)) = whole_range {
-        return Some(
-            if option.ends_with("port") && (low, high) == (0, u16::MAX.into()) {
-                format!("{shown} is not a port number ({low}-{high})")
-            } else {
-                format!("{shown} is not a whole number from {low} to {high}")
-            },
-        );
+        .and_then(|s| s.options().iter().find(|o| o.key == option).cloned());
+    if let Some(doc) = doc.filter(|d| d.whole_range.is_some()) {
+        return Some(not_a_number(&shown, &doc));
     }
     match expected {
         "a boolean" => Some(format!(
@@ -326,6 +349,19 @@ fn explain_value(section: &str, option: &str, what: &str) -> Option<String> {
         )),
         "a floating point" => Some(format!("{shown} is not a number")),
         _ => None,
+    }
+}
+
+/// "`shown` is not ...": what number option `option` takes, in words.
+fn not_a_number(shown: &str, option: &OptionDoc) -> String {
+    match option.whole_range {
+        Some((low, high))
+            if option.key.ends_with("port") && (low, high) == (0, u16::MAX.into()) =>
+        {
+            format!("{shown} is not a port number ({low}-{high})")
+        }
+        Some((low, high)) => format!("{shown} is not a whole number from {low} to {high}"),
+        None => format!("{shown} is not a number"),
     }
 }
 

@@ -15,6 +15,9 @@ pub struct OptionDoc {
     /// For a whole-number option, the smallest and largest value it takes
     /// (an error names the range).
     pub whole_range: Option<(i64, u64)>,
+    /// Whether the option is a number (whole or not): the words a boolean
+    /// takes (`yes`, `on`...) are refused there, not read as 1 or 0.
+    pub number: bool,
 }
 
 /// A configuration section declared with [`config_section!`].
@@ -31,6 +34,8 @@ pub trait Section: Default {
 pub trait SampleValue {
     /// For a whole-number type, the smallest and largest value it holds.
     const WHOLE_RANGE: Option<(i64, u64)> = None;
+    /// Whether the type is a number (whole or not).
+    const NUMBER: bool = false;
 
     /// The INI text of the value.
     fn sample(&self) -> String;
@@ -45,13 +50,22 @@ macro_rules! display_sample {
         })*
     };
 }
-display_sample!(String, bool, f64, super::CommaList);
+display_sample!(String, bool, super::CommaList);
+
+impl SampleValue for f64 {
+    const NUMBER: bool = true;
+
+    fn sample(&self) -> String {
+        self.to_string()
+    }
+}
 
 macro_rules! whole_sample {
     ($($t:ty),*) => {
         $(impl SampleValue for $t {
             // Every type listed fits between i64's minimum and u64's maximum.
             const WHOLE_RANGE: Option<(i64, u64)> = Some((<$t>::MIN as i64, <$t>::MAX as u64));
+            const NUMBER: bool = true;
 
             fn sample(&self) -> String {
                 self.to_string()
@@ -119,6 +133,7 @@ macro_rules! config_section {
                         help: [$($doc),+].iter().map(|l| l.trim()).collect::<Vec<_>>().join(" "),
                         default: $crate::configuration::SampleValue::sample(&defaults.$field),
                         whole_range: <$ty as $crate::configuration::SampleValue>::WHOLE_RANGE,
+                        number: <$ty as $crate::configuration::SampleValue>::NUMBER,
                     },
                 )*]
             }

@@ -110,6 +110,19 @@ fn errors_name_the_file_section_key_and_expectation() {
             "[producer]\ninterval = soon\n",
             "[producer] interval: 'soon' is not a number",
         ),
+        // A boolean's word for a number: the config crate would read 1 or 0.
+        (
+            "[producer]\nmax_attempts = yes\n",
+            "[producer] max_attempts: 'yes' is not a whole number from 0 to 4294967295",
+        ),
+        (
+            "[api]\nbind_port = Off\n",
+            "[api] bind_port: 'Off' is not a port number (0-65535)",
+        ),
+        (
+            "[producer]\ninterval = true\n",
+            "[producer] interval: 'true' is not a number",
+        ),
         (
             "[DEFAULT]\ndebug = maybe\n",
             "[DEFAULT] debug: 'maybe' is not a boolean (true/false, yes/no, on/off or 1/0, in any case)",
@@ -137,6 +150,13 @@ fn errors_name_the_file_section_key_and_expectation() {
     assert_eq!(
         err,
         "environment variable FAAFO_API__BIND_PORT: [api] bind_port: -1 is not a port number (0-65535)"
+    );
+    let err = load_from(&[], env(&[("FAAFO_WORKER__EXEC_TIMEOUT", "on")]))
+        .expect_err("env")
+        .to_string();
+    assert_eq!(
+        err,
+        "environment variable FAAFO_WORKER__EXEC_TIMEOUT: [worker] exec_timeout: 'on' is not a whole number from 0 to 18446744073709551615"
     );
     let err = load_from(&[dir.path().join("missing.conf")], env(&[]))
         .expect_err("missing")
