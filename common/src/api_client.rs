@@ -36,14 +36,19 @@ pub enum ApiError {
     },
     /// The API could not be reached (refused, timed out, reset).
     #[error(
-        "cannot reach the faafo API at {}: {reason}",
-        crate::messaging::redact_url(endpoint)
+        "cannot reach the faafo API at {}: {reason}{}",
+        crate::messaging::redact_url(endpoint),
+        also_tried(tried_before)
     )]
     Unreachable {
-        /// The API's base URL.
+        /// The API's base URL (the last one tried).
         endpoint: String,
         /// What failed.
         reason: String,
+        /// The other hosts this request was sent to first, in vain (several
+        /// endpoints): an error that names one host must not read as if the
+        /// others were not tried.
+        tried_before: Vec<String>,
     },
     /// The endpoint is not a URL this client can use: nothing was sent.
     #[error(
@@ -176,6 +181,18 @@ fn parse_endpoint(endpoint: &str) -> Result<String, ApiError> {
     Ok(endpoint.trim_end_matches('/').to_string())
 }
 
+/// " (tried before: a, b)" for an error's end; nothing when none was.
+fn also_tried(before: &[String]) -> String {
+    if before.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<String> = before
+        .iter()
+        .map(|e| crate::messaging::redact_url(e).to_string())
+        .collect();
+    format!(" (tried before: {})", shown.join(", "))
+}
+
 /// A client of one faafo API, reached through one of its endpoints.
 #[derive(Debug, Clone)]
 pub struct ApiClient {
@@ -183,6 +200,10 @@ pub struct ApiClient {
     /// Index of the endpoint in use, shared by the clones (a failover seen
     /// by one request is followed by all).
     current: Arc<AtomicUsize>,
+    /// Index of the endpoint that last answered, shared by the clones: a
+    /// move is announced once the new host answers, not at every step of a
+    /// round over hosts that are all down.
+    answered: Arc<AtomicUsize>,
     token: Option<String>,
     request_id: Option<String>,
     /// How long one request to one host may take, answer included.
@@ -215,10 +236,12 @@ impl ApiClient {
             .map_err(|e| ApiError::Unreachable {
                 endpoint: first,
                 reason: e.to_string(),
+                tried_before: Vec::new(),
             })?;
         Ok(Self {
             endpoints: endpoints.0.into(),
             current: Arc::new(AtomicUsize::new(0)),
+            answered: Arc::new(AtomicUsize::new(0)),
             token: token.filter(|t| !t.is_empty()),
             request_id: None,
             timeout: REQUEST_TIMEOUT,
@@ -281,21 +304,39 @@ impl ApiClient {
             .compare_exchange(failed, next, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
         {
-            tracing::warn!(
-                "the faafo API at {} failed; using {} from now on",
+            tracing::debug!(
+                "the faafo API at {} failed; trying {}",
                 crate::messaging::redact_url(&self.endpoints[failed]),
                 crate::messaging::redact_url(&self.endpoints[next])
             );
         }
     }
 
-    /// The error for a request to `endpoint` that got no (whole) answer;
-    /// the next request goes to the next endpoint.
-    fn unreachable(&self, endpoint: usize, e: &reqwest::Error) -> ApiError {
+    /// Notes that `endpoint` answered; says so once when it is another host
+    /// than the one that answered before (the client moved).
+    fn answered_by(&self, endpoint: usize) {
+        let before = self.answered.swap(endpoint, Ordering::Relaxed);
+        if before != endpoint {
+            tracing::warn!(
+                "the faafo API at {} failed; using {} from now on",
+                crate::messaging::redact_url(&self.endpoints[before]),
+                crate::messaging::redact_url(&self.endpoints[endpoint])
+            );
+        }
+    }
+
+    /// The error for a request to `endpoint` that got no (whole) answer,
+    /// after `tried_before` (indices) did not either; the next request goes
+    /// to the next endpoint.
+    fn unreachable(&self, endpoint: usize, tried_before: &[usize], e: &reqwest::Error) -> ApiError {
         self.fail_over(endpoint);
         ApiError::Unreachable {
             endpoint: self.endpoints[endpoint].clone(),
             reason: without_url(e),
+            tried_before: tried_before
+                .iter()
+                .map(|&i| self.endpoints[i].clone())
+                .collect(),
         }
     }
 
@@ -316,6 +357,7 @@ impl ApiClient {
             reason: format!("cannot build the request: {}", without_url(&e)),
         })?;
         let mut left = self.endpoints.len() - 1;
+        let mut tried = Vec::new();
         // A request that can be repeated (not a POST) is also sent to the
         // next host when this one answers 502-504 (a proxy in front of a
         // host that is down, an API draining for a stop) or does not answer
@@ -335,6 +377,7 @@ impl ApiClient {
             match (sent, spare) {
                 (_, Some(mut spare)) if elsewhere => {
                     self.fail_over(endpoint);
+                    tried.push(endpoint);
                     endpoint = (endpoint + 1) % self.endpoints.len();
                     let query = spare.url().query().map(str::to_string);
                     let url = format!("{}{path}", self.endpoints[endpoint]);
@@ -348,13 +391,16 @@ impl ApiClient {
                     left -= 1;
                 }
                 (Ok(response), _) => break response,
-                (Err(e), _) => return Err(self.unreachable(endpoint, &e)),
+                (Err(e), _) => return Err(self.unreachable(endpoint, &tried, &e)),
             }
         };
-        if response.status().is_success() {
+        let status = response.status();
+        if !another_host_may_answer(status.as_u16()) {
+            self.answered_by(endpoint);
+        }
+        if status.is_success() {
             return Ok((response, endpoint));
         }
-        let status = response.status();
         if another_host_may_answer(status.as_u16()) {
             self.fail_over(endpoint);
         }
@@ -387,7 +433,7 @@ impl ApiClient {
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| self.unreachable(endpoint, &e))?;
+            .map_err(|e| self.unreachable(endpoint, &[], &e))?;
         serde_json::from_slice(&bytes).map_err(|e| ApiError::Protocol {
             path: path.to_string(),
             reason: e.to_string(),
@@ -521,7 +567,7 @@ impl ApiClient {
             .bytes()
             .await
             .map(|b| b.to_vec())
-            .map_err(|e| self.unreachable(endpoint, &e))?;
+            .map_err(|e| self.unreachable(endpoint, &[], &e))?;
         if let Some(checksum) = etag.filter(|t| t.len() == 64) {
             let actual = crate::fractal::sha256_hex(&png);
             if actual != checksum {
@@ -810,14 +856,72 @@ mod tests {
         assert_eq!(api.endpoint(), a);
         b_server.await.expect("b");
         c_server.await.expect("c");
-        // Nobody left: a, b and c are each tried once.
+        // Nobody left: a, b and c are each tried once, and the error names
+        // them all.
         let error = api.delete(uuid).await.expect_err("all gone");
         assert!(
-            matches!(&error, ApiError::Unreachable { endpoint, .. } if *endpoint == c),
-            "the last tried is named: {error}"
+            matches!(&error, ApiError::Unreachable { endpoint, tried_before, .. }
+                if *endpoint == c && *tried_before == [a.to_string(), b.clone()]),
+            "the last tried is named, the others too: {error:?}"
+        );
+        assert!(
+            error
+                .to_string()
+                .ends_with(&format!("(tried before: {a}, {b})")),
+            "{error}"
         );
         assert!(error.moves_to_another_host());
         assert_eq!(api.endpoint(), a);
+    }
+
+    /// Moving to another host is said once, when that host answers: not
+    /// at every step of rounds over hosts that are all down (a log line
+    /// each, contradicting the one before).
+    #[tokio::test]
+    async fn a_move_is_logged_once_when_the_new_host_answers() {
+        use std::sync::{Arc, Mutex};
+        /// Collects the formatted log lines.
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let uuid = "01a20784-fe99-72fe-a554-9a9b678b0fe0";
+        // Nothing listens on ports 9 (discard) and 13 (daytime) here.
+        let api = ApiClient::new("http://127.0.0.1:9,http://127.0.0.1:13", None).expect("client");
+        for _ in 0..10 {
+            api.delete(uuid).await.expect_err("both down");
+        }
+        let (b, b_server) = answering(&["204 No Content"]).await;
+        let api = ApiClient::new(&format!("http://127.0.0.1:9,{b}"), None).expect("client");
+        api.delete(uuid).await.expect("a refuses, b answers");
+        b_server.await.expect("b");
+        let logged = String::from_utf8_lossy(&lines.0.lock().expect("lines")).to_string();
+        let moves: Vec<&str> = logged
+            .lines()
+            .filter(|l| l.contains("from now on"))
+            .collect();
+        assert_eq!(moves.len(), 1, "{logged}");
+        assert!(
+            moves[0].contains(&format!("using {b} from now on")),
+            "{logged}"
+        );
     }
 
     /// A host that takes the request and never answers: a request that
