@@ -228,3 +228,33 @@ async fn failover_skips_a_dead_host() {
         "{text}"
     );
 }
+
+/// A server that is not a broker (an HTTP server on the port given) is
+/// named as such, not with the AMQP parser's internals.
+#[tokio::test]
+async fn a_server_that_is_not_a_broker_is_named() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listen");
+    let port = listener.local_addr().expect("addr").port();
+    let http = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = [0u8; 64];
+            let _ = socket.read(&mut request).await;
+            let _ = socket
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await;
+        }
+    });
+    let url = format!("amqp://guest:guest@127.0.0.1:{port}/?connection_timeout=2");
+    let err = Transport::connect(&url).await.err().expect("not a broker");
+    let text = err.to_string();
+    assert!(
+        text.contains("not as an AMQP 0-9-1 broker") && !text.contains("ParserErrors"),
+        "{text}"
+    );
+    http.abort();
+}

@@ -329,7 +329,7 @@ impl Inner {
         let connection = tokio::time::timeout(timeout, Connection::connect_uri(uri, properties))
             .await
             .map_err(|_| format!("no answer within {timeout:?}"))?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| connect_error(&e))?;
         let events = connection.events_listener().boxed();
         let link = Arc::new(Link {
             host: self.url.hosts[index].to_string(),
@@ -593,6 +593,21 @@ fn queue_arguments(spec: &QueueSpec) -> FieldTable {
         );
     }
     args
+}
+
+/// Why a connection could not be opened, in words: a peer that answers
+/// in something else than AMQP 0-9-1 (an HTTP server, the management
+/// port) is named as such instead of with the parser's internals
+/// ("failed to parse: Parsing Error: ParserErrors { ... }").
+fn connect_error(e: &lapin::Error) -> String {
+    match e.kind() {
+        lapin::ErrorKind::ParsingError(_) | lapin::ErrorKind::InvalidProtocolVersion(_) => {
+            "the server answered, but not as an AMQP 0-9-1 broker (is this \
+             RabbitMQ's AMQP port, 5672 by default? 15672 is its web UI)"
+                .to_string()
+        }
+        _ => e.to_string(),
+    }
 }
 
 fn refused(e: lapin::Error) -> MessagingError {
