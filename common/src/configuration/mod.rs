@@ -360,6 +360,9 @@ fn not_a_number(shown: &str, option: &OptionDoc) -> String {
         {
             format!("{shown} is not a port number ({low}-{high})")
         }
+        // The type's bound is no limit a reader needs (the option's own,
+        // if any, is checked with the others).
+        Some((0, u64::MAX)) => format!("{shown} is not a whole number (0 or more)"),
         Some((low, high)) => format!("{shown} is not a whole number from {low} to {high}"),
         None => format!("{shown} is not a number"),
     }
