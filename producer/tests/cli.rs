@@ -26,14 +26,24 @@ fn faafo_at(endpoint: &str, args: &[&str]) -> Output {
 
 /// Runs `command` to its end, at most [`COMMAND_TIMEOUT`]; its output is
 /// read as it comes (a full pipe cannot stall it).
-fn run(mut command: Command, what: &str) -> Output {
-    let child = command
+fn run(command: Command, what: &str) -> Output {
+    finish(spawn(command, what), what)
+}
+
+/// Starts `command` with its standard output and error piped.
+fn spawn(mut command: Command, what: &str) -> std::process::Child {
+    command
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"))
+}
+
+/// Waits for `child` to end, at most [`COMMAND_TIMEOUT`], reading what is
+/// left of its output.
+fn finish(child: std::process::Child, what: &str) -> Output {
     let pid = child.id();
     let (done, output) = std::sync::mpsc::channel();
     std::thread::spawn(move || done.send(child.wait_with_output()));
@@ -1008,6 +1018,56 @@ fn scripted_api(
         }
     });
     (url, requests)
+}
+
+/// A reader that stops early (`faafo list | head -2`) ends the output
+/// quietly with status 0 (docs/cli.md): no panic (`println!` on a closed
+/// pipe), no message. More fractals than a pipe holds, so that `list`
+/// still writes after the reader has gone.
+#[test]
+fn a_reader_that_stops_early_ends_the_output_quietly() {
+    use std::io::BufRead;
+    let objects: Vec<Value> = (0..2000)
+        .map(|i| {
+            serde_json::json!({
+                "uuid": format!("01a20784-fe99-72fe-a554-{i:012}"),
+                "width": 64, "height": 48, "iterations": 40,
+                "xa": -1.5, "xb": 1.5, "ya": -1.5, "yb": 1.5,
+                "seed": null, "c_re": null, "c_im": null,
+                "status": "pending", "error": null, "attempts": 0,
+                "duration": null, "checksum": null, "size": null,
+                "generated_by": null,
+                "created_at": "2025-01-01T00:00:00Z",
+                "updated_at": "2025-01-01T00:00:00Z",
+            })
+        })
+        .collect();
+    let page = serde_json::json!({
+        "num_results": objects.len(), "objects": objects, "page": 1, "total_pages": 1,
+    });
+    for format in ["table", "json"] {
+        let (url, _) = scripted_api(vec![(
+            "200 OK",
+            "content-type: application/json\r\n",
+            page.to_string().into_bytes(),
+        )]);
+        let what = format!("faafo --output {format} list | head -2");
+        let mut command = Command::new(faafo());
+        command.args(["--endpoint-url", &url, "--output", format, "list"]);
+        let mut child = spawn(command, &what);
+        let mut reader = std::io::BufReader::new(child.stdout.take().expect("its stdout"));
+        for _ in 0..2 {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("a line");
+            assert!(!line.is_empty(), "{what}: no output");
+        }
+        drop(reader);
+        let output = finish(child, &what);
+        let err = stderr(&output);
+        assert!(!err.contains("panicked"), "{what} panicked:\n{err}");
+        assert_eq!(output.status.code(), Some(0), "{what}: {err}");
+        assert_eq!(err, "", "{what}: nothing to say");
+    }
 }
 
 /// `faafo get` checks the image against the sha256 the API sends as its

@@ -113,15 +113,14 @@ pub async fn run(
         })
     };
 
-    println!();
-    println!("  faafo is up: open {url}/ to watch the fractals arrive");
-    println!(
-        "  broker: {}   database: {}",
+    // For the eyes only: a closed standard output does not stop faafo.
+    let _ = crate::output::line(format_args!(
+        "\n  faafo is up: open {url}/ to watch the fractals arrive\n  \
+         broker: {}   database: {}\n  data: {}   stop: Ctrl-C\n",
         redact_url(&config.default.transport_url),
-        redact_url(&config.database_url())
-    );
-    println!("  data: {}   stop: Ctrl-C", state.display());
-    println!();
+        redact_url(&config.database_url()),
+        state.display()
+    ));
 
     signal.wait().await;
     info!("stopping faafo (a second Ctrl-C stops at once)");
