@@ -798,6 +798,98 @@ fn a_failed_start_ends_with_its_reason() {
     }
 }
 
+/// A service that cannot start (a taken port, a broker that does not
+/// answer) says why once on standard error, in one line, and with a
+/// log_file in that file too; without one, once on standard error (not
+/// the logged line and the printed one).
+#[test]
+fn a_failed_start_is_in_the_log_file_and_once_on_standard_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let taken = taken.local_addr().expect("its address").port();
+    let broker = format!(
+        "transport_url = rabbit://guest:guest@127.0.0.1:{}/\n",
+        free_port()
+    );
+    let api = format!("[api]\nbind_port = {taken}\n");
+    let producer = env!("CARGO_BIN_EXE_faafo-producer");
+    let cases = [
+        (
+            "faafo api",
+            faafo(),
+            &["api"][..],
+            "",
+            api.as_str(),
+            "faafo: ",
+        ),
+        ("faafo worker", faafo(), &["worker"], &broker, "", "faafo: "),
+        (
+            "faafo producer",
+            faafo(),
+            &["producer"],
+            &broker,
+            "",
+            "faafo: ",
+        ),
+        ("faafo up", faafo(), &["up"], "", &api, "faafo: "),
+        (
+            "faafo-producer",
+            producer,
+            &[],
+            &broker,
+            "",
+            "faafo-producer: ",
+        ),
+    ];
+    for (name, program, args, default, sections, prefix) in cases {
+        for with_file in [false, true] {
+            let what = format!("{name} (log_file: {with_file})");
+            let dir = tempfile::tempdir().expect("tempdir");
+            let log = dir.path().join("faafo.log");
+            let log_file = if with_file {
+                format!("log_file = {}\n", log.display())
+            } else {
+                String::new()
+            };
+            let text = format!(
+                "[DEFAULT]\nstate_path = {}\n{log_file}{default}\n{sections}",
+                dir.path().display()
+            );
+            let config = support::write_config(dir.path(), "faafo.conf", &text);
+            let mut command = Command::new(program);
+            command.args(args).arg("--config-file").arg(&config);
+            let output = run(command, &what);
+            let err = stderr(&output);
+            assert_eq!(output.status.code(), Some(1), "{what}: {err}");
+            let last = err.lines().last().unwrap_or_default();
+            let error = last
+                .strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("{what}: the reason is the last line:\n{err}"));
+            assert_eq!(
+                err.matches(error).count(),
+                1,
+                "{what}: the error once on standard error:\n{err}"
+            );
+            if !with_file {
+                continue;
+            }
+            assert_eq!(err.lines().count(), 1, "{what}: one line:\n{err}");
+            // Rotated daily: faafo.log.<date>.
+            let logged: String = std::fs::read_dir(dir.path())
+                .expect("readable")
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("faafo.log"))
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .collect();
+            assert!(
+                logged
+                    .lines()
+                    .any(|line| line.contains(" ERROR ") && line.contains(error)),
+                "{what}: the error in the log file:\n{logged}"
+            );
+        }
+    }
+}
+
 #[test]
 fn help_on_every_command() {
     let commands = [

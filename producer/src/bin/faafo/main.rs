@@ -245,6 +245,11 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(commands::run(cli, command, &mut logging));
+    // In the log file too, for the commands that log (`up`, the services).
+    let print = match (&result, &logging) {
+        (Err(e), Some(logging)) if !e.is::<output::ReaderGone>() => logging.log_fatal(e),
+        _ => true,
+    };
     // The log lines first, so that the error is the last line.
     drop(runtime);
     drop(logging);
@@ -254,7 +259,9 @@ fn main() -> ExitCode {
         // error (docs/cli.md).
         Err(e) if e.is::<output::ReaderGone>() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("faafo: {e}");
+            if print {
+                eprintln!("faafo: {e}");
+            }
             ExitCode::FAILURE
         }
     }
