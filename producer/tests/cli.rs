@@ -1526,3 +1526,36 @@ async fn stops_do_not_use_up_a_tasks_attempts() {
     );
     assert!(!log.contains("failed after"), "{log}");
 }
+
+/// `up` with a `database_url` says where its data is (that database, its
+/// password hidden) and creates no data directory it does not use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_on_a_database_of_its_own_says_where_the_data_is() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("unused");
+    let database = format!("sqlite://{}/elsewhere.db", dir.path().display());
+    let text = format!(
+        "[DEFAULT]\nstate_path = {}\ndatabase_url = {database}\n",
+        state.display()
+    );
+    let config = support::write_config(dir.path(), "faafo.conf", &text);
+    let port = free_port();
+    let mut up = Service::start(
+        "up",
+        dir.path(),
+        &config,
+        &["up", "--port", &port.to_string(), "--no-producer"],
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    api_ready(&ApiClient::new(&url, None).expect("client"), &up).await;
+    up.signal("TERM");
+    let code = up.wait(Duration::from_secs(30));
+    let log = up.log_text();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains(&format!("data: {database}")), "{log}");
+    assert!(
+        log.contains(&format!("faafo stopped; its data stays in {database}")),
+        "{log}"
+    );
+    assert!(!state.exists(), "no data directory made:\n{log}");
+}
