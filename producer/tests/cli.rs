@@ -1559,3 +1559,34 @@ async fn up_on_a_database_of_its_own_says_where_the_data_is() {
     );
     assert!(!state.exists(), "no data directory made:\n{log}");
 }
+
+/// `faafo worker` and `faafo producer` stopped by SIGTERM say so in a last
+/// log line, as the API does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_and_the_producer_say_they_stopped() {
+    let (dir, _up, url) = up_without_producer("").await;
+    let config = write_config(
+        dir.path(),
+        &format!("endpoint_url = {url}\n[producer]\nmin_tasks = 0\nmax_tasks = 0\n"),
+    );
+    for (name, ready, stopped) in [
+        ("worker", "worker ready", "faafo-worker stopped"),
+        ("producer", "producer started", "faafo-producer stopped"),
+    ] {
+        let mut service = Service::start(name, dir.path(), &config, &[name]);
+        eventually(
+            &format!("the {name} starts"),
+            Duration::from_secs(60),
+            async || service.log_text().contains(ready),
+        )
+        .await;
+        service.signal("TERM");
+        let code = service.wait(Duration::from_secs(60));
+        let log = service.log_text();
+        assert_eq!(code, Some(0), "{log}");
+        assert!(
+            log.lines().last().is_some_and(|l| l.contains(stopped)),
+            "{stopped:?} last:\n{log}"
+        );
+    }
+}

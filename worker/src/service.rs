@@ -518,6 +518,7 @@ pub async fn serve(
     info!("stopping: finishing the tasks in progress (up to shutdown_grace, {grace:?})");
     worker.stop_within(grace).await;
     transport.close().await;
+    info!("faafo-worker stopped");
     Ok(())
 }
 
