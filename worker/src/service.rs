@@ -104,6 +104,7 @@ impl WorkerSettings {
             } else {
                 w.render_threads
             },
+            // At least 1 s: the configuration check refuses 0.
             exec_timeout: Duration::from_secs(w.exec_timeout.max(1)),
             shutdown_grace: Duration::from_secs(w.shutdown_grace),
             datadir: Some(w.filesystem_store_datadir.as_str())
