@@ -75,15 +75,18 @@ fn main() -> ExitCode {
             .await
             .map_err(|e| format!("serving failed: {e}"))
     });
-    if let Err(e) = &result {
-        tracing::error!("{e}");
-    }
+    // In the log file too; on standard error once.
+    let print = match &result {
+        Err(e) => guard.log_fatal(e),
+        Ok(()) => true,
+    };
     // The log lines first, so that the error is the last line.
     drop(runtime);
     drop(guard);
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e),
+        Err(e) if print => fail(&e),
+        Err(_) => ExitCode::FAILURE,
     }
 }
 

@@ -174,6 +174,11 @@ fn parse_endpoint(endpoint: &str) -> Result<String, ApiError> {
         ));
     }
     match reqwest::Url::parse(endpoint) {
+        // The client adds /v1 itself: /v1/v1/fractal would be a 404. A
+        // prefix of a proxy (http://host/faafo) is fine.
+        Ok(url) if url.path().trim_end_matches('/').ends_with("/v1") => {
+            return Err(invalid("give the API's base URL, without /v1"));
+        }
         Ok(url) if url.host_str().is_some_and(|h| !h.is_empty()) => {}
         Ok(_) => return Err(invalid("it names no host")),
         Err(e) => return Err(invalid(&e.to_string())),
@@ -994,10 +999,15 @@ mod tests {
     fn endpoint_lists_parse() {
         let parsed = ApiEndpoints::parse(" http://a:5000/ ,http://b").expect("two");
         assert_eq!(parsed.as_slice(), ["http://a:5000", "http://b"]);
+        // Behind a proxy, under a path of its own.
+        let parsed = ApiEndpoints::parse("http://h/faafo/,http://h/v1x").expect("prefixes");
+        assert_eq!(parsed.as_slice(), ["http://h/faafo", "http://h/v1x"]);
         for (bad, named) in [
             ("http://a:5000,", ""),
             ("http://a,https://b", "https://b"),
             ("http://a,http://", "http://"),
+            ("http://a,http://h:5801/v1", "http://h:5801/v1"),
+            ("http://h/faafo/v1/", "http://h/faafo/v1/"),
         ] {
             let error = ApiEndpoints::parse(bad).expect_err(bad);
             assert!(
@@ -1005,6 +1015,13 @@ mod tests {
                 "{bad}: {error}"
             );
         }
+        let error = ApiEndpoints::parse("http://h:5801/v1").expect_err("/v1");
+        assert!(
+            error
+                .to_string()
+                .ends_with("give the API's base URL, without /v1"),
+            "{error}"
+        );
     }
 
     /// How an older API refuses a field it does not know (its message is

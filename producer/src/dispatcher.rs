@@ -541,7 +541,9 @@ impl Dispatcher {
     /// is not the image's, an image larger than the API accepts).
     fn refused(&self, uuid: &str, e: ApiError) -> Delivered {
         if e.status() == Some(404) {
-            return Delivered::Finished(self.gone(uuid, e));
+            // A user's delete, not a fault: info, not a warning.
+            info!("task {uuid}: the fractal was deleted meanwhile: its result is dropped");
+            return Delivered::Finished(Outcome::Gone);
         }
         warn!("task {uuid}: the API refused its result: {e}");
         Delivered::Refused(format!("the API refused the result: {e}"))

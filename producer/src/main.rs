@@ -57,13 +57,20 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(run(cli, &mut logging));
+    // In the log file too, once logging has started.
+    let print = match (&result, &logging) {
+        (Err(e), Some(logging)) => logging.log_fatal(e),
+        _ => true,
+    };
     // The log lines first, so that the error is the last line.
     drop(runtime);
     drop(logging);
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("faafo-producer: {e}");
+            if print {
+                eprintln!("faafo-producer: {e}");
+            }
             ExitCode::FAILURE
         }
     }

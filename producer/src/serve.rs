@@ -57,5 +57,6 @@ pub async fn serve(
         true
     };
     transport.close().await;
+    info!("faafo-producer stopped");
     Ok(success)
 }

@@ -26,14 +26,24 @@ fn faafo_at(endpoint: &str, args: &[&str]) -> Output {
 
 /// Runs `command` to its end, at most [`COMMAND_TIMEOUT`]; its output is
 /// read as it comes (a full pipe cannot stall it).
-fn run(mut command: Command, what: &str) -> Output {
-    let child = command
+fn run(command: Command, what: &str) -> Output {
+    finish(spawn(command, what), what)
+}
+
+/// Starts `command` with its standard output and error piped.
+fn spawn(mut command: Command, what: &str) -> std::process::Child {
+    command
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"))
+}
+
+/// Waits for `child` to end, at most [`COMMAND_TIMEOUT`], reading what is
+/// left of its output.
+fn finish(child: std::process::Child, what: &str) -> Output {
     let pid = child.id();
     let (done, output) = std::sync::mpsc::channel();
     std::thread::spawn(move || done.send(child.wait_with_output()));
@@ -788,6 +798,98 @@ fn a_failed_start_ends_with_its_reason() {
     }
 }
 
+/// A service that cannot start (a taken port, a broker that does not
+/// answer) says why once on standard error, in one line, and with a
+/// log_file in that file too; without one, once on standard error (not
+/// the logged line and the printed one).
+#[test]
+fn a_failed_start_is_in_the_log_file_and_once_on_standard_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let taken = taken.local_addr().expect("its address").port();
+    let broker = format!(
+        "transport_url = rabbit://guest:guest@127.0.0.1:{}/\n",
+        free_port()
+    );
+    let api = format!("[api]\nbind_port = {taken}\n");
+    let producer = env!("CARGO_BIN_EXE_faafo-producer");
+    let cases = [
+        (
+            "faafo api",
+            faafo(),
+            &["api"][..],
+            "",
+            api.as_str(),
+            "faafo: ",
+        ),
+        ("faafo worker", faafo(), &["worker"], &broker, "", "faafo: "),
+        (
+            "faafo producer",
+            faafo(),
+            &["producer"],
+            &broker,
+            "",
+            "faafo: ",
+        ),
+        ("faafo up", faafo(), &["up"], "", &api, "faafo: "),
+        (
+            "faafo-producer",
+            producer,
+            &[],
+            &broker,
+            "",
+            "faafo-producer: ",
+        ),
+    ];
+    for (name, program, args, default, sections, prefix) in cases {
+        for with_file in [false, true] {
+            let what = format!("{name} (log_file: {with_file})");
+            let dir = tempfile::tempdir().expect("tempdir");
+            let log = dir.path().join("faafo.log");
+            let log_file = if with_file {
+                format!("log_file = {}\n", log.display())
+            } else {
+                String::new()
+            };
+            let text = format!(
+                "[DEFAULT]\nstate_path = {}\n{log_file}{default}\n{sections}",
+                dir.path().display()
+            );
+            let config = support::write_config(dir.path(), "faafo.conf", &text);
+            let mut command = Command::new(program);
+            command.args(args).arg("--config-file").arg(&config);
+            let output = run(command, &what);
+            let err = stderr(&output);
+            assert_eq!(output.status.code(), Some(1), "{what}: {err}");
+            let last = err.lines().last().unwrap_or_default();
+            let error = last
+                .strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("{what}: the reason is the last line:\n{err}"));
+            assert_eq!(
+                err.matches(error).count(),
+                1,
+                "{what}: the error once on standard error:\n{err}"
+            );
+            if !with_file {
+                continue;
+            }
+            assert_eq!(err.lines().count(), 1, "{what}: one line:\n{err}");
+            // Rotated daily: faafo.log.<date>.
+            let logged: String = std::fs::read_dir(dir.path())
+                .expect("readable")
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("faafo.log"))
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .collect();
+            assert!(
+                logged
+                    .lines()
+                    .any(|line| line.contains(" ERROR ") && line.contains(error)),
+                "{what}: the error in the log file:\n{logged}"
+            );
+        }
+    }
+}
+
 #[test]
 fn help_on_every_command() {
     let commands = [
@@ -1008,6 +1110,56 @@ fn scripted_api(
         }
     });
     (url, requests)
+}
+
+/// A reader that stops early (`faafo list | head -2`) ends the output
+/// quietly with status 0 (docs/cli.md): no panic (`println!` on a closed
+/// pipe), no message. More fractals than a pipe holds, so that `list`
+/// still writes after the reader has gone.
+#[test]
+fn a_reader_that_stops_early_ends_the_output_quietly() {
+    use std::io::BufRead;
+    let objects: Vec<Value> = (0..2000)
+        .map(|i| {
+            serde_json::json!({
+                "uuid": format!("01a20784-fe99-72fe-a554-{i:012}"),
+                "width": 64, "height": 48, "iterations": 40,
+                "xa": -1.5, "xb": 1.5, "ya": -1.5, "yb": 1.5,
+                "seed": null, "c_re": null, "c_im": null,
+                "status": "pending", "error": null, "attempts": 0,
+                "duration": null, "checksum": null, "size": null,
+                "generated_by": null,
+                "created_at": "2025-01-01T00:00:00Z",
+                "updated_at": "2025-01-01T00:00:00Z",
+            })
+        })
+        .collect();
+    let page = serde_json::json!({
+        "num_results": objects.len(), "objects": objects, "page": 1, "total_pages": 1,
+    });
+    for format in ["table", "json"] {
+        let (url, _) = scripted_api(vec![(
+            "200 OK",
+            "content-type: application/json\r\n",
+            page.to_string().into_bytes(),
+        )]);
+        let what = format!("faafo --output {format} list | head -2");
+        let mut command = Command::new(faafo());
+        command.args(["--endpoint-url", &url, "--output", format, "list"]);
+        let mut child = spawn(command, &what);
+        let mut reader = std::io::BufReader::new(child.stdout.take().expect("its stdout"));
+        for _ in 0..2 {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("a line");
+            assert!(!line.is_empty(), "{what}: no output");
+        }
+        drop(reader);
+        let output = finish(child, &what);
+        let err = stderr(&output);
+        assert!(!err.contains("panicked"), "{what} panicked:\n{err}");
+        assert_eq!(output.status.code(), Some(0), "{what}: {err}");
+        assert_eq!(err, "", "{what}: nothing to say");
+    }
 }
 
 /// `faafo get` checks the image against the sha256 the API sends as its
@@ -1373,4 +1525,68 @@ async fn stops_do_not_use_up_a_tasks_attempts() {
         "each stop gave its attempt back:\n{log}"
     );
     assert!(!log.contains("failed after"), "{log}");
+}
+
+/// `up` with a `database_url` says where its data is (that database, its
+/// password hidden) and creates no data directory it does not use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_on_a_database_of_its_own_says_where_the_data_is() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("unused");
+    let database = format!("sqlite://{}/elsewhere.db", dir.path().display());
+    let text = format!(
+        "[DEFAULT]\nstate_path = {}\ndatabase_url = {database}\n",
+        state.display()
+    );
+    let config = support::write_config(dir.path(), "faafo.conf", &text);
+    let port = free_port();
+    let mut up = Service::start(
+        "up",
+        dir.path(),
+        &config,
+        &["up", "--port", &port.to_string(), "--no-producer"],
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    api_ready(&ApiClient::new(&url, None).expect("client"), &up).await;
+    up.signal("TERM");
+    let code = up.wait(Duration::from_secs(30));
+    let log = up.log_text();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains(&format!("data: {database}")), "{log}");
+    assert!(
+        log.contains(&format!("faafo stopped; its data stays in {database}")),
+        "{log}"
+    );
+    assert!(!state.exists(), "no data directory made:\n{log}");
+}
+
+/// `faafo worker` and `faafo producer` stopped by SIGTERM say so in a last
+/// log line, as the API does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_and_the_producer_say_they_stopped() {
+    let (dir, _up, url) = up_without_producer("").await;
+    let config = write_config(
+        dir.path(),
+        &format!("endpoint_url = {url}\n[producer]\nmin_tasks = 0\nmax_tasks = 0\n"),
+    );
+    for (name, ready, stopped) in [
+        ("worker", "worker ready", "faafo-worker stopped"),
+        ("producer", "producer started", "faafo-producer stopped"),
+    ] {
+        let mut service = Service::start(name, dir.path(), &config, &[name]);
+        eventually(
+            &format!("the {name} starts"),
+            Duration::from_secs(60),
+            async || service.log_text().contains(ready),
+        )
+        .await;
+        service.signal("TERM");
+        let code = service.wait(Duration::from_secs(60));
+        let log = service.log_text();
+        assert_eq!(code, Some(0), "{log}");
+        assert!(
+            log.lines().last().is_some_and(|l| l.contains(stopped)),
+            "{stopped:?} last:\n{log}"
+        );
+    }
 }

@@ -126,13 +126,20 @@ fn main() -> ExitCode {
                 }
             };
             let result = runtime.block_on(serve(&cli, &mut logging));
+            // In the log file too, once logging has started.
+            let print = match (&result, &logging) {
+                (Err(error), Some(logging)) => logging.log_fatal(error),
+                _ => true,
+            };
             // The log lines first, so that the error is the last line.
             drop(runtime);
             drop(logging);
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
-                    eprintln!("faafo-worker: {error}");
+                    if print {
+                        eprintln!("faafo-worker: {error}");
+                    }
                     ExitCode::FAILURE
                 }
             }

@@ -104,6 +104,7 @@ impl WorkerSettings {
             } else {
                 w.render_threads
             },
+            // At least 1 s: the configuration check refuses 0.
             exec_timeout: Duration::from_secs(w.exec_timeout.max(1)),
             shutdown_grace: Duration::from_secs(w.shutdown_grace),
             datadir: Some(w.filesystem_store_datadir.as_str())
@@ -518,6 +519,7 @@ pub async fn serve(
     info!("stopping: finishing the tasks in progress (up to shutdown_grace, {grace:?})");
     worker.stop_within(grace).await;
     transport.close().await;
+    info!("faafo-worker stopped");
     Ok(())
 }
 

@@ -8,9 +8,9 @@
 /// Longest name shown in an error message.
 const SHOWN: usize = 40;
 
-/// Checks every section name and every option outside a section of an INI
-/// text, parsed exactly as `config` parses it; text that is not INI is
-/// refused with the line at fault.
+/// Checks every section name of an INI text, parsed exactly as `config`
+/// parses it, and refuses an option outside any section (faafo has none);
+/// text that is not INI is refused with the line at fault.
 pub(super) fn check_ini(text: &str) -> Result<(), String> {
     let ini = match ini::Ini::load_from_str(text) {
         Ok(ini) => ini,
@@ -32,7 +32,18 @@ pub(super) fn check_ini(text: &str) -> Result<(), String> {
                     ));
                 }
             }
-            None => options.iter().try_for_each(|(key, _)| check(key))?,
+            // Read by `config` as a section of that name, and refused as
+            // an unknown section, which would mislead.
+            None => {
+                options.iter().try_for_each(|(key, _)| check(key))?;
+                if let Some((key, _)) = options.iter().next() {
+                    return Err(format!(
+                        "option '{}' is outside any section: put it under [DEFAULT] \
+                         (or the section it belongs to)",
+                        shown(key)
+                    ));
+                }
+            }
         }
     }
     Ok(())

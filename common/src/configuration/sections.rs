@@ -102,7 +102,7 @@ config_section! {
         render_threads: usize = 0,
         /// Tasks taken from the queue at once, unacknowledged: those rendering and those waiting for a render slot, so the next render starts the moment one ends. At least executor_size. 0: 2 x executor_size.
         prefetch: usize = 0,
-        /// Seconds after which a render is cancelled and reported as failed.
+        /// Seconds after which a render is cancelled and reported as failed (at least 1).
         exec_timeout: u64 = 600,
         /// Seconds a stopping worker waits for the renders in progress to finish and be answered. Those still running then are cancelled and their tasks go back to the queue, for another worker (not a failed attempt).
         shutdown_grace: u64 = 30,
@@ -323,6 +323,14 @@ impl FaafoConfig {
                     format!("must be at most {most}, got {value}"),
                 ));
             }
+        }
+        // 0 would cancel every render at once (it was silently read as 1).
+        if w.exec_timeout == 0 {
+            return Err(invalid(
+                "worker",
+                "exec_timeout",
+                "must be at least 1 (seconds)",
+            ));
         }
         if w.prefetch != 0 && w.executor_size != 0 && w.prefetch < w.executor_size {
             return Err(invalid(

@@ -76,6 +76,12 @@ fn errors_name_the_file_section_key_and_expectation() {
     let cases = [
         ("[api]\nbind_prt = 1\n", "[api] unknown option 'bind_prt'"),
         ("[apy]\nbind_port = 1\n", "unknown section [apy]"),
+        // Not an unknown section [transport_url], as `config` reads it.
+        (
+            "transport_url = rabbit://h/\n[api]\nbind_port = 1\n",
+            "option 'transport_url' is outside any section: put it under [DEFAULT] \
+             (or the section it belongs to)",
+        ),
         // A value of the wrong type or out of range, in words: the value
         // and the range the option takes, not serde's types.
         (
@@ -269,6 +275,10 @@ fn semantic_errors_are_caught_without_showing_passwords() {
             "[producer] max_in_flight: must be at least 1",
         ),
         ("[producer]\ninterval = 0\n", "[producer] interval"),
+        (
+            "[worker]\nexec_timeout = 0\n",
+            "[worker] exec_timeout: must be at least 1 (seconds)",
+        ),
         (
             "[worker]\nexecutor_size = 4\nprefetch = 2\n",
             "[worker] prefetch: must be at least executor_size (4), got 2",

@@ -65,8 +65,23 @@ impl TelemetrySettings {
 /// writes out the lines still queued.
 #[must_use = "dropping the guard stops writing the logs"]
 pub struct TelemetryGuard {
-    _stderr: Option<BatchWriterGuard>,
-    _file: Option<BatchWriterGuard>,
+    stderr: Option<BatchWriterGuard>,
+    file: Option<BatchWriterGuard>,
+}
+
+impl TelemetryGuard {
+    /// Logs `error`, the one that ends the program, when the logs go to a
+    /// file: the file then says why the program stopped. Returns whether
+    /// the caller must still print it as its one line on standard error
+    /// (`faafo-worker: <error>`, after dropping this guard): yes unless the
+    /// logged line went there too (`use_stderr`), so that standard error
+    /// has the error once, whatever the settings.
+    pub fn log_fatal(&self, error: &dyn fmt::Display) -> bool {
+        if self.file.is_some() {
+            tracing::error!(target: "faafo", "{error}");
+        }
+        self.file.is_none() || self.stderr.is_none()
+    }
 }
 
 /// Why logging could not start.
@@ -197,8 +212,8 @@ pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryErr
     };
     result.map_err(|e| TelemetryError::AlreadySet(e.to_string()))?;
     Ok(TelemetryGuard {
-        _stderr: guards.0,
-        _file: guards.1,
+        stderr: guards.0,
+        file: guards.1,
     })
 }
 

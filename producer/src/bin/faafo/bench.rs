@@ -121,7 +121,9 @@ pub fn run(config: &FaafoConfig, args: &BenchArgs) -> Result<ExitCode, Box<dyn E
     outcome?;
     let seconds = started.elapsed().as_secs_f64();
     let totals = totals.into_inner().unwrap_or_else(|p| p.into_inner());
-    println!(
+    // The reader gone is no error (docs/cli.md), here as in `main`: this
+    // runs on a blocking thread whose errors reach `main` as text.
+    let printed = crate::output::line(format_args!(
         "rendered {} task(s) (seed {}, {executor_size} at once on {} threads) in {seconds:.2} s: \
          {:.1} tasks/s, {:.2} G pixel-iterations/s, {:.1} Mpixel/s, {} bytes of PNG",
         specs.len(),
@@ -131,6 +133,9 @@ pub fn run(config: &FaafoConfig, args: &BenchArgs) -> Result<ExitCode, Box<dyn E
         totals.pixel_iterations as f64 / seconds / 1e9,
         totals.pixels as f64 / seconds / 1e6,
         totals.bytes
-    );
-    Ok(ExitCode::SUCCESS)
+    ));
+    match printed {
+        Err(e) if !e.is::<crate::output::ReaderGone>() => Err(e),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }

@@ -39,7 +39,7 @@ pub async fn run(
     };
     match command {
         Command::CheckConfig => {
-            println!("configuration OK");
+            output::line("configuration OK")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Create(args) => {
@@ -49,16 +49,16 @@ pub async fn run(
         Command::List(args) => list(&api()?, args, format).await,
         Command::Show(arg) => {
             let fractal = api()?.get(&arg.uuid).await?;
-            output::show(&fractal, format);
+            output::show(&fractal, format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Get(args) => get(&api()?, args, format).await,
         Command::Delete(arg) => {
             api()?.delete(&arg.uuid).await?;
             if format == Format::Json {
-                println!("{}", serde_json::json!({"deleted": arg.uuid}));
+                output::line(serde_json::json!({"deleted": arg.uuid}))?;
             } else {
-                println!("deleted {}", arg.uuid);
+                output::line(format_args!("deleted {}", arg.uuid))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -134,9 +134,9 @@ async fn create(
             Ok(fractal) => created.push(fractal),
             Err(e) => {
                 // Those created so far exist and will be rendered: shown,
-                // not hidden behind the error.
+                // not hidden behind the error (which is the one to report).
                 if !created.is_empty() {
-                    output::list(&created, format);
+                    let _ = output::list(&created, format);
                 }
                 return Err(e.into());
             }
@@ -145,7 +145,7 @@ async fn create(
     // JSON is one document: the fractals as created, or with `--wait` as
     // they ended up.
     if !args.wait || format == Format::Table {
-        output::list(&created, format);
+        output::list(&created, format)?;
     }
     if !args.wait {
         return Ok(ExitCode::SUCCESS);
@@ -158,7 +158,7 @@ async fn create(
         Ok(None) => {
             // Ctrl-C: the fractals exist and will be rendered all the same.
             if format == Format::Json {
-                output::list(&created, format);
+                let _ = output::list(&created, format);
             }
             eprintln!("faafo: {}", interrupted(&created));
             return Ok(ExitCode::from(130));
@@ -167,7 +167,7 @@ async fn create(
             // What was created is not lost from the output (the table
             // already shows it): in JSON, as created.
             if format == Format::Json {
-                output::list(&created, format);
+                let _ = output::list(&created, format);
             }
             return Err(e);
         }
@@ -179,7 +179,7 @@ async fn create(
             Ended::Deleted(_) => None,
         })
         .collect();
-    output::list(&finished, format);
+    output::list(&finished, format)?;
     let mut not_rendered = 0;
     for end in &ended {
         match end {
@@ -397,7 +397,7 @@ async fn list(api: &ApiClient, args: ListArgs, format: Format) -> Result<ExitCod
             ..ListQuery::default()
         })
         .await?;
-    output::list(&fractals, format);
+    output::list(&fractals, format)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -431,17 +431,14 @@ async fn get(api: &ApiClient, args: GetArgs, format: Format) -> Result<ExitCode,
     let (size, sha256) = (png.len(), faafo_common::fractal::sha256_hex(&png));
     write_whole_async(path.clone(), png, Durability::Synced).await?;
     if format == Format::Json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "uuid": args.uuid,
-                "file": path.display().to_string(),
-                "size": size,
-                "checksum": sha256,
-            })
-        );
+        output::line(serde_json::json!({
+            "uuid": args.uuid,
+            "file": path.display().to_string(),
+            "size": size,
+            "checksum": sha256,
+        }))?;
     } else {
-        println!("wrote {} ({size} bytes)", path.display());
+        output::line(format_args!("wrote {} ({size} bytes)", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -209,8 +209,14 @@ struct GetArgs {
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     if cli.print_sample_config {
-        print!("{}", faafo_common::configuration::FaafoConfig::sample());
-        return ExitCode::SUCCESS;
+        let sample = faafo_common::configuration::FaafoConfig::sample();
+        return match output::put(format_args!("{sample}")) {
+            Err(e) if !e.is::<output::ReaderGone>() => {
+                eprintln!("faafo: {e}");
+                ExitCode::FAILURE
+            }
+            _ => ExitCode::SUCCESS,
+        };
     }
     let Some(command) = cli.command.take() else {
         usage_error(
@@ -239,13 +245,23 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(commands::run(cli, command, &mut logging));
+    // In the log file too, for the commands that log (`up`, the services).
+    let print = match (&result, &logging) {
+        (Err(e), Some(logging)) if !e.is::<output::ReaderGone>() => logging.log_fatal(e),
+        _ => true,
+    };
     // The log lines first, so that the error is the last line.
     drop(runtime);
     drop(logging);
     match result {
         Ok(code) => code,
+        // The reader of the output is done (`faafo list | head`): not an
+        // error (docs/cli.md).
+        Err(e) if e.is::<output::ReaderGone>() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("faafo: {e}");
+            if print {
+                eprintln!("faafo: {e}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -1,9 +1,44 @@
 //! Tables and JSON for the command line.
 
+use std::error::Error;
+use std::fmt::Display;
+use std::io::Write;
+
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use faafo_common::fractal::Fractal;
 
 use crate::Format;
+
+/// Standard output was closed by its reader (`faafo list | head -2`): the
+/// reader has what it wanted, so the command ends quietly with status 0
+/// (`main` checks for it) instead of `println!`'s panic.
+#[derive(Debug)]
+pub struct ReaderGone;
+
+impl Display for ReaderGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output closed by its reader")
+    }
+}
+
+impl Error for ReaderGone {}
+
+/// Writes `text` and a line break to standard output: [`ReaderGone`] when
+/// the reader has gone, an error in words for any other failure (a full
+/// disk), never a panic as `println!` would.
+pub fn line(text: impl Display) -> Result<(), Box<dyn Error>> {
+    put(format_args!("{text}\n"))
+}
+
+/// Writes `text` as it is to standard output, as [`line`] does.
+pub fn put(text: std::fmt::Arguments<'_>) -> Result<(), Box<dyn Error>> {
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(text).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(ReaderGone.into()),
+        Err(e) => Err(format!("cannot write to standard output: {e}").into()),
+    }
+}
 
 fn opt<T: ToString>(value: &Option<T>) -> String {
     value
@@ -13,17 +48,12 @@ fn opt<T: ToString>(value: &Option<T>) -> String {
 }
 
 /// A table of fractals, or a JSON array.
-pub fn list(fractals: &[Fractal], format: Format) {
+pub fn list(fractals: &[Fractal], format: Format) -> Result<(), Box<dyn Error>> {
     if format == Format::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(fractals).unwrap_or_else(|_| "[]".into())
-        );
-        return;
+        return line(serde_json::to_string_pretty(fractals).unwrap_or_else(|_| "[]".into()));
     }
     if fractals.is_empty() {
-        println!("no fractals");
-        return;
+        return line("no fractals");
     }
     // The error column appears when some fractal has one (`list --status
     // failed`): why, at a glance; `show` has the whole message.
@@ -66,8 +96,7 @@ pub fn list(fractals: &[Fractal], format: Format) {
         }
         table.add_row(row);
     }
-    println!("{table}");
-    println!("{} fractal(s)", fractals.len());
+    line(format_args!("{table}\n{} fractal(s)", fractals.len()))
 }
 
 /// Why a failed fractal failed, as [`plain_error`] shows it.
@@ -117,13 +146,9 @@ fn summary(error: &str) -> String {
 }
 
 /// One fractal, every field.
-pub fn show(f: &Fractal, format: Format) {
+pub fn show(f: &Fractal, format: Format) -> Result<(), Box<dyn Error>> {
     if format == Format::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(f).unwrap_or_else(|_| "{}".into())
-        );
-        return;
+        return line(serde_json::to_string_pretty(f).unwrap_or_else(|_| "{}".into()));
     }
     let mut table = Table::new();
     table
@@ -167,7 +192,7 @@ pub fn show(f: &Fractal, format: Format) {
     for (k, v) in rows {
         table.add_row([k.to_string(), v]);
     }
-    println!("{table}");
+    line(table)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use std::error::Error;
 use std::process::ExitCode;
 
 use clap::Args;
+use faafo_api::settings::ImageStoreKind;
 use faafo_common::api_client::ApiClient;
 use faafo_common::configuration::FaafoConfig;
 use faafo_common::messaging::url::TransportKind;
@@ -74,9 +75,14 @@ pub async fn run(
                 .into(),
         );
     }
-    let state = config.state_path();
-    std::fs::create_dir_all(&state)
-        .map_err(|e| format!("cannot create the data directory {}: {e}", state.display()))?;
+    // The data directory only holds the default SQLite database (and the
+    // images of `image_store = filesystem`, whose store creates it).
+    if config.default.database_url.is_empty() {
+        let state = config.state_path();
+        std::fs::create_dir_all(&state)
+            .map_err(|e| format!("cannot create the data directory {}: {e}", state.display()))?;
+    }
+    let data = data_location(&config);
 
     let signal = Shutdown::new();
     signal.on_signal();
@@ -113,15 +119,13 @@ pub async fn run(
         })
     };
 
-    println!();
-    println!("  faafo is up: open {url}/ to watch the fractals arrive");
-    println!(
-        "  broker: {}   database: {}",
+    // For the eyes only: a closed standard output does not stop faafo.
+    let _ = crate::output::line(format_args!(
+        "\n  faafo is up: open {url}/ to watch the fractals arrive\n  \
+         broker: {}   database: {}\n  data: {data}   stop: Ctrl-C\n",
         redact_url(&config.default.transport_url),
-        redact_url(&config.database_url())
-    );
-    println!("  data: {}   stop: Ctrl-C", state.display());
-    println!();
+        redact_url(&config.database_url()),
+    ));
 
     signal.wait().await;
     info!("stopping faafo (a second Ctrl-C stops at once)");
@@ -153,6 +157,26 @@ pub async fn run(
     }
     producer_transport.close().await;
     worker_transport.close().await;
-    info!("faafo stopped; its data stays in {}", state.display());
+    info!("faafo stopped; its data stays in {data}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where `up` keeps its data, in words: the data directory with the
+/// default SQLite database; else the configured database (password
+/// hidden), and the images' directory with `image_store = filesystem`.
+fn data_location(config: &FaafoConfig) -> String {
+    let database = if config.default.database_url.is_empty() {
+        config.state_path().display().to_string()
+    } else {
+        redact_url(&config.database_url())
+    };
+    match faafo_api::settings::ApiSettings::from_config(config).image_store {
+        // Said unless they are in the data directory already said.
+        ImageStoreKind::Filesystem(dir)
+            if !config.default.database_url.is_empty() || !dir.starts_with(config.state_path()) =>
+        {
+            format!("{database} (images in {})", dir.display())
+        }
+        _ => database,
+    }
 }
