@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Acquire, AssertSqlSafe, Row, SqlSafeStr, SqlStr};
+use sqlx::{Acquire, AssertSqlSafe, Connection, Row, SqlSafeStr, SqlStr};
 
 use super::sql::{self, parse_status, to_i64, unsigned};
 use super::{Backend, DbError, StatusCounts};
@@ -32,6 +32,10 @@ macro_rules! on_pool {
         }
     };
 }
+
+/// The longest an API waits for another one's schema update (MariaDB/MySQL's
+/// named lock, PostgreSQL's advisory lock waits without a limit).
+pub const MIGRATION_LOCK_WAIT: Duration = Duration::from_secs(300);
 
 /// A record from a row of `SELECT {COLUMNS}`, for either driver's row type.
 macro_rules! record_from_row {
@@ -105,6 +109,88 @@ pub(super) fn server_message(e: &sqlx::Error) -> String {
     }
 }
 
+/// A migration error in words: the server's message, with the migration's
+/// version when it was one's statement that failed.
+fn migrate_message(e: sqlx::migrate::MigrateError) -> String {
+    match e {
+        sqlx::migrate::MigrateError::Execute(e) => server_message(&e),
+        sqlx::migrate::MigrateError::ExecuteMigration(e, version) => {
+            format!("migration {version}: {}", server_message(&e))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The name of the MariaDB/MySQL lock of `database`'s schema updates.
+/// Named locks are the server's, not the database's, hence the database's
+/// name in it; a name is at most 64 characters, so a long one is hashed.
+fn migration_lock_name(database: &str) -> String {
+    let name = format!("faafo-schema:{database}");
+    if name.len() <= 64 {
+        name
+    } else {
+        let hash = faafo_common::fractal::sha256_hex(database.as_bytes());
+        format!("faafo-schema:{}", &hash[..40])
+    }
+}
+
+/// Runs `migrator` (its own locking off) on a connection of its own to
+/// MariaDB/MySQL holding the named lock of the database's schema, taken
+/// with `GET_LOCK(name, wait)`: 1 got it, 0 another process held it for
+/// `wait`, NULL an error. The connection is closed after, which releases
+/// the lock whatever happened.
+async fn migrate_mysql(
+    options: &MySqlConnectOptions,
+    migrator: &Migrator,
+    wait: Duration,
+) -> Result<(), String> {
+    let mut conn = sqlx::MySqlConnection::connect_with(options)
+        .await
+        .map_err(|e| server_message(&e))?;
+    let result = migrate_mysql_locked(&mut conn, migrator, wait).await;
+    // Closing releases the lock too; RELEASE_LOCK is a courtesy.
+    let _ = conn.close().await;
+    result
+}
+
+async fn migrate_mysql_locked(
+    conn: &mut sqlx::MySqlConnection,
+    migrator: &Migrator,
+    wait: Duration,
+) -> Result<(), String> {
+    let database: Option<String> = sqlx::query_scalar("SELECT DATABASE()")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| server_message(&e))?;
+    let Some(database) = database else {
+        return Err("the URL names no database".into());
+    };
+    let name = migration_lock_name(&database);
+    let seconds = i64::try_from(wait.as_secs()).unwrap_or(i64::MAX).max(1);
+    let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
+        .bind(&name)
+        .bind(seconds)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| server_message(&e))?;
+    match got {
+        Some(1) => {}
+        Some(_) => {
+            return Err(format!(
+                "another process has been updating the schema (holding the lock '{name}') \
+                 for more than {seconds} s; start this one again once it is done"
+            ));
+        }
+        None => return Err(format!("GET_LOCK('{name}') failed on the server")),
+    }
+    let result = migrator.run(&mut *conn).await.map_err(migrate_message);
+    let _ = sqlx::query("SELECT RELEASE_LOCK(?)")
+        .bind(&name)
+        .execute(&mut *conn)
+        .await;
+    result
+}
+
 impl ServerPool {
     /// Connects and migrates.
     pub async fn connect(
@@ -149,15 +235,9 @@ impl ServerPool {
                 .map_err(|e| open(server_message(&e)))?;
             ServerPool::Postgres(pool)
         };
-        pool.migrate().await.map_err(|e| DbError::Migrate {
+        pool.migrate().await.map_err(|reason| DbError::Migrate {
             url: redacted.to_string(),
-            reason: match e {
-                sqlx::migrate::MigrateError::Execute(e) => server_message(&e),
-                sqlx::migrate::MigrateError::ExecuteMigration(e, version) => {
-                    format!("migration {version}: {}", server_message(&e))
-                }
-                other => other.to_string(),
-            },
+            reason,
         })?;
         Ok(pool)
     }
@@ -170,21 +250,36 @@ impl ServerPool {
         }
     }
 
-    async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+    /// Brings the schema up to date; the reason in words when it cannot.
+    ///
+    /// Several APIs may start together on a new database (a first deploy of
+    /// several hosts): one updates the schema while the others wait for it.
+    /// On PostgreSQL, sqlx's advisory lock does that. sqlx's MySQL lock,
+    /// `GET_LOCK(name, -1)`, waits forever on MySQL but is answered NULL at
+    /// once by MariaDB (10.11), which takes no lock, so every API applied
+    /// the migration and all but one died on a duplicate version row: on
+    /// MariaDB/MySQL the lock is ours ([`migrate_mysql`]).
+    async fn migrate(&self) -> Result<(), String> {
         let sql: &'static str = match self {
             ServerPool::MySql(_) => include_str!("../../migrations/mysql/0001_create_fractal.sql"),
             ServerPool::Postgres(_) => {
                 include_str!("../../migrations/postgres/0001_create_fractal.sql")
             }
         };
-        let migrator = Migrator::with_migrations(vec![Migration::new(
+        let mut migrator = Migrator::with_migrations(vec![Migration::new(
             1,
             "create fractal".into(),
             MigrationType::Simple,
             sql.into_sql_str(),
             false,
         )]);
-        on_pool!(self, pool => migrator.run(pool).await)
+        match self {
+            ServerPool::MySql(pool) => {
+                migrator.set_locking(false);
+                migrate_mysql(&pool.connect_options(), &migrator, MIGRATION_LOCK_WAIT).await
+            }
+            ServerPool::Postgres(pool) => migrator.run(pool).await.map_err(migrate_message),
+        }
     }
 
     /// `sql` in this backend's placeholder style.
@@ -373,5 +468,62 @@ impl ServerPool {
             let deleted = sqlx::query(delete).bind(uuid).execute(pool).await?.rows_affected() == 1;
             Ok(deleted)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_names_fit_in_64_characters() {
+        assert_eq!(migration_lock_name("faafo"), "faafo-schema:faafo");
+        let long = "d".repeat(64);
+        let name = migration_lock_name(&long);
+        assert!(name.len() <= 64, "{name}");
+        assert!(name.starts_with("faafo-schema:"), "{name}");
+        assert_ne!(name, migration_lock_name(&"e".repeat(64)));
+    }
+
+    /// A schema lock held too long by another process is one clear line,
+    /// not a wait without end nor a migration without the lock. Needs
+    /// MariaDB/MySQL at `FAAFO_TEST_MYSQL_URL` (default root@127.0.0.1).
+    #[tokio::test]
+    async fn a_schema_lock_held_elsewhere_times_out_in_words() {
+        let admin = std::env::var("FAAFO_TEST_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+        let admin = MySqlConnectOptions::from_str(&admin).expect("a MySQL URL");
+        let name = format!("faafo_lock_{}", uuid::Uuid::new_v4().simple());
+        let mut holder = sqlx::MySqlConnection::connect_with(&admin)
+            .await
+            .expect("MariaDB/MySQL is needed (FAAFO_TEST_MYSQL_URL)");
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut holder)
+            .await
+            .expect("create database");
+        let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 1)")
+            .bind(migration_lock_name(&name))
+            .fetch_one(&mut holder)
+            .await
+            .expect("lock");
+        let result = migrate_mysql(
+            &admin.clone().database(&name),
+            &Migrator::with_migrations(Vec::new()),
+            Duration::from_secs(1),
+        )
+        .await;
+        sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE {name}")))
+            .execute(&mut holder)
+            .await
+            .expect("drop database");
+        assert_eq!(got, Some(1));
+        let err = result.expect_err("the lock is held");
+        assert_eq!(
+            err,
+            format!(
+                "another process has been updating the schema (holding the lock \
+                 'faafo-schema:{name}') for more than 1 s; start this one again once it is done"
+            )
+        );
     }
 }

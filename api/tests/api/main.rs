@@ -7,7 +7,8 @@
 //! - `auth`: token auth, route by route;
 //! - `browser`: the web page in headless Chromium;
 //! - `schemathesis`: the OpenAPI document, fuzzed by schemathesis;
-//! - `startup`: the start-up errors of a database server that cannot be used.
+//! - `startup`: the start-up errors of a database server that cannot be used,
+//!   and several APIs starting together on a new database.
 
 mod auth;
 mod browser;
