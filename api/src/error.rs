@@ -82,15 +82,21 @@ impl ApiError {
     pub fn no_fractal(id: impl std::fmt::Display) -> Self {
         ApiError::NotFound(format!("no fractal {id}"))
     }
-}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        match &self {
+    /// Logs a server-side error (a 500 in full, a 503 as a warning): the
+    /// operator's record of what a client was only told in short.
+    pub fn log(&self) {
+        match self {
             ApiError::Internal(detail) => tracing::error!("{detail}"),
             ApiError::Unavailable(detail) => tracing::warn!("{detail}"),
             _ => {}
         }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.log();
         let mut response = (self.status(), Json(self.body())).into_response();
         if matches!(self, ApiError::RequestTimeout(_)) {
             // The rest of the body may still come: the connection cannot

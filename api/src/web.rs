@@ -130,9 +130,12 @@ fn layout(title: &str, counts: Option<&StatusCounts>, live: Live, body: Markup) 
 
 /// `GET /`: the first page.
 #[utoipa::path(get, path = "/", tag = "pages",
-    responses((status = 200, description = "The newest finished fractals", content_type = "text/html", body = String)))]
-pub async fn index(State(state): State<AppState>) -> Result<Response, ApiError> {
-    render_index(&state, 1).await
+    responses(
+        (status = 200, description = "The newest finished fractals", content_type = "text/html", body = String),
+        (status = 503, description = "The database does not answer", content_type = "text/html", body = String),
+    ))]
+pub async fn index(State(state): State<AppState>) -> Response {
+    render_index(&state, 1).await.unwrap_or_else(error_page)
 }
 
 /// `GET /index/{page}`: page `page` (from 1) of the finished fractals.
@@ -141,20 +144,21 @@ pub async fn index(State(state): State<AppState>) -> Result<Response, ApiError> 
     responses(
         (status = 200, description = "A page of finished fractals", content_type = "text/html", body = String),
         (status = 404, description = "Not a page number, or past the last page", content_type = "text/html", body = String),
+        (status = 503, description = "The database does not answer", content_type = "text/html", body = String),
     ))]
 pub async fn index_page(
     State(state): State<AppState>,
     page: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> Result<Response, ApiError> {
+) -> Response {
     match page
         .ok()
         .and_then(|Path(p)| p.parse::<i64>().ok())
         .filter(|&p| p >= 1)
     {
-        Some(page) => render_index(&state, page.unsigned_abs()).await,
-        None => Ok(not_found(
-            "There is no such page: pages are numbered from 1.",
-        )),
+        Some(page) => render_index(&state, page.unsigned_abs())
+            .await
+            .unwrap_or_else(error_page),
+        None => not_found("There is no such page: pages are numbered from 1."),
     }
 }
 
@@ -285,9 +289,17 @@ fn file_size(bytes: u64) -> String {
     responses(
         (status = 200, description = "The fractal's page", content_type = "text/html", body = String),
         (status = 404, description = "No such fractal", content_type = "text/html", body = String),
+        (status = 503, description = "The database does not answer", content_type = "text/html", body = String),
     ))]
 pub async fn show(
     State(state): State<AppState>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Response {
+    render_show(&state, id).await.unwrap_or_else(error_page)
+}
+
+async fn render_show(
+    state: &AppState,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, ApiError> {
     let Some(id) = id.ok().and_then(|Path(text)| FractalId::parse(&text).ok()) else {
@@ -346,6 +358,27 @@ fn past_the_last(page: u64, pages: u64) -> Response {
         StatusCode::NOT_FOUND,
         layout("faafo — not found", None, Live::No, body),
     )
+}
+
+/// A page's error as a page (a browser shows the JSON of the API's errors
+/// as raw text): its status, and its message (a 503 says the database is
+/// away and why; a 500 only that the log has the details).
+fn error_page(error: ApiError) -> Response {
+    error.log();
+    let status = error.status();
+    let message = error.body().message;
+    let (title, lead) = match error {
+        ApiError::Unavailable(_) => (
+            "faafo — unavailable",
+            "The database is unavailable; try again in a moment.",
+        ),
+        _ => ("faafo — error", "This page cannot be shown."),
+    };
+    let body = html! {
+        main { p.empty { (lead) br; code { (message) } } }
+        nav { a href="/" { "← all fractals" } }
+    };
+    html_page(status, layout(title, None, Live::No, body))
 }
 
 fn not_found(message: &str) -> Response {

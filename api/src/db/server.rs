@@ -2,21 +2,34 @@
 //! and expanded for both drivers by [`on_pool!`].
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Acquire, AssertSqlSafe, Row, SqlSafeStr, SqlStr};
+use sqlx::{Acquire, AssertSqlSafe, Connection, Pool, Row, SqlSafeStr, SqlStr};
 
 use super::sql::{self, parse_status, to_i64, unsigned};
 use super::{Backend, DbError, StatusCounts};
 use crate::domain::{Checksum, FractalId, FractalRecord, ListQuery, Timestamp};
 
-/// A pool of connections to a database server.
+/// A pool of connections to a database server, and what it knows of the
+/// server's reachability (so that a server that refuses connections is
+/// answered at once, with its reason, rather than after the pool's
+/// `acquire_timeout` of retries with "pool timed out").
 #[derive(Debug, Clone)]
-pub enum ServerPool {
+pub struct ServerPool {
+    pool: Pools,
+    reach: Arc<Reachability>,
+}
+
+/// The pool of one driver.
+#[derive(Debug, Clone)]
+enum Pools {
     /// MariaDB or MySQL.
     MySql(MySqlPool),
     /// PostgreSQL.
@@ -26,11 +39,106 @@ pub enum ServerPool {
 /// Runs `$body` with `$pool` bound to the concrete pool, once per driver.
 macro_rules! on_pool {
     ($which:expr, $pool:ident => $body:expr) => {
-        match $which {
-            ServerPool::MySql($pool) => $body,
-            ServerPool::Postgres($pool) => $body,
+        match &$which.pool {
+            Pools::MySql($pool) => $body,
+            Pools::Postgres($pool) => $body,
         }
     };
+}
+
+/// How long a request waits for a connection before the server is checked
+/// with a connection of its own ([`Reachability::probe`]). Shorter than any
+/// client gives up, longer than opening a connection to a healthy server.
+pub const PROBE_AFTER: Duration = Duration::from_millis(200);
+
+/// A pool that handed out a connection this recently is busy, not cut off
+/// from its server: its waiters wait (up to `[database] connect_timeout`)
+/// without a probe, so a pool under load costs no extra connection.
+pub const BUSY_WINDOW: Duration = Duration::from_millis(500);
+
+/// The longest a probe waits for its connection: a server that does not
+/// answer in this time (packets dropped) is reported as such.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The longest an API waits for another one's schema update (MariaDB/MySQL's
+/// named lock, PostgreSQL's advisory lock waits without a limit).
+pub const MIGRATION_LOCK_WAIT: Duration = Duration::from_secs(300);
+
+/// What the pool knows of its server's reachability. sqlx's pool retries a
+/// refused connection until its `acquire_timeout` and keeps the error to
+/// itself, so a request waiting for a connection checks the server with a
+/// connection of its own when the pool is slow and has handed nothing out
+/// lately; one such probe at a time, shared by every waiter.
+#[derive(Debug)]
+struct Reachability {
+    /// The origin of the times below.
+    epoch: Instant,
+    /// When the pool last handed out a connection, or a probe connected
+    /// (milliseconds since `epoch`, plus one; 0: never).
+    last_alive: AtomicU64,
+    /// The last probe failed and nothing has connected since: requests
+    /// probe at once instead of waiting [`PROBE_AFTER`].
+    down: AtomicBool,
+    /// The last probe's end and result; held while probing, so that
+    /// concurrent waiters share one probe.
+    last_probe: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
+    /// The probe's timeout: [`PROBE_TIMEOUT`], or `connect_timeout` if shorter.
+    probe_timeout: Duration,
+}
+
+impl Reachability {
+    fn new(connect_timeout: Duration) -> Self {
+        Self {
+            epoch: Instant::now(),
+            last_alive: AtomicU64::new(0),
+            down: AtomicBool::new(false),
+            last_probe: tokio::sync::Mutex::new(None),
+            probe_timeout: PROBE_TIMEOUT.min(connect_timeout),
+        }
+    }
+
+    /// The server answered: a connection was handed out, or a probe connected.
+    fn alive(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_alive
+            .store(now.saturating_add(1), Ordering::Relaxed);
+        self.down.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the server answered within [`BUSY_WINDOW`].
+    fn recently_alive(&self) -> bool {
+        let last = self.last_alive.load(Ordering::Relaxed);
+        if last == 0 {
+            return false;
+        }
+        let since = Duration::from_millis(last - 1);
+        self.epoch.elapsed().saturating_sub(since) < BUSY_WINDOW
+    }
+
+    /// Opens and closes a connection of its own; the reason in words when
+    /// it cannot. A waiter that comes while another probes takes its result.
+    async fn probe<C: Connection>(&self, options: &C::Options) -> Result<(), String> {
+        let asked = Instant::now();
+        let mut last = self.last_probe.lock().await;
+        if let Some((at, result)) = last.as_ref()
+            && *at >= asked
+        {
+            return result.clone();
+        }
+        let timeout = self.probe_timeout;
+        let result = match first_connection::<C>(options, timeout).await {
+            // A server at its connection limit is up: the pool's own
+            // connections are the way in, and worth waiting for.
+            Ok(()) | Err(ConnectFailure::Full(_)) => Ok(()),
+            Err(e) => Err(e.describe(&format!("{} ms", timeout.as_millis()))),
+        };
+        match &result {
+            Ok(()) => self.alive(),
+            Err(_) => self.down.store(true, Ordering::Relaxed),
+        }
+        *last = Some((Instant::now(), result.clone()));
+        result
+    }
 }
 
 /// A record from a row of `SELECT {COLUMNS}`, for either driver's row type.
@@ -76,21 +184,54 @@ macro_rules! record_from_row {
 /// cannot be used is reported for what it is ("Connection refused", "password
 /// authentication failed"...): the pool retries a refused connection until
 /// its timeout and then says only that it timed out.
-async fn first_connection<C: sqlx::Connection>(
-    options: &<C as sqlx::Connection>::Options,
+async fn first_connection<C: Connection>(
+    options: &<C as Connection>::Options,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), ConnectFailure> {
     match tokio::time::timeout(timeout, C::connect_with(options)).await {
         Ok(Ok(connection)) => {
             // Closing politely is a courtesy; the connection is dropped anyway.
             let _ = connection.close().await;
             Ok(())
         }
-        Ok(Err(e)) => Err(server_message(&e)),
-        Err(_) => Err(format!(
-            "no connection within {} s ([database] connect_timeout)",
-            timeout.as_secs()
-        )),
+        Ok(Err(e)) if is_too_many_connections(&e) => Err(ConnectFailure::Full(server_message(&e))),
+        Ok(Err(e)) => Err(ConnectFailure::Refused(server_message(&e))),
+        Err(_) => Err(ConnectFailure::TimedOut),
+    }
+}
+
+/// The server refused a connection for having too many: MySQL 1040 (too
+/// many connections) or 1203 (the user's limit), PostgreSQL 53300.
+fn is_too_many_connections(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return matches!(mysql.number(), 1040 | 1203);
+    }
+    db.code().as_deref() == Some("53300")
+}
+
+/// Why [`first_connection`] failed.
+#[derive(Debug)]
+enum ConnectFailure {
+    /// The server or the system said why (in words).
+    Refused(String),
+    /// The server answered, but has as many connections as it takes (in
+    /// words): it is up, and a pool's connection may free up.
+    Full(String),
+    /// Nothing within the timeout.
+    TimedOut,
+}
+
+impl ConnectFailure {
+    /// In words; `limit` names the timeout ("10 s ([database]
+    /// connect_timeout)").
+    fn describe(self, limit: &str) -> String {
+        match self {
+            ConnectFailure::Refused(reason) | ConnectFailure::Full(reason) => reason,
+            ConnectFailure::TimedOut => format!("no connection within {limit}"),
+        }
     }
 }
 
@@ -103,6 +244,88 @@ pub(super) fn server_message(e: &sqlx::Error) -> String {
         sqlx::Error::Io(io) => io.to_string(),
         other => other.to_string(),
     }
+}
+
+/// A migration error in words: the server's message, with the migration's
+/// version when it was one's statement that failed.
+fn migrate_message(e: sqlx::migrate::MigrateError) -> String {
+    match e {
+        sqlx::migrate::MigrateError::Execute(e) => server_message(&e),
+        sqlx::migrate::MigrateError::ExecuteMigration(e, version) => {
+            format!("migration {version}: {}", server_message(&e))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The name of the MariaDB/MySQL lock of `database`'s schema updates.
+/// Named locks are the server's, not the database's, hence the database's
+/// name in it; a name is at most 64 characters, so a long one is hashed.
+fn migration_lock_name(database: &str) -> String {
+    let name = format!("faafo-schema:{database}");
+    if name.len() <= 64 {
+        name
+    } else {
+        let hash = faafo_common::fractal::sha256_hex(database.as_bytes());
+        format!("faafo-schema:{}", &hash[..40])
+    }
+}
+
+/// Runs `migrator` (its own locking off) on a connection of its own to
+/// MariaDB/MySQL holding the named lock of the database's schema, taken
+/// with `GET_LOCK(name, wait)`: 1 got it, 0 another process held it for
+/// `wait`, NULL an error. The connection is closed after, which releases
+/// the lock whatever happened.
+async fn migrate_mysql(
+    options: &MySqlConnectOptions,
+    migrator: &Migrator,
+    wait: Duration,
+) -> Result<(), String> {
+    let mut conn = sqlx::MySqlConnection::connect_with(options)
+        .await
+        .map_err(|e| server_message(&e))?;
+    let result = migrate_mysql_locked(&mut conn, migrator, wait).await;
+    // Closing releases the lock too; RELEASE_LOCK is a courtesy.
+    let _ = conn.close().await;
+    result
+}
+
+async fn migrate_mysql_locked(
+    conn: &mut sqlx::MySqlConnection,
+    migrator: &Migrator,
+    wait: Duration,
+) -> Result<(), String> {
+    let database: Option<String> = sqlx::query_scalar("SELECT DATABASE()")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| server_message(&e))?;
+    let Some(database) = database else {
+        return Err("the URL names no database".into());
+    };
+    let name = migration_lock_name(&database);
+    let seconds = i64::try_from(wait.as_secs()).unwrap_or(i64::MAX).max(1);
+    let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
+        .bind(&name)
+        .bind(seconds)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| server_message(&e))?;
+    match got {
+        Some(1) => {}
+        Some(_) => {
+            return Err(format!(
+                "another process has been updating the schema (holding the lock '{name}') \
+                 for more than {seconds} s; start this one again once it is done"
+            ));
+        }
+        None => return Err(format!("GET_LOCK('{name}') failed on the server")),
+    }
+    let result = migrator.run(&mut *conn).await.map_err(migrate_message);
+    let _ = sqlx::query("SELECT RELEASE_LOCK(?)")
+        .bind(&name)
+        .execute(&mut *conn)
+        .await;
+    result
 }
 
 impl ServerPool {
@@ -118,6 +341,7 @@ impl ServerPool {
             url: redacted.to_string(),
             reason,
         };
+        let limit = format!("{} s ([database] connect_timeout)", timeout.as_secs());
         let pool = if backend == Backend::MySql {
             let url = match url.strip_prefix("mariadb://") {
                 Some(rest) => format!("mysql://{rest}"),
@@ -128,78 +352,153 @@ impl ServerPool {
                 .charset("utf8mb4");
             first_connection::<sqlx::MySqlConnection>(&connect, timeout)
                 .await
-                .map_err(open)?;
+                .map_err(|e| open(e.describe(&limit)))?;
             let pool = MySqlPoolOptions::new()
                 .max_connections(max)
                 .acquire_timeout(timeout)
                 .connect_with(connect)
                 .await
                 .map_err(|e| open(server_message(&e)))?;
-            ServerPool::MySql(pool)
+            Pools::MySql(pool)
         } else {
             let connect = PgConnectOptions::from_str(url).map_err(|e| open(server_message(&e)))?;
             first_connection::<sqlx::PgConnection>(&connect, timeout)
                 .await
-                .map_err(open)?;
+                .map_err(|e| open(e.describe(&limit)))?;
             let pool = PgPoolOptions::new()
                 .max_connections(max)
                 .acquire_timeout(timeout)
                 .connect_with(connect)
                 .await
                 .map_err(|e| open(server_message(&e)))?;
-            ServerPool::Postgres(pool)
+            Pools::Postgres(pool)
         };
-        pool.migrate().await.map_err(|e| DbError::Migrate {
+        let pool = ServerPool {
+            pool,
+            reach: Arc::new(Reachability::new(timeout)),
+        };
+        pool.migrate().await.map_err(|reason| DbError::Migrate {
             url: redacted.to_string(),
-            reason: match e {
-                sqlx::migrate::MigrateError::Execute(e) => server_message(&e),
-                sqlx::migrate::MigrateError::ExecuteMigration(e, version) => {
-                    format!("migration {version}: {}", server_message(&e))
-                }
-                other => other.to_string(),
-            },
+            reason,
         })?;
         Ok(pool)
     }
 
     /// MySQL or PostgreSQL.
     pub fn backend(&self) -> Backend {
-        match self {
-            ServerPool::MySql(_) => Backend::MySql,
-            ServerPool::Postgres(_) => Backend::Postgres,
+        match self.pool {
+            Pools::MySql(_) => Backend::MySql,
+            Pools::Postgres(_) => Backend::Postgres,
         }
     }
 
-    async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        let sql: &'static str = match self {
-            ServerPool::MySql(_) => include_str!("../../migrations/mysql/0001_create_fractal.sql"),
-            ServerPool::Postgres(_) => {
+    /// Brings the schema up to date; the reason in words when it cannot.
+    ///
+    /// Several APIs may start together on a new database (a first deploy of
+    /// several hosts): one updates the schema while the others wait for it.
+    /// On PostgreSQL, sqlx's advisory lock does that. sqlx's MySQL lock,
+    /// `GET_LOCK(name, -1)`, waits forever on MySQL but is answered NULL at
+    /// once by MariaDB (10.11), which takes no lock, so every API applied
+    /// the migration and all but one died on a duplicate version row: on
+    /// MariaDB/MySQL the lock is ours ([`migrate_mysql`]).
+    async fn migrate(&self) -> Result<(), String> {
+        let sql: &'static str = match self.pool {
+            Pools::MySql(_) => include_str!("../../migrations/mysql/0001_create_fractal.sql"),
+            Pools::Postgres(_) => {
                 include_str!("../../migrations/postgres/0001_create_fractal.sql")
             }
         };
-        let migrator = Migrator::with_migrations(vec![Migration::new(
+        let mut migrator = Migrator::with_migrations(vec![Migration::new(
             1,
             "create fractal".into(),
             MigrationType::Simple,
             sql.into_sql_str(),
             false,
         )]);
-        on_pool!(self, pool => migrator.run(pool).await)
+        match &self.pool {
+            Pools::MySql(pool) => {
+                migrator.set_locking(false);
+                migrate_mysql(&pool.connect_options(), &migrator, MIGRATION_LOCK_WAIT).await
+            }
+            Pools::Postgres(pool) => migrator.run(pool).await.map_err(migrate_message),
+        }
+    }
+
+    /// A connection of the pool, or [`DbError::Unavailable`] with the
+    /// reason as soon as the server is known not to take connections.
+    ///
+    /// sqlx's pool retries a refused connection until its acquire timeout
+    /// (`[database] connect_timeout`) and then says only "pool timed out",
+    /// so every request took that long to fail, with no reason. Here a wait
+    /// longer than [`PROBE_AFTER`], in a pool that has handed nothing out
+    /// for [`BUSY_WINDOW`] (a busy pool's waiters just wait), is checked
+    /// with a connection of the probe's own: if that fails, the request is
+    /// answered with its reason ("Connection refused", an authentication
+    /// error...). Once a probe has failed, the next request probes at once;
+    /// the first that connects again ends that.
+    async fn checkout<DB: sqlx::Database>(
+        &self,
+        pool: &Pool<DB>,
+    ) -> Result<PoolConnection<DB>, DbError> {
+        let reach = &self.reach;
+        let mut acquire = std::pin::pin!(pool.acquire());
+        let mut wait = if reach.down.load(Ordering::Relaxed) {
+            Duration::ZERO
+        } else {
+            PROBE_AFTER
+        };
+        loop {
+            tokio::select! {
+                biased;
+                acquired = &mut acquire => return self.handed_out(acquired),
+                () = tokio::time::sleep(wait) => {}
+            }
+            wait = PROBE_AFTER;
+            if reach.recently_alive() {
+                continue;
+            }
+            let options = pool.connect_options();
+            tokio::select! {
+                biased;
+                acquired = &mut acquire => return self.handed_out(acquired),
+                probed = reach.probe::<DB::Connection>(&options) => {
+                    if let Err(reason) = probed {
+                        return Err(DbError::Unavailable(reason));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The outcome of the pool's acquire: any error of it is the server's
+    /// or the network's (the statement has not been sent), worth a retry.
+    fn handed_out<DB: sqlx::Database>(
+        &self,
+        acquired: Result<PoolConnection<DB>, sqlx::Error>,
+    ) -> Result<PoolConnection<DB>, DbError> {
+        match acquired {
+            Ok(connection) => {
+                self.reach.alive();
+                Ok(connection)
+            }
+            Err(e) => Err(DbError::Unavailable(server_message(&e))),
+        }
     }
 
     /// `sql` in this backend's placeholder style.
     fn sql(&self, text: &str) -> SqlStr {
-        match self {
-            ServerPool::Postgres(_) => {
-                AssertSqlSafe(sql::numbered_placeholders(text)).into_sql_str()
-            }
-            ServerPool::MySql(_) => AssertSqlSafe(text.to_string()).into_sql_str(),
+        match self.pool {
+            Pools::Postgres(_) => AssertSqlSafe(sql::numbered_placeholders(text)).into_sql_str(),
+            Pools::MySql(_) => AssertSqlSafe(text.to_string()).into_sql_str(),
         }
     }
 
     /// `SELECT 1`.
     pub async fn ping(&self) -> Result<(), DbError> {
-        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop))?;
+        on_pool!(self, pool => {
+            let mut conn = self.checkout(pool).await?;
+            sqlx::query("SELECT 1").execute(&mut *conn).await.map(drop)
+        })?;
         Ok(())
     }
 
@@ -212,6 +511,7 @@ impl ServerPool {
     pub async fn insert(&self, r: &FractalRecord) -> Result<(), DbError> {
         let statement = self.sql(sql::INSERT);
         on_pool!(self, pool => {
+            let mut conn = self.checkout(pool).await?;
             sqlx::query(statement)
                 .bind(r.uuid.to_string())
                 .bind(i64::from(r.width))
@@ -235,7 +535,7 @@ impl ServerPool {
                 .bind(r.created_at)
                 .bind(r.updated_at)
                 .bind(r.revision)
-                .execute(pool)
+                .execute(&mut *conn)
                 .await
                 .map(drop)
         })?;
@@ -246,7 +546,8 @@ impl ServerPool {
     pub async fn get(&self, id: FractalId) -> Result<Option<FractalRecord>, DbError> {
         let statement = self.sql(sql::SELECT_ONE);
         on_pool!(self, pool => {
-            match sqlx::query(statement).bind(id.to_string()).fetch_optional(pool).await? {
+            let mut conn = self.checkout(pool).await?;
+            match sqlx::query(statement).bind(id.to_string()).fetch_optional(&mut *conn).await? {
                 Some(row) => Ok(Some(record_from_row!(&row))),
                 None => Ok(None),
             }
@@ -260,6 +561,7 @@ impl ServerPool {
         let status = query.status.map(|s| s.as_str());
         let before = query.updated_before;
         let total: i64 = on_pool!(self, pool => {
+            let mut conn = self.checkout(pool).await?;
             let mut q = sqlx::query_scalar(count);
             if let Some(status) = status {
                 q = q.bind(status);
@@ -267,13 +569,14 @@ impl ServerPool {
             if let Some(before) = before {
                 q = q.bind(before);
             }
-            q.fetch_one(pool).await?
+            q.fetch_one(&mut *conn).await?
         });
         let total = unsigned::<u64>(total, "COUNT(*)")?;
         let Some(offset) = query.offset().filter(|&o| o.unsigned_abs() < total) else {
             return Ok((total, Vec::new()));
         };
         let records = on_pool!(self, pool => {
+            let mut conn = self.checkout(pool).await?;
             let mut q = sqlx::query(page);
             if let Some(status) = status {
                 q = q.bind(status);
@@ -281,7 +584,7 @@ impl ServerPool {
             if let Some(before) = before {
                 q = q.bind(before);
             }
-            let rows = q.bind(i64::from(query.per_page)).bind(offset).fetch_all(pool).await?;
+            let rows = q.bind(i64::from(query.per_page)).bind(offset).fetch_all(&mut *conn).await?;
             let mut records = Vec::with_capacity(rows.len());
             for row in &rows {
                 records.push(record_from_row!(row));
@@ -294,8 +597,10 @@ impl ServerPool {
     /// See [`super::Database::count_by_status`].
     pub async fn count_by_status(&self) -> Result<StatusCounts, DbError> {
         let statement = self.sql(sql::COUNT_BY_STATUS);
-        let rows: Vec<(String, i64)> =
-            on_pool!(self, pool => sqlx::query_as(statement).fetch_all(pool).await?);
+        let rows: Vec<(String, i64)> = on_pool!(self, pool => {
+            let mut conn = self.checkout(pool).await?;
+            sqlx::query_as(statement).fetch_all(&mut *conn).await?
+        });
         sql::status_counts(rows)
     }
 
@@ -313,7 +618,7 @@ impl ServerPool {
         );
         let uuid = before.uuid.to_string();
         on_pool!(self, pool => {
-            let mut conn = pool.acquire().await?;
+            let mut conn = self.checkout(pool).await?;
             let mut tx = conn.begin().await?;
             let applied = sqlx::query(update)
                 .bind(after.c_re)
@@ -357,7 +662,8 @@ impl ServerPool {
     pub async fn image(&self, id: FractalId) -> Result<Option<Vec<u8>>, DbError> {
         let statement = self.sql(sql::SELECT_IMAGE);
         let data = on_pool!(self, pool => {
-            sqlx::query_scalar(statement).bind(id.to_string()).fetch_optional(pool).await?
+            let mut conn = self.checkout(pool).await?;
+            sqlx::query_scalar(statement).bind(id.to_string()).fetch_optional(&mut *conn).await?
         });
         Ok(data)
     }
@@ -370,8 +676,67 @@ impl ServerPool {
         // CASCADE: the order an upload locks them in (deleting the image
         // first deadlocked with an upload of it).
         on_pool!(self, pool => {
-            let deleted = sqlx::query(delete).bind(uuid).execute(pool).await?.rows_affected() == 1;
+            let mut conn = self.checkout(pool).await?;
+            let deleted =
+                sqlx::query(delete).bind(uuid).execute(&mut *conn).await?.rows_affected() == 1;
             Ok(deleted)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_names_fit_in_64_characters() {
+        assert_eq!(migration_lock_name("faafo"), "faafo-schema:faafo");
+        let long = "d".repeat(64);
+        let name = migration_lock_name(&long);
+        assert!(name.len() <= 64, "{name}");
+        assert!(name.starts_with("faafo-schema:"), "{name}");
+        assert_ne!(name, migration_lock_name(&"e".repeat(64)));
+    }
+
+    /// A schema lock held too long by another process is one clear line,
+    /// not a wait without end nor a migration without the lock. Needs
+    /// MariaDB/MySQL at `FAAFO_TEST_MYSQL_URL` (default root@127.0.0.1).
+    #[tokio::test]
+    async fn a_schema_lock_held_elsewhere_times_out_in_words() {
+        let admin = std::env::var("FAAFO_TEST_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+        let admin = MySqlConnectOptions::from_str(&admin).expect("a MySQL URL");
+        let name = format!("faafo_lock_{}", uuid::Uuid::new_v4().simple());
+        let mut holder = sqlx::MySqlConnection::connect_with(&admin)
+            .await
+            .expect("MariaDB/MySQL is needed (FAAFO_TEST_MYSQL_URL)");
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut holder)
+            .await
+            .expect("create database");
+        let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 1)")
+            .bind(migration_lock_name(&name))
+            .fetch_one(&mut holder)
+            .await
+            .expect("lock");
+        let result = migrate_mysql(
+            &admin.clone().database(&name),
+            &Migrator::with_migrations(Vec::new()),
+            Duration::from_secs(1),
+        )
+        .await;
+        sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE {name}")))
+            .execute(&mut holder)
+            .await
+            .expect("drop database");
+        assert_eq!(got, Some(1));
+        let err = result.expect_err("the lock is held");
+        assert_eq!(
+            err,
+            format!(
+                "another process has been updating the schema (holding the lock \
+                 'faafo-schema:{name}') for more than 1 s; start this one again once it is done"
+            )
+        );
     }
 }

@@ -7,13 +7,16 @@
 //! - `auth`: token auth, route by route;
 //! - `browser`: the web page in headless Chromium;
 //! - `schemathesis`: the OpenAPI document, fuzzed by schemathesis;
-//! - `startup`: the start-up errors of a database server that cannot be used.
+//! - `startup`: the start-up errors of a database server that cannot be used,
+//!   and several APIs starting together on a new database;
+//! - `outage`: the database going away while the API runs, and coming back.
 
 mod auth;
 mod browser;
 mod contract;
 mod helpers;
 mod hostile;
+mod outage;
 mod schemathesis;
 mod seed_era;
 mod startup;

@@ -1,13 +1,16 @@
 //! Start-up against a database server that cannot be used: the error says
 //! why (the connection refused, the database missing), in the server's or
-//! the system's words, without the password.
+//! the system's words, without the password. And several APIs started
+//! together on a new database: one creates the schema, the others wait.
 
 use std::time::{Duration, Instant};
 
 use faafo_api::Application;
+use faafo_common::api_client::ApiClient;
 use faafo_common::configuration::FaafoConfig;
+use sqlx::Connection;
 
-use crate::helpers::{Backend, with_database};
+use crate::helpers::{Backend, TestDatabase, new_fractal, with_database};
 
 /// The error of building the API on `url`.
 async fn startup_error(url: &str) -> String {
@@ -67,4 +70,92 @@ async fn a_missing_database_is_named_in_the_servers_words() {
             "{backend:?}: {err}"
         );
     }
+}
+
+/// A configuration of the API on `url`, bound to a free port of 127.0.0.1,
+/// its state in `state`.
+fn config_on(url: &str, state: &tempfile::TempDir) -> FaafoConfig {
+    let mut config = FaafoConfig::default();
+    config.default.database_url = url.to_string();
+    config.default.state_path = state.path().display().to_string();
+    config.api.bind_host = "127.0.0.1".into();
+    config.api.bind_port = 0;
+    config
+}
+
+/// Two APIs started at the same moment on a new database (a first deploy
+/// of several API hosts): one updates the schema while the other waits for
+/// it, and both serve. MariaDB answers sqlx's own lock (`GET_LOCK(name,
+/// -1)`) with NULL at once, and the second died on a duplicate row of
+/// `_sqlx_migrations`.
+async fn two_apis_start_together_on_a_new_database(backend: Backend) {
+    for round in 0..5 {
+        let db = TestDatabase::create(backend).await;
+        let (state_a, state_b) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let (config_a, config_b) = (config_on(&db.url, &state_a), config_on(&db.url, &state_b));
+        let (a, b) = tokio::join!(Application::build(&config_a), Application::build(&config_b));
+        let a = a.unwrap_or_else(|e| panic!("{backend:?}, round {round}: the first API: {e}"));
+        let b = b.unwrap_or_else(|e| panic!("{backend:?}, round {round}: the second API: {e}"));
+        let (url_a, url_b) = (a.url(), b.url());
+        let (stop_a, stopped_a) = tokio::sync::oneshot::channel::<()>();
+        let (stop_b, stopped_b) = tokio::sync::oneshot::channel::<()>();
+        let served_a = tokio::spawn(a.run_until_stopped(async move {
+            let _ = stopped_a.await;
+        }));
+        let served_b = tokio::spawn(b.run_until_stopped(async move {
+            let _ = stopped_b.await;
+        }));
+        // The schema is whole: what one creates, the other reads, and the
+        // migration is recorded once.
+        let created = ApiClient::new(&url_a, None)
+            .expect("client")
+            .create(&new_fractal(64, 48, None))
+            .await
+            .expect("create on the first API");
+        let read = ApiClient::new(&url_b, None)
+            .expect("client")
+            .get(&created.uuid)
+            .await
+            .expect("read on the second API");
+        assert_eq!(read.uuid, created.uuid);
+        let versions = applied_migrations(backend, &db.url).await;
+        assert_eq!(versions, vec![(1, true)], "{backend:?}, round {round}");
+        let _ = (stop_a.send(()), stop_b.send(()));
+        served_a.await.expect("task").expect("stopped");
+        served_b.await.expect("task").expect("stopped");
+    }
+}
+
+/// The rows of `_sqlx_migrations`: (version, success).
+async fn applied_migrations(backend: Backend, url: &str) -> Vec<(i64, bool)> {
+    let sql = "SELECT version, success FROM _sqlx_migrations ORDER BY version";
+    match backend {
+        Backend::MySql => {
+            let mut conn = sqlx::MySqlConnection::connect(url).await.expect("connect");
+            sqlx::query_as(sql)
+                .fetch_all(&mut conn)
+                .await
+                .expect("migrations")
+        }
+        _ => {
+            let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+            sqlx::query_as(sql)
+                .fetch_all(&mut conn)
+                .await
+                .expect("migrations")
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_apis_start_together_on_a_new_mariadb_database() {
+    two_apis_start_together_on_a_new_database(Backend::MySql).await;
+}
+
+#[tokio::test]
+async fn two_apis_start_together_on_a_new_postgres_database() {
+    two_apis_start_together_on_a_new_database(Backend::Postgres).await;
 }
