@@ -137,17 +137,24 @@ const LONG_RENDER: &[&str] = &[
 /// the API's URL.
 async fn up_without_producer(sections: &str) -> (tempfile::TempDir, Service, String) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
     let config = write_config(dir.path(), sections);
+    let (up, url) = up_on(dir.path(), &config).await;
+    (dir, up, url)
+}
+
+/// `faafo up --no-producer` with `config`, on a free port, once its API
+/// answers; and the API's URL.
+async fn up_on(dir: &Path, config: &Path) -> (Service, String) {
+    let port = free_port();
     let up = Service::start(
         "up",
-        dir.path(),
-        &config,
+        dir,
+        config,
         &["up", "--port", &port.to_string(), "--no-producer"],
     );
     let url = format!("http://127.0.0.1:{port}");
     api_ready(&ApiClient::new(&url, None).expect("client"), &up).await;
-    (dir, up, url)
+    (up, url)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1539,15 +1546,7 @@ async fn up_on_a_database_of_its_own_says_where_the_data_is() {
         state.display()
     );
     let config = support::write_config(dir.path(), "faafo.conf", &text);
-    let port = free_port();
-    let mut up = Service::start(
-        "up",
-        dir.path(),
-        &config,
-        &["up", "--port", &port.to_string(), "--no-producer"],
-    );
-    let url = format!("http://127.0.0.1:{port}");
-    api_ready(&ApiClient::new(&url, None).expect("client"), &up).await;
+    let (mut up, _url) = up_on(dir.path(), &config).await;
     up.signal("TERM");
     let code = up.wait(Duration::from_secs(30));
     let log = up.log_text();

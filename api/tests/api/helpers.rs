@@ -137,38 +137,41 @@ impl Drop for TestDatabase {
         let Some(admin) = self.admin_url.clone() else {
             return;
         };
-        let backend = self.backend;
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime: use a thread with its own.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async move {
-                match backend {
-                    Backend::MySql => {
-                        let mut conn = sqlx::MySqlConnection::connect(&admin).await?;
-                        let sql = format!("DROP DATABASE IF EXISTS {name}");
-                        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                            .execute(&mut conn)
-                            .await?;
-                    }
-                    _ => {
-                        let mut conn = sqlx::PgConnection::connect(&admin).await?;
-                        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                            .execute(&mut conn)
-                            .await?;
-                    }
-                }
-                Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
+        let statement = match self.backend {
+            Backend::MySql => format!("DROP DATABASE IF EXISTS {}", self.name),
+            _ => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        };
+        if !run_as_admin(self.backend, admin, statement) {
             eprintln!("warning: could not drop the test database {}", self.name);
         }
     }
+}
+
+/// Runs `statement` on the server at `admin` (a clean-up from a `Drop`,
+/// which runs inside the test's runtime: on a thread with a runtime of its
+/// own); whether it succeeded.
+pub fn run_as_admin(backend: Backend, admin: String, statement: String) -> bool {
+    let ran = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            let statement = sqlx::raw_sql(sqlx::AssertSqlSafe(statement));
+            match backend {
+                Backend::MySql => {
+                    let mut conn = sqlx::MySqlConnection::connect(&admin).await?;
+                    statement.execute(&mut conn).await?;
+                }
+                _ => {
+                    let mut conn = sqlx::PgConnection::connect(&admin).await?;
+                    statement.execute(&mut conn).await?;
+                }
+            }
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+        })
+    })
+    .join();
+    matches!(ran, Ok(Ok(())))
 }
 
 /// The API running in this test's runtime.

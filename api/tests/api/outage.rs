@@ -13,7 +13,7 @@ use sqlx::Connection;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::helpers::{Backend, TestDatabase, error_of};
+use crate::helpers::{Backend, TestDatabase, error_of, run_as_admin};
 
 /// A TCP proxy to the database server, on a port of 127.0.0.1.
 struct Proxy {
@@ -213,23 +213,8 @@ impl TestRole {
 
 impl Drop for TestRole {
     fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        // Drop runs inside the test's runtime: use a thread with its own.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async move {
-                let mut conn = sqlx::PgConnection::connect(&admin).await?;
-                let sql = format!("DROP ROLE IF EXISTS {name}");
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut conn)
-                    .await?;
-                Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
+        let statement = format!("DROP ROLE IF EXISTS {}", self.name);
+        if !run_as_admin(Backend::Postgres, self.admin.clone(), statement) {
             eprintln!("warning: could not drop the test role {}", self.name);
         }
     }
