@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use faafo_api::Application;
 use faafo_common::configuration::{ConfigArgs, FaafoConfig};
+use faafo_common::console;
 use faafo_common::shutdown::stop_signal;
 use faafo_common::telemetry::{self, TelemetrySettings};
 
@@ -39,21 +40,20 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.print_sample_config {
-        print!("{}", FaafoConfig::sample());
-        return ExitCode::SUCCESS;
+        return console::print_and_exit("faafo-api", &FaafoConfig::sample());
     }
     let mut config = match cli.config.load() {
         Ok(config) => config,
         Err(e) => return fail(&e),
     };
     if let Some(Command::CheckConfig) = cli.command {
-        println!(
-            "faafo-api: the configuration is valid (database {}, listening on {}:{})",
+        let valid = format!(
+            "faafo-api: the configuration is valid (database {}, listening on {}:{})\n",
             faafo_common::messaging::redact_url(&config.database_url()),
             config.api.bind_host,
             config.api.bind_port
         );
-        return ExitCode::SUCCESS;
+        return console::print_and_exit("faafo-api", &valid);
     }
     config.default.debug |= cli.debug;
     let guard = match telemetry::init(&TelemetrySettings::from_config(&config.default)) {

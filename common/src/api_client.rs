@@ -318,8 +318,13 @@ impl ApiClient {
     }
 
     /// Notes that `endpoint` answered; says so once when it is another host
-    /// than the one that answered before (the client moved).
+    /// than the one that answered before (the client moved). An answer from
+    /// a host the client has left (a request sent before the move, late) is
+    /// not news.
     fn answered_by(&self, endpoint: usize) {
+        if endpoint != self.current.load(Ordering::Relaxed) % self.endpoints.len() {
+            return;
+        }
         let before = self.answered.swap(endpoint, Ordering::Relaxed);
         if before != endpoint {
             tracing::warn!(
@@ -917,12 +922,24 @@ mod tests {
         let api = ApiClient::new(&format!("http://127.0.0.1:9,{b}"), None).expect("client");
         api.delete(uuid).await.expect("a refuses, b answers");
         b_server.await.expect("b");
+        // An answer from a host the client has left (sent before the move,
+        // late) is not news; the move is said when the new host answers.
+        let late = ApiClient::new("http://x:1,http://y:1", None).expect("client");
+        late.fail_over(0);
+        late.answered_by(0);
+        late.answered_by(1);
+        late.answered_by(0);
+        late.answered_by(1);
         let logged = String::from_utf8_lossy(&lines.0.lock().expect("lines")).to_string();
         let moves: Vec<&str> = logged
             .lines()
             .filter(|l| l.contains("from now on"))
             .collect();
-        assert_eq!(moves.len(), 1, "{logged}");
+        assert_eq!(moves.len(), 2, "{logged}");
+        assert!(
+            moves[1].contains("http://x:1 failed; using http://y:1 from now on"),
+            "{logged}"
+        );
         assert!(
             moves[0].contains(&format!("using {b} from now on")),
             "{logged}"
@@ -953,9 +970,10 @@ mod tests {
             }
         });
         let (b, b_server) = answering(&["204 No Content"]).await;
+        // Long enough for b to answer on a loaded machine.
         let api = ApiClient::new(&format!("{a},{b}"), None)
             .expect("client")
-            .with_timeout(Duration::from_millis(300));
+            .with_timeout(Duration::from_secs(2));
         api.delete(uuid).await.expect("a is silent, b answers");
         assert_eq!(api.endpoint(), b, "the client stays on b");
         b_server.await.expect("b");

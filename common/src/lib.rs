@@ -7,10 +7,12 @@
 //! program), [`telemetry`] (logging in the original's line format),
 //! [`fractal`] (the data the programs exchange: the REST API's JSON and the
 //! workers' RPC contract), [`api_client`] (a client of the REST API) and
-//! [`files`] (whole-file writes, never half a PNG on disk).
+//! [`files`] (whole-file writes, never half a PNG on disk) and [`console`]
+//! (standard output that a closed pipe does not crash).
 
 pub mod api_client;
 pub mod configuration;
+pub mod console;
 pub mod files;
 pub mod fractal;
 pub mod messaging;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use faafo_common::configuration::{ConfigArgs, FaafoConfig};
+use faafo_common::console;
 use faafo_common::shutdown::Shutdown;
 use faafo_common::telemetry::{self, TelemetryGuard, TelemetrySettings};
 
@@ -43,8 +44,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.print_sample_config {
-        print!("{}", FaafoConfig::sample());
-        return ExitCode::SUCCESS;
+        return console::print_and_exit("faafo-producer", &FaafoConfig::sample());
     }
     // Declared before the runtime so that it is dropped after it: lines
     // logged while the runtime shuts down are written too.
@@ -82,8 +82,10 @@ async fn run(
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut config = cli.config.load()?;
     if matches!(cli.command, Some(Command::CheckConfig)) {
-        println!("configuration OK");
-        return Ok(ExitCode::SUCCESS);
+        return Ok(console::print_and_exit(
+            "faafo-producer",
+            "configuration OK\n",
+        ));
     }
     config.default.debug |= cli.debug;
     if let Some(url) = cli.endpoint_url {

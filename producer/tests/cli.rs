@@ -895,6 +895,47 @@ fn a_failed_start_is_in_the_log_file_and_once_on_standard_error() {
             );
         }
     }
+    // The log on standard error too (use_stderr), but a filter that drops
+    // the line (RUST_LOG=off): the error is still printed, once.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "[DEFAULT]\nstate_path = {}\nlog_file = {}\nuse_stderr = true\n{broker}",
+        dir.path().display(),
+        dir.path().join("faafo.log").display()
+    );
+    let config = support::write_config(dir.path(), "faafo.conf", &text);
+    let output = Command::new(producer)
+        .arg("--config-file")
+        .arg(&config)
+        .env("RUST_LOG", "off")
+        .stdin(Stdio::null())
+        .output()
+        .expect("faafo-producer runs");
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line:\n{err}");
+    assert!(err.starts_with("faafo-producer: "), "{err}");
+}
+
+/// A service's `--print-sample-config` read by a reader that stops at
+/// once (`| head -1`): no panic, status 0.
+#[test]
+fn a_sample_config_to_a_closed_pipe_ends_quietly() {
+    let producer = env!("CARGO_BIN_EXE_faafo-producer");
+    let mut child = Command::new(producer)
+        .arg("--print-sample-config")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("faafo-producer runs");
+    // Closed before the program writes (it has to start first).
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("it ends");
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use faafo_common::configuration::{ConfigArgs, FaafoConfig};
+use faafo_common::console;
 use faafo_common::shutdown;
 use faafo_common::telemetry::{self, TelemetryGuard, TelemetrySettings};
 use faafo_worker::service;
@@ -93,8 +94,7 @@ struct RenderArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.print_sample_config {
-        print!("{}", FaafoConfig::sample());
-        return ExitCode::SUCCESS;
+        return console::print_and_exit("faafo-worker", &FaafoConfig::sample());
     }
     match cli.command.as_ref().unwrap_or(&Command::Serve) {
         Command::Render(args) => match render(args) {
@@ -105,10 +105,7 @@ fn main() -> ExitCode {
             }
         },
         Command::CheckConfig => match cli.config.load() {
-            Ok(_) => {
-                println!("configuration OK");
-                ExitCode::SUCCESS
-            }
+            Ok(_) => console::print_and_exit("faafo-worker", "configuration OK\n"),
             Err(error) => {
                 eprintln!("faafo-worker: {error}");
                 ExitCode::FAILURE
@@ -199,23 +196,26 @@ fn render(args: &RenderArgs) -> Result<(), Box<dyn std::error::Error>> {
         png,
     };
 
-    println!("c:                  {}", output.constant);
-    println!("simd:               {:?}", renderer.simd_level());
-    println!(
-        "render duration:    {:.6} s",
-        output.render.duration.as_secs_f64()
+    let report = format!(
+        "c:                  {}\n\
+         simd:               {:?}\n\
+         render duration:    {:.6} s\n\
+         encode duration:    {:.6} s\n\
+         size:               {} bytes\n\
+         pixel-iterations:   {}\n\
+         pixel-iterations/s: {:.3e}\n\
+         checksum (sha256):  {}\n\
+         output:             {}\n",
+        output.constant,
+        renderer.simd_level(),
+        output.render.duration.as_secs_f64(),
+        output.png.duration.as_secs_f64(),
+        output.png.size,
+        output.render.pixel_iterations,
+        output.render.pixel_iterations_per_second(),
+        output.png.checksum,
+        args.output.display()
     );
-    println!(
-        "encode duration:    {:.6} s",
-        output.png.duration.as_secs_f64()
-    );
-    println!("size:               {} bytes", output.png.size);
-    println!("pixel-iterations:   {}", output.render.pixel_iterations);
-    println!(
-        "pixel-iterations/s: {:.3e}",
-        output.render.pixel_iterations_per_second()
-    );
-    println!("checksum (sha256):  {}", output.png.checksum);
-    println!("output:             {}", args.output.display());
+    console::print(&report).map_err(|e| format!("cannot write to standard output: {e}"))?;
     Ok(())
 }

@@ -81,7 +81,7 @@ struct Reachability {
     down: AtomicBool,
     /// The last probe's end and result; held while probing, so that
     /// concurrent waiters share one probe.
-    last_probe: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
+    last_probe: tokio::sync::Mutex<Option<(Instant, Result<(), ProbeFailed>)>>,
     /// The probe's timeout: [`PROBE_TIMEOUT`], or `connect_timeout` if shorter.
     probe_timeout: Duration,
 }
@@ -117,7 +117,7 @@ impl Reachability {
 
     /// Opens and closes a connection of its own; the reason in words when
     /// it cannot. A waiter that comes while another probes takes its result.
-    async fn probe<C: Connection>(&self, options: &C::Options) -> Result<(), String> {
+    async fn probe<C: Connection>(&self, options: &C::Options) -> Result<(), ProbeFailed> {
         let asked = Instant::now();
         let mut last = self.last_probe.lock().await;
         if let Some((at, result)) = last.as_ref()
@@ -130,7 +130,10 @@ impl Reachability {
             // A server at its connection limit is up: the pool's own
             // connections are the way in, and worth waiting for.
             Ok(()) | Err(ConnectFailure::Full(_)) => Ok(()),
-            Err(e) => Err(e.describe(&format!("{} ms", timeout.as_millis()))),
+            Err(e) => Err(ProbeFailed {
+                timed_out: matches!(e, ConnectFailure::TimedOut),
+                reason: e.describe(&format!("{} ms", timeout.as_millis())),
+            }),
         };
         match &result {
             Ok(()) => self.alive(),
@@ -139,6 +142,17 @@ impl Reachability {
         *last = Some((Instant::now(), result.clone()));
         result
     }
+}
+
+/// Why a probe could not connect.
+#[derive(Debug, Clone)]
+struct ProbeFailed {
+    /// In words ("Connection refused", "no connection within 2000 ms").
+    reason: String,
+    /// Nothing answered in time: a server gone silent, or one too loaded
+    /// to take a new connection soon (inconclusive while the pool's own
+    /// connections are at work).
+    timed_out: bool,
 }
 
 /// A record from a row of `SELECT {COLUMNS}`, for either driver's row type.
@@ -201,13 +215,14 @@ async fn first_connection<C: Connection>(
 }
 
 /// The server refused a connection for having too many: MySQL 1040 (too
-/// many connections) or 1203 (the user's limit), PostgreSQL 53300.
+/// many connections), 1203 (the user's limit) or 1226 (an account's
+/// `MAX_USER_CONNECTIONS` or hourly limit), PostgreSQL 53300.
 fn is_too_many_connections(e: &sqlx::Error) -> bool {
     let sqlx::Error::Database(db) = e else {
         return false;
     };
     if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-        return matches!(mysql.number(), 1040 | 1203);
+        return matches!(mysql.number(), 1040 | 1203 | 1226);
     }
     db.code().as_deref() == Some("53300")
 }
@@ -274,16 +289,26 @@ fn migration_lock_name(database: &str) -> String {
 /// Runs `migrator` (its own locking off) on a connection of its own to
 /// MariaDB/MySQL holding the named lock of the database's schema, taken
 /// with `GET_LOCK(name, wait)`: 1 got it, 0 another process held it for
-/// `wait`, NULL an error. The connection is closed after, which releases
-/// the lock whatever happened.
+/// `wait`, NULL an error. The connection (opened within `connect_timeout`)
+/// is closed after, which releases the lock whatever happened.
 async fn migrate_mysql(
     options: &MySqlConnectOptions,
+    connect_timeout: Duration,
     migrator: &Migrator,
     wait: Duration,
 ) -> Result<(), String> {
-    let mut conn = sqlx::MySqlConnection::connect_with(options)
-        .await
-        .map_err(|e| server_message(&e))?;
+    let mut conn = tokio::time::timeout(
+        connect_timeout,
+        sqlx::MySqlConnection::connect_with(options),
+    )
+    .await
+    .map_err(|_| {
+        format!(
+            "no connection within {} s ([database] connect_timeout)",
+            connect_timeout.as_secs()
+        )
+    })?
+    .map_err(|e| server_message(&e))?;
     let result = migrate_mysql_locked(&mut conn, migrator, wait).await;
     // Closing releases the lock too; RELEASE_LOCK is a courtesy.
     let _ = conn.close().await;
@@ -377,10 +402,12 @@ impl ServerPool {
             pool,
             reach: Arc::new(Reachability::new(timeout)),
         };
-        pool.migrate().await.map_err(|reason| DbError::Migrate {
-            url: redacted.to_string(),
-            reason,
-        })?;
+        pool.migrate(timeout)
+            .await
+            .map_err(|reason| DbError::Migrate {
+                url: redacted.to_string(),
+                reason,
+            })?;
         Ok(pool)
     }
 
@@ -401,7 +428,7 @@ impl ServerPool {
     /// once by MariaDB (10.11), which takes no lock, so every API applied
     /// the migration and all but one died on a duplicate version row: on
     /// MariaDB/MySQL the lock is ours ([`migrate_mysql`]).
-    async fn migrate(&self) -> Result<(), String> {
+    async fn migrate(&self, connect_timeout: Duration) -> Result<(), String> {
         let sql: &'static str = match self.pool {
             Pools::MySql(_) => include_str!("../../migrations/mysql/0001_create_fractal.sql"),
             Pools::Postgres(_) => {
@@ -418,7 +445,13 @@ impl ServerPool {
         match &self.pool {
             Pools::MySql(pool) => {
                 migrator.set_locking(false);
-                migrate_mysql(&pool.connect_options(), &migrator, MIGRATION_LOCK_WAIT).await
+                migrate_mysql(
+                    &pool.connect_options(),
+                    connect_timeout,
+                    &migrator,
+                    MIGRATION_LOCK_WAIT,
+                )
+                .await
             }
             Pools::Postgres(pool) => migrator.run(pool).await.map_err(migrate_message),
         }
@@ -461,10 +494,15 @@ impl ServerPool {
             tokio::select! {
                 biased;
                 acquired = &mut acquire => return self.handed_out(acquired),
-                probed = reach.probe::<DB::Connection>(&options) => {
-                    if let Err(reason) = probed {
-                        return Err(DbError::Unavailable(reason));
+                probed = reach.probe::<DB::Connection>(&options) => match probed {
+                    Ok(()) => {}
+                    // A server too loaded to take a new connection in time
+                    // while the pool's own are all at work is busy, not
+                    // gone: those are waited for, as any busy pool's.
+                    Err(failed) if failed.timed_out && pool.size() as usize > pool.num_idle() => {
+                        reach.down.store(false, Ordering::Relaxed);
                     }
+                    Err(failed) => return Err(DbError::Unavailable(failed.reason)),
                 }
             }
         }
@@ -721,6 +759,7 @@ mod tests {
             .expect("lock");
         let result = migrate_mysql(
             &admin.clone().database(&name),
+            Duration::from_secs(10),
             &Migrator::with_migrations(Vec::new()),
             Duration::from_secs(1),
         )

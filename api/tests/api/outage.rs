@@ -110,6 +110,11 @@ async fn timed_get(http: &reqwest::Client, url: &str) -> (Duration, reqwest::Res
     (started.elapsed(), response)
 }
 
+/// How soon an answer must come: the old way took `[database]
+/// connect_timeout` (10 s); the new one about 0.2-0.8 s, with room here for
+/// a loaded machine.
+const FAST: Duration = Duration::from_secs(5);
+
 async fn the_database_goes_away_and_comes_back(backend: Backend) {
     let db = TestDatabase::create(backend).await;
     let target = host_port(&db.url);
@@ -132,7 +137,7 @@ async fn the_database_goes_away_and_comes_back(backend: Backend) {
             let (took, response) = timed_get(&http, &format!("{api}{path}")).await;
             let message = error_of(response, 503).await;
             assert!(
-                took < Duration::from_secs(2),
+                took < FAST,
                 "{backend:?} {path} (round {round}) took {took:?}: {message}"
             );
             assert!(
@@ -148,10 +153,7 @@ async fn the_database_goes_away_and_comes_back(backend: Backend) {
     // The web page: an HTML page, not the JSON error.
     let (took, page) = timed_get(&http, &format!("{api}/")).await;
     assert_eq!(page.status(), 503, "{backend:?}");
-    assert!(
-        took < Duration::from_secs(2),
-        "{backend:?}: the page took {took:?}"
-    );
+    assert!(took < FAST, "{backend:?}: the page took {took:?}");
     let content_type = page.headers()["content-type"]
         .to_str()
         .expect("ASCII")
@@ -172,10 +174,7 @@ async fn the_database_goes_away_and_comes_back(backend: Backend) {
             200,
             "{backend:?} {path} once the database is back"
         );
-        assert!(
-            took < Duration::from_secs(2),
-            "{backend:?} {path} took {took:?}"
-        );
+        assert!(took < FAST, "{backend:?} {path} took {took:?}");
     }
 }
 

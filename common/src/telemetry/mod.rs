@@ -77,10 +77,12 @@ impl TelemetryGuard {
     /// logged line went there too (`use_stderr`), so that standard error
     /// has the error once, whatever the settings.
     pub fn log_fatal(&self, error: &dyn fmt::Display) -> bool {
+        // A filter (RUST_LOG=faafo_worker=debug, off) may drop the line.
+        let logged = tracing::enabled!(target: "faafo", tracing::Level::ERROR);
         if self.file.is_some() {
             tracing::error!(target: "faafo", "{error}");
         }
-        self.file.is_none() || self.stderr.is_none()
+        self.file.is_none() || self.stderr.is_none() || !logged
     }
 }
 
