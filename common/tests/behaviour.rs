@@ -746,6 +746,39 @@ async fn huge_call_monitor_timeouts_are_served(env: TestBroker) {
     server.stop().await;
 }
 
+/// Mandatory publishes in flight together on one transport, half to a
+/// queue, half to nowhere: none that a queue took is reported unroutable.
+/// A return names no message, and the client ties it to the next confirm,
+/// which can be a neighbour's: that one must not be failed (and sent
+/// again) for it.
+async fn a_neighbours_return_does_not_fail_a_delivered_message(env: TestBroker) {
+    let t = env.transport().await;
+    let shared = Arc::new(Shared::default());
+    let server = start_server(&t, "returns", "h1", shared).await;
+    let mut publishes = tokio::task::JoinSet::new();
+    for i in 0..400 {
+        let t = t.clone();
+        publishes.spawn(async move {
+            let to_queue = i % 2 == 0;
+            let key = if to_queue {
+                "returns".to_string()
+            } else {
+                unique_name("nowhere")
+            };
+            let body = format!("{{\"n\": {i}}}").into_bytes();
+            let published = publish_raw(&t, DEFAULT_EXCHANGE, &key, body, "application/json").await;
+            (i, to_queue, published)
+        });
+    }
+    while let Some(joined) = publishes.join_next().await {
+        let (i, to_queue, published) = joined.expect("the publish task");
+        if to_queue {
+            assert!(published.is_ok(), "publish {i} to the queue: {published:?}");
+        }
+    }
+    server.stop().await;
+}
+
 /// Closing a transport ends the calls still waiting on it at once, as
 /// closed, rather than at their timeout.
 async fn closing_the_transport_ends_waiting_calls(env: TestBroker) {
@@ -959,6 +992,7 @@ faafo_common::on_both_transports!(
     malformed_calls_get_an_error_reply,
     duplicates_run_once,
     huge_call_monitor_timeouts_are_served,
+    a_neighbours_return_does_not_fail_a_delivered_message,
     closing_the_transport_ends_waiting_calls,
     a_panicking_notification_handler_does_not_stop_the_listener,
     notifications_reach_listeners_and_pools,

@@ -160,7 +160,13 @@ impl AmqpBroker {
                 }
             };
             match published {
-                Ok(confirm) => return Ok(PendingConfirm::Amqp(confirm)),
+                Ok(confirm) => {
+                    return Ok(PendingConfirm::Amqp {
+                        confirm,
+                        routing_key: publication.routing_key.clone(),
+                        body: publication.body.clone(),
+                    });
+                }
                 Err(e) => {
                     let connected = link.connection.status().connected();
                     let refused = e.is_amqp_soft_error();

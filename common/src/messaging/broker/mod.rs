@@ -106,8 +106,29 @@ pub(crate) enum PublishOutcome {
 /// A confirmation that will arrive; awaiting it never holds a lock, so many
 /// publishes can be in flight at once.
 pub(crate) enum PendingConfirm {
-    Amqp(lapin::PublisherConfirm),
+    /// RabbitMQ's confirm, and what was published (to tell our message
+    /// from another one returned on the same channel).
+    Amqp {
+        confirm: lapin::PublisherConfirm,
+        routing_key: String,
+        body: Arc<[u8]>,
+    },
     Ready(PublishOutcome),
+}
+
+/// Whether a message the broker returned is the one published with
+/// `routing_key` and `body`. A `basic.return` names no delivery tag: the
+/// client ties it to the next confirm, which, with several mandatory
+/// publishes in flight on one channel (a worker's replies, calls), can be
+/// another message's (RabbitMQ confirms several at once). Taking that for
+/// ours would fail a call that was delivered, and send it again.
+pub(crate) fn is_ours(
+    returned_key: &str,
+    returned_body: &[u8],
+    routing_key: &str,
+    body: &[u8],
+) -> bool {
+    returned_key == routing_key && returned_body == body
 }
 
 impl PendingConfirm {
@@ -126,8 +147,23 @@ impl PendingConfirm {
     pub(crate) async fn outcome(self) -> Result<PublishOutcome> {
         match self {
             PendingConfirm::Ready(outcome) => Ok(outcome),
-            PendingConfirm::Amqp(confirm) => match confirm.await {
-                Ok(lapin::Confirmation::Ack(Some(_))) => Ok(PublishOutcome::Unroutable),
+            PendingConfirm::Amqp {
+                confirm,
+                routing_key,
+                body,
+            } => match confirm.await {
+                Ok(lapin::Confirmation::Ack(Some(returned))) => {
+                    if is_ours(
+                        returned.delivery.routing_key.as_str(),
+                        &returned.delivery.data,
+                        &routing_key,
+                        &body,
+                    ) {
+                        Ok(PublishOutcome::Unroutable)
+                    } else {
+                        Ok(PublishOutcome::Delivered)
+                    }
+                }
                 Ok(lapin::Confirmation::Ack(None)) | Ok(lapin::Confirmation::NotRequested) => {
                     Ok(PublishOutcome::Delivered)
                 }
