@@ -4,12 +4,20 @@
 
 use std::io::Write;
 
+/// Writes `text` to standard output and flushes it, every failure the
+/// caller's to weigh (a closed pipe is `BrokenPipe`: [`print`] takes it as
+/// the end; a command that stops at it, as `faafo list` does, tells it
+/// from a full disk).
+pub fn write(text: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(text).and_then(|()| out.flush())
+}
+
 /// Writes `text` to standard output and flushes it. A reader that closed
 /// the pipe is not an error (the program ends as it would have); any other
 /// failure (a full disk) is, for the caller to report.
 pub fn print(text: &str) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    match write(format_args!("{text}")) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
     }

@@ -202,16 +202,29 @@ async fn first_connection<C: Connection>(
     options: &<C as Connection>::Options,
     timeout: Duration,
 ) -> Result<(), ConnectFailure> {
+    let connection = connect_within::<C>(options, timeout).await?;
+    // Closing politely is a courtesy; the connection is dropped anyway.
+    let _ = connection.close().await;
+    Ok(())
+}
+
+/// A connection of its own to the server, within `timeout`; why not, in
+/// words, when it cannot be had.
+async fn connect_within<C: Connection>(
+    options: &<C as Connection>::Options,
+    timeout: Duration,
+) -> Result<C, ConnectFailure> {
     match tokio::time::timeout(timeout, C::connect_with(options)).await {
-        Ok(Ok(connection)) => {
-            // Closing politely is a courtesy; the connection is dropped anyway.
-            let _ = connection.close().await;
-            Ok(())
-        }
+        Ok(Ok(connection)) => Ok(connection),
         Ok(Err(e)) if is_too_many_connections(&e) => Err(ConnectFailure::Full(server_message(&e))),
         Ok(Err(e)) => Err(ConnectFailure::Refused(server_message(&e))),
         Err(_) => Err(ConnectFailure::TimedOut),
     }
+}
+
+/// `[database] connect_timeout` as a failed connection names it.
+fn connect_limit(timeout: Duration) -> String {
+    format!("{} s ([database] connect_timeout)", timeout.as_secs())
 }
 
 /// The server refused a connection for having too many: MySQL 1040 (too
@@ -297,18 +310,9 @@ async fn migrate_mysql(
     migrator: &Migrator,
     wait: Duration,
 ) -> Result<(), String> {
-    let mut conn = tokio::time::timeout(
-        connect_timeout,
-        sqlx::MySqlConnection::connect_with(options),
-    )
-    .await
-    .map_err(|_| {
-        format!(
-            "no connection within {} s ([database] connect_timeout)",
-            connect_timeout.as_secs()
-        )
-    })?
-    .map_err(|e| server_message(&e))?;
+    let mut conn = connect_within::<sqlx::MySqlConnection>(options, connect_timeout)
+        .await
+        .map_err(|e| e.describe(&connect_limit(connect_timeout)))?;
     let result = migrate_mysql_locked(&mut conn, migrator, wait).await;
     // Closing releases the lock too; RELEASE_LOCK is a courtesy.
     let _ = conn.close().await;
@@ -366,7 +370,7 @@ impl ServerPool {
             url: redacted.to_string(),
             reason,
         };
-        let limit = format!("{} s ([database] connect_timeout)", timeout.as_secs());
+        let limit = connect_limit(timeout);
         let pool = if backend == Backend::MySql {
             let url = match url.strip_prefix("mariadb://") {
                 Some(rest) => format!("mysql://{rest}"),

@@ -2,7 +2,6 @@
 
 use std::error::Error;
 use std::fmt::Display;
-use std::io::Write;
 
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use faafo_common::fractal::Fractal;
@@ -32,8 +31,7 @@ pub fn line(text: impl Display) -> Result<(), Box<dyn Error>> {
 
 /// Writes `text` as it is to standard output, as [`line`] does.
 pub fn put(text: std::fmt::Arguments<'_>) -> Result<(), Box<dyn Error>> {
-    let mut out = std::io::stdout().lock();
-    match out.write_fmt(text).and_then(|()| out.flush()) {
+    match faafo_common::console::write(text) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(ReaderGone.into()),
         Err(e) => Err(format!("cannot write to standard output: {e}").into()),
