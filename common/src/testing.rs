@@ -218,11 +218,29 @@ fn rabbit_sbin() -> std::path::PathBuf {
         .unwrap_or_else(|| "/usr/lib/rabbitmq/bin".into())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free TCP port: {e}"))
+/// A TCP port of 127.0.0.1 for a process the test starts, free now and
+/// never handed out before by this process.
+///
+/// Drawn below Linux's ephemeral range (32768 and up), so that no outgoing
+/// connection of a test running beside this one takes it as its local port
+/// before the process listens on it, which a port from `bind(0)` could
+/// not promise (nor that the next `bind(0)` would not return it again).
+pub fn free_port() -> u16 {
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for _ in 0..10_000 {
+        let port = fastrand::u16(20_000..32_768);
+        if handed_out.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.push(port);
+            return port;
+        }
+    }
+    panic!("no free TCP port between 20000 and 32767 on 127.0.0.1")
 }
 
 impl PrivateRabbit {

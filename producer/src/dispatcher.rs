@@ -411,7 +411,10 @@ impl Dispatcher {
                 }
                 Err(e) if permanent(&e) => {
                     drop(permit);
-                    warn!("task {uuid}: attempt {attempts} refused: {e}");
+                    // mark_failed logs the refusal once, in words; the
+                    // RPC layer's form of it (the exception's class) only
+                    // at debug level.
+                    debug!("task {uuid}: attempt {attempts} refused: {e}");
                     return self
                         .mark_failed(&api, &uuid, attempts, stored_error(&e, &uuid))
                         .await;

@@ -96,6 +96,16 @@ pub enum DbError {
 /// MySQL's "Got a packet bigger than 'max_allowed_packet' bytes".
 const ER_NET_PACKET_TOO_LARGE: u16 = 1153;
 
+/// A statement stopped by the server's limit of its time (`[database]
+/// query_timeout`): MariaDB 1969 (`max_statement_time`), MySQL 3024
+/// (`max_execution_time`), PostgreSQL 57014 (`statement_timeout`).
+fn is_statement_timeout(db: &dyn sqlx::error::DatabaseError) -> bool {
+    if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return matches!(mysql.number(), 1969 | 3024);
+    }
+    db.code().as_deref() == Some("57014")
+}
+
 /// Server errors that a later try may not meet: MySQL 1213 (deadlock),
 /// 1205 (lock wait timeout), 1053 (server shutdown); PostgreSQL 40P01
 /// (deadlock), 40001 (serialization failure), 57P01 (admin shutdown).
@@ -113,6 +123,12 @@ impl From<sqlx::Error> for DbError {
                 DbError::Unavailable(e.to_string())
             }
             sqlx::Error::Database(ref db) if db.is_unique_violation() => DbError::Duplicate,
+            sqlx::Error::Database(ref db) if is_statement_timeout(db.as_ref()) => {
+                DbError::Unavailable(format!(
+                    "a statement took longer than [database] query_timeout allows: {}",
+                    server::server_message(&e)
+                ))
+            }
             // Worth retrying: a deadlock, a lock wait or serialization
             // failure, a server shutting down.
             sqlx::Error::Database(ref db) if is_transient(db.as_ref()) => {
@@ -194,7 +210,15 @@ impl Database {
                 sqlite::SqliteStore::open(url, &redacted, max).await?,
             )),
             _ => Inner::Server(
-                server::ServerPool::connect(url, &redacted, backend, max, timeout).await?,
+                server::ServerPool::connect(
+                    url,
+                    &redacted,
+                    backend,
+                    max,
+                    timeout,
+                    Duration::from_secs(options.query_timeout.max(1)),
+                )
+                .await?,
             ),
         };
         Ok(Self {
@@ -220,7 +244,7 @@ impl Database {
     pub async fn ping(&self) -> Result<(), DbError> {
         match &self.inner {
             Inner::Sqlite(db) => db.ping().await,
-            Inner::Server(pool) => pool.ping().await,
+            Inner::Server(pool) => pool.bounded(pool.ping()).await,
         }
     }
 
@@ -241,7 +265,7 @@ impl Database {
     pub async fn insert(&self, record: &FractalRecord) -> Result<(), DbError> {
         match &self.inner {
             Inner::Sqlite(db) => db.insert(record.clone()).await,
-            Inner::Server(pool) => pool.insert(record).await,
+            Inner::Server(pool) => pool.bounded(pool.insert(record)).await,
         }
     }
 
@@ -249,7 +273,7 @@ impl Database {
     pub async fn get(&self, id: FractalId) -> Result<Option<FractalRecord>, DbError> {
         match &self.inner {
             Inner::Sqlite(db) => db.get(id).await,
-            Inner::Server(pool) => pool.get(id).await,
+            Inner::Server(pool) => pool.bounded(pool.get(id)).await,
         }
     }
 
@@ -257,7 +281,7 @@ impl Database {
     pub async fn list(&self, query: &ListQuery) -> Result<(u64, Vec<FractalRecord>), DbError> {
         match &self.inner {
             Inner::Sqlite(db) => db.list(query.clone()).await,
-            Inner::Server(pool) => pool.list(query).await,
+            Inner::Server(pool) => pool.bounded(pool.list(query)).await,
         }
     }
 
@@ -265,7 +289,7 @@ impl Database {
     pub async fn count_by_status(&self) -> Result<StatusCounts, DbError> {
         match &self.inner {
             Inner::Sqlite(db) => db.count_by_status().await,
-            Inner::Server(pool) => pool.count_by_status().await,
+            Inner::Server(pool) => pool.bounded(pool.count_by_status()).await,
         }
     }
 
@@ -292,7 +316,10 @@ impl Database {
                 db.replace_with_image(before.clone(), after.clone(), image.cloned())
                     .await
             }
-            Inner::Server(pool) => pool.replace_with_image(before, after, image).await,
+            Inner::Server(pool) => {
+                pool.bounded(pool.replace_with_image(before, after, image))
+                    .await
+            }
         }
     }
 
@@ -300,7 +327,7 @@ impl Database {
     pub async fn image(&self, id: FractalId) -> Result<Option<Vec<u8>>, DbError> {
         match &self.inner {
             Inner::Sqlite(db) => db.image(id).await,
-            Inner::Server(pool) => pool.image(id).await,
+            Inner::Server(pool) => pool.bounded(pool.image(id)).await,
         }
     }
 
@@ -308,7 +335,7 @@ impl Database {
     pub async fn delete(&self, id: FractalId) -> Result<bool, DbError> {
         match &self.inner {
             Inner::Sqlite(db) => db.delete(id).await,
-            Inner::Server(pool) => pool.delete(id).await,
+            Inner::Server(pool) => pool.bounded(pool.delete(id)).await,
         }
     }
 }

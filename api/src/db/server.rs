@@ -25,6 +25,10 @@ use crate::domain::{Checksum, FractalId, FractalRecord, ListQuery, Timestamp};
 pub struct ServerPool {
     pool: Pools,
     reach: Arc<Reachability>,
+    /// `[database] connect_timeout`.
+    connect_timeout: Duration,
+    /// `[database] query_timeout`.
+    query_timeout: Duration,
 }
 
 /// The pool of one driver.
@@ -299,6 +303,59 @@ fn migration_lock_name(database: &str) -> String {
     }
 }
 
+/// MySQL's "Unknown system variable": a variable of MariaDB's that MySQL
+/// lacks, or the other way round.
+const ER_UNKNOWN_SYSTEM_VARIABLE: u16 = 1193;
+
+/// Sets the session's limits so that no statement of a pool's connection
+/// runs, or waits for a lock, longer than `seconds`: `lock_wait_timeout`
+/// (table and metadata locks, such as another session's `LOCK TABLES` or
+/// `ALTER TABLE`), `innodb_lock_wait_timeout` (row locks), and the whole
+/// statement's time, MariaDB's `max_statement_time` or, failing that,
+/// MySQL's `max_execution_time` (which limits only `SELECT`s).
+async fn limit_statements_mysql(
+    conn: &mut sqlx::MySqlConnection,
+    seconds: u64,
+) -> Result<(), sqlx::Error> {
+    let locks =
+        format!("SET SESSION lock_wait_timeout = {seconds}, innodb_lock_wait_timeout = {seconds}");
+    sqlx::raw_sql(AssertSqlSafe(locks))
+        .execute(&mut *conn)
+        .await?;
+    for statement in [
+        format!("SET SESSION max_statement_time = {seconds}"),
+        format!(
+            "SET SESSION max_execution_time = {}",
+            seconds.saturating_mul(1000)
+        ),
+    ] {
+        match sqlx::raw_sql(AssertSqlSafe(statement))
+            .execute(&mut *conn)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(sqlx::Error::Database(db))
+                if db
+                    .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                    .is_some_and(|e| e.number() == ER_UNKNOWN_SYSTEM_VARIABLE) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Sets the session's `statement_timeout` (lock waits included) to `seconds`.
+async fn limit_statements_postgres(
+    conn: &mut sqlx::PgConnection,
+    seconds: u64,
+) -> Result<(), sqlx::Error> {
+    let statement = format!("SET statement_timeout = '{seconds}s'");
+    sqlx::raw_sql(AssertSqlSafe(statement))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Runs `migrator` (its own locking off) on a connection of its own to
 /// MariaDB/MySQL holding the named lock of the database's schema, taken
 /// with `GET_LOCK(name, wait)`: 1 got it, 0 another process held it for
@@ -358,19 +415,23 @@ async fn migrate_mysql_locked(
 }
 
 impl ServerPool {
-    /// Connects and migrates.
+    /// Connects and migrates. Every connection of the pool gets the
+    /// server's own limit of `query_timeout` a statement
+    /// ([`limit_statements_mysql`], [`limit_statements_postgres`]).
     pub async fn connect(
         url: &str,
         redacted: &str,
         backend: Backend,
         max: u32,
         timeout: Duration,
+        query_timeout: Duration,
     ) -> Result<Self, DbError> {
         let open = |reason: String| DbError::Open {
             url: redacted.to_string(),
             reason,
         };
         let limit = connect_limit(timeout);
+        let seconds = query_timeout.as_secs().max(1);
         let pool = if backend == Backend::MySql {
             let url = match url.strip_prefix("mariadb://") {
                 Some(rest) => format!("mysql://{rest}"),
@@ -385,6 +446,7 @@ impl ServerPool {
             let pool = MySqlPoolOptions::new()
                 .max_connections(max)
                 .acquire_timeout(timeout)
+                .after_connect(move |conn, _| Box::pin(limit_statements_mysql(conn, seconds)))
                 .connect_with(connect)
                 .await
                 .map_err(|e| open(server_message(&e)))?;
@@ -397,6 +459,7 @@ impl ServerPool {
             let pool = PgPoolOptions::new()
                 .max_connections(max)
                 .acquire_timeout(timeout)
+                .after_connect(move |conn, _| Box::pin(limit_statements_postgres(conn, seconds)))
                 .connect_with(connect)
                 .await
                 .map_err(|e| open(server_message(&e)))?;
@@ -405,6 +468,8 @@ impl ServerPool {
         let pool = ServerPool {
             pool,
             reach: Arc::new(Reachability::new(timeout)),
+            connect_timeout: timeout,
+            query_timeout: Duration::from_secs(seconds),
         };
         pool.migrate(timeout)
             .await
@@ -413,6 +478,29 @@ impl ServerPool {
                 reason,
             })?;
         Ok(pool)
+    }
+
+    /// `operation`, given up with [`DbError::Unavailable`] when it has not
+    /// ended within `connect_timeout` (the wait for a connection) plus
+    /// `query_timeout` (the statements) and a second: the server's own
+    /// limit ends a slow statement first, with its reason; this one ends
+    /// the wait for a server that went silent (a host gone from the network
+    /// answers nothing, and TCP waits many minutes to say so), and the
+    /// connection is dropped with it.
+    pub async fn bounded<T>(
+        &self,
+        operation: impl Future<Output = Result<T, DbError>>,
+    ) -> Result<T, DbError> {
+        let deadline = self.connect_timeout + self.query_timeout + Duration::from_secs(1);
+        tokio::time::timeout(deadline, operation)
+            .await
+            .unwrap_or_else(|_| {
+                Err(DbError::Unavailable(format!(
+                    "the database server did not answer within {} s \
+                     ([database] connect_timeout + query_timeout + 1 s)",
+                    deadline.as_secs()
+                )))
+            })
     }
 
     /// MySQL or PostgreSQL.
@@ -457,7 +545,27 @@ impl ServerPool {
                 )
                 .await
             }
-            Pools::Postgres(pool) => migrator.run(pool).await.map_err(migrate_message),
+            // A connection taken out of the pool (which may be all the
+            // server allows this user), without the pool's statement limit:
+            // the advisory lock waits for another API's update, and an
+            // update of a big table may take long. Closed after, so no
+            // connection without the limit stays in the pool.
+            Pools::Postgres(pool) => {
+                let mut conn = pool
+                    .acquire()
+                    .await
+                    .map_err(|e| server_message(&e))?
+                    .detach();
+                let result = match sqlx::raw_sql("SET statement_timeout = 0")
+                    .execute(&mut conn)
+                    .await
+                {
+                    Ok(_) => migrator.run(&mut conn).await.map_err(migrate_message),
+                    Err(e) => Err(server_message(&e)),
+                };
+                let _ = conn.close().await;
+                result
+            }
         }
     }
 

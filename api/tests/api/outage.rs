@@ -1,8 +1,10 @@
 //! The database going away while the API runs: with a TCP proxy of the
 //! test's own in front of the server, stopped (connections refused) and
-//! started again on the same port. Requests must fail fast, with the
-//! reason, and work again as soon as the database is back; a pool that is
-//! merely busy must still be waited for.
+//! started again on the same port, or frozen (a server gone silent).
+//! Requests must fail fast, with the reason, and work again as soon as the
+//! database is back; a pool that is merely busy must still be waited for,
+//! and a statement blocked by a lock held elsewhere ends at `[database]
+//! query_timeout`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -10,7 +12,9 @@ use std::time::{Duration, Instant};
 use faafo_api::Application;
 use faafo_common::configuration::FaafoConfig;
 use sqlx::Connection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::helpers::{Backend, TestDatabase, error_of, run_as_admin};
@@ -20,6 +24,8 @@ struct Proxy {
     port: u16,
     target: String,
     task: Option<JoinHandle<()>>,
+    /// While true, nothing is passed on either way (the bytes wait).
+    frozen: watch::Sender<bool>,
 }
 
 impl Proxy {
@@ -31,14 +37,21 @@ impl Proxy {
             .expect("the proxy's port");
         let port = listener.local_addr().expect("address").port();
         let to = target.to_string();
+        let (frozen, thawed) = watch::channel(false);
         let task = tokio::spawn(async move {
             // Dropped with the task: every forwarded connection is cut.
             let mut connections = JoinSet::new();
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 let to = to.clone();
+                let thawed = thawed.clone();
                 connections.spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(&to).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    if let Ok(outbound) = TcpStream::connect(&to).await {
+                        let (from_client, to_client) = inbound.into_split();
+                        let (from_server, to_server) = outbound.into_split();
+                        tokio::join!(
+                            pump(from_client, to_server, thawed.clone()),
+                            pump(from_server, to_client, thawed),
+                        );
                     }
                 });
             }
@@ -47,7 +60,19 @@ impl Proxy {
             port,
             target: target.to_string(),
             task: Some(task),
+            frozen,
         }
+    }
+
+    /// Holds every byte from now on, either way, connections left open:
+    /// a server gone silent.
+    fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    /// Passes the bytes on again, those held first.
+    fn thaw(&self) {
+        self.frozen.send_replace(false);
     }
 
     /// Stops listening and cuts every connection: the database is away,
@@ -73,6 +98,29 @@ impl Drop for Proxy {
     }
 }
 
+/// Copies `from` to `to` until either ends, holding each read while the
+/// proxy is frozen.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut thawed: watch::Receiver<bool>,
+) {
+    let mut buffer = vec![0; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if thawed.wait_for(|frozen| !frozen).await.is_err() {
+            break;
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
 /// `host:port` of a database URL (`scheme://user@host:port/db`).
 fn host_port(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
@@ -89,14 +137,24 @@ async fn api_through(
     proxy: &Proxy,
     max_connections: u32,
 ) -> (String, tempfile::TempDir) {
+    let through = url.replacen(&host_port(url), &format!("127.0.0.1:{}", proxy.port), 1);
+    api_on(&through, |config| {
+        config.database.max_connections = max_connections;
+    })
+    .await
+}
+
+/// An API on the database `url`, with `tweak` applied to its
+/// configuration, serving until the test ends.
+async fn api_on(url: &str, tweak: impl FnOnce(&mut FaafoConfig)) -> (String, tempfile::TempDir) {
     let state = tempfile::tempdir().expect("temporary directory");
     let mut config = FaafoConfig::default();
-    config.default.database_url =
-        url.replacen(&host_port(url), &format!("127.0.0.1:{}", proxy.port), 1);
+    config.default.database_url = url.to_string();
     config.default.state_path = state.path().display().to_string();
     config.api.bind_host = "127.0.0.1".into();
     config.api.bind_port = 0;
-    config.database.max_connections = max_connections;
+    tweak(&mut config);
+    config.validate().expect("valid test configuration");
     let app = Application::build(&config).await.expect("the API starts");
     let url = app.url();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
@@ -186,6 +244,173 @@ async fn postgres_goes_away_and_comes_back() {
 #[tokio::test]
 async fn mariadb_goes_away_and_comes_back() {
     the_database_goes_away_and_comes_back(Backend::MySql).await;
+}
+
+/// A table locked elsewhere (a backup's `LOCK TABLES`, an administrator's
+/// open transaction): every statement on it waits for the lock, and a
+/// request must end at `[database] query_timeout` with a 503 that says so,
+/// not hang; once the lock is gone, requests work again.
+async fn a_locked_table_ends_requests_at_query_timeout(backend: Backend) {
+    let db = TestDatabase::create(backend).await;
+    let (api, _state) = api_on(&db.url, |config| {
+        config.database.query_timeout = 1;
+    })
+    .await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let created = http
+        .post(format!("{api}/v1/fractal"))
+        .json(
+            &serde_json::json!({"width": 16, "height": 16, "iterations": 8,
+            "xa": -1.0, "xb": 1.0, "ya": -1.0, "yb": 1.0}),
+        )
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(created.status(), 201, "{backend:?}");
+    let uuid = created.json::<serde_json::Value>().await.expect("JSON")["uuid"]
+        .as_str()
+        .expect("uuid")
+        .to_string();
+
+    let holder = lock_table(backend, &db.url).await;
+    let get_one = format!("{api}/v1/fractal/{uuid}");
+    let update = serde_json::json!({"status": "running", "attempts": 1});
+    for (what, request) in [
+        ("GET one", http.get(&get_one)),
+        ("GET list", http.get(format!("{api}/v1/fractal"))),
+        ("PUT", http.put(&get_one).json(&update)),
+    ] {
+        let started = Instant::now();
+        let response = request.send().await.expect("answer");
+        let took = started.elapsed();
+        let message = error_of(response, 503).await;
+        assert!(took < FAST, "{backend:?} {what} took {took:?}: {message}");
+        assert!(
+            message.contains("query_timeout") || message.contains("Lock wait timeout"),
+            "{backend:?} {what}: {message}"
+        );
+    }
+    drop(holder);
+    let response = http
+        .put(&get_one)
+        .json(&update)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(
+        response.status(),
+        200,
+        "{backend:?} PUT once the lock is gone"
+    );
+    let fractal: serde_json::Value = http
+        .get(&get_one)
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(fractal["status"], "running", "{backend:?}");
+}
+
+#[tokio::test]
+async fn postgres_a_locked_table_ends_requests_at_query_timeout() {
+    a_locked_table_ends_requests_at_query_timeout(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_a_locked_table_ends_requests_at_query_timeout() {
+    a_locked_table_ends_requests_at_query_timeout(Backend::MySql).await;
+}
+
+/// Locks the table `fractal` of the database at `url` on a connection of
+/// the test's own, held until the returned value is dropped.
+async fn lock_table(backend: Backend, url: &str) -> Box<dyn std::any::Any + Send> {
+    match backend {
+        Backend::MySql => {
+            let mut conn = sqlx::MySqlConnection::connect(url).await.expect("connect");
+            sqlx::raw_sql("LOCK TABLES fractal WRITE")
+                .execute(&mut conn)
+                .await
+                .expect("lock");
+            Box::new(conn)
+        }
+        _ => {
+            let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+            sqlx::raw_sql("BEGIN; LOCK TABLE fractal IN ACCESS EXCLUSIVE MODE")
+                .execute(&mut conn)
+                .await
+                .expect("lock");
+            Box::new(conn)
+        }
+    }
+}
+
+/// A server gone silent (its host off the network: no refusal, no answer)
+/// while a statement is under way: the request ends after
+/// `connect_timeout + query_timeout + 1 s` with a 503 that says so, where it waited for
+/// TCP's many minutes (the statement waits for a lock, so that the
+/// silence starts while it runs; the server's own answer at
+/// `query_timeout` is held by the proxy). Once the server answers again,
+/// so does the API.
+async fn a_silent_server_is_given_up(backend: Backend) {
+    let db = TestDatabase::create(backend).await;
+    let proxy = Proxy::start(&host_port(&db.url), 0).await;
+    let through = db
+        .url
+        .replacen(&host_port(&db.url), &format!("127.0.0.1:{}", proxy.port), 1);
+    let (api, _state) = api_on(&through, |config| {
+        config.database.connect_timeout = 1;
+        config.database.query_timeout = 1;
+    })
+    .await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let (_, response) = timed_get(&http, &format!("{api}/v1/fractal")).await;
+    assert_eq!(response.status(), 200, "{backend:?}");
+
+    let holder = lock_table(backend, &db.url).await;
+    let request = {
+        let (http, url) = (http.clone(), format!("{api}/v1/fractal"));
+        tokio::spawn(async move { timed_get(&http, &url).await })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    proxy.freeze();
+    let (took, response) = request.await.expect("request");
+    let message = error_of(response, 503).await;
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        "{backend:?} took {took:?}: {message}"
+    );
+    assert!(
+        message.contains("did not answer within 3 s"),
+        "{backend:?}: {message}"
+    );
+
+    proxy.thaw();
+    drop(holder);
+    let (took, response) = timed_get(&http, &format!("{api}/v1/fractal")).await;
+    assert_eq!(
+        response.status(),
+        200,
+        "{backend:?} once the server answers"
+    );
+    assert!(took < FAST, "{backend:?} took {took:?}");
+}
+
+#[tokio::test]
+async fn postgres_a_silent_server_is_given_up() {
+    a_silent_server_is_given_up(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_a_silent_server_is_given_up() {
+    a_silent_server_is_given_up(Backend::MySql).await;
 }
 
 /// A role of PostgreSQL made for one test, dropped after it (after the

@@ -60,6 +60,8 @@ config_section! {
         max_connections: u32 = 8,
         /// Seconds to wait for a connection.
         connect_timeout: u64 = 10,
+        /// Seconds a statement may take on MariaDB/MySQL or PostgreSQL, waiting for locks included, before its request is answered 503 (at least 1). SQLite waits up to 10 s for a lock.
+        query_timeout: u64 = 30,
     }
 }
 
@@ -332,6 +334,14 @@ impl FaafoConfig {
                 "must be at least 1 (seconds)",
             ));
         }
+        // 0 would fail every statement at once.
+        if self.database.query_timeout == 0 {
+            return Err(invalid(
+                "database",
+                "query_timeout",
+                "must be at least 1 (seconds)",
+            ));
+        }
         if w.prefetch != 0 && w.executor_size != 0 && w.prefetch < w.executor_size {
             return Err(invalid(
                 "worker",
@@ -437,6 +447,11 @@ impl FaafoConfig {
                 "database",
                 "connect_timeout",
                 self.database.connect_timeout as f64,
+            ),
+            (
+                "database",
+                "query_timeout",
+                self.database.query_timeout as f64,
             ),
             ("worker", "exec_timeout", w.exec_timeout as f64),
             ("worker", "shutdown_grace", w.shutdown_grace as f64),

@@ -280,6 +280,10 @@ fn semantic_errors_are_caught_without_showing_passwords() {
             "[worker] exec_timeout: must be at least 1 (seconds)",
         ),
         (
+            "[database]\nquery_timeout = 0\n",
+            "[database] query_timeout: must be at least 1 (seconds)",
+        ),
+        (
             "[worker]\nexecutor_size = 4\nprefetch = 2\n",
             "[worker] prefetch: must be at least executor_size (4), got 2",
         ),

@@ -15,13 +15,9 @@ pub fn faafo() -> &'static str {
     env!("CARGO_BIN_EXE_faafo")
 }
 
-/// A TCP port nobody listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
-}
+/// A TCP port for a service the test starts (see the function).
+#[allow(unused_imports)]
+pub use faafo_common::testing::free_port;
 
 /// Writes the configuration file `name` in `dir`; its path.
 pub fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
