@@ -47,13 +47,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e),
     };
     if let Some(Command::CheckConfig) = cli.command {
-        let valid = format!(
-            "faafo-api: the configuration is valid (database {}, listening on {}:{})\n",
-            faafo_common::messaging::redact_url(&config.database_url()),
-            config.api.bind_host,
-            config.api.bind_port
-        );
-        return console::print_and_exit("faafo-api", &valid);
+        return console::print_and_exit("faafo-api", &config.check_summary("faafo-api"));
     }
     config.default.debug |= cli.debug;
     let guard = match telemetry::init(&TelemetrySettings::from_config(&config.default)) {

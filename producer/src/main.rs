@@ -81,16 +81,17 @@ async fn run(
     logging: &mut Option<TelemetryGuard>,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut config = cli.config.load()?;
-    if matches!(cli.command, Some(Command::CheckConfig)) {
-        return Ok(console::print_and_exit(
-            "faafo-producer",
-            "configuration OK\n",
-        ));
-    }
-    config.default.debug |= cli.debug;
     if let Some(url) = cli.endpoint_url {
         config.default.endpoint_url = url;
     }
+    config.require_shared_broker("faafo-producer")?;
+    if matches!(cli.command, Some(Command::CheckConfig)) {
+        return Ok(console::print_and_exit(
+            "faafo-producer",
+            &config.check_summary("faafo-producer"),
+        ));
+    }
+    config.default.debug |= cli.debug;
     *logging = Some(telemetry::init(&TelemetrySettings::from_config(
         &config.default,
     ))?);

@@ -1315,7 +1315,12 @@ fn create_shows_what_it_created_before_an_error() {
 fn environment_variables_that_are_not_text() {
     use std::os::unix::ffi::OsStrExt;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), "");
+    // A broker of its own: faafo-producer refuses the in-process default.
+    let config = support::write_config(
+        dir.path(),
+        "faafo.conf",
+        "[DEFAULT]\ntransport_url = rabbit://guest:guest@127.0.0.1:5672/\n",
+    );
     let not_text = std::ffi::OsStr::from_bytes(b"\xff\xfe");
     let mut command = Command::new(env!("CARGO_BIN_EXE_faafo-producer"));
     command
@@ -1629,4 +1634,40 @@ async fn the_worker_and_the_producer_say_they_stopped() {
             "{stopped:?} last:\n{log}"
         );
     }
+}
+
+/// A worker or producer run on its own with the default `memory://`
+/// broker (a file without `transport_url`) would wait forever or call
+/// nobody: it refuses to start, and its `check-config` refuses the file, in
+/// one line that says what to set; `faafo check-config` (which `faafo up`
+/// uses too) accepts it.
+#[test]
+fn a_worker_or_producer_alone_refuses_the_in_process_broker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "");
+    let producer = env!("CARGO_BIN_EXE_faafo-producer");
+    let cases: [(&str, &str, &[&str]); 4] = [
+        ("faafo worker", faafo(), &["worker"]),
+        ("faafo producer", faafo(), &["producer", "--one-shot"]),
+        ("faafo-producer", producer, &[]),
+        ("faafo-producer check-config", producer, &["check-config"]),
+    ];
+    for (name, program, args) in cases {
+        let mut command = Command::new(program);
+        command.args(args).arg("--config-file").arg(&config);
+        let output = run(command, name);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{name}: {err}");
+        assert_eq!(err.lines().count(), 1, "{name}: one line:\n{err}");
+        assert!(
+            err.contains("transport_url is memory://")
+                && err.contains("rabbit://")
+                && err.contains("faafo up"),
+            "{name}: {err}"
+        );
+    }
+    let mut command = Command::new(faafo());
+    command.args(["check-config", "--config-file"]).arg(&config);
+    let out = ok(run(command, "faafo check-config"), "faafo check-config");
+    assert!(out.contains("the configuration is valid"), "{out}");
 }

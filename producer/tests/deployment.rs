@@ -64,6 +64,11 @@ const TOOLS_NAME: &str = "ansible-tools-2.19.14-26.10.1-12.3.0";
 /// program.
 const CHECK_CONFIG_BINARY: &str = env!("CARGO_BIN_EXE_faafo-producer");
 
+/// `faafo`, whose `check-config` stands in for faafo-api's: it accepts a
+/// file without a broker (the API uses none), which faafo-producer's (and
+/// faafo-worker's) refuses.
+const API_CHECK_CONFIG_BINARY: &str = env!("CARGO_BIN_EXE_faafo");
+
 fn ansible_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../ansible")
 }
@@ -332,12 +337,13 @@ impl Rendered {
             r#"{{"faafo_render_dir": "{dir}", "faafo_credentials_dir": "{dir}/credentials",
                 "ansible_connection": "local", "ansible_python_interpreter": "{python}",
                 "faafo_restart_on_change": false,
-                "faafo_api_check_config_binary": "{bin}",
+                "faafo_api_check_config_binary": "{api_bin}",
                 "faafo_worker_check_config_binary": "{bin}",
                 "faafo_producer_check_config_binary": "{bin}"}}"#,
             dir = dir.0.display(),
             python = tools().venv.join("bin/python").display(),
             bin = CHECK_CONFIG_BINARY,
+            api_bin = API_CHECK_CONFIG_BINARY,
         );
         let inventory = format!("inventories/{inventory}/hosts.yml");
         tools().run(
@@ -415,10 +421,15 @@ impl Rendered {
     }
 }
 
-/// `faafo-producer check-config --config-file path`, without FAAFO_*
-/// variables of the environment.
+/// `faafo-producer check-config --config-file path` (`faafo` for an
+/// api.conf), without FAAFO_* variables of the environment.
 fn check_config(path: &Path) -> (bool, String) {
-    let mut command = Command::new(CHECK_CONFIG_BINARY);
+    let api = path.file_name().is_some_and(|name| name == "api.conf");
+    let mut command = Command::new(if api {
+        API_CHECK_CONFIG_BINARY
+    } else {
+        CHECK_CONFIG_BINARY
+    });
     command.args(["check-config", "--config-file"]).arg(path);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("FAAFO_") {

@@ -105,7 +105,15 @@ fn main() -> ExitCode {
             }
         },
         Command::CheckConfig => match cli.config.load() {
-            Ok(_) => console::print_and_exit("faafo-worker", "configuration OK\n"),
+            Ok(config) => match config.require_shared_broker("faafo-worker") {
+                Ok(()) => {
+                    console::print_and_exit("faafo-worker", &config.check_summary("faafo-worker"))
+                }
+                Err(error) => {
+                    eprintln!("faafo-worker: {error}");
+                    ExitCode::FAILURE
+                }
+            },
             Err(error) => {
                 eprintln!("faafo-worker: {error}");
                 ExitCode::FAILURE
@@ -151,6 +159,7 @@ async fn serve(
     logging: &mut Option<TelemetryGuard>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut config = cli.config.load()?;
+    config.require_shared_broker("faafo-worker")?;
     config.default.debug |= cli.debug;
     *logging = Some(telemetry::init(&TelemetrySettings::from_config(
         &config.default,

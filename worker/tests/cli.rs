@@ -1,5 +1,6 @@
 //! The `faafo-worker render` command: renders a file and reports c, duration, size,
-//! throughput and checksum; refuses bad parameters with a message.
+//! throughput and checksum; refuses bad parameters with a message. And
+//! `faafo-worker` itself refusing a broker that only its own process sees.
 
 use std::process::Command;
 
@@ -134,7 +135,11 @@ fn help_lists_the_subcommands() {
 fn check_config_names_the_bad_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let good = dir.path().join("good.conf");
-    std::fs::write(&good, "[worker]\nexec_timeout = 30\n").expect("write");
+    std::fs::write(
+        &good,
+        "[DEFAULT]\ntransport_url = rabbit://guest:guest@127.0.0.1:5672/\n[worker]\nexec_timeout = 30\n",
+    )
+    .expect("write");
     let output = worker()
         .args(["check-config", "--config-file"])
         .arg(&good)
@@ -231,4 +236,32 @@ fn a_refused_login_is_one_line() {
         "{err}"
     );
     assert!(!err.contains(&password), "the password is masked:\n{err}");
+}
+
+/// Without a `transport_url`, `faafo-worker` would serve the in-process
+/// `memory://` broker, where no task ever comes: it refuses to start, and
+/// `check-config` refuses the file, saying what to set.
+#[test]
+fn serving_alone_on_the_in_process_broker_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("worker.conf");
+    std::fs::write(&config, "[worker]\nexec_timeout = 60\n").expect("config");
+    for args in [&[][..], &["serve"], &["check-config"]] {
+        let output = worker()
+            .args(args)
+            .arg("--config-file")
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("runs");
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line:\n{err}");
+        assert!(
+            err.starts_with("faafo-worker: [DEFAULT] transport_url is memory://")
+                && err.contains("a worker alone would never get a task")
+                && err.contains("faafo up"),
+            "{args:?}: {err}"
+        );
+    }
 }

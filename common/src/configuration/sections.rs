@@ -607,6 +607,59 @@ impl FaafoConfig {
         }
     }
 
+    /// Refuses a `memory://` transport for `program` (`faafo-worker`,
+    /// `faafo-producer`) running on its own: that broker lives inside one
+    /// process, so a worker alone would wait for tasks forever and a
+    /// producer's calls would reach nobody. It is the default, so a missing
+    /// `transport_url` is caught here, at start and by `check-config`,
+    /// rather than by a worker that silently does nothing.
+    pub fn require_shared_broker(&self, program: &str) -> Result<(), String> {
+        let in_process = crate::messaging::TransportUrl::parse(&self.default.transport_url)
+            .is_ok_and(|url| url.kind == crate::messaging::url::TransportKind::Memory);
+        if !in_process {
+            return Ok(());
+        }
+        let alone = if program.contains("worker") {
+            "a worker alone would never get a task"
+        } else {
+            "a producer alone would call workers nobody runs"
+        };
+        Err(format!(
+            "[DEFAULT] transport_url is {}, a broker inside one process: {alone}. \
+             Set it to your RabbitMQ (rabbit://user:pass@host:5672/vhost), \
+             or run everything in one process with `faafo up`",
+            crate::messaging::redact_url(&self.default.transport_url)
+        ))
+    }
+
+    /// What `check-config` says of a valid configuration: the line a
+    /// program prints, naming what it would use (passwords hidden), so that
+    /// a file that is valid but points elsewhere than meant shows it. The
+    /// `faafo` command line, which runs any of them, names all.
+    pub fn check_summary(&self, program: &str) -> String {
+        use crate::messaging::redact_url;
+        let broker = format!("broker {}", redact_url(&self.default.transport_url));
+        let database = format!("database {}", redact_url(&self.database_url()));
+        let listening = format!("listening on {}:{}", self.api.bind_host, self.api.bind_port);
+        let api = format!("API {}", self.default.endpoint_url);
+        let tasks = format!("topic {}", self.producer.topic);
+        let worker = format!(
+            "topic {} as {}",
+            self.worker.topic,
+            self.worker_server_name()
+        );
+        let parts = match program {
+            "faafo-api" => vec![database, listening],
+            "faafo-worker" => vec![broker, worker],
+            "faafo-producer" => vec![broker, tasks, api],
+            _ => vec![database, listening, broker, tasks, api],
+        };
+        format!(
+            "{program}: the configuration is valid ({})\n",
+            parts.join(", ")
+        )
+    }
+
     /// A sample file with every section.
     pub fn sample() -> String {
         super::sample_config(

@@ -568,3 +568,44 @@ fn the_documentation_names_every_scheme_and_boolean_word() {
         assert!(doc.contains(word), "booleans: {word} undocumented");
     }
 }
+
+#[test]
+fn check_config_names_what_each_program_would_use_without_passwords() {
+    let config = parse_str(
+        "[DEFAULT]\n\
+         transport_url = rabbit://faafo:s3cret@mq.example.org:5672/faafo\n\
+         database_url = postgresql://faafo:s3cret@db.example.org/faafo\n\
+         endpoint_url = http://api1:5000,http://api2:5000\n\
+         [api]\nbind_host = 0.0.0.0\n\
+         [worker]\nserver_name = w1\n",
+        "test.conf",
+    )
+    .expect("valid");
+    let api = config.check_summary("faafo-api");
+    assert_eq!(
+        api,
+        "faafo-api: the configuration is valid (database postgresql://faafo:***@db.example.org/faafo, listening on 0.0.0.0:5000)\n"
+    );
+    let worker = config.check_summary("faafo-worker");
+    assert_eq!(
+        worker,
+        "faafo-worker: the configuration is valid (broker rabbit://faafo:***@mq.example.org:5672/faafo, topic tasks as w1)\n"
+    );
+    let producer = config.check_summary("faafo-producer");
+    assert_eq!(
+        producer,
+        "faafo-producer: the configuration is valid (broker rabbit://faafo:***@mq.example.org:5672/faafo, topic tasks, API http://api1:5000,http://api2:5000)\n"
+    );
+    let all = config.check_summary("faafo");
+    for part in [
+        "database postgresql://",
+        "listening on",
+        "broker rabbit://",
+        "API http://api1",
+    ] {
+        assert!(all.contains(part), "{all}");
+    }
+    for line in [api, worker, producer, all] {
+        assert!(!line.contains("s3cret"), "{line}");
+    }
+}

@@ -39,7 +39,7 @@ pub async fn run(
     };
     match command {
         Command::CheckConfig => {
-            output::line("configuration OK")?;
+            output::put(format_args!("{}", config.check_summary("faafo")))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Create(args) => {
@@ -82,6 +82,11 @@ async fn service(
 ) -> Result<ExitCode, Box<dyn Error>> {
     use faafo_common::shutdown::{self, Shutdown};
     use faafo_common::telemetry::{self, TelemetrySettings};
+    match &command {
+        Command::Worker => config.require_shared_broker("faafo worker")?,
+        Command::Producer(_) => config.require_shared_broker("faafo producer")?,
+        _ => {}
+    }
     *logging = Some(telemetry::init(&TelemetrySettings::from_config(
         &config.default,
     ))?);
