@@ -5,7 +5,7 @@
 use std::io::Write;
 
 /// Writes `text` to standard output and flushes it, every failure the
-/// caller's to weigh (a closed pipe is `BrokenPipe`: [`print`] takes it as
+/// caller's to weigh (a closed pipe is `BrokenPipe`: [`print()`] takes it as
 /// the end; a command that stops at it, as `faafo list` does, tells it
 /// from a full disk).
 pub fn write(text: std::fmt::Arguments<'_>) -> std::io::Result<()> {
@@ -23,7 +23,7 @@ pub fn print(text: &str) -> std::io::Result<()> {
     }
 }
 
-/// [`print`] for a `main` that prints and ends: success, or the error as
+/// [`print()`] for a `main` that prints and ends: success, or the error as
 /// `program: cannot write to standard output: <error>` and failure.
 pub fn print_and_exit(program: &str, text: &str) -> std::process::ExitCode {
     match print(text) {

@@ -58,6 +58,9 @@ fn service(server: &str, shared: Arc<Shared>) -> Endpoint {
                 data: args.data.iter().rev().copied().collect(),
             })
         })
+        .method("hello", |_ctx, (): ()| async move {
+            Ok::<_, RemoteError>("hello".to_string())
+        })
         .method("whoami", move |_ctx, _: Empty| {
             let name = name.clone();
             async move { Ok::<_, RemoteError>(name) }
@@ -233,8 +236,17 @@ async fn fanout_casts_reach_every_server(env: TestBroker) {
         .await
         .expect_err("no fanout call");
     assert!(matches!(err, MessagingError::Invalid(_)), "{err}");
-    sa.stop().await;
+    let stats = sa.stop().await;
+    // The call on a fanout target was refused before it was sent.
+    assert_eq!((stats.received, stats.succeeded), (1, 1), "{stats:?}");
     sb.stop().await;
+    // Stopped servers take their fanout queues with them: a fanout cast
+    // with no server running reaches nobody, and says so.
+    let err = client
+        .cast(&ctx(), "count", &Empty {})
+        .await
+        .expect_err("nobody left");
+    assert!(matches!(err, MessagingError::Undeliverable { .. }), "{err}");
 }
 
 async fn calls_can_address_one_server(env: TestBroker) {
@@ -281,6 +293,72 @@ async fn nobody_listening_fails_at_once(env: TestBroker) {
         .await
         .expect_err("fails");
     assert!(matches!(err, MessagingError::Undeliverable { .. }), "{err}");
+}
+
+/// Arguments are keyword arguments, as oslo's: a struct or a map. `()` is
+/// none, sent as `{}`, and a method that takes `()` is served for `{}` (what
+/// a Python caller sends for none). Anything else is refused before it is
+/// sent, and arguments that do not fit a method are a `TypeError` without
+/// serde's position in text the caller never wrote.
+async fn arguments_are_keyword_arguments(env: TestBroker) {
+    let t = env.transport().await;
+    let server = start_server(&t, "kwargs", "h1", Arc::default()).await;
+    let client = RpcClient::new(&t, Target::topic("kwargs"));
+    let hello: String = client.call(&ctx(), "hello", &()).await.expect("()");
+    assert_eq!(hello, "hello");
+    let hello: String = client.call(&ctx(), "hello", &json!({})).await.expect("{}");
+    assert_eq!(hello, "hello");
+    client.cast(&ctx(), "hello", &()).await.expect("cast ()");
+    let whoami: String = client.call(&ctx(), "whoami", &()).await.expect("() for {}");
+    assert_eq!(whoami, "h1");
+    for (what, outcome) in [
+        (
+            "a tuple",
+            client.call::<_, Value>(&ctx(), "echo", &(1, 2)).await,
+        ),
+        (
+            "a number",
+            client.call::<_, Value>(&ctx(), "echo", &5).await,
+        ),
+        (
+            "a list",
+            client.call::<_, Value>(&ctx(), "echo", &json!([1])).await,
+        ),
+    ] {
+        let err = outcome.expect_err(what);
+        assert!(
+            matches!(&err, MessagingError::Encode(m) if m.contains("keyword arguments")),
+            "{what}: {err}"
+        );
+    }
+    let err = client
+        .cast(&ctx(), "echo", &"text")
+        .await
+        .expect_err("a string");
+    assert!(matches!(err, MessagingError::Encode(_)), "{err}");
+    let wrong = remote_error(
+        client
+            .call::<_, Value>(&ctx(), "echo", &json!({"valeu": 1}))
+            .await,
+        "TypeError",
+    );
+    assert!(wrong.message.contains("missing field `value`"), "{wrong}");
+    assert!(!wrong.message.contains("at line"), "{wrong}");
+    server.stop().await;
+}
+
+/// A call whose time runs out before the broker takes it (a zero timeout)
+/// timed out: it is not a broker blocked by an alarm.
+async fn a_call_out_of_time_before_it_is_sent_times_out(env: TestBroker) {
+    let t = env.transport().await;
+    let server = start_server(&t, "no-time", "h1", Arc::default()).await;
+    let client = RpcClient::new(&t, Target::topic("no-time")).timeout(Duration::ZERO);
+    let err = client
+        .call::<_, Value>(&ctx(), "echo", &EchoArgs { value: json!(1) })
+        .await
+        .expect_err("no time");
+    assert!(matches!(err, MessagingError::Timeout { .. }), "{err}");
+    server.stop().await;
 }
 
 /// A request nobody took before its call timed out expires from the queue
@@ -502,7 +580,11 @@ async fn a_stop_out_of_grace_gives_running_requests_back(env: TestBroker) {
     let call = sleeping_call(client, &shared, 4000).await;
     let stopping = Instant::now();
     assert!(
-        !server.stop_within(Duration::from_millis(100)).await,
+        server
+            .stop_within(Duration::from_millis(100))
+            .await
+            .abandoned
+            > 0,
         "a request was still running"
     );
     assert!(
@@ -517,7 +599,7 @@ async fn a_stop_out_of_grace_gives_running_requests_back(env: TestBroker) {
     assert_eq!(next.stats().received, 1);
     // Idle: even with no grace at all (less than its consumers take to
     // stop), nothing is abandoned.
-    assert!(next.stop_within(Duration::ZERO).await);
+    assert_eq!(next.stop_within(Duration::ZERO).await.abandoned, 0);
 }
 
 /// Under at-most-once acknowledgement a request abandoned by a stop cannot
@@ -546,7 +628,13 @@ async fn an_acknowledged_request_abandoned_by_a_stop_is_answered(env: TestBroker
         server.stats().duplicates == 1
     })
     .await;
-    assert!(!server.stop_within(Duration::from_millis(100)).await);
+    assert!(
+        server
+            .stop_within(Duration::from_millis(100))
+            .await
+            .abandoned
+            > 0
+    );
     assert_eq!(
         queue_depth(&t, "grace-ack").await.expect("depth"),
         Some(0),
@@ -817,6 +905,50 @@ async fn closing_the_transport_ends_waiting_calls(env: TestBroker) {
     server.stop_within(Duration::ZERO).await;
 }
 
+/// A closed transport refuses everything at once, as closed: calls, casts,
+/// notifications, new servers; it says it is not connected.
+async fn a_closed_transport_refuses_everything(env: TestBroker) {
+    let t = env.transport().await;
+    let client = RpcClient::new(&t, Target::topic("closed")).timeout(Duration::from_secs(30));
+    let notifier = Notifier::new(&t, "faafo.test.closed");
+    t.close().await;
+    assert!(!t.is_connected());
+    let started = Instant::now();
+    let call = client
+        .call::<_, Value>(&ctx(), "echo", &EchoArgs { value: json!(1) })
+        .await;
+    assert!(
+        matches!(call, Err(MessagingError::Closed)),
+        "call: {call:?}"
+    );
+    let cast = client
+        .cast(&ctx(), "echo", &EchoArgs { value: json!(1) })
+        .await;
+    assert!(
+        matches!(cast, Err(MessagingError::Closed)),
+        "cast: {cast:?}"
+    );
+    let notified = notifier.info(&ctx(), "closed.event", &json!({})).await;
+    assert!(
+        matches!(notified, Err(MessagingError::Closed)),
+        "notify: {notified:?}"
+    );
+    let server = RpcServer::builder(&t, Target::topic("closed").with_server("h1"))
+        .endpoint(service("h1", Arc::new(Shared::default())))
+        .start()
+        .await;
+    assert!(
+        matches!(server, Err(MessagingError::Closed)),
+        "server: {:?}",
+        server.as_ref().err()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 /// A handler that panics drops its notification; the listener goes on.
 async fn a_panicking_notification_handler_does_not_stop_the_listener(env: TestBroker) {
     let t = env.transport().await;
@@ -976,6 +1108,8 @@ faafo_common::on_both_transports!(
     fanout_casts_reach_every_server,
     calls_can_address_one_server,
     nobody_listening_fails_at_once,
+    arguments_are_keyword_arguments,
+    a_call_out_of_time_before_it_is_sent_times_out,
     slow_servers_time_out,
     calls_nobody_took_expire_from_the_queue,
     remote_errors_keep_class_module_and_message,
@@ -994,6 +1128,7 @@ faafo_common::on_both_transports!(
     huge_call_monitor_timeouts_are_served,
     a_neighbours_return_does_not_fail_a_delivered_message,
     closing_the_transport_ends_waiting_calls,
+    a_closed_transport_refuses_everything,
     a_panicking_notification_handler_does_not_stop_the_listener,
     notifications_reach_listeners_and_pools,
 );

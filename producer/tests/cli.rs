@@ -1039,7 +1039,17 @@ fn bench_render_renders_the_generated_tasks() {
 fn the_producer_takes_the_endpoint_and_token_of_the_command_line() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), "[producer]\nmin_tasks = 1\nmax_tasks = 1\n");
+    // A broker of its own: a producer alone refuses the in-process one.
+    let vhost = tokio::runtime::Runtime::new()
+        .expect("a runtime")
+        .block_on(faafo_common::testing::RabbitVhost::create());
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "transport_url = {}\n[producer]\nmin_tasks = 1\nmax_tasks = 1\n",
+            vhost.url()
+        ),
+    );
     let api = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let endpoint = format!("http://{}", api.local_addr().expect("its address"));
     let mut producer = Command::new(faafo())
@@ -1610,9 +1620,14 @@ async fn up_on_a_database_of_its_own_says_where_the_data_is() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_and_the_producer_say_they_stopped() {
     let (dir, _up, url) = up_without_producer("").await;
+    // A broker of their own: alone, they refuse the in-process one.
+    let vhost = faafo_common::testing::RabbitVhost::create().await;
     let config = write_config(
         dir.path(),
-        &format!("endpoint_url = {url}\n[producer]\nmin_tasks = 0\nmax_tasks = 0\n"),
+        &format!(
+            "endpoint_url = {url}\ntransport_url = {}\n[producer]\nmin_tasks = 0\nmax_tasks = 0\n",
+            vhost.url()
+        ),
     );
     for (name, ready, stopped) in [
         ("worker", "worker ready", "faafo-worker stopped"),

@@ -469,7 +469,7 @@ impl RunningWorker {
     pub async fn stop_within(self, grace: Duration) -> bool {
         // The control server goes last: a fractal deleted while the
         // renders finish still stops its render.
-        let ended = self.server.stop_within(grace).await;
+        let ended = self.server.stop_within(grace).await.abandoned == 0;
         self.control.stop().await;
         if !ended {
             warn!(

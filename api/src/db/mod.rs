@@ -2,10 +2,10 @@
 //! scheme, with the schema created and migrated at start-up.
 //!
 //! The SQL is written once ([`sql`]). SQLite runs through rusqlite
-//! ([`sqlite`]): a lookup by uuid is answered on the calling thread, in
+//! (`sqlite`): a lookup by uuid is answered on the calling thread, in
 //! microseconds, and the rest on tokio's blocking threads, with one writer
 //! connection and a pool of readers (WAL). MariaDB/MySQL and PostgreSQL run
-//! through sqlx ([`server`]), where each query is expanded for both
+//! through sqlx (`server`), where each query is expanded for both
 //! drivers by `on_pool!`, so every statement is type-checked against both.
 
 mod server;

@@ -11,7 +11,7 @@
 //! Parsing is strict: an unknown section or key, a wrong type or a bad URL
 //! stops start-up with one line that names the file, the section, the key
 //! and what was expected. Every option is declared once, with its default
-//! and help, by [`config_section!`], which also writes the sample files
+//! and help, by [`config_section!`](crate::config_section!), which also writes the sample files
 //! (`--print-sample-config`).
 
 mod names;

@@ -20,7 +20,7 @@ pub struct OptionDoc {
     pub number: bool,
 }
 
-/// A configuration section declared with [`config_section!`].
+/// A configuration section declared with [`config_section!`](crate::config_section!).
 pub trait Section: Default {
     /// The section's name in the INI file (`DEFAULT`, `api`...).
     const NAME: &'static str;

@@ -1,4 +1,9 @@
 //! Every option of every faafo program, with its default and help.
+//!
+//! The options' help texts are written for the sample file and the
+//! documentation (`[api] bind_port`, `<uuid>.png`), and become the fields'
+//! doc comments as they are: rustdoc is not to read them as links or HTML.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 use std::path::PathBuf;
 

@@ -102,7 +102,7 @@ pub enum MessagingError {
     Closed,
 
     /// A setting or argument is not acceptable.
-    #[error("invalid messaging configuration: {0}")]
+    #[error("invalid messaging setting or use: {0}")]
     Invalid(String),
 }
 

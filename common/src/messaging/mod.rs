@@ -43,6 +43,7 @@ mod consumer;
 mod context;
 mod error;
 mod failure;
+mod kwargs;
 mod notify;
 mod retry;
 mod rpc;

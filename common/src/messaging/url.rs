@@ -148,7 +148,7 @@ impl TransportUrl {
             "memory" | "fake" => (TransportKind::Memory, false),
             other => {
                 return Err(fail(format!(
-                    "unknown scheme '{other}': expected rabbit, amqp, amqps, memory or fake"
+                    "unknown scheme '{other}': expected rabbit, amqp, kombu, amqps, memory or fake"
                 )));
             }
         };

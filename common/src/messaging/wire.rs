@@ -249,18 +249,49 @@ struct ResultOnly<T> {
 
 impl Payload {
     /// Reads a request's `args` as `T` (a missing `args` reads as `{}`).
+    /// No arguments (`{}`, what oslo sends for a method called without
+    /// any) also read as `()`, or as a unit struct, for a method that takes
+    /// none. serde_json's "at line 1 column 10" is left out of errors: the
+    /// caller never wrote that text.
     pub(crate) fn decode_args<T: DeserializeOwned>(&self) -> Result<T, String> {
         match self {
             Payload::Json(raw) => {
                 let text = raw.as_deref().map_or("{}", RawValue::get);
-                serde_json::from_str(text).map_err(|e| e.to_string())
+                serde_json::from_str(text).or_else(|e| {
+                    let empty = text
+                        .trim()
+                        .strip_prefix('{')
+                        .and_then(|t| t.strip_suffix('}'));
+                    match empty {
+                        Some(inside) if inside.trim().is_empty() => {
+                            serde_json::from_str("null").map_err(|_| json_error(&e))
+                        }
+                        _ => Err(json_error(&e)),
+                    }
+                })
             }
             Payload::MsgPack(body) => {
-                let env: MsgPackEnvelope<ArgsOnly<T>> =
-                    rmp_serde::from_slice(body).map_err(|e| e.to_string())?;
-                match env.message.args {
-                    Some(args) => Ok(args),
-                    None => rmp_serde::from_slice(&[0x80]).map_err(|e| e.to_string()),
+                let env: Result<MsgPackEnvelope<ArgsOnly<T>>, _> = rmp_serde::from_slice(body);
+                match env {
+                    Ok(env) => match env.message.args {
+                        Some(args) => Ok(args),
+                        None => rmp_serde::from_slice(&[0x80])
+                            .or_else(|e| rmp_serde::from_slice(&[0xc0]).map_err(|_| e))
+                            .map_err(|e| e.to_string()),
+                    },
+                    Err(e) => {
+                        let none = rmp_serde::from_slice::<
+                            MsgPackEnvelope<
+                                ArgsOnly<std::collections::HashMap<String, IgnoredAny>>,
+                            >,
+                        >(body)
+                        .is_ok_and(|env| env.message.args.is_none_or(|args| args.is_empty()));
+                        if none {
+                            rmp_serde::from_slice(&[0xc0]).map_err(|_| e.to_string())
+                        } else {
+                            Err(e.to_string())
+                        }
+                    }
                 }
             }
         }
@@ -277,6 +308,16 @@ impl Payload {
                 .map(|env| env.message.result)
                 .map_err(|e| e.to_string()),
         }
+    }
+}
+
+/// A serde_json error without its position ("at line 1 column 10"), which
+/// is in text the peer's library wrote, not its caller.
+fn json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(at) if text[at..].contains(" column ") => text[..at].to_string(),
+        _ => text,
     }
 }
 

@@ -153,7 +153,7 @@ pub fn dropped_log_lines() -> u64 {
 /// Installs the global subscriber.
 ///
 /// Each line is formatted once and queued for one writer thread per
-/// destination (standard error, the log file, or both: [`BatchWriter`]),
+/// destination (standard error, the log file, or both, through a batching writer),
 /// so a request that logs never waits for a slow disk or journald.
 /// Measured: with stderr to a file that a busy API had filled, writing it
 /// in place made the 99th percentile of a POST 27-127 ms instead of 9-15.

@@ -16,6 +16,7 @@
 //! a transport (or a delivery) holds it.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 
 use tokio::sync::mpsc;
@@ -40,6 +41,9 @@ static REGISTRY: LazyLock<Mutex<HashMap<String, Weak<Mutex<State>>>>> =
 pub(crate) struct MemoryBroker {
     state: Arc<Mutex<State>>,
     channels: Arc<Mutex<Vec<Weak<ChannelGuard>>>>,
+    /// Closed: every later operation is refused with
+    /// [`MessagingError::Closed`], as on a closed RabbitMQ connection.
+    closed: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -123,12 +127,28 @@ impl MemoryBroker {
         Self {
             state,
             channels: Arc::default(),
+            closed: Arc::default(),
+        }
+    }
+
+    /// Whether [`Self::close`] was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// [`MessagingError::Closed`] once closed.
+    fn open_or_refuse(&self) -> Result<()> {
+        if self.is_closed() {
+            Err(MessagingError::Closed)
+        } else {
+            Ok(())
         }
     }
 
     /// Closes this connection's channels: consumers stop, and what they
     /// had not settled is delivered again to others.
     pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         let channels =
             std::mem::take(&mut *self.channels.lock().unwrap_or_else(|p| p.into_inner()));
         for channel in channels.iter().filter_map(Weak::upgrade) {
@@ -147,6 +167,7 @@ impl MemoryBroker {
     }
 
     pub(crate) fn publish(&self, p: &Publication) -> Result<PublishOutcome> {
+        self.open_or_refuse()?;
         if p.body.len() > MAX_MESSAGE_SIZE {
             return Err(MessagingError::Broker(format!(
                 "PRECONDITION_FAILED - message size {} is larger than configured max size {MAX_MESSAGE_SIZE}",
@@ -186,6 +207,7 @@ impl MemoryBroker {
     }
 
     pub(crate) fn subscribe(&self, spec: SubscriptionSpec) -> Result<Subscription> {
+        self.open_or_refuse()?;
         let mut state = lock(&self.state);
         state.reap_expired_queues();
         state.declare_with_bindings(&spec.queue, &spec.bindings)?;
@@ -226,6 +248,7 @@ impl MemoryBroker {
 
     /// Declares a queue and its bindings without consuming from it.
     pub(crate) fn declare(&self, queue: &QueueSpec, bindings: &[Binding]) -> Result<()> {
+        self.open_or_refuse()?;
         let mut state = lock(&self.state);
         state.reap_expired_queues();
         state.declare_with_bindings(queue, bindings)?;

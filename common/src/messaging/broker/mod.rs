@@ -353,7 +353,7 @@ impl Broker {
     pub(crate) fn is_connected(&self) -> bool {
         match self {
             Broker::Amqp(b) => b.is_connected(),
-            Broker::Memory(_) => true,
+            Broker::Memory(b) => !b.is_closed(),
         }
     }
 

@@ -54,8 +54,10 @@ impl NotificationListenerBuilder {
     }
 
     /// Joins a pool: listeners of the same pool share one queue (named after
-    /// the pool), so each notification goes to one of them; listeners of
-    /// different pools (or none) each get every notification.
+    /// the pool), so each notification goes to one of them, and each pool
+    /// gets every notification. Listeners without a pool share the
+    /// notifier's queue (`notifications.<priority>`), as oslo's do: they
+    /// split its notifications between them.
     #[must_use]
     pub fn pool(mut self, pool: impl Into<String>) -> Self {
         self.pool = Some(pool.into());

@@ -14,11 +14,16 @@ use crate::messaging::codec::Codec;
 use crate::messaging::context::RequestContext;
 use crate::messaging::error::{MessagingError, Result};
 use crate::messaging::failure::RemoteError;
+use crate::messaging::kwargs::{self, Shape};
 use crate::messaging::retry::RetryPolicy;
 use crate::messaging::target::Target;
 use crate::messaging::transport::Transport;
 use crate::messaging::version::Version;
 use crate::messaging::wire::{self, CallFields, OutgoingRequest, Payload};
+
+/// No keyword arguments: `{}`.
+#[derive(Serialize)]
+struct NoArguments {}
 
 /// Default time a call waits for its reply, as oslo's `rpc_response_timeout`.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -151,12 +156,16 @@ impl RpcClient {
         &self.target
     }
 
-    /// Calls `method` with keyword arguments `args` (anything that
-    /// serializes to a map) and waits for its result.
+    /// Calls `method` with keyword arguments `args` (a struct or a map;
+    /// `()` for none) and waits for its result.
     ///
-    /// Fails at once with [`MessagingError::Undeliverable`] when no server
-    /// listens on the topic; with [`MessagingError::Timeout`] when no reply
-    /// comes in time; with the server's error types otherwise.
+    /// Fails at once with [`MessagingError::Undeliverable`] when the topic
+    /// has no queue (no server ever ran on it); with
+    /// [`MessagingError::Timeout`] when no reply comes in time, which is
+    /// also what a topic whose servers have all stopped gives (their queue
+    /// stays, as oslo's, and keeps the request until it expires); with
+    /// [`MessagingError::Encode`] for arguments that are not keyword
+    /// arguments; with the server's error types otherwise.
     pub async fn call<A, R>(&self, ctx: &RequestContext, method: &str, args: &A) -> Result<R>
     where
         A: Serialize + ?Sized,
@@ -188,31 +197,36 @@ impl RpcClient {
         let unique_id = wire::new_id();
         let mut pending = waiter.register(&msg_id);
         let monitor = self.call_monitor_timeout;
-        let body = wire::encode(
-            self.codec,
-            &OutgoingRequest {
-                method,
-                args,
-                namespace: self.target.namespace.as_deref(),
-                version: self.target.version,
-                call: Some(CallFields {
-                    msg_id: &msg_id,
-                    reply_q: waiter.queue(),
-                    monitor_timeout: monitor.map(|d| d.as_secs()),
-                }),
-                unique_id: &unique_id,
-                context: ctx,
-            },
+        let body = self.encode_request(
+            ctx,
+            method,
+            args,
+            Some(CallFields {
+                msg_id: &msg_id,
+                reply_q: waiter.queue(),
+                monitor_timeout: monitor.map(|d| d.as_secs()),
+            }),
+            &unique_id,
         )?;
         let publication = self.direct_publication(body, Some(self.timeout));
         let mut attempt = 0u32;
         'send: loop {
-            let confirm = self
+            let confirm = match self
                 .transport
                 .inner()
                 .broker
                 .publish(&publication, deadline)
-                .await?;
+                .await
+            {
+                Ok(confirm) => confirm,
+                // The call's time ran out before the broker took it (a
+                // timeout too short to send in, a broker that does not
+                // answer): the call timed out.
+                Err(MessagingError::Disconnected(_)) if Instant::now() >= deadline => {
+                    return Err(self.timed_out(method));
+                }
+                Err(e) => return Err(e),
+            };
             let mut confirm = std::pin::pin!(confirm.outcome());
             let mut confirmed = false;
             let mut monitor_deadline = monitor.map(|m| Instant::now() + m);
@@ -269,11 +283,7 @@ impl RpcClient {
                         None => return Err(MessagingError::Closed),
                     },
                     _ = tokio::time::sleep_until(deadline) => {
-                        return Err(MessagingError::Timeout {
-                            target: self.target.to_string(),
-                            method: method.to_string(),
-                            timeout: self.timeout,
-                        });
+                        return Err(self.timed_out(method));
                     }
                     _ = sleep_until_opt(monitor_deadline), if monitor_deadline.is_some() => {
                         return Err(MessagingError::HeartbeatTimeout {
@@ -298,7 +308,10 @@ impl RpcClient {
 
     /// Sends `method` without waiting for a result. Returns once the broker
     /// has confirmed the message; fails with
-    /// [`MessagingError::Undeliverable`] when no server listens.
+    /// [`MessagingError::Undeliverable`] when the topic has no queue (no
+    /// server ever ran on it; a fanout cast, when no server runs). A cast
+    /// to a topic whose servers have stopped waits in their queue, without
+    /// expiry, for the next one to start.
     pub async fn cast<A: Serialize + ?Sized>(
         &self,
         ctx: &RequestContext,
@@ -306,18 +319,7 @@ impl RpcClient {
         args: &A,
     ) -> Result<()> {
         let unique_id = wire::new_id();
-        let body = wire::encode(
-            self.codec,
-            &OutgoingRequest {
-                method,
-                args,
-                namespace: self.target.namespace.as_deref(),
-                version: self.target.version,
-                call: None,
-                unique_id: &unique_id,
-                context: ctx,
-            },
-        )?;
+        let body = self.encode_request(ctx, method, args, None, &unique_id)?;
         let publication = if self.target.fanout {
             let topology = &self.transport.inner().topology;
             let exchange = topology.fanout_exchange(&self.target.topic);
@@ -368,6 +370,62 @@ impl RpcClient {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// [`MessagingError::Timeout`] for a call of `method`.
+    fn timed_out(&self, method: &str) -> MessagingError {
+        MessagingError::Timeout {
+            target: self.target.to_string(),
+            method: method.to_string(),
+            timeout: self.timeout,
+        }
+    }
+
+    /// The body of a request of `method`. Its arguments must be keyword
+    /// arguments, as oslo.messaging's are (a struct or a map; `()` or
+    /// `None` is sent as none, `{}`): anything else is refused here with
+    /// [`MessagingError::Encode`], not sent to be refused by the server as
+    /// a malformed message ([`kwargs`]).
+    fn encode_request<A: Serialize + ?Sized>(
+        &self,
+        ctx: &RequestContext,
+        method: &str,
+        args: &A,
+        call: Option<CallFields<'_>>,
+        unique_id: &str,
+    ) -> Result<Vec<u8>> {
+        fn request<'a, T: Serialize + ?Sized>(
+            client: &'a RpcClient,
+            ctx: &'a RequestContext,
+            method: &'a str,
+            args: &'a T,
+            call: Option<CallFields<'a>>,
+            unique_id: &'a str,
+        ) -> OutgoingRequest<'a, T> {
+            OutgoingRequest {
+                method,
+                args,
+                namespace: client.target.namespace.as_deref(),
+                version: client.target.version,
+                call,
+                unique_id,
+                context: ctx,
+            }
+        }
+        match kwargs::shape_of(args) {
+            Shape::Map => wire::encode(
+                self.codec,
+                &request(self, ctx, method, args, call, unique_id),
+            ),
+            Shape::Nothing => wire::encode(
+                self.codec,
+                &request(self, ctx, method, &NoArguments {}, call, unique_id),
+            ),
+            Shape::Other(what) => Err(MessagingError::Encode(format!(
+                "the arguments of '{method}' are {what}: oslo.messaging's are keyword \
+                 arguments, so give a struct or a map of them (or () for none)"
+            ))),
         }
     }
 

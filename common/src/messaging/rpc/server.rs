@@ -250,6 +250,7 @@ impl RpcServerBuilder {
             gone_reply_queues: Mutex::new(HashMap::new()),
             abandon: CancellationToken::new(),
         });
+        let fanout_queue = specs[2].0.name.clone();
         let mut group = ConsumerGroup::new(self.executor_size);
         for (queue, binding) in specs {
             let name = queue.name.clone();
@@ -280,6 +281,7 @@ impl RpcServerBuilder {
         Ok(RpcServer {
             group: Some(group),
             ctx,
+            fanout_queue,
         })
     }
 }
@@ -289,6 +291,11 @@ impl RpcServerBuilder {
 pub struct RpcServer {
     group: Option<ConsumerGroup>,
     ctx: Arc<ServerContext>,
+    /// This server's own queue of fanout casts, deleted when it stops:
+    /// nobody else reads it, and left behind (for `x-expires`, 30 minutes)
+    /// it would keep taking every fanout cast of the topic, so that a cast
+    /// with no server running would still be "delivered".
+    fanout_queue: String,
 }
 
 impl RpcServer {
@@ -315,10 +322,23 @@ impl RpcServer {
     }
 
     /// Stops consuming, returns unstarted deliveries to their queues, and
-    /// waits for the requests in progress to finish and be answered.
-    pub async fn stop(mut self) {
+    /// waits for the requests in progress to finish and be answered;
+    /// what the server did in all.
+    pub async fn stop(mut self) -> ServerStats {
         if let Some(group) = self.group.take() {
             group.stop().await;
+            self.delete_fanout_queue().await;
+        }
+        self.stats()
+    }
+
+    /// Deletes [`Self::fanout_queue`] (what it still holds is lost, as
+    /// with oslo's expiring queue): a failure is only logged, the queue
+    /// expires anyway.
+    async fn delete_fanout_queue(&self) {
+        let broker = &self.ctx.transport.inner().broker;
+        if let Err(e) = broker.delete_queue(&self.fanout_queue).await {
+            debug!(queue = %self.fanout_queue, error = %e, "could not delete the fanout queue");
         }
     }
 
@@ -331,24 +351,30 @@ impl RpcServer {
     /// fanout cast is lost with the server's fanout queue); their callers
     /// still wait for the one reply. A request acknowledged before it ran
     /// ([`AckMode::BeforeDispatch`]) cannot go back: its caller is answered
-    /// with a `RuntimeError`. Returns whether no request was abandoned.
-    pub async fn stop_within(mut self, grace: Duration) -> bool {
+    /// with a `RuntimeError`. Returns what the server did in all: its
+    /// [`ServerStats::abandoned`] counts the requests given up.
+    pub async fn stop_within(mut self, grace: Duration) -> ServerStats {
         let Some(group) = self.group.take() else {
-            return true;
+            return self.stats();
         };
         let mut stop = std::pin::pin!(group.stop());
         if tokio::time::timeout(grace, &mut stop).await.is_ok() {
-            return true;
+            self.delete_fanout_queue().await;
+            return self.stats();
         }
         // Out of grace, perhaps only for the consumers' cancellation: the
         // counter tells whether a request was actually abandoned.
         self.ctx.abandon.cancel();
         stop.await;
-        let abandoned = self.ctx.counters.abandoned.load(Ordering::Relaxed);
-        if abandoned > 0 {
-            warn!("gave back {abandoned} request(s) still in progress after {grace:?}");
+        self.delete_fanout_queue().await;
+        let stats = self.stats();
+        if stats.abandoned > 0 {
+            warn!(
+                "gave back {} request(s) still in progress after {grace:?}",
+                stats.abandoned
+            );
         }
-        abandoned == 0
+        stats
     }
 }
 

@@ -14,6 +14,10 @@
 //! Every command but `up` talks to the API at `--endpoint-url` (or
 //! `[DEFAULT] endpoint_url`; when not set, the configuration's `[api]
 //! bind_host:bind_port`, `http://127.0.0.1:5000` by default).
+//!
+//! The options' doc comments are their `--help` texts, which name
+//! configuration options as `[api] bind_port`: not links.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 mod bench;
 mod commands;
