@@ -244,7 +244,7 @@ impl Database {
     pub async fn ping(&self) -> Result<(), DbError> {
         match &self.inner {
             Inner::Sqlite(db) => db.ping().await,
-            Inner::Server(pool) => pool.bounded(pool.ping()).await,
+            Inner::Server(pool) => pool.bounded(1, pool.ping()).await,
         }
     }
 
@@ -265,7 +265,7 @@ impl Database {
     pub async fn insert(&self, record: &FractalRecord) -> Result<(), DbError> {
         match &self.inner {
             Inner::Sqlite(db) => db.insert(record.clone()).await,
-            Inner::Server(pool) => pool.bounded(pool.insert(record)).await,
+            Inner::Server(pool) => pool.bounded(1, pool.insert(record)).await,
         }
     }
 
@@ -273,7 +273,7 @@ impl Database {
     pub async fn get(&self, id: FractalId) -> Result<Option<FractalRecord>, DbError> {
         match &self.inner {
             Inner::Sqlite(db) => db.get(id).await,
-            Inner::Server(pool) => pool.bounded(pool.get(id)).await,
+            Inner::Server(pool) => pool.bounded(1, pool.get(id)).await,
         }
     }
 
@@ -281,7 +281,7 @@ impl Database {
     pub async fn list(&self, query: &ListQuery) -> Result<(u64, Vec<FractalRecord>), DbError> {
         match &self.inner {
             Inner::Sqlite(db) => db.list(query.clone()).await,
-            Inner::Server(pool) => pool.bounded(pool.list(query)).await,
+            Inner::Server(pool) => pool.bounded(2, pool.list(query)).await,
         }
     }
 
@@ -289,7 +289,7 @@ impl Database {
     pub async fn count_by_status(&self) -> Result<StatusCounts, DbError> {
         match &self.inner {
             Inner::Sqlite(db) => db.count_by_status().await,
-            Inner::Server(pool) => pool.bounded(pool.count_by_status()).await,
+            Inner::Server(pool) => pool.bounded(1, pool.count_by_status()).await,
         }
     }
 
@@ -317,8 +317,11 @@ impl Database {
                     .await
             }
             Inner::Server(pool) => {
-                pool.bounded(pool.replace_with_image(before, after, image))
-                    .await
+                pool.bounded(
+                    if image.is_some() { 5 } else { 3 },
+                    pool.replace_with_image(before, after, image),
+                )
+                .await
             }
         }
     }
@@ -327,7 +330,7 @@ impl Database {
     pub async fn image(&self, id: FractalId) -> Result<Option<Vec<u8>>, DbError> {
         match &self.inner {
             Inner::Sqlite(db) => db.image(id).await,
-            Inner::Server(pool) => pool.bounded(pool.image(id)).await,
+            Inner::Server(pool) => pool.bounded(1, pool.image(id)).await,
         }
     }
 
@@ -335,7 +338,7 @@ impl Database {
     pub async fn delete(&self, id: FractalId) -> Result<bool, DbError> {
         match &self.inner {
             Inner::Sqlite(db) => db.delete(id).await,
-            Inner::Server(pool) => pool.bounded(pool.delete(id)).await,
+            Inner::Server(pool) => pool.bounded(1, pool.delete(id)).await,
         }
     }
 }

@@ -11,7 +11,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Acquire, AssertSqlSafe, Connection, Pool, Row, SqlSafeStr, SqlStr};
+use sqlx::{AssertSqlSafe, Connection, Pool, Row, SqlSafeStr, SqlStr};
 
 use super::sql::{self, parse_status, to_i64, unsigned};
 use super::{Backend, DbError, StatusCounts};
@@ -38,6 +38,41 @@ enum Pools {
     MySql(MySqlPool),
     /// PostgreSQL.
     Postgres(PgPool),
+}
+
+tokio::task_local! {
+    /// Set while [`ServerPool::bounded`] drops an operation it gave up on.
+    static GIVEN_UP: ();
+}
+
+/// A connection of the pool, checked out for one operation. An operation
+/// given up in the middle of a statement ([`ServerPool::bounded`]) leaves
+/// the connection in an unknown state; returned to the pool, sqlx would
+/// ping it first, without a time limit, and on a server gone silent that
+/// ping would hold its place in the pool for good (until every place is
+/// held and every request waits in vain, the server back or not). Such a
+/// connection is closed instead, which sqlx limits to 5 s.
+pub(super) struct Checkout<DB: sqlx::Database>(PoolConnection<DB>);
+
+impl<DB: sqlx::Database> Drop for Checkout<DB> {
+    fn drop(&mut self) {
+        if GIVEN_UP.try_with(|()| ()).is_ok() {
+            self.0.close_on_drop();
+        }
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::Deref for Checkout<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        &self.0
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::DerefMut for Checkout<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.0
+    }
 }
 
 /// Runs `$body` with `$pool` bound to the concrete pool, once per driver.
@@ -480,27 +515,34 @@ impl ServerPool {
         Ok(pool)
     }
 
-    /// `operation`, given up with [`DbError::Unavailable`] when it has not
-    /// ended within `connect_timeout` (the wait for a connection) plus
-    /// `query_timeout` (the statements) and a second: the server's own
-    /// limit ends a slow statement first, with its reason; this one ends
-    /// the wait for a server that went silent (a host gone from the network
-    /// answers nothing, and TCP waits many minutes to say so), and the
-    /// connection is dropped with it.
+    /// `operation`, of at most `statements` statements, given up with
+    /// [`DbError::Unavailable`] when it has not ended within
+    /// (`connect_timeout` + `query_timeout`) for each statement, plus a
+    /// second: longer than the pool's wait for a connection and the
+    /// server's own limit of each statement, which end a slow operation
+    /// first, with their reasons. This limit ends the wait for a server
+    /// that went silent (a host gone from the network answers nothing, and
+    /// TCP waits many minutes to say so). The connections the operation
+    /// holds are then closed, not returned to the pool ([`Checkout`]).
     pub async fn bounded<T>(
         &self,
+        statements: u32,
         operation: impl Future<Output = Result<T, DbError>>,
     ) -> Result<T, DbError> {
-        let deadline = self.connect_timeout + self.query_timeout + Duration::from_secs(1);
-        tokio::time::timeout(deadline, operation)
-            .await
-            .unwrap_or_else(|_| {
+        let deadline = (self.connect_timeout + self.query_timeout) * statements.max(1)
+            + Duration::from_secs(1);
+        let mut operation = Box::pin(operation);
+        match tokio::time::timeout(deadline, operation.as_mut()).await {
+            Ok(result) => result,
+            Err(_) => {
+                GIVEN_UP.sync_scope((), move || drop(operation));
                 Err(DbError::Unavailable(format!(
                     "the database server did not answer within {} s \
-                     ([database] connect_timeout + query_timeout + 1 s)",
+                     ([database] connect_timeout + query_timeout for each statement)",
                     deadline.as_secs()
                 )))
-            })
+            }
+        }
     }
 
     /// MySQL or PostgreSQL.
@@ -581,10 +623,7 @@ impl ServerPool {
     /// answered with its reason ("Connection refused", an authentication
     /// error...). Once a probe has failed, the next request probes at once;
     /// the first that connects again ends that.
-    async fn checkout<DB: sqlx::Database>(
-        &self,
-        pool: &Pool<DB>,
-    ) -> Result<PoolConnection<DB>, DbError> {
+    async fn checkout<DB: sqlx::Database>(&self, pool: &Pool<DB>) -> Result<Checkout<DB>, DbError> {
         let reach = &self.reach;
         let mut acquire = std::pin::pin!(pool.acquire());
         let mut wait = if reach.down.load(Ordering::Relaxed) {
@@ -625,11 +664,11 @@ impl ServerPool {
     fn handed_out<DB: sqlx::Database>(
         &self,
         acquired: Result<PoolConnection<DB>, sqlx::Error>,
-    ) -> Result<PoolConnection<DB>, DbError> {
+    ) -> Result<Checkout<DB>, DbError> {
         match acquired {
             Ok(connection) => {
                 self.reach.alive();
-                Ok(connection)
+                Ok(Checkout(connection))
             }
             Err(e) => Err(DbError::Unavailable(server_message(&e))),
         }
@@ -769,7 +808,7 @@ impl ServerPool {
         let uuid = before.uuid.to_string();
         on_pool!(self, pool => {
             let mut conn = self.checkout(pool).await?;
-            let mut tx = conn.begin().await?;
+            let mut tx = Connection::begin(&mut *conn).await?;
             let applied = sqlx::query(update)
                 .bind(after.c_re)
                 .bind(after.c_im)

@@ -65,7 +65,7 @@ config_section! {
         max_connections: u32 = 8,
         /// Seconds to wait for a connection.
         connect_timeout: u64 = 10,
-        /// Seconds a statement may take on MariaDB/MySQL or PostgreSQL, waiting for locks included, before its request is answered 503 (at least 1). SQLite waits up to 10 s for a lock.
+        /// Seconds a statement may take on MariaDB/MySQL or PostgreSQL, waiting for locks included, before its request is answered 503 (1 to 2147483). SQLite waits up to 10 s for a lock.
         query_timeout: u64 = 30,
     }
 }
@@ -266,6 +266,10 @@ pub const MAX_RENDER_THREADS: usize = 1024;
 /// timeout the messaging library keeps.
 pub const MAX_SECONDS: u64 = crate::messaging::MAX_TIMEOUT.as_secs();
 
+/// The longest `[database] query_timeout`: PostgreSQL's `statement_timeout`
+/// takes at most 2^31 - 1 milliseconds.
+pub const MAX_QUERY_TIMEOUT: u64 = i32::MAX as u64 / 1000;
+
 /// The most tasks in one generated batch (the producer holds a batch in
 /// memory, about a kilobyte a task, until its tasks are dispatched).
 pub const MAX_BATCH: u32 = 100_000;
@@ -339,12 +343,17 @@ impl FaafoConfig {
                 "must be at least 1 (seconds)",
             ));
         }
-        // 0 would fail every statement at once.
-        if self.database.query_timeout == 0 {
+        // 0 would fail every statement at once; PostgreSQL's
+        // statement_timeout takes at most 2^31 - 1 ms.
+        if !(1..=MAX_QUERY_TIMEOUT).contains(&self.database.query_timeout) {
             return Err(invalid(
                 "database",
                 "query_timeout",
-                "must be at least 1 (seconds)",
+                format!(
+                    "must be between 1 and {MAX_QUERY_TIMEOUT} seconds (PostgreSQL's limit, \
+                     about 24 days), got {}",
+                    self.database.query_timeout
+                ),
             ));
         }
         if w.prefetch != 0 && w.executor_size != 0 && w.prefetch < w.executor_size {
@@ -646,7 +655,13 @@ impl FaafoConfig {
         let broker = format!("broker {}", redact_url(&self.default.transport_url));
         let database = format!("database {}", redact_url(&self.database_url()));
         let listening = format!("listening on {}:{}", self.api.bind_host, self.api.bind_port);
-        let api = format!("API {}", self.default.endpoint_url);
+        let endpoints: Vec<String> = self
+            .default
+            .endpoint_url
+            .split(',')
+            .map(|endpoint| redact_url(endpoint.trim()))
+            .collect();
+        let api = format!("API {}", endpoints.join(","));
         let tasks = format!("topic {}", self.producer.topic);
         let worker = format!(
             "topic {} as {}",

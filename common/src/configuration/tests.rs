@@ -281,7 +281,11 @@ fn semantic_errors_are_caught_without_showing_passwords() {
         ),
         (
             "[database]\nquery_timeout = 0\n",
-            "[database] query_timeout: must be at least 1 (seconds)",
+            "[database] query_timeout: must be between 1 and 2147483 seconds (PostgreSQL's limit, about 24 days), got 0",
+        ),
+        (
+            "[database]\nquery_timeout = 2147484\n",
+            "[database] query_timeout: must be between 1 and 2147483 seconds",
         ),
         (
             "[worker]\nexecutor_size = 4\nprefetch = 2\n",
@@ -575,7 +579,7 @@ fn check_config_names_what_each_program_would_use_without_passwords() {
         "[DEFAULT]\n\
          transport_url = rabbit://faafo:s3cret@mq.example.org:5672/faafo\n\
          database_url = postgresql://faafo:s3cret@db.example.org/faafo\n\
-         endpoint_url = http://api1:5000,http://api2:5000\n\
+         endpoint_url = http://api1:5000,http://faafo:s3cret@api2:5000\n\
          [api]\nbind_host = 0.0.0.0\n\
          [worker]\nserver_name = w1\n",
         "test.conf",
@@ -594,7 +598,7 @@ fn check_config_names_what_each_program_would_use_without_passwords() {
     let producer = config.check_summary("faafo-producer");
     assert_eq!(
         producer,
-        "faafo-producer: the configuration is valid (broker rabbit://faafo:***@mq.example.org:5672/faafo, topic tasks, API http://api1:5000,http://api2:5000)\n"
+        "faafo-producer: the configuration is valid (broker rabbit://faafo:***@mq.example.org:5672/faafo, topic tasks, API http://api1:5000,http://faafo:***@api2:5000)\n"
     );
     let all = config.check_summary("faafo");
     for part in [

@@ -210,23 +210,18 @@ impl RpcClient {
         )?;
         let publication = self.direct_publication(body, Some(self.timeout));
         let mut attempt = 0u32;
+        // No time to send in (a zero timeout): the call timed out; the
+        // broker, given no time, would seem blocked by an alarm.
+        if Instant::now() >= deadline {
+            return Err(self.timed_out(method));
+        }
         'send: loop {
-            let confirm = match self
+            let confirm = self
                 .transport
                 .inner()
                 .broker
                 .publish(&publication, deadline)
-                .await
-            {
-                Ok(confirm) => confirm,
-                // The call's time ran out before the broker took it (a
-                // timeout too short to send in, a broker that does not
-                // answer): the call timed out.
-                Err(MessagingError::Disconnected(_)) if Instant::now() >= deadline => {
-                    return Err(self.timed_out(method));
-                }
-                Err(e) => return Err(e),
-            };
+                .await?;
             let mut confirm = std::pin::pin!(confirm.outcome());
             let mut confirmed = false;
             let mut monitor_deadline = monitor.map(|m| Instant::now() + m);
