@@ -868,6 +868,48 @@ async fn a_neighbours_return_does_not_fail_a_delivered_message(env: TestBroker) 
     server.stop().await;
 }
 
+/// Calls to topics nobody listens on, in flight beside delivered ones on
+/// the same transport, all fail at once as undeliverable, even those whose
+/// return the client tied to a neighbour's confirm (their own then looks
+/// delivered: they used to wait for their timeout), and the delivered ones
+/// are answered.
+async fn unroutable_calls_beside_delivered_ones_fail_at_once(env: TestBroker) {
+    let t = env.transport().await;
+    let server = start_server(&t, "beside", "h1", Arc::default()).await;
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..300 {
+        let t = t.clone();
+        calls.spawn(async move {
+            let routable = i % 2 == 0;
+            let topic = if routable {
+                "beside".to_string()
+            } else {
+                unique_name("nobody")
+            };
+            let client = RpcClient::new(&t, Target::topic(&topic)).timeout(Duration::from_secs(30));
+            let started = Instant::now();
+            let outcome = client
+                .call::<_, Value>(&ctx(), "echo", &EchoArgs { value: json!(i) })
+                .await;
+            (i, routable, outcome, started.elapsed())
+        });
+    }
+    while let Some(joined) = calls.join_next().await {
+        let (i, routable, outcome, took) = joined.expect("the call task");
+        if routable {
+            assert_eq!(outcome.expect("answered"), json!(i));
+        } else {
+            let err = outcome.expect_err("nobody listens");
+            assert!(
+                matches!(err, MessagingError::Undeliverable { .. }),
+                "call {i} after {took:?}: {err}"
+            );
+            assert!(took < Duration::from_secs(10), "call {i} took {took:?}");
+        }
+    }
+    server.stop().await;
+}
+
 /// Closing a transport ends the calls still waiting on it at once, as
 /// closed, rather than at their timeout.
 async fn closing_the_transport_ends_waiting_calls(env: TestBroker) {
@@ -1128,6 +1170,7 @@ faafo_common::on_both_transports!(
     duplicates_run_once,
     huge_call_monitor_timeouts_are_served,
     a_neighbours_return_does_not_fail_a_delivered_message,
+    unroutable_calls_beside_delivered_ones_fail_at_once,
     closing_the_transport_ends_waiting_calls,
     a_closed_transport_refuses_everything,
     a_panicking_notification_handler_does_not_stop_the_listener,

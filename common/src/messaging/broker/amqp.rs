@@ -28,7 +28,8 @@ use tracing::{debug, info, warn};
 
 use super::{
     Acker, Binding, Delivery, ExchangeKind, ExchangeSpec, PendingConfirm, Publication, QueueSpec,
-    Subscription, SubscriptionEvent, SubscriptionHandle, SubscriptionSpec,
+    ReturnSink, StrayReturns, Subscription, SubscriptionEvent, SubscriptionHandle,
+    SubscriptionSpec,
 };
 use crate::messaging::codec::JSON_CONTENT_TYPE;
 use crate::messaging::error::{MessagingError, Result};
@@ -61,6 +62,8 @@ struct Inner {
     /// Cancelled by each subscription task when it has finished.
     consumers_stopped: Mutex<Vec<CancellationToken>>,
     backoff: Backoff,
+    /// Where a returned message that a neighbour's confirm carried goes.
+    strays: StrayReturns,
 }
 
 #[derive(Clone)]
@@ -108,6 +111,7 @@ impl AmqpBroker {
             consumers: CancellationToken::new(),
             consumers_stopped: Mutex::new(Vec::new()),
             backoff,
+            strays: StrayReturns::default(),
         });
         let mut order: Vec<usize> = (0..inner.url.hosts.len()).collect();
         fastrand::shuffle(&mut order);
@@ -138,6 +142,12 @@ impl AmqpBroker {
         matches!(&*self.inner.state.borrow(), LinkState::Up(l) if l.connection.status().connected())
     }
 
+    /// Sends the messages returned to this connection whose confirm was a
+    /// neighbour's to `sink` (see [`StrayReturns`]).
+    pub(crate) fn on_stray_returns(&self, sink: ReturnSink) {
+        self.inner.strays.set(sink);
+    }
+
     pub(crate) async fn publish(
         &self,
         publication: &Publication,
@@ -165,6 +175,7 @@ impl AmqpBroker {
                         confirm,
                         routing_key: publication.routing_key.clone(),
                         body: publication.body.clone(),
+                        strays: self.inner.strays.clone(),
                     });
                 }
                 Err(e) => {

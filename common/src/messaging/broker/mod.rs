@@ -107,13 +107,49 @@ pub(crate) enum PublishOutcome {
 /// publishes can be in flight at once.
 pub(crate) enum PendingConfirm {
     /// RabbitMQ's confirm, and what was published (to tell our message
-    /// from another one returned on the same channel).
+    /// from another one returned on the same channel, which goes to
+    /// `strays`).
     Amqp {
         confirm: lapin::PublisherConfirm,
         routing_key: String,
         body: Arc<[u8]>,
+        strays: StrayReturns,
     },
     Ready(PublishOutcome),
+}
+
+/// What receives a returned message: its content type and body.
+pub(crate) type ReturnSink = Arc<dyn Fn(Option<&str>, &[u8]) + Send + Sync>;
+
+/// Where a message returned as unroutable goes when the confirm it came
+/// with was another publish's. A `basic.return` names no message, and the
+/// client ties it to a confirm of the same batch, in no set order: the
+/// owner's confirm then looks delivered. The owner of a call is found by
+/// the message's `_msg_id` (the transport's reply waiter is the sink) and
+/// told, so that it is "nobody listening" as it should be, not a wait for
+/// its timeout.
+#[derive(Clone, Default)]
+pub(crate) struct StrayReturns(Arc<std::sync::Mutex<Option<ReturnSink>>>);
+
+impl StrayReturns {
+    /// Sends the strays to `sink` from now on.
+    pub(crate) fn set(&self, sink: ReturnSink) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(sink);
+    }
+
+    /// Hands `returned` to the sink, if there is one.
+    fn send(&self, returned: &lapin::message::BasicReturnMessage) {
+        let sink = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(sink) = sink {
+            let content_type = returned
+                .delivery
+                .properties
+                .content_type()
+                .as_ref()
+                .map(|c| c.as_str());
+            sink(content_type, &returned.delivery.data);
+        }
+    }
 }
 
 /// Whether a message the broker returned is the one published with
@@ -151,6 +187,7 @@ impl PendingConfirm {
                 confirm,
                 routing_key,
                 body,
+                strays,
             } => match confirm.await {
                 Ok(lapin::Confirmation::Ack(Some(returned))) => {
                     if is_ours(
@@ -161,6 +198,7 @@ impl PendingConfirm {
                     ) {
                         Ok(PublishOutcome::Unroutable)
                     } else {
+                        strays.send(&returned);
                         Ok(PublishOutcome::Delivered)
                     }
                 }
@@ -346,6 +384,15 @@ impl Broker {
                 b.delete_queue(name);
                 Ok(())
             }
+        }
+    }
+
+    /// Sends returned messages whose confirm was another publish's to
+    /// `sink` ([`StrayReturns`]); `memory://` ties each return to its own
+    /// publish and has none.
+    pub(crate) fn on_stray_returns(&self, sink: ReturnSink) {
+        if let Broker::Amqp(b) = self {
+            b.on_stray_returns(sink);
         }
     }
 

@@ -21,6 +21,41 @@ use crate::messaging::transport::Transport;
 use crate::messaging::version::Version;
 use crate::messaging::wire::{self, CallFields, OutgoingRequest, Payload};
 
+/// A publish's confirmation still to come. A call answered before its
+/// confirm came (a reply can overtake it) still has it awaited, in a task
+/// of its own: the confirm may carry the return of a neighbour's message,
+/// which must reach its owner ([`ReplyEvent::Returned`]).
+struct Unsettled(Option<std::pin::Pin<Box<dyn Future<Output = Result<PublishOutcome>> + Send>>>);
+
+impl Unsettled {
+    /// Whether the confirmation is still to come.
+    fn pending(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Waits for it (cancel-safe: dropped before the end, it waits on).
+    async fn wait(&mut self) -> Result<PublishOutcome> {
+        let Some(confirm) = self.0.as_mut() else {
+            return Err(MessagingError::Closed);
+        };
+        let outcome = confirm.await;
+        self.0 = None;
+        outcome
+    }
+}
+
+impl Drop for Unsettled {
+    fn drop(&mut self) {
+        if let Some(confirm) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = confirm.await;
+            });
+        }
+    }
+}
+
 /// No keyword arguments: `{}`.
 #[derive(Serialize)]
 struct NoArguments {}
@@ -222,14 +257,12 @@ impl RpcClient {
                 .broker
                 .publish(&publication, deadline)
                 .await?;
-            let mut confirm = std::pin::pin!(confirm.outcome());
-            let mut confirmed = false;
+            let mut confirm = Unsettled(Some(Box::pin(confirm.outcome())));
             let mut monitor_deadline = monitor.map(|m| Instant::now() + m);
             let mut partial: Option<Payload> = None;
             loop {
                 let lost = tokio::select! {
-                    outcome = &mut confirm, if !confirmed => {
-                        confirmed = true;
+                    outcome = confirm.wait(), if confirm.pending() => {
                         match outcome {
                             Ok(PublishOutcome::Delivered) => continue,
                             Ok(PublishOutcome::Unroutable) => {
@@ -271,6 +304,15 @@ impl RpcClient {
                                     });
                                 }
                             }
+                        }
+                        // Unroutable after all: its return came with a
+                        // neighbour's confirm, and that one looked delivered.
+                        Some(ReplyEvent::Returned) => {
+                            attempt += 1;
+                            if self.wait_for_listener(attempt, deadline).await {
+                                continue 'send;
+                            }
+                            return Err(self.undeliverable(&publication));
                         }
                         Some(ReplyEvent::ConnectionLost) => {
                             "the connection to the broker was lost while waiting for the reply".to_string()

@@ -14,7 +14,7 @@ use crate::messaging::broker::{
 use crate::messaging::codec::Codec;
 use crate::messaging::error::Result;
 use crate::messaging::topology::TopologyOptions;
-use crate::messaging::wire::{IncomingReply, decode_reply};
+use crate::messaging::wire::{IncomingReply, decode_reply, decode_request};
 
 /// What a waiting call can receive.
 pub(crate) enum ReplyEvent {
@@ -22,6 +22,9 @@ pub(crate) enum ReplyEvent {
     Reply(IncomingReply),
     /// The reply consumer lost its connection: a reply sent now may be lost.
     ConnectionLost,
+    /// The broker returned the request as unroutable (nobody listens),
+    /// with another publish's confirm ([`StrayReturns`](crate::messaging::broker::StrayReturns)).
+    Returned,
 }
 
 type Waiters = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<ReplyEvent>>>>;
@@ -50,6 +53,25 @@ impl ReplyWaiter {
         let queue = spec.queue.name.clone();
         let Subscription { mut events, handle } = broker.subscribe(spec).await?;
         let waiters: Waiters = Arc::default();
+        // A call of this transport returned with a neighbour's confirm:
+        // its `_msg_id` says whose it is.
+        let returns = waiters.clone();
+        broker.on_stray_returns(Arc::new(move |content_type, body| {
+            let Ok(codec) = Codec::from_content_type(content_type) else {
+                return;
+            };
+            let Some(msg_id) = decode_request(codec, body.to_vec())
+                .ok()
+                .and_then(|request| request.reply_to)
+                .map(|reply| reply.msg_id)
+            else {
+                return;
+            };
+            if let Some(tx) = lock(&returns).get(&msg_id) {
+                debug!(%msg_id, "a call came back unroutable with another message's confirm");
+                let _ = tx.send(ReplyEvent::Returned);
+            }
+        }));
         let routes = waiters.clone();
         let name = queue.clone();
         let task = tokio::spawn(async move {
