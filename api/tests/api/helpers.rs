@@ -189,6 +189,17 @@ pub struct TestApp {
     _db: TestDatabase,
 }
 
+/// A configuration of the API on `url`, bound to a free port of 127.0.0.1,
+/// its state in `state`.
+pub fn config_on(url: &str, state: &TempDir) -> FaafoConfig {
+    let mut config = FaafoConfig::default();
+    config.default.database_url = url.to_string();
+    config.default.state_path = state.path().display().to_string();
+    config.api.bind_host = "127.0.0.1".into();
+    config.api.bind_port = 0;
+    config
+}
+
 /// Starts the API on `backend` with the default configuration.
 pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |_| {}).await
@@ -199,11 +210,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut FaafoConfi
     LazyLock::force(&TRACING);
     let db = TestDatabase::create(backend).await;
     let state_dir = tempfile::tempdir().expect("temporary directory");
-    let mut config = FaafoConfig::default();
-    config.default.database_url = db.url.clone();
-    config.default.state_path = state_dir.path().display().to_string();
-    config.api.bind_host = "127.0.0.1".into();
-    config.api.bind_port = 0;
+    let mut config = config_on(&db.url, &state_dir);
     tweak(&mut config);
     config.validate().expect("valid test configuration");
     let app = Application::build(&config).await.expect("the API starts");

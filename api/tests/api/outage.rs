@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::helpers::{Backend, TestDatabase, error_of, run_as_admin};
+use crate::helpers::{Backend, TestDatabase, config_on, error_of, run_as_admin};
 
 /// A TCP proxy to the database server, on a port of 127.0.0.1.
 struct Proxy {
@@ -70,6 +70,11 @@ impl Proxy {
             hold,
             stranded: Vec::new(),
         }
+    }
+
+    /// The database URL `url` with the proxy in place of its server.
+    fn in_front_of(&self, url: &str) -> String {
+        url.replacen(&host_port(url), &format!("127.0.0.1:{}", self.port), 1)
     }
 
     /// The connections open now go silent for good, either way (their
@@ -144,8 +149,7 @@ async fn api_through(
     proxy: &Proxy,
     max_connections: u32,
 ) -> (String, tempfile::TempDir) {
-    let through = url.replacen(&host_port(url), &format!("127.0.0.1:{}", proxy.port), 1);
-    api_on(&through, |config| {
+    api_on(&proxy.in_front_of(url), |config| {
         config.database.max_connections = max_connections;
     })
     .await
@@ -155,11 +159,7 @@ async fn api_through(
 /// configuration, serving until the test ends.
 async fn api_on(url: &str, tweak: impl FnOnce(&mut FaafoConfig)) -> (String, tempfile::TempDir) {
     let state = tempfile::tempdir().expect("temporary directory");
-    let mut config = FaafoConfig::default();
-    config.default.database_url = url.to_string();
-    config.default.state_path = state.path().display().to_string();
-    config.api.bind_host = "127.0.0.1".into();
-    config.api.bind_port = 0;
+    let mut config = config_on(url, &state);
     tweak(&mut config);
     config.validate().expect("valid test configuration");
     let app = Application::build(&config).await.expect("the API starts");
@@ -396,10 +396,7 @@ async fn lock_waiters(backend: Backend, url: &str) -> i64 {
 async fn a_silent_server_is_given_up(backend: Backend) {
     let db = TestDatabase::create(backend).await;
     let mut proxy = Proxy::start(&host_port(&db.url), 0).await;
-    let through = db
-        .url
-        .replacen(&host_port(&db.url), &format!("127.0.0.1:{}", proxy.port), 1);
-    let (api, _state) = api_on(&through, |config| {
+    let (api, _state) = api_on(&proxy.in_front_of(&db.url), |config| {
         config.database.connect_timeout = 1;
         config.database.query_timeout = 3;
         config.database.max_connections = 1;

@@ -7,19 +7,14 @@ use std::time::{Duration, Instant};
 
 use faafo_api::Application;
 use faafo_common::api_client::ApiClient;
-use faafo_common::configuration::FaafoConfig;
 use sqlx::Connection;
 
-use crate::helpers::{Backend, TestDatabase, new_fractal, with_database};
+use crate::helpers::{Backend, TestDatabase, config_on, new_fractal, with_database};
 
 /// The error of building the API on `url`.
 async fn startup_error(url: &str) -> String {
     let state = tempfile::tempdir().expect("temporary directory");
-    let mut config = FaafoConfig::default();
-    config.default.database_url = url.to_string();
-    config.default.state_path = state.path().display().to_string();
-    config.api.bind_port = 0;
-    match Application::build(&config).await {
+    match Application::build(&config_on(url, &state)).await {
         Ok(_) => panic!("the API started on {url}"),
         Err(e) => e.to_string(),
     }
@@ -70,17 +65,6 @@ async fn a_missing_database_is_named_in_the_servers_words() {
             "{backend:?}: {err}"
         );
     }
-}
-
-/// A configuration of the API on `url`, bound to a free port of 127.0.0.1,
-/// its state in `state`.
-fn config_on(url: &str, state: &tempfile::TempDir) -> FaafoConfig {
-    let mut config = FaafoConfig::default();
-    config.default.database_url = url.to_string();
-    config.default.state_path = state.path().display().to_string();
-    config.api.bind_host = "127.0.0.1".into();
-    config.api.bind_port = 0;
-    config
 }
 
 /// Two APIs started at the same moment on a new database (a first deploy
