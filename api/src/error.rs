@@ -31,6 +31,9 @@ pub enum ApiError {
     /// 409: contradicts the current state (duplicate uuid, final result).
     #[error("{0}")]
     Conflict(String),
+    /// 412: an `If-Match` naming a revision the fractal has left.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// 413: body larger than max_body_size.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -58,6 +61,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -4,11 +4,12 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_TYPE, IF_MATCH};
 use axum::http::request::Parts;
+use headers::Header;
 use serde::de::DeserializeOwned;
 
-use crate::domain::FractalId;
+use crate::domain::{FractalId, FractalRecord};
 use crate::error::ApiError;
 
 /// A JSON body: `Content-Type: application/json` (else 415), within the
@@ -143,9 +144,142 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryString<T>
     }
 }
 
+/// A request's `If-Match` precondition (RFC 9110): a `PUT` that applies
+/// only while the fractal is at a revision the header names (the `ETag`
+/// `"<revision>"` of `GET /v1/fractal/<uuid>`, or its `revision` field).
+/// It lets a client that must not act on a stale state say so: a request
+/// that hung on one API host while the client went on through another
+/// cannot undo, when it finally runs, what came after it. `*` matches any
+/// revision; a weak tag (`W/"..."`) never matches, nor does an empty list.
+/// Without the header every revision is admitted. A malformed header is a
+/// 400.
+#[derive(Debug, Clone, Default)]
+pub struct IfMatch(Option<Precondition>);
+
+/// The header as received: its tags (`None`: an empty list, which
+/// matches nothing), and its text for messages.
+#[derive(Debug, Clone)]
+struct Precondition {
+    tags: Option<headers::IfMatch>,
+    text: String,
+}
+
+impl IfMatch {
+    /// Whether `record` is at a revision the header names.
+    pub fn admits(&self, record: &FractalRecord) -> bool {
+        self.0.as_ref().is_none_or(|p| {
+            p.tags
+                .as_ref()
+                .is_some_and(|tags| tags.precondition_passes(&revision_tag(record)))
+        })
+    }
+
+    /// The 412 for `record`, which the header does not admit.
+    pub fn refusal(&self, record: &FractalRecord) -> ApiError {
+        let named = self.0.as_ref().map_or("", |p| p.text.as_str());
+        ApiError::PreconditionFailed(format!(
+            "fractal {} changed since the revision If-Match names ({}): it is at revision {} ({}); read it again",
+            record.uuid,
+            crate::domain::fractal_id::shorten(named),
+            record.revision,
+            record.status
+        ))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let values = parts.headers.get_all(IF_MATCH);
+        if values.iter().next().is_none() {
+            return Ok(IfMatch(None));
+        }
+        let text = values
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let malformed = || {
+            ApiError::BadRequest(format!(
+                "If-Match must be * or a list of entity tags such as \"7\", got {}",
+                crate::domain::fractal_id::shorten(&text)
+            ))
+        };
+        // headers' matching skips what it cannot parse; a malformed header
+        // is refused here instead. An entity tag is a quoted string (which
+        // may hold commas), possibly W/-prefixed (RFC 9110 section 8.8.3),
+        // and empty list elements are ignored (section 5.6.1.2).
+        let elements = list_elements(&text);
+        if elements == ["*"] {
+            return Ok(IfMatch(Some(Precondition {
+                tags: Some(headers::IfMatch::any()),
+                text,
+            })));
+        }
+        let well_formed = elements
+            .iter()
+            .all(|tag| tag.parse::<headers::ETag>().is_ok());
+        if !well_formed {
+            return Err(malformed());
+        }
+        let tags = if elements.is_empty() {
+            None
+        } else {
+            Some(headers::IfMatch::decode(&mut values.iter()).map_err(|_| malformed())?)
+        };
+        Ok(IfMatch(Some(Precondition { tags, text })))
+    }
+}
+
+/// The non-empty elements of a comma-separated header list, trimmed; a
+/// comma inside a quoted string does not separate.
+fn list_elements(text: &str) -> Vec<&str> {
+    let mut elements = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                elements.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    elements.push(&text[start..]);
+    elements
+        .into_iter()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect()
+}
+
+/// The entity tag of a fractal's record, as sent in `ETag`: its
+/// revision, quoted.
+pub fn revision_etag(record: &FractalRecord) -> String {
+    format!("\"{}\"", record.revision)
+}
+
+fn revision_tag(record: &FractalRecord) -> headers::ETag {
+    revision_etag(record)
+        .parse()
+        .unwrap_or_else(|_| unreachable!("a quoted integer is an entity tag"))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::is_json;
+    use super::{is_json, list_elements};
+
+    #[test]
+    fn header_lists_split_outside_quotes() {
+        assert_eq!(
+            list_elements(r#" "a,b" ,, W/"c",	"d" "#),
+            [r#""a,b""#, r#"W/"c""#, r#""d""#]
+        );
+        assert!(list_elements(" , ").is_empty());
+        assert_eq!(list_elements("*"), ["*"]);
+    }
 
     #[test]
     fn json_content_types() {

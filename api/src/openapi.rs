@@ -95,6 +95,11 @@ pub mod schema {
         /// Time of the last change (RFC 3339, UTC).
         #[schema(format = DateTime)]
         pub updated_at: String,
+        /// Bumped by every change (also the `ETag` of
+        /// `GET /v1/fractal/{uuid}`): send it back as
+        /// `If-Match: "<revision>"` for a `PUT` that must not apply if the
+        /// fractal changed meanwhile (412).
+        pub revision: u64,
     }
 
     /// The body of `POST /v1/fractal`. Besides each field's range:
@@ -492,6 +497,7 @@ mod tests {
             generated_by: Some("worker-1".into()),
             created_at: "2026-01-01T00:00:00.000000Z".into(),
             updated_at: "2026-01-01T00:00:01.000000Z".into(),
+            revision: Some(3),
         }
     }
 

@@ -83,6 +83,13 @@ impl ApiError {
             if message.contains(&format!("unknown field `{field}`")))
     }
 
+    /// Whether the API refused a conditional update because the fractal
+    /// changed since the revision it named (412): somebody else acted on
+    /// it meanwhile.
+    pub fn is_stale(&self) -> bool {
+        self.status() == Some(412)
+    }
+
     /// The HTTP status, when the API answered.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -501,13 +508,29 @@ impl ApiClient {
 
     /// `PUT /v1/fractal/<uuid>`.
     pub async fn update(&self, uuid: &str, update: &FractalUpdate) -> Result<Fractal, ApiError> {
+        self.update_at_revision(uuid, update, None).await
+    }
+
+    /// `PUT /v1/fractal/<uuid>` applied only while the fractal is still at
+    /// `revision` (sent as `If-Match`): a 412 [`ApiError::Status`] if it
+    /// changed since (see [`ApiError::is_stale`]). The same request
+    /// repeated after its answer was lost succeeds. `None` (an API older
+    /// than revisions gave none) sends it unconditionally.
+    pub async fn update_at_revision(
+        &self,
+        uuid: &str,
+        update: &FractalUpdate,
+        revision: Option<u64>,
+    ) -> Result<Fractal, ApiError> {
         let path = format!("/v1/fractal/{}", checked(uuid)?);
-        self.json(
-            Method::PUT,
-            &path,
-            self.request(Method::PUT, &path).map(|r| r.json(update)),
-        )
-        .await
+        let call = self.request(Method::PUT, &path).map(|r| {
+            let r = r.json(update);
+            match revision {
+                Some(revision) => r.header(reqwest::header::IF_MATCH, format!("\"{revision}\"")),
+                None => r,
+            }
+        });
+        self.json(Method::PUT, &path, call).await
     }
 
     /// `DELETE /v1/fractal/<uuid>`.

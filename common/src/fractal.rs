@@ -110,6 +110,13 @@ pub struct Fractal {
     pub created_at: String,
     /// When it last changed (RFC 3339, UTC).
     pub updated_at: String,
+    /// Bumped by every change. A client that must not act on a stale
+    /// state sends it back as `If-Match: "<revision>"` with its `PUT`,
+    /// which the API then refuses (412) if the fractal changed meanwhile:
+    /// a late request (one that hung on a failed-over API host) cannot
+    /// undo what came after it. `None` from an API older than revisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
 }
 
 /// The body of `POST /v1/fractal`. Unknown fields are refused.

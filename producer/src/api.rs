@@ -44,15 +44,21 @@ impl ResilientApi {
     }
 
     /// `PUT /v1/fractal/<uuid>` with `update`, retried as [`Self::retry`]
-    /// does (`what` names it in the warnings).
+    /// does (`what` names it in the warnings); only while the fractal is
+    /// at `revision`, when given ([`ApiClient::update_at_revision`]: a
+    /// retry of a request that did apply succeeds, and one that hung on a
+    /// host the client left cannot apply once the fractal moved on).
     pub async fn update(
         &self,
         what: &str,
         uuid: &str,
         update: &FractalUpdate,
+        revision: Option<u64>,
     ) -> Result<Fractal, ApiError> {
-        self.retry(what, |c| async move { c.update(uuid, update).await })
-            .await
+        self.retry(what, |c| async move {
+            c.update_at_revision(uuid, update, revision).await
+        })
+        .await
     }
 
     /// Runs `call` until it succeeds or fails permanently. Only

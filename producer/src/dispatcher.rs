@@ -322,6 +322,10 @@ impl Dispatcher {
         let uuid = fractal.uuid.clone();
         let task = Task::from_fractal(&fractal);
         let mut attempts = fractal.attempts;
+        // The record's revision as this dispatch last saw or made it: its
+        // own updates apply only while nobody else changed the task (a
+        // late request, another producer's recovery, a user's edit).
+        let mut revision = fractal.revision;
         // What earlier processes' attempts left: none of them failed, they
         // ended with their producer (killed, or a stop whose attempt could
         // not be given back).
@@ -340,7 +344,9 @@ impl Dispatcher {
             } else {
                 if attempts >= self.settings.max_attempts {
                     drop(permit);
-                    return self.mark_failed(&api, &uuid, attempts, last_error).await;
+                    return self
+                        .mark_failed(&api, &uuid, attempts, last_error, revision)
+                        .await;
                 }
                 attempts += 1;
                 let running = FractalUpdate {
@@ -348,11 +354,12 @@ impl Dispatcher {
                     attempts: Some(attempts),
                     ..FractalUpdate::default()
                 };
-                if let Err(e) = api
-                    .update("marking the task running", &uuid, &running)
+                match api
+                    .update("marking the task running", &uuid, &running, revision)
                     .await
                 {
-                    return self.gone(&uuid, e);
+                    Ok(marked) => revision = marked.revision,
+                    Err(e) => return self.gone(&uuid, e),
                 }
             }
             info!(
@@ -372,7 +379,7 @@ impl Dispatcher {
                 }
                 () = self.give_up.wait() => {
                     drop(permit);
-                    self.give_back(&api, &uuid, attempts).await;
+                    self.give_back(&api, &uuid, attempts, revision).await;
                     return Outcome::Abandoned;
                 }
             };
@@ -416,7 +423,7 @@ impl Dispatcher {
                     // at debug level.
                     debug!("task {uuid}: attempt {attempts} refused: {e}");
                     return self
-                        .mark_failed(&api, &uuid, attempts, stored_error(&e, &uuid))
+                        .mark_failed(&api, &uuid, attempts, stored_error(&e, &uuid), revision)
                         .await;
                 }
                 Err(e) => {
@@ -453,21 +460,35 @@ impl Dispatcher {
 
     /// Takes back attempt `attempts` of task `uuid`, whose call was given
     /// up at a stop: the task stays `running` with one attempt fewer. Only
-    /// while the API still has that attempt running (another producer may
-    /// have taken the task over since), and only for [`GIVE_BACK_TIMEOUT`]:
-    /// an API that does not answer by then leaves the attempt counted.
-    async fn give_back(&self, api: &ResilientApi, uuid: &str, attempts: u32) {
+    /// while the API still has the task at `revision`, as this dispatch
+    /// left it (another producer may have taken the task over since), and
+    /// only for [`GIVE_BACK_TIMEOUT`]: an API that does not answer by then
+    /// leaves the attempt counted.
+    async fn give_back(
+        &self,
+        api: &ResilientApi,
+        uuid: &str,
+        attempts: u32,
+        revision: Option<u64>,
+    ) {
         let client = api.client();
         let give_back = async {
-            let current = client.get(uuid).await?;
-            if current.status != FractalStatus::Running || current.attempts != attempts {
-                return Ok(false);
+            if revision.is_none() {
+                // An API without revisions: compare by hand (not atomic).
+                let current = client.get(uuid).await?;
+                if current.status != FractalStatus::Running || current.attempts != attempts {
+                    return Ok(false);
+                }
             }
             let fewer = FractalUpdate {
                 attempts: Some(attempts.saturating_sub(1)),
                 ..FractalUpdate::default()
             };
-            client.update(uuid, &fewer).await.map(|_| true)
+            match client.update_at_revision(uuid, &fewer, revision).await {
+                Ok(_) => Ok(true),
+                Err(e) if e.is_stale() => Ok(false),
+                Err(e) => Err(e),
+            }
         };
         match tokio::time::timeout(GIVE_BACK_TIMEOUT, give_back).await {
             Ok(Ok(true)) => info!(
@@ -530,7 +551,7 @@ impl Dispatcher {
             }
             // An older API stored the image but not the result (it ignores
             // the query string, as during a rollback): send the result too.
-            Ok(_) => match api.update("storing the result", &uuid, &done).await {
+            Ok(_) => match api.update("storing the result", &uuid, &done, None).await {
                 Ok(_) => return Delivered::Finished(Outcome::Done),
                 Err(e) => e,
             },
@@ -553,16 +574,27 @@ impl Dispatcher {
     }
 
     fn gone(&self, uuid: &str, e: ApiError) -> Outcome {
-        warn!("task {uuid} is no longer dispatchable: {e}");
+        if e.is_stale() {
+            // Not a fault: another producer's recovery took the task over,
+            // or a user changed it; whoever did is in charge of it now.
+            info!(
+                "task {uuid} changed in the API since this producer last wrote it: left to whoever changed it ({e})"
+            );
+        } else {
+            warn!("task {uuid} is no longer dispatchable: {e}");
+        }
         Outcome::Gone
     }
 
+    /// Marks task `uuid` failed after `attempts`, unless it changed since
+    /// `revision` (another producer may be running it again).
     async fn mark_failed(
         &self,
         api: &ResilientApi,
         uuid: &str,
         attempts: u32,
         reason: String,
+        revision: Option<u64>,
     ) -> Outcome {
         // A worker's message can be longer than the API keeps, or hold a
         // NUL (which PostgreSQL cannot store): cut and replaced, not refused
@@ -578,7 +610,10 @@ impl Dispatcher {
             attempts: Some(attempts),
             ..FractalUpdate::default()
         };
-        match api.update("marking the task failed", uuid, &failed).await {
+        match api
+            .update("marking the task failed", uuid, &failed, revision)
+            .await
+        {
             Ok(_) => Outcome::Failed(reason),
             Err(e) => self.gone(uuid, e),
         }

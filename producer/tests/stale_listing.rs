@@ -21,45 +21,89 @@ use faafo_producer::{Outcome, Producer, ProducerSettings, ResilientApi};
 mod support;
 use support::{LocalApi, tiny_task};
 
+/// The API, a dispatcher and a fake worker whose `process` runs `handle`
+/// (given the task's uuid) after counting the call.
+struct Fixture {
+    api: ApiClient,
+    calls: Arc<AtomicUsize>,
+    dispatcher: Arc<faafo_producer::Dispatcher>,
+    worker: RpcServer,
+    transport: Transport,
+    local_api: LocalApi,
+    shutdown: Shutdown,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn start<F, Fut>(name: &str, handle: F) -> Self
+    where
+        F: Fn(ApiClient, String) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), RemoteError>> + Send + 'static,
+    {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = FaafoConfig::default();
+        config.default.state_path = dir.path().display().to_string();
+        config.default.transport_url = format!("memory:///{name}-{}", std::process::id());
+        let local_api = LocalApi::start(&mut config).await;
+        config.validate().expect("valid configuration");
+        let api = ApiClient::new(&config.default.endpoint_url, None).expect("client");
+        let transport = Transport::connect(&config.default.transport_url)
+            .await
+            .expect("memory transport");
+        let settings = ProducerSettings::from_config(&config);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let worker_api = api.clone();
+        let worker = RpcServer::builder(
+            &transport,
+            Target::topic(&settings.topic).with_server("counting"),
+        )
+        .endpoint(Endpoint::new().method(
+            "process",
+            move |_ctx: RequestContext, args: ProcessArgs| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                handle(worker_api.clone(), args.task.uuid.clone())
+            },
+        ))
+        .start()
+        .await
+        .expect("the fake worker");
+        let shutdown = Shutdown::new();
+        let producer = Producer::new(
+            ResilientApi::new(api.clone()),
+            RpcClient::new(&transport, Target::topic(&settings.topic)),
+            settings,
+            shutdown.clone(),
+        );
+        let dispatcher = producer.dispatcher().clone();
+        Self {
+            api,
+            calls,
+            dispatcher,
+            worker,
+            transport,
+            local_api,
+            shutdown,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.trigger();
+        self.worker.stop().await;
+        self.transport.close().await;
+        self.local_api.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_changed_since_it_was_listed_is_left_alone() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = FaafoConfig::default();
-    config.default.state_path = dir.path().display().to_string();
-    config.default.transport_url = format!("memory:///stale-listing-{}", std::process::id());
-    let local_api = LocalApi::start(&mut config).await;
-    config.validate().expect("valid configuration");
-    let api = ApiClient::new(&config.default.endpoint_url, None).expect("client");
-
-    // A worker that counts its calls and fails each with a worker error.
-    let transport = Transport::connect(&config.default.transport_url)
-        .await
-        .expect("memory transport");
-    let settings = ProducerSettings::from_config(&config);
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counted = calls.clone();
-    let worker = RpcServer::builder(
-        &transport,
-        Target::topic(&settings.topic).with_server("counting"),
-    )
-    .endpoint(Endpoint::new().method(
-        "process",
-        move |_ctx: RequestContext, _args: ProcessArgs| {
-            counted.fetch_add(1, Ordering::SeqCst);
-            async { Err::<(), _>(RemoteError::value_error("not rendered in this test")) }
-        },
-    ))
-    .start()
-    .await
-    .expect("the fake worker");
-    let shutdown = Shutdown::new();
-    let producer = Producer::new(
-        ResilientApi::new(api.clone()),
-        RpcClient::new(&transport, Target::topic(&settings.topic)),
-        settings,
-        shutdown.clone(),
-    );
-    let dispatcher = producer.dispatcher().clone();
+    // A worker that fails each call with a worker error.
+    let fixture = Fixture::start("stale-listing", |_, _| async {
+        Err(RemoteError::value_error("not rendered in this test"))
+    })
+    .await;
+    let (api, dispatcher, calls) = (&fixture.api, &fixture.dispatcher, &fixture.calls);
 
     // Listed pending, then finished (failed) before its dispatch began.
     let listed = api.create(&tiny_task(None)).await.expect("a task");
@@ -104,8 +148,41 @@ async fn a_task_changed_since_it_was_listed_is_left_alone() {
     assert_eq!(after.status, FractalStatus::Failed);
     assert_eq!(after.attempts, 1);
 
-    shutdown.trigger();
-    worker.stop().await;
-    transport.close().await;
-    local_api.stop().await;
+    fixture.stop().await;
+}
+
+/// A producer whose call outlived `task_timeout` sees another producer's
+/// recovery take the task over (attempt 2, running) while it waits; its
+/// worker then fails the task for good. Its "failed" must not land on the
+/// other producer's attempt: it applies only at the revision it marked
+/// running (`If-Match`), and is refused (412) since the task moved on. A
+/// request that hung on an API host the producer had left is in the same
+/// position when it finally runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_taken_over_during_its_call_is_not_marked_failed_under_its_new_owner() {
+    let fixture = Fixture::start("taken-over", |api: ApiClient, uuid: String| async move {
+        let takeover = FractalUpdate {
+            status: Some(FractalStatus::Running),
+            attempts: Some(2),
+            ..FractalUpdate::default()
+        };
+        api.update(&uuid, &takeover)
+            .await
+            .map_err(|e| RemoteError::value_error(format!("takeover: {e}")))?;
+        Err(RemoteError::value_error("not rendered in this test"))
+    })
+    .await;
+    let (api, dispatcher) = (&fixture.api, &fixture.dispatcher);
+    let listed = api.create(&tiny_task(None)).await.expect("a task");
+    let claim = dispatcher.claim(&listed.uuid).expect("not claimed yet");
+    let outcome = dispatcher.clone().dispatch(listed.clone(), claim).await;
+    assert!(matches!(outcome, Outcome::Gone), "{outcome:?}");
+    assert_eq!(fixture.calls.load(Ordering::SeqCst), 1);
+    let after = api.get(&listed.uuid).await.expect("the task");
+    assert_eq!(
+        (after.status, after.attempts, after.error.as_deref()),
+        (FractalStatus::Running, 2, None),
+        "the other producer's attempt stands"
+    );
+    fixture.stop().await;
 }

@@ -295,6 +295,8 @@ impl Database {
 
     /// Replaces `before` by `after` if nobody changed it in between (same
     /// revision); `Ok(false)` when somebody did (or it was deleted).
+    /// `after` is one revision on ([`FractalRecord::changed`]): the
+    /// answer a client gets names the revision stored.
     pub async fn replace(
         &self,
         before: &FractalRecord,
@@ -311,6 +313,11 @@ impl Database {
         after: &FractalRecord,
         image: Option<&Bytes>,
     ) -> Result<bool, DbError> {
+        debug_assert_eq!(
+            after.revision,
+            before.revision + 1,
+            "one write, one revision"
+        );
         match &self.inner {
             Inner::Sqlite(db) => {
                 db.replace_with_image(before.clone(), after.clone(), image.cloned())

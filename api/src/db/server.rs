@@ -821,7 +821,7 @@ impl ServerPool {
                 .bind(after.generated_by.clone())
                 .bind(after.has_image)
                 .bind(after.updated_at)
-                .bind(before.revision + 1)
+                .bind(after.revision)
                 .bind(uuid.clone())
                 .bind(before.revision)
                 .execute(&mut *tx)

@@ -368,7 +368,7 @@ impl SqliteStore {
                 after.generated_by,
                 after.has_image,
                 after.updated_at,
-                before.revision + 1,
+                after.revision,
                 uuid,
                 before.revision,
             ])? == 1;

@@ -88,6 +88,14 @@ impl FractalRecord {
         }
     }
 
+    /// `self`, a changed copy of `before`, as the write replacing
+    /// `before` stores it: at `now`, one revision on.
+    pub fn changed(mut self, before: &FractalRecord, now: Timestamp) -> Self {
+        self.updated_at = now;
+        self.revision = before.revision + 1;
+        self
+    }
+
     /// The JSON object the API returns.
     pub fn to_json(&self) -> Fractal {
         Fractal {
@@ -111,6 +119,7 @@ impl FractalRecord {
             generated_by: self.generated_by.clone(),
             created_at: self.created_at.to_string(),
             updated_at: self.updated_at.to_string(),
+            revision: u64::try_from(self.revision).ok(),
         }
     }
 }

@@ -188,8 +188,7 @@ impl UpdateFractal {
         if next == *record {
             return Ok(Outcome::Unchanged);
         }
-        next.updated_at = now;
-        Ok(Outcome::Changed(Box::new(next)))
+        Ok(Outcome::Changed(Box::new(next.changed(record, now))))
     }
 
     /// Whether every field given already has that value in `record`.
@@ -249,8 +248,7 @@ pub fn attach_image(
     next.has_image = true;
     next.checksum = Some(png.checksum().clone());
     next.size = Some(png.size());
-    next.updated_at = now;
-    Ok(Outcome::Changed(Box::new(next)))
+    Ok(Outcome::Changed(Box::new(next.changed(record, now))))
 }
 
 #[cfg(test)]

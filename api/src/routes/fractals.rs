@@ -3,14 +3,14 @@
 use axum::Json;
 use axum::extract::{MatchedPath, State};
 use axum::http::StatusCode;
-use axum::http::header::LOCATION;
+use axum::http::header::{ETAG, LOCATION};
 use axum::response::{IntoResponse, Response};
-use faafo_common::fractal::{Fractal, FractalPage, FractalUpdate, NewFractal};
+use faafo_common::fractal::{FractalPage, FractalUpdate, NewFractal};
 
 use crate::domain::list::ListParams;
 use crate::domain::{CreateFractal, FractalRecord, ListQuery, Outcome, Timestamp, UpdateFractal};
 use crate::error::ApiError;
-use crate::extract::{JsonBody, PathId, QueryString};
+use crate::extract::{IfMatch, JsonBody, PathId, QueryString, revision_etag};
 use crate::state::AppState;
 
 /// Compare-and-swap attempts before a write gives up with 409.
@@ -56,7 +56,10 @@ pub async fn list(
     request_body(content = crate::openapi::schema::NewFractal, content_type = "application/json"),
     responses(
         (status = 201, description = "Created", body = crate::openapi::schema::Fractal,
-            headers(("Location" = String, description = "URL of the new fractal"))),
+            headers(
+                ("Location" = String, description = "URL of the new fractal"),
+                ("ETag" = String, description = "The fractal's revision, quoted, for a later If-Match"),
+            )),
         (status = 400, description = "Malformed JSON", body = crate::openapi::schema::ErrorBody),
         (status = 409, description = "A fractal with this uuid exists", body = crate::openapi::schema::ErrorBody),
         (status = 408, description = "The body stopped arriving for 30 s", body = crate::openapi::schema::ErrorBody),
@@ -87,7 +90,7 @@ pub async fn create(
     let location = format!("{collection}/{}", record.uuid);
     Ok((
         StatusCode::CREATED,
-        [(LOCATION, location)],
+        [(LOCATION, location), (ETAG, revision_etag(&record))],
         Json(record.to_json()),
     )
         .into_response())
@@ -100,21 +103,19 @@ pub async fn create(
     tag = "fractals",
     params(("uuid" = uuid::Uuid, Path, description = "The fractal's id")),
     responses(
-        (status = 200, description = "The fractal", body = crate::openapi::schema::Fractal),
+        (status = 200, description = "The fractal", body = crate::openapi::schema::Fractal,
+            headers(("ETag" = String, description = "The fractal's revision, quoted, for a later If-Match"))),
         (status = 400, description = "Not a UUID", body = crate::openapi::schema::ErrorBody),
         (status = 404, description = "No such fractal", body = crate::openapi::schema::ErrorBody),
     )
 )]
-pub async fn show(
-    State(state): State<AppState>,
-    PathId(id): PathId,
-) -> Result<Json<Fractal>, ApiError> {
+pub async fn show(State(state): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
     let record = state
         .db
         .get(id)
         .await?
         .ok_or_else(|| ApiError::no_fractal(id))?;
-    Ok(Json(record.to_json()))
+    Ok(tagged(StatusCode::OK, &record))
 }
 
 /// `PUT /v1/fractal/{uuid}`: a partial update (status, error, attempts,
@@ -123,10 +124,15 @@ pub async fn show(
     put,
     path = "/v1/fractal/{uuid}",
     tag = "fractals",
-    params(("uuid" = uuid::Uuid, Path, description = "The fractal's id")),
+    params(
+        ("uuid" = uuid::Uuid, Path, description = "The fractal's id"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#, description = "Apply only if the fractal is at this revision: its ETag, `\"<revision>\"`, or `*`"),
+    ),
     request_body(content = crate::openapi::schema::FractalUpdate, content_type = "application/json"),
     responses(
-        (status = 200, description = "The fractal as updated", body = crate::openapi::schema::Fractal),
+        (status = 200, description = "The fractal as updated", body = crate::openapi::schema::Fractal,
+            headers(("ETag" = String, description = "The fractal's revision, quoted, for a later If-Match"))),
+        (status = 412, description = "The fractal is no longer at the revision If-Match names", body = crate::openapi::schema::ErrorBody),
         (status = 400, description = "Malformed JSON or not a UUID", body = crate::openapi::schema::ErrorBody),
         (status = 404, description = "No such fractal", body = crate::openapi::schema::ErrorBody),
         (status = 409, description = "Contradicts the fractal's state", body = crate::openapi::schema::ErrorBody),
@@ -139,8 +145,9 @@ pub async fn show(
 pub async fn update(
     State(state): State<AppState>,
     PathId(id): PathId,
+    if_match: IfMatch,
     JsonBody(body): JsonBody<FractalUpdate>,
-) -> Result<Json<Fractal>, ApiError> {
+) -> Result<Response, ApiError> {
     let update = UpdateFractal::parse(body, id)?;
     for _ in 0..MAX_WRITE_ATTEMPTS {
         let record = state
@@ -148,19 +155,41 @@ pub async fn update(
             .get(id)
             .await?
             .ok_or_else(|| ApiError::no_fractal(id))?;
-        match update.apply(&record, Timestamp::now())? {
-            Outcome::Unchanged => return Ok(Json(record.to_json())),
+        let planned = update.apply(&record, Timestamp::now());
+        if !if_match.admits(&record) {
+            // The precondition comes first (RFC 9110 section 13.2.2), but
+            // a change already made (this very request, repeated after
+            // an answer that was lost) is a success.
+            return match planned {
+                Ok(Outcome::Unchanged) => Ok(tagged(StatusCode::OK, &record)),
+                _ => Err(if_match.refusal(&record)),
+            };
+        }
+        match planned? {
+            Outcome::Unchanged => return Ok(tagged(StatusCode::OK, &record)),
             Outcome::Changed(next) => {
+                // Compare and swap on the revision read above: what the
+                // precondition admitted is what is replaced.
                 if state.db.replace(&record, &next).await? {
                     if next.status != record.status {
                         tracing::info!("fractal {id} is {}", next.status);
                     }
-                    return Ok(Json(next.to_json()));
+                    return Ok(tagged(StatusCode::OK, &next));
                 }
             }
         }
     }
     Err(busy(id))
+}
+
+/// A fractal's JSON with its revision as `ETag`, for a later `If-Match`.
+pub fn tagged(status: StatusCode, record: &FractalRecord) -> Response {
+    (
+        status,
+        [(ETAG, revision_etag(record))],
+        Json(record.to_json()),
+    )
+        .into_response()
 }
 
 /// `DELETE /v1/fractal/{uuid}`: removes the fractal and its image.

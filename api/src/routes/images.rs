@@ -11,7 +11,7 @@ use faafo_common::fractal::{Fractal, FractalStatus, FractalUpdate};
 use crate::domain::update::{UpdateFractal, attach_image, check_image_fits};
 use crate::domain::{Outcome, PngImage, Timestamp};
 use crate::error::ApiError;
-use crate::extract::{PathId, QueryString, body_bytes};
+use crate::extract::{IfMatch, PathId, QueryString, body_bytes};
 use crate::routes::fractals::{MAX_WRITE_ATTEMPTS, busy};
 use crate::settings::AuthPolicy;
 use crate::state::AppState;
@@ -50,6 +50,7 @@ fn cache_policy(auth: &AuthPolicy) -> &'static str {
     tag = "images",
     params(
         ("uuid" = uuid::Uuid, Path, description = "The fractal's id"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#, description = "Store only if the fractal is at this revision: its ETag, `\"<revision>\"`, or `*`"),
         crate::openapi::schema::FractalUpdate,
     ),
     request_body(content = Vec<u8>, content_type = "image/png", description = "The PNG file"),
@@ -58,6 +59,7 @@ fn cache_policy(auth: &AuthPolicy) -> &'static str {
         (status = 400, description = "Not a UUID, unreadable body or bad query string", body = crate::openapi::schema::ErrorBody),
         (status = 404, description = "No such fractal", body = crate::openapi::schema::ErrorBody),
         (status = 409, description = "Another image (checksum mismatch), or an update contradicting the fractal's state", body = crate::openapi::schema::ErrorBody),
+        (status = 412, description = "The fractal is no longer at the revision If-Match names", body = crate::openapi::schema::ErrorBody),
         (status = 408, description = "The body stopped arriving for 30 s", body = crate::openapi::schema::ErrorBody),
         (status = 413, description = "Image larger than max_body_size", body = crate::openapi::schema::ErrorBody),
         (status = 414, description = "A URL longer than the HTTP server reads (64 KiB): a query string (error=...) that long is refused before the API sees it, with an empty body"),
@@ -68,6 +70,7 @@ fn cache_policy(auth: &AuthPolicy) -> &'static str {
 pub async fn upload(
     State(state): State<AppState>,
     PathId(id): PathId,
+    if_match: IfMatch,
     QueryString(update): QueryString<FractalUpdate>,
     request: Request,
 ) -> Result<Json<Fractal>, ApiError> {
@@ -107,13 +110,21 @@ pub async fn upload(
             };
             let next = match update.apply(&with_image, now)? {
                 Outcome::Unchanged => with_image,
-                Outcome::Changed(next) => *next,
+                // One write: one revision on from the record read.
+                Outcome::Changed(next) => next.changed(&record, now),
             };
             Ok((attached, next))
         });
+        let planned = match planned {
+            // The precondition comes first (RFC 9110 section 13.2.2), but a
+            // change already made (this very request, repeated) succeeds.
+            Ok((Outcome::Unchanged, next)) if next == record => Ok((Outcome::Unchanged, next)),
+            _ if !if_match.admits(&record) => Err(if_match.refusal(&record)),
+            planned => planned.map_err(ApiError::from),
+        };
         let (attached, next) = match planned {
             Ok(planned) => planned,
-            Err(conflict) => {
+            Err(refusal) => {
                 // Filesystem store: drop a file an earlier try of ours left,
                 // unless a concurrent upload of the same image has just
                 // made it the fractal's (re-read: `record` may be old).
@@ -123,7 +134,7 @@ pub async fn upload(
                         state.images.discard(id, png.checksum()).await;
                     }
                 }
-                return Err(conflict.into());
+                return Err(refusal);
             }
         };
         let image_changed = matches!(attached, Outcome::Changed(_));

@@ -39,6 +39,7 @@ on_every_database!(
     delete_removes_the_fractal_and_its_image,
     large_images_fit,
     concurrent_writers_do_not_lose_updates,
+    conditional_updates_apply_only_at_their_revision,
     concurrent_first_images_of_many_fractals,
     filesystem_image_store,
     health_readiness_and_metrics,
@@ -690,6 +691,170 @@ async fn concurrent_writers_do_not_lose_updates(backend: Backend) {
     let stored = app.api.get(&f.uuid).await.expect("get");
     assert_eq!(stored.status, FractalStatus::Done);
     assert!(results.iter().all(|r| *r == stored));
+    assert_eq!(app.api.image(&f.uuid).await.expect("image"), rendered.png);
+    app.stop().await;
+}
+
+/// `If-Match` on a revision: what keeps a request that hung on one API
+/// host (while its client failed over to another and went on) from
+/// undoing, when it finally runs, what came after it.
+async fn conditional_updates_apply_only_at_their_revision(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let f = create(&app, &new_fractal(64, 48, Some((-0.8, 0.156)))).await;
+    let path = format!("/v1/fractal/{}", f.uuid);
+    let put = |body: Value, if_match: Option<String>| {
+        let mut request = app.http.put(app.at(&path)).json(&body);
+        if let Some(tag) = if_match {
+            request = request.header(reqwest::header::IF_MATCH, tag);
+        }
+        request.send()
+    };
+    let tag = |f: &Fractal| format!("\"{}\"", f.revision.expect("the API gives revisions"));
+    // GET's ETag is the revision of its body.
+    let response = app.get(&path).await;
+    let etag = response.headers()[ETAG].to_str().expect("etag").to_string();
+    let read: Fractal = response.json().await.expect("json");
+    assert_eq!(etag, tag(&read));
+    assert_eq!(read, f);
+    // The producer marks it running at the revision it read.
+    let running = json!({"status": "running", "attempts": 1});
+    let response = put(running.clone(), Some(tag(&f))).await.expect("put");
+    assert_eq!(response.status(), StatusCode::OK);
+    let etag = response.headers()[ETAG].to_str().expect("etag").to_string();
+    let marked: Fractal = response.json().await.expect("json");
+    assert_eq!(etag, tag(&marked));
+    assert!(marked.revision > f.revision, "{marked:?}");
+    // The same request again (its first answer lost): a success that
+    // changes nothing.
+    let response = put(running.clone(), Some(tag(&f))).await.expect("put");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<Fractal>().await.expect("json"), marked);
+    // The task moves on: failed.
+    let failed = app
+        .api
+        .update_at_revision(
+            &f.uuid,
+            &FractalUpdate {
+                status: Some(FractalStatus::Failed),
+                error: Some("no worker".into()),
+                ..FractalUpdate::default()
+            },
+            marked.revision,
+        )
+        .await
+        .expect("failed");
+    // A late "running" of the old revision (and one of a revision never
+    // seen, a weak tag of the current one, an empty list) is refused: 412,
+    // nothing changes.
+    let before = app.snapshot().await;
+    for stale in [
+        tag(&f),
+        tag(&marked),
+        "\"999999\"".into(),
+        format!("W/{}", tag(&failed)),
+        String::new(),
+        " , ".into(),
+        "\"1,2\"".into(),
+    ] {
+        let late = json!({"status": "running", "attempts": 2});
+        let message = error_of(put(late, Some(stale.clone())).await.expect("put"), 412).await;
+        assert!(message.contains("changed since"), "{stale}: {message}");
+    }
+    let err = app
+        .api
+        .update_at_revision(
+            &f.uuid,
+            &FractalUpdate {
+                attempts: Some(5),
+                ..FractalUpdate::default()
+            },
+            f.revision,
+        )
+        .await
+        .expect_err("stale");
+    assert!(err.is_stale(), "{err}");
+    // A precondition comes before the rules of a fractal's life (done
+    // without an image is a 409 without it), not before reading the body.
+    let done = json!({"status": "done"});
+    error_of(put(done.clone(), None).await.expect("put"), 409).await;
+    error_of(put(done, Some(tag(&f))).await.expect("put"), 412).await;
+    let message = error_of(
+        put(json!({"checksum": "x"}), Some(tag(&f)))
+            .await
+            .expect("put"),
+        422,
+    )
+    .await;
+    assert!(message.contains("checksum"), "{message}");
+    // A malformed If-Match is a 400.
+    for bad in ["7", "\"7", "W/7", "\"1\" \"2\""] {
+        let message = error_of(
+            put(json!({"attempts": 3}), Some(bad.into()))
+                .await
+                .expect("put"),
+            400,
+        )
+        .await;
+        assert!(message.contains("If-Match"), "{bad}: {message}");
+    }
+    assert_eq!(app.snapshot().await, before);
+    // A list naming the current revision, and *, are admitted.
+    let listed = format!("\"999999\", {}", tag(&failed));
+    let response = put(json!({"status": "running", "attempts": 2}), Some(listed))
+        .await
+        .expect("put");
+    assert_eq!(response.status(), StatusCode::OK);
+    let again: Fractal = response.json().await.expect("json");
+    assert_eq!((again.status, again.attempts), (FractalStatus::Running, 2));
+    let response = put(json!({"attempts": 3}), Some("*".into()))
+        .await
+        .expect("put");
+    assert_eq!(response.status(), StatusCode::OK);
+    let current: Fractal = response.json().await.expect("json");
+    // Producers racing at one revision: exactly one wins, the others get
+    // 412 (the compare and swap is on the revision the precondition read).
+    let mut racers = Vec::new();
+    for attempts in 10..18 {
+        let api = app.api.clone();
+        let (uuid, revision) = (f.uuid.clone(), current.revision);
+        racers.push(tokio::spawn(async move {
+            let update = FractalUpdate {
+                attempts: Some(attempts),
+                ..FractalUpdate::default()
+            };
+            api.update_at_revision(&uuid, &update, revision).await
+        }));
+    }
+    let mut won = Vec::new();
+    for racer in racers {
+        match racer.await.expect("task") {
+            Ok(f) => won.push(f),
+            Err(e) => assert!(e.is_stale(), "{e}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "{won:?}");
+    let stored = app.api.get(&f.uuid).await.expect("get");
+    assert_eq!(stored, won[0]);
+    // The image upload takes the same precondition.
+    let rendered = render(&f);
+    let upload = |if_match: String| {
+        app.http
+            .put(format!("{}/image?status=done", app.at(&path)))
+            .header(CONTENT_TYPE, "image/png")
+            .header(reqwest::header::IF_MATCH, if_match)
+            .body(rendered.png.clone())
+            .send()
+    };
+    error_of(upload(tag(&current)).await.expect("upload"), 412).await;
+    assert_eq!(app.api.get(&f.uuid).await.expect("get"), stored);
+    error_of(app.get(&format!("/fractal/{}", f.uuid)).await, 409).await;
+    let response = upload(tag(&stored)).await.expect("upload");
+    assert_eq!(response.status(), StatusCode::OK);
+    let done: Fractal = response.json().await.expect("json");
+    assert_eq!(done.status, FractalStatus::Done);
+    // Repeated at the old revision: already done, a success.
+    let response = upload(tag(&stored)).await.expect("upload");
+    assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(app.api.image(&f.uuid).await.expect("image"), rendered.png);
     app.stop().await;
 }

@@ -581,8 +581,13 @@ impl FaafoConfig {
     /// Sets `[DEFAULT] endpoint_url` to the API of `[api]` (for a
     /// configuration where no source set it): one file serves the API and
     /// its clients. A `bind_host` that makes no URL leaves it as it is (the
-    /// API refuses to start with it).
+    /// API refuses to start with it), and so does `bind_port = 0` (a port
+    /// the system picks at start, which no other process can know; `faafo
+    /// up` gives its producer the port its API got).
     pub(crate) fn endpoint_url_from_api(&mut self) {
+        if self.api.bind_port == 0 {
+            return;
+        }
         let url = self.api.local_url();
         if crate::api_client::ApiEndpoints::parse(&url).is_ok() {
             self.default.endpoint_url = url;

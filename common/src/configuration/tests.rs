@@ -479,6 +479,8 @@ fn endpoint_url_follows_the_api_of_the_same_configuration_unless_set() {
             "bind_host = api.example.org\n",
             "http://api.example.org:5000",
         ),
+        // A port picked at start cannot be known: the default stays.
+        ("bind_port = 0\n", "http://127.0.0.1:5000"),
     ] {
         let text = format!("[api]\n{api}");
         let path = file(&dir, "one.conf", &text);
