@@ -261,7 +261,12 @@ impl Dispatcher {
             fractal.status,
             FractalStatus::Pending | FractalStatus::Running
         );
-        if !dispatchable || fractal.updated_at != listed.updated_at {
+        let changed = match (fractal.revision, listed.revision) {
+            (Some(now), Some(then)) => now != then,
+            // An API without revisions.
+            _ => fractal.updated_at != listed.updated_at,
+        };
+        if !dispatchable || changed {
             debug!(
                 "task {uuid} changed since it was listed ({:?}, updated {}); left alone",
                 fractal.status, fractal.updated_at
@@ -404,7 +409,7 @@ impl Dispatcher {
                     // The slot is for calls: the next one starts while
                     // this result is stored.
                     drop(permit);
-                    let reason = match self.deliver(&api, result).await {
+                    let reason = match self.deliver(&api, result, &mut revision).await {
                         Delivered::Finished(outcome) => return outcome,
                         Delivered::Refused(reason) => reason,
                     };
@@ -526,8 +531,15 @@ impl Dispatcher {
     }
 
     /// Stores the image with the result, in one request (the API applies
-    /// both in one write); waits for the API as long as it takes.
-    async fn deliver(&self, api: &ResilientApi, result: TaskResult) -> Delivered {
+    /// both in one write); waits for the API as long as it takes. A store
+    /// that changed the task without finishing it (an older API, which
+    /// takes the image and not the result) leaves `revision` as it said.
+    async fn deliver(
+        &self,
+        api: &ResilientApi,
+        result: TaskResult,
+        revision: &mut Option<u64>,
+    ) -> Delivered {
         let uuid = result.uuid.clone();
         let done = FractalUpdate {
             status: Some(FractalStatus::Done),
@@ -551,10 +563,13 @@ impl Dispatcher {
             }
             // An older API stored the image but not the result (it ignores
             // the query string, as during a rollback): send the result too.
-            Ok(_) => match api.update("storing the result", &uuid, &done, None).await {
-                Ok(_) => return Delivered::Finished(Outcome::Done),
-                Err(e) => e,
-            },
+            Ok(stored) => {
+                *revision = stored.revision;
+                match api.update("storing the result", &uuid, &done, None).await {
+                    Ok(_) => return Delivered::Finished(Outcome::Done),
+                    Err(e) => e,
+                }
+            }
             Err(e) => e,
         };
         self.refused(&uuid, refusal)

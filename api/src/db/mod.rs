@@ -85,6 +85,10 @@ pub enum DbError {
     /// A stored value that faafo could not have written.
     #[error("corrupt row in the database: {0}")]
     Corrupt(String),
+    /// A write that faafo's own code got wrong (a 500), refused before
+    /// it reached the database.
+    #[error("refused a write: {0}")]
+    Bug(String),
     /// Any other error of MariaDB/MySQL or PostgreSQL.
     #[error("database error: {}", server::server_message(.0))]
     Server(sqlx::Error),
@@ -313,11 +317,14 @@ impl Database {
         after: &FractalRecord,
         image: Option<&Bytes>,
     ) -> Result<bool, DbError> {
-        debug_assert_eq!(
-            after.revision,
-            before.revision + 1,
-            "one write, one revision"
-        );
+        if after.revision != before.revision + 1 {
+            // A writer that did not go through FractalRecord::changed:
+            // stored, its answer's ETag would name a revision that is not.
+            return Err(DbError::Bug(format!(
+                "a change of fractal {} from revision {} to {} (one write is one revision)",
+                before.uuid, before.revision, after.revision
+            )));
+        }
         match &self.inner {
             Inner::Sqlite(db) => {
                 db.replace_with_image(before.clone(), after.clone(), image.cloned())

@@ -50,7 +50,8 @@ pub struct FractalRecord {
     /// When it last changed.
     pub updated_at: Timestamp,
     /// Bumped by every change; updates compare and swap on it, so two
-    /// concurrent writers cannot both act on the same old state.
+    /// concurrent writers cannot both act on the same old state. Starts
+    /// at the creation time in microseconds.
     pub revision: i64,
 }
 
@@ -84,7 +85,10 @@ impl FractalRecord {
             has_image: false,
             created_at: now,
             updated_at: now,
-            revision: 0,
+            // Not 0: a uuid created again after a delete must not repeat
+            // the revisions (ETags) of the fractal it had before, which a
+            // client may still hold.
+            revision: now.unix_micros(),
         }
     }
 

@@ -60,6 +60,11 @@ impl Timestamp {
         self.0
     }
 
+    /// Microseconds since the Unix epoch.
+    pub fn unix_micros(self) -> i64 {
+        i64::try_from(self.0.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+    }
+
     /// Seconds since the Unix epoch (for the web page's ages).
     pub fn unix_seconds(self) -> i64 {
         self.0.unix_timestamp()

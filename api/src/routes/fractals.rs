@@ -5,7 +5,7 @@ use axum::extract::{MatchedPath, State};
 use axum::http::StatusCode;
 use axum::http::header::{ETAG, LOCATION};
 use axum::response::{IntoResponse, Response};
-use faafo_common::fractal::{FractalPage, FractalUpdate, NewFractal};
+use faafo_common::fractal::{FractalPage, FractalStatus, FractalUpdate, NewFractal};
 
 use crate::domain::list::ListParams;
 use crate::domain::{CreateFractal, FractalRecord, ListQuery, Outcome, Timestamp, UpdateFractal};
@@ -126,7 +126,7 @@ pub async fn show(State(state): State<AppState>, PathId(id): PathId) -> Result<R
     tag = "fractals",
     params(
         ("uuid" = uuid::Uuid, Path, description = "The fractal's id"),
-        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#, description = "Apply only if the fractal is at this revision: its ETag, `\"<revision>\"`, or `*`"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^[ \t]*(\*|((W/)?"[!#-~]*")?([ \t]*,[ \t]*((W/)?"[!#-~]*")?)*)[ \t]*$"#, description = "Apply only if the fractal is at this revision: its ETag, `\"<revision>\"`, or `*`"),
     ),
     request_body(content = crate::openapi::schema::FractalUpdate, content_type = "application/json"),
     responses(
@@ -157,11 +157,15 @@ pub async fn update(
             .ok_or_else(|| ApiError::no_fractal(id))?;
         let planned = update.apply(&record, Timestamp::now());
         if !if_match.admits(&record) {
-            // The precondition comes first (RFC 9110 section 13.2.2), but
-            // a change already made (this very request, repeated after
-            // an answer that was lost) is a success.
+            // The precondition comes first (RFC 9110 section 13.2.2). A
+            // result delivered again is still a success, as without it;
+            // any other change already made is not: it may be another
+            // client's (two producers taking a task over alike), which
+            // this one must not take for its own.
             return match planned {
-                Ok(Outcome::Unchanged) => Ok(tagged(StatusCode::OK, &record)),
+                Ok(Outcome::Unchanged) if record.status == FractalStatus::Done => {
+                    Ok(tagged(StatusCode::OK, &record))
+                }
                 _ => Err(if_match.refusal(&record)),
             };
         }

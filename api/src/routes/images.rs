@@ -50,7 +50,7 @@ fn cache_policy(auth: &AuthPolicy) -> &'static str {
     tag = "images",
     params(
         ("uuid" = uuid::Uuid, Path, description = "The fractal's id"),
-        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#, description = "Store only if the fractal is at this revision: its ETag, `\"<revision>\"`, or `*`"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^[ \t]*(\*|((W/)?"[!#-~]*")?([ \t]*,[ \t]*((W/)?"[!#-~]*")?)*)[ \t]*$"#, description = "Store only if the fractal is at this revision: its ETag, `\"<revision>\"`, or `*`"),
         crate::openapi::schema::FractalUpdate,
     ),
     request_body(content = Vec<u8>, content_type = "image/png", description = "The PNG file"),
@@ -117,8 +117,12 @@ pub async fn upload(
         });
         let planned = match planned {
             // The precondition comes first (RFC 9110 section 13.2.2), but a
-            // change already made (this very request, repeated) succeeds.
-            Ok((Outcome::Unchanged, next)) if next == record => Ok((Outcome::Unchanged, next)),
+            // result delivered again succeeds, as without it.
+            Ok((Outcome::Unchanged, next))
+                if next == record && record.status == FractalStatus::Done =>
+            {
+                Ok((Outcome::Unchanged, next))
+            }
             _ if !if_match.admits(&record) => Err(if_match.refusal(&record)),
             planned => planned.map_err(ApiError::from),
         };

@@ -724,11 +724,11 @@ async fn conditional_updates_apply_only_at_their_revision(backend: Backend) {
     let marked: Fractal = response.json().await.expect("json");
     assert_eq!(etag, tag(&marked));
     assert!(marked.revision > f.revision, "{marked:?}");
-    // The same request again (its first answer lost): a success that
-    // changes nothing.
-    let response = put(running.clone(), Some(tag(&f))).await.expect("put");
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.json::<Fractal>().await.expect("json"), marked);
+    // The same request again (its answer lost, or another producer's
+    // alike): refused, as the change may not be this client's own.
+    let message = error_of(put(running.clone(), Some(tag(&f))).await.expect("put"), 412).await;
+    assert!(message.contains("changed since"), "{message}");
+    assert_eq!(app.api.get(&f.uuid).await.expect("get"), marked);
     // The task moves on: failed.
     let failed = app
         .api
@@ -811,15 +811,17 @@ async fn conditional_updates_apply_only_at_their_revision(backend: Backend) {
         .expect("put");
     assert_eq!(response.status(), StatusCode::OK);
     let current: Fractal = response.json().await.expect("json");
-    // Producers racing at one revision: exactly one wins, the others get
-    // 412 (the compare and swap is on the revision the precondition read).
+    // Producers racing at one revision to take the task over alike:
+    // exactly one wins, the others get 412 (the compare and swap is on
+    // the revision the precondition read).
     let mut racers = Vec::new();
-    for attempts in 10..18 {
+    for _ in 0..8 {
         let api = app.api.clone();
         let (uuid, revision) = (f.uuid.clone(), current.revision);
         racers.push(tokio::spawn(async move {
             let update = FractalUpdate {
-                attempts: Some(attempts),
+                status: Some(FractalStatus::Running),
+                attempts: Some(10),
                 ..FractalUpdate::default()
             };
             api.update_at_revision(&uuid, &update, revision).await
@@ -856,6 +858,26 @@ async fn conditional_updates_apply_only_at_their_revision(backend: Backend) {
     let response = upload(tag(&stored)).await.expect("upload");
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(app.api.image(&f.uuid).await.expect("image"), rendered.png);
+    // A uuid created again after a delete does not repeat its old
+    // revisions, which a client may still hold.
+    app.api.delete(&f.uuid).await.expect("delete");
+    let again = create(
+        &app,
+        &NewFractal {
+            uuid: Some(f.uuid.clone()),
+            ..new_fractal(64, 48, None)
+        },
+    )
+    .await;
+    assert!(again.revision > done.revision, "{again:?} after {done:?}");
+    let message = error_of(
+        put(json!({"attempts": 1}), Some(tag(&f)))
+            .await
+            .expect("put"),
+        412,
+    )
+    .await;
+    assert!(message.contains("changed since"), "{message}");
     app.stop().await;
 }
 
