@@ -33,6 +33,10 @@ pub enum ApiError {
         status: u16,
         /// The API's explanation.
         message: String,
+        /// The request went to another host first, which may have applied
+        /// it (it timed out or answered 502-504): a 412 here can be that
+        /// first try's doing ([`ApiError::may_have_applied`]).
+        sent_elsewhere: bool,
     },
     /// The API could not be reached (refused, timed out, reset).
     #[error(
@@ -49,6 +53,10 @@ pub enum ApiError {
         /// endpoints): an error that names one host must not read as if the
         /// others were not tried.
         tried_before: Vec<String>,
+        /// Whether a host may have received (and applied) the request: it
+        /// timed out or broke off after sending, rather than refusing the
+        /// connection.
+        maybe_received: bool,
     },
     /// The endpoint is not a URL this client can use: nothing was sent.
     #[error(
@@ -95,6 +103,24 @@ impl ApiError {
         match self {
             ApiError::Status { status, .. } => Some(*status),
             _ => None,
+        }
+    }
+
+    /// Whether the request this error answers may have been applied all
+    /// the same: an API that timed out, broke off or answered 5xx (a
+    /// proxy's 502-504, a database that went silent mid-write) after
+    /// receiving it, or another host tried first that did. A conditional
+    /// write retried after such an error can find its own change made.
+    pub fn may_have_applied(&self) -> bool {
+        match self {
+            ApiError::Unreachable { maybe_received, .. } => *maybe_received,
+            ApiError::Status {
+                status,
+                sent_elsewhere,
+                ..
+            } => *sent_elsewhere || *status >= 500 || *status == 408,
+            ApiError::Protocol { .. } => true,
+            ApiError::InvalidUuid(_) | ApiError::InvalidEndpoint { .. } => false,
         }
     }
 
@@ -249,6 +275,7 @@ impl ApiClient {
                 endpoint: first,
                 reason: e.to_string(),
                 tried_before: Vec::new(),
+                maybe_received: false,
             })?;
         Ok(Self {
             endpoints: endpoints.0.into(),
@@ -345,7 +372,14 @@ impl ApiClient {
     /// The error for a request to `endpoint` that got no (whole) answer,
     /// after `tried_before` (indices) did not either; the next request goes
     /// to the next endpoint.
-    fn unreachable(&self, endpoint: usize, tried_before: &[usize], e: &reqwest::Error) -> ApiError {
+    /// `sent_elsewhere`: a host tried before may have received it.
+    fn unreachable(
+        &self,
+        endpoint: usize,
+        tried_before: &[usize],
+        sent_elsewhere: bool,
+        e: &reqwest::Error,
+    ) -> ApiError {
         self.fail_over(endpoint);
         ApiError::Unreachable {
             endpoint: self.endpoints[endpoint].clone(),
@@ -354,6 +388,7 @@ impl ApiClient {
                 .iter()
                 .map(|&i| self.endpoints[i].clone())
                 .collect(),
+            maybe_received: sent_elsewhere || !e.is_connect(),
         }
     }
 
@@ -375,6 +410,8 @@ impl ApiClient {
         })?;
         let mut left = self.endpoints.len() - 1;
         let mut tried = Vec::new();
+        // Whether a host left for the next may have received the request.
+        let mut sent_elsewhere = false;
         // A request that can be repeated (not a POST) is also sent to the
         // next host when this one answers 502-504 (a proxy in front of a
         // host that is down, an API draining for a stop) or does not answer
@@ -387,12 +424,16 @@ impl ApiClient {
         let response = loop {
             let spare = if left > 0 { request.try_clone() } else { None };
             let sent = self.http.execute(request).await;
+            // A host that got the request (not a refused connection) may
+            // have applied it, whatever it answered or failed to.
+            let received = !matches!(&sent, Err(e) if e.is_connect());
             let elsewhere = match &sent {
                 Err(e) => e.is_connect() || (repeatable && e.is_timeout()),
                 Ok(response) => repeatable && another_host_may_answer(response.status().as_u16()),
             };
             match (sent, spare) {
                 (_, Some(mut spare)) if elsewhere => {
+                    sent_elsewhere |= received;
                     self.fail_over(endpoint);
                     tried.push(endpoint);
                     endpoint = (endpoint + 1) % self.endpoints.len();
@@ -408,7 +449,9 @@ impl ApiClient {
                     left -= 1;
                 }
                 (Ok(response), _) => break response,
-                (Err(e), _) => return Err(self.unreachable(endpoint, &tried, &e)),
+                (Err(e), _) => {
+                    return Err(self.unreachable(endpoint, &tried, sent_elsewhere, &e));
+                }
             }
         };
         let status = response.status();
@@ -437,6 +480,7 @@ impl ApiClient {
             status: status.as_u16(),
             // An error page's line breaks must not become log lines.
             message: crate::configuration::one_line(&message),
+            sent_elsewhere,
         })
     }
 
@@ -450,7 +494,7 @@ impl ApiClient {
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| self.unreachable(endpoint, &[], &e))?;
+            .map_err(|e| self.unreachable(endpoint, &[], false, &e))?;
         serde_json::from_slice(&bytes).map_err(|e| ApiError::Protocol {
             path: path.to_string(),
             reason: e.to_string(),
@@ -513,8 +557,9 @@ impl ApiClient {
 
     /// `PUT /v1/fractal/<uuid>` applied only while the fractal is still at
     /// `revision` (sent as `If-Match`): a 412 [`ApiError::Status`] if it
-    /// changed since (see [`ApiError::is_stale`]). The same request
-    /// repeated after its answer was lost succeeds. `None` (an API older
+    /// changed since (see [`ApiError::is_stale`]), even by this very
+    /// request, repeated after its answer was lost (`faafo_producer`'s
+    /// `ResilientApi::update` tells that case apart). `None` (an API older
     /// than revisions gave none) sends it unconditionally.
     pub async fn update_at_revision(
         &self,
@@ -600,7 +645,7 @@ impl ApiClient {
             .bytes()
             .await
             .map(|b| b.to_vec())
-            .map_err(|e| self.unreachable(endpoint, &[], &e))?;
+            .map_err(|e| self.unreachable(endpoint, &[], false, &e))?;
         if let Some(checksum) = etag.filter(|t| t.len() == 64) {
             let actual = crate::fractal::sha256_hex(&png);
             if actual != checksum {
@@ -723,6 +768,7 @@ mod tests {
             path: "/v1/fractal".into(),
             status,
             message: message.into(),
+            sent_elsewhere: false,
         }
     }
 

@@ -195,6 +195,26 @@ pub struct FractalUpdate {
     pub c_im: Option<f64>,
 }
 
+impl FractalUpdate {
+    /// Whether `fractal` says what this update says, field by field (the
+    /// fields it leaves out aside): a write that may have been applied is
+    /// recognised in what it left.
+    pub fn is_reflected_in(&self, fractal: &Fractal) -> bool {
+        fn same<T: PartialEq>(given: Option<&T>, stored: Option<&T>) -> bool {
+            given.is_none() || given == stored
+        }
+        same(self.status.as_ref(), Some(&fractal.status))
+            && same(self.error.as_ref(), fractal.error.as_ref())
+            && same(self.attempts.as_ref(), Some(&fractal.attempts))
+            && same(self.duration.as_ref(), fractal.duration.as_ref())
+            && same(self.checksum.as_ref(), fractal.checksum.as_ref())
+            && same(self.size.as_ref(), fractal.size.as_ref())
+            && same(self.generated_by.as_ref(), fractal.generated_by.as_ref())
+            && same(self.c_re.as_ref(), fractal.c_re.as_ref())
+            && same(self.c_im.as_ref(), fractal.c_im.as_ref())
+    }
+}
+
 /// A page of `GET /v1/fractal`, Flask-Restless style.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FractalPage {

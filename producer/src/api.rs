@@ -2,12 +2,13 @@
 //! the API is down or slow, so no result is lost and nothing crashes.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use faafo_common::api_client::{ApiClient, ApiError};
 use faafo_common::fractal::{Fractal, FractalUpdate};
 use faafo_common::messaging::Backoff;
 use std::time::Duration;
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// Retries an API call while its failure is transient (unreachable, 5xx,
 /// 429), with jittered backoff; permanent errors (4xx) are returned.
@@ -45,9 +46,18 @@ impl ResilientApi {
 
     /// `PUT /v1/fractal/<uuid>` with `update`, retried as [`Self::retry`]
     /// does (`what` names it in the warnings); only while the fractal is
-    /// at `revision`, when given ([`ApiClient::update_at_revision`]: a
-    /// retry of a request that did apply succeeds, and one that hung on a
-    /// host the client left cannot apply once the fractal moved on).
+    /// at `revision`, when given ([`ApiClient::update_at_revision`]), so
+    /// that a request that hung on a host the client left cannot apply
+    /// once the fractal moved on.
+    ///
+    /// A try that may have been applied (its answer lost: a timeout, a
+    /// 502-504, a host left for the next) makes the API refuse the next
+    /// one (412): the fractal has moved on, by this very write. It is then
+    /// read back, and taken as this write's doing if it is one revision on
+    /// and says what the write said. Only another client's identical
+    /// change at the same moment could be mistaken for it (two producers
+    /// taking a task over at once, one of which lost an answer): both then
+    /// dispatch it, and its duplicate result is ignored.
     pub async fn update(
         &self,
         what: &str,
@@ -55,10 +65,35 @@ impl ResilientApi {
         update: &FractalUpdate,
         revision: Option<u64>,
     ) -> Result<Fractal, ApiError> {
-        self.retry(what, |c| async move {
-            c.update_at_revision(uuid, update, revision).await
-        })
-        .await
+        let uncertain = AtomicBool::new(false);
+        let uncertain = &uncertain;
+        let written = self
+            .retry(what, |c| async move {
+                c.update_at_revision(uuid, update, revision)
+                    .await
+                    .inspect_err(|e| {
+                        if e.may_have_applied() {
+                            uncertain.store(true, Ordering::Relaxed);
+                        }
+                    })
+            })
+            .await;
+        let (Err(refused), Some(revision)) = (&written, revision) else {
+            return written;
+        };
+        if !(refused.is_stale() && uncertain.load(Ordering::Relaxed)) {
+            return written;
+        }
+        let current = self.retry(what, |c| async move { c.get(uuid).await }).await;
+        match current {
+            Ok(current)
+                if current.revision == Some(revision + 1) && update.is_reflected_in(&current) =>
+            {
+                debug!("{what}: task {uuid}: an earlier try whose answer was lost had done it");
+                Ok(current)
+            }
+            _ => written,
+        }
     }
 
     /// Runs `call` until it succeeds or fails permanently. Only

@@ -53,6 +53,10 @@ pub enum Outcome {
     Failed(String),
     /// The task disappeared from the API (deleted) or was finished elsewhere.
     Gone,
+    /// Somebody else changed the task while this dispatch held it (the
+    /// API refused this producer's change, 412): another producer's
+    /// recovery took it over, or a user changed it. Its uuid.
+    TakenOver(String),
     /// Shutdown came first; the task stays `running` for recovery.
     Abandoned,
 }
@@ -341,18 +345,21 @@ impl Dispatcher {
             )
         });
         loop {
+            // Before the stop's check: a last attempt that failed as the
+            // producer stops is recorded with its error, not left running
+            // for the next start to fail with none.
+            if !marked && attempts >= self.settings.max_attempts {
+                drop(permit);
+                return self
+                    .mark_failed(&api, &uuid, attempts, last_error, revision)
+                    .await;
+            }
             if self.shutdown.is_triggered() {
                 return Outcome::Abandoned;
             }
             if marked {
                 marked = false;
             } else {
-                if attempts >= self.settings.max_attempts {
-                    drop(permit);
-                    return self
-                        .mark_failed(&api, &uuid, attempts, last_error, revision)
-                        .await;
-                }
                 attempts += 1;
                 let running = FractalUpdate {
                     status: Some(FractalStatus::Running),
@@ -489,7 +496,10 @@ impl Dispatcher {
                 attempts: Some(attempts.saturating_sub(1)),
                 ..FractalUpdate::default()
             };
-            match client.update_at_revision(uuid, &fewer, revision).await {
+            match api
+                .update("taking back the attempt", uuid, &fewer, revision)
+                .await
+            {
                 Ok(_) => Ok(true),
                 Err(e) if e.is_stale() => Ok(false),
                 Err(e) => Err(e),
@@ -595,9 +605,9 @@ impl Dispatcher {
             info!(
                 "task {uuid} changed in the API since this producer last wrote it: left to whoever changed it ({e})"
             );
-        } else {
-            warn!("task {uuid} is no longer dispatchable: {e}");
+            return Outcome::TakenOver(uuid.to_string());
         }
+        warn!("task {uuid} is no longer dispatchable: {e}");
         Outcome::Gone
     }
 

@@ -133,13 +133,43 @@ impl Producer {
         let handles = self.submit(tasks).await;
         let mut report = BatchReport::default();
         for handle in handles {
-            match handle.await {
-                Ok(Outcome::Done) => report.done += 1,
-                Ok(Outcome::Failed(_)) => report.failed += 1,
+            let outcome = match handle.await {
+                // Another producer took it over: its end is theirs to
+                // bring, and this batch's to wait for.
+                Ok(Outcome::TakenOver(uuid)) => self.final_outcome(&uuid).await,
+                Ok(outcome) => outcome,
+                Err(_) => Outcome::Abandoned,
+            };
+            match outcome {
+                Outcome::Done => report.done += 1,
+                Outcome::Failed(_) => report.failed += 1,
                 _ => report.other += 1,
             }
         }
         report
+    }
+
+    /// How task `uuid`, in other hands, ends: read every `poll_interval`
+    /// until it is done, failed or deleted (or the producer stops).
+    async fn final_outcome(&self, uuid: &str) -> Outcome {
+        loop {
+            let read = tokio::select! {
+                read = self.api.retry("reading a task taken over", |c| async move { c.get(uuid).await }) => read,
+                _ = self.shutdown.wait() => return Outcome::Abandoned,
+            };
+            match read.map(|f| (f.status, f.error)) {
+                Ok((FractalStatus::Done, _)) => return Outcome::Done,
+                Ok((FractalStatus::Failed, error)) => {
+                    return Outcome::Failed(error.unwrap_or_default());
+                }
+                Ok(_) => {}
+                Err(_) => return Outcome::Gone,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                _ = self.shutdown.wait() => return Outcome::Abandoned,
+            }
+        }
     }
 
     /// Generates a batch of the configured size and submits it.

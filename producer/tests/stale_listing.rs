@@ -27,6 +27,7 @@ struct Fixture {
     api: ApiClient,
     calls: Arc<AtomicUsize>,
     dispatcher: Arc<faafo_producer::Dispatcher>,
+    producer: Producer,
     worker: RpcServer,
     transport: Transport,
     local_api: LocalApi,
@@ -44,6 +45,7 @@ impl Fixture {
         let mut config = FaafoConfig::default();
         config.default.state_path = dir.path().display().to_string();
         config.default.transport_url = format!("memory:///{name}-{}", std::process::id());
+        config.producer.poll_interval = 0.2;
         let local_api = LocalApi::start(&mut config).await;
         config.validate().expect("valid configuration");
         let api = ApiClient::new(&config.default.endpoint_url, None).expect("client");
@@ -77,6 +79,7 @@ impl Fixture {
         );
         let dispatcher = producer.dispatcher().clone();
         Self {
+            producer,
             api,
             calls,
             dispatcher,
@@ -176,7 +179,7 @@ async fn a_task_taken_over_during_its_call_is_not_marked_failed_under_its_new_ow
     let listed = api.create(&tiny_task(None)).await.expect("a task");
     let claim = dispatcher.claim(&listed.uuid).expect("not claimed yet");
     let outcome = dispatcher.clone().dispatch(listed.clone(), claim).await;
-    assert!(matches!(outcome, Outcome::Gone), "{outcome:?}");
+    assert_eq!(outcome, Outcome::TakenOver(listed.uuid.clone()));
     assert_eq!(fixture.calls.load(Ordering::SeqCst), 1);
     let after = api.get(&listed.uuid).await.expect("the task");
     assert_eq!(
@@ -184,5 +187,60 @@ async fn a_task_taken_over_during_its_call_is_not_marked_failed_under_its_new_ow
         (FractalStatus::Running, 2, None),
         "the other producer's attempt stands"
     );
+    fixture.stop().await;
+}
+
+/// `--one-shot` whose task another producer took over waits for the task
+/// to end in the other's hands and counts it as it ends, rather than
+/// exiting at once as if it had failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_shot_batch_waits_for_a_task_taken_over() {
+    let fixture = Fixture::start(
+        "one-shot-taken-over",
+        |api: ApiClient, uuid: String| async move {
+            let takeover = FractalUpdate {
+                status: Some(FractalStatus::Running),
+                attempts: Some(2),
+                ..FractalUpdate::default()
+            };
+            api.update(&uuid, &takeover)
+                .await
+                .map_err(|e| RemoteError::value_error(format!("takeover: {e}")))?;
+            Err(RemoteError::value_error("not rendered in this test"))
+        },
+    )
+    .await;
+    let api = &fixture.api;
+    let report = {
+        let batch = fixture.producer.one_shot(vec![tiny_task(None)]);
+        tokio::pin!(batch);
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(1), &mut batch).await;
+        assert!(
+            waited.is_err(),
+            "still waiting for the other producer: {waited:?}"
+        );
+        let tasks = api
+            .list_all(&faafo_common::api_client::ListQuery::default())
+            .await
+            .expect("list");
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(
+            (tasks[0].status, tasks[0].attempts),
+            (FractalStatus::Running, 2)
+        );
+        // The other producer's worker fails it for good.
+        let failed = FractalUpdate {
+            status: Some(FractalStatus::Failed),
+            error: Some("the other producer's worker refused it".into()),
+            ..FractalUpdate::default()
+        };
+        api.update(&tasks[0].uuid, &failed).await.expect("failed");
+        let report = tokio::time::timeout(std::time::Duration::from_secs(10), batch)
+            .await
+            .expect("the batch ends once the task does");
+        report
+    };
+    assert_eq!((report.done, report.failed, report.other), (0, 1, 0));
+    assert!(!report.all_done());
     fixture.stop().await;
 }

@@ -1,0 +1,177 @@
+//! A state change whose answer is lost (the connection broke after the API
+//! applied it) is sent again; the API refuses the repeat (412: the task has
+//! moved on, by that very change). The producer reads the task back and
+//! takes the change for its own, instead of leaving the task it holds to
+//! nobody until recovery. A change it did not make stays refused. The API
+//! runs in this process (SQLite in a temporary directory), behind a proxy
+//! that eats the first answer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use faafo_common::api_client::ApiClient;
+use faafo_common::configuration::FaafoConfig;
+use faafo_common::fractal::{FractalStatus, FractalUpdate};
+use faafo_producer::ResilientApi;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+mod support;
+use support::{LocalApi, tiny_task};
+
+/// A TCP proxy to `target` that, on its first connection, passes the
+/// request on but drops the connection once the answer starts arriving
+/// (the API has done the work, the client never hears of it), after
+/// `eaten` is told and `release` says so; later connections pass through.
+struct AnswerEater {
+    url: String,
+    connections: Arc<AtomicUsize>,
+    eaten: Arc<Notify>,
+    release: Arc<Notify>,
+}
+
+async fn answer_eater(target: String) -> AnswerEater {
+    let eaten_at = 1;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let (eaten, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let counted = connections.clone();
+    let (told, held) = (eaten.clone(), release.clone());
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            let target = target.clone();
+            let (told, held) = (told.clone(), held.clone());
+            tokio::spawn(async move {
+                let Ok(mut upstream) = TcpStream::connect(&target).await else {
+                    return;
+                };
+                if n >= eaten_at {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    return;
+                }
+                let (mut from_client, client_write) = client.into_split();
+                let (mut from_upstream, mut to_upstream) = upstream.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_client, &mut to_upstream).await;
+                });
+                let mut answer = [0u8; 1];
+                let _ = from_upstream.read(&mut answer).await;
+                told.notify_one();
+                held.notified().await;
+                drop(client_write);
+            });
+        }
+    });
+    AnswerEater {
+        url,
+        connections,
+        eaten,
+        release,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_whose_answer_was_lost_is_recognised_as_its_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = FaafoConfig::default();
+    config.default.state_path = dir.path().display().to_string();
+    let local_api = LocalApi::start(&mut config).await;
+    let direct = ApiClient::new(&config.default.endpoint_url, None).expect("client");
+    let target = config
+        .default
+        .endpoint_url
+        .trim_start_matches("http://")
+        .to_string();
+
+    // Marking a task running (attempt 2): the first answer is eaten.
+    let task = direct.create(&tiny_task(None)).await.expect("a task");
+    let eater = answer_eater(target.clone()).await;
+    let api = ResilientApi::new(ApiClient::new(&eater.url, None).expect("client"));
+    let running = FractalUpdate {
+        status: Some(FractalStatus::Running),
+        attempts: Some(2),
+        ..FractalUpdate::default()
+    };
+    let (marked, ()) = tokio::join!(
+        api.update(
+            "marking the task running",
+            &task.uuid,
+            &running,
+            task.revision
+        ),
+        async {
+            eater.eaten.notified().await;
+            eater.release.notify_one();
+        }
+    );
+    let marked = marked.expect("the lost answer's change is recognised");
+    assert_eq!(
+        (marked.status, marked.attempts),
+        (FractalStatus::Running, 2)
+    );
+    assert_eq!(
+        marked.revision,
+        task.revision.map(|r| r + 1),
+        "applied once"
+    );
+    assert!(
+        eater.connections.load(Ordering::SeqCst) >= 2,
+        "the first answer was eaten and the change sent again"
+    );
+
+    // The same change made by somebody else, with no answer lost: refused.
+    let other = direct.create(&tiny_task(None)).await.expect("a task");
+    direct
+        .update_at_revision(&other.uuid, &running, other.revision)
+        .await
+        .expect("another producer takes it over");
+    let direct_api = ResilientApi::new(direct.clone());
+    let refused = direct_api
+        .update(
+            "marking the task running",
+            &other.uuid,
+            &running,
+            other.revision,
+        )
+        .await
+        .expect_err("another's change is not this one's");
+    assert!(refused.is_stale(), "{refused}");
+
+    // A lost answer, but somebody changed the task further since: refused.
+    let third = direct.create(&tiny_task(None)).await.expect("a task");
+    let eater = answer_eater(target).await;
+    let api = ResilientApi::new(ApiClient::new(&eater.url, None).expect("client"));
+    let failed = FractalUpdate {
+        status: Some(FractalStatus::Failed),
+        error: Some("no worker".into()),
+        ..FractalUpdate::default()
+    };
+    let (first, second) = tokio::join!(
+        api.update(
+            "marking the task failed",
+            &third.uuid,
+            &failed,
+            third.revision
+        ),
+        async {
+            // Between the eaten answer and the retry.
+            eater.eaten.notified().await;
+            let current = direct.get(&third.uuid).await.expect("read");
+            let taken = direct
+                .update_at_revision(&third.uuid, &running, current.revision)
+                .await;
+            eater.release.notify_one();
+            taken
+        }
+    );
+    second.expect("another producer takes it over after the failure");
+    let refused = first.expect_err("moved on twice: not this change's doing alone");
+    assert!(refused.is_stale(), "{refused}");
+    let after = direct.get(&third.uuid).await.expect("read");
+    assert_eq!((after.status, after.attempts), (FractalStatus::Running, 2));
+
+    local_api.stop().await;
+}
