@@ -109,7 +109,8 @@ impl ApiError {
     /// Whether the request this error answers may have been applied all
     /// the same: an API that timed out, broke off or answered 5xx (a
     /// proxy's 502-504, a database that went silent mid-write) after
-    /// receiving it, or another host tried first that did. A conditional
+    /// receiving it, or another host tried first that did. (A 408 or a
+    /// 429 refused it before it was read.) A conditional
     /// write retried after such an error can find its own change made.
     pub fn may_have_applied(&self) -> bool {
         match self {
@@ -118,7 +119,7 @@ impl ApiError {
                 status,
                 sent_elsewhere,
                 ..
-            } => *sent_elsewhere || *status >= 500 || *status == 408,
+            } => *sent_elsewhere || *status >= 500,
             ApiError::Protocol { .. } => true,
             ApiError::InvalidUuid(_) | ApiError::InvalidEndpoint { .. } => false,
         }

@@ -207,7 +207,12 @@ impl FractalUpdate {
             && same(self.error.as_ref(), fractal.error.as_ref())
             && same(self.attempts.as_ref(), Some(&fractal.attempts))
             && same(self.duration.as_ref(), fractal.duration.as_ref())
-            && same(self.checksum.as_ref(), fractal.checksum.as_ref())
+            && (self.checksum.is_none()
+                || self
+                    .checksum
+                    .as_deref()
+                    .zip(fractal.checksum.as_deref())
+                    .is_some_and(|(given, stored)| given.eq_ignore_ascii_case(stored)))
             && same(self.size.as_ref(), fractal.size.as_ref())
             && same(self.generated_by.as_ref(), fractal.generated_by.as_ref())
             && same(self.c_re.as_ref(), fractal.c_re.as_ref())

@@ -420,6 +420,13 @@ impl Dispatcher {
                         Delivered::Finished(outcome) => return outcome,
                         Delivered::Refused(reason) => reason,
                     };
+                    if attempts >= self.settings.max_attempts {
+                        // No slot needed (nor to be had, at a stop) to
+                        // record the end.
+                        return self
+                            .mark_failed(&api, &uuid, attempts, reason, revision)
+                            .await;
+                    }
                     // Refused as this worker made it (a bad image, a wrong
                     // checksum): another attempt, perhaps on another worker.
                     permit = match self.slot().await {
@@ -635,10 +642,13 @@ impl Dispatcher {
             attempts: Some(attempts),
             ..FractalUpdate::default()
         };
-        match api
-            .update("marking the task failed", uuid, &failed, revision)
-            .await
-        {
+        // At a stop, only until the producer gives up on its dispatches:
+        // an API that does not answer leaves the task running.
+        let marked = tokio::select! {
+            marked = api.update("marking the task failed", uuid, &failed, revision) => marked,
+            () = self.give_up.wait() => return Outcome::Abandoned,
+        };
+        match marked {
             Ok(_) => Outcome::Failed(reason),
             Err(e) => self.gone(uuid, e),
         }

@@ -150,20 +150,45 @@ impl Producer {
     }
 
     /// How task `uuid`, in other hands, ends: read every `poll_interval`
-    /// until it is done, failed or deleted (or the producer stops).
+    /// until it is done, failed or deleted (or the producer stops). A task
+    /// nobody moves on (pending again, or unchanged for `task_timeout`:
+    /// the other producer died or stopped) is taken back and dispatched,
+    /// as a running producer's scans would: a one-shot batch has none.
     async fn final_outcome(&self, uuid: &str) -> Outcome {
+        info!("task {uuid} is in another producer's hands: waiting for it to end");
+        let mut seen = (None, tokio::time::Instant::now());
         loop {
             let read = tokio::select! {
                 read = self.api.retry("reading a task taken over", |c| async move { c.get(uuid).await }) => read,
                 _ = self.shutdown.wait() => return Outcome::Abandoned,
             };
-            match read.map(|f| (f.status, f.error)) {
-                Ok((FractalStatus::Done, _)) => return Outcome::Done,
-                Ok((FractalStatus::Failed, error)) => {
-                    return Outcome::Failed(error.unwrap_or_default());
-                }
-                Ok(_) => {}
+            let fractal = match read {
+                Ok(fractal) => fractal,
                 Err(_) => return Outcome::Gone,
+            };
+            match fractal.status {
+                FractalStatus::Done => return Outcome::Done,
+                FractalStatus::Failed => {
+                    return Outcome::Failed(fractal.error.unwrap_or_default());
+                }
+                FractalStatus::Pending | FractalStatus::Running => {}
+            }
+            let revision = (fractal.revision, fractal.updated_at.clone());
+            if seen.0.as_ref() != Some(&revision) {
+                seen = (Some(revision), tokio::time::Instant::now());
+            }
+            let stalled = fractal.status == FractalStatus::Pending
+                || seen.1.elapsed() >= self.settings.task_timeout;
+            if stalled && let Some(claim) = self.dispatcher.claim(uuid) {
+                info!("task {uuid} is moving on in nobody's hands: taking it back");
+                match self.dispatcher.clone().dispatch(fractal, claim).await {
+                    // Taken by somebody again (or changed meanwhile):
+                    // wait for it anew.
+                    Outcome::TakenOver(_) | Outcome::Gone => {
+                        seen = (None, tokio::time::Instant::now());
+                    }
+                    outcome => return outcome,
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.settings.poll_interval) => {}

@@ -214,15 +214,29 @@ async fn a_one_shot_batch_waits_for_a_task_taken_over() {
     let report = {
         let batch = fixture.producer.one_shot(vec![tiny_task(None)]);
         tokio::pin!(batch);
-        let waited = tokio::time::timeout(std::time::Duration::from_secs(1), &mut batch).await;
+        // Until the other producer has it (attempt 2), and a while after:
+        // the batch is still waiting.
+        let mut tasks = Vec::new();
+        for _ in 0..100 {
+            let waited =
+                tokio::time::timeout(std::time::Duration::from_millis(100), &mut batch).await;
+            assert!(
+                waited.is_err(),
+                "still waiting for the other producer: {waited:?}"
+            );
+            tasks = api
+                .list_all(&faafo_common::api_client::ListQuery::default())
+                .await
+                .expect("list");
+            if tasks.iter().any(|t| t.attempts == 2) {
+                break;
+            }
+        }
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(500), &mut batch).await;
         assert!(
             waited.is_err(),
             "still waiting for the other producer: {waited:?}"
         );
-        let tasks = api
-            .list_all(&faafo_common::api_client::ListQuery::default())
-            .await
-            .expect("list");
         assert_eq!(tasks.len(), 1);
         assert_eq!(
             (tasks[0].status, tasks[0].attempts),
@@ -235,12 +249,58 @@ async fn a_one_shot_batch_waits_for_a_task_taken_over() {
             ..FractalUpdate::default()
         };
         api.update(&tasks[0].uuid, &failed).await.expect("failed");
-        let report = tokio::time::timeout(std::time::Duration::from_secs(10), batch)
+        tokio::time::timeout(std::time::Duration::from_secs(10), batch)
             .await
-            .expect("the batch ends once the task does");
-        report
+            .expect("the batch ends once the task does")
     };
     assert_eq!((report.done, report.failed, report.other), (0, 1, 0));
     assert!(!report.all_done());
+    fixture.stop().await;
+}
+
+/// A task the other producer gives back (pending again) while a
+/// `--one-shot` batch waits for it is taken back and seen through: a
+/// one-shot producer runs no scan that would find it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_shot_batch_takes_back_a_task_given_back() {
+    let handled = Arc::new(AtomicUsize::new(0));
+    let counter = handled.clone();
+    let fixture = Fixture::start(
+        "one-shot-given-back",
+        move |api: ApiClient, uuid: String| {
+            let first = counter.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                if first {
+                    // Another producer took it and gave it back.
+                    let back = FractalUpdate {
+                        status: Some(FractalStatus::Pending),
+                        ..FractalUpdate::default()
+                    };
+                    api.update(&uuid, &back)
+                        .await
+                        .map_err(|e| RemoteError::value_error(format!("give back: {e}")))?;
+                }
+                Err(RemoteError::value_error("not rendered in this test"))
+            }
+        },
+    )
+    .await;
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        fixture.producer.one_shot(vec![tiny_task(None)]),
+    )
+    .await
+    .expect("the batch ends");
+    assert_eq!((report.done, report.failed, report.other), (0, 1, 0));
+    assert_eq!(fixture.calls.load(Ordering::SeqCst), 2, "dispatched again");
+    let tasks = fixture
+        .api
+        .list_all(&faafo_common::api_client::ListQuery::default())
+        .await
+        .expect("list");
+    assert_eq!(
+        (tasks[0].status, tasks[0].attempts),
+        (FractalStatus::Failed, 2)
+    );
     fixture.stop().await;
 }
