@@ -154,6 +154,20 @@ async fn a_task_changed_since_it_was_listed_is_left_alone() {
     fixture.stop().await;
 }
 
+/// A worker call during which another producer takes the task over
+/// (running, attempt 2); the worker then refuses it.
+async fn taken_over_then_refused(api: ApiClient, uuid: String) -> Result<(), RemoteError> {
+    let takeover = FractalUpdate {
+        status: Some(FractalStatus::Running),
+        attempts: Some(2),
+        ..FractalUpdate::default()
+    };
+    api.update(&uuid, &takeover)
+        .await
+        .map_err(|e| RemoteError::value_error(format!("takeover: {e}")))?;
+    Err(RemoteError::value_error("not rendered in this test"))
+}
+
 /// A producer whose call outlived `task_timeout` sees another producer's
 /// recovery take the task over (attempt 2, running) while it waits; its
 /// worker then fails the task for good. Its "failed" must not land on the
@@ -163,18 +177,7 @@ async fn a_task_changed_since_it_was_listed_is_left_alone() {
 /// position when it finally runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_taken_over_during_its_call_is_not_marked_failed_under_its_new_owner() {
-    let fixture = Fixture::start("taken-over", |api: ApiClient, uuid: String| async move {
-        let takeover = FractalUpdate {
-            status: Some(FractalStatus::Running),
-            attempts: Some(2),
-            ..FractalUpdate::default()
-        };
-        api.update(&uuid, &takeover)
-            .await
-            .map_err(|e| RemoteError::value_error(format!("takeover: {e}")))?;
-        Err(RemoteError::value_error("not rendered in this test"))
-    })
-    .await;
+    let fixture = Fixture::start("taken-over", taken_over_then_refused).await;
     let (api, dispatcher) = (&fixture.api, &fixture.dispatcher);
     let listed = api.create(&tiny_task(None)).await.expect("a task");
     let claim = dispatcher.claim(&listed.uuid).expect("not claimed yet");
@@ -195,21 +198,7 @@ async fn a_task_taken_over_during_its_call_is_not_marked_failed_under_its_new_ow
 /// exiting at once as if it had failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_shot_batch_waits_for_a_task_taken_over() {
-    let fixture = Fixture::start(
-        "one-shot-taken-over",
-        |api: ApiClient, uuid: String| async move {
-            let takeover = FractalUpdate {
-                status: Some(FractalStatus::Running),
-                attempts: Some(2),
-                ..FractalUpdate::default()
-            };
-            api.update(&uuid, &takeover)
-                .await
-                .map_err(|e| RemoteError::value_error(format!("takeover: {e}")))?;
-            Err(RemoteError::value_error("not rendered in this test"))
-        },
-    )
-    .await;
+    let fixture = Fixture::start("one-shot-taken-over", taken_over_then_refused).await;
     let api = &fixture.api;
     let report = {
         let batch = fixture.producer.one_shot(vec![tiny_task(None)]);
