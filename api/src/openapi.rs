@@ -95,10 +95,11 @@ pub mod schema {
         /// Time of the last change (RFC 3339, UTC).
         #[schema(format = DateTime)]
         pub updated_at: String,
-        /// Bumped by every change (also the `ETag` of
-        /// `GET /v1/fractal/{uuid}`): send it back as
-        /// `If-Match: "<revision>"` for a `PUT` that must not apply if the
-        /// fractal changed meanwhile (412).
+        /// Bumped by every change, from the creation time in
+        /// microseconds (also the `ETag` of `GET`, `POST` and `PUT` of
+        /// `/v1/fractal/{uuid}`): send it back as `If-Match: "<revision>"`
+        /// for a `PUT` that must not apply if the fractal changed
+        /// meanwhile (412).
         pub revision: u64,
     }
 

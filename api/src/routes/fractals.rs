@@ -133,7 +133,7 @@ pub async fn show(State(state): State<AppState>, PathId(id): PathId) -> Result<R
         (status = 200, description = "The fractal as updated", body = crate::openapi::schema::Fractal,
             headers(("ETag" = String, description = "The fractal's revision, quoted, for a later If-Match"))),
         (status = 412, description = "The fractal is no longer at the revision If-Match names", body = crate::openapi::schema::ErrorBody),
-        (status = 400, description = "Malformed JSON or not a UUID", body = crate::openapi::schema::ErrorBody),
+        (status = 400, description = "Malformed JSON, not a UUID or a malformed If-Match", body = crate::openapi::schema::ErrorBody),
         (status = 404, description = "No such fractal", body = crate::openapi::schema::ErrorBody),
         (status = 409, description = "Contradicts the fractal's state", body = crate::openapi::schema::ErrorBody),
         (status = 408, description = "The body stopped arriving for 30 s", body = crate::openapi::schema::ErrorBody),

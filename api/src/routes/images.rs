@@ -56,7 +56,7 @@ fn cache_policy(auth: &AuthPolicy) -> &'static str {
     request_body(content = Vec<u8>, content_type = "image/png", description = "The PNG file"),
     responses(
         (status = 200, description = "Stored; the fractal with the image's checksum and size", body = crate::openapi::schema::Fractal),
-        (status = 400, description = "Not a UUID, unreadable body or bad query string", body = crate::openapi::schema::ErrorBody),
+        (status = 400, description = "Not a UUID, unreadable body, bad query string or a malformed If-Match", body = crate::openapi::schema::ErrorBody),
         (status = 404, description = "No such fractal", body = crate::openapi::schema::ErrorBody),
         (status = 409, description = "Another image (checksum mismatch), or an update contradicting the fractal's state", body = crate::openapi::schema::ErrorBody),
         (status = 412, description = "The fractal is no longer at the revision If-Match names", body = crate::openapi::schema::ErrorBody),

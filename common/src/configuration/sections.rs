@@ -27,7 +27,7 @@ config_section! {
         database_url: String = String::new(),
         /// Directory for faafo's data (the SQLite database, stored images). Empty: $XDG_DATA_HOME/faafo or ~/.local/share/faafo.
         state_path: String = String::new(),
-        /// URL of the faafo API, for the producer and the command line (several API hosts sharing one database separated by commas: used in turn when one fails). Not set: the API of the same configuration, http://<[api] bind_host>:<[api] bind_port> (127.0.0.1 for 0.0.0.0, [::1] for ::).
+        /// URL of the faafo API, for the producer and the command line (several API hosts sharing one database separated by commas: used in turn when one fails). Not set: the API of the same configuration, http://<[api] bind_host>:<[api] bind_port> (127.0.0.1 for 0.0.0.0, [::1] for ::), except for bind_port = 0 (a port the system picks at start: the default stays).
         endpoint_url: String = "http://127.0.0.1:5000".into(),
         /// Token sent as X-Auth-Token to an API that requires one (auth_strategy = token).
         auth_token: String = String::new(),
@@ -75,7 +75,7 @@ config_section! {
     pub struct ApiSection ["api"] {
         /// Address to listen on.
         bind_host: String = "127.0.0.1".into(),
-        /// Port to listen on.
+        /// Port to listen on; 0: one the system picks (the API logs its URL at start).
         bind_port: u16 = 5000,
         /// noauth (anyone may write) or token (writes need an X-Auth-Token from auth_tokens).
         auth_strategy: String = "noauth".into(),
