@@ -13,7 +13,7 @@ use faafo_common::api_client::ApiClient;
 use faafo_common::configuration::FaafoConfig;
 use faafo_common::fractal::{FractalStatus, FractalUpdate};
 use faafo_producer::ResilientApi;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
@@ -24,6 +24,8 @@ use support::{LocalApi, tiny_task};
 /// request on but drops the connection once the answer starts arriving
 /// (the API has done the work, the client never hears of it), after
 /// `eaten` is told and `release` says so; later connections pass through.
+/// With `bad_gateway`, it answers 502 instead of dropping the connection,
+/// as a proxy whose upstream broke off would.
 struct AnswerEater {
     url: String,
     connections: Arc<AtomicUsize>,
@@ -31,7 +33,7 @@ struct AnswerEater {
     release: Arc<Notify>,
 }
 
-async fn answer_eater(target: String) -> AnswerEater {
+async fn answer_eater(target: String, bad_gateway: bool) -> AnswerEater {
     let eaten_at = 1;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("address"));
@@ -52,7 +54,7 @@ async fn answer_eater(target: String) -> AnswerEater {
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
                     return;
                 }
-                let (mut from_client, client_write) = client.into_split();
+                let (mut from_client, mut client_write) = client.into_split();
                 let (mut from_upstream, mut to_upstream) = upstream.into_split();
                 tokio::spawn(async move {
                     let _ = tokio::io::copy(&mut from_client, &mut to_upstream).await;
@@ -61,6 +63,11 @@ async fn answer_eater(target: String) -> AnswerEater {
                 let _ = from_upstream.read(&mut answer).await;
                 told.notify_one();
                 held.notified().await;
+                if bad_gateway {
+                    let _ = client_write
+                        .write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                }
                 drop(client_write);
             });
         }
@@ -88,7 +95,7 @@ async fn a_change_whose_answer_was_lost_is_recognised_as_its_own() {
 
     // Marking a task running (attempt 2): the first answer is eaten.
     let task = direct.create(&tiny_task(None)).await.expect("a task");
-    let eater = answer_eater(target.clone()).await;
+    let eater = answer_eater(target.clone(), false).await;
     let api = ResilientApi::new(ApiClient::new(&eater.url, None).expect("client"));
     let running = FractalUpdate {
         status: Some(FractalStatus::Running),
@@ -142,7 +149,7 @@ async fn a_change_whose_answer_was_lost_is_recognised_as_its_own() {
 
     // A lost answer, but somebody changed the task further since: refused.
     let third = direct.create(&tiny_task(None)).await.expect("a task");
-    let eater = answer_eater(target).await;
+    let eater = answer_eater(target.clone(), false).await;
     let api = ResilientApi::new(ApiClient::new(&eater.url, None).expect("client"));
     let failed = FractalUpdate {
         status: Some(FractalStatus::Failed),
@@ -172,6 +179,36 @@ async fn a_change_whose_answer_was_lost_is_recognised_as_its_own() {
     assert!(refused.is_stale(), "{refused}");
     let after = direct.get(&third.uuid).await.expect("read");
     assert_eq!((after.status, after.attempts), (FractalStatus::Running, 2));
+
+    // Two API hosts: the first applies the change but answers 502 (a
+    // proxy whose upstream broke off), the client passes the same request
+    // to the second at once, which refuses it (412): recognised too.
+    let fourth = direct.create(&tiny_task(None)).await.expect("a task");
+    let eater = answer_eater(target, true).await;
+    let hosts = format!("{},{}", eater.url, config.default.endpoint_url);
+    let api = ResilientApi::new(ApiClient::new(&hosts, None).expect("client"));
+    let (marked, ()) = tokio::join!(
+        api.update(
+            "marking the task running",
+            &fourth.uuid,
+            &running,
+            fourth.revision
+        ),
+        async {
+            eater.eaten.notified().await;
+            eater.release.notify_one();
+        }
+    );
+    let marked = marked.expect("the change the first host made is recognised");
+    assert_eq!(
+        (marked.status, marked.attempts),
+        (FractalStatus::Running, 2)
+    );
+    assert_eq!(
+        marked.revision,
+        fourth.revision.map(|r| r + 1),
+        "applied once"
+    );
 
     local_api.stop().await;
 }
