@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use faafo_common::api_client::ApiClient;
 use faafo_common::configuration::FaafoConfig;
-use faafo_common::fractal::{FractalStatus, FractalUpdate};
+use faafo_common::fractal::{Fractal, FractalStatus, FractalUpdate};
 use faafo_producer::ResilientApi;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -80,6 +80,40 @@ async fn answer_eater(target: String, bad_gateway: bool) -> AnswerEater {
     }
 }
 
+/// Marks `task` running (attempt 2) at the revision it was created with,
+/// through `api`, while `eater` eats the first answer; checks that the
+/// change was applied once.
+async fn mark_running_through(
+    api: &ResilientApi,
+    eater: &AnswerEater,
+    task: &Fractal,
+    running: &FractalUpdate,
+) -> Result<(), faafo_common::api_client::ApiError> {
+    let (marked, ()) = tokio::join!(
+        api.update(
+            "marking the task running",
+            &task.uuid,
+            running,
+            task.revision
+        ),
+        async {
+            eater.eaten.notified().await;
+            eater.release.notify_one();
+        }
+    );
+    let marked = marked?;
+    assert_eq!(
+        (marked.status, marked.attempts),
+        (FractalStatus::Running, 2)
+    );
+    assert_eq!(
+        marked.revision,
+        task.revision.map(|r| r + 1),
+        "applied once"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_whose_answer_was_lost_is_recognised_as_its_own() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -102,28 +136,9 @@ async fn a_change_whose_answer_was_lost_is_recognised_as_its_own() {
         attempts: Some(2),
         ..FractalUpdate::default()
     };
-    let (marked, ()) = tokio::join!(
-        api.update(
-            "marking the task running",
-            &task.uuid,
-            &running,
-            task.revision
-        ),
-        async {
-            eater.eaten.notified().await;
-            eater.release.notify_one();
-        }
-    );
-    let marked = marked.expect("the lost answer's change is recognised");
-    assert_eq!(
-        (marked.status, marked.attempts),
-        (FractalStatus::Running, 2)
-    );
-    assert_eq!(
-        marked.revision,
-        task.revision.map(|r| r + 1),
-        "applied once"
-    );
+    mark_running_through(&api, &eater, &task, &running)
+        .await
+        .expect("the lost answer's change is recognised");
     assert!(
         eater.connections.load(Ordering::SeqCst) >= 2,
         "the first answer was eaten and the change sent again"
@@ -187,28 +202,9 @@ async fn a_change_whose_answer_was_lost_is_recognised_as_its_own() {
     let eater = answer_eater(target, true).await;
     let hosts = format!("{},{}", eater.url, config.default.endpoint_url);
     let api = ResilientApi::new(ApiClient::new(&hosts, None).expect("client"));
-    let (marked, ()) = tokio::join!(
-        api.update(
-            "marking the task running",
-            &fourth.uuid,
-            &running,
-            fourth.revision
-        ),
-        async {
-            eater.eaten.notified().await;
-            eater.release.notify_one();
-        }
-    );
-    let marked = marked.expect("the change the first host made is recognised");
-    assert_eq!(
-        (marked.status, marked.attempts),
-        (FractalStatus::Running, 2)
-    );
-    assert_eq!(
-        marked.revision,
-        fourth.revision.map(|r| r + 1),
-        "applied once"
-    );
+    mark_running_through(&api, &eater, &fourth, &running)
+        .await
+        .expect("the change the first host made is recognised");
 
     local_api.stop().await;
 }
