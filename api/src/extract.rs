@@ -6,6 +6,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::{CONTENT_TYPE, IF_MATCH};
 use axum::http::request::Parts;
+use faafo_common::fractal::FractalStatus;
 use headers::Header;
 use serde::de::DeserializeOwned;
 
@@ -166,7 +167,7 @@ struct Precondition {
 
 impl IfMatch {
     /// Whether `record` is at a revision the header names.
-    pub fn admits(&self, record: &FractalRecord) -> bool {
+    fn admits(&self, record: &FractalRecord) -> bool {
         self.0.as_ref().is_none_or(|p| {
             p.tags
                 .as_ref()
@@ -174,8 +175,23 @@ impl IfMatch {
         })
     }
 
+    /// Whether a request may go on with `record` (a 412 if not): when the
+    /// header admits its revision, or when the request `changes_nothing`
+    /// on a `done` fractal (a result delivered again), which succeeds as it
+    /// does without the header. The precondition comes first (RFC 9110
+    /// section 13.2.2), and any other change already made is refused: it
+    /// may be another client's alike (two producers taking a task over at
+    /// once), which this one must not take for its own.
+    pub fn check(&self, record: &FractalRecord, changes_nothing: bool) -> Result<(), ApiError> {
+        if self.admits(record) || (changes_nothing && record.status == FractalStatus::Done) {
+            Ok(())
+        } else {
+            Err(self.refusal(record))
+        }
+    }
+
     /// The 412 for `record`, which the header does not admit.
-    pub fn refusal(&self, record: &FractalRecord) -> ApiError {
+    fn refusal(&self, record: &FractalRecord) -> ApiError {
         let named = self.0.as_ref().map_or("", |p| p.text.as_str());
         ApiError::PreconditionFailed(format!(
             "fractal {} changed since the revision If-Match names ({}): it is at revision {} ({}); read it again",

@@ -5,7 +5,7 @@ use axum::extract::{MatchedPath, State};
 use axum::http::StatusCode;
 use axum::http::header::{ETAG, LOCATION};
 use axum::response::{IntoResponse, Response};
-use faafo_common::fractal::{FractalPage, FractalStatus, FractalUpdate, NewFractal};
+use faafo_common::fractal::{FractalPage, FractalUpdate, NewFractal};
 
 use crate::domain::list::ListParams;
 use crate::domain::{CreateFractal, FractalRecord, ListQuery, Outcome, Timestamp, UpdateFractal};
@@ -156,19 +156,7 @@ pub async fn update(
             .await?
             .ok_or_else(|| ApiError::no_fractal(id))?;
         let planned = update.apply(&record, Timestamp::now());
-        if !if_match.admits(&record) {
-            // The precondition comes first (RFC 9110 section 13.2.2). A
-            // result delivered again is still a success, as without it;
-            // any other change already made is not: it may be another
-            // client's (two producers taking a task over alike), which
-            // this one must not take for its own.
-            return match planned {
-                Ok(Outcome::Unchanged) if record.status == FractalStatus::Done => {
-                    Ok(tagged(StatusCode::OK, &record))
-                }
-                _ => Err(if_match.refusal(&record)),
-            };
-        }
+        if_match.check(&record, matches!(planned, Ok(Outcome::Unchanged)))?;
         match planned? {
             Outcome::Unchanged => return Ok(tagged(StatusCode::OK, &record)),
             Outcome::Changed(next) => {

@@ -115,17 +115,10 @@ pub async fn upload(
             };
             Ok((attached, next))
         });
-        let planned = match planned {
-            // The precondition comes first (RFC 9110 section 13.2.2), but a
-            // result delivered again succeeds, as without it.
-            Ok((Outcome::Unchanged, next))
-                if next == record && record.status == FractalStatus::Done =>
-            {
-                Ok((Outcome::Unchanged, next))
-            }
-            _ if !if_match.admits(&record) => Err(if_match.refusal(&record)),
-            planned => planned.map_err(ApiError::from),
-        };
+        let changes_nothing = matches!(&planned, Ok((Outcome::Unchanged, next)) if *next == record);
+        let planned = if_match
+            .check(&record, changes_nothing)
+            .and_then(|()| planned.map_err(ApiError::from));
         let (attached, next) = match planned {
             Ok(planned) => planned,
             Err(refusal) => {
