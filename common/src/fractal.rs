@@ -119,6 +119,18 @@ pub struct Fractal {
     pub revision: Option<u64>,
 }
 
+impl Fractal {
+    /// Whether `other` is this same state of the fractal, read twice: the
+    /// same revision (the same `updated_at` from an API without
+    /// revisions).
+    pub fn is_same_state(&self, other: &Fractal) -> bool {
+        match (self.revision, other.revision) {
+            (Some(mine), Some(theirs)) => mine == theirs,
+            _ => self.updated_at == other.updated_at,
+        }
+    }
+}
+
 /// The body of `POST /v1/fractal`. Unknown fields are refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

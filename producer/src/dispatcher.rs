@@ -265,12 +265,7 @@ impl Dispatcher {
             fractal.status,
             FractalStatus::Pending | FractalStatus::Running
         );
-        let changed = match (fractal.revision, listed.revision) {
-            (Some(now), Some(then)) => now != then,
-            // An API without revisions.
-            _ => fractal.updated_at != listed.updated_at,
-        };
-        if !dispatchable || changed {
+        if !dispatchable || !fractal.is_same_state(&listed) {
             debug!(
                 "task {uuid} changed since it was listed ({:?}, updated {}); left alone",
                 fractal.status, fractal.updated_at

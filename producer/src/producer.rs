@@ -156,7 +156,8 @@ impl Producer {
     /// as a running producer's scans would: a one-shot batch has none.
     async fn final_outcome(&self, uuid: &str) -> Outcome {
         info!("task {uuid} is in another producer's hands: waiting for it to end");
-        let mut seen = (None, tokio::time::Instant::now());
+        // The state last read, and since when it has not changed.
+        let mut seen: Option<(Fractal, tokio::time::Instant)> = None;
         loop {
             let read = tokio::select! {
                 read = self.api.retry("reading a task taken over", |c| async move { c.get(uuid).await }) => read,
@@ -173,20 +174,19 @@ impl Producer {
                 }
                 FractalStatus::Pending | FractalStatus::Running => {}
             }
-            let revision = (fractal.revision, fractal.updated_at.clone());
-            if seen.0.as_ref() != Some(&revision) {
-                seen = (Some(revision), tokio::time::Instant::now());
-            }
+            let since = match &seen {
+                Some((last, since)) if last.is_same_state(&fractal) => *since,
+                _ => tokio::time::Instant::now(),
+            };
+            seen = Some((fractal.clone(), since));
             let stalled = fractal.status == FractalStatus::Pending
-                || seen.1.elapsed() >= self.settings.task_timeout;
+                || since.elapsed() >= self.settings.task_timeout;
             if stalled && let Some(claim) = self.dispatcher.claim(uuid) {
                 info!("task {uuid} is moving on in nobody's hands: taking it back");
                 match self.dispatcher.clone().dispatch(fractal, claim).await {
                     // Taken by somebody again (or changed meanwhile):
                     // wait for it anew.
-                    Outcome::TakenOver(_) | Outcome::Gone => {
-                        seen = (None, tokio::time::Instant::now());
-                    }
+                    Outcome::TakenOver(_) | Outcome::Gone => seen = None,
                     outcome => return outcome,
                 }
             }
