@@ -110,8 +110,8 @@ impl ApiError {
     /// the same: an API that timed out, broke off or answered 5xx (a
     /// proxy's 502-504, a database that went silent mid-write) after
     /// receiving it, or another host tried first that did. (A 408 or a
-    /// 429 refused it before it was read.) A conditional
-    /// write retried after such an error can find its own change made.
+    /// 429 refused it before it was read.) A conditional write retried
+    /// after such an error can find its own change made.
     pub fn may_have_applied(&self) -> bool {
         match self {
             ApiError::Unreachable { maybe_received, .. } => *maybe_received,

@@ -53,9 +53,9 @@ impl ResilientApi {
     /// A try that may have been applied (its answer lost: a timeout, a
     /// broken connection, any 5xx, an unreadable answer, a host left for
     /// the next) makes the API refuse the next one (412): the fractal has
-    /// moved on, by this very write. It is then
-    /// read back, and taken as this write's doing if it is one revision on
-    /// and says what the write said. Only another client's identical
+    /// moved on, by this very write. It is then read back, and taken as
+    /// this write's doing if it is one revision on and says what the write
+    /// said. Only another client's identical
     /// change at the same moment could be mistaken for it (two producers
     /// taking a task over at once, one of which lost an answer): both then
     /// dispatch it, and its duplicate result is ignored.
