@@ -269,11 +269,9 @@ impl RpcClient {
                                 // Nobody listens yet (e.g. servers re-declaring
                                 // their queues after a broker restart): the
                                 // retry policy says whether to wait for one.
-                                attempt += 1;
-                                if self.wait_for_listener(attempt, deadline).await {
-                                    continue 'send;
-                                }
-                                return Err(self.undeliverable(&publication));
+                                self.wait_for_listener(&mut attempt, deadline, &publication)
+                                    .await?;
+                                continue 'send;
                             }
                             Ok(PublishOutcome::Nacked) => {
                                 return Err(MessagingError::Broker(format!(
@@ -308,11 +306,9 @@ impl RpcClient {
                         // Unroutable after all: its return came with a
                         // neighbour's confirm, and that one looked delivered.
                         Some(ReplyEvent::Returned) => {
-                            attempt += 1;
-                            if self.wait_for_listener(attempt, deadline).await {
-                                continue 'send;
-                            }
-                            return Err(self.undeliverable(&publication));
+                            self.wait_for_listener(&mut attempt, deadline, &publication)
+                                .await?;
+                            continue 'send;
                         }
                         Some(ReplyEvent::ConnectionLost) => {
                             "the connection to the broker was lost while waiting for the reply".to_string()
@@ -388,10 +384,8 @@ impl RpcClient {
             match result {
                 Ok(PublishOutcome::Delivered) => return Ok(()),
                 Ok(PublishOutcome::Unroutable) => {
-                    attempt += 1;
-                    if !self.wait_for_listener(attempt, deadline).await {
-                        return Err(self.undeliverable(&publication));
-                    }
+                    self.wait_for_listener(&mut attempt, deadline, &publication)
+                        .await?;
                 }
                 Ok(PublishOutcome::Nacked) => {
                     return Err(MessagingError::Broker(format!(
@@ -466,16 +460,24 @@ impl RpcClient {
         }
     }
 
-    /// After an unroutable send: waits a little and says whether to send
-    /// again, as the retry policy and the deadline allow.
-    async fn wait_for_listener(&self, attempt: u32, deadline: Instant) -> bool {
+    /// After the `attempt`th unroutable send of `publication` (counted
+    /// here): waits a little before it is sent again, as the retry policy
+    /// and the deadline allow, or fails it as undeliverable.
+    async fn wait_for_listener(
+        &self,
+        attempt: &mut u32,
+        deadline: Instant,
+        publication: &Publication,
+    ) -> Result<()> {
+        *attempt += 1;
+        let attempt = *attempt;
         let delay = Duration::from_millis(100u64 << attempt.min(4));
         if !self.retry.allows(attempt) || Instant::now() + delay >= deadline {
-            return false;
+            return Err(self.undeliverable(publication));
         }
         debug!(target = %self.target, attempt, "nobody listens yet; sending again");
         tokio::time::sleep(delay).await;
-        true
+        Ok(())
     }
 
     fn direct_publication(&self, body: Vec<u8>, expiration: Option<Duration>) -> Publication {
