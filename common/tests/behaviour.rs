@@ -837,6 +837,16 @@ async fn huge_call_monitor_timeouts_are_served(env: TestBroker) {
 
 /// Mandatory publishes in flight together on one transport, half to a
 /// queue, half to nowhere: none that a queue took is reported unroutable.
+/// For the `i`th of many messages: whether it goes to `routed` (every
+/// other one), and the routing key it goes to (else one nobody binds).
+fn every_other_nowhere(i: usize, routed: &str) -> (bool, String) {
+    if i.is_multiple_of(2) {
+        (true, routed.to_string())
+    } else {
+        (false, unique_name("nowhere"))
+    }
+}
+
 /// A return names no message, and the client ties it to the next confirm,
 /// which can be a neighbour's: that one must not be failed (and sent
 /// again) for it.
@@ -848,12 +858,7 @@ async fn a_neighbours_return_does_not_fail_a_delivered_message(env: TestBroker) 
     for i in 0..400 {
         let t = t.clone();
         publishes.spawn(async move {
-            let to_queue = i % 2 == 0;
-            let key = if to_queue {
-                "returns".to_string()
-            } else {
-                unique_name("nowhere")
-            };
+            let (to_queue, key) = every_other_nowhere(i, "returns");
             let body = format!("{{\"n\": {i}}}").into_bytes();
             let published = publish_raw(&t, DEFAULT_EXCHANGE, &key, body, "application/json").await;
             (i, to_queue, published)
@@ -880,12 +885,7 @@ async fn unroutable_calls_beside_delivered_ones_fail_at_once(env: TestBroker) {
     for i in 0..300 {
         let t = t.clone();
         calls.spawn(async move {
-            let routable = i % 2 == 0;
-            let topic = if routable {
-                "beside".to_string()
-            } else {
-                unique_name("nobody")
-            };
+            let (routable, topic) = every_other_nowhere(i, "beside");
             let client = RpcClient::new(&t, Target::topic(&topic)).timeout(Duration::from_secs(30));
             let started = Instant::now();
             let outcome = client
