@@ -746,6 +746,23 @@ async fn bad_messages_are_answered_rejected_and_never_requeued(env: TestBroker) 
         ),
         (b"{}".to_vec(), "text/plain"),
         (vec![b' '; 100 * 1024], json),
+        // A reply queue no AMQP queue can be named after (lapin would
+        // panic on it as a routing key): a call answered nowhere.
+        (
+            json!({"method": "echo", "args": {"value": 1}, "_msg_id": "m1",
+                "_reply_q": "r".repeat(300), "_unique_id": "0123456789abcdef0123456789abcd01"})
+            .to_string()
+            .into_bytes(),
+            json,
+        ),
+        // The same, with a method that does not exist.
+        (
+            json!({"method": "nope", "args": {}, "_msg_id": "m2",
+                "_reply_q": "r".repeat(256), "_unique_id": "0123456789abcdef0123456789abcd02"})
+            .to_string()
+            .into_bytes(),
+            json,
+        ),
     ];
     let n = bodies.len();
     for (body, content_type) in bodies {
@@ -777,6 +794,50 @@ async fn bad_messages_are_answered_rejected_and_never_requeued(env: TestBroker) 
         Err(e) => panic!("a good call after bad ones must work: {e}"),
     }
     assert_eq!(server.stats().received, n as u64 + 1);
+    server.stop().await;
+}
+
+/// A name longer than AMQP allows (255 bytes: a topic from a
+/// configuration file, say) is an error to the caller, on every transport,
+/// never a panic in the client library.
+async fn names_longer_than_amqp_allows_are_refused(env: TestBroker) {
+    let t = env.transport().await;
+    let long = "t".repeat(256);
+    let client = RpcClient::new(&t, Target::topic(&long)).timeout(Duration::from_secs(5));
+    for outcome in [
+        client.cast(&ctx(), "echo", &json!({"value": 1})).await,
+        client
+            .call::<_, Value>(&ctx(), "echo", &json!({"value": 1}))
+            .await
+            .map(drop),
+    ] {
+        match outcome {
+            Err(MessagingError::Invalid(reason)) => {
+                assert!(reason.contains("at most 255 bytes, got 256"), "{reason}");
+            }
+            other => panic!("an over-long topic must be refused: {other:?}"),
+        }
+    }
+    match RpcServer::builder(&t, Target::topic(&long).with_server("h1"))
+        .endpoint(service("h1", Arc::default()))
+        .start()
+        .await
+    {
+        Err(MessagingError::Invalid(reason)) => {
+            assert!(reason.contains("at most 255 bytes"), "{reason}");
+        }
+        Err(other) => panic!("an over-long topic must be invalid: {other}"),
+        Ok(_) => panic!("a server on an over-long topic must not start"),
+    }
+    // A long topic that fits (a server's fanout queue adds 40 bytes to it).
+    let longest = "t".repeat(215);
+    let server = start_server(&t, &longest, "h1", Arc::default()).await;
+    let client = RpcClient::new(&t, Target::topic(&longest)).timeout(Duration::from_secs(10));
+    let echoed: Value = client
+        .call(&ctx(), "echo", &json!({"value": 2}))
+        .await
+        .expect("a 215-byte topic works");
+    assert_eq!(echoed, json!(2));
     server.stop().await;
 }
 
@@ -1167,6 +1228,7 @@ faafo_common::on_both_transports!(
     call_monitor_heartbeats_keep_long_calls_alive,
     bad_messages_are_answered_rejected_and_never_requeued,
     malformed_calls_get_an_error_reply,
+    names_longer_than_amqp_allows_are_refused,
     duplicates_run_once,
     huge_call_monitor_timeouts_are_served,
     a_neighbours_return_does_not_fail_a_delivered_message,

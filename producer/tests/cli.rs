@@ -622,14 +622,38 @@ async fn partial_viewports_and_ctrl_c_while_waiting() {
         assert!(err.contains(expected), "{args:?}: {err}");
         assert!(err.contains("Usage: faafo create"), "{args:?}: {err}");
     }
+    // A bound so large that the drawn span vanishes beside it: refused,
+    // naming it, before anything is sent.
+    refused(
+        at(&["create", "--xa", "1e17"]),
+        "create --xa 1e17",
+        "--xa 100000000000000000 leaves no room for a viewport",
+    );
     assert_eq!(
         all(&ApiClient::new(&url, None).expect("client"), None)
             .await
             .len(),
         80,
-        "nothing created by a refused pair"
+        "nothing created by a refused pair or bound"
     );
     ok(at(&["--output", "json", "create"]), "an 81st fractal");
+    // One dimension given: the other is drawn within the pixel limit
+    // (16 Mi pixels by default), so none of the batch is refused.
+    let wide = json(
+        &ok(
+            at(&[
+                "--output", "json", "create", "--width", "20000", "--tasks", "20",
+            ]),
+            "create --width 20000",
+        ),
+        "create --width 20000",
+    );
+    let wide = wide.as_array().expect("an array");
+    assert_eq!(wide.len(), 20, "{wide:?}");
+    for fractal in wide {
+        let height = fractal["height"].as_u64().expect("a height");
+        assert!((1..=838).contains(&height), "{fractal}");
+    }
 
     // Ctrl-C while waiting: one line with the uuids and where to see them.
     let child = Command::new(faafo())
@@ -644,7 +668,7 @@ async fn partial_viewports_and_ctrl_c_while_waiting() {
     let waiting = std::thread::spawn(move || child.wait_with_output());
     let client = ApiClient::new(&url, None).expect("client");
     eventually("both are created", Duration::from_secs(60), async || {
-        all(&client, None).await.len() == 83
+        all(&client, None).await.len() == 103
     })
     .await;
     // The table printed, then the wait (and its Ctrl-C handler) begins.
@@ -676,6 +700,58 @@ async fn partial_viewports_and_ctrl_c_while_waiting() {
         assert!(err.contains(uuid), "{uuid} named:\n{err}");
     }
     assert!(shown.contains("2 fractal(s)"), "{shown}");
+
+    // Ctrl-C while creating: those created are printed (the JSON array,
+    // whole), and the one being created is named.
+    let child = Command::new(faafo())
+        .args([
+            "--endpoint-url",
+            &url,
+            "--output",
+            "json",
+            "create",
+            "--tasks",
+            "100000",
+        ])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("faafo create --tasks 100000");
+    let pid = child.id().to_string();
+    let creating = std::thread::spawn(move || child.wait_with_output());
+    eventually("some are created", Duration::from_secs(60), async || {
+        all(&client, None).await.len() >= 113
+    })
+    .await;
+    let status = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let output = creating.join().expect("the thread").expect("the output");
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(130), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("faafo: interrupted: the "), "{err}");
+    let shown = json(&stdout(&output), "create interrupted");
+    let shown = shown.as_array().expect("an array");
+    let stored = all(&client, None).await.len();
+    assert!(shown.len() >= 10, "{} shown", shown.len());
+    // Every one stored is shown, but the one being created when Ctrl-C came.
+    assert!(
+        stored - 103 == shown.len() || stored - 103 == shown.len() + 1,
+        "{stored} stored, {} shown",
+        shown.len()
+    );
+    let in_flight = err
+        .split("fractal ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the fractal being created is named");
+    assert!(uuid::Uuid::try_parse(in_flight).is_ok(), "{err}");
+    assert!(err.contains("was being created and may exist too"), "{err}");
 }
 
 /// `create --wait --timeout` of a fractal a worker is rendering says so,
@@ -770,13 +846,27 @@ fn get_into_a_directory_and_as_json() {
     );
     assert_eq!(std::fs::read(&expected).expect("written"), png);
 
+    // A usage mistake: clap's message and status 2 (docs/cli.md).
     let output = faafo_at(&url, &["--output", "json", "get", uuid, "-o", "-"]);
-    refused(
-        output,
-        "get -o - --output json",
-        "--output json and -o - both want the standard output",
+    let err = stderr(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "get -o - --output json: {err}"
+    );
+    assert!(
+        err.contains("--output json and -o - both want the standard output")
+            && err.contains("Usage: faafo get"),
+        "{err}"
     );
     assert_eq!(requests.try_iter().count(), 2, "nothing asked when refused");
+
+    // check-config checks an endpoint given on the command line too.
+    refused(
+        faafo_at("https://api.example.org", &["check-config"]),
+        "check-config --endpoint-url https://...",
+        "invalid faafo API endpoint https://api.example.org",
+    );
 }
 
 /// A service that cannot start says why in its last line, after its logs.
@@ -1317,6 +1407,136 @@ fn create_shows_what_it_created_before_an_error() {
         .filter(|r| r.starts_with("POST "))
         .count();
     assert_eq!(posts, 2, "it stops at the first refusal");
+}
+
+/// An answer lost on its way back (a proxy's 502 after the API applied
+/// the request) is no failure to report: a `create` asks for the fractal
+/// it sent (its uuid is the client's), and a `delete` whose next host says
+/// 404 takes the fractal as deleted.
+#[test]
+fn requests_whose_answer_was_lost_are_recognised() {
+    let fractal = |uuid: &str| {
+        serde_json::json!({
+            "uuid": uuid, "width": 64, "height": 64,
+            "iterations": 32, "xa": -1.5, "xb": 1.5, "ya": -1.5, "yb": 1.5, "seed": 1,
+            "c_re": null, "c_im": null, "status": "pending", "error": null, "attempts": 0,
+            "duration": null, "checksum": null, "size": null, "generated_by": null,
+            "created_at": "2026-11-23T00:00:00.000000Z", "updated_at": "2026-11-23T00:00:00.000000Z"
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let json_headers = "content-type: application/json\r\n";
+    let uuid = "01a20784-fe99-72fe-a554-000000000007";
+    let (url, requests) = scripted_api(vec![
+        ("502 Bad Gateway", "", Vec::new()),
+        ("200 OK", json_headers, fractal(uuid)),
+    ]);
+    let created = json(
+        &ok(
+            faafo_at(&url, &["--output", "json", "create"]),
+            "a create whose answer was lost",
+        ),
+        "create",
+    );
+    assert_eq!(created[0]["uuid"], uuid, "{created}");
+    let asked: Vec<String> = requests.try_iter().collect();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(asked[0].starts_with("POST /v1/fractal "), "{asked:?}");
+    assert!(asked[1].starts_with("GET /v1/fractal/"), "{asked:?}");
+    // The same, but the fractal is not there: the error says it may be.
+    let (url, _) = scripted_api(vec![
+        ("502 Bad Gateway", "", Vec::new()),
+        (
+            "404 Not Found",
+            json_headers,
+            br#"{"message": "no fractal"}"#.to_vec(),
+        ),
+    ]);
+    refused(
+        faafo_at(&url, &["create"]),
+        "a create lost, then not found",
+        "may have been created: `faafo show ",
+    );
+
+    // Two hosts: the first answers 502 to the DELETE, the second 404.
+    let (first, _) = scripted_api(vec![("502 Bad Gateway", "", Vec::new())]);
+    let (second, to_second) = scripted_api(vec![(
+        "404 Not Found",
+        json_headers,
+        br#"{"message": "no fractal"}"#.to_vec(),
+    )]);
+    let said = ok(
+        faafo_at(&format!("{first},{second}"), &["delete", uuid]),
+        "a delete the first host applied",
+    );
+    assert_eq!(said.trim(), format!("deleted {uuid}"));
+    assert_eq!(to_second.try_iter().count(), 1, "the second host was asked");
+    // A 404 with nothing lost before it is still an error.
+    let (url, _) = scripted_api(vec![(
+        "404 Not Found",
+        json_headers,
+        br#"{"message": "no fractal"}"#.to_vec(),
+    )]);
+    refused(
+        faafo_at(&url, &["delete", uuid]),
+        "a delete of nothing",
+        "404",
+    );
+}
+
+/// `create --wait` whose reader has gone (`| head`) still waits, says
+/// what failed on standard error, on one line even when a worker's
+/// message has several, and exits non-zero.
+#[test]
+fn create_wait_reports_failures_after_its_reader_has_gone() {
+    let uuid = "01a20784-fe99-72fe-a554-000000000008";
+    let fractal = |status: &str, error: Value| {
+        serde_json::json!({
+            "uuid": uuid, "width": 64, "height": 64,
+            "iterations": 32, "xa": -1.5, "xb": 1.5, "ya": -1.5, "yb": 1.5, "seed": 1,
+            "c_re": null, "c_im": null, "status": status, "error": error, "attempts": 1,
+            "duration": null, "checksum": null, "size": null, "generated_by": null,
+            "created_at": "2026-11-23T00:00:00.000000Z", "updated_at": "2026-11-23T00:00:00.000000Z"
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let json_headers = "content-type: application/json\r\n";
+    let (url, _) = scripted_api(vec![
+        ("201 Created", json_headers, fractal("pending", Value::Null)),
+        (
+            "200 OK",
+            json_headers,
+            fractal(
+                "failed",
+                Value::from(
+                    "Traceback (most recent call last):\n  File \"x\"\nValueError: \u{1b}[31mbad",
+                ),
+            ),
+        ),
+    ]);
+    let mut command = Command::new(faafo());
+    command.args(["--endpoint-url", &url, "create", "--wait"]);
+    let mut child = spawn(command, "create --wait | (nothing)");
+    drop(child.stdout.take());
+    let output = finish(child, "create --wait with its reader gone");
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "faafo: {uuid} failed: Traceback (most recent call last): File \"x\" \
+                 ValueError: \\u{{1b}}[31mbad"
+            )
+            .as_str(),
+            "faafo: 1 of 1 fractal(s) not rendered"
+        ],
+        "{err}"
+    );
 }
 
 /// An environment variable that is not UTF-8 text is no reason to panic:

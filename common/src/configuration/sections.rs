@@ -313,8 +313,18 @@ impl FaafoConfig {
 
     pub(crate) fn check(&self) -> Result<(), Invalid> {
         let d = &self.default;
-        TransportUrl::parse(&d.transport_url)
+        let transport = TransportUrl::parse(&d.transport_url)
             .map_err(|e| invalid("DEFAULT", "transport_url", e.reason.clone()))?;
+        // Refused here, by check-config and at start, rather than by every
+        // connection attempt of a service that systemd restarts forever.
+        if transport.options.ssl {
+            return Err(invalid(
+                "DEFAULT",
+                "transport_url",
+                "TLS (amqps:// or ssl=1) is not supported by this build of faafo: use a \
+                 plain rabbit:// URL on a private network, or a TLS-terminating proxy",
+            ));
+        }
         d.rpc_codec
             .parse::<Codec>()
             .map_err(|e| invalid("DEFAULT", "rpc_codec", e))?;

@@ -20,6 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use super::broker::MAX_NAME_BYTES;
 use super::codec::Codec;
 use super::context::RequestContext;
 use super::error::MessagingError;
@@ -429,9 +430,13 @@ struct AddressFields {
 }
 
 impl AddressFields {
+    /// Where to answer: none without both fields, nor to a `_reply_q` no
+    /// AMQP queue can be named (more than 255 bytes).
     fn address(self) -> Option<ReplyAddress> {
         match (self.msg_id, self.reply_q) {
-            (Some(msg_id), Some(reply_q)) if !msg_id.is_empty() && !reply_q.is_empty() => {
+            (Some(msg_id), Some(reply_q))
+                if !msg_id.is_empty() && !reply_q.is_empty() && reply_q.len() <= MAX_NAME_BYTES =>
+            {
                 Some(ReplyAddress { msg_id, reply_q })
             }
             _ => None,
@@ -501,6 +506,21 @@ fn validate_request<P>(
     present_args: impl FnOnce(P) -> Payload,
     absent_args: impl FnOnce() -> Payload,
 ) -> Result<IncomingRequest, DecodeFailure> {
+    // A call whose reply queue cannot exist: malformed, not a cast (it
+    // would be run and its answer lost), and answered nowhere.
+    if let Some(reply_q) = fields
+        .reply_q
+        .as_deref()
+        .filter(|q| q.len() > MAX_NAME_BYTES)
+    {
+        return Err(DecodeFailure {
+            reason: format!(
+                "'_reply_q' has {} bytes, more than the {MAX_NAME_BYTES} of an AMQP queue name",
+                reply_q.len()
+            ),
+            reply_to: None,
+        });
+    }
     let reply_to = AddressFields {
         msg_id: fields.msg_id,
         reply_q: fields.reply_q,
@@ -816,6 +836,33 @@ mod tests {
         let inner = json!({"method": "m", "args": "nope", "_msg_id": "m8", "_reply_q": "r"});
         let err = decode_request(Codec::Json, inner.to_string().into_bytes()).expect_err("fail");
         assert_eq!(err.reply_to.map(|a| a.msg_id), Some("m8".into()));
+    }
+
+    #[test]
+    fn a_reply_queue_no_amqp_queue_can_have_is_malformed_and_answered_nowhere() {
+        for (method, reply_q) in [("echo", "r".repeat(256)), ("echo", "r".repeat(1000))] {
+            for envelope in [false, true] {
+                let inner =
+                    json!({"method": method, "args": {}, "_msg_id": "m9", "_reply_q": reply_q});
+                let body = if envelope {
+                    json!({"oslo.version": "2.0", "oslo.message": inner.to_string()}).to_string()
+                } else {
+                    inner.to_string()
+                };
+                let err = decode_request(Codec::Json, body.into_bytes()).expect_err("malformed");
+                assert!(err.reason.contains("'_reply_q' has"), "{}", err.reason);
+                assert_eq!(err.reply_to, None, "nowhere to answer");
+            }
+        }
+        // A malformed call with such a queue is not answered either.
+        let inner = json!({"method": 42, "_msg_id": "m7", "_reply_q": "r".repeat(256)});
+        let err = decode_request(Codec::Json, inner.to_string().into_bytes()).expect_err("fail");
+        assert_eq!(err.reply_to, None);
+        // 255 bytes is a name AMQP allows.
+        let inner =
+            json!({"method": "m", "args": {}, "_msg_id": "m8", "_reply_q": "r".repeat(255)});
+        let req = decode_request(Codec::Json, inner.to_string().into_bytes()).expect("valid");
+        assert_eq!(req.reply_to.map(|a| a.reply_q.len()), Some(255));
     }
 
     #[test]

@@ -352,6 +352,11 @@ impl Broker {
         publication: &Publication,
         deadline: Instant,
     ) -> Result<PendingConfirm> {
+        fits_amqp("exchange", &publication.exchange)?;
+        fits_amqp("routing key", &publication.routing_key)?;
+        if let Some(spec) = &publication.declare {
+            fits_amqp("exchange", &spec.name)?;
+        }
         match self {
             Broker::Amqp(b) => b.publish(publication, deadline).await,
             Broker::Memory(b) => b.publish(publication).map(PendingConfirm::Ready),
@@ -361,6 +366,7 @@ impl Broker {
     /// Declares, binds and starts consuming; errors in the declarations
     /// (e.g. a conflicting existing queue) are returned here.
     pub(crate) async fn subscribe(&self, spec: SubscriptionSpec) -> Result<Subscription> {
+        fits_topology(&spec.queue, &spec.bindings)?;
         match self {
             Broker::Amqp(b) => b.subscribe(spec).await,
             Broker::Memory(b) => b.subscribe(spec),
@@ -370,6 +376,7 @@ impl Broker {
     /// Declares a queue and its bindings without consuming (notifications'
     /// default queues, so nothing is lost before a listener starts).
     pub(crate) async fn declare(&self, queue: &QueueSpec, bindings: &[Binding]) -> Result<()> {
+        fits_topology(queue, bindings)?;
         match self {
             Broker::Amqp(b) => b.declare(queue, bindings).await,
             Broker::Memory(b) => b.declare(queue, bindings),
@@ -378,6 +385,7 @@ impl Broker {
 
     /// Deletes a queue (used to clean up reply queues on close).
     pub(crate) async fn delete_queue(&self, name: &str) -> Result<()> {
+        fits_amqp("queue name", name)?;
         match self {
             Broker::Amqp(b) => b.delete_queue(name).await,
             Broker::Memory(b) => {
@@ -415,11 +423,45 @@ impl Broker {
     /// Ready messages in a queue (`None` if there is no such queue).
     #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(crate) async fn queue_depth(&self, name: &str) -> Result<Option<usize>> {
+        fits_amqp("queue name", name)?;
         match self {
             Broker::Amqp(b) => b.queue_depth(name).await,
             Broker::Memory(b) => Ok(b.queue_depth(name)),
         }
     }
+}
+
+/// The most bytes an AMQP short string holds: a queue or exchange name, a
+/// routing key.
+pub(crate) const MAX_NAME_BYTES: usize = 255;
+
+/// Fails unless `name` fits an AMQP short string, as queue and exchange
+/// names and routing keys must. lapin's conversions panic on a longer one,
+/// and a name can come from a peer (a request's `_reply_q`) or from a
+/// configuration file: every name is checked here before it reaches them,
+/// on `memory://` too, so that what works there works on RabbitMQ.
+fn fits_amqp(what: &str, name: &str) -> Result<()> {
+    if name.len() > MAX_NAME_BYTES {
+        return Err(MessagingError::Invalid(format!(
+            "an AMQP {what} has at most {MAX_NAME_BYTES} bytes, got {}: {:?}...",
+            name.len(),
+            name.chars().take(40).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
+/// [`fits_amqp`] for a queue, its dead-letter exchange and its bindings.
+fn fits_topology(queue: &QueueSpec, bindings: &[Binding]) -> Result<()> {
+    fits_amqp("queue name", &queue.name)?;
+    if let Some(dlx) = &queue.dead_letter_exchange {
+        fits_amqp("exchange", dlx)?;
+    }
+    for binding in bindings {
+        fits_amqp("exchange", &binding.exchange.name)?;
+        fits_amqp("routing key", &binding.routing_key)?;
+    }
+    Ok(())
 }
 
 /// RabbitMQ's text for a declaration that conflicts with an existing one.

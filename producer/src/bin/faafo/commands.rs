@@ -39,12 +39,16 @@ pub async fn run(
     };
     match command {
         Command::CheckConfig => {
+            // `--endpoint-url` replaced the checked `endpoint_url`: checked
+            // the way the other commands would use it.
+            api()?;
             output::put(format_args!("{}", config.check_summary("faafo")))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Create(args) => {
             let settings = ProducerSettings::from_config(&config);
-            create(&api()?, &settings, args, format).await
+            let pixel_limit = config.default.pixel_limit;
+            create(&api()?, &settings, pixel_limit, args, format).await
         }
         Command::List(args) => list(&api()?, args, format).await,
         Command::Show(arg) => {
@@ -54,7 +58,13 @@ pub async fn run(
         }
         Command::Get(args) => get(&api()?, args, format).await,
         Command::Delete(arg) => {
-            api()?.delete(&arg.uuid).await?;
+            match api()?.delete(&arg.uuid).await {
+                Ok(()) => {}
+                // A host that took the DELETE and never answered, then the
+                // next host's 404: the first one deleted it.
+                Err(e) if e.status() == Some(404) && e.may_have_applied() => {}
+                Err(e) => return Err(e.into()),
+            }
             if format == Format::Json {
                 output::line(serde_json::json!({"deleted": arg.uuid}))?;
             } else {
@@ -117,31 +127,85 @@ async fn service(
 async fn create(
     api: &ApiClient,
     settings: &ProducerSettings,
+    pixel_limit: u64,
     args: CreateArgs,
     format: Format,
 ) -> Result<ExitCode, Box<dyn Error>> {
     let mut generator = TaskGenerator::new();
     let mut created = Vec::new();
+    // Ctrl-C while creating: what was created is still shown (it will be
+    // rendered); without a handler the process would end silently.
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut ctrl_c = std::pin::pin!(ctrl_c);
     for _ in 0..args.tasks {
         let mut task = generator.task(settings);
         task.width = args.width.unwrap_or(task.width);
         task.height = args.height.unwrap_or(task.height);
+        // One dimension given: the other drawn within the pixel limit, or
+        // a batch would fail at random on the sizes the user never gave.
+        let most =
+            |given: u32| u32::try_from(pixel_limit / u64::from(given.max(1))).unwrap_or(u32::MAX);
+        match (args.width, args.height) {
+            (Some(width), None) => task.height = task.height.min(most(width)).max(1),
+            (None, Some(height)) => task.width = task.width.min(most(height)).max(1),
+            _ => {}
+        }
         task.iterations = args.iterations.unwrap_or(task.iterations);
-        (task.xa, task.xb) = bounds(args.xa, args.xb, (task.xa, task.xb));
-        (task.ya, task.yb) = bounds(args.ya, args.yb, (task.ya, task.yb));
+        let viewport =
+            bounds(("--xa", args.xa), ("--xb", args.xb), (task.xa, task.xb)).and_then(|x| {
+                Ok((
+                    x,
+                    bounds(("--ya", args.ya), ("--yb", args.yb), (task.ya, task.yb))?,
+                ))
+            });
+        match viewport {
+            Ok(((xa, xb), (ya, yb))) => (task.xa, task.xb, task.ya, task.yb) = (xa, xb, ya, yb),
+            Err(mistake) => {
+                if !created.is_empty() {
+                    let _ = output::list(&created, format);
+                }
+                return Err(mistake.into());
+            }
+        }
         if args.seed.is_some() {
             task.seed = args.seed;
         }
         if let (Some(re), Some(im)) = (args.c_re, args.c_im) {
             (task.seed, task.c_re, task.c_im) = (None, Some(re), Some(im));
         }
-        match api.create(&task).await {
+        let uuid = task.uuid.clone().unwrap_or_default();
+        let answer = tokio::select! {
+            answer = api.create(&task) => answer,
+            Ok(()) = &mut ctrl_c => {
+                let _ = output::list(&created, format);
+                eprintln!(
+                    "faafo: {} (fractal {uuid} was being created and may exist too)",
+                    interrupted(&created)
+                );
+                return Ok(ExitCode::from(130));
+            }
+        };
+        match answer {
             Ok(fractal) => created.push(fractal),
             Err(e) => {
+                // The API may have created it before its answer was lost:
+                // the uuid is ours, so it can be asked.
+                if e.may_have_applied()
+                    && let Ok(fractal) = api.get(&uuid).await
+                {
+                    created.push(fractal);
+                    continue;
+                }
                 // Those created so far exist and will be rendered: shown,
                 // not hidden behind the error (which is the one to report).
                 if !created.is_empty() {
                     let _ = output::list(&created, format);
+                }
+                if e.may_have_applied() {
+                    return Err(format!(
+                        "{e} (fractal {uuid} may have been created: `faafo show {uuid}` tells)"
+                    )
+                    .into());
                 }
                 return Err(e.into());
             }
@@ -149,11 +213,15 @@ async fn create(
     }
     // JSON is one document: the fractals as created, or with `--wait` as
     // they ended up.
-    if !args.wait || format == Format::Table {
-        output::list(&created, format)?;
-    }
     if !args.wait {
+        output::list(&created, format)?;
         return Ok(ExitCode::SUCCESS);
+    }
+    // With --wait a reader that stopped reading (`| head`) does not end
+    // the wait: what failed is still said on standard error, and in the
+    // exit status.
+    if format == Format::Table {
+        reader_may_be_gone(output::list(&created, format))?;
     }
     let deadline = args
         .timeout
@@ -184,7 +252,7 @@ async fn create(
             Ended::Deleted(_) => None,
         })
         .collect();
-    output::list(&finished, format)?;
+    reader_may_be_gone(output::list(&finished, format))?;
     let mut not_rendered = 0;
     for end in &ended {
         match end {
@@ -194,7 +262,7 @@ async fn create(
                 eprintln!(
                     "faafo: {} failed: {}",
                     fractal.uuid,
-                    output::failure_reason(fractal)
+                    output::one_line(output::failure_reason(fractal))
                 );
             }
             Ended::Deleted(uuid) => {
@@ -229,16 +297,38 @@ async fn create(
     })
 }
 
+/// `printed`, with a reader that has gone taken as a success.
+fn reader_may_be_gone(printed: Result<(), Box<dyn Error>>) -> Result<(), Box<dyn Error>> {
+    match printed {
+        Err(e) if !e.is::<output::ReaderGone>() => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// A missing bound of the viewport placed relative to the given one, at
 /// the distance between the `drawn` pair (the generator's usual span):
-/// bounds drawn on their own would often be on the wrong side of it.
-fn bounds(low: Option<f64>, high: Option<f64>, drawn: (f64, f64)) -> (f64, f64) {
+/// bounds drawn on their own would often be on the wrong side of it. A
+/// bound so large that the span vanishes next to it is refused, naming it
+/// (the API would name the other, which the user never gave).
+fn bounds(
+    (low_flag, low): (&str, Option<f64>),
+    (high_flag, high): (&str, Option<f64>),
+    drawn: (f64, f64),
+) -> Result<(f64, f64), String> {
     let span = drawn.1 - drawn.0;
-    match (low, high) {
-        (Some(low), Some(high)) => (low, high),
-        (Some(low), None) => (low, low + span),
-        (None, Some(high)) => (high - span, high),
-        (None, None) => drawn,
+    let (low, high, given) = match (low, high) {
+        (Some(low), Some(high)) => return Ok((low, high)),
+        (Some(low), None) => (low, low + span, (low_flag, low, high_flag)),
+        (None, Some(high)) => (high - span, high, (high_flag, high, low_flag)),
+        (None, None) => return Ok(drawn),
+    };
+    if low < high && low.is_finite() && high.is_finite() {
+        Ok((low, high))
+    } else {
+        let (flag, value, other) = given;
+        Err(format!(
+            "{flag} {value} leaves no room for a viewport of width {span} beside it: give {other} too"
+        ))
     }
 }
 
@@ -407,12 +497,8 @@ async fn list(api: &ApiClient, args: ListArgs, format: Format) -> Result<ExitCod
 }
 
 async fn get(api: &ApiClient, args: GetArgs, format: Format) -> Result<ExitCode, Box<dyn Error>> {
-    let to_stdout = args.file.as_deref() == Some(std::path::Path::new("-"));
-    if to_stdout && format == Format::Json {
-        return Err("--output json and -o - both want the standard output: \
-                    give -o a file or a directory"
-            .into());
-    }
+    // (`--output json` with `-o -` is refused as a usage mistake by main.)
+    let to_stdout = args.writes_to_stdout();
     let png = match api.image(&args.uuid).await {
         Ok(png) => png,
         Err(e) if e.status() == Some(409) => return Err(no_image_yet(api, &args.uuid, e).await),
@@ -468,7 +554,7 @@ async fn no_image_yet(
     match api.get(uuid).await {
         Ok(fractal) if fractal.status == FractalStatus::Failed => format!(
             "fractal {uuid} failed, so it has no image: {}",
-            output::failure_reason(&fractal)
+            output::one_line(output::failure_reason(&fractal))
         )
         .into(),
         Ok(fractal) if fractal.status != FractalStatus::Done => format!(

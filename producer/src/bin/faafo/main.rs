@@ -210,6 +210,13 @@ struct GetArgs {
     file: Option<std::path::PathBuf>,
 }
 
+impl GetArgs {
+    /// `-o -`: the PNG to standard output.
+    fn writes_to_stdout(&self) -> bool {
+        self.file.as_deref() == Some(std::path::Path::new("-"))
+    }
+}
+
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     if cli.print_sample_config {
@@ -236,6 +243,16 @@ fn main() -> ExitCode {
             Some("create"),
             clap::error::ErrorKind::ArgumentConflict,
             &mistake,
+        )
+    }
+    if let Command::Get(args) = &command
+        && args.writes_to_stdout()
+        && cli.output == Format::Json
+    {
+        usage_error(
+            Some("get"),
+            clap::error::ErrorKind::ArgumentConflict,
+            "--output json and -o - both want the standard output: give -o a file or a directory",
         )
     }
     // Declared before the runtime so that it is dropped after it: lines

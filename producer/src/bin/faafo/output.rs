@@ -3,7 +3,7 @@
 use std::error::Error;
 use std::fmt::Display;
 
-use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use comfy_table::{ColumnConstraint, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use faafo_common::fractal::Fractal;
 
 use crate::Format;
@@ -53,6 +53,13 @@ pub fn list(fractals: &[Fractal], format: Format) -> Result<(), Box<dyn Error>> 
     if fractals.is_empty() {
         return line("no fractals");
     }
+    let table = fractal_table(fractals);
+    line(format_args!("{table}\n{} fractal(s)", fractals.len()))
+}
+
+/// The table of [`list`], fitted to the terminal's width when there is
+/// one.
+fn fractal_table(fractals: &[Fractal]) -> Table {
     // The error column appears when some fractal has one (`list --status
     // failed`): why, at a glance; `show` has the whole message.
     let with_errors = fractals.iter().any(|f| f.error.is_some());
@@ -94,7 +101,14 @@ pub fn list(fractals: &[Fractal], format: Format) -> Result<(), Box<dyn Error>> 
         }
         table.add_row(row);
     }
-    line(format_args!("{table}\n{} fractal(s)", fractals.len()))
+    // On a narrow terminal the other columns wrap: a uuid cut across
+    // lines could not be copied into `show`, `get` or `delete`.
+    for whole in [0, 1] {
+        if let Some(column) = table.column_mut(whole) {
+            column.set_constraint(ColumnConstraint::ContentWidth);
+        }
+    }
+    table
 }
 
 /// Why a failed fractal failed, as [`plain_error`] shows it.
@@ -131,10 +145,17 @@ pub fn plain_error(error: &str) -> &str {
     }
 }
 
+/// An error message on one line, whatever a worker put in it: runs of
+/// white space (a Python traceback's line breaks) as one space, other
+/// control characters (a terminal's escape sequences) escaped.
+pub fn one_line(error: &str) -> String {
+    faafo_common::configuration::one_line(&error.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
 /// The start of an error message, on one line, for a table cell.
 fn summary(error: &str) -> String {
     const MAX_CHARS: usize = 60;
-    let line = error.split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = one_line(error);
     if line.chars().count() <= MAX_CHARS {
         line
     } else {
@@ -195,7 +216,27 @@ pub fn show(f: &Fractal, format: Format) -> Result<(), Box<dyn Error>> {
 
 #[cfg(test)]
 mod tests {
-    use super::plain_error;
+    use super::{fractal_table, plain_error};
+    use faafo_common::fractal::Fractal;
+
+    #[test]
+    fn uuids_stay_whole_on_a_narrow_terminal() {
+        let fractal: Fractal = serde_json::from_value(serde_json::json!({
+            "uuid": "01a20784-fe99-72fe-a554-000000000001", "width": 1024, "height": 1024,
+            "iterations": 512, "xa": -1.5, "xb": 1.5, "ya": -1.5, "yb": 1.5,
+            "status": "failed", "error": "a long message that will have to wrap somewhere",
+            "attempts": 3, "duration": 0.25, "size": 123_456, "generated_by": "worker-host-1",
+            "created_at": "2026-11-23T00:00:00Z", "updated_at": "2026-11-23T00:00:00Z"
+        }))
+        .expect("a fractal");
+        let mut table = fractal_table(&[fractal]);
+        table.set_width(80);
+        let text = table.to_string();
+        assert!(
+            text.contains("01a20784-fe99-72fe-a554-000000000001") && text.contains("failed"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn plain_error_drops_the_rpc_wrapping_and_builtin_classes() {
