@@ -17,13 +17,13 @@ struct Cli {
     config: ConfigArgs,
     /// Generate one batch, wait until it is rendered, exit 0 if every task
     /// is done (1 otherwise).
-    #[arg(long)]
+    #[arg(long, global = true)]
     one_shot: bool,
     /// URL of the faafo API (overrides [DEFAULT] endpoint_url).
-    #[arg(long)]
+    #[arg(long, global = true)]
     endpoint_url: Option<String>,
     /// Log at debug level.
-    #[arg(long)]
+    #[arg(long, global = true)]
     debug: bool,
     /// Print a sample configuration file with every option and exit.
     #[arg(long)]
@@ -82,6 +82,8 @@ async fn run(
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut config = cli.config.load()?;
     if let Some(url) = cli.endpoint_url {
+        // Checked as the files' endpoint_url was.
+        faafo_common::api_client::ApiEndpoints::parse(&url)?;
         config.default.endpoint_url = url;
     }
     config.require_shared_broker("faafo-producer")?;

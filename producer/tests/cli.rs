@@ -1576,6 +1576,42 @@ fn environment_variables_that_are_not_text() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// faafo-producer's options go before or after its command
+/// (docs/operations.md), and `--endpoint-url` is checked as the files'
+/// `endpoint_url` is.
+#[test]
+fn producer_options_follow_its_command_and_are_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = support::write_config(
+        dir.path(),
+        "faafo.conf",
+        "[DEFAULT]\ntransport_url = rabbit://guest:guest@127.0.0.1:5672/\n",
+    );
+    let producer = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_faafo-producer"));
+        command.args(args).arg("--config-file").arg(&config);
+        run(command, &format!("faafo-producer {args:?}"))
+    };
+    let said = ok(
+        producer(&[
+            "check-config",
+            "--debug",
+            "--one-shot",
+            "--endpoint-url",
+            "http://api.example.org:5000",
+        ]),
+        "check-config with the options after it",
+    );
+    assert!(said.contains("http://api.example.org:5000"), "{said}");
+    let output = producer(&["check-config", "--endpoint-url", "https://api.example.org"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("invalid faafo API endpoint https://api.example.org"),
+        "{}",
+        stderr(&output)
+    );
+}
+
 /// `faafo up` refuses, at start and in one line, a token setup in which
 /// its own producer could create nothing.
 #[test]

@@ -526,6 +526,8 @@ fn multi_host_configurations_with_other_settings_are_accepted_by_check_config() 
         "faafo_api_auth_strategy": "noauth",
         "faafo_api_image_store": "filesystem",
         "faafo_api_image_dir": "/srv/faafo/images",
+        "faafo_rabbitmq_password": "r/a:b@c%d,e?f#g",
+        "faafo_database_password": "d/b:p@s s",
         "faafo_log_format": "json",
         "faafo_debug": true,
         "faafo_worker_executor_size": 2,
@@ -554,9 +556,11 @@ fn multi_host_configurations_with_other_settings_are_accepted_by_check_config() 
     rendered.check_all();
 
     // PostgreSQL (the inventory's choice) and RabbitMQ on the services host's
-    // private address; the producer uses the first API host.
-    let database = rendered.credential("database-faafo");
-    let rabbit = rendered.credential("rabbitmq-faafo");
+    // private address; the producer uses the first API host. Passwords of
+    // one's own are percent-encoded in the URLs (check_all had check-config
+    // parse them).
+    let database = "d%2Fb%3Ap%40s%20s";
+    let rabbit = "r%2Fa%3Ab%40c%25d%2Ce%3Ff%23g";
     for api in ["api1.example.org", "api2.example.org"] {
         let text = rendered.text(api, "api.conf");
         for needle in [

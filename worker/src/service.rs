@@ -258,25 +258,26 @@ impl WorkerService {
         ctx: RequestContext,
         task: Task,
     ) -> Result<TaskResult, RemoteError> {
-        let span = info_span!("process", request_id = ctx.log_id(), uuid = %task.uuid);
+        // A peer's uuid is checked by the render: until then it is shown
+        // cut short and quoted (a line break in it would forge a log line,
+        // megabytes of it would fill the log and the notification).
+        let uuid = task_label(&task.uuid);
+        let span = info_span!("process", request_id = ctx.log_id(), uuid = %uuid);
         async {
-            info!("processing task {}", task.uuid);
+            info!("processing task {uuid}");
             let outcome = self.render(&task).await;
             match &outcome {
                 Ok(result) => {
-                    info!(
-                        "task {} processed in {:.6} seconds",
-                        task.uuid, result.duration
-                    );
+                    info!("task {uuid} processed in {:.6} seconds", result.duration);
                     self.store(result).await;
                     self.notify_rendered(&ctx, result).await;
                 }
                 Err(error) if error.class == FRACTAL_DELETED => {
-                    info!("task {} not rendered: {}", task.uuid, error.message);
+                    info!("task {uuid} not rendered: {}", error.message);
                 }
                 Err(error) => {
-                    warn!("task {} failed: {}", task.uuid, error.message);
-                    self.notify_failed(&ctx, &task, error).await;
+                    warn!("task {uuid} failed: {}", error.message);
+                    self.notify_failed(&ctx, &uuid, error).await;
                 }
             }
             outcome
@@ -407,17 +408,27 @@ impl WorkerService {
         }
     }
 
-    async fn notify_failed(&self, ctx: &RequestContext, task: &Task, failure: &RemoteError) {
+    async fn notify_failed(&self, ctx: &RequestContext, uuid: &str, failure: &RemoteError) {
         if !self.notifier.is_enabled() {
             return;
         }
         let payload = json!({
-            "uuid": task.uuid, "error": failure.message, "class": failure.class,
+            "uuid": uuid, "error": failure.message, "class": failure.class,
             "generated_by": self.settings.server_name,
         });
         if let Err(e) = self.notifier.error(ctx, "fractal.failed", &payload).await {
             warn!("could not send the fractal.failed notification: {e}");
         }
+    }
+}
+
+/// A task's uuid as logs and notifications show it: as it is when it is
+/// a UUID, else cut short and quoted, control characters escaped.
+fn task_label(uuid: &str) -> String {
+    if uuid::Uuid::try_parse(uuid).is_ok() {
+        uuid.to_string()
+    } else {
+        format!("{:?}", faafo_common::fractal::shorten(uuid))
     }
 }
 

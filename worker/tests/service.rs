@@ -423,6 +423,27 @@ async fn notifications_and_the_png_directory(env: TestBroker) {
         ("fractal.failed", "ERROR")
     );
     assert_eq!(n.payload["class"], "ValueError");
+    assert_eq!(n.payload["uuid"], uuid.as_str());
+    // A peer's uuid that is no UUID reaches no notification (nor log line)
+    // as it is: a line break in it would forge a log line, megabytes of it
+    // would be copied. It is cut short and quoted.
+    let forged = format!(
+        "x\n2026-01-01 00:00:00.000 1 ERROR forged{}",
+        "y".repeat(10_000)
+    );
+    let _ = process(&client, task(&forged))
+        .await
+        .expect_err("not a UUID");
+    let n = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("in time")
+        .expect("one");
+    assert_eq!(n.event_type, "fractal.failed");
+    let shown = n.payload["uuid"].as_str().expect("a uuid as text");
+    assert!(
+        shown.starts_with("\"x\\n2026") && shown.len() < 100 && !shown.contains('\n'),
+        "{shown}"
+    );
     worker.stop().await;
     listener.stop().await;
 }

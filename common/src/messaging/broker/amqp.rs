@@ -711,6 +711,8 @@ async fn run_subscription(
 ) {
     let queue = spec.queue.name.clone();
     let mut failures = 0u32;
+    // Refusals by the broker in a row, to say so now and then.
+    let mut refusals = 0u32;
     loop {
         if let Some((channel, mut consumer)) = current.take() {
             let ended = loop {
@@ -776,6 +778,7 @@ async fn run_subscription(
         };
         match start_consumer(&link, &spec).await {
             Ok(c) => {
+                refusals = 0;
                 info!(%queue, "consumer re-established");
                 current = Some(c);
                 if tx.send(SubscriptionEvent::Reconnected).is_err() {
@@ -783,10 +786,30 @@ async fn run_subscription(
                     return;
                 }
             }
+            // The broker refuses (the queue redeclared with other
+            // arguments by a peer after a restart, a permission, a limit):
+            // nothing is consumed until someone acts, so it is said, not
+            // only at debug level, once and then every [`REFUSALS_TO_WARN`].
+            Err(e @ MessagingError::Broker(_)) => {
+                refusals += 1;
+                if refusals % REFUSALS_TO_WARN == 1 {
+                    warn!(
+                        %queue, error = %e, refusals,
+                        "the broker refuses to re-establish this consumer: nothing is \
+                         consumed from the queue until it accepts; trying again"
+                    );
+                } else {
+                    debug!(%queue, error = %e, "could not re-establish the consumer yet");
+                }
+            }
             Err(e) => debug!(%queue, error = %e, "could not re-establish the consumer yet"),
         }
     }
 }
+
+/// Every how many refusals in a row a consumer that the broker will not
+/// re-establish is logged as a warning again (about a minute apart).
+const REFUSALS_TO_WARN: u32 = 20;
 
 /// Cancels an AMQP subscription.
 pub(crate) struct AmqpSubscriptionHandle {
