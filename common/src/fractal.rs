@@ -276,6 +276,12 @@ pub const FRACTAL_DELETED: &str = "FractalDeleted";
 pub struct CancelArgs {
     /// The deleted fractal whose renders stop.
     pub uuid: String,
+    /// The last revision of it the producer knew: tasks of that fractal
+    /// at this revision or before are refused, a task of a fractal created
+    /// again under the same uuid (a later revision) is not. `None` (a
+    /// producer older than revisions): every task of the uuid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
 }
 
 /// The arguments of the workers' `process` method.
@@ -316,6 +322,11 @@ pub struct Task {
     /// Given Julia constant, imaginary part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub c_im: Option<f64>,
+    /// The fractal's revision when this attempt was dispatched, which
+    /// tells a deleted fractal's task from one of a fractal created again
+    /// under its uuid (see [`CancelArgs::revision`]); `None` when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
 }
 
 impl Task {
@@ -334,6 +345,7 @@ impl Task {
             seed: new.seed,
             c_re: new.c_re,
             c_im: new.c_im,
+            revision: None,
         }
     }
 
@@ -355,6 +367,7 @@ impl Task {
             seed: f.seed,
             c_re,
             c_im,
+            revision: f.revision,
         }
     }
 }

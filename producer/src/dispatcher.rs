@@ -375,13 +375,18 @@ impl Dispatcher {
             );
             self.stats.calls.fetch_add(1, Ordering::Relaxed);
             let ctx = RequestContext::new().with_request_id(request_id);
-            let args = ProcessArgs { task: task.clone() };
+            let args = ProcessArgs {
+                task: Task {
+                    revision,
+                    ..task.clone()
+                },
+            };
             let answer = tokio::select! {
                 answer = self.rpc.call::<_, TaskResult>(&ctx, PROCESS, &args) => answer,
                 () = self.deleted(&api, &uuid) => {
                     // The slot is for calls: free before the cast.
                     drop(permit);
-                    self.cancel_render(&ctx, &uuid).await;
+                    self.cancel_render(&ctx, &uuid, revision).await;
                     return Outcome::Gone;
                 }
                 () = self.give_up.wait() => {
@@ -523,15 +528,17 @@ impl Dispatcher {
         }
     }
 
-    /// Tells every worker that task `uuid` was deleted: the one rendering
-    /// it stops (and a worker that has it waiting does not start it). Its
-    /// answer, if any, finds nobody waiting. A cast that fails (or waits
-    /// more than `CANCEL_CAST_TIMEOUT` for the broker) leaves the render to
-    /// finish for nothing: logged, not retried.
-    async fn cancel_render(&self, ctx: &RequestContext, uuid: &str) {
+    /// Tells every worker that task `uuid`, last seen at `revision`, was
+    /// deleted: the one rendering it stops (and a worker that has it
+    /// waiting does not start it), while a fractal created again under the
+    /// same uuid is rendered. Its answer, if any, finds nobody waiting. A
+    /// cast that fails (or waits more than `CANCEL_CAST_TIMEOUT` for the
+    /// broker) leaves the render to finish for nothing: logged, not retried.
+    async fn cancel_render(&self, ctx: &RequestContext, uuid: &str, revision: Option<u64>) {
         info!("task {uuid} was deleted from the API: cancelling its render");
         let args = CancelArgs {
             uuid: uuid.to_string(),
+            revision,
         };
         let cast = self.control.cast(ctx, CANCEL_METHOD, &args);
         let failure = match tokio::time::timeout(CANCEL_CAST_TIMEOUT, cast).await {

@@ -1681,6 +1681,38 @@ async fn deleting_a_fractal_stops_its_render() {
         "{log}"
     );
     assert!(all(&api, None).await.is_empty(), "nothing else to render");
+
+    // The same uuid created again at once (a client may choose it): the
+    // worker, which remembers the deletion, tells the new fractal from the
+    // deleted one by its revision, and renders it.
+    let again = faafo_common::fractal::NewFractal {
+        uuid: Some(uuid.clone()),
+        width: 64,
+        height: 48,
+        iterations: 32,
+        xa: -1.5,
+        xb: 1.5,
+        ya: -1.0,
+        yb: 1.0,
+        seed: Some(7),
+        c_re: None,
+        c_im: None,
+        status: None,
+        attempts: None,
+    };
+    api.create(&again).await.expect("created again");
+    eventually(
+        "the fractal created again is rendered",
+        Duration::from_secs(30),
+        async || {
+            api.get(&uuid)
+                .await
+                .is_ok_and(|f| f.status == faafo_common::fractal::FractalStatus::Done)
+        },
+    )
+    .await;
+    let rendered = api.get(&uuid).await.expect("the fractal");
+    assert_eq!((rendered.attempts, rendered.error), (1, None));
 }
 
 /// A second Ctrl-C or SIGTERM ends a stopping `faafo up` at once (exit

@@ -1,6 +1,6 @@
 //! The renders a worker runs, by fractal: [`RenderRegistry`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,14 +30,42 @@ pub struct RenderRegistry {
 #[derive(Debug, Default)]
 struct State {
     running: HashMap<String, Vec<Running>>,
-    /// Deleted fractals, and the same in the order of their deletion.
-    deleted: HashSet<String>,
+    /// Deleted fractals, each with the last revision deleted, and the
+    /// same in the order of their deletion.
+    deleted: HashMap<String, Deletion>,
     deletions: VecDeque<(String, Instant)>,
+}
+
+/// Which tasks of a deleted fractal's uuid are refused: those at its last
+/// revision known to the producer or before (a fractal created again
+/// under the uuid has later ones), or all of them (`None`: revision
+/// unknown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Deletion(Option<u64>);
+
+impl Deletion {
+    /// Whether a task at `revision` is of the deleted fractal; one whose
+    /// revision is unknown may be, and is refused.
+    fn covers(self, revision: Option<u64>) -> bool {
+        match (self.0, revision) {
+            (Some(last), Some(revision)) => revision <= last,
+            _ => true,
+        }
+    }
+
+    /// Two deletions of the same uuid: the wider.
+    fn merge(self, other: Deletion) -> Deletion {
+        match (self.0, other.0) {
+            (Some(a), Some(b)) => Deletion(Some(a.max(b))),
+            _ => Deletion(None),
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Running {
     id: u64,
+    revision: Option<u64>,
     render: CancelToken,
     deleted: Arc<AtomicBool>,
 }
@@ -81,15 +109,24 @@ impl RenderRegistry {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers the render of `uuid` cancelled through `render`; if the
-    /// fractal was deleted lately, the ticket says so at once (and `render`
-    /// is cancelled).
-    pub fn register(&self, uuid: &str, render: &CancelToken) -> RenderTicket<'_> {
+    /// Registers the render of `uuid` at `revision` cancelled through
+    /// `render`; if that fractal was deleted lately, the ticket says so at
+    /// once (and `render` is cancelled).
+    pub fn register(
+        &self,
+        uuid: &str,
+        revision: Option<u64>,
+        render: &CancelToken,
+    ) -> RenderTicket<'_> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let deleted = Arc::new(AtomicBool::new(false));
         let mut state = self.lock();
         state.forget_old(Instant::now());
-        if state.deleted.contains(uuid) {
+        if state
+            .deleted
+            .get(uuid)
+            .is_some_and(|deletion| deletion.covers(revision))
+        {
             deleted.store(true, Ordering::Release);
             render.cancel();
         }
@@ -99,6 +136,7 @@ impl RenderRegistry {
             .or_default()
             .push(Running {
                 id,
+                revision,
                 render: render.clone(),
                 deleted: deleted.clone(),
             });
@@ -110,27 +148,35 @@ impl RenderRegistry {
         }
     }
 
-    /// The fractal `uuid` was deleted: its renders here are cancelled, and
-    /// a task of it that comes up later is refused. Returns how many
-    /// renders were running.
-    pub fn delete(&self, uuid: &str) -> usize {
+    /// The fractal `uuid`, last at `revision` (`None`: unknown), was
+    /// deleted: its renders here are cancelled, and a task of it that
+    /// comes up later is refused; tasks at later revisions (the uuid
+    /// created again) are not. Returns how many renders were cancelled.
+    pub fn delete(&self, uuid: &str, revision: Option<u64>) -> usize {
         let now = Instant::now();
         let mut state = self.lock();
         state.forget_old(now);
-        if state.deleted.insert(uuid.to_string()) {
-            if state.deletions.len() >= MAX_REMEMBERED
-                && let Some((oldest, _)) = state.deletions.pop_front()
-            {
-                state.deleted.remove(&oldest);
+        let deletion = match state.deleted.get(uuid) {
+            Some(earlier) => earlier.merge(Deletion(revision)),
+            None => {
+                if state.deletions.len() >= MAX_REMEMBERED
+                    && let Some((oldest, _)) = state.deletions.pop_front()
+                {
+                    state.deleted.remove(&oldest);
+                }
+                state.deletions.push_back((uuid.to_string(), now));
+                Deletion(revision)
             }
-            state.deletions.push_back((uuid.to_string(), now));
-        }
+        };
+        state.deleted.insert(uuid.to_string(), deletion);
         let renders = state.running.get(uuid).map_or(&[][..], Vec::as_slice);
-        for render in renders {
+        let mut cancelled = 0;
+        for render in renders.iter().filter(|r| deletion.covers(r.revision)) {
             render.deleted.store(true, Ordering::Release);
             render.render.cancel();
+            cancelled += 1;
         }
-        renders.len()
+        cancelled
     }
 
     /// Renders registered now.
@@ -162,47 +208,101 @@ mod tests {
     fn a_deletion_cancels_the_renders_of_that_fractal_only() {
         let registry = RenderRegistry::new();
         let (a1, a2, b) = (CancelToken::new(), CancelToken::new(), CancelToken::new());
-        let t1 = registry.register(A, &a1);
-        let t2 = registry.register(A, &a2);
-        let tb = registry.register(B, &b);
+        let t1 = registry.register(A, None, &a1);
+        let t2 = registry.register(A, None, &a2);
+        let tb = registry.register(B, None, &b);
         assert_eq!(registry.running(), 3);
-        assert_eq!(registry.delete(A), 2);
+        assert_eq!(registry.delete(A, None), 2);
         assert!(a1.is_cancelled() && a2.is_cancelled() && t1.deleted() && t2.deleted());
         assert!(!b.is_cancelled() && !tb.deleted());
         drop((t1, t2));
         assert_eq!(registry.running(), 1);
         drop(tb);
         assert_eq!(registry.running(), 0);
-        assert_eq!(registry.delete(B), 0, "nothing running: nothing cancelled");
+        assert_eq!(
+            registry.delete(B, None),
+            0,
+            "nothing running: nothing cancelled"
+        );
     }
 
     #[test]
     fn a_task_of_a_fractal_deleted_before_it_started_is_refused() {
         let registry = RenderRegistry::new();
-        registry.delete(A);
-        registry.delete(A);
+        registry.delete(A, None);
+        registry.delete(A, None);
         let token = CancelToken::new();
-        let ticket = registry.register(A, &token);
+        let ticket = registry.register(A, None, &token);
         assert!(ticket.deleted() && token.is_cancelled());
         let other = CancelToken::new();
-        assert!(!registry.register(B, &other).deleted());
+        assert!(!registry.register(B, None, &other).deleted());
         assert!(!other.is_cancelled());
     }
 
     #[test]
     fn only_the_latest_deletions_are_remembered() {
         let registry = RenderRegistry::new();
-        registry.delete(A);
+        registry.delete(A, None);
         for i in 0..MAX_REMEMBERED {
-            registry.delete(&format!("other-{i}"));
+            registry.delete(&format!("other-{i}"), None);
         }
-        assert!(!registry.register(A, &CancelToken::new()).deleted());
+        assert!(!registry.register(A, None, &CancelToken::new()).deleted());
         assert!(
             registry
                 .register(
                     &format!("other-{}", MAX_REMEMBERED - 1),
+                    None,
                     &CancelToken::new()
                 )
+                .deleted()
+        );
+    }
+
+    #[test]
+    fn a_fractal_created_again_under_a_deleted_uuid_is_rendered() {
+        let registry = RenderRegistry::new();
+        // Deleted at revision 100: its running render at 100 stops, the
+        // render of the fractal created again (revision 5,000) does not.
+        let (old, new) = (CancelToken::new(), CancelToken::new());
+        let old_ticket = registry.register(A, Some(100), &old);
+        let new_ticket = registry.register(A, Some(5_000), &new);
+        assert_eq!(registry.delete(A, Some(100)), 1);
+        assert!(old_ticket.deleted() && old.is_cancelled());
+        assert!(!new_ticket.deleted() && !new.is_cancelled());
+        // Tasks that come up later: up to 100 refused, later ones not,
+        // unknown revisions refused (they may be the deleted fractal's).
+        for (revision, refused) in [
+            (Some(99), true),
+            (Some(100), true),
+            (Some(101), false),
+            (None, true),
+        ] {
+            let ticket = registry.register(A, revision, &CancelToken::new());
+            assert_eq!(ticket.deleted(), refused, "{revision:?}");
+        }
+        // A later deletion widens the bound; an unknown one covers all.
+        registry.delete(A, Some(50));
+        assert!(
+            !registry
+                .register(A, Some(101), &CancelToken::new())
+                .deleted()
+        );
+        registry.delete(A, Some(6_000));
+        assert!(new_ticket.deleted() && new.is_cancelled());
+        assert!(
+            registry
+                .register(A, Some(6_000), &CancelToken::new())
+                .deleted()
+        );
+        assert!(
+            !registry
+                .register(A, Some(6_001), &CancelToken::new())
+                .deleted()
+        );
+        registry.delete(A, None);
+        assert!(
+            registry
+                .register(A, Some(1_000_000), &CancelToken::new())
                 .deleted()
         );
     }

@@ -226,16 +226,18 @@ impl WorkerService {
             move |_ctx: RequestContext, args: CancelArgs| {
                 let service = service.clone();
                 async move {
-                    service.cancel(&args.uuid);
+                    service.cancel(&args.uuid, args.revision);
                     Ok::<_, RemoteError>(())
                 }
             },
         )
     }
 
-    /// The fractal `uuid` was deleted: its renders here stop, and a task of
-    /// it taken ahead is not started. Returns how many renders stopped.
-    pub fn cancel(&self, uuid: &str) -> usize {
+    /// The fractal `uuid`, last at `revision` (`None`: unknown), was
+    /// deleted: its renders here stop, and a task of it taken ahead is not
+    /// started; a fractal created again under the uuid (a later revision)
+    /// is rendered. Returns how many renders stopped.
+    pub fn cancel(&self, uuid: &str, revision: Option<u64>) -> usize {
         // Only a fractal's uuid is remembered: whoever can publish on the
         // broker cannot fill the registry with anything else.
         if uuid::Uuid::try_parse(uuid).is_err() {
@@ -245,7 +247,7 @@ impl WorkerService {
             );
             return 0;
         }
-        let stopped = self.renders.delete(uuid);
+        let stopped = self.renders.delete(uuid, revision);
         if stopped > 0 {
             info!("fractal {uuid} was deleted: cancelling its render");
         }
@@ -302,7 +304,7 @@ impl WorkerService {
             .check(&spec)
             .map_err(|e| RemoteError::value_error(format!("task {}: {e}", task.uuid)))?;
         let cancel = CancelToken::new();
-        let ticket = self.renders.register(&task.uuid, &cancel);
+        let ticket = self.renders.register(&task.uuid, task.revision, &cancel);
         let deleted = || {
             RemoteError::new(
                 FRACTAL_DELETED,

@@ -28,6 +28,7 @@ fn task() -> Task {
         seed: None,
         c_re: Some(-0.8),
         c_im: Some(0.156),
+        revision: None,
     }
 }
 

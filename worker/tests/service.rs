@@ -47,6 +47,7 @@ fn task(uuid: &str) -> Task {
         seed: None,
         c_re: Some(-0.8),
         c_im: Some(0.156),
+        revision: None,
     }
 }
 
@@ -552,7 +553,10 @@ async fn a_deleted_fractal_stops_its_render(env: TestBroker) {
                 .cast(
                     &RequestContext::with_new_request_id(),
                     CANCEL_METHOD,
-                    &CancelArgs { uuid },
+                    &CancelArgs {
+                        uuid,
+                        revision: None,
+                    },
                 )
                 .await
                 .expect("cast")

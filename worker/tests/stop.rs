@@ -93,6 +93,7 @@ async fn sigterm_gives_a_long_render_back_after_the_grace() {
         seed: None,
         c_re: Some(0.0),
         c_im: Some(0.0),
+        revision: None,
     };
     let uuid = task.uuid.clone();
     let call = tokio::spawn(async move {
