@@ -252,6 +252,12 @@ pub mod schema {
         pub updated_before: Option<String>,
         /// Sort order (ties broken by uuid).
         pub order_by: Option<OrderBy>,
+        /// Only fractals whose uuid sorts after this one. With
+        /// `order_by=uuid`, give the last uuid of a page to get the next:
+        /// such pages skip and repeat nothing while fractals change status,
+        /// are created or deleted in between (page numbers can).
+        #[param(format = Uuid)]
+        pub uuid_after: Option<String>,
     }
 }
 

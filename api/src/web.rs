@@ -169,6 +169,7 @@ async fn render_index(state: &AppState, page: u64) -> Result<Response, ApiError>
         per_page: PER_PAGE,
         status: Some(FractalStatus::Done),
         updated_before: None,
+        uuid_after: None,
         order: Order {
             key: OrderKey::UpdatedAt,
             descending: true,

@@ -165,6 +165,9 @@ pub struct ListQuery {
     /// Sort key: `created_at`, `updated_at` or `uuid`, `-` prefix for descending.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_by: Option<String>,
+    /// Only fractals whose uuid sorts after this one (paging by uuid).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uuid_after: Option<String>,
 }
 
 /// Header carrying the request id that follows one fractal through faafo.
@@ -531,14 +534,58 @@ impl ApiClient {
         .await
     }
 
-    /// Every fractal matching `query`, over all pages.
+    /// Every fractal matching `query`, over all pages, in its order.
+    ///
+    /// The pages follow each other by uuid (`uuid_after` the last one
+    /// seen), not by number: while fractals change status, are created or
+    /// deleted between two pages, numbered pages of a filtered list shift
+    /// under the reader, who then misses some and sees others twice. Each
+    /// fractal is seen once, as it was when its page was read; the order
+    /// asked for is applied to the whole. An API older than `uuid_after`
+    /// (a 400 for it) is paged by number.
     pub async fn list_all(&self, query: &ListQuery) -> Result<Vec<Fractal>, ApiError> {
+        let per_page = query.results_per_page.unwrap_or(100);
+        let mut out: Vec<Fractal> = Vec::new();
+        loop {
+            let q = ListQuery {
+                page: None,
+                results_per_page: Some(per_page),
+                order_by: Some("uuid".into()),
+                uuid_after: out.last().map(|f| f.uuid.clone()),
+                ..query.clone()
+            };
+            let result = match self.list(&q).await {
+                Ok(result) => result,
+                Err(e) if out.is_empty() && e.status() == Some(400) => {
+                    return self.list_all_by_page_number(query, per_page).await;
+                }
+                Err(e) => return Err(e),
+            };
+            let (got, left) = (result.objects.len() as u64, result.num_results);
+            out.extend(result.objects);
+            // `num_results` counts what is left from this page on: this
+            // page held it all (a page may be smaller than asked for: the
+            // API caps its size).
+            if got == 0 || got >= left {
+                break;
+            }
+        }
+        sort_as_asked(&mut out, query.order_by.as_deref());
+        Ok(out)
+    }
+
+    /// [`Self::list_all`] by page numbers, for an API without `uuid_after`.
+    async fn list_all_by_page_number(
+        &self,
+        query: &ListQuery,
+        per_page: u64,
+    ) -> Result<Vec<Fractal>, ApiError> {
         let mut out = Vec::new();
         let mut page = 1;
         loop {
             let q = ListQuery {
                 page: Some(page),
-                results_per_page: Some(query.results_per_page.unwrap_or(100)),
+                results_per_page: Some(per_page),
                 ..query.clone()
             };
             let result = self.list(&q).await?;
@@ -731,6 +778,30 @@ impl From<StatusCode> for ErrorBody {
             message: status.canonical_reason().unwrap_or("error").to_string(),
         }
     }
+}
+
+/// Sorts `fractals` by `order_by` as the API would (`created_at` by
+/// default; ties broken by uuid). Timestamps compare as text: the API
+/// writes them all in one fixed-width form.
+fn sort_as_asked(fractals: &mut [Fractal], order_by: Option<&str>) {
+    let order_by = order_by.unwrap_or("created_at");
+    let (descending, key) = match order_by.strip_prefix('-') {
+        Some(key) => (true, key),
+        None => (false, order_by),
+    };
+    fractals.sort_by(|a, b| {
+        let by_key = match key {
+            "updated_at" => a.updated_at.cmp(&b.updated_at),
+            "uuid" => std::cmp::Ordering::Equal,
+            _ => a.created_at.cmp(&b.created_at),
+        };
+        let ordering = by_key.then_with(|| a.uuid.cmp(&b.uuid));
+        if descending {
+            ordering.reverse()
+        } else {
+            ordering
+        }
+    });
 }
 
 #[cfg(test)]

@@ -1485,6 +1485,81 @@ fn requests_whose_answer_was_lost_are_recognised() {
     );
 }
 
+/// `list` reads its pages by uuid, and an API older than `uuid_after`
+/// (a 400 for it) by page numbers.
+#[test]
+fn list_pages_by_uuid_and_by_number_on_an_older_api() {
+    let fractal = |i: usize| {
+        // Created in the reverse order of their uuids.
+        let s = 10_000 - i;
+        let created_at = format!(
+            "2025-01-01T{:02}:{:02}:{:02}.000000Z",
+            s / 3600,
+            s / 60 % 60,
+            s % 60
+        );
+        serde_json::json!({
+            "uuid": format!("01a20784-fe99-72fe-a554-{i:012}"),
+            "width": 64, "height": 48, "iterations": 40,
+            "xa": -1.5, "xb": 1.5, "ya": -1.5, "yb": 1.5,
+            "seed": null, "c_re": null, "c_im": null,
+            "status": "pending", "error": null, "attempts": 0,
+            "duration": null, "checksum": null, "size": null,
+            "generated_by": null,
+            "created_at": created_at,
+            "updated_at": "2025-01-01T00:00:00.000000Z",
+        })
+    };
+    let page = |range: std::ops::Range<usize>, left: usize| {
+        let objects: Vec<Value> = range.map(fractal).collect();
+        serde_json::json!({"num_results": left, "objects": objects, "page": 1, "total_pages": 1})
+            .to_string()
+            .into_bytes()
+    };
+    let json_headers = "content-type: application/json\r\n";
+    let (url, requests) = scripted_api(vec![
+        ("200 OK", json_headers, page(0..100, 150)),
+        ("200 OK", json_headers, page(100..150, 50)),
+    ]);
+    let listed = json(
+        &ok(faafo_at(&url, &["--output", "json", "list"]), "list"),
+        "list",
+    );
+    let listed = listed.as_array().expect("an array");
+    assert_eq!(listed.len(), 150);
+    // Oldest first, whatever the order of the pages (by uuid).
+    assert_eq!(listed[0]["uuid"], "01a20784-fe99-72fe-a554-000000000149");
+    let asked: Vec<String> = requests.try_iter().collect();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(
+        asked[0].contains("order_by=uuid") && !asked[0].contains("uuid_after"),
+        "{asked:?}"
+    );
+    assert!(
+        asked[1].contains("uuid_after=01a20784-fe99-72fe-a554-000000000099"),
+        "{asked:?}"
+    );
+
+    let (url, requests) = scripted_api(vec![
+        (
+            "400 Bad Request",
+            json_headers,
+            br#"{"code": 400, "message": "unknown field `uuid_after`"}"#.to_vec(),
+        ),
+        ("200 OK", json_headers, page(0..3, 3)),
+    ]);
+    let listed = json(
+        &ok(
+            faafo_at(&url, &["--output", "json", "list"]),
+            "list on an older API",
+        ),
+        "list",
+    );
+    assert_eq!(listed.as_array().map(Vec::len), Some(3));
+    let asked: Vec<String> = requests.try_iter().collect();
+    assert!(asked[1].contains("page=1"), "{asked:?}");
+}
+
 /// `create --wait` whose reader has gone (`| head`) still waits, says
 /// what failed on standard error, on one line even when a worker's
 /// message has several, and exits non-zero.

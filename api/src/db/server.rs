@@ -749,6 +749,7 @@ impl ServerPool {
         let (count, page) = (self.sql(&count), self.sql(&page));
         let status = query.status.map(|s| s.as_str());
         let before = query.updated_before;
+        let after = query.uuid_after.as_ref().map(ToString::to_string);
         let total: i64 = on_pool!(self, pool => {
             let mut conn = self.checkout(pool).await?;
             let mut q = sqlx::query_scalar(count);
@@ -757,6 +758,9 @@ impl ServerPool {
             }
             if let Some(before) = before {
                 q = q.bind(before);
+            }
+            if let Some(after) = &after {
+                q = q.bind(after.clone());
             }
             q.fetch_one(&mut *conn).await?
         });
@@ -772,6 +776,9 @@ impl ServerPool {
             }
             if let Some(before) = before {
                 q = q.bind(before);
+            }
+            if let Some(after) = &after {
+                q = q.bind(after.clone());
             }
             let rows = q.bind(i64::from(query.per_page)).bind(offset).fetch_all(&mut *conn).await?;
             let mut records = Vec::with_capacity(rows.len());

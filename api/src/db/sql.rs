@@ -42,8 +42,8 @@ pub const SELECT_IMAGE: &str = "SELECT data FROM fractal_image WHERE uuid = ?";
 pub const DELETE: &str = "DELETE FROM fractal WHERE uuid = ?";
 
 /// `(count, page)` statements of `query`; the parameters are, in order,
-/// the status (if filtered), `updated_before` (if filtered), then for the
-/// page the limit and the offset.
+/// the status (if filtered), `updated_before` (if filtered), `uuid_after`
+/// (if filtered), then for the page the limit and the offset.
 pub fn list(query: &ListQuery) -> (String, String) {
     let mut filter = String::from(" WHERE 1 = 1");
     if query.status.is_some() {
@@ -51,6 +51,9 @@ pub fn list(query: &ListQuery) -> (String, String) {
     }
     if query.updated_before.is_some() {
         filter.push_str(" AND updated_at < ?");
+    }
+    if query.uuid_after.is_some() {
+        filter.push_str(" AND uuid > ?");
     }
     let direction = if query.order.descending {
         "DESC"

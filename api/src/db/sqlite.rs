@@ -307,6 +307,9 @@ impl SqliteStore {
             if let Some(before) = query.updated_before {
                 filters.push(Box::new(before));
             }
+            if let Some(after) = &query.uuid_after {
+                filters.push(Box::new(after.to_string()));
+            }
             let filter_params: Vec<&dyn ToSql> =
                 filters.iter().map(|b| b.as_ref() as &dyn ToSql).collect();
             let total: i64 = conn

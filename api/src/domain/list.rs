@@ -3,7 +3,7 @@
 use faafo_common::fractal::FractalStatus;
 use serde::Deserialize;
 
-use super::{Invalid, Timestamp};
+use super::{FractalId, Invalid, Timestamp};
 
 /// The query string of `GET /v1/fractal`, as text: parsed by
 /// [`ListQuery::parse`] so each bad value gets its own message.
@@ -20,6 +20,8 @@ pub struct ListParams {
     pub updated_before: Option<String>,
     /// `created_at`, `updated_at` or `uuid`, `-` first for descending.
     pub order_by: Option<String>,
+    /// Only fractals whose uuid sorts after this one.
+    pub uuid_after: Option<String>,
 }
 
 /// A sort key of the collection.
@@ -61,6 +63,11 @@ pub struct ListQuery {
     pub status: Option<FractalStatus>,
     /// Only fractals updated strictly before this time.
     pub updated_before: Option<Timestamp>,
+    /// Only fractals whose uuid sorts after this one: with the uuid order,
+    /// pages that follow each other by their last uuid instead of by
+    /// number, and so skip and repeat nothing while the collection
+    /// changes (statuses, inserts, deletions) between two pages.
+    pub uuid_after: Option<FractalId>,
     /// The order.
     pub order: Order,
 }
@@ -140,11 +147,17 @@ impl ListQuery {
                 Order { key, descending }
             }
         };
+        let uuid_after = params
+            .uuid_after
+            .as_deref()
+            .map(|text| FractalId::parse(text).map_err(|e| Invalid(format!("uuid_after: {}", e.0))))
+            .transpose()?;
         Ok(Self {
             page,
             per_page,
             status,
             updated_before,
+            uuid_after,
             order,
         })
     }
@@ -196,9 +209,14 @@ mod tests {
             status: Some("done".into()),
             updated_before: Some("2026-01-01T00:00:00Z".into()),
             order_by: Some("-updated_at".into()),
+            uuid_after: Some("01A20784-FE99-72FE-A554-9A9B678B0FE0".into()),
         })
         .expect("valid");
         assert_eq!(q.per_page, 100);
+        assert_eq!(
+            q.uuid_after.map(|id| id.to_string()).as_deref(),
+            Some("01a20784-fe99-72fe-a554-9a9b678b0fe0")
+        );
         assert_eq!(q.offset(), Some(200));
         assert_eq!(q.status, Some(FractalStatus::Done));
         assert_eq!(
@@ -235,6 +253,10 @@ mod tests {
             },
             ListParams {
                 order_by: Some("width; DROP TABLE fractal".into()),
+                ..ListParams::default()
+            },
+            ListParams {
+                uuid_after: Some("01a20784' OR '1'='1".into()),
                 ..ListParams::default()
             },
         ];

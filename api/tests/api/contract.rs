@@ -239,6 +239,83 @@ async fn pages_count_and_clamp(backend: Backend) {
         .await
         .expect("list_all");
     assert_eq!(all.len(), 23);
+    // Pages larger than the API serves (max_results_per_page 20) and
+    // smaller: every fractal once, in the order asked for.
+    for per_page in [7, 1000] {
+        let all = app
+            .api
+            .list_all(&ListQuery {
+                results_per_page: Some(per_page),
+                ..ListQuery::default()
+            })
+            .await
+            .expect("list_all");
+        let seen: Vec<String> = all.into_iter().map(|f| f.uuid).collect();
+        assert_eq!(seen, uuids, "{per_page} a page: by creation");
+        let newest_first = app
+            .api
+            .list_all(&ListQuery {
+                results_per_page: Some(per_page),
+                order_by: Some("-created_at".into()),
+                ..ListQuery::default()
+            })
+            .await
+            .expect("list_all");
+        let mut reversed = uuids.clone();
+        reversed.reverse();
+        let seen: Vec<String> = newest_first.into_iter().map(|f| f.uuid).collect();
+        assert_eq!(seen, reversed, "{per_page} a page: newest first");
+    }
+
+    // Pages by uuid do not shift while fractals leave a filtered list
+    // between two of them; numbered pages do, and skip some.
+    let by_uuid = |after: Option<String>| ListQuery {
+        results_per_page: Some(10),
+        status: Some(FractalStatus::Pending),
+        order_by: Some("uuid".into()),
+        uuid_after: after,
+        ..ListQuery::default()
+    };
+    let first = app.api.list(&by_uuid(None)).await.expect("page 1");
+    let mut sorted = uuids.clone();
+    sorted.sort();
+    let first: Vec<String> = first.objects.into_iter().map(|f| f.uuid).collect();
+    assert_eq!(first, sorted[..10]);
+    let running = FractalUpdate {
+        status: Some(FractalStatus::Running),
+        ..FractalUpdate::default()
+    };
+    for uuid in &first[..5] {
+        app.api.update(uuid, &running).await.expect("running");
+    }
+    let second = app
+        .api
+        .list(&by_uuid(first.last().cloned()))
+        .await
+        .expect("page 2");
+    assert_eq!(second.num_results, 13, "what is left after page 1");
+    let second: Vec<String> = second.objects.into_iter().map(|f| f.uuid).collect();
+    assert_eq!(second, sorted[10..20], "nothing skipped");
+    let numbered = app
+        .api
+        .list(&ListQuery {
+            page: Some(2),
+            ..by_uuid(None)
+        })
+        .await
+        .expect("numbered page 2");
+    assert_eq!(numbered.objects[0].uuid, sorted[15], "numbered pages shift");
+    let pending = app
+        .api
+        .list_all(&ListQuery {
+            status: Some(FractalStatus::Pending),
+            results_per_page: Some(4),
+            ..ListQuery::default()
+        })
+        .await
+        .expect("list_all");
+    assert_eq!(pending.len(), 18);
+    error_of(app.get("/v1/fractal?uuid_after=nope").await, 400).await;
     app.stop().await;
 }
 
