@@ -271,6 +271,46 @@ pub const CANCEL_METHOD: &str = "cancel";
 /// cancelled because its fractal was deleted.
 pub const FRACTAL_DELETED: &str = "FractalDeleted";
 
+/// Class of the error a worker answers `process` with when the render was
+/// cancelled because the producer that asked for it gave it up (it was
+/// stopping; the task is dispatched again at its next start).
+pub const TASK_GIVEN_UP: &str = "TaskGivenUp";
+
+/// Why the renders of a fractal are cancelled ([`CancelArgs::reason`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    /// The fractal was deleted from the API.
+    #[default]
+    Deleted,
+    /// The producer that called gave the call up as it stopped: the
+    /// request still queued or rendering is answered to nobody, and the
+    /// task is dispatched again (at a later revision) when it starts.
+    GivenUp,
+}
+
+impl CancelReason {
+    /// The error class a cancelled `process` call is answered with.
+    pub fn error_class(self) -> &'static str {
+        match self {
+            CancelReason::Deleted => FRACTAL_DELETED,
+            CancelReason::GivenUp => TASK_GIVEN_UP,
+        }
+    }
+
+    /// What happened, in words, for logs and error messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            CancelReason::Deleted => "the fractal was deleted",
+            CancelReason::GivenUp => "the producer gave the task up as it stopped",
+        }
+    }
+
+    fn is_deleted(&self) -> bool {
+        *self == CancelReason::Deleted
+    }
+}
+
 /// The arguments of the workers' `cancel` method.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CancelArgs {
@@ -282,6 +322,9 @@ pub struct CancelArgs {
     /// producer older than revisions): every task of the uuid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<u64>,
+    /// Why (absent: deleted, as before reasons were sent).
+    #[serde(default, skip_serializing_if = "CancelReason::is_deleted")]
+    pub reason: CancelReason,
 }
 
 /// The arguments of the workers' `process` method.

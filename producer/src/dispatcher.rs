@@ -23,10 +23,12 @@ use std::time::Duration;
 
 use faafo_common::api_client::ApiError;
 use faafo_common::fractal::{
-    CANCEL_METHOD, CancelArgs, Fractal, FractalStatus, FractalUpdate, ProcessArgs, Task,
-    TaskResult, control_topic,
+    CANCEL_METHOD, CancelArgs, CancelReason, Fractal, FractalStatus, FractalUpdate, ProcessArgs,
+    Task, TaskResult, control_topic,
 };
-use faafo_common::messaging::{Backoff, MessagingError, RequestContext, RpcClient, new_request_id};
+use faafo_common::messaging::{
+    Backoff, MessagingError, RequestContext, RetryPolicy, RpcClient, new_request_id,
+};
 use faafo_common::shutdown::Shutdown;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{Instrument, debug, error, info, info_span, warn};
@@ -43,6 +45,11 @@ const CANCEL_CAST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for the API to take back the attempt of a call given up at
 /// a stop; past it the attempt stays counted.
 pub const GIVE_BACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest wait for the broker to take the `cancel` of a call given up at
+/// a stop, which waits for it (past it, the call may be rendered for
+/// nobody, as before such casts).
+pub const GIVEN_UP_CAST_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How a dispatch ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -177,7 +184,7 @@ impl Dispatcher {
         let rpc = rpc
             .timeout(settings.call_timeout)
             .call_monitor_timeout(settings.call_monitor_timeout)
-            .retry(faafo_common::messaging::RetryPolicy::UNTIL_DEADLINE);
+            .retry(RetryPolicy::UNTIL_DEADLINE);
         Arc::new(Self {
             api,
             rpc,
@@ -386,12 +393,22 @@ impl Dispatcher {
                 () = self.deleted(&api, &uuid) => {
                     // The slot is for calls: free before the cast.
                     drop(permit);
-                    self.cancel_render(&ctx, &uuid, revision).await;
+                    self.cancel_render(&ctx, &uuid, revision, CancelReason::Deleted)
+                        .await;
                     return Outcome::Gone;
                 }
                 () = self.give_up.wait() => {
                     drop(permit);
                     self.give_back(&api, &uuid, attempts, revision).await;
+                    // The call still queued or rendering is answered to
+                    // nobody after this process: workers that hear of it
+                    // do not render it (the next start dispatches the task
+                    // again, at a later revision). Not without a revision,
+                    // which would refuse that dispatch too.
+                    if revision.is_some() {
+                        self.cancel_render(&ctx, &uuid, revision, CancelReason::GivenUp)
+                            .await;
+                    }
                     return Outcome::Abandoned;
                 }
             };
@@ -528,23 +545,53 @@ impl Dispatcher {
         }
     }
 
-    /// Tells every worker that task `uuid`, last seen at `revision`, was
-    /// deleted: the one rendering it stops (and a worker that has it
-    /// waiting does not start it), while a fractal created again under the
-    /// same uuid is rendered. Its answer, if any, finds nobody waiting. A
-    /// cast that fails (or waits more than `CANCEL_CAST_TIMEOUT` for the
-    /// broker) leaves the render to finish for nothing: logged, not retried.
-    async fn cancel_render(&self, ctx: &RequestContext, uuid: &str, revision: Option<u64>) {
-        info!("task {uuid} was deleted from the API: cancelling its render");
+    /// Tells every worker that the call of task `uuid` at `revision` is
+    /// not wanted any more, for `reason` (deleted from the API, or given up
+    /// by this producer as it stops): the one rendering it stops (and a
+    /// worker that has it waiting does not start it), while a later
+    /// revision (the uuid created again, the task dispatched again) is
+    /// rendered. Its answer, if any, finds nobody waiting. A cast that
+    /// fails (or waits more than `CANCEL_CAST_TIMEOUT` for the broker,
+    /// [`GIVEN_UP_CAST_TIMEOUT`] at a stop)
+    /// leaves the render to finish for nothing: logged, not retried.
+    async fn cancel_render(
+        &self,
+        ctx: &RequestContext,
+        uuid: &str,
+        revision: Option<u64>,
+        reason: CancelReason,
+    ) {
+        match reason {
+            CancelReason::Deleted => {
+                info!("task {uuid} was deleted from the API: cancelling its render")
+            }
+            CancelReason::GivenUp => {
+                debug!("task {uuid}: call given up: telling the workers not to render it")
+            }
+        }
         let args = CancelArgs {
             uuid: uuid.to_string(),
             revision,
+            reason,
         };
-        let cast = self.control.cast(ctx, CANCEL_METHOD, &args);
-        let failure = match tokio::time::timeout(CANCEL_CAST_TIMEOUT, cast).await {
+        // At a stop, which waits for it, the cast is tried once.
+        let (control, within) = match reason {
+            CancelReason::Deleted => (self.control.prepare(), CANCEL_CAST_TIMEOUT),
+            CancelReason::GivenUp => (
+                self.control.prepare().retry(RetryPolicy::NEVER),
+                GIVEN_UP_CAST_TIMEOUT,
+            ),
+        };
+        let cast = control.cast(ctx, CANCEL_METHOD, &args);
+        let failure = match tokio::time::timeout(within, cast).await {
             Ok(Ok(())) => return,
+            // No worker listens, so none has the call taken ahead: one that
+            // starts later may still render it for nobody, as before.
+            Ok(Err(MessagingError::Undeliverable { .. })) if reason == CancelReason::GivenUp => {
+                return;
+            }
             Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("the broker did not take it within {CANCEL_CAST_TIMEOUT:?}"),
+            Err(_) => format!("the broker did not take it within {within:?}"),
         };
         warn!("could not tell the workers to cancel the render of task {uuid}: {failure}");
     }

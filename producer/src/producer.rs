@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::api::ResilientApi;
-use crate::dispatcher::{Dispatcher, GIVE_BACK_TIMEOUT, Outcome};
+use crate::dispatcher::{Dispatcher, GIVE_BACK_TIMEOUT, GIVEN_UP_CAST_TIMEOUT, Outcome};
 use crate::generator::TaskGenerator;
 use crate::settings::ProducerSettings;
 
@@ -376,7 +376,7 @@ impl Producer {
         );
         self.tasks.close();
         self.dispatcher.give_up_calls();
-        let wait = GIVE_BACK_TIMEOUT + Duration::from_secs(1);
+        let wait = GIVE_BACK_TIMEOUT + GIVEN_UP_CAST_TIMEOUT + Duration::from_secs(1);
         if tokio::time::timeout(wait, self.tasks.wait()).await.is_err() {
             warn!(
                 "stopping with {} task(s) still in flight (storing results the API does not take); they stay running and will be dispatched again",

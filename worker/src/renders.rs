@@ -3,8 +3,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use faafo_common::fractal::CancelReason;
 
 use crate::cancel::CancelToken;
 
@@ -36,29 +38,52 @@ struct State {
     deletions: VecDeque<(String, Instant)>,
 }
 
-/// Which tasks of a deleted fractal's uuid are refused: those at its last
-/// revision known to the producer or before (a fractal created again
-/// under the uuid has later ones), or all of them (`None`: revision
-/// unknown).
+/// Which tasks of a cancelled uuid are refused: those at the last
+/// revision the producer knew or before (a fractal created again under the
+/// uuid, or a task dispatched again, has later ones), or all of them
+/// (`last` unknown); and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Deletion(Option<u64>);
+struct Deletion {
+    last: Option<u64>,
+    reason: CancelReason,
+}
 
 impl Deletion {
-    /// Whether a task at `revision` is of the deleted fractal; one whose
-    /// revision is unknown may be, and is refused.
+    /// Whether a task at `revision` is one cancelled; one whose revision is
+    /// unknown may be, and is refused.
     fn covers(self, revision: Option<u64>) -> bool {
-        match (self.0, revision) {
+        match (self.last, revision) {
             (Some(last), Some(revision)) => revision <= last,
             _ => true,
         }
     }
 
-    /// Two deletions of the same uuid: the wider.
-    fn merge(self, other: Deletion) -> Deletion {
-        match (self.0, other.0) {
-            (Some(a), Some(b)) => Deletion(Some(a.max(b))),
-            _ => Deletion(None),
+    /// Two cancellations of the same uuid: the wider, for the later reason.
+    fn merge(self, later: Deletion) -> Deletion {
+        let last = match (self.last, later.last) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
+        Deletion {
+            last,
+            reason: later.reason,
         }
+    }
+}
+
+/// A [`CancelReason`] in an atomic: 0 while not cancelled.
+fn encode(reason: CancelReason) -> u8 {
+    match reason {
+        CancelReason::Deleted => 1,
+        CancelReason::GivenUp => 2,
+    }
+}
+
+fn decode(code: u8) -> Option<CancelReason> {
+    match code {
+        1 => Some(CancelReason::Deleted),
+        2 => Some(CancelReason::GivenUp),
+        _ => None,
     }
 }
 
@@ -67,7 +92,7 @@ struct Running {
     id: u64,
     revision: Option<u64>,
     render: CancelToken,
-    deleted: Arc<AtomicBool>,
+    cancelled: Arc<AtomicU8>,
 }
 
 /// A render's place in the [`RenderRegistry`], until dropped.
@@ -76,14 +101,14 @@ pub struct RenderTicket<'a> {
     registry: &'a RenderRegistry,
     uuid: String,
     id: u64,
-    deleted: Arc<AtomicBool>,
+    cancelled: Arc<AtomicU8>,
 }
 
 impl RenderTicket<'_> {
-    /// Whether the fractal was deleted (before or during the render): its
-    /// render token is cancelled.
-    pub fn deleted(&self) -> bool {
-        self.deleted.load(Ordering::Acquire)
+    /// Why the task was cancelled (before or during the render: its render
+    /// token is cancelled then), or `None`.
+    pub fn cancelled(&self) -> Option<CancelReason> {
+        decode(self.cancelled.load(Ordering::Acquire))
     }
 }
 
@@ -119,15 +144,15 @@ impl RenderRegistry {
         render: &CancelToken,
     ) -> RenderTicket<'_> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let deleted = Arc::new(AtomicBool::new(false));
+        let cancelled = Arc::new(AtomicU8::new(0));
         let mut state = self.lock();
         state.forget_old(Instant::now());
-        if state
+        if let Some(deletion) = state
             .deleted
             .get(uuid)
-            .is_some_and(|deletion| deletion.covers(revision))
+            .filter(|deletion| deletion.covers(revision))
         {
-            deleted.store(true, Ordering::Release);
+            cancelled.store(encode(deletion.reason), Ordering::Release);
             render.cancel();
         }
         state
@@ -138,26 +163,31 @@ impl RenderRegistry {
                 id,
                 revision,
                 render: render.clone(),
-                deleted: deleted.clone(),
+                cancelled: cancelled.clone(),
             });
         RenderTicket {
             registry: self,
             uuid: uuid.to_string(),
             id,
-            deleted,
+            cancelled,
         }
     }
 
-    /// The fractal `uuid`, last at `revision` (`None`: unknown), was
-    /// deleted: its renders here are cancelled, and a task of it that
-    /// comes up later is refused; tasks at later revisions (the uuid
-    /// created again) are not. Returns how many renders were cancelled.
-    pub fn delete(&self, uuid: &str, revision: Option<u64>) -> usize {
+    /// The tasks of `uuid` at `revision` or before (`None`: all of them)
+    /// are cancelled for `reason`: their renders here stop, and such a
+    /// task that comes up later is refused; tasks at later revisions (the
+    /// uuid created again, the task dispatched again) are not. Returns how
+    /// many renders were cancelled.
+    pub fn cancel(&self, uuid: &str, revision: Option<u64>, reason: CancelReason) -> usize {
         let now = Instant::now();
         let mut state = self.lock();
         state.forget_old(now);
+        let this = Deletion {
+            last: revision,
+            reason,
+        };
         let deletion = match state.deleted.get(uuid) {
-            Some(earlier) => earlier.merge(Deletion(revision)),
+            Some(earlier) => earlier.merge(this),
             None => {
                 if state.deletions.len() >= MAX_REMEMBERED
                     && let Some((oldest, _)) = state.deletions.pop_front()
@@ -165,14 +195,16 @@ impl RenderRegistry {
                     state.deleted.remove(&oldest);
                 }
                 state.deletions.push_back((uuid.to_string(), now));
-                Deletion(revision)
+                this
             }
         };
         state.deleted.insert(uuid.to_string(), deletion);
         let renders = state.running.get(uuid).map_or(&[][..], Vec::as_slice);
         let mut cancelled = 0;
         for render in renders.iter().filter(|r| deletion.covers(r.revision)) {
-            render.deleted.store(true, Ordering::Release);
+            render
+                .cancelled
+                .store(encode(deletion.reason), Ordering::Release);
             render.render.cancel();
             cancelled += 1;
         }
@@ -212,15 +244,20 @@ mod tests {
         let t2 = registry.register(A, None, &a2);
         let tb = registry.register(B, None, &b);
         assert_eq!(registry.running(), 3);
-        assert_eq!(registry.delete(A, None), 2);
-        assert!(a1.is_cancelled() && a2.is_cancelled() && t1.deleted() && t2.deleted());
-        assert!(!b.is_cancelled() && !tb.deleted());
+        assert_eq!(registry.cancel(A, None, CancelReason::Deleted), 2);
+        assert!(
+            a1.is_cancelled()
+                && a2.is_cancelled()
+                && t1.cancelled().is_some()
+                && t2.cancelled().is_some()
+        );
+        assert!(!b.is_cancelled() && tb.cancelled().is_none());
         drop((t1, t2));
         assert_eq!(registry.running(), 1);
         drop(tb);
         assert_eq!(registry.running(), 0);
         assert_eq!(
-            registry.delete(B, None),
+            registry.cancel(B, None, CancelReason::Deleted),
             0,
             "nothing running: nothing cancelled"
         );
@@ -229,24 +266,29 @@ mod tests {
     #[test]
     fn a_task_of_a_fractal_deleted_before_it_started_is_refused() {
         let registry = RenderRegistry::new();
-        registry.delete(A, None);
-        registry.delete(A, None);
+        registry.cancel(A, None, CancelReason::Deleted);
+        registry.cancel(A, None, CancelReason::Deleted);
         let token = CancelToken::new();
         let ticket = registry.register(A, None, &token);
-        assert!(ticket.deleted() && token.is_cancelled());
+        assert!(ticket.cancelled().is_some() && token.is_cancelled());
         let other = CancelToken::new();
-        assert!(!registry.register(B, None, &other).deleted());
+        assert!(registry.register(B, None, &other).cancelled().is_none());
         assert!(!other.is_cancelled());
     }
 
     #[test]
     fn only_the_latest_deletions_are_remembered() {
         let registry = RenderRegistry::new();
-        registry.delete(A, None);
+        registry.cancel(A, None, CancelReason::Deleted);
         for i in 0..MAX_REMEMBERED {
-            registry.delete(&format!("other-{i}"), None);
+            registry.cancel(&format!("other-{i}"), None, CancelReason::Deleted);
         }
-        assert!(!registry.register(A, None, &CancelToken::new()).deleted());
+        assert!(
+            registry
+                .register(A, None, &CancelToken::new())
+                .cancelled()
+                .is_none()
+        );
         assert!(
             registry
                 .register(
@@ -254,7 +296,8 @@ mod tests {
                     None,
                     &CancelToken::new()
                 )
-                .deleted()
+                .cancelled()
+                .is_some()
         );
     }
 
@@ -266,9 +309,9 @@ mod tests {
         let (old, new) = (CancelToken::new(), CancelToken::new());
         let old_ticket = registry.register(A, Some(100), &old);
         let new_ticket = registry.register(A, Some(5_000), &new);
-        assert_eq!(registry.delete(A, Some(100)), 1);
-        assert!(old_ticket.deleted() && old.is_cancelled());
-        assert!(!new_ticket.deleted() && !new.is_cancelled());
+        assert_eq!(registry.cancel(A, Some(100), CancelReason::Deleted), 1);
+        assert!(old_ticket.cancelled().is_some() && old.is_cancelled());
+        assert!(new_ticket.cancelled().is_none() && !new.is_cancelled());
         // Tasks that come up later: up to 100 refused, later ones not,
         // unknown revisions refused (they may be the deleted fractal's).
         for (revision, refused) in [
@@ -278,32 +321,56 @@ mod tests {
             (None, true),
         ] {
             let ticket = registry.register(A, revision, &CancelToken::new());
-            assert_eq!(ticket.deleted(), refused, "{revision:?}");
+            assert_eq!(ticket.cancelled().is_some(), refused, "{revision:?}");
         }
         // A later deletion widens the bound; an unknown one covers all.
-        registry.delete(A, Some(50));
+        registry.cancel(A, Some(50), CancelReason::Deleted);
         assert!(
-            !registry
+            registry
                 .register(A, Some(101), &CancelToken::new())
-                .deleted()
+                .cancelled()
+                .is_none()
         );
-        registry.delete(A, Some(6_000));
-        assert!(new_ticket.deleted() && new.is_cancelled());
+        registry.cancel(A, Some(6_000), CancelReason::Deleted);
+        assert!(new_ticket.cancelled().is_some() && new.is_cancelled());
         assert!(
             registry
                 .register(A, Some(6_000), &CancelToken::new())
-                .deleted()
+                .cancelled()
+                .is_some()
         );
         assert!(
-            !registry
+            registry
                 .register(A, Some(6_001), &CancelToken::new())
-                .deleted()
+                .cancelled()
+                .is_none()
         );
-        registry.delete(A, None);
+        registry.cancel(A, None, CancelReason::Deleted);
         assert!(
             registry
                 .register(A, Some(1_000_000), &CancelToken::new())
-                .deleted()
+                .cancelled()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_ticket_says_why_its_task_was_cancelled() {
+        let registry = RenderRegistry::new();
+        let running = registry.register(A, Some(10), &CancelToken::new());
+        assert_eq!(registry.cancel(A, Some(10), CancelReason::GivenUp), 1);
+        assert_eq!(running.cancelled(), Some(CancelReason::GivenUp));
+        let queued = registry.register(A, Some(9), &CancelToken::new());
+        assert_eq!(queued.cancelled(), Some(CancelReason::GivenUp));
+        // Deleted later: the later reason, for the wider range.
+        registry.cancel(A, Some(20), CancelReason::Deleted);
+        let later = registry.register(A, Some(15), &CancelToken::new());
+        assert_eq!(later.cancelled(), Some(CancelReason::Deleted));
+        assert_eq!(
+            registry
+                .register(A, Some(21), &CancelToken::new())
+                .cancelled(),
+            None
         );
     }
 }

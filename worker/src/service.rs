@@ -22,7 +22,8 @@ use std::time::Duration;
 use faafo_common::configuration::FaafoConfig;
 use faafo_common::files::{Durability, sweep_partial_files, write_whole_async};
 use faafo_common::fractal::{
-    CANCEL_METHOD, CancelArgs, FRACTAL_DELETED, ProcessArgs, Task, TaskResult, control_topic,
+    CANCEL_METHOD, CancelArgs, CancelReason, FRACTAL_DELETED, ProcessArgs, TASK_GIVEN_UP, Task,
+    TaskResult, control_topic,
 };
 use faafo_common::messaging::{
     Endpoint, MessagingError, Notifier, RemoteError, RequestContext, RpcServer, Target, Transport,
@@ -226,18 +227,20 @@ impl WorkerService {
             move |_ctx: RequestContext, args: CancelArgs| {
                 let service = service.clone();
                 async move {
-                    service.cancel(&args.uuid, args.revision);
+                    service.cancel(&args.uuid, args.revision, args.reason);
                     Ok::<_, RemoteError>(())
                 }
             },
         )
     }
 
-    /// The fractal `uuid`, last at `revision` (`None`: unknown), was
-    /// deleted: its renders here stop, and a task of it taken ahead is not
-    /// started; a fractal created again under the uuid (a later revision)
-    /// is rendered. Returns how many renders stopped.
-    pub fn cancel(&self, uuid: &str, revision: Option<u64>) -> usize {
+    /// The tasks of `uuid` at `revision` or before (`None`: all of them)
+    /// are cancelled for `reason` (the fractal was deleted, or the
+    /// producer gave the call up as it stopped): their renders here stop,
+    /// and such a task taken ahead is not started; a later revision (the
+    /// uuid created again, the task dispatched again) is rendered. Returns
+    /// how many renders stopped.
+    pub fn cancel(&self, uuid: &str, revision: Option<u64>, reason: CancelReason) -> usize {
         // Only a fractal's uuid is remembered: whoever can publish on the
         // broker cannot fill the registry with anything else.
         if uuid::Uuid::try_parse(uuid).is_err() {
@@ -247,9 +250,9 @@ impl WorkerService {
             );
             return 0;
         }
-        let stopped = self.renders.delete(uuid, revision);
+        let stopped = self.renders.cancel(uuid, revision, reason);
         if stopped > 0 {
-            info!("fractal {uuid} was deleted: cancelling its render");
+            info!("task {uuid}: {}: cancelling its render", reason.describe());
         }
         stopped
     }
@@ -274,7 +277,7 @@ impl WorkerService {
                     self.store(result).await;
                     self.notify_rendered(&ctx, result).await;
                 }
-                Err(error) if error.class == FRACTAL_DELETED => {
+                Err(error) if error.class == FRACTAL_DELETED || error.class == TASK_GIVEN_UP => {
                     info!("task {uuid} not rendered: {}", error.message);
                 }
                 Err(error) => {
@@ -305,15 +308,15 @@ impl WorkerService {
             .map_err(|e| RemoteError::value_error(format!("task {}: {e}", task.uuid)))?;
         let cancel = CancelToken::new();
         let ticket = self.renders.register(&task.uuid, task.revision, &cancel);
-        let deleted = || {
+        let refused = |reason: CancelReason| {
             RemoteError::new(
-                FRACTAL_DELETED,
+                reason.error_class(),
                 "faafo",
-                format!("task {}: the fractal was deleted", task.uuid),
+                format!("task {}: {}", task.uuid, reason.describe()),
             )
         };
-        if ticket.deleted() {
-            return Err(deleted());
+        if let Some(reason) = ticket.cancelled() {
+            return Err(refused(reason));
         }
         let slot = self
             .render_slots
@@ -321,9 +324,9 @@ impl WorkerService {
             .acquire_owned()
             .await
             .map_err(|_| RemoteError::runtime_error("the worker is stopping"))?;
-        // Deleted while it waited for the slot: not started.
-        if ticket.deleted() {
-            return Err(deleted());
+        // Cancelled while it waited for the slot: not started.
+        if let Some(reason) = ticket.cancelled() {
+            return Err(refused(reason));
         }
         // Dropped with this future when a stop abandons the request: the
         // render, on a thread of its own, stops at its next tile.
@@ -347,8 +350,8 @@ impl WorkerService {
                 // task does not start while this one holds a core and its
                 // image. Waited for, so that the answer comes after it.
                 let _ = job.await;
-                if ticket.deleted() {
-                    return Err(deleted());
+                if let Some(reason) = ticket.cancelled() {
+                    return Err(refused(reason));
                 }
                 return Err(RemoteError::timeout_error(format!(
                     "task {}: the render ran past exec_timeout ({} s) and was cancelled",
@@ -363,8 +366,10 @@ impl WorkerService {
                     task.uuid
                 )));
             }
-            Ok(Ok(Err(FractalError::Render(RenderError::Cancelled)))) if ticket.deleted() => {
-                return Err(deleted());
+            Ok(Ok(Err(FractalError::Render(RenderError::Cancelled))))
+                if let Some(reason) = ticket.cancelled() =>
+            {
+                return Err(refused(reason));
             }
             Ok(Ok(Err(e))) => return Err(render_failure(&task.uuid, e)),
             Ok(Ok(Ok(done))) => done,
