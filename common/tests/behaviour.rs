@@ -841,6 +841,27 @@ async fn names_longer_than_amqp_allows_are_refused(env: TestBroker) {
     server.stop().await;
 }
 
+/// A call timeout longer than the 2^32 - 1 ms RabbitMQ takes as a
+/// message's TTL (its request's expiration) works: the expiration is cut
+/// to that (sent as it is, RabbitMQ closed the publishing channel, and the
+/// call was sent again and again).
+async fn call_timeouts_longer_than_a_broker_ttl_work(env: TestBroker) {
+    let t = env.transport().await;
+    let server = start_server(&t, "longttl", "h1", Arc::default()).await;
+    let client = RpcClient::new(&t, Target::topic("longttl"))
+        .timeout(Duration::from_secs(60 * 24 * 3600))
+        .retry(RetryPolicy::NEVER);
+    let echoed: Value = tokio::time::timeout(
+        Duration::from_secs(20),
+        client.call(&ctx(), "echo", &json!({"value": "far"})),
+    )
+    .await
+    .expect("answered in time")
+    .expect("a call with a 60-day timeout");
+    assert_eq!(echoed, json!("far"));
+    server.stop().await;
+}
+
 async fn malformed_calls_get_an_error_reply(env: TestBroker) {
     let t = env.transport().await;
     let server = start_server(&t, "badcall", "h1", Arc::default()).await;
@@ -1229,6 +1250,7 @@ faafo_common::on_both_transports!(
     bad_messages_are_answered_rejected_and_never_requeued,
     malformed_calls_get_an_error_reply,
     names_longer_than_amqp_allows_are_refused,
+    call_timeouts_longer_than_a_broker_ttl_work,
     duplicates_run_once,
     huge_call_monitor_timeouts_are_served,
     a_neighbours_return_does_not_fail_a_delivered_message,

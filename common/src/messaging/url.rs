@@ -401,13 +401,19 @@ fn parse_query(query: &str, options: &mut UrlOptions) -> Result<(), String> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let value = decode(value, &format!("value of option '{key}'"))?;
+        // At most a year ([`MAX_TIMEOUT`]): a deadline further away would
+        // overflow the clock (`Instant::now() + 1e19 s` panics).
         let seconds = |v: &str| -> Result<Duration, String> {
             v.parse::<f64>()
                 .ok()
                 .filter(|s| s.is_finite() && *s >= 0.0)
-                .map(Duration::from_secs_f64)
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .filter(|d| *d <= super::MAX_TIMEOUT)
                 .ok_or_else(|| {
-                    format!("option '{key}' must be a number of seconds >= 0, got '{v}'")
+                    format!(
+                        "option '{key}' must be a number of seconds from 0 to {} (a year), got '{v}'",
+                        super::MAX_TIMEOUT.as_secs()
+                    )
                 })
         };
         let boolean = |v: &str| -> Result<bool, String> {
@@ -521,6 +527,17 @@ mod tests {
         assert!(reason("rabbit://h/?frobnicate=1").contains("unknown option 'frobnicate'"));
         assert!(reason("rabbit://h/?heartbeat=soon").contains("option 'heartbeat'"));
         assert!(reason("rabbit://h/?ssl=maybe").contains("option 'ssl'"));
+        // Seconds past a year (the clock would overflow, or the parse
+        // panic): refused.
+        for huge in ["1e20", "1e19", "31536001"] {
+            let r = reason(&format!("rabbit://h/?connection_timeout={huge}"));
+            assert!(r.contains("from 0 to 31536000 (a year)"), "{huge}: {r}");
+        }
+        let u = parse("rabbit://h/?connection_timeout=31536000");
+        assert_eq!(
+            u.options.connection_timeout,
+            Duration::from_secs(31_536_000)
+        );
     }
 
     #[test]

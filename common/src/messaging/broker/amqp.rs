@@ -200,7 +200,11 @@ impl AmqpBroker {
     pub(crate) async fn subscribe(&self, spec: SubscriptionSpec) -> Result<Subscription> {
         let deadline = Instant::now() + self.inner.url.options.connection_timeout;
         let link = self.inner.wait_up(deadline).await?;
-        let (channel, consumer) = start_consumer(&link, &spec).await?;
+        // A broker that stops answering (a resource alarm, a half-open
+        // connection) must not hold the subscriber forever.
+        let (channel, consumer) = tokio::time::timeout_at(deadline, start_consumer(&link, &spec))
+            .await
+            .map_err(|_| unanswered("a consumer"))??;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let cancel = self.inner.consumers.child_token();
         let stopped = CancellationToken::new();
@@ -231,10 +235,14 @@ impl AmqpBroker {
     pub(crate) async fn declare(&self, queue: &QueueSpec, bindings: &[Binding]) -> Result<()> {
         let deadline = Instant::now() + self.inner.url.options.connection_timeout;
         let link = self.inner.wait_up(deadline).await?;
-        let channel = link.connection.create_channel().await.map_err(refused)?;
-        let result = declare_topology(&channel, queue, bindings).await;
-        let _ = channel.close(200, "OK".into()).await;
-        result
+        tokio::time::timeout_at(deadline, async {
+            let channel = link.connection.create_channel().await.map_err(refused)?;
+            let result = declare_topology(&channel, queue, bindings).await;
+            let _ = channel.close(200, "OK".into()).await;
+            result
+        })
+        .await
+        .map_err(|_| unanswered("a declaration"))?
     }
 
     /// Ready messages in a queue (`None` if there is no such queue).
@@ -265,18 +273,22 @@ impl AmqpBroker {
     pub(crate) async fn delete_queue(&self, name: &str) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(2);
         let link = self.inner.wait_up(deadline).await?;
-        let channel = link
-            .connection
-            .create_channel()
-            .await
-            .map_err(|e| MessagingError::Disconnected(e.to_string()))?;
-        let result = channel
-            .queue_delete(name.into(), QueueDeleteOptions::default())
-            .await
-            .map(drop)
-            .map_err(|e| MessagingError::Broker(e.to_string()));
-        let _ = channel.close(200, "OK".into()).await;
-        result
+        tokio::time::timeout_at(deadline, async {
+            let channel = link
+                .connection
+                .create_channel()
+                .await
+                .map_err(|e| MessagingError::Disconnected(e.to_string()))?;
+            let result = channel
+                .queue_delete(name.into(), QueueDeleteOptions::default())
+                .await
+                .map(drop)
+                .map_err(|e| MessagingError::Broker(e.to_string()));
+            let _ = channel.close(200, "OK".into()).await;
+            result
+        })
+        .await
+        .map_err(|_| unanswered("a queue deletion"))?
     }
 
     /// Closes in order: consumers cancelled and finished, publishing
@@ -610,6 +622,13 @@ fn queue_arguments(spec: &QueueSpec) -> FieldTable {
         );
     }
     args
+}
+
+/// The error of a request the broker took and never answered.
+fn unanswered(what: &str) -> MessagingError {
+    MessagingError::Disconnected(format!(
+        "the broker did not answer {what} in time (is it blocked by a resource alarm?)"
+    ))
 }
 
 /// Why a connection could not be opened, in words: a peer that answers

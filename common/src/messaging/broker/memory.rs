@@ -618,17 +618,20 @@ pub(crate) struct MemoryAcker {
 }
 
 impl MemoryAcker {
-    pub(crate) fn settle(self, how: Settle) {
+    /// Settles the delivery; `false` when it no longer could be (its
+    /// channel closed meanwhile and gave it back to the queue, or the
+    /// broker is gone), as RabbitMQ refuses a settlement on a dead channel.
+    pub(crate) fn settle(self, how: Settle) -> bool {
         let Some(state_arc) = self.state.upgrade() else {
-            return;
+            return false;
         };
         let mut state = lock(&state_arc);
         let dead_letter = {
             let Some(queue) = state.queues.get_mut(&self.queue) else {
-                return;
+                return false;
             };
             let Some((consumer, mut message)) = queue.unacked.remove(&self.tag) else {
-                return;
+                return false;
             };
             if let Some(c) = queue.consumers.iter_mut().find(|c| c.id == consumer) {
                 c.in_flight = c.in_flight.saturating_sub(1);
@@ -653,6 +656,7 @@ impl MemoryAcker {
         }
         state.pump(&self.queue, &state_arc);
         unlock(state);
+        true
     }
 }
 
@@ -794,6 +798,59 @@ mod tests {
             }
         }
         assert_eq!(order, vec![1, 2, 3]);
+    }
+
+    /// A delivery whose channel closed (its transport closed) went back to
+    /// the queue: settling it afterwards is an error, as on RabbitMQ's dead
+    /// channel, not a success that would let the request run twice.
+    #[tokio::test]
+    async fn settling_after_the_channel_closed_is_an_error() {
+        let name = format!("settle-after-close-{}", std::process::id());
+        let (a, b) = (MemoryBroker::open(&name), MemoryBroker::open(&name));
+        let queue = QueueSpec {
+            name: "work".into(),
+            durable: false,
+            auto_delete: false,
+            expires: None,
+            dead_letter_exchange: None,
+        };
+        a.declare(&queue, &[]).expect("declare");
+        a.publish(&Publication {
+            declare: None,
+            exchange: String::new(),
+            routing_key: "work".into(),
+            body: Arc::from(vec![7]),
+            content_type: "application/json".into(),
+            expiration: None,
+            mandatory: true,
+        })
+        .expect("publish");
+        let spec = SubscriptionSpec {
+            queue,
+            bindings: Vec::new(),
+            prefetch: 1,
+            auto_ack: false,
+        };
+        let mut on_a = a.subscribe(spec.clone()).expect("subscribe on a");
+        let Some(SubscriptionEvent::Delivery(held)) = on_a.events.recv().await else {
+            panic!("a delivery");
+        };
+        a.close();
+        match held.acker.ack().await {
+            Err(MessagingError::Disconnected(reason)) => {
+                assert!(reason.contains("gave it back"), "{reason}");
+            }
+            other => panic!("an ack after the close must fail: {other:?}"),
+        }
+        let mut on_b = b.subscribe(spec).expect("subscribe on b");
+        match on_b.events.recv().await {
+            Some(SubscriptionEvent::Delivery(again)) => {
+                assert!(again.redelivered && again.body[0] == 7);
+                again.acker.ack().await.expect("acknowledged on b");
+            }
+            _ => panic!("the message went back to the queue"),
+        }
+        b.close();
     }
 
     /// As in RabbitMQ, declaring a queue again renews its `x-expires`

@@ -167,11 +167,55 @@ pub(crate) fn is_ours(
     returned_key == routing_key && returned_body == body
 }
 
+/// A publish's confirmation still to come, awaited to its end even when
+/// its waiter gives up (a deadline, a call answered before its confirm
+/// came, a dropped future): then in a task of its own. The confirm may
+/// carry the return of a neighbour's message, which must reach its owner
+/// ([`StrayReturns`]); and lapin keeps every confirm dropped unresolved
+/// for the channel's lifetime.
+pub(crate) struct Unsettled(
+    pub(crate) Option<std::pin::Pin<Box<dyn Future<Output = Result<PublishOutcome>> + Send>>>,
+);
+
+impl Unsettled {
+    /// Whether the confirmation is still to come.
+    pub(crate) fn pending(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Waits for it (cancel-safe: dropped before the end, it waits on).
+    pub(crate) async fn wait(&mut self) -> Result<PublishOutcome> {
+        let Some(confirm) = self.0.as_mut() else {
+            return Err(MessagingError::Closed);
+        };
+        let outcome = confirm.await;
+        self.0 = None;
+        outcome
+    }
+}
+
+impl Drop for Unsettled {
+    fn drop(&mut self) {
+        if let Some(confirm) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = confirm.await;
+            });
+        }
+    }
+}
+
 impl PendingConfirm {
     /// Waits for the broker's confirmation until `deadline` (a blocked
-    /// broker confirms nothing): then fails as disconnected.
+    /// broker confirms nothing): then fails as disconnected, the
+    /// confirmation still awaited ([`Unsettled`]).
     pub(crate) async fn outcome_by(self, deadline: Instant) -> Result<PublishOutcome> {
-        match tokio::time::timeout_at(deadline, self.outcome()).await {
+        if let PendingConfirm::Ready(outcome) = self {
+            return Ok(outcome);
+        }
+        let mut confirm = Unsettled(Some(Box::pin(self.outcome())));
+        match tokio::time::timeout_at(deadline, confirm.wait()).await {
             Ok(outcome) => outcome,
             Err(_) => Err(MessagingError::Disconnected(
                 "the broker did not confirm the message in time".into(),
@@ -259,10 +303,7 @@ impl Acker {
                 acker.ack(lapin::options::BasicAckOptions::default()).await,
                 "acknowledge",
             ),
-            Acker::Memory(m) => {
-                m.settle(memory::Settle::Ack);
-                Ok(())
-            }
+            Acker::Memory(m) => memory_settled(m.settle(memory::Settle::Ack), "acknowledge"),
             Acker::None => Ok(()),
         }
     }
@@ -276,16 +317,30 @@ impl Acker {
                     .await,
                 "reject",
             ),
-            Acker::Memory(m) => {
+            Acker::Memory(m) => memory_settled(
                 m.settle(if requeue {
                     memory::Settle::Requeue
                 } else {
                     memory::Settle::Discard
-                });
-                Ok(())
-            }
+                }),
+                "reject",
+            ),
             Acker::None => Ok(()),
         }
+    }
+}
+
+/// A memory settlement that found its delivery gone (its channel closed
+/// and gave it back) is an error, as on RabbitMQ's dead channel: with
+/// `AckMode::BeforeDispatch` the request is then not run here, where the
+/// consumer it went back to runs it.
+fn memory_settled(settled: bool, what: &str) -> Result<()> {
+    if settled {
+        Ok(())
+    } else {
+        Err(MessagingError::Disconnected(format!(
+            "could not {what} the message: its channel closed and gave it back to the queue"
+        )))
     }
 }
 

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::reply::ReplyEvent;
-use crate::messaging::broker::{Publication, PublishOutcome};
+use crate::messaging::broker::{Publication, PublishOutcome, Unsettled};
 use crate::messaging::codec::Codec;
 use crate::messaging::context::RequestContext;
 use crate::messaging::error::{MessagingError, Result};
@@ -21,40 +21,9 @@ use crate::messaging::transport::Transport;
 use crate::messaging::version::Version;
 use crate::messaging::wire::{self, CallFields, OutgoingRequest, Payload};
 
-/// A publish's confirmation still to come. A call answered before its
-/// confirm came (a reply can overtake it) still has it awaited, in a task
-/// of its own: the confirm may carry the return of a neighbour's message,
-/// which must reach its owner ([`ReplyEvent::Returned`]).
-struct Unsettled(Option<std::pin::Pin<Box<dyn Future<Output = Result<PublishOutcome>> + Send>>>);
-
-impl Unsettled {
-    /// Whether the confirmation is still to come.
-    fn pending(&self) -> bool {
-        self.0.is_some()
-    }
-
-    /// Waits for it (cancel-safe: dropped before the end, it waits on).
-    async fn wait(&mut self) -> Result<PublishOutcome> {
-        let Some(confirm) = self.0.as_mut() else {
-            return Err(MessagingError::Closed);
-        };
-        let outcome = confirm.await;
-        self.0 = None;
-        outcome
-    }
-}
-
-impl Drop for Unsettled {
-    fn drop(&mut self) {
-        if let Some(confirm) = self.0.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(async move {
-                let _ = confirm.await;
-            });
-        }
-    }
-}
+/// The longest per-message TTL RabbitMQ accepts (2^32 - 1 ms, about 49.7
+/// days); a call's longer timeout is sent as this.
+pub(crate) const MAX_EXPIRATION: Duration = Duration::from_millis(u32::MAX as u64);
 
 /// No keyword arguments: `{}`.
 #[derive(Serialize)]
@@ -227,10 +196,14 @@ impl RpcClient {
             )));
         }
         let deadline = Instant::now() + self.timeout;
-        let waiter = self.transport.reply_waiter().await?;
+        // The reply queue, made by the transport's first call, within this
+        // call's time (a broker away or blocked would hold it longer).
+        let waiter = tokio::time::timeout_at(deadline, self.transport.reply_waiter())
+            .await
+            .map_err(|_| self.timed_out(method))??;
         let msg_id = wire::new_id();
         let unique_id = wire::new_id();
-        let mut pending = waiter.register(&msg_id);
+        let mut pending = waiter.register(&msg_id)?;
         let monitor = self.call_monitor_timeout;
         let body = self.encode_request(
             ctx,
@@ -480,7 +453,11 @@ impl RpcClient {
         Ok(())
     }
 
+    /// A publication to the target's exchange and key; `expiration`, a
+    /// call's timeout, is cut to the longest RabbitMQ takes
+    /// ([`MAX_EXPIRATION`]: a longer one closes the publishing channel).
     fn direct_publication(&self, body: Vec<u8>, expiration: Option<Duration>) -> Publication {
+        let expiration = expiration.map(|ttl| ttl.min(MAX_EXPIRATION));
         let exchange = self.transport.exchange_of(&self.target);
         Publication {
             declare: Some(self.transport.inner().topology.topic_exchange(&exchange)),

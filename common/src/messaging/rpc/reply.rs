@@ -2,6 +2,7 @@
 //! of calls waiting for their `_msg_id`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -12,7 +13,7 @@ use crate::messaging::broker::{
     Broker, Subscription, SubscriptionEvent, SubscriptionHandle, SubscriptionSpec,
 };
 use crate::messaging::codec::Codec;
-use crate::messaging::error::Result;
+use crate::messaging::error::{MessagingError, Result};
 use crate::messaging::topology::TopologyOptions;
 use crate::messaging::wire::{IncomingReply, decode_reply, decode_request};
 
@@ -33,6 +34,9 @@ type Waiters = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<ReplyEvent>>>>;
 pub(crate) struct ReplyWaiter {
     queue: String,
     waiters: Waiters,
+    /// Set by [`Self::stop`], under the waiters' lock: no call registers
+    /// after it (it would wait for a reply nobody routes).
+    stopped: AtomicBool,
     handle: SubscriptionHandle,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -118,6 +122,7 @@ impl ReplyWaiter {
         Ok(Arc::new(Self {
             queue,
             waiters,
+            stopped: AtomicBool::new(false),
             handle,
             task: Mutex::new(Some(task)),
         }))
@@ -129,14 +134,22 @@ impl ReplyWaiter {
     }
 
     /// Starts waiting for replies to `msg_id`; stops when dropped.
-    pub(crate) fn register(self: &Arc<Self>, msg_id: &str) -> PendingReply {
+    /// [`MessagingError::Closed`] once the transport is closing: the call
+    /// is not sent.
+    pub(crate) fn register(self: &Arc<Self>, msg_id: &str) -> Result<PendingReply> {
         let (tx, rx) = mpsc::unbounded_channel();
-        lock(&self.waiters).insert(msg_id.to_string(), tx);
-        PendingReply {
+        {
+            let mut waiters = lock(&self.waiters);
+            if self.stopped.load(Ordering::SeqCst) {
+                return Err(MessagingError::Closed);
+            }
+            waiters.insert(msg_id.to_string(), tx);
+        }
+        Ok(PendingReply {
             rx,
             waiter: self.clone(),
             msg_id: msg_id.to_string(),
-        }
+        })
     }
 
     /// Stops consuming replies; calls still waiting end at once, as closed.
@@ -145,7 +158,9 @@ impl ReplyWaiter {
         if let Some(task) = lock(&self.task).take() {
             task.abort();
         }
-        lock(&self.waiters).clear();
+        let mut waiters = lock(&self.waiters);
+        self.stopped.store(true, Ordering::SeqCst);
+        waiters.clear();
     }
 }
 
@@ -174,5 +189,28 @@ impl PendingReply {
 impl Drop for PendingReply {
     fn drop(&mut self) {
         lock(&self.waiter.waiters).remove(&self.msg_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::messaging::{MessagingError, Transport};
+
+    /// A call that starts while its transport closes (the broker's close
+    /// takes seconds on RabbitMQ) is refused before it is sent, instead of
+    /// waiting its whole timeout for a reply nobody routes; one waiting
+    /// already ends at once.
+    #[tokio::test]
+    async fn no_call_waits_on_a_stopped_reply_waiter() {
+        let transport = Transport::builder("memory:///reply-waiter-stop")
+            .connect()
+            .await
+            .expect("memory transport");
+        let waiter = transport.reply_waiter().await.expect("the reply waiter");
+        let mut waiting = waiter.register("m1").expect("registered");
+        waiter.stop().await;
+        assert!(waiting.next().await.is_none(), "ended as closed");
+        assert!(matches!(waiter.register("m2"), Err(MessagingError::Closed)));
+        transport.close().await;
     }
 }
