@@ -25,10 +25,32 @@ pub async fn require_token(
         request.method(),
         request.headers().get(AUTH_HEADER).map(|v| v.as_bytes()),
     ) {
-        next.run(request).await
+        let mut response = next.run(request).await;
+        if let AuthPolicy::Token {
+            protect_reads: true,
+            ..
+        } = state.settings.auth
+        {
+            keep_out_of_shared_caches(&mut response);
+        }
+        response
     } else {
         ApiError::Unauthorized.into_response()
     }
+}
+
+/// With `protect_reads`, what a token opened must not be served by a
+/// shared cache (a proxy in front of the API) to a request without one:
+/// `X-Auth-Token` is not `Authorization`, which such caches know to keep
+/// private. `Cache-Control: private` unless the route set its own policy
+/// (an image's says private itself), and `Vary: X-Auth-Token`.
+fn keep_out_of_shared_caches(response: &mut Response) {
+    use axum::http::header::{CACHE_CONTROL, HeaderValue, VARY};
+    let headers = response.headers_mut();
+    if !headers.contains_key(CACHE_CONTROL) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
+    }
+    headers.append(VARY, HeaderValue::from_static(AUTH_HEADER));
 }
 
 /// Whether `policy` lets a request with this method and token through.

@@ -83,6 +83,35 @@ impl ImageStore {
         }
     }
 
+    /// Writes back the file of `record`'s image, `png`, if it is missing
+    /// (filesystem store; the database keeps its images itself).
+    pub async fn restore(
+        &self,
+        record: &FractalRecord,
+        png: &PngImage,
+    ) -> Result<(), ImageStoreError> {
+        let Self::Filesystem(dir) = self else {
+            return Ok(());
+        };
+        if !record.has_image || record.checksum.as_ref() != Some(png.checksum()) {
+            return Ok(());
+        }
+        let path = file_path(dir, record.uuid, png.checksum());
+        if tokio::fs::try_exists(&path).await.unwrap_or(true) {
+            return Ok(());
+        }
+        tracing::warn!(
+            "the image file of fractal {} was missing: written again from this upload",
+            record.uuid
+        );
+        write_whole_async(path, png.bytes().clone(), Durability::Synced)
+            .await
+            .map_err(|e| ImageStoreError::Io {
+                path: e.path,
+                source: e.source,
+            })
+    }
+
     /// Removes the file of an image that lost a race (a filesystem store
     /// keeps nothing else aside).
     pub async fn discard(&self, id: FractalId, checksum: &Checksum) {

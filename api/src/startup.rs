@@ -149,6 +149,9 @@ impl Application {
                 },
                 () = &mut shutdown => break,
             };
+            // A handler dropped before its end (its client hung up) closes
+            // the database connections it held instead of returning them
+            // mid-statement to the pool.
             let service = self.router.clone().map_request(
                 move |request: axum::http::Request<hyper::body::Incoming>| {
                     let mut request = request.map(|body| {
@@ -163,6 +166,7 @@ impl Application {
                     request
                 },
             );
+            let service = service.map_future(crate::db::ClosesConnectionsIfAbandoned::new);
             let connection =
                 http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
             let connection = graceful.watch(connection);
@@ -184,7 +188,17 @@ impl Application {
                 Ok(())
             }
         };
-        self.state.db.close().await;
+        // A statement still waiting on a locked table or a silent server
+        // would hold the pool's close as long (sqlx waits for every
+        // connection): bounded, the rest dropped with the process.
+        if tokio::time::timeout(DATABASE_CLOSE_WAIT, self.state.db.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "stopping without waiting more than {DATABASE_CLOSE_WAIT:?} for the database's connections"
+            );
+        }
         tracing::info!("faafo-api stopped");
         result
     }
@@ -192,6 +206,10 @@ impl Application {
 
 /// The longest a stopping API waits for the requests in flight.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
+
+/// The longest a stopping API then waits for its database connections to
+/// close (SQLite's writer to finish its last commit).
+pub const DATABASE_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// The longest a client may take to send a request's headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);

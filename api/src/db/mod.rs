@@ -10,6 +10,8 @@
 
 mod server;
 pub mod sql;
+
+pub use server::ClosesConnectionsIfAbandoned;
 mod sqlite;
 mod timestamp;
 

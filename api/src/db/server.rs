@@ -45,6 +45,47 @@ tokio::task_local! {
     static GIVEN_UP: ();
 }
 
+/// A future whose database connections are closed, not returned to the
+/// pool, when it is dropped before its end: a request whose client hung up
+/// (hyper drops its handler then) may be in the middle of a statement, as
+/// one [`ServerPool::bounded`] gives up on ([`Checkout`]).
+pub struct ClosesConnectionsIfAbandoned<F: Future> {
+    inner: Option<std::pin::Pin<Box<F>>>,
+}
+
+impl<F: Future> ClosesConnectionsIfAbandoned<F> {
+    /// `inner`, watched.
+    pub fn new(inner: F) -> Self {
+        Self {
+            inner: Some(Box::pin(inner)),
+        }
+    }
+}
+
+impl<F: Future> Future for ClosesConnectionsIfAbandoned<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let Some(inner) = self.inner.as_mut() else {
+            return std::task::Poll::Pending;
+        };
+        let output = std::task::ready!(inner.as_mut().poll(cx));
+        self.inner = None;
+        std::task::Poll::Ready(output)
+    }
+}
+
+impl<F: Future> Drop for ClosesConnectionsIfAbandoned<F> {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            GIVEN_UP.sync_scope((), move || drop(inner));
+        }
+    }
+}
+
 /// A connection of the pool, checked out for one operation. An operation
 /// given up in the middle of a statement ([`ServerPool::bounded`]) leaves
 /// the connection in an unknown state; returned to the pool, sqlx would

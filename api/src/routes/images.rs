@@ -93,6 +93,9 @@ pub async fn upload(
     }
     let update = UpdateFractal::parse(update, id)?;
     let png = PngImage::parse(body_bytes(request, &()).await?)?;
+    // Filesystem store: whether an earlier try of this request wrote the
+    // image's file (then lost the race for the record).
+    let mut wrote_file = false;
     for _ in 0..MAX_WRITE_ATTEMPTS {
         let record = state
             .db
@@ -124,10 +127,15 @@ pub async fn upload(
             Err(refusal) => {
                 // Filesystem store: drop a file an earlier try of ours left,
                 // unless a concurrent upload of the same image has just
-                // made it the fractal's (re-read: `record` may be old).
-                if record.checksum.as_ref() != Some(png.checksum()) {
-                    let current = state.db.get(id).await.ok().flatten();
-                    if current.and_then(|r| r.checksum).as_ref() != Some(png.checksum()) {
+                // made it the fractal's (re-read: `record` may be old). A
+                // file this request did not write is another upload's (the
+                // same image has the same name), which may be about to
+                // record it: left alone, as it is when the re-read fails.
+                if wrote_file && record.checksum.as_ref() != Some(png.checksum()) {
+                    let current = state.db.get(id).await;
+                    if let Ok(current) = current
+                        && current.and_then(|r| r.checksum).as_ref() != Some(png.checksum())
+                    {
                         state.images.discard(id, png.checksum()).await;
                     }
                 }
@@ -135,10 +143,19 @@ pub async fn upload(
             }
         };
         let image_changed = matches!(attached, Outcome::Changed(_));
+        if matches!(attached, Outcome::Unchanged) {
+            // The image again: its file, if it went missing, is written
+            // back (filesystem store), so that delivering it again repairs
+            // a fractal whose picture was lost.
+            state.images.restore(&record, &png).await?;
+        }
         let written = match attached {
             Outcome::Unchanged if next == record => return Ok(Json(record.to_json())),
             Outcome::Unchanged => state.db.replace(&record, &next).await?,
-            Outcome::Changed(_) => state.images.store(&state.db, &record, &next, &png).await?,
+            Outcome::Changed(_) => {
+                wrote_file = true;
+                state.images.store(&state.db, &record, &next, &png).await?
+            }
         };
         if written {
             // One line for what this request did.

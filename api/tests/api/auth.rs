@@ -196,12 +196,23 @@ async fn reads_are_public_unless_protected() {
         format!("/show/{}", done.uuid),
     ] {
         error_of(send(&app, Method::GET, &path, None, None).await, 401).await;
-        assert_eq!(
-            send(&app, Method::GET, &path, Some(TOKEN), None)
-                .await
-                .status(),
-            StatusCode::OK,
-            "{path}"
+        let opened = send(&app, Method::GET, &path, Some(TOKEN), None).await;
+        assert_eq!(opened.status(), StatusCode::OK, "{path}");
+        // What a token opened is no shared cache's to serve to others.
+        let cache_control = opened.headers()["cache-control"].to_str().expect("text");
+        assert!(
+            cache_control.starts_with("private"),
+            "{path}: {cache_control}"
+        );
+        let vary: Vec<&str> = opened
+            .headers()
+            .get_all("vary")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        assert!(
+            vary.iter().any(|v| v.eq_ignore_ascii_case("x-auth-token")),
+            "{path}: {vary:?}"
         );
     }
     // A protected image is no shared cache's to keep.

@@ -1024,6 +1024,16 @@ async fn filesystem_image_store(backend: Backend) {
     ));
     assert_eq!(std::fs::read(&file).expect("the image file"), png);
     assert_eq!(app.api.image(&done.uuid).await.expect("image"), png);
+    // A file lost (a disk replaced, a hand's rm): the image delivered again
+    // writes it back, and the fractal has its picture again.
+    std::fs::remove_file(&file).expect("the file removed");
+    assert!(app.api.image(&done.uuid).await.is_err(), "no picture now");
+    app.api
+        .upload_image(&done.uuid, png.clone())
+        .await
+        .expect("the same image again");
+    assert_eq!(std::fs::read(&file).expect("the image file back"), png);
+    assert_eq!(app.api.image(&done.uuid).await.expect("image"), png);
     app.api.delete(&done.uuid).await.expect("delete");
     assert!(!file.exists(), "the file goes with the fractal");
     let left: Vec<_> = std::fs::read_dir(&dir)

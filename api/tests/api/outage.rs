@@ -452,6 +452,78 @@ async fn a_silent_server_is_given_up(backend: Backend) {
     }
 }
 
+/// A client that hangs up while the API waits on a server gone silent
+/// (the producer gives a request 60 s, less than the API's own limit):
+/// hyper drops the handler, and the connection it held mid-statement is
+/// closed, not handed back to the pool, where sqlx's check of it would
+/// have waited on the silent server for good and held the pool's one place.
+async fn a_client_that_hangs_up_leaves_no_connection_stuck(backend: Backend) {
+    let db = TestDatabase::create(backend).await;
+    let mut proxy = Proxy::start(&host_port(&db.url), 0).await;
+    let (api, _state) = api_on(&proxy.in_front_of(&db.url), |config| {
+        config.database.connect_timeout = 1;
+        config.database.query_timeout = 3;
+        config.database.max_connections = 1;
+    })
+    .await;
+    let patient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let (_, response) = timed_get(&patient, &format!("{api}/v1/fractal")).await;
+    assert_eq!(response.status(), 200, "{backend:?}");
+
+    let holder = lock_table(backend, &db.url).await;
+    let hasty = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("client");
+    let request = {
+        let url = format!("{api}/v1/fractal");
+        tokio::spawn(async move { hasty.get(&url).send().await })
+    };
+    let seen = Instant::now();
+    while lock_waiters(backend, &db.url).await == 0 {
+        assert!(
+            seen.elapsed() < Duration::from_secs(3),
+            "{backend:?}: the API's statement never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    proxy.strand();
+    let outcome = request.await.expect("request");
+    assert!(
+        outcome.as_ref().is_err_and(reqwest::Error::is_timeout),
+        "{backend:?}: the client hangs up: {outcome:?}"
+    );
+
+    drop(holder);
+    let back = Instant::now();
+    loop {
+        let (_, response) = timed_get(&patient, &format!("{api}/v1/fractal")).await;
+        if response.status() == 200 {
+            break;
+        }
+        let message = error_of(response, 503).await;
+        assert!(
+            back.elapsed() < Duration::from_secs(20),
+            "{backend:?}: the pool's one place is still held after {:?}: {message}",
+            back.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn postgres_a_client_that_hangs_up_leaves_no_connection_stuck() {
+    a_client_that_hangs_up_leaves_no_connection_stuck(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_a_client_that_hangs_up_leaves_no_connection_stuck() {
+    a_client_that_hangs_up_leaves_no_connection_stuck(Backend::MySql).await;
+}
+
 #[tokio::test]
 async fn postgres_a_silent_server_is_given_up() {
     a_silent_server_is_given_up(Backend::Postgres).await;
