@@ -29,6 +29,7 @@
 //! ```
 
 pub mod auth;
+pub mod connection;
 pub mod db;
 pub mod domain;
 pub mod error;

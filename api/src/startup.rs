@@ -167,6 +167,10 @@ impl Application {
                 },
             );
             let service = service.map_future(crate::db::ClosesConnectionsIfAbandoned::new);
+            let stream = crate::connection::StallLimited::new(
+                stream,
+                crate::connection::WRITE_STALL_TIMEOUT,
+            );
             let connection =
                 http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
             let connection = graceful.watch(connection);
