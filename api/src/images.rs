@@ -87,6 +87,7 @@ impl ImageStore {
     /// (filesystem store; the database keeps its images itself).
     pub async fn restore(
         &self,
+        db: &Database,
         record: &FractalRecord,
         png: &PngImage,
     ) -> Result<(), ImageStoreError> {
@@ -109,7 +110,13 @@ impl ImageStore {
             .map_err(|e| ImageStoreError::Io {
                 path: e.path,
                 source: e.source,
-            })
+            })?;
+        // Deleted meanwhile (its file removed before this one was written):
+        // not left behind.
+        if matches!(db.get(record.uuid).await, Ok(None)) {
+            self.discard(record.uuid, png.checksum()).await;
+        }
+        Ok(())
     }
 
     /// Removes the file of an image that lost a race (a filesystem store

@@ -542,25 +542,32 @@ impl ApiClient {
     /// under the reader, who then misses some and sees others twice. Each
     /// fractal is seen once, as it was when its page was read; the order
     /// asked for is applied to the whole. An API older than `uuid_after`
-    /// (a 400 for it) is paged by number.
+    /// (a 400 for it, which comes with the second page, or a page that
+    /// does not follow the last uuid) is paged by number instead.
     pub async fn list_all(&self, query: &ListQuery) -> Result<Vec<Fractal>, ApiError> {
         let per_page = query.results_per_page.unwrap_or(100);
         let mut out: Vec<Fractal> = Vec::new();
         loop {
+            let after = out.last().map(|f| f.uuid.clone());
             let q = ListQuery {
                 page: None,
                 results_per_page: Some(per_page),
                 order_by: Some("uuid".into()),
-                uuid_after: out.last().map(|f| f.uuid.clone()),
+                uuid_after: after.clone(),
                 ..query.clone()
             };
             let result = match self.list(&q).await {
                 Ok(result) => result,
-                Err(e) if out.is_empty() && e.status() == Some(400) => {
+                Err(e) if after.is_some() && e.status() == Some(400) => {
                     return self.list_all_by_page_number(query, per_page).await;
                 }
                 Err(e) => return Err(e),
             };
+            if let Some(after) = &after
+                && result.objects.iter().any(|f| f.uuid <= *after)
+            {
+                return self.list_all_by_page_number(query, per_page).await;
+            }
             let (got, left) = (result.objects.len() as u64, result.num_results);
             out.extend(result.objects);
             // `num_results` counts what is left from this page on: this

@@ -267,6 +267,14 @@ pub fn control_topic(topic: &str) -> String {
 /// stops, and answers its `process` call with [`FRACTAL_DELETED`]).
 pub const CANCEL_METHOD: &str = "cancel";
 
+/// The workers' method on [`control_topic`] that tells them a producer gave
+/// up calls as it stopped (a fanout cast, with [`CancelArgs`]): a worker
+/// holding one answers it with [`TASK_GIVEN_UP`] instead of rendering it
+/// for nobody. A method of its own, not a `cancel` with a reason: a worker
+/// older than it drops it as unknown, where it would take a `cancel` for a
+/// deletion and refuse the task's next dispatch too.
+pub const GIVEN_UP_METHOD: &str = "given_up";
+
 /// Class of the error a worker answers `process` with when the render was
 /// cancelled because its fractal was deleted.
 pub const FRACTAL_DELETED: &str = "FractalDeleted";
@@ -276,12 +284,11 @@ pub const FRACTAL_DELETED: &str = "FractalDeleted";
 /// stopping; the task is dispatched again at its next start).
 pub const TASK_GIVEN_UP: &str = "TaskGivenUp";
 
-/// Why the renders of a fractal are cancelled ([`CancelArgs::reason`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// Why the renders of a fractal are cancelled: which of [`CANCEL_METHOD`]
+/// and [`GIVEN_UP_METHOD`] said so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CancelReason {
     /// The fractal was deleted from the API.
-    #[default]
     Deleted,
     /// The producer that called gave the call up as it stopped: the
     /// request still queued or rendering is answered to nobody, and the
@@ -290,6 +297,14 @@ pub enum CancelReason {
 }
 
 impl CancelReason {
+    /// The workers' method that says it.
+    pub fn method(self) -> &'static str {
+        match self {
+            CancelReason::Deleted => CANCEL_METHOD,
+            CancelReason::GivenUp => GIVEN_UP_METHOD,
+        }
+    }
+
     /// The error class a cancelled `process` call is answered with.
     pub fn error_class(self) -> &'static str {
         match self {
@@ -305,10 +320,6 @@ impl CancelReason {
             CancelReason::GivenUp => "the producer gave the task up as it stopped",
         }
     }
-
-    fn is_deleted(&self) -> bool {
-        *self == CancelReason::Deleted
-    }
 }
 
 /// The arguments of the workers' `cancel` method.
@@ -322,9 +333,6 @@ pub struct CancelArgs {
     /// producer older than revisions): every task of the uuid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<u64>,
-    /// Why (absent: deleted, as before reasons were sent).
-    #[serde(default, skip_serializing_if = "CancelReason::is_deleted")]
-    pub reason: CancelReason,
 }
 
 /// The arguments of the workers' `process` method.

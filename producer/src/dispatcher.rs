@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use faafo_common::api_client::ApiError;
 use faafo_common::fractal::{
-    CANCEL_METHOD, CancelArgs, CancelReason, Fractal, FractalStatus, FractalUpdate, ProcessArgs,
-    Task, TaskResult, control_topic,
+    CancelArgs, CancelReason, Fractal, FractalStatus, FractalUpdate, ProcessArgs, Task, TaskResult,
+    control_topic,
 };
 use faafo_common::messaging::{
     Backoff, MessagingError, RequestContext, RetryPolicy, RpcClient, new_request_id,
@@ -572,7 +572,6 @@ impl Dispatcher {
         let args = CancelArgs {
             uuid: uuid.to_string(),
             revision,
-            reason,
         };
         // At a stop, which waits for it, the cast is tried once.
         let (control, within) = match reason {
@@ -582,7 +581,7 @@ impl Dispatcher {
                 GIVEN_UP_CAST_TIMEOUT,
             ),
         };
-        let cast = control.cast(ctx, CANCEL_METHOD, &args);
+        let cast = control.cast(ctx, reason.method(), &args);
         let failure = match tokio::time::timeout(within, cast).await {
             Ok(Ok(())) => return,
             // No worker listens, so none has the call taken ahead: one that

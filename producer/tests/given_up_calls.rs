@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use faafo_common::api_client::ApiClient;
-use faafo_common::configuration::FaafoConfig;
 use faafo_common::fractal::{FractalStatus, ProcessArgs, TASK_GIVEN_UP, control_topic};
 use faafo_common::messaging::{Endpoint, RequestContext, RpcServer, Target, Transport};
 use faafo_common::shutdown::Shutdown;
@@ -31,18 +30,7 @@ type Outcomes = Arc<Mutex<HashMap<String, Vec<Option<String>>>>>;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_given_up_at_a_stop_are_not_rendered_for_nobody() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = FaafoConfig::default();
-    config.default.state_path = dir.path().display().to_string();
-    config.default.transport_url = format!("memory:///given-up-{}", std::process::id());
-    config.producer.min_tasks = 4;
-    config.producer.max_tasks = 4;
-    config.producer.max_in_flight = 4;
-    config.producer.min_width = 64;
-    config.producer.max_width = 64;
-    config.producer.min_height = 64;
-    config.producer.max_height = 64;
-    config.producer.min_iterations = 32;
-    config.producer.max_iterations = 32;
+    let mut config = support::small_tasks_config(dir.path(), "given-up", 4, 4);
     config.producer.shutdown_grace = 1;
     let local_api = LocalApi::start(&mut config).await;
     config.validate().expect("valid configuration");

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use faafo_common::api_client::ApiClient;
-use faafo_common::configuration::FaafoConfig;
 use faafo_common::fractal::{FractalStatus, ProcessArgs};
 use faafo_common::messaging::{Endpoint, RequestContext, RpcServer, Target, Transport};
 use faafo_common::shutdown::Shutdown;
@@ -22,18 +21,7 @@ use support::LocalApi;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_in_flight_finish_when_a_one_shot_producer_stops() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = FaafoConfig::default();
-    config.default.state_path = dir.path().display().to_string();
-    config.default.transport_url = format!("memory:///one-shot-stop-{}", std::process::id());
-    config.producer.min_tasks = 6;
-    config.producer.max_tasks = 6;
-    config.producer.max_in_flight = 2;
-    config.producer.max_width = 64;
-    config.producer.max_height = 64;
-    config.producer.min_width = 64;
-    config.producer.min_height = 64;
-    config.producer.min_iterations = 32;
-    config.producer.max_iterations = 32;
+    let mut config = support::small_tasks_config(dir.path(), "one-shot-stop", 6, 2);
     config.producer.shutdown_grace = 30;
     let local_api = LocalApi::start(&mut config).await;
     config.validate().expect("valid configuration");

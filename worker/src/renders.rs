@@ -38,35 +38,59 @@ struct State {
     deletions: VecDeque<(String, Instant)>,
 }
 
-/// Which tasks of a cancelled uuid are refused: those at the last
-/// revision the producer knew or before (a fractal created again under the
-/// uuid, or a task dispatched again, has later ones), or all of them
-/// (`last` unknown); and why.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which tasks of a cancelled uuid are refused, and why.
+///
+/// Deleted: the tasks at the fractal's last revision the producer knew or
+/// before (a fractal created again under the uuid has later ones), or all
+/// of them when that revision is unknown; a task of unknown revision may
+/// be the deleted fractal's, and is refused too. Given up: the tasks at the
+/// revision of a call a producer gave up, or before (its next dispatch has
+/// a later one); only those that carry a revision, since a producer sends
+/// this only for calls that do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Deletion {
-    last: Option<u64>,
-    reason: CancelReason,
+    /// `Some(None)`: every task of the uuid.
+    deleted: Option<Option<u64>>,
+    given_up: Option<u64>,
 }
 
 impl Deletion {
-    /// Whether a task at `revision` is one cancelled; one whose revision is
-    /// unknown may be, and is refused.
-    fn covers(self, revision: Option<u64>) -> bool {
-        match (self.last, revision) {
-            (Some(last), Some(revision)) => revision <= last,
-            _ => true,
+    /// Why a task at `revision` is refused, if it is.
+    fn covers(self, revision: Option<u64>) -> Option<CancelReason> {
+        let deleted = match (self.deleted, revision) {
+            (Some(Some(last)), Some(revision)) => revision <= last,
+            (Some(_), _) => true,
+            (None, _) => false,
+        };
+        let given_up =
+            matches!((self.given_up, revision), (Some(last), Some(revision)) if revision <= last);
+        if deleted {
+            Some(CancelReason::Deleted)
+        } else if given_up {
+            Some(CancelReason::GivenUp)
+        } else {
+            None
         }
     }
 
-    /// Two cancellations of the same uuid: the wider, for the later reason.
-    fn merge(self, later: Deletion) -> Deletion {
-        let last = match (self.last, later.last) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            _ => None,
-        };
-        Deletion {
-            last,
-            reason: later.reason,
+    /// This and a later cancellation of the same uuid: the wider of each.
+    fn merge(self, revision: Option<u64>, reason: CancelReason) -> Deletion {
+        match reason {
+            CancelReason::Deleted => Deletion {
+                deleted: Some(match (self.deleted, revision) {
+                    (Some(Some(a)), Some(b)) => Some(a.max(b)),
+                    (None, revision) => revision,
+                    _ => None,
+                }),
+                ..self
+            },
+            CancelReason::GivenUp => Deletion {
+                given_up: match (self.given_up, revision) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                },
+                ..self
+            },
         }
     }
 }
@@ -147,12 +171,12 @@ impl RenderRegistry {
         let cancelled = Arc::new(AtomicU8::new(0));
         let mut state = self.lock();
         state.forget_old(Instant::now());
-        if let Some(deletion) = state
+        if let Some(reason) = state
             .deleted
             .get(uuid)
-            .filter(|deletion| deletion.covers(revision))
+            .and_then(|deletion| deletion.covers(revision))
         {
-            cancelled.store(encode(deletion.reason), Ordering::Release);
+            cancelled.store(encode(reason), Ordering::Release);
             render.cancel();
         }
         state
@@ -182,31 +206,29 @@ impl RenderRegistry {
         let now = Instant::now();
         let mut state = self.lock();
         state.forget_old(now);
-        let this = Deletion {
-            last: revision,
-            reason,
-        };
-        let deletion = match state.deleted.get(uuid) {
-            Some(earlier) => earlier.merge(this),
-            None => {
-                if state.deletions.len() >= MAX_REMEMBERED
-                    && let Some((oldest, _)) = state.deletions.pop_front()
-                {
-                    state.deleted.remove(&oldest);
-                }
-                state.deletions.push_back((uuid.to_string(), now));
-                this
-            }
-        };
-        state.deleted.insert(uuid.to_string(), deletion);
+        let deletion = state
+            .deleted
+            .get(uuid)
+            .copied()
+            .unwrap_or_default()
+            .merge(revision, reason);
+        // Remembered for REMEMBER_DELETED from now, the latest news of it.
+        if state.deleted.insert(uuid.to_string(), deletion).is_some() {
+            state.deletions.retain(|(remembered, _)| remembered != uuid);
+        } else if state.deletions.len() >= MAX_REMEMBERED
+            && let Some((oldest, _)) = state.deletions.pop_front()
+        {
+            state.deleted.remove(&oldest);
+        }
+        state.deletions.push_back((uuid.to_string(), now));
         let renders = state.running.get(uuid).map_or(&[][..], Vec::as_slice);
         let mut cancelled = 0;
-        for render in renders.iter().filter(|r| deletion.covers(r.revision)) {
-            render
-                .cancelled
-                .store(encode(deletion.reason), Ordering::Release);
-            render.render.cancel();
-            cancelled += 1;
+        for render in renders {
+            if let Some(reason) = deletion.covers(render.revision) {
+                render.cancelled.store(encode(reason), Ordering::Release);
+                render.render.cancel();
+                cancelled += 1;
+            }
         }
         cancelled
     }
@@ -362,6 +384,12 @@ mod tests {
         assert_eq!(running.cancelled(), Some(CancelReason::GivenUp));
         let queued = registry.register(A, Some(9), &CancelToken::new());
         assert_eq!(queued.cancelled(), Some(CancelReason::GivenUp));
+        // A task without a revision (an older producer's) is no given-up
+        // call's: rendered.
+        assert_eq!(
+            registry.register(A, None, &CancelToken::new()).cancelled(),
+            None
+        );
         // Deleted later: the later reason, for the wider range.
         registry.cancel(A, Some(20), CancelReason::Deleted);
         let later = registry.register(A, Some(15), &CancelToken::new());

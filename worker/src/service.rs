@@ -22,8 +22,8 @@ use std::time::Duration;
 use faafo_common::configuration::FaafoConfig;
 use faafo_common::files::{Durability, sweep_partial_files, write_whole_async};
 use faafo_common::fractal::{
-    CANCEL_METHOD, CancelArgs, CancelReason, FRACTAL_DELETED, ProcessArgs, TASK_GIVEN_UP, Task,
-    TaskResult, control_topic,
+    CancelArgs, CancelReason, FRACTAL_DELETED, ProcessArgs, TASK_GIVEN_UP, Task, TaskResult,
+    control_topic,
 };
 use faafo_common::messaging::{
     Endpoint, MessagingError, Notifier, RemoteError, RequestContext, RpcServer, Target, Transport,
@@ -219,19 +219,25 @@ impl WorkerService {
         )
     }
 
-    /// The RPC endpoint of the control topic, with the `cancel` method.
+    /// The RPC endpoint of the control topic, with the `cancel` method
+    /// (a fractal was deleted) and the `given_up` one (a producer gave up
+    /// its calls as it stopped).
     pub fn control_endpoint(self: &Arc<Self>) -> Endpoint {
-        let service = self.clone();
-        Endpoint::new().method(
-            CANCEL_METHOD,
-            move |_ctx: RequestContext, args: CancelArgs| {
-                let service = service.clone();
-                async move {
-                    service.cancel(&args.uuid, args.revision, args.reason);
-                    Ok::<_, RemoteError>(())
-                }
-            },
-        )
+        let mut endpoint = Endpoint::new();
+        for reason in [CancelReason::Deleted, CancelReason::GivenUp] {
+            let service = self.clone();
+            endpoint = endpoint.method(
+                reason.method(),
+                move |_ctx: RequestContext, args: CancelArgs| {
+                    let service = service.clone();
+                    async move {
+                        service.cancel(&args.uuid, args.revision, reason);
+                        Ok::<_, RemoteError>(())
+                    }
+                },
+            );
+        }
+        endpoint
     }
 
     /// The tasks of `uuid` at `revision` or before (`None`: all of them)

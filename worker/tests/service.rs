@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use faafo_common::fractal::{
-    CANCEL_METHOD, CancelArgs, CancelReason, FRACTAL_DELETED, ProcessArgs, Task, TaskResult,
-    control_topic,
+    CANCEL_METHOD, CancelArgs, FRACTAL_DELETED, ProcessArgs, Task, TaskResult, control_topic,
 };
 use faafo_common::messaging::*;
 use faafo_common::testing::{TestBroker, remote_error};
@@ -557,7 +556,6 @@ async fn a_deleted_fractal_stops_its_render(env: TestBroker) {
                     &CancelArgs {
                         uuid,
                         revision: None,
-                        reason: CancelReason::Deleted,
                     },
                 )
                 .await

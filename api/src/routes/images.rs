@@ -147,7 +147,7 @@ pub async fn upload(
             // The image again: its file, if it went missing, is written
             // back (filesystem store), so that delivering it again repairs
             // a fractal whose picture was lost.
-            state.images.restore(&record, &png).await?;
+            state.images.restore(&state.db, &record, &png).await?;
         }
         let written = match attached {
             Outcome::Unchanged if next == record => return Ok(Json(record.to_json())),

@@ -383,6 +383,85 @@ async fn lock_waiters(backend: Backend, url: &str) -> i64 {
     }
 }
 
+/// The API on a pool of one connection to a new database of `backend`,
+/// behind a proxy the test can strand, with 1 s to connect and 3 s a
+/// statement; once it answered a first list.
+struct PoolOfOne {
+    db: TestDatabase,
+    proxy: Proxy,
+    api: String,
+    _state: tempfile::TempDir,
+    /// A client that waits a minute.
+    http: reqwest::Client,
+}
+
+impl PoolOfOne {
+    async fn start(backend: Backend) -> Self {
+        let db = TestDatabase::create(backend).await;
+        let proxy = Proxy::start(&host_port(&db.url), 0).await;
+        let (api, state) = api_on(&proxy.in_front_of(&db.url), |config| {
+            config.database.connect_timeout = 1;
+            config.database.query_timeout = 3;
+            config.database.max_connections = 1;
+        })
+        .await;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client");
+        let (_, response) = timed_get(&http, &format!("{api}/v1/fractal")).await;
+        assert_eq!(response.status(), 200, "{backend:?}");
+        Self {
+            db,
+            proxy,
+            api,
+            _state: state,
+            http,
+        }
+    }
+
+    /// Locks the fractal table, has `request` sent, and strands the
+    /// proxy once the API's statement waits for the lock: the server goes
+    /// silent in the middle of it. The lock's holder, to drop.
+    async fn go_silent_during<T: Send + 'static>(
+        &mut self,
+        backend: Backend,
+        request: impl Future<Output = T> + Send + 'static,
+    ) -> (Box<dyn std::any::Any + Send>, tokio::task::JoinHandle<T>) {
+        let holder = lock_table(backend, &self.db.url).await;
+        let request = tokio::spawn(request);
+        let seen = Instant::now();
+        while lock_waiters(backend, &self.db.url).await == 0 {
+            assert!(
+                seen.elapsed() < Duration::from_secs(3),
+                "{backend:?}: the API's statement never waited for the lock"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.proxy.strand();
+        (holder, request)
+    }
+
+    /// Waits until a list is answered again, at most `within`: the
+    /// pool's one place is free.
+    async fn works_again(&self, backend: Backend, within: Duration) {
+        let back = Instant::now();
+        loop {
+            let (_, response) = timed_get(&self.http, &format!("{}/v1/fractal", self.api)).await;
+            if response.status() == 200 {
+                return;
+            }
+            let message = error_of(response, 503).await;
+            assert!(
+                back.elapsed() < within,
+                "{backend:?}: the pool's one place is still held after {:?}: {message}",
+                back.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
 /// A server gone silent in the middle of a statement (its host off the
 /// network, another at its address: no refusal, no answer on the old
 /// connections): the request ends after `(connect_timeout + query_timeout)`
@@ -394,35 +473,11 @@ async fn lock_waiters(backend: Backend, url: &str) -> i64 {
 /// here) works again at once, where sqlx's check of a returned connection
 /// would have waited on the silent one for good.
 async fn a_silent_server_is_given_up(backend: Backend) {
-    let db = TestDatabase::create(backend).await;
-    let mut proxy = Proxy::start(&host_port(&db.url), 0).await;
-    let (api, _state) = api_on(&proxy.in_front_of(&db.url), |config| {
-        config.database.connect_timeout = 1;
-        config.database.query_timeout = 3;
-        config.database.max_connections = 1;
-    })
-    .await;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("client");
-    let (_, response) = timed_get(&http, &format!("{api}/v1/fractal")).await;
-    assert_eq!(response.status(), 200, "{backend:?}");
-
-    let holder = lock_table(backend, &db.url).await;
-    let request = {
-        let (http, url) = (http.clone(), format!("{api}/v1/fractal"));
-        tokio::spawn(async move { timed_get(&http, &url).await })
-    };
-    let seen = Instant::now();
-    while lock_waiters(backend, &db.url).await == 0 {
-        assert!(
-            seen.elapsed() < Duration::from_secs(3),
-            "{backend:?}: the API's statement never waited for the lock"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    proxy.strand();
+    let mut scene = PoolOfOne::start(backend).await;
+    let (http, url) = (scene.http.clone(), format!("{}/v1/fractal", scene.api));
+    let (holder, request) = scene
+        .go_silent_during(backend, async move { timed_get(&http, &url).await })
+        .await;
     let (took, response) = request.await.expect("request");
     let message = error_of(response, 503).await;
     // A list is two statements: (1 s + 3 s) x 2 + 1 s.
@@ -434,22 +489,8 @@ async fn a_silent_server_is_given_up(backend: Backend) {
         took >= Duration::from_secs(5) && took < Duration::from_secs(30),
         "{backend:?} took {took:?}: {message}"
     );
-
     drop(holder);
-    let back = Instant::now();
-    loop {
-        let (_, response) = timed_get(&http, &format!("{api}/v1/fractal")).await;
-        if response.status() == 200 {
-            break;
-        }
-        let message = error_of(response, 503).await;
-        assert!(
-            back.elapsed() < Duration::from_secs(15),
-            "{backend:?}: the pool's one place is still held after {:?}: {message}",
-            back.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    scene.works_again(backend, Duration::from_secs(15)).await;
 }
 
 /// A client that hangs up while the API waits on a server gone silent
@@ -458,60 +499,22 @@ async fn a_silent_server_is_given_up(backend: Backend) {
 /// closed, not handed back to the pool, where sqlx's check of it would
 /// have waited on the silent server for good and held the pool's one place.
 async fn a_client_that_hangs_up_leaves_no_connection_stuck(backend: Backend) {
-    let db = TestDatabase::create(backend).await;
-    let mut proxy = Proxy::start(&host_port(&db.url), 0).await;
-    let (api, _state) = api_on(&proxy.in_front_of(&db.url), |config| {
-        config.database.connect_timeout = 1;
-        config.database.query_timeout = 3;
-        config.database.max_connections = 1;
-    })
-    .await;
-    let patient = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("client");
-    let (_, response) = timed_get(&patient, &format!("{api}/v1/fractal")).await;
-    assert_eq!(response.status(), 200, "{backend:?}");
-
-    let holder = lock_table(backend, &db.url).await;
+    let mut scene = PoolOfOne::start(backend).await;
     let hasty = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
         .expect("client");
-    let request = {
-        let url = format!("{api}/v1/fractal");
-        tokio::spawn(async move { hasty.get(&url).send().await })
-    };
-    let seen = Instant::now();
-    while lock_waiters(backend, &db.url).await == 0 {
-        assert!(
-            seen.elapsed() < Duration::from_secs(3),
-            "{backend:?}: the API's statement never waited for the lock"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    proxy.strand();
+    let url = format!("{}/v1/fractal", scene.api);
+    let (holder, request) = scene
+        .go_silent_during(backend, async move { hasty.get(&url).send().await })
+        .await;
     let outcome = request.await.expect("request");
     assert!(
         outcome.as_ref().is_err_and(reqwest::Error::is_timeout),
         "{backend:?}: the client hangs up: {outcome:?}"
     );
-
     drop(holder);
-    let back = Instant::now();
-    loop {
-        let (_, response) = timed_get(&patient, &format!("{api}/v1/fractal")).await;
-        if response.status() == 200 {
-            break;
-        }
-        let message = error_of(response, 503).await;
-        assert!(
-            back.elapsed() < Duration::from_secs(20),
-            "{backend:?}: the pool's one place is still held after {:?}: {message}",
-            back.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    scene.works_again(backend, Duration::from_secs(20)).await;
 }
 
 #[tokio::test]

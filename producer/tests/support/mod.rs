@@ -441,3 +441,28 @@ impl LocalApi {
             .expect("the API stops cleanly");
     }
 }
+
+/// A configuration for a producer and worker in the test's process: its
+/// data in `dir`, the in-memory broker `memory:///<name>-<pid>`, and
+/// batches of `tasks` small tasks (64 x 64, 32 iterations), at most
+/// `in_flight` calls at once.
+pub fn small_tasks_config(
+    dir: &Path,
+    name: &str,
+    tasks: u32,
+    in_flight: usize,
+) -> faafo_common::configuration::FaafoConfig {
+    let mut config = faafo_common::configuration::FaafoConfig::default();
+    config.default.state_path = dir.display().to_string();
+    config.default.transport_url = format!("memory:///{name}-{}", std::process::id());
+    config.producer.min_tasks = tasks;
+    config.producer.max_tasks = tasks;
+    config.producer.max_in_flight = in_flight;
+    config.producer.min_width = 64;
+    config.producer.max_width = 64;
+    config.producer.min_height = 64;
+    config.producer.max_height = 64;
+    config.producer.min_iterations = 32;
+    config.producer.max_iterations = 32;
+    config
+}

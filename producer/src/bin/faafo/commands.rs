@@ -58,15 +58,22 @@ pub async fn run(
         }
         Command::Get(args) => get(&api()?, args, format).await,
         Command::Delete(arg) => {
-            match api()?.delete(&arg.uuid).await {
-                Ok(()) => {}
-                // A host that took the DELETE and never answered, then the
-                // next host's 404: the first one deleted it.
-                Err(e) if e.status() == Some(404) && e.may_have_applied() => {}
+            // A host that took the DELETE and failed (no answer, a
+            // proxy's 502), then the next host's 404: the first one may
+            // have deleted it, or there was nothing to delete.
+            let perhaps = match api()?.delete(&arg.uuid).await {
+                Ok(()) => false,
+                Err(e) if e.status() == Some(404) && e.may_have_applied() => true,
                 Err(e) => return Err(e.into()),
-            }
+            };
             if format == Format::Json {
-                output::line(serde_json::json!({"deleted": arg.uuid}))?;
+                output::line(serde_json::json!({"deleted": arg.uuid, "certain": !perhaps}))?;
+            } else if perhaps {
+                output::line(format_args!(
+                    "deleted {} (or it never existed: the first API host failed after taking \
+                     the request, and the next one has no such fractal)",
+                    arg.uuid
+                ))?;
             } else {
                 output::line(format_args!("deleted {}", arg.uuid))?;
             }
@@ -177,12 +184,7 @@ async fn create(
         let answer = tokio::select! {
             answer = api.create(&task) => answer,
             Ok(()) = &mut ctrl_c => {
-                let _ = output::list(&created, format);
-                eprintln!(
-                    "faafo: {} (fractal {uuid} was being created and may exist too)",
-                    interrupted(&created)
-                );
-                return Ok(ExitCode::from(130));
+                return Ok(interrupted_creating(&created, format, &uuid));
             }
         };
         match answer {
@@ -190,11 +192,17 @@ async fn create(
             Err(e) => {
                 // The API may have created it before its answer was lost:
                 // the uuid is ours, so it can be asked.
-                if e.may_have_applied()
-                    && let Ok(fractal) = api.get(&uuid).await
-                {
-                    created.push(fractal);
-                    continue;
+                if e.may_have_applied() {
+                    let asked = tokio::select! {
+                        asked = api.get(&uuid) => asked,
+                        Ok(()) = &mut ctrl_c => {
+                            return Ok(interrupted_creating(&created, format, &uuid));
+                        }
+                    };
+                    if let Ok(fractal) = asked {
+                        created.push(fractal);
+                        continue;
+                    }
                 }
                 // Those created so far exist and will be rendered: shown,
                 // not hidden behind the error (which is the one to report).
@@ -330,6 +338,17 @@ fn bounds(
             "{flag} {value} leaves no room for a viewport of width {span} beside it: give {other} too"
         ))
     }
+}
+
+/// Ctrl-C while `create` creates: those created are printed (they will
+/// be rendered), and the one being created is named; status 130.
+fn interrupted_creating(created: &[Fractal], format: Format, uuid: &str) -> ExitCode {
+    let _ = output::list(created, format);
+    eprintln!(
+        "faafo: {} (fractal {uuid} was being created and may exist too)",
+        interrupted(created)
+    );
+    ExitCode::from(130)
 }
 
 /// What to say when Ctrl-C ends `create --wait`: the fractals were created
