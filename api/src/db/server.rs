@@ -48,7 +48,7 @@ tokio::task_local! {
 /// A future whose database connections are closed, not returned to the
 /// pool, when it is dropped before its end: a request whose client hung up
 /// (hyper drops its handler then) may be in the middle of a statement, as
-/// one [`ServerPool::bounded`] gives up on ([`Checkout`]).
+/// one that `ServerPool::bounded` gives up on (see `Checkout`).
 pub struct ClosesConnectionsIfAbandoned<F: Future> {
     inner: Option<std::pin::Pin<Box<F>>>,
 }

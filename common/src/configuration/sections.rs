@@ -51,7 +51,7 @@ config_section! {
     pub struct MessagingSection ["messaging"] {
         /// Seconds without a call-monitor heartbeat after which a call to a worker is given up (0: off). The monitor counts time spent waiting in the queue too, so keep it well above the time a task may wait behind others.
         call_monitor_timeout: u64 = 0,
-        /// Exchange that keeps rejected (malformed) requests; every peer of a topic must agree. Empty: rejected messages are dropped.
+        /// Exchange that keeps rejected (malformed) requests, and the calls that expired in the queue before a worker took them (call_timeout: the producer has given up on them and sends them again); give its queue a length limit or a TTL (a RabbitMQ policy), or it grows while no worker runs. Every peer of a topic must agree. Empty: such messages are dropped.
         dead_letter_exchange: String = String::new(),
         /// Largest RPC message accepted, in bytes.
         max_message_size: u64 = 64 * 1024 * 1024,
