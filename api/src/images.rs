@@ -71,13 +71,7 @@ impl ImageStore {
                 .replace_with_image(before, after, Some(png.bytes()))
                 .await?),
             Self::Filesystem(dir) => {
-                let path = file_path(dir, before.uuid, png.checksum());
-                write_whole_async(path, png.bytes().clone(), Durability::Synced)
-                    .await
-                    .map_err(|e| ImageStoreError::Io {
-                        path: e.path,
-                        source: e.source,
-                    })?;
+                write_file(&file_path(dir, before.uuid, png.checksum()), png).await?;
                 Ok(db.replace(before, after).await?)
             }
         }
@@ -105,12 +99,7 @@ impl ImageStore {
             "the image file of fractal {} was missing: written again from this upload",
             record.uuid
         );
-        write_whole_async(path, png.bytes().clone(), Durability::Synced)
-            .await
-            .map_err(|e| ImageStoreError::Io {
-                path: e.path,
-                source: e.source,
-            })?;
+        write_file(&path, png).await?;
         // Deleted meanwhile (its file removed before this one was written):
         // not left behind.
         if matches!(db.get(record.uuid).await, Ok(None)) {
@@ -165,6 +154,16 @@ impl ImageStore {
             self.discard(record.uuid, checksum).await;
         }
     }
+}
+
+/// Writes `png` whole to `path` (aside, synced, renamed into place).
+async fn write_file(path: &Path, png: &PngImage) -> Result<(), ImageStoreError> {
+    write_whole_async(path.to_path_buf(), png.bytes().clone(), Durability::Synced)
+        .await
+        .map_err(|e| ImageStoreError::Io {
+            path: e.path,
+            source: e.source,
+        })
 }
 
 fn file_path(dir: &Path, id: FractalId, checksum: &Checksum) -> PathBuf {

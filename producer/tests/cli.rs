@@ -1182,6 +1182,20 @@ fn the_producer_takes_the_endpoint_and_token_of_the_command_line() {
     );
 }
 
+/// A fractal as a scripted API answers it: 64 x 48, 40 iterations.
+fn scripted_fractal(uuid: &str, status: &str, error: Value, created_at: &str) -> Value {
+    serde_json::json!({
+        "uuid": uuid, "width": 64, "height": 48, "iterations": 40,
+        "xa": -1.5, "xb": 1.5, "ya": -1.5, "yb": 1.5,
+        "seed": null, "c_re": null, "c_im": null,
+        "status": status, "error": error, "attempts": 1,
+        "duration": null, "checksum": null, "size": null,
+        "generated_by": null,
+        "created_at": created_at,
+        "updated_at": "2025-01-01T00:00:00.000000Z",
+    })
+}
+
 /// An HTTP server on 127.0.0.1 that answers the requests it gets, in
 /// order, with `answers` (status line, extra headers, body), keeping
 /// connections alive as reqwest expects; the requests' first lines are
@@ -1255,17 +1269,12 @@ fn a_reader_that_stops_early_ends_the_output_quietly() {
     use std::io::BufRead;
     let objects: Vec<Value> = (0..2000)
         .map(|i| {
-            serde_json::json!({
-                "uuid": format!("01a20784-fe99-72fe-a554-{i:012}"),
-                "width": 64, "height": 48, "iterations": 40,
-                "xa": -1.5, "xb": 1.5, "ya": -1.5, "yb": 1.5,
-                "seed": null, "c_re": null, "c_im": null,
-                "status": "pending", "error": null, "attempts": 0,
-                "duration": null, "checksum": null, "size": null,
-                "generated_by": null,
-                "created_at": "2025-01-01T00:00:00Z",
-                "updated_at": "2025-01-01T00:00:00Z",
-            })
+            scripted_fractal(
+                &format!("01a20784-fe99-72fe-a554-{i:012}"),
+                "pending",
+                Value::Null,
+                "2025-01-01T00:00:00Z",
+            )
         })
         .collect();
     let page = serde_json::json!({
@@ -1402,15 +1411,9 @@ fn create_shows_what_it_created_before_an_error() {
 #[test]
 fn requests_whose_answer_was_lost_are_recognised() {
     let fractal = |uuid: &str| {
-        serde_json::json!({
-            "uuid": uuid, "width": 64, "height": 64,
-            "iterations": 32, "xa": -1.5, "xb": 1.5, "ya": -1.5, "yb": 1.5, "seed": 1,
-            "c_re": null, "c_im": null, "status": "pending", "error": null, "attempts": 0,
-            "duration": null, "checksum": null, "size": null, "generated_by": null,
-            "created_at": "2026-11-23T00:00:00.000000Z", "updated_at": "2026-11-23T00:00:00.000000Z"
-        })
-        .to_string()
-        .into_bytes()
+        scripted_fractal(uuid, "pending", Value::Null, "2026-11-23T00:00:00.000000Z")
+            .to_string()
+            .into_bytes()
     };
     let json_headers = "content-type: application/json\r\n";
     let uuid = "01a20784-fe99-72fe-a554-000000000007";
@@ -1490,17 +1493,12 @@ fn list_pages_by_uuid_and_by_number_on_an_older_api() {
             s / 60 % 60,
             s % 60
         );
-        serde_json::json!({
-            "uuid": format!("01a20784-fe99-72fe-a554-{i:012}"),
-            "width": 64, "height": 48, "iterations": 40,
-            "xa": -1.5, "xb": 1.5, "ya": -1.5, "yb": 1.5,
-            "seed": null, "c_re": null, "c_im": null,
-            "status": "pending", "error": null, "attempts": 0,
-            "duration": null, "checksum": null, "size": null,
-            "generated_by": null,
-            "created_at": created_at,
-            "updated_at": "2025-01-01T00:00:00.000000Z",
-        })
+        scripted_fractal(
+            &format!("01a20784-fe99-72fe-a554-{i:012}"),
+            "pending",
+            Value::Null,
+            &created_at,
+        )
     };
     let page = |range: std::ops::Range<usize>, left: usize| {
         let objects: Vec<Value> = range.map(fractal).collect();
@@ -1513,11 +1511,15 @@ fn list_pages_by_uuid_and_by_number_on_an_older_api() {
         ("200 OK", json_headers, page(0..100, 150)),
         ("200 OK", json_headers, page(100..150, 50)),
     ]);
-    let listed = json(
-        &ok(faafo_at(&url, &["--output", "json", "list"]), "list"),
-        "list",
-    );
-    let listed = listed.as_array().expect("an array");
+    // `faafo list --output json` against `url`: the fractals listed.
+    let list = |url: &str, what: &str| -> Vec<Value> {
+        let listed = json(
+            &ok(faafo_at(url, &["--output", "json", "list"]), what),
+            what,
+        );
+        listed.as_array().expect("an array").clone()
+    };
+    let listed = list(&url, "list");
     assert_eq!(listed.len(), 150);
     // Oldest first, whatever the order of the pages (by uuid).
     assert_eq!(listed[0]["uuid"], "01a20784-fe99-72fe-a554-000000000149");
@@ -1550,14 +1552,7 @@ fn list_pages_by_uuid_and_by_number_on_an_older_api() {
         ("200 OK", json_headers, numbered(0..100, 1)),
         ("200 OK", json_headers, numbered(100..150, 2)),
     ]);
-    let listed = json(
-        &ok(
-            faafo_at(&url, &["--output", "json", "list"]),
-            "list on an older API",
-        ),
-        "list",
-    );
-    assert_eq!(listed.as_array().map(Vec::len), Some(150));
+    assert_eq!(list(&url, "list on an older API").len(), 150);
     let asked: Vec<String> = requests.try_iter().collect();
     assert!(
         asked[2].contains("page=1") && asked[3].contains("page=2"),
@@ -1571,14 +1566,7 @@ fn list_pages_by_uuid_and_by_number_on_an_older_api() {
         ("200 OK", json_headers, numbered(0..100, 1)),
         ("200 OK", json_headers, numbered(100..150, 2)),
     ]);
-    let listed = json(
-        &ok(
-            faafo_at(&url, &["--output", "json", "list"]),
-            "list on an API ignoring uuid_after",
-        ),
-        "list",
-    );
-    assert_eq!(listed.as_array().map(Vec::len), Some(150));
+    assert_eq!(list(&url, "list on an API ignoring uuid_after").len(), 150);
 }
 
 /// `create --wait` whose reader has gone (`| head`) still waits, says
@@ -1588,15 +1576,9 @@ fn list_pages_by_uuid_and_by_number_on_an_older_api() {
 fn create_wait_reports_failures_after_its_reader_has_gone() {
     let uuid = "01a20784-fe99-72fe-a554-000000000008";
     let fractal = |status: &str, error: Value| {
-        serde_json::json!({
-            "uuid": uuid, "width": 64, "height": 64,
-            "iterations": 32, "xa": -1.5, "xb": 1.5, "ya": -1.5, "yb": 1.5, "seed": 1,
-            "c_re": null, "c_im": null, "status": status, "error": error, "attempts": 1,
-            "duration": null, "checksum": null, "size": null, "generated_by": null,
-            "created_at": "2026-11-23T00:00:00.000000Z", "updated_at": "2026-11-23T00:00:00.000000Z"
-        })
-        .to_string()
-        .into_bytes()
+        scripted_fractal(uuid, status, error, "2026-11-23T00:00:00.000000Z")
+            .to_string()
+            .into_bytes()
     };
     let json_headers = "content-type: application/json\r\n";
     let (url, _) = scripted_api(vec![

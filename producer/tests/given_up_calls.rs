@@ -16,9 +16,8 @@ use std::time::Duration;
 
 use faafo_common::api_client::ApiClient;
 use faafo_common::fractal::{FractalStatus, ProcessArgs, TASK_GIVEN_UP, control_topic};
-use faafo_common::messaging::{Endpoint, RequestContext, RpcServer, Target, Transport};
+use faafo_common::messaging::{Endpoint, RequestContext, RpcServer, Target};
 use faafo_common::shutdown::Shutdown;
-use faafo_worker::service::{WorkerService, WorkerSettings};
 
 mod support;
 use support::{LocalApi, eventually};
@@ -35,14 +34,8 @@ async fn calls_given_up_at_a_stop_are_not_rendered_for_nobody() {
     let local_api = LocalApi::start(&mut config).await;
     config.validate().expect("valid configuration");
 
-    let transport = Transport::builder(&config.default.transport_url)
-        .control_exchange(&config.default.control_exchange)
-        .connect()
-        .await
-        .expect("memory transport");
-    let settings = WorkerSettings::from_config(&config);
-    let topic = settings.topic.clone();
-    let service = Arc::new(WorkerService::new(settings, &transport).expect("the worker"));
+    let (transport, service) = support::worker_service(&config).await;
+    let topic = config.worker.topic.clone();
     // The worker is busy: calls wait at the gate until it opens.
     let (gate, opened) = tokio::sync::watch::channel(false);
     let outcomes: Outcomes = Arc::default();

@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use faafo_common::api_client::ApiClient;
 use faafo_common::fractal::{FractalStatus, ProcessArgs};
-use faafo_common::messaging::{Endpoint, RequestContext, RpcServer, Target, Transport};
+use faafo_common::messaging::{Endpoint, RequestContext, RpcServer, Target};
 use faafo_common::shutdown::Shutdown;
-use faafo_worker::service::{WorkerService, WorkerSettings};
 
 mod support;
 use support::LocalApi;
@@ -27,14 +26,8 @@ async fn calls_in_flight_finish_when_a_one_shot_producer_stops() {
     config.validate().expect("valid configuration");
 
     // A real worker's rendering, a second late.
-    let transport = Transport::builder(&config.default.transport_url)
-        .control_exchange(&config.default.control_exchange)
-        .connect()
-        .await
-        .expect("memory transport");
-    let settings = WorkerSettings::from_config(&config);
-    let topic = settings.topic.clone();
-    let service = Arc::new(WorkerService::new(settings, &transport).expect("the worker"));
+    let (transport, service) = support::worker_service(&config).await;
+    let topic = config.worker.topic.clone();
     let started = Arc::new(AtomicUsize::new(0));
     let counted = started.clone();
     let worker = RpcServer::builder(&transport, Target::topic(&topic).with_server("slow"))

@@ -466,3 +466,23 @@ pub fn small_tasks_config(
     config.producer.max_iterations = 32;
     config
 }
+
+/// A connection to `config`'s broker and a worker's service on it (its
+/// renderer and `cancel` endpoint), for a test to serve its `process` as it
+/// likes (late, behind a gate...).
+pub async fn worker_service(
+    config: &faafo_common::configuration::FaafoConfig,
+) -> (
+    faafo_common::messaging::Transport,
+    std::sync::Arc<faafo_worker::service::WorkerService>,
+) {
+    let transport = faafo_common::messaging::Transport::builder(&config.default.transport_url)
+        .control_exchange(&config.default.control_exchange)
+        .connect()
+        .await
+        .expect("the transport");
+    let settings = faafo_worker::service::WorkerSettings::from_config(config);
+    let service = faafo_worker::service::WorkerService::new(settings, &transport)
+        .expect("the worker's service");
+    (transport, std::sync::Arc::new(service))
+}
