@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use axum::body::Bytes;
-use faafo_common::files::{Durability, sweep_partial_files, write_whole_async};
+use faafo_common::files::{ABANDONED_AFTER, Durability, sweep_partial_files, write_whole_async};
 
 use crate::db::{Database, DbError};
 use crate::domain::{Checksum, FractalId, FractalRecord, PngImage};
@@ -146,6 +146,50 @@ impl ImageStore {
         }
     }
 
+    /// Removes the image files that no fractal records (left by a `DELETE`
+    /// that raced the upload of a fractal's first image, or by an upload
+    /// whose record could not be written) and that are older than
+    /// [`ABANDONED_AFTER`] (a younger one may be an upload in progress, here
+    /// or on another API server sharing the directory). Run at start, in
+    /// the background; stops at the first error of the database. Returns
+    /// how many it removed.
+    pub async fn sweep_orphans(&self, db: &Database) -> usize {
+        let Self::Filesystem(dir) = self else {
+            return 0;
+        };
+        let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+            return 0;
+        };
+        let mut removed = 0;
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let name = entry.file_name();
+            let Some((id, checksum)) = name.to_str().and_then(image_file_name) else {
+                continue;
+            };
+            let old = entry
+                .metadata()
+                .await
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|at| at.elapsed().ok())
+                .is_some_and(|age| age >= ABANDONED_AFTER);
+            if !old {
+                continue;
+            }
+            let recorded = match db.get(id).await {
+                Ok(record) => record.is_some_and(|r| r.has_image && r.checksum == Some(checksum)),
+                Err(e) => {
+                    tracing::debug!("image files not swept: {e}");
+                    return removed;
+                }
+            };
+            if !recorded && tokio::fs::remove_file(entry.path()).await.is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// Removes the image of a deleted fractal.
     pub async fn remove(&self, record: &FractalRecord) {
         if record.has_image
@@ -164,6 +208,13 @@ async fn write_file(path: &Path, png: &PngImage) -> Result<(), ImageStoreError> 
             path: e.path,
             source: e.source,
         })
+}
+
+/// The fractal and checksum an image file's name (`<uuid>.<sha256>.png`)
+/// says, or `None` for another file.
+fn image_file_name(name: &str) -> Option<(FractalId, Checksum)> {
+    let (id, checksum) = name.strip_suffix(".png")?.split_once('.')?;
+    Some((FractalId::parse(id).ok()?, Checksum::parse(checksum).ok()?))
 }
 
 fn file_path(dir: &Path, id: FractalId, checksum: &Checksum) -> PathBuf {

@@ -78,6 +78,18 @@ impl Application {
             "faafo-api listening on http://{address} (database {}, images {store})",
             db.url()
         );
+        if let ImageStore::Filesystem(dir) = &images {
+            let (images, db, dir) = (images.clone(), db.clone(), dir.clone());
+            tokio::spawn(async move {
+                let removed = images.sweep_orphans(&db).await;
+                if removed > 0 {
+                    tracing::info!(
+                        "removed {removed} image file(s) of {} that no fractal records",
+                        dir.display()
+                    );
+                }
+            });
+        }
         let state = AppState {
             db,
             images,

@@ -988,6 +988,11 @@ async fn concurrent_first_images_of_many_fractals(backend: Backend) {
     app.stop().await;
 }
 
+/// The uuid of the young orphan of [`filesystem_image_store`].
+fn young_orphan() -> &'static str {
+    "01a20784-fe99-72fe-a554-0000000000aa"
+}
+
 async fn filesystem_image_store(backend: Backend) {
     let app = spawn_app_with(backend, |c| {
         c.api.image_store = "filesystem".into();
@@ -1005,9 +1010,55 @@ async fn filesystem_image_store(backend: Backend) {
             })
             .expect("an old leftover");
         std::fs::write(images.join(".faafo-in-progress.tmp"), b"half").expect("a recent one");
+        // Image files no fractal records (a DELETE that raced an upload):
+        // an old one is swept at start, a young one may be an upload in
+        // progress and stays.
+        let sha = "ab".repeat(32);
+        let orphan = images.join(format!("{}.{sha}.png", uuid::Uuid::new_v4()));
+        std::fs::write(&orphan, b"an image nobody records").expect("an orphan");
+        std::fs::File::options()
+            .write(true)
+            .open(&orphan)
+            .and_then(|f| {
+                f.set_modified(std::time::SystemTime::now() - faafo_common::files::ABANDONED_AFTER)
+            })
+            .expect("an old orphan");
+        std::fs::write(
+            images.join(format!("{}.{sha}.png", young_orphan())),
+            b"young",
+        )
+        .expect("a young orphan");
     })
     .await;
     let dir = app.state_dir.path().join("images");
+    for _ in 0..100 {
+        let orphans = std::fs::read_dir(&dir)
+            .expect("dir")
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".png"))
+            })
+            .count();
+        if orphans == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let young = dir.join(format!("{}.{}.png", young_orphan(), "ab".repeat(32)));
+    assert!(
+        young.exists(),
+        "a young image file nobody records yet stays"
+    );
+    std::fs::remove_file(&young).expect("removed");
+    let pngs: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".png"))
+        .collect();
+    assert!(
+        pngs.is_empty(),
+        "the old one nobody records is swept: {pngs:?}"
+    );
     assert!(
         !dir.join(".faafo-cut-short.tmp").exists(),
         "a partial file of an earlier run is removed at start"
