@@ -519,3 +519,29 @@ impl Payload {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call's timeout longer than RabbitMQ's longest per-message TTL goes
+    /// out as that TTL (RabbitMQ refuses a longer `expiration`, closing the
+    /// publishing channel, in the versions that check it); a shorter one
+    /// as it is.
+    #[tokio::test]
+    async fn a_request_expires_within_what_rabbitmq_takes() {
+        let transport = Transport::builder("memory:///expiration-cap")
+            .connect()
+            .await
+            .expect("memory transport");
+        let client = RpcClient::new(&transport, Target::topic("t"));
+        let far = Duration::from_secs(60 * 24 * 3600);
+        let publication = client.direct_publication(Vec::new(), Some(far));
+        assert_eq!(publication.expiration, Some(MAX_EXPIRATION));
+        assert_eq!(MAX_EXPIRATION.as_millis(), 4_294_967_295);
+        let near = Duration::from_secs(900);
+        let publication = client.direct_publication(Vec::new(), Some(near));
+        assert_eq!(publication.expiration, Some(near));
+        transport.close().await;
+    }
+}
