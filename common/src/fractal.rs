@@ -322,10 +322,10 @@ impl CancelReason {
     }
 }
 
-/// The arguments of the workers' `cancel` method.
+/// The arguments of the workers' `cancel` and `given_up` methods.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CancelArgs {
-    /// The deleted fractal whose renders stop.
+    /// The fractal whose renders stop.
     pub uuid: String,
     /// The last revision of it the producer knew: tasks of that fractal
     /// at this revision or before are refused, a task of a fractal created

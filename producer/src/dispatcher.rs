@@ -46,8 +46,8 @@ const CANCEL_CAST_TIMEOUT: Duration = Duration::from_secs(10);
 /// a stop; past it the attempt stays counted.
 pub const GIVE_BACK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Longest wait for the broker to take the `cancel` of a call given up at
-/// a stop, which waits for it (past it, the call may be rendered for
+/// Longest wait for the broker to take the `given_up` cast of a call given
+/// up at a stop, which waits for it (past it, the call may be rendered for
 /// nobody, as before such casts).
 pub const GIVEN_UP_CAST_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -552,8 +552,8 @@ impl Dispatcher {
     /// revision (the uuid created again, the task dispatched again) is
     /// rendered. Its answer, if any, finds nobody waiting. A cast that
     /// fails (or waits more than `CANCEL_CAST_TIMEOUT` for the broker,
-    /// [`GIVEN_UP_CAST_TIMEOUT`] at a stop)
-    /// leaves the render to finish for nothing: logged, not retried.
+    /// [`GIVEN_UP_CAST_TIMEOUT`] at a stop) leaves the render to finish
+    /// for nothing: logged, not retried.
     async fn cancel_render(
         &self,
         ctx: &RequestContext,

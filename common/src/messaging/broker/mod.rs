@@ -174,10 +174,15 @@ pub(crate) fn is_ours(
 /// ([`StrayReturns`]); and lapin keeps every confirm dropped unresolved
 /// for the channel's lifetime.
 pub(crate) struct Unsettled(
-    pub(crate) Option<std::pin::Pin<Box<dyn Future<Output = Result<PublishOutcome>> + Send>>>,
+    Option<std::pin::Pin<Box<dyn Future<Output = Result<PublishOutcome>> + Send>>>,
 );
 
 impl Unsettled {
+    /// `confirm`, to be awaited to its end.
+    pub(crate) fn new(confirm: PendingConfirm) -> Self {
+        Self(Some(Box::pin(confirm.outcome())))
+    }
+
     /// Whether the confirmation is still to come.
     pub(crate) fn pending(&self) -> bool {
         self.0.is_some()
@@ -214,7 +219,7 @@ impl PendingConfirm {
         if let PendingConfirm::Ready(outcome) = self {
             return Ok(outcome);
         }
-        let mut confirm = Unsettled(Some(Box::pin(self.outcome())));
+        let mut confirm = Unsettled::new(self);
         match tokio::time::timeout_at(deadline, confirm.wait()).await {
             Ok(outcome) => outcome,
             Err(_) => Err(MessagingError::Disconnected(

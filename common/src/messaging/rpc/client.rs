@@ -230,7 +230,7 @@ impl RpcClient {
                 .broker
                 .publish(&publication, deadline)
                 .await?;
-            let mut confirm = Unsettled(Some(Box::pin(confirm.outcome())));
+            let mut confirm = Unsettled::new(confirm);
             let mut monitor_deadline = monitor.map(|m| Instant::now() + m);
             let mut partial: Option<Payload> = None;
             loop {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use faafo_common::api_client::{ApiClient, ListQuery};
 use faafo_common::files::{Durability, write_whole_async};
-use faafo_common::fractal::{Fractal, FractalStatus};
+use faafo_common::fractal::{Fractal, FractalStatus, NewFractal};
 use faafo_common::telemetry::TelemetryGuard;
 use faafo_producer::{ProducerSettings, TaskGenerator};
 
@@ -145,41 +145,10 @@ async fn create(
     let ctrl_c = tokio::signal::ctrl_c();
     let mut ctrl_c = std::pin::pin!(ctrl_c);
     for _ in 0..args.tasks {
-        let mut task = generator.task(settings);
-        task.width = args.width.unwrap_or(task.width);
-        task.height = args.height.unwrap_or(task.height);
-        // One dimension given: the other drawn within the pixel limit, or
-        // a batch would fail at random on the sizes the user never gave.
-        let most =
-            |given: u32| u32::try_from(pixel_limit / u64::from(given.max(1))).unwrap_or(u32::MAX);
-        match (args.width, args.height) {
-            (Some(width), None) => task.height = task.height.min(most(width)).max(1),
-            (None, Some(height)) => task.width = task.width.min(most(height)).max(1),
-            _ => {}
-        }
-        task.iterations = args.iterations.unwrap_or(task.iterations);
-        let viewport =
-            bounds(("--xa", args.xa), ("--xb", args.xb), (task.xa, task.xb)).and_then(|x| {
-                Ok((
-                    x,
-                    bounds(("--ya", args.ya), ("--yb", args.yb), (task.ya, task.yb))?,
-                ))
-            });
-        match viewport {
-            Ok(((xa, xb), (ya, yb))) => (task.xa, task.xb, task.ya, task.yb) = (xa, xb, ya, yb),
-            Err(mistake) => {
-                if !created.is_empty() {
-                    let _ = output::list(&created, format);
-                }
-                return Err(mistake.into());
-            }
-        }
-        if args.seed.is_some() {
-            task.seed = args.seed;
-        }
-        if let (Some(re), Some(im)) = (args.c_re, args.c_im) {
-            (task.seed, task.c_re, task.c_im) = (None, Some(re), Some(im));
-        }
+        let task = match task_of(&mut generator, settings, pixel_limit, &args) {
+            Ok(task) => task,
+            Err(mistake) => return Err(shown_with(&created, format, mistake.into())),
+        };
         let uuid = task.uuid.clone().unwrap_or_default();
         let answer = tokio::select! {
             answer = api.create(&task) => answer,
@@ -204,18 +173,13 @@ async fn create(
                         continue;
                     }
                 }
-                // Those created so far exist and will be rendered: shown,
-                // not hidden behind the error (which is the one to report).
-                if !created.is_empty() {
-                    let _ = output::list(&created, format);
-                }
-                if e.may_have_applied() {
-                    return Err(format!(
-                        "{e} (fractal {uuid} may have been created: `faafo show {uuid}` tells)"
-                    )
-                    .into());
-                }
-                return Err(e.into());
+                let e: Box<dyn Error> = if e.may_have_applied() {
+                    format!("{e} (fractal {uuid} may have been created: `faafo show {uuid}` tells)")
+                        .into()
+                } else {
+                    e.into()
+                };
+                return Err(shown_with(&created, format, e));
             }
         }
     }
@@ -303,6 +267,48 @@ async fn create(
         );
         ExitCode::FAILURE
     })
+}
+
+/// The next task of `create`: drawn by `generator`, with what the command
+/// line fixes; a mistake of the command line in words.
+fn task_of(
+    generator: &mut TaskGenerator,
+    settings: &ProducerSettings,
+    pixel_limit: u64,
+    args: &CreateArgs,
+) -> Result<NewFractal, String> {
+    let mut task = generator.task(settings);
+    task.width = args.width.unwrap_or(task.width);
+    task.height = args.height.unwrap_or(task.height);
+    // One dimension given: the other drawn within the pixel limit, or a
+    // batch would fail at random on the sizes the user never gave.
+    let most =
+        |given: u32| u32::try_from(pixel_limit / u64::from(given.max(1))).unwrap_or(u32::MAX);
+    match (args.width, args.height) {
+        (Some(width), None) => task.height = task.height.min(most(width)).max(1),
+        (None, Some(height)) => task.width = task.width.min(most(height)).max(1),
+        _ => {}
+    }
+    task.iterations = args.iterations.unwrap_or(task.iterations);
+    (task.xa, task.xb) = bounds(("--xa", args.xa), ("--xb", args.xb), (task.xa, task.xb))?;
+    (task.ya, task.yb) = bounds(("--ya", args.ya), ("--yb", args.yb), (task.ya, task.yb))?;
+    if args.seed.is_some() {
+        task.seed = args.seed;
+    }
+    if let (Some(re), Some(im)) = (args.c_re, args.c_im) {
+        (task.seed, task.c_re, task.c_im) = (None, Some(re), Some(im));
+    }
+    Ok(task)
+}
+
+/// `error`, after the fractals created so far: they exist and will be
+/// rendered, so they are shown, not hidden behind the error (which is the
+/// one to report).
+fn shown_with(created: &[Fractal], format: Format, error: Box<dyn Error>) -> Box<dyn Error> {
+    if !created.is_empty() {
+        let _ = output::list(created, format);
+    }
+    error
 }
 
 /// `printed`, with a reader that has gone taken as a success.
