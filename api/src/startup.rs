@@ -78,18 +78,6 @@ impl Application {
             "faafo-api listening on http://{address} (database {}, images {store})",
             db.url()
         );
-        if let ImageStore::Filesystem(dir) = &images {
-            let (images, db, dir) = (images.clone(), db.clone(), dir.clone());
-            tokio::spawn(async move {
-                let removed = images.sweep_orphans(&db).await;
-                if removed > 0 {
-                    tracing::info!(
-                        "removed {removed} image file(s) of {} that no fractal records",
-                        dir.display()
-                    );
-                }
-            });
-        }
         let state = AppState {
             db,
             images,
@@ -146,6 +134,10 @@ impl Application {
         http.timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let sweeper = self
+            .state
+            .images
+            .spawn_orphan_sweeper(self.state.db.clone(), crate::images::ORPHAN_SWEEP_INTERVAL);
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let (stream, remote) = tokio::select! {
@@ -193,6 +185,9 @@ impl Application {
             });
         }
         drop(self.listener);
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
+        }
         // A connection that never finishes its request (a stalled upload)
         // must not keep the process, and the database, from stopping.
         let result = tokio::select! {
