@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use faafo_common::api_client::ApiError;
 use faafo_common::fractal::{
-    CancelArgs, CancelReason, Fractal, FractalStatus, FractalUpdate, ProcessArgs, Task, TaskResult,
-    control_topic,
+    CancelArgs, CancelReason, Fractal, FractalStatus, FractalUpdate, MAX_ERROR_CHARS, ProcessArgs,
+    Task, TaskResult, control_topic, truncate,
 };
 use faafo_common::messaging::{
     Backoff, MessagingError, RequestContext, RetryPolicy, RpcClient, new_request_id,
@@ -326,7 +326,7 @@ impl Dispatcher {
         &self,
         fractal: Fractal,
         request_id: &str,
-        mut permit: OwnedSemaphorePermit,
+        slot: OwnedSemaphorePermit,
         mut marked: bool,
     ) -> Outcome {
         let api = self.api.with_request_id(request_id);
@@ -346,12 +346,15 @@ impl Dispatcher {
                 fractal.attempts
             )
         });
+        // The dispatch slot: held for a call, given back while this task
+        // backs off or its result is stored.
+        let mut held = Some(slot);
         loop {
             // Before the stop's check: a last attempt that failed as the
             // producer stops is recorded with its error, not left running
             // for the next start to fail with none.
             if !marked && attempts >= self.settings.max_attempts {
-                drop(permit);
+                drop(held);
                 return self
                     .mark_failed(&api, &uuid, attempts, last_error, revision)
                     .await;
@@ -359,6 +362,13 @@ impl Dispatcher {
             if self.shutdown.is_triggered() {
                 return Outcome::Abandoned;
             }
+            let permit = match held.take() {
+                Some(permit) => permit,
+                None => match self.slot().await {
+                    Some(permit) => permit,
+                    None => return Outcome::Abandoned,
+                },
+            };
             if marked {
                 marked = false;
             } else {
@@ -389,6 +399,9 @@ impl Dispatcher {
                 },
             };
             let answer = tokio::select! {
+                // An answer already here wins over a give-up or a deletion
+                // noticed in the same poll: rendered work is stored.
+                biased;
                 answer = self.rpc.call::<_, TaskResult>(&ctx, PROCESS, &args) => answer,
                 () = self.deleted(&api, &uuid) => {
                     // The slot is for calls: free before the cast.
@@ -426,9 +439,13 @@ impl Dispatcher {
             });
             last_error = match answer {
                 Ok(result) => {
+                    // As the worker sent them, not yet checked by the API:
+                    // cut to what a real checksum and host name need.
                     info!(
                         "task {uuid} processed: {{'duration': {:.6}, 'checksum': '{}', 'generated_by': '{}'}}",
-                        result.duration, result.checksum, result.generated_by
+                        result.duration,
+                        truncate(&result.checksum, 100),
+                        truncate(&result.generated_by, 300)
                     );
                     // The slot is for calls: the next one starts while
                     // this result is stored.
@@ -445,11 +462,8 @@ impl Dispatcher {
                             .await;
                     }
                     // Refused as this worker made it (a bad image, a wrong
-                    // checksum): another attempt, perhaps on another worker.
-                    permit = match self.slot().await {
-                        Some(permit) => permit,
-                        None => return Outcome::Abandoned,
-                    };
+                    // checksum): another attempt, perhaps on another
+                    // worker, with a slot taken again after the backoff.
                     reason
                 }
                 Err(e) if permanent(&e) => {
@@ -463,7 +477,13 @@ impl Dispatcher {
                         .await;
                 }
                 Err(e) => {
-                    warn!("task {uuid}: attempt {attempts} failed: {e}");
+                    // Not held through the backoff: while one worker fails
+                    // fast, the others' calls go on.
+                    drop(permit);
+                    warn!(
+                        "task {uuid}: attempt {attempts} failed: {}",
+                        truncate(&e.to_string(), MAX_ERROR_CHARS)
+                    );
                     stored_error(&e, &uuid)
                 }
             };
@@ -679,10 +699,7 @@ impl Dispatcher {
         // A worker's message can be longer than the API keeps, or hold a
         // NUL (which PostgreSQL cannot store): cut and replaced, not refused
         // (which would leave the task running until recovery).
-        let reason = faafo_common::fractal::truncate(
-            &reason.replace('\0', "\u{fffd}"),
-            faafo_common::fractal::MAX_ERROR_CHARS,
-        );
+        let reason = truncate(&reason.replace('\0', "\u{fffd}"), MAX_ERROR_CHARS);
         error!("task {uuid} failed after {attempts} attempt(s): {reason}");
         let failed = FractalUpdate {
             status: Some(FractalStatus::Failed),

@@ -96,7 +96,9 @@ impl Producer {
 
     async fn serve(&self, generate: bool) {
         // What a previous producer left behind: its calls died with it.
-        self.recover(None).await;
+        // Looked for again at each poll until the API answers (it may not
+        // be up yet when this producer starts).
+        let mut recovered = self.recover(None).await;
         let mut generator = TaskGenerator::for_settings(&self.settings);
         let mut batch = tokio::time::interval(self.settings.interval);
         let mut poll = tokio::time::interval(self.settings.poll_interval);
@@ -121,8 +123,14 @@ impl Producer {
                         self.submit(tasks).await;
                     }
                 }
-                _ = poll.tick() => self.pick_up_pending().await,
-                _ = recovery.tick() => self.recover(Some(self.settings.task_timeout)).await,
+                _ = poll.tick() => if recovered {
+                    self.pick_up_pending().await;
+                } else {
+                    recovered = self.recover(None).await;
+                },
+                _ = recovery.tick() => {
+                    self.recover(Some(self.settings.task_timeout)).await;
+                }
             }
         }
         self.drain().await;
@@ -290,7 +298,8 @@ impl Producer {
 
     /// Dispatches running tasks last updated more than `older_than` ago
     /// (all of them, and all pending ones, when `None`: at start-up).
-    async fn recover(&self, older_than: Option<Duration>) {
+    /// `false` when the API could not list them.
+    async fn recover(&self, older_than: Option<Duration>) -> bool {
         let updated_before = older_than.map(|age| {
             let cutoff = time::OffsetDateTime::now_utc() - age;
             cutoff
@@ -304,28 +313,31 @@ impl Producer {
             order_by: Some("updated_at".into()),
             ..ListQuery::default()
         };
-        self.take_over(query, "running").await;
+        let listed = self.take_over(query, "running").await;
         if older_than.is_none() {
             self.pick_up_pending().await;
         }
+        listed
     }
 
-    async fn take_over(&self, query: ListQuery, what: &str) {
+    /// Dispatches the tasks `query` lists that nobody here dispatches;
+    /// `false` when the API could not list them.
+    async fn take_over(&self, query: ListQuery, what: &str) -> bool {
         // Bounded per scan, so a huge backlog does not fill memory; the next
         // scan takes the next ones.
         let limit = self.backlog_limit();
         if self.dispatcher.in_flight() >= limit {
-            return;
+            return true;
         }
         let page = tokio::select! {
             page = self.api.client().list(&query) => page,
-            _ = self.shutdown.wait() => return,
+            _ = self.shutdown.wait() => return true,
         };
         let fractals = match page {
             Ok(page) => page.objects,
             Err(e) => {
                 warn!("cannot look for {what} tasks: {e}");
-                return;
+                return false;
             }
         };
         let mut taken = 0;
@@ -342,6 +354,7 @@ impl Producer {
         if taken > 0 {
             info!("dispatching {taken} {what} task(s) nobody was dispatching");
         }
+        true
     }
 
     /// Waits for dispatches in flight, up to `shutdown_grace`.

@@ -33,25 +33,29 @@ pub async fn serve(
     let success = if one_shot {
         let mut batch = std::pin::pin!(producer.one_batch());
         let report = tokio::select! {
-            report = &mut batch => report,
+            report = &mut batch => Some(report),
             // Tasks not yet called are abandoned; calls in flight get up
             // to the grace period to finish and have their results stored.
             _ = shutdown.wait() => {
                 info!("stopping: waiting up to {grace:?} for the calls in flight");
                 match tokio::time::timeout(grace, batch).await {
-                    Ok(report) => report,
+                    Ok(report) => Some(report),
                     Err(_) => {
                         producer.give_up_in_flight().await;
-                        crate::BatchReport::default()
+                        None
                     }
                 }
             }
         };
-        info!(
-            "one-shot batch finished: {} done, {} failed, {} other",
-            report.done, report.failed, report.other
-        );
-        report.all_done() && report.done > 0
+        match &report {
+            Some(report) => info!(
+                "one-shot batch finished: {} done, {} failed, {} other",
+                report.done, report.failed, report.other
+            ),
+            None => info!("one-shot batch given up: calls were still in flight after {grace:?}"),
+        }
+        // An empty batch (min_tasks = 0) did all it had to.
+        report.is_some_and(|report| report.all_done())
     } else {
         producer.run().await;
         true

@@ -99,3 +99,23 @@ async fn calls_in_flight_finish_when_a_one_shot_producer_stops() {
     transport.close().await;
     local_api.stop().await;
 }
+
+/// A batch of no task (`min_tasks = 0` allows one) did all it had to:
+/// `--one-shot` exits 0, as the issue says ("non-zero if any failed").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_one_shot_batch_succeeds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = support::small_tasks_config(dir.path(), "empty-batch", 0, 2);
+    let local_api = LocalApi::start(&mut config).await;
+    config.validate().expect("valid configuration");
+    let succeeded = tokio::time::timeout(
+        Duration::from_secs(30),
+        faafo_producer::serve(&config, true, Shutdown::new()),
+    )
+    .await
+    .expect("an empty batch ends at once")
+    .map_err(|e| e.to_string())
+    .expect("the producer runs");
+    assert!(succeeded, "nothing failed: the exit status is 0");
+    local_api.stop().await;
+}

@@ -330,8 +330,31 @@ where
             module_name(meta.target()),
             request_id.as_deref().unwrap_or("-"),
         )?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        // A line break a peer put in a value (a task's uuid, a worker's
+        // error) would forge a line of its own: escaped, one event per line.
+        ctx.field_format()
+            .format_fields(Writer::new(&mut OneLine(&mut writer)), event)?;
         writeln!(writer)
+    }
+}
+
+/// Writes through to a log line with line breaks escaped (`\n`, `\r`).
+/// tracing-subscriber already escapes the terminal's control sequences.
+struct OneLine<'a, 'w>(&'a mut Writer<'w>);
+
+impl fmt::Write for OneLine<'_, '_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let mut rest = text;
+        while let Some(at) = rest.find(['\n', '\r']) {
+            self.0.write_str(&rest[..at])?;
+            self.0.write_str(if rest[at..].starts_with('\n') {
+                "\\n"
+            } else {
+                "\\r"
+            })?;
+            rest = &rest[at + 1..];
+        }
+        self.0.write_str(rest)
     }
 }
 
@@ -396,5 +419,41 @@ mod tests {
         assert_eq!(parts[4], "faafo.worker");
         assert_eq!(parts[5], "[req-42]");
         assert_eq!(parts[6], "processing task u-1", "{line:?}");
+    }
+
+    #[test]
+    fn a_line_break_in_a_value_does_not_forge_a_line() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("lock").extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .event_format(OriginalFormat)
+                .with_ansi(false)
+                .with_writer(move || writer.clone()),
+        );
+        let peer = "x\n2026-11-22 23:01:29.308 1 ERROR faafo.api [-] forged\r";
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(target: "faafo_producer", "task {peer} failed");
+        });
+        let text = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf8");
+        assert_eq!(text.lines().count(), 1, "{text:?}");
+        assert!(
+            text.ends_with(
+                "task x\\n2026-11-22 23:01:29.308 1 ERROR faafo.api [-] forged\\r failed\n"
+            ),
+            "{text:?}"
+        );
     }
 }
