@@ -52,11 +52,6 @@ impl Application {
     /// the image store, and binds `[api] bind_host:bind_port`.
     pub async fn build(config: &FaafoConfig) -> Result<Self, StartupError> {
         let settings = ApiSettings::from_config(config);
-        if settings.auth == AuthPolicy::NoAuth {
-            tracing::warn!(
-                "auth_strategy = noauth: anyone who can reach this API may create, change and delete fractals"
-            );
-        }
         let db = Database::connect(&config.database_url(), &config.database).await?;
         let images = ImageStore::open(&settings.image_store)?;
         let bind = bind_address(&config.api.bind_host, config.api.bind_port);
@@ -70,6 +65,19 @@ impl Application {
             address: bind.clone(),
             source,
         })?;
+        // On the loopback interface (faafo up's default) only this
+        // machine's users reach it: said at info level, not as a warning.
+        if settings.auth == AuthPolicy::NoAuth {
+            if address.ip().is_loopback() {
+                tracing::info!(
+                    "auth_strategy = noauth: any user of this machine may create, change and delete fractals"
+                );
+            } else {
+                tracing::warn!(
+                    "auth_strategy = noauth: anyone who can reach this API may create, change and delete fractals"
+                );
+            }
+        }
         let store = match &settings.image_store {
             ImageStoreKind::Database => "in the database".to_string(),
             ImageStoreKind::Filesystem(dir) => format!("in {}", dir.display()),

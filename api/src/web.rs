@@ -46,7 +46,7 @@ nav a,.pill{display:inline-block;padding:.35rem .9rem;border-radius:.3rem;backgr
 .disabled{visibility:hidden}
 .status{font-weight:600}
 .empty{background:#fff;border:1px dashed #bbb;border-radius:.5rem;padding:2rem;text-align:center;color:#666}
-footer{color:#777;font-size:.8rem;padding-bottom:1rem}
+footer{color:#595959;font-size:.8rem;padding-bottom:1rem}
 .detail .thumb{flex-basis:100%}
 .detail img{max-width:100%;max-height:none}
 @media (max-width:36rem){.thumb{flex-basis:100%}.fractal img{max-width:100%}}

@@ -1691,7 +1691,9 @@ fn producer_options_follow_its_command_and_are_checked() {
 }
 
 /// `faafo up` refuses, at start and in one line, a token setup in which
-/// its own producer could create nothing.
+/// its own producer could create nothing; `--no-producer` too, whose
+/// dispatcher could store nothing (it looped on 401s, and `create --wait`
+/// waited for ever).
 #[test]
 fn up_refuses_a_token_its_producer_does_not_have() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1699,15 +1701,18 @@ fn up_refuses_a_token_its_producer_does_not_have() {
         dir.path(),
         "[api]\nauth_strategy = token\nauth_tokens = right-token\n",
     );
-    let mut command = Command::new(faafo());
-    command
-        .args(["up", "--port", &free_port().to_string(), "--config-file"])
-        .arg(&config);
-    refused(
-        run(command, "faafo up with a wrong token"),
-        "faafo up with a token setup its producer cannot use",
-        "auth_token is not one of [api] auth_tokens",
-    );
+    for extra in [None, Some("--no-producer")] {
+        let mut command = Command::new(faafo());
+        command
+            .args(["up", "--port", &free_port().to_string(), "--config-file"])
+            .arg(&config)
+            .args(extra);
+        refused(
+            run(command, "faafo up with a wrong token"),
+            &format!("faafo up {extra:?} with a token setup its producer cannot use"),
+            "auth_token is not one of [api] auth_tokens",
+        );
+    }
 }
 
 /// `faafo up --no-producer` with `options` (configuration lines, read in

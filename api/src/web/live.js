@@ -30,19 +30,33 @@
     timer = visible() && !over ? setTimeout(poll, ms) : null;
   }
 
-  // Makes `now` what `next` is, keeping the children that did not change.
+  // Makes `now` what `next` is, keeping the children that did not change
+  // where they are: a node taken out and put back loses the keyboard's
+  // focus (and the reader's scroll anchor), so only the new ones go in
+  // and only the gone ones go out.
   function merge(now, next) {
     if (now.outerHTML === next.outerHTML) {
       return;
     }
     var kept = {};
     Array.prototype.forEach.call(now.children, function (child) {
-      kept[child.outerHTML] = child;
+      (kept[child.outerHTML] = kept[child.outerHTML] || []).push(child);
     });
-    var children = Array.prototype.slice.call(next.children).map(function (child) {
-      return kept[child.outerHTML] || document.adoptNode(child);
+    var wanted = Array.prototype.slice.call(next.children).map(function (child) {
+      var same = kept[child.outerHTML];
+      return (same && same.shift()) || document.adoptNode(child);
     });
-    now.replaceChildren.apply(now, children);
+    Array.prototype.slice.call(now.children).forEach(function (child) {
+      if (wanted.indexOf(child) < 0) {
+        child.remove();
+      }
+    });
+    wanted.forEach(function (node, i) {
+      var here = now.children[i];
+      if (here !== node) {
+        now.insertBefore(node, here || null);
+      }
+    });
   }
 
   function poll() {

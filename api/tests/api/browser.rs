@@ -376,6 +376,13 @@ async fn watch_fractals_arrive(app: &crate::helpers::TestApp, devtools: &mut Dev
     devtools
         .eval("window.loadedOnce = true; document.images[0].keptNode = true; true")
         .await;
+    // A keyboard user on the first entry's link keeps it through updates.
+    devtools
+        .eval(
+            "window.focusedLink = document.querySelector('main article a'); \
+             window.focusedLink.focus(); document.activeElement === window.focusedLink",
+        )
+        .await;
     let counts = "document.querySelector('.counts').innerText";
     assert!(
         devtools
@@ -423,6 +430,13 @@ async fn watch_fractals_arrive(app: &crate::helpers::TestApp, devtools: &mut Dev
             .await,
         json!("[true,5,true]"),
         "no reload; still 5 entries; the one shown before kept its node"
+    );
+    assert_eq!(
+        devtools
+            .eval("document.activeElement === window.focusedLink")
+            .await,
+        json!(true),
+        "the focused link kept the focus through the update"
     );
 
     // Hidden: no request at all (the API counts them), nothing changes.

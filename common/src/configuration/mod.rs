@@ -91,6 +91,12 @@ impl ConfigArgs {
             let mut confs: Vec<PathBuf> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+                // Hidden files are editors' (Emacs's `.#api.conf` lock, a
+                // dangling link) and skipped, as oslo.config's glob does.
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+                })
                 .collect();
             confs.sort();
             files.extend(confs);

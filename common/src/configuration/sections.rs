@@ -328,6 +328,59 @@ impl FaafoConfig {
         d.rpc_codec
             .parse::<Codec>()
             .map_err(|e| invalid("DEFAULT", "rpc_codec", e))?;
+        // Refused by check-config, not first by the API's start: a port in
+        // it (`0.0.0.0:5000`), a URL, a typo.
+        let host = self.api.bind_host.trim();
+        let bare = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let host_name = !bare.is_empty()
+            && bare.len() <= 253
+            && bare.split('.').all(|label| {
+                !label.is_empty()
+                    && !label.starts_with('-')
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if bare.parse::<std::net::IpAddr>().is_err() && !host_name {
+            return Err(invalid(
+                "api",
+                "bind_host",
+                format!(
+                    "expected an IP address or a host name (0.0.0.0 for every IPv4 address, \
+                     :: for every IPv6 one; the port is bind_port), got {:?}",
+                    self.api.bind_host
+                ),
+            ));
+        }
+        // No shell reads these files: a `~` would be a directory named `~`
+        // in whatever directory the service started from.
+        let sqlite_path = d
+            .database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| d.database_url.strip_prefix("sqlite:"))
+            .unwrap_or_default();
+        for (section, key, path) in [
+            ("DEFAULT", "state_path", d.state_path.as_str()),
+            ("DEFAULT", "log_file", d.log_file.as_str()),
+            ("DEFAULT", "database_url", sqlite_path),
+            ("api", "image_dir", self.api.image_dir.as_str()),
+            (
+                "worker",
+                "filesystem_store_datadir",
+                self.worker.filesystem_store_datadir.as_str(),
+            ),
+        ] {
+            if path.starts_with('~') {
+                return Err(invalid(
+                    section,
+                    key,
+                    format!(
+                        "{path:?}: `~` is not expanded here; write the whole path (/home/<you>/...)"
+                    ),
+                ));
+            }
+        }
         let w = &self.worker;
         // AMQP counts unacknowledged messages in 16 bits; past that many
         // threads, a render pool only adds switching (and each thread is

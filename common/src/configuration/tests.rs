@@ -60,6 +60,9 @@ fn a_config_dir_is_read_in_name_order_after_the_files() {
     std::fs::write(conf_d.join("20-b.conf"), "[api]\nbind_port = 2\n").expect("write");
     std::fs::write(conf_d.join("10-a.conf"), "[api]\nbind_port = 1\n").expect("write");
     std::fs::write(conf_d.join("ignored.txt"), "[api]\nbind_port = 3\n").expect("write");
+    // An editor's lock file: hidden, a dangling link, skipped.
+    std::os::unix::fs::symlink("nobody@host.1234", conf_d.join(".#20-b.conf")).expect("link");
+    std::fs::write(conf_d.join(".30-hidden.conf"), "[api]\nbind_port = 4\n").expect("write");
     let main = file(&dir, "main.conf", "[api]\nbind_port = 9\n");
     let args = ConfigArgs {
         config_files: vec![main],
@@ -213,6 +216,30 @@ fn semantic_errors_are_caught_without_showing_passwords() {
             "[DEFAULT] endpoint_url: invalid faafo API endpoint http://:5000",
         ),
         ("[DEFAULT]\nrpc_codec = xml\n", "[DEFAULT] rpc_codec"),
+        (
+            "[api]\nbind_host = 0.0.0.0:5000\n",
+            "[api] bind_host: expected an IP address or a host name",
+        ),
+        ("[api]\nbind_host =\n", "[api] bind_host"),
+        ("[api]\nbind_host = http://h\n", "[api] bind_host"),
+        // No shell expands a `~` (it made a directory named `~`).
+        (
+            "[DEFAULT]\nstate_path = ~/faafo-data\n",
+            "[DEFAULT] state_path: \"~/faafo-data\": `~` is not expanded here",
+        ),
+        (
+            "[DEFAULT]\ndatabase_url = sqlite://~/faafo.db\n",
+            "[DEFAULT] database_url: \"~/faafo.db\": `~` is not expanded",
+        ),
+        (
+            "[api]\nimage_dir = ~/images\n",
+            "[api] image_dir: \"~/images\"",
+        ),
+        ("[DEFAULT]\nlog_file = ~x/faafo.log\n", "[DEFAULT] log_file"),
+        (
+            "[worker]\nfilesystem_store_datadir = ~/png\n",
+            "[worker] filesystem_store_datadir",
+        ),
         // Not INI: the line, in words.
         (
             "garbage line without equals\n",

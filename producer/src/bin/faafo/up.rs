@@ -59,10 +59,11 @@ pub async fn run(
     if let Some(port) = args.port {
         config.api.bind_port = port;
     }
-    // The producer writes to the API of the same process: with tokens
-    // required, its own must be one of them, or nothing is ever created.
+    // The producer writes to the API of the same process (with
+    // `--no-producer` too: it marks the tasks it dispatches running and
+    // stores their results): with tokens required, its own must be one of
+    // them, or nothing is ever created or rendered.
     if config.api.auth_strategy == "token"
-        && !args.no_producer
         && !config
             .api
             .auth_tokens
@@ -71,7 +72,7 @@ pub async fn run(
     {
         return Err(
             "[api] auth_strategy = token, but [DEFAULT] auth_token is not one of \
-                    [api] auth_tokens: the producer of faafo up could create no fractal"
+                    [api] auth_tokens: the producer of faafo up could neither create nor store a fractal"
                 .into(),
         );
     }
