@@ -82,6 +82,11 @@ struct Peer {
 
 impl Peer {
     async fn start(args: &[&str]) -> Peer {
+        Peer::start_with_config(args, None).await
+    }
+
+    /// A peer reading the oslo.config file `config` too.
+    async fn start_with_config(args: &[&str], config: Option<&Path>) -> Peer {
         let python = tokio::task::spawn_blocking(python).await.expect("venv");
         // The peer logs every expected failure with a traceback: keep that
         // out of the test output, in a file next to the venv.
@@ -93,7 +98,11 @@ impl Peer {
         let stderr = std::fs::File::create(&log)
             .map(Stdio::from)
             .unwrap_or_else(|_| Stdio::null());
-        let mut child = Command::new(python)
+        let mut command = Command::new(python);
+        if let Some(config) = config {
+            command.env("OSLO_CONFIG_FILE", config);
+        }
+        let mut child = command
             .arg("-W")
             .arg("ignore")
             .arg(peer_script())
@@ -404,6 +413,81 @@ async fn notifications_cross_between_rust_and_python() {
         .expect("the notification without a publisher id");
     assert_eq!(anonymous.event_type, "fractal.anonymous");
     assert_eq!(anonymous.publisher_id, "");
+    rust_listener.stop().await;
+    transport.close().await;
+}
+
+/// A Python peer with `kombu_compression` set sends every message
+/// compressed (the `compression` header: kombu's zlib stream for `gzip`,
+/// bz2): a Rust server answers its calls as an uncompressed peer's, and a
+/// Rust listener reads its notifications. They were rejected as "not
+/// UTF-8", the caller left to its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_a_python_peer_compressed_are_read() {
+    let vhost = RabbitVhost::create().await;
+    let url = oslo_url(&vhost);
+    let transport = Transport::connect(vhost.url()).await.expect("connect");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let rust_listener = NotificationListener::builder(&transport)
+        .pool("rust-pool")
+        .start(move |n: Notification| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(n);
+                NotificationResult::Handled
+            }
+        })
+        .await
+        .expect("listener");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A server of its own for each run, its cast counter from 0.
+    let mut answers = Vec::new();
+    for method in [None, Some("gzip"), Some("bzip2")] {
+        let topic = format!("rs-{}", method.unwrap_or("plain"));
+        let rust_server =
+            RpcServer::builder(&transport, Target::topic(&topic).with_server("rust-host"))
+                .endpoint(rust_endpoint())
+                .start()
+                .await
+                .expect("rust server");
+        let config = method.map(|method| {
+            let config = dir.path().join(format!("{method}.conf"));
+            std::fs::write(
+                &config,
+                format!("[oslo_messaging_rabbit]\nkombu_compression = {method}\n"),
+            )
+            .expect("the config file");
+            config
+        });
+        let lines = Peer::start_with_config(&["client", &url, &topic], config.as_deref())
+            .await
+            .all_lines()
+            .await;
+        answers.push((method, normalized(&lines)));
+        assert_eq!(
+            rust_server.stats().malformed,
+            0,
+            "{method:?}: none rejected"
+        );
+        rust_server.stop().await;
+        let lines = Peer::start_with_config(&["notify", &url], config.as_deref())
+            .await
+            .all_lines()
+            .await;
+        assert!(lines.is_empty(), "{lines:?}");
+        for event_type in ["fractal.rendered", "fractal.anonymous"] {
+            let n = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                .await
+                .expect("in time")
+                .unwrap_or_else(|| panic!("{method:?}: a notification"));
+            assert_eq!(n.event_type, event_type, "{method:?}");
+        }
+    }
+    let (_, plain) = &answers[0];
+    assert_eq!(plain.len(), 10, "{plain:#?}");
+    for (method, compressed) in &answers[1..] {
+        assert_eq!(compressed, plain, "{method:?}: the same answers");
+    }
     rust_listener.stop().await;
     transport.close().await;
 }

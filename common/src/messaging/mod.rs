@@ -39,6 +39,7 @@
 
 mod broker;
 pub mod codec;
+mod compression;
 mod consumer;
 mod context;
 mod error;

@@ -5,9 +5,13 @@ Modes (URL is an oslo transport URL such as rabbit://guest:guest@127.0.0.1:5672/
   client URL TOPIC          run the client scenario against TOPIC; one JSON line per step
   listen URL                print every notification as a JSON line; READY first
   notify URL                send one notification, then exit
+
+OSLO_CONFIG_FILE, when set, names an oslo.config file to read (to set
+[oslo_messaging_rabbit] kombu_compression, say).
 """
 
 import json
+import os
 import sys
 import threading
 import time
@@ -54,7 +58,8 @@ class TestEndpoint:
 
 
 def conf():
-    cfg.CONF([], project="faafo-interop")
+    config_file = os.environ.get("OSLO_CONFIG_FILE")
+    cfg.CONF(["--config-file", config_file] if config_file else [], project="faafo-interop")
     return cfg.CONF
 
 

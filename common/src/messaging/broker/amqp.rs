@@ -752,6 +752,17 @@ async fn run_subscription(
                             } else {
                                 Acker::Amqp { acker: d.acker, _channel: channel.clone() }
                             };
+                            let compression = d.properties.headers().as_ref().and_then(|h| {
+                                match h.inner().get("compression")? {
+                                    lapin::types::AMQPValue::LongString(s) => {
+                                        Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+                                    }
+                                    lapin::types::AMQPValue::ShortString(s) => {
+                                        Some(s.as_str().to_string())
+                                    }
+                                    _ => None,
+                                }
+                            });
                             let delivery = Delivery {
                                 body: d.data,
                                 content_type: d
@@ -759,6 +770,7 @@ async fn run_subscription(
                                     .content_type()
                                     .as_ref()
                                     .map(|c| c.as_str().to_string()),
+                                compression,
                                 redelivered: d.redelivered,
                                 acker,
                             };

@@ -486,6 +486,7 @@ impl State {
                 let delivery = Delivery {
                     body: message.body.to_vec(),
                     content_type: Some(message.content_type.clone()),
+                    compression: None,
                     redelivered: message.redelivered,
                     acker,
                 };

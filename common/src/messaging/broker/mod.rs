@@ -267,6 +267,8 @@ impl PendingConfirm {
 pub(crate) struct Delivery {
     pub body: Vec<u8>,
     pub content_type: Option<String>,
+    /// The `compression` header a Python peer's kombu sets.
+    pub compression: Option<String>,
     pub redelivered: bool,
     pub acker: Acker,
 }

@@ -12,6 +12,10 @@ use super::Priority;
 use super::notifier::DEFAULT_TOPIC;
 use crate::messaging::broker::{Delivery, SubscriptionSpec};
 use crate::messaging::codec::Codec;
+
+/// The largest notification read, decompressed or not: an RPC server's
+/// default `max_message_size`.
+const MAX_NOTIFICATION_SIZE: usize = crate::messaging::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::messaging::consumer::ConsumerGroup;
 use crate::messaging::error::Result;
 use crate::messaging::target::Target;
@@ -114,8 +118,22 @@ impl NotificationListenerBuilder {
                 Arc::new(move |delivery: Delivery, permit| {
                     let handler = handler.clone();
                     tokio::spawn(async move {
-                        let codec = Codec::from_content_type(delivery.content_type.as_deref());
-                        let decoded = codec.and_then(|c| decode_notification(c, &delivery.body));
+                        let Delivery {
+                            body,
+                            content_type,
+                            compression,
+                            acker,
+                            ..
+                        } = delivery;
+                        let codec = Codec::from_content_type(content_type.as_deref());
+                        let decoded = codec.and_then(|c| {
+                            let body = crate::messaging::compression::decompressed(
+                                body,
+                                compression.as_deref(),
+                                MAX_NOTIFICATION_SIZE,
+                            )?;
+                            decode_notification(c, &body)
+                        });
                         match decoded {
                             Ok(notification) => {
                                 let event_type = notification.event_type.clone();
@@ -129,18 +147,18 @@ impl NotificationListenerBuilder {
                                         .await;
                                 let _ = match handled {
                                     Ok(NotificationResult::Requeue) => {
-                                        delivery.acker.reject(true).await
+                                        acker.reject(true).await
                                     }
-                                    Ok(NotificationResult::Handled) => delivery.acker.ack().await,
+                                    Ok(NotificationResult::Handled) => acker.ack().await,
                                     Err(_) => {
                                         error!(%event_type, "the notification handler panicked; notification dropped");
-                                        delivery.acker.reject(false).await
+                                        acker.reject(false).await
                                     }
                                 };
                             }
                             Err(reason) => {
                                 warn!(%reason, "rejected a malformed notification");
-                                let _ = delivery.acker.reject(false).await;
+                                let _ = acker.reject(false).await;
                             }
                         }
                         drop(permit);

@@ -52,15 +52,22 @@ struct Inner {
 }
 
 impl DuplicateFilter {
-    /// Classifies a request by its unique id.
-    pub(crate) fn admit(&self, unique_id: &str, acker: Acker, is_call: bool) -> Admission {
+    /// Classifies a request by its unique id. `run_again_if_uncached`: a
+    /// call finished whose reply is not cached runs again (at least once);
+    /// else it is done (a cast, or at most once).
+    pub(crate) fn admit(
+        &self,
+        unique_id: &str,
+        acker: Acker,
+        run_again_if_uncached: bool,
+    ) -> Admission {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(held) = inner.in_flight.get_mut(unique_id) {
             held.push(acker);
             return Admission::Held;
         }
         if let Some(cached) = inner.done.get(unique_id)
-            && (!is_call || cached.is_some())
+            && (!run_again_if_uncached || cached.is_some())
         {
             return Admission::Done(acker, cached.clone());
         }
@@ -152,6 +159,17 @@ mod tests {
         assert!(matches!(
             f.admit("requeued", Acker::None, false),
             Admission::New(_)
+        ));
+    }
+
+    #[test]
+    fn at_most_once_a_finished_call_is_not_run_again_without_its_reply() {
+        let f = DuplicateFilter::default();
+        let _ = f.admit("lost-reply", Acker::None, false);
+        f.finish("lost-reply", true, None);
+        assert!(matches!(
+            f.admit("lost-reply", Acker::None, false),
+            Admission::Done(_, None)
         ));
     }
 

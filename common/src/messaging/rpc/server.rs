@@ -415,6 +415,7 @@ impl ServerContext {
         let Delivery {
             body,
             content_type,
+            compression,
             acker,
             redelivered,
         } = delivery;
@@ -431,6 +432,19 @@ impl ServerContext {
             let _ = acker.reject(false).await;
             return;
         }
+        let body = match crate::messaging::compression::decompressed(
+            body,
+            compression.as_deref(),
+            self.max_message_size,
+        ) {
+            Ok(body) => body,
+            Err(reason) => {
+                warn!(%reason, "rejected a compressed message");
+                bump(&self.counters.malformed);
+                let _ = acker.reject(false).await;
+                return;
+            }
+        };
         let codec = match Codec::from_content_type(content_type.as_deref()) {
             Ok(codec) => codec,
             Err(reason) => {
@@ -456,9 +470,13 @@ impl ServerContext {
         };
         let acker = match &request.unique_id {
             Some(unique_id) => {
+                // At most once, a finished call is never run again, even
+                // with no reply to send (as oslo's id cache drops it).
+                let run_again_if_uncached =
+                    request.reply_to.is_some() && self.ack_mode == AckMode::AfterDispatch;
                 match self
                     .duplicates
-                    .admit(unique_id, acker, request.reply_to.is_some())
+                    .admit(unique_id, acker, run_again_if_uncached)
                 {
                     Admission::New(acker) => acker,
                     Admission::Held => {
@@ -521,12 +539,16 @@ impl ServerContext {
                 ReplyOutcome::Disconnected => (false, None),
             },
         };
+        // Acknowledged before it ran (at most once), it is done whatever
+        // became of its reply: the copies held behind it, and the caller's
+        // retries, are not run again.
+        let done = completed || self.ack_mode == AckMode::BeforeDispatch;
         let held = match &request.unique_id {
-            Some(unique_id) => self.duplicates.finish(unique_id, completed, cached),
+            Some(unique_id) => self.duplicates.finish(unique_id, done, cached),
             None => Vec::new(),
         };
         for acker in acker.into_iter().chain(held) {
-            settle(acker, completed).await;
+            settle(acker, done).await;
         }
     }
 
