@@ -655,6 +655,25 @@ impl Dispatcher {
                     Err(e) => e,
                 }
             }
+            // Perhaps stored (an answer cut short): the task done with
+            // this very image is this delivery's doing.
+            Err(e) if e.may_have_applied() => {
+                let read = api
+                    .retry("reading a task", |c| {
+                        let uuid = uuid.clone();
+                        async move { c.get(&uuid).await }
+                    })
+                    .await;
+                match read {
+                    Ok(task)
+                        if task.status == FractalStatus::Done
+                            && task.checksum.as_deref() == Some(result.checksum.as_str()) =>
+                    {
+                        return Delivered::Finished(Outcome::Done);
+                    }
+                    _ => e,
+                }
+            }
             Err(e) => e,
         };
         self.refused(&uuid, refusal)

@@ -422,14 +422,24 @@ async fn create(api: &ResilientApi, new: &NewFractal) -> Result<Fractal, ApiErro
         }
         other => other,
     };
+    let read_back = || {
+        api.retry("reading a task", |c| {
+            let uuid = uuid.clone();
+            async move { c.get(&uuid).await }
+        })
+    };
     match created {
-        Err(e) if e.status() == Some(409) => {
-            api.retry("reading a task", |c| {
-                let uuid = uuid.clone();
-                async move { c.get(&uuid).await }
-            })
-            .await
-        }
+        // Ours already (this producer drew the uuid): made by a request
+        // whose answer was lost, then sent again.
+        Err(e) if e.status() == Some(409) => read_back().await,
+        // Perhaps made (an answer cut short, a 5xx after the write): read
+        // back, or the task would sit `running` with no call until
+        // recovery.
+        Err(e) if e.may_have_applied() => match read_back().await {
+            Ok(fractal) => Ok(fractal),
+            Err(read) if read.status() == Some(404) => Err(e),
+            Err(read) => Err(read),
+        },
         other => other,
     }
 }

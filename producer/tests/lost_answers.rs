@@ -24,8 +24,7 @@ use support::{LocalApi, tiny_task};
 /// request on but drops the connection once the answer starts arriving
 /// (the API has done the work, the client never hears of it), after
 /// `eaten` is told and `release` says so; later connections pass through.
-/// With `bad_gateway`, it answers 502 instead of dropping the connection,
-/// as a proxy whose upstream broke off would.
+/// `instead` says what the client gets in place of the answer.
 struct AnswerEater {
     url: String,
     connections: Arc<AtomicUsize>,
@@ -33,7 +32,18 @@ struct AnswerEater {
     release: Arc<Notify>,
 }
 
-async fn answer_eater(target: String, bad_gateway: bool) -> AnswerEater {
+/// What the client of [`answer_eater`] gets instead of the first answer.
+#[derive(Clone, Copy)]
+enum Instead {
+    /// The connection dropped.
+    Nothing,
+    /// A 502, as from a proxy whose upstream broke off.
+    BadGateway,
+    /// A 201 whose body is cut short (a proxy's fault, a broken link).
+    Garbled,
+}
+
+async fn answer_eater(target: String, instead: Instead) -> AnswerEater {
     let eaten_at = 1;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("address"));
@@ -63,11 +73,16 @@ async fn answer_eater(target: String, bad_gateway: bool) -> AnswerEater {
                 let _ = from_upstream.read(&mut answer).await;
                 told.notify_one();
                 held.notified().await;
-                if bad_gateway {
-                    let _ = client_write
-                        .write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                        .await;
-                }
+                let answer: &[u8] = match instead {
+                    Instead::Nothing => b"",
+                    Instead::BadGateway => {
+                        b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    }
+                    Instead::Garbled => {
+                        b"HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: 5\r\nconnection: close\r\n\r\n{oops"
+                    }
+                };
+                let _ = client_write.write_all(answer).await;
                 drop(client_write);
             });
         }
@@ -129,7 +144,7 @@ async fn a_change_whose_answer_was_lost_is_recognised_as_its_own() {
 
     // Marking a task running (attempt 2): the first answer is eaten.
     let task = direct.create(&tiny_task(None)).await.expect("a task");
-    let eater = answer_eater(target.clone(), false).await;
+    let eater = answer_eater(target.clone(), Instead::Nothing).await;
     let api = ResilientApi::new(ApiClient::new(&eater.url, None).expect("client"));
     let running = FractalUpdate {
         status: Some(FractalStatus::Running),
@@ -164,7 +179,7 @@ async fn a_change_whose_answer_was_lost_is_recognised_as_its_own() {
 
     // A lost answer, but somebody changed the task further since: refused.
     let third = direct.create(&tiny_task(None)).await.expect("a task");
-    let eater = answer_eater(target.clone(), false).await;
+    let eater = answer_eater(target.clone(), Instead::Nothing).await;
     let api = ResilientApi::new(ApiClient::new(&eater.url, None).expect("client"));
     let failed = FractalUpdate {
         status: Some(FractalStatus::Failed),
@@ -199,12 +214,73 @@ async fn a_change_whose_answer_was_lost_is_recognised_as_its_own() {
     // proxy whose upstream broke off), the client passes the same request
     // to the second at once, which refuses it (412): recognised too.
     let fourth = direct.create(&tiny_task(None)).await.expect("a task");
-    let eater = answer_eater(target, true).await;
+    let eater = answer_eater(target, Instead::BadGateway).await;
     let hosts = format!("{},{}", eater.url, config.default.endpoint_url);
     let api = ResilientApi::new(ApiClient::new(&hosts, None).expect("client"));
     mark_running_through(&api, &eater, &fourth, &running)
         .await
         .expect("the change the first host made is recognised");
 
+    local_api.stop().await;
+}
+
+/// A task whose creation was answered 201 with a body cut short (the API
+/// created it) is read back and dispatched: it was counted failed and left
+/// `running` with no call, for recovery to find a task_timeout later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_created_with_a_garbled_answer_is_read_back_and_rendered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = support::small_tasks_config(dir.path(), "garbled-create", 1, 2);
+    let local_api = LocalApi::start(&mut config).await;
+    config.validate().expect("valid configuration");
+    let target = config
+        .default
+        .endpoint_url
+        .trim_start_matches("http://")
+        .to_string();
+    let (transport, service) = support::worker_service(&config).await;
+    let worker = faafo_common::messaging::RpcServer::builder(
+        &transport,
+        faafo_common::messaging::Target::topic(&config.worker.topic).with_server("garbled"),
+    )
+    .endpoint(faafo_common::messaging::Endpoint::new().method(
+        "process",
+        move |ctx: faafo_common::messaging::RequestContext,
+              args: faafo_common::fractal::ProcessArgs| {
+            let service = service.clone();
+            async move { service.process(ctx, args.task).await }
+        },
+    ))
+    .start()
+    .await
+    .expect("the worker");
+
+    let eater = answer_eater(target, Instead::Garbled).await;
+    let settings = faafo_producer::ProducerSettings::from_config(&config);
+    let producer = faafo_producer::Producer::new(
+        ResilientApi::new(ApiClient::new(&eater.url, None).expect("client")),
+        faafo_common::messaging::RpcClient::new(
+            &transport,
+            faafo_common::messaging::Target::topic(&settings.topic),
+        ),
+        settings,
+        faafo_common::shutdown::Shutdown::new(),
+    );
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let (report, ()) = tokio::join!(producer.one_shot(vec![tiny_task(Some(&uuid))]), async {
+        eater.eaten.notified().await;
+        eater.release.notify_one();
+    });
+    assert_eq!(
+        (report.done, report.failed, report.other),
+        (1, 0, 0),
+        "the task created is rendered: {report:?}"
+    );
+    let direct = ApiClient::new(&config.default.endpoint_url, None).expect("client");
+    let task = direct.get(&uuid).await.expect("the task");
+    assert_eq!((task.status, task.attempts), (FractalStatus::Done, 1));
+
+    worker.stop().await;
+    transport.close().await;
     local_api.stop().await;
 }
