@@ -385,6 +385,13 @@ impl Dispatcher {
                     Ok(marked) => revision = marked.revision,
                     Err(e) => return self.gone(&uuid, e),
                 }
+                // Stopped while the mark was on its way: no call after a
+                // stop, and the attempt given back.
+                if self.shutdown.is_triggered() {
+                    drop(permit);
+                    self.give_back(&api, &uuid, attempts, revision).await;
+                    return Outcome::Abandoned;
+                }
             }
             info!(
                 "dispatching task {uuid} (attempt {attempts} of {})",
@@ -520,7 +527,7 @@ impl Dispatcher {
     /// left it (another producer may have taken the task over since), and
     /// only for [`GIVE_BACK_TIMEOUT`]: an API that does not answer by then
     /// leaves the attempt counted.
-    async fn give_back(
+    pub(crate) async fn give_back(
         &self,
         api: &ResilientApi,
         uuid: &str,

@@ -259,9 +259,25 @@ impl Producer {
                     ..new
                 };
                 let api = api.with_request_id(&request_id);
+                let mut creating = std::pin::pin!(create(&api, &new));
                 let created = tokio::select! {
-                    created = create(&api, &new) => created,
-                    _ = shutdown.wait() => return Outcome::Abandoned,
+                    created = &mut creating => created,
+                    _ = shutdown.wait() => {
+                        // The request may be made already: its answer is
+                        // waited for a little, and the attempt the task was
+                        // created with given back, as a stop gives back a
+                        // call's (the next start dispatches the task).
+                        if let Ok(Ok(fractal)) =
+                            tokio::time::timeout(GIVE_BACK_TIMEOUT, creating).await
+                            && fractal.status == FractalStatus::Running
+                            && fractal.attempts > 0
+                        {
+                            dispatcher
+                                .give_back(&api, &uuid, fractal.attempts, fractal.revision)
+                                .await;
+                        }
+                        return Outcome::Abandoned;
+                    }
                 };
                 match created {
                     Ok(fractal) => {

@@ -41,6 +41,8 @@ enum Instead {
     BadGateway,
     /// A 201 whose body is cut short (a proxy's fault, a broken link).
     Garbled,
+    /// The answer itself, late.
+    Late,
 }
 
 async fn answer_eater(target: String, instead: Instead) -> AnswerEater {
@@ -73,8 +75,13 @@ async fn answer_eater(target: String, instead: Instead) -> AnswerEater {
                 let _ = from_upstream.read(&mut answer).await;
                 told.notify_one();
                 held.notified().await;
+                if let Instead::Late = instead {
+                    let _ = client_write.write_all(&answer).await;
+                    let _ = tokio::io::copy(&mut from_upstream, &mut client_write).await;
+                    return;
+                }
                 let answer: &[u8] = match instead {
-                    Instead::Nothing => b"",
+                    Instead::Nothing | Instead::Late => b"",
                     Instead::BadGateway => {
                         b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
                     }
@@ -281,6 +288,56 @@ async fn a_task_created_with_a_garbled_answer_is_read_back_and_rendered() {
     assert_eq!((task.status, task.attempts), (FractalStatus::Done, 1));
 
     worker.stop().await;
+    transport.close().await;
+    local_api.stop().await;
+}
+
+/// A producer stopped while the API takes its time to answer a task's
+/// creation (made, its answer not yet back) waits a little for that
+/// answer and gives back the attempt the task was created with, as a stop
+/// gives back a call's: the next start's dispatch is its first attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_a_creation_gives_its_attempt_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = support::small_tasks_config(dir.path(), "stop-creating", 1, 2);
+    let local_api = LocalApi::start(&mut config).await;
+    config.validate().expect("valid configuration");
+    let target = config
+        .default
+        .endpoint_url
+        .trim_start_matches("http://")
+        .to_string();
+    let transport = faafo_common::messaging::Transport::connect(&config.default.transport_url)
+        .await
+        .expect("the transport");
+    let eater = answer_eater(target, Instead::Late).await;
+    let settings = faafo_producer::ProducerSettings::from_config(&config);
+    let stop = faafo_common::shutdown::Shutdown::new();
+    let producer = faafo_producer::Producer::new(
+        ResilientApi::new(ApiClient::new(&eater.url, None).expect("client")),
+        faafo_common::messaging::RpcClient::new(
+            &transport,
+            faafo_common::messaging::Target::topic(&settings.topic),
+        ),
+        settings,
+        stop.clone(),
+    );
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let (report, ()) = tokio::join!(producer.one_shot(vec![tiny_task(Some(&uuid))]), async {
+        // Made by the API, its answer held: the producer is told to stop.
+        eater.eaten.notified().await;
+        stop.trigger();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        eater.release.notify_one();
+    });
+    assert_eq!((report.done, report.other), (0, 1), "{report:?}");
+    let direct = ApiClient::new(&config.default.endpoint_url, None).expect("client");
+    let task = direct.get(&uuid).await.expect("the task was created");
+    assert_eq!(
+        (task.status, task.attempts),
+        (FractalStatus::Running, 0),
+        "left running for the next start, its attempt given back"
+    );
     transport.close().await;
     local_api.stop().await;
 }
