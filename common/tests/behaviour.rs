@@ -44,6 +44,16 @@ struct Blob {
 #[derive(Serialize, Deserialize)]
 struct Empty {}
 
+/// A method's value whose Serialize panics (a bug in the endpoint's
+/// types, not the peer's input).
+struct PanicsWhenSerialized;
+
+impl serde::Serialize for PanicsWhenSerialized {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("serialize bug")
+    }
+}
+
 fn service(server: &str, shared: Arc<Shared>) -> Endpoint {
     let name = server.to_string();
     let count = shared.clone();
@@ -76,6 +86,9 @@ fn service(server: &str, shared: Arc<Shared>) -> Endpoint {
                 panic!("endpoint bug");
             }
             Ok::<(), RemoteError>(())
+        })
+        .method("panic_in_serialize", |_ctx, _: Empty| async move {
+            Ok::<_, RemoteError>(PanicsWhenSerialized)
         })
         .method("panic_early", |_ctx, _: Empty| {
             // Panics in the closure itself, before any future exists.
@@ -427,6 +440,13 @@ async fn remote_errors_keep_class_module_and_message(env: TestBroker) {
         .await;
     let error = remote_error(outcome, "RuntimeError");
     assert!(error.message.contains("closure bug"), "{error}");
+    // A result whose Serialize panics: an error answered, the request
+    // settled (the server's stop below would wait for it otherwise).
+    let outcome = client
+        .call::<_, Value>(&ctx(), "panic_in_serialize", &Empty {})
+        .await;
+    let error = remote_error(outcome, "TypeError");
+    assert!(error.message.contains("could not be encoded"), "{error}");
     let outcome = client
         .call::<_, Value>(&ctx(), "echo", &json!({"wrong": 1}))
         .await;

@@ -603,12 +603,17 @@ impl ServerContext {
         }
         let every = Duration::from_secs_f64(timeout as f64 / 2.0);
         let mut ticker = tokio::time::interval_at(Instant::now() + every, every);
-        let mut method = std::pin::pin!(method);
-        loop {
-            tokio::select! {
-                result = &mut method => return result,
-                _ = ticker.tick() => self.heartbeat(address, request.codec).await,
+        // Beside the method, not in turn with it: a heartbeat waiting for
+        // a slow broker's confirm does not hold the method up.
+        let heartbeats = async {
+            loop {
+                ticker.tick().await;
+                self.heartbeat(address, request.codec).await;
             }
+        };
+        tokio::select! {
+            result = method => result,
+            () = heartbeats => unreachable!("heartbeats go on until the method ends"),
         }
     }
 
@@ -659,10 +664,17 @@ impl ServerContext {
                 },
             )
         };
-        let body = match &result {
+        // A method's value whose Serialize panics is an error answered, not
+        // a handler gone with its request unsettled.
+        let body = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &result {
             Ok(value) => encode(Some(value.as_ref()), None),
             Err(error) => encode(None, Some(&error.to_failure_json())),
-        };
+        }))
+        .unwrap_or_else(|_| {
+            Err(crate::messaging::MessagingError::Encode(
+                "its Serialize panicked".into(),
+            ))
+        });
         let body = match body {
             Ok(body) => body,
             Err(e) => {
