@@ -382,7 +382,9 @@ fn error_page(error: ApiError) -> Response {
     html_page(status, layout(title, None, Live::No, body))
 }
 
-fn not_found(message: &str) -> Response {
+/// The page of a 404, for a browser (a page's URL mistyped, a deleted
+/// fractal's page).
+pub(crate) fn not_found(message: &str) -> Response {
     let body = html! {
         main { p.empty { (message) } }
         nav { a href="/" { "← all fractals" } }

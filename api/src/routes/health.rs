@@ -67,12 +67,23 @@ pub async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Fallback: 404 JSON for a path no route serves.
-pub async fn not_found(uri: Uri) -> ApiError {
-    ApiError::NotFound(format!(
+/// Fallback: 404 for a path no route serves: JSON, or a page for a
+/// browser that asked for one outside `/v1` (`/index`, `/show/<uuid>/`).
+pub async fn not_found(headers: axum::http::HeaderMap, uri: Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let message = format!(
         "no such page: {}",
         crate::domain::fractal_id::shorten(uri.path())
-    ))
+    );
+    let browser = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if browser && !uri.path().starts_with("/v1/") {
+        crate::web::not_found(&message)
+    } else {
+        ApiError::NotFound(message).into_response()
+    }
 }
 
 /// Fallback: 405 JSON for a method a route does not serve.

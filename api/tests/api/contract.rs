@@ -1292,6 +1292,45 @@ async fn the_pages_script_and_policy() {
         let scripts = usize::from(path == "/index/1");
         assert_eq!(text.matches("<script").count(), scripts, "{path}");
     }
+    // A page's URL mistyped: a browser gets a page that links home, with
+    // the same policy; an API client (and anything under /v1) JSON.
+    for path in [
+        "/index",
+        format!("/show/{}/", done.uuid).as_str(),
+        "/v1/nope",
+    ] {
+        let response = app
+            .http
+            .get(app.at(path))
+            .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        let html = path != "/v1/nope";
+        assert_eq!(
+            response.headers()[CONTENT_TYPE]
+                .to_str()
+                .expect("type")
+                .starts_with("text/html"),
+            html,
+            "{path}"
+        );
+        if html {
+            assert_eq!(
+                response.headers()["content-security-policy"],
+                policy.as_str(),
+                "{path}"
+            );
+            assert!(
+                response.text().await.expect("page").contains("href=\"/\""),
+                "{path}"
+            );
+        }
+        let json = app.get(path).await;
+        assert_eq!(json.status(), StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(json.headers()[CONTENT_TYPE], "application/json", "{path}");
+    }
     let script = app.get(&src).await;
     assert_eq!(script.status(), StatusCode::OK);
     assert_eq!(
