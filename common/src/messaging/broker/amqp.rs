@@ -654,6 +654,25 @@ fn refused(e: lapin::Error) -> MessagingError {
     }
 }
 
+/// Puts back in their queue the deliveries a cancelled consumer still
+/// holds (pushed by the broker before it took the cancel): unread, they
+/// would stay unacknowledged, for no other server to take, as long as the
+/// channel lives (the requests in progress on it keep it open).
+/// (Without acknowledgements there is nothing to give back.)
+async fn give_back_buffered(consumer: &mut Consumer, auto_ack: bool) {
+    if auto_ack {
+        return;
+    }
+    while let Ok(Some(Ok(delivery))) =
+        tokio::time::timeout(Duration::from_millis(100), consumer.next()).await
+    {
+        let _ = delivery
+            .acker
+            .reject(lapin::options::BasicRejectOptions { requeue: true })
+            .await;
+    }
+}
+
 async fn start_consumer(link: &Link, spec: &SubscriptionSpec) -> Result<(Channel, Consumer)> {
     let channel = link.connection.create_channel().await.map_err(refused)?;
     if spec.prefetch > 0 {
@@ -741,6 +760,7 @@ async fn run_subscription(
                         let _ = channel
                             .basic_cancel(consumer.tag(), BasicCancelOptions::default())
                             .await;
+                        give_back_buffered(&mut consumer, spec.auto_ack).await;
                         stopped.cancel();
                         return;
                     }
@@ -774,10 +794,14 @@ async fn run_subscription(
                                 redelivered: d.redelivered,
                                 acker,
                             };
-                            if tx.send(SubscriptionEvent::Delivery(delivery)).is_err() {
+                            if let Err(unsent) = tx.send(SubscriptionEvent::Delivery(delivery)) {
+                                if let SubscriptionEvent::Delivery(delivery) = unsent.0 {
+                                    let _ = delivery.acker.reject(true).await;
+                                }
                                 let _ = channel
                                     .basic_cancel(consumer.tag(), BasicCancelOptions::default())
                                     .await;
+                                give_back_buffered(&mut consumer, spec.auto_ack).await;
                                 stopped.cancel();
                                 return;
                             }
