@@ -351,7 +351,10 @@ impl RpcServer {
     /// fanout cast is lost with the server's fanout queue); their callers
     /// still wait for the one reply. A request acknowledged before it ran
     /// ([`AckMode::BeforeDispatch`]) cannot go back: its caller is answered
-    /// with a `RuntimeError`. Returns what the server did in all: its
+    /// with a `RuntimeError`. A method that ended by then is still
+    /// answered: its reply may take longer (its broker confirm, or up to
+    /// `missing_reply_queue_timeout` for a caller's queue being made
+    /// again). Returns what the server did in all: its
     /// [`ServerStats::abandoned`] counts the requests given up.
     pub async fn stop_within(mut self, grace: Duration) -> ServerStats {
         let Some(group) = self.group.take() else {
