@@ -145,6 +145,29 @@ impl Peer {
     }
 }
 
+/// A Rust listener of the notifications, in a pool of its own (so a
+/// Python listener's queue does not take them), and what it receives.
+async fn rust_listener(
+    transport: &Transport,
+) -> (
+    NotificationListener,
+    tokio::sync::mpsc::UnboundedReceiver<Notification>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let listener = NotificationListener::builder(transport)
+        .pool("rust-pool")
+        .start(move |n: Notification| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(n);
+                NotificationResult::Handled
+            }
+        })
+        .await
+        .expect("listener");
+    (listener, rx)
+}
+
 fn oslo_url(vhost: &RabbitVhost) -> String {
     vhost.url().replacen("amqp://", "rabbit://", 1)
 }
@@ -383,18 +406,7 @@ async fn notifications_cross_between_rust_and_python() {
 
     // Python notifier -> Rust listener (in a pool of its own, so the
     // Python listener's queue above does not take it).
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let rust_listener = NotificationListener::builder(&transport)
-        .pool("rust-pool")
-        .start(move |n: Notification| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(n);
-                NotificationResult::Handled
-            }
-        })
-        .await
-        .expect("listener");
+    let (rust_listener, mut rx) = rust_listener(&transport).await;
     let lines = Peer::start(&["notify", &url]).await.all_lines().await;
     assert!(lines.is_empty(), "{lines:?}");
     let n = tokio::time::timeout(Duration::from_secs(30), rx.recv())
@@ -427,18 +439,7 @@ async fn messages_a_python_peer_compressed_are_read() {
     let vhost = RabbitVhost::create().await;
     let url = oslo_url(&vhost);
     let transport = Transport::connect(vhost.url()).await.expect("connect");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let rust_listener = NotificationListener::builder(&transport)
-        .pool("rust-pool")
-        .start(move |n: Notification| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(n);
-                NotificationResult::Handled
-            }
-        })
-        .await
-        .expect("listener");
+    let (rust_listener, mut rx) = rust_listener(&transport).await;
     let dir = tempfile::tempdir().expect("tempdir");
     // A server of its own for each run, its cast counter from 0.
     let mut answers = Vec::new();

@@ -9,8 +9,7 @@
 use std::time::Duration;
 
 use faafo_common::api_client::ApiClient;
-use faafo_common::fractal::{FractalStatus, ProcessArgs};
-use faafo_common::messaging::{Endpoint, RequestContext, RpcServer, Target};
+use faafo_common::fractal::FractalStatus;
 use faafo_common::shutdown::Shutdown;
 
 mod support;
@@ -32,20 +31,7 @@ async fn tasks_left_running_are_recovered_once_a_late_api_answers() {
     left.attempts = Some(1);
     let left = api.create(&left).await.expect("the task left running");
 
-    let (transport, service) = support::worker_service(&config).await;
-    let worker = RpcServer::builder(
-        &transport,
-        Target::topic(&config.worker.topic).with_server("late-api"),
-    )
-    .endpoint(
-        Endpoint::new().method("process", move |ctx: RequestContext, args: ProcessArgs| {
-            let service = service.clone();
-            async move { service.process(ctx, args.task).await }
-        }),
-    )
-    .start()
-    .await
-    .expect("the worker");
+    let (transport, worker) = support::rendering_worker(&config, "late-api").await;
 
     let address = config
         .default

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use faafo_common::api_client::ApiClient;
 use faafo_common::configuration::FaafoConfig;
 use faafo_common::fractal::{Fractal, FractalStatus, FractalUpdate};
-use faafo_producer::ResilientApi;
+use faafo_common::messaging::{RpcClient, Target, Transport};
+use faafo_common::shutdown::Shutdown;
+use faafo_producer::{Producer, ProducerSettings, ResilientApi};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -231,6 +233,32 @@ async fn a_change_whose_answer_was_lost_is_recognised_as_its_own() {
     local_api.stop().await;
 }
 
+/// `host:port` of `config`'s API.
+fn api_address(config: &FaafoConfig) -> String {
+    config
+        .default
+        .endpoint_url
+        .trim_start_matches("http://")
+        .to_string()
+}
+
+/// A producer of `config` on `transport` whose API requests go through
+/// `eater`.
+fn producer_through(
+    eater: &AnswerEater,
+    config: &FaafoConfig,
+    transport: &Transport,
+    stop: Shutdown,
+) -> Producer {
+    let settings = ProducerSettings::from_config(config);
+    Producer::new(
+        ResilientApi::new(ApiClient::new(&eater.url, None).expect("client")),
+        RpcClient::new(transport, Target::topic(&settings.topic)),
+        settings,
+        stop,
+    )
+}
+
 /// A task whose creation was answered 201 with a body cut short (the API
 /// created it) is read back and dispatched: it was counted failed and left
 /// `running` with no call, for recovery to find a task_timeout later.
@@ -240,39 +268,9 @@ async fn a_task_created_with_a_garbled_answer_is_read_back_and_rendered() {
     let mut config = support::small_tasks_config(dir.path(), "garbled-create", 1, 2);
     let local_api = LocalApi::start(&mut config).await;
     config.validate().expect("valid configuration");
-    let target = config
-        .default
-        .endpoint_url
-        .trim_start_matches("http://")
-        .to_string();
-    let (transport, service) = support::worker_service(&config).await;
-    let worker = faafo_common::messaging::RpcServer::builder(
-        &transport,
-        faafo_common::messaging::Target::topic(&config.worker.topic).with_server("garbled"),
-    )
-    .endpoint(faafo_common::messaging::Endpoint::new().method(
-        "process",
-        move |ctx: faafo_common::messaging::RequestContext,
-              args: faafo_common::fractal::ProcessArgs| {
-            let service = service.clone();
-            async move { service.process(ctx, args.task).await }
-        },
-    ))
-    .start()
-    .await
-    .expect("the worker");
-
-    let eater = answer_eater(target, Instead::Garbled).await;
-    let settings = faafo_producer::ProducerSettings::from_config(&config);
-    let producer = faafo_producer::Producer::new(
-        ResilientApi::new(ApiClient::new(&eater.url, None).expect("client")),
-        faafo_common::messaging::RpcClient::new(
-            &transport,
-            faafo_common::messaging::Target::topic(&settings.topic),
-        ),
-        settings,
-        faafo_common::shutdown::Shutdown::new(),
-    );
+    let (transport, worker) = support::rendering_worker(&config, "garbled").await;
+    let eater = answer_eater(api_address(&config), Instead::Garbled).await;
+    let producer = producer_through(&eater, &config, &transport, Shutdown::new());
     let uuid = uuid::Uuid::new_v4().to_string();
     let (report, ()) = tokio::join!(producer.one_shot(vec![tiny_task(Some(&uuid))]), async {
         eater.eaten.notified().await;
@@ -302,26 +300,12 @@ async fn a_stop_during_a_creation_gives_its_attempt_back() {
     let mut config = support::small_tasks_config(dir.path(), "stop-creating", 1, 2);
     let local_api = LocalApi::start(&mut config).await;
     config.validate().expect("valid configuration");
-    let target = config
-        .default
-        .endpoint_url
-        .trim_start_matches("http://")
-        .to_string();
-    let transport = faafo_common::messaging::Transport::connect(&config.default.transport_url)
+    let transport = Transport::connect(&config.default.transport_url)
         .await
         .expect("the transport");
-    let eater = answer_eater(target, Instead::Late).await;
-    let settings = faafo_producer::ProducerSettings::from_config(&config);
-    let stop = faafo_common::shutdown::Shutdown::new();
-    let producer = faafo_producer::Producer::new(
-        ResilientApi::new(ApiClient::new(&eater.url, None).expect("client")),
-        faafo_common::messaging::RpcClient::new(
-            &transport,
-            faafo_common::messaging::Target::topic(&settings.topic),
-        ),
-        settings,
-        stop.clone(),
-    );
+    let eater = answer_eater(api_address(&config), Instead::Late).await;
+    let stop = Shutdown::new();
+    let producer = producer_through(&eater, &config, &transport, stop.clone());
     let uuid = uuid::Uuid::new_v4().to_string();
     let (report, ()) = tokio::join!(producer.one_shot(vec![tiny_task(Some(&uuid))]), async {
         // Made by the API, its answer held: the producer is told to stop.

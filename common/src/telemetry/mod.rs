@@ -382,8 +382,9 @@ mod tests {
         assert_eq!(module_name("lapin::channels"), "lapin.channels");
     }
 
-    #[test]
-    fn lines_carry_pid_level_module_and_request_id() {
+    /// What `emit` logged through [`OriginalFormat`] (with the request-id
+    /// layer), as text.
+    fn logged(emit: impl FnOnce()) -> String {
         use std::sync::{Arc, Mutex};
         #[derive(Clone, Default)]
         struct Buffer(Arc<Mutex<Vec<u8>>>);
@@ -404,12 +405,17 @@ mod tests {
                 .with_ansi(false)
                 .with_writer(move || writer.clone()),
         );
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber, emit);
+        String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf8")
+    }
+
+    #[test]
+    fn lines_carry_pid_level_module_and_request_id() {
+        let text = logged(|| {
             let span = tracing::info_span!("rpc", request_id = "req-42", uuid = "u-1");
             let _guard = span.enter();
             tracing::info!(target: "faafo_worker", "processing task u-1");
         });
-        let text = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf8");
         let line = text.lines().next().expect("one line");
         let parts: Vec<&str> = line.splitn(7, ' ').collect();
         assert_eq!(parts[0].len(), 10, "{line}");
@@ -423,31 +429,10 @@ mod tests {
 
     #[test]
     fn a_line_break_in_a_value_does_not_forge_a_line() {
-        use std::sync::{Arc, Mutex};
-        #[derive(Clone, Default)]
-        struct Buffer(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Buffer {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().expect("lock").extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buffer = Buffer::default();
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::registry().with(
-            tracing_subscriber::fmt::layer()
-                .event_format(OriginalFormat)
-                .with_ansi(false)
-                .with_writer(move || writer.clone()),
-        );
         let peer = "x\n2026-11-22 23:01:29.308 1 ERROR faafo.api [-] forged\r";
-        tracing::subscriber::with_default(subscriber, || {
+        let text = logged(|| {
             tracing::warn!(target: "faafo_producer", "task {peer} failed");
         });
-        let text = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf8");
         assert_eq!(text.lines().count(), 1, "{text:?}");
         assert!(
             text.ends_with(

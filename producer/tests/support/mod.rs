@@ -486,3 +486,31 @@ pub async fn worker_service(
         .expect("the worker's service");
     (transport, std::sync::Arc::new(service))
 }
+
+/// A worker in the test's process: on `config`'s broker, a real worker's
+/// rendering behind `process`, as server `name`.
+pub async fn rendering_worker(
+    config: &faafo_common::configuration::FaafoConfig,
+    name: &str,
+) -> (
+    faafo_common::messaging::Transport,
+    faafo_common::messaging::RpcServer,
+) {
+    let (transport, service) = worker_service(config).await;
+    let worker = faafo_common::messaging::RpcServer::builder(
+        &transport,
+        faafo_common::messaging::Target::topic(&config.worker.topic).with_server(name),
+    )
+    .endpoint(faafo_common::messaging::Endpoint::new().method(
+        "process",
+        move |ctx: faafo_common::messaging::RequestContext,
+              args: faafo_common::fractal::ProcessArgs| {
+            let service = service.clone();
+            async move { service.process(ctx, args.task).await }
+        },
+    ))
+    .start()
+    .await
+    .expect("the worker");
+    (transport, worker)
+}
