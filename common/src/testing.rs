@@ -483,3 +483,26 @@ pub fn remote_error<T: std::fmt::Debug>(
         other => panic!("expected a remote {class}, got {other:?}"),
     }
 }
+
+/// A notification listener that hands every notification it receives to
+/// the returned channel, as `builder` sets it up (its pool, its topics).
+pub async fn collecting_listener(
+    builder: crate::messaging::NotificationListenerBuilder,
+) -> (
+    crate::messaging::NotificationListener,
+    tokio::sync::mpsc::UnboundedReceiver<crate::messaging::Notification>,
+) {
+    use crate::messaging::{Notification, NotificationResult};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let listener = builder
+        .start(move |n: Notification| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(n);
+                NotificationResult::Handled
+            }
+        })
+        .await
+        .expect("a notification listener");
+    (listener, rx)
+}

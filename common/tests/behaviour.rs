@@ -1134,17 +1134,8 @@ async fn notifications_reach_listeners_and_pools(env: TestBroker) {
         .info(&ctx(), "fractal.rendered", &json!({"uuid": "early"}))
         .await
         .expect("notify");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let listener = NotificationListener::builder(&t)
-        .start(move |n: Notification| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(n);
-                NotificationResult::Handled
-            }
-        })
-        .await
-        .expect("listener");
+    let (listener, mut rx) =
+        faafo_common::testing::collecting_listener(NotificationListener::builder(&t)).await;
     let early = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .expect("in time")

@@ -153,19 +153,10 @@ async fn rust_listener(
     NotificationListener,
     tokio::sync::mpsc::UnboundedReceiver<Notification>,
 ) {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let listener = NotificationListener::builder(transport)
-        .pool("rust-pool")
-        .start(move |n: Notification| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(n);
-                NotificationResult::Handled
-            }
-        })
-        .await
-        .expect("listener");
-    (listener, rx)
+    faafo_common::testing::collecting_listener(
+        NotificationListener::builder(transport).pool("rust-pool"),
+    )
+    .await
 }
 
 fn oslo_url(vhost: &RabbitVhost) -> String {

@@ -356,17 +356,8 @@ async fn notifications_and_the_png_directory(env: TestBroker) {
     let mut s = settings();
     s.notifications = true;
     s.datadir = Some(dir.path().to_path_buf());
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let listener = NotificationListener::builder(&t)
-        .start(move |n: Notification| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(n);
-                NotificationResult::Handled
-            }
-        })
-        .await
-        .expect("listener");
+    let (listener, mut rx) =
+        faafo_common::testing::collecting_listener(NotificationListener::builder(&t)).await;
     let worker = start(&t, s).await;
     let client = RpcClient::new(&t, Target::topic("tasks"));
     let uuid = uuid::Uuid::new_v4().to_string();
