@@ -359,15 +359,19 @@ impl Dispatcher {
                     .mark_failed(&api, &uuid, attempts, last_error, revision)
                     .await;
             }
-            if self.shutdown.is_triggered() {
-                return Outcome::Abandoned;
-            }
             let permit = match held.take() {
-                Some(permit) => permit,
-                None => match self.slot().await {
-                    Some(permit) => permit,
-                    None => return Outcome::Abandoned,
-                },
+                _ if self.shutdown.is_triggered() => None,
+                Some(permit) => Some(permit),
+                None => self.slot().await,
+            };
+            let Some(permit) = permit else {
+                // Stopped: no call after a stop. An attempt recorded
+                // running here (created so, as the stop came) is given
+                // back, as a given-up call's is.
+                if marked {
+                    self.give_back(&api, &uuid, attempts, revision).await;
+                }
+                return Outcome::Abandoned;
             };
             if marked {
                 marked = false;
@@ -378,10 +382,12 @@ impl Dispatcher {
                     attempts: Some(attempts),
                     ..FractalUpdate::default()
                 };
-                match api
-                    .update("marking the task running", &uuid, &running, revision)
-                    .await
-                {
+                // Its retries (an API down) end when the stop gives up.
+                let marking = tokio::select! {
+                    marking = api.update("marking the task running", &uuid, &running, revision) => marking,
+                    () = self.give_up.wait() => return Outcome::Abandoned,
+                };
+                match marking {
                     Ok(marked) => revision = marked.revision,
                     Err(e) => return self.gone(&uuid, e),
                 }

@@ -337,13 +337,16 @@ impl Producer {
     }
 
     /// Dispatches the tasks `query` lists that nobody here dispatches;
-    /// `false` when the API could not list them.
+    /// `false` when they were not listed (the API did not answer, or this
+    /// process holds all it may).
     async fn take_over(&self, query: ListQuery, what: &str) -> bool {
         // Bounded per scan, so a huge backlog does not fill memory; the next
         // scan takes the next ones.
         let limit = self.backlog_limit();
         if self.dispatcher.in_flight() >= limit {
-            return true;
+            // Nothing listed: not a scan done (the start-up one is tried
+            // again).
+            return false;
         }
         let page = tokio::select! {
             page = self.api.client().list(&query) => page,

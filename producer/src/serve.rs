@@ -23,7 +23,7 @@ pub async fn serve(
     let (p, limit) = (&config.producer, config.default.pixel_limit);
     if u64::from(p.max_width) * u64::from(p.max_height) > limit {
         tracing::warn!(
-            "[producer] max_width x max_height ({} x {}) is more than [DEFAULT] pixel_limit ({limit}):              an API with that limit refuses the larger tasks",
+            "[producer] max_width x max_height ({} x {}) is more than [DEFAULT] pixel_limit ({limit}): an API with that limit refuses the larger tasks",
             p.max_width,
             p.max_height
         );

@@ -335,14 +335,23 @@ impl FaafoConfig {
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
-        let host_name = !bare.is_empty()
-            && bare.len() <= 253
-            && bare.split('.').all(|label| {
+        // What the system's resolver takes: a name (underscores and a
+        // trailing dot too), an address, an IPv6 one with its `%zone`.
+        let name = bare.strip_suffix('.').unwrap_or(bare);
+        let host_name = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
                 !label.is_empty()
                     && !label.starts_with('-')
-                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && label
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             });
-        if bare.parse::<std::net::IpAddr>().is_err() && !host_name {
+        let address = bare.parse::<std::net::IpAddr>().is_ok()
+            || bare.split_once('%').is_some_and(|(ip, zone)| {
+                ip.parse::<std::net::Ipv6Addr>().is_ok() && !zone.is_empty()
+            });
+        if !address && !host_name {
             return Err(invalid(
                 "api",
                 "bind_host",

@@ -222,6 +222,7 @@ fn semantic_errors_are_caught_without_showing_passwords() {
         ),
         ("[api]\nbind_host =\n", "[api] bind_host"),
         ("[api]\nbind_host = http://h\n", "[api] bind_host"),
+        ("[api]\nbind_host = a b\n", "[api] bind_host"),
         // No shell expands a `~` (it made a directory named `~`).
         (
             "[DEFAULT]\nstate_path = ~/faafo-data\n",
@@ -655,5 +656,24 @@ fn check_config_names_what_each_program_would_use_without_passwords() {
     }
     for line in [api, worker, producer, all] {
         assert!(!line.contains("s3cret"), "{line}");
+    }
+}
+
+#[test]
+fn every_host_the_resolver_takes_is_a_bind_host() {
+    for host in [
+        "0.0.0.0",
+        "::",
+        "[::1]",
+        "localhost",
+        "faafo_api",
+        "api.example.org.",
+        "fe80::1%eth0",
+    ] {
+        let mut config = FaafoConfig::default();
+        config.api.bind_host = host.into();
+        config
+            .validate()
+            .unwrap_or_else(|e| panic!("{host} refused: {e}"));
     }
 }

@@ -6,6 +6,21 @@
 
 use std::io::Read;
 
+/// [`decompressed`] off the async threads when there is work to do (a
+/// body can take a second of CPU to expand).
+pub(crate) async fn decompressed_aside(
+    body: Vec<u8>,
+    method: Option<String>,
+    max: usize,
+) -> Result<Vec<u8>, String> {
+    if method.is_none() {
+        return decompressed(body, None, max);
+    }
+    tokio::task::spawn_blocking(move || decompressed(body, method.as_deref(), max))
+        .await
+        .unwrap_or_else(|e| Err(format!("decompression failed: {e}")))
+}
+
 /// The body of a delivery whose `compression` header is `method`, at most
 /// `max` bytes once decompressed (a small body must not expand into
 /// gigabytes); the reason, in words, when it cannot be read.

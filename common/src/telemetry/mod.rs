@@ -315,6 +315,10 @@ where
                 .filter_map(|span| span.extensions().get::<RequestId>().map(|r| r.0.clone()))
                 .last()
         });
+        // A peer's `_context_request_id`: control characters escaped and
+        // cut short, like any value a peer sends.
+        let request_id = request_id
+            .map(|id| crate::fractal::truncate(&crate::configuration::one_line(&id), 100));
         write!(
             writer,
             "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03} {} {} {} [{}] ",
@@ -434,6 +438,14 @@ mod tests {
             tracing::warn!(target: "faafo_producer", "task {peer} failed");
         });
         assert_eq!(text.lines().count(), 1, "{text:?}");
+        // Nor one in a peer's request id.
+        let forged = logged(|| {
+            let span = tracing::info_span!("rpc", request_id = peer);
+            let _guard = span.enter();
+            tracing::info!(target: "faafo_worker", "processing");
+        });
+        assert_eq!(forged.lines().count(), 1, "{forged:?}");
+        assert!(forged.contains("[x\\n2026-11-22"), "{forged:?}");
         assert!(
             text.ends_with(
                 "task x\\n2026-11-22 23:01:29.308 1 ERROR faafo.api [-] forged\\r failed\n"

@@ -126,14 +126,14 @@ impl NotificationListenerBuilder {
                             ..
                         } = delivery;
                         let codec = Codec::from_content_type(content_type.as_deref());
-                        let decoded = codec.and_then(|c| {
-                            let body = crate::messaging::compression::decompressed(
-                                body,
-                                compression.as_deref(),
-                                MAX_NOTIFICATION_SIZE,
-                            )?;
-                            decode_notification(c, &body)
-                        });
+                        let body = crate::messaging::compression::decompressed_aside(
+                            body,
+                            compression,
+                            MAX_NOTIFICATION_SIZE,
+                        )
+                        .await;
+                        let decoded = codec
+                            .and_then(|c| body.and_then(|body| decode_notification(c, &body)));
                         match decoded {
                             Ok(notification) => {
                                 let event_type = notification.event_type.clone();

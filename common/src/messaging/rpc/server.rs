@@ -435,11 +435,13 @@ impl ServerContext {
             let _ = acker.reject(false).await;
             return;
         }
-        let body = match crate::messaging::compression::decompressed(
+        let body = match crate::messaging::compression::decompressed_aside(
             body,
-            compression.as_deref(),
+            compression,
             self.max_message_size,
-        ) {
+        )
+        .await
+        {
             Ok(body) => body,
             Err(reason) => {
                 warn!(%reason, "rejected a compressed message");
@@ -490,8 +492,20 @@ impl ServerContext {
                     Admission::Done(acker, cached) => {
                         bump(&self.counters.duplicates);
                         debug!(%unique_id, "duplicate of a finished request");
-                        if let (Some(cached), Some(address)) = (cached, &request.reply_to) {
-                            self.publish_reply(address, codec, cached.body).await;
+                        match (cached, &request.reply_to) {
+                            (Some(cached), Some(address)) => {
+                                self.publish_reply(address, codec, cached.body).await;
+                            }
+                            // At most once, a call that ran and whose reply
+                            // was lost: told so, not left to its timeout.
+                            (None, Some(address)) => {
+                                let error = RemoteError::runtime_error(format!(
+                                    "{}() ran already and its reply was lost; it is not run again (at most once)",
+                                    request.method
+                                ));
+                                self.reply(address, codec, Err(error)).await;
+                            }
+                            (_, None) => {}
                         }
                         let _ = acker.ack().await;
                         return;
