@@ -52,6 +52,19 @@ impl Application {
     /// the image store, and binds `[api] bind_host:bind_port`.
     pub async fn build(config: &FaafoConfig) -> Result<Self, StartupError> {
         let settings = ApiSettings::from_config(config);
+        // On the loopback interface (faafo up's default) only this
+        // machine's users reach it: said at info level, not as a warning.
+        if settings.auth == AuthPolicy::NoAuth {
+            if loopback(&config.api.bind_host) {
+                tracing::info!(
+                    "auth_strategy = noauth: any user of this machine may create, change and delete fractals"
+                );
+            } else {
+                tracing::warn!(
+                    "auth_strategy = noauth: anyone who can reach this API may create, change and delete fractals"
+                );
+            }
+        }
         let db = Database::connect(&config.database_url(), &config.database).await?;
         let images = ImageStore::open(&settings.image_store)?;
         let bind = bind_address(&config.api.bind_host, config.api.bind_port);
@@ -65,19 +78,6 @@ impl Application {
             address: bind.clone(),
             source,
         })?;
-        // On the loopback interface (faafo up's default) only this
-        // machine's users reach it: said at info level, not as a warning.
-        if settings.auth == AuthPolicy::NoAuth {
-            if address.ip().is_loopback() {
-                tracing::info!(
-                    "auth_strategy = noauth: any user of this machine may create, change and delete fractals"
-                );
-            } else {
-                tracing::warn!(
-                    "auth_strategy = noauth: anyone who can reach this API may create, change and delete fractals"
-                );
-            }
-        }
         let store = match &settings.image_store {
             ImageStoreKind::Database => "in the database".to_string(),
             ImageStoreKind::Filesystem(dir) => format!("in {}", dir.display()),
@@ -238,6 +238,15 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// like nginx's `client_body_timeout`, so a large image on a slow link is
 /// not cut off, while a stalled upload does not hold a connection forever.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether `host` is this machine's loopback interface only.
+fn loopback(host: &str) -> bool {
+    let bare = host.trim().trim_start_matches('[').trim_end_matches(']');
+    bare == "localhost"
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
 
 /// `host:port`, with brackets around an IPv6 host.
 fn bind_address(host: &str, port: u16) -> String {

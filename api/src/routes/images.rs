@@ -12,6 +12,7 @@ use crate::domain::update::{UpdateFractal, attach_image, check_image_fits};
 use crate::domain::{Outcome, PngImage, Timestamp};
 use crate::error::ApiError;
 use crate::extract::{IfMatch, PathId, QueryString, body_bytes};
+use crate::images::ImageStoreError;
 use crate::routes::fractals::{MAX_WRITE_ATTEMPTS, busy};
 use crate::settings::AuthPolicy;
 use crate::state::AppState;
@@ -24,6 +25,10 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// The same when reads need a token: no shared cache may keep it (the
 /// token is a header of faafo's own, which caches know nothing about).
 const PRIVATE_IMMUTABLE: &str = "private, max-age=31536000, immutable";
+
+/// Images up to this size are hashed on the async thread that took them
+/// (a default-size fractal's, about 1 ms at most); larger ones aside.
+const HASHED_IN_PLACE: usize = 1 << 20;
 
 /// How long and where an image may be cached under `auth`.
 fn cache_policy(auth: &AuthPolicy) -> &'static str {
@@ -92,7 +97,16 @@ pub async fn upload(
         )));
     }
     let update = UpdateFractal::parse(update, id)?;
-    let png = PngImage::parse(body_bytes(request, &()).await?)?;
+    let bytes = body_bytes(request, &()).await?;
+    // Hashing a large image takes a while: not on the async threads, which
+    // serve every other request meanwhile.
+    let png = if bytes.len() > HASHED_IN_PLACE {
+        tokio::task::spawn_blocking(move || PngImage::parse(bytes))
+            .await
+            .map_err(|e| ApiError::Internal(format!("hashing the image failed: {e}")))??
+    } else {
+        PngImage::parse(bytes)?
+    };
     // Filesystem store: whether an earlier try of this request wrote the
     // image's file (then lost the race for the record).
     let mut wrote_file = false;
@@ -203,6 +217,7 @@ pub async fn image(
     State(state): State<AppState>,
     PathId(id): PathId,
     headers: HeaderMap,
+    uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     let record = state
         .db
@@ -225,12 +240,20 @@ pub async fn image(
     };
     let etag = format!("\"{checksum}\"");
     let etag_value = HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.to_string()))?;
+    // The page asks for `?v=<checksum>`: an old page's URL (the uuid
+    // since deleted and made again) gets today's image, but not for good.
+    let asked = uri
+        .query()
+        .into_iter()
+        .flat_map(|query| query.split('&'))
+        .find_map(|pair| pair.strip_prefix("v="));
+    let policy = match asked {
+        Some(version) if version != checksum.as_str() => "no-cache",
+        _ => cache_policy(&state.settings.auth),
+    };
     let cache = [
         (ETAG, etag_value),
-        (
-            CACHE_CONTROL,
-            HeaderValue::from_static(cache_policy(&state.settings.auth)),
-        ),
+        (CACHE_CONTROL, HeaderValue::from_static(policy)),
     ];
     if headers
         .get_all(IF_NONE_MATCH)
@@ -240,7 +263,14 @@ pub async fn image(
     {
         return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
     }
-    let png = state.images.load(&state.db, &record).await?;
+    let png = match state.images.load(&state.db, &record).await {
+        Ok(png) => png,
+        // Deleted between the two reads: a 404, as a moment later.
+        Err(ImageStoreError::Missing(_)) if state.db.get(id).await?.is_none() => {
+            return Err(ApiError::no_fractal(id));
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok((
         cache,
         [(CONTENT_TYPE, HeaderValue::from_static("image/png"))],

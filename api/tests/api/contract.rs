@@ -614,6 +614,19 @@ async fn images_are_served_with_etags(backend: Backend) {
             .contains("immutable")
     );
     assert_eq!(response.bytes().await.expect("body").to_vec(), png);
+    // The page's link, `?v=<checksum>`: cached for good; an old page's
+    // link to another version: the current image, not kept.
+    let linked = app.get(&format!("{path}?v={checksum}")).await;
+    assert!(
+        linked.headers()[CACHE_CONTROL]
+            .to_str()
+            .expect("text")
+            .contains("immutable")
+    );
+    let old = app.get(&format!("{path}?v={}", "0".repeat(64))).await;
+    assert_eq!(old.status(), StatusCode::OK);
+    assert_eq!(old.headers()[CACHE_CONTROL], "no-cache");
+    assert_eq!(old.bytes().await.expect("body").to_vec(), png);
     let cached = app
         .http
         .get(app.at(&path))
