@@ -17,8 +17,11 @@ use crate::cancel::CancelToken;
 /// its request's expiration); the count below bounds the memory.
 const REMEMBER_DELETED: Duration = Duration::from_secs(3600);
 
-/// Most deleted fractals remembered at once (the oldest are forgotten).
-const MAX_REMEMBERED: usize = 4096;
+/// Most deleted fractals and given-up calls remembered at once (the
+/// oldest are forgotten): a producer's largest `max_in_flight`, so that
+/// one producer's stop does not push out its own given-up calls. (About
+/// 100 bytes each.)
+const MAX_REMEMBERED: usize = 65_536;
 
 /// The renders in progress by fractal uuid, so that the deletion of a
 /// fractal (announced on the control topic) stops the render of it, and

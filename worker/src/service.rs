@@ -62,6 +62,10 @@ pub struct WorkerSettings {
     pub shutdown_grace: Duration,
     /// Where to also write each PNG, if anywhere.
     pub datadir: Option<PathBuf>,
+    /// The longest a reply waits for that copy (a disk that hangs, an NFS
+    /// mount gone, must not hold the answer): [`STORE_WAIT`] from a
+    /// configuration.
+    pub store_wait: Duration,
     /// Send `fractal.rendered` / `fractal.failed` notifications.
     pub notifications: bool,
     /// Pixel and iteration caps.
@@ -111,6 +115,7 @@ impl WorkerSettings {
             datadir: Some(w.filesystem_store_datadir.as_str())
                 .filter(|d| !d.is_empty())
                 .map(PathBuf::from),
+            store_wait: STORE_WAIT,
             notifications: w.notifications,
             limits: RenderLimits {
                 max_pixels: config.default.pixel_limit,
@@ -273,7 +278,11 @@ impl WorkerService {
         // cut short and quoted (a line break in it would forge a log line,
         // megabytes of it would fill the log and the notification).
         let uuid = task_label(&task.uuid);
-        let span = info_span!("process", request_id = ctx.log_id(), uuid = %uuid);
+        let span = info_span!(
+            "process",
+            request_id = faafo_common::fractal::shorten(ctx.log_id()),
+            uuid = %uuid
+        );
         async {
             info!("processing task {uuid}");
             let outcome = self.render(&task).await;
@@ -402,8 +411,17 @@ impl WorkerService {
         // Written whole: a reader never sees half a PNG, and a failed write
         // leaves no file. Not synced: the image travels in the reply too.
         let path = dir.join(format!("{}.png", result.uuid));
-        if let Err(e) = write_whole_async(path, result.image.clone(), Durability::Buffered).await {
-            error!("{e}");
+        // Bounded: the reply does not wait on a disk that hangs (an NFS
+        // mount gone); the write goes on, or not, on its own thread.
+        let write = write_whole_async(path.clone(), result.image.clone(), Durability::Buffered);
+        let wait = self.settings.store_wait;
+        match tokio::time::timeout(wait, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => error!("{e}"),
+            Err(_) => error!(
+                "{}: not written within {wait:?}: answering without waiting for it",
+                path.display()
+            ),
         }
     }
 
@@ -434,6 +452,10 @@ impl WorkerService {
         }
     }
 }
+
+/// The longest a reply waits for the PNG's copy in
+/// `filesystem_store_datadir`.
+pub const STORE_WAIT: Duration = Duration::from_secs(30);
 
 /// A task's uuid as logs and notifications show it: as it is when it is
 /// a UUID, else cut short and quoted, control characters escaped.
@@ -563,20 +585,21 @@ pub async fn start(
         .prefetch(prefetch)
         .max_message_size(max_message_size)
         .ping(true);
-    if let Some(dlx) = dead_letter {
-        builder = builder.dead_letter_exchange(dlx);
+    if let Some(dlx) = &dead_letter {
+        builder = builder.dead_letter_exchange(dlx.as_str());
     }
     let server = builder.start().await?;
     let control_target = Target::topic(control_topic(&service.settings.topic))
         .with_server(&service.settings.server_name);
-    let control = match RpcServer::builder(transport, control_target)
+    let mut control = RpcServer::builder(transport, control_target)
         .endpoint(service.control_endpoint())
         // One at a time, in the order sent: each takes a lock and sets flags.
         .executor_size(1)
-        .max_message_size(max_message_size)
-        .start()
-        .await
-    {
+        .max_message_size(max_message_size);
+    if let Some(dlx) = dead_letter {
+        control = control.dead_letter_exchange(dlx);
+    }
+    let control = match control.start().await {
         Ok(control) => control,
         Err(e) => {
             server.stop().await;

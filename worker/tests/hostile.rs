@@ -105,6 +105,7 @@ async fn poison_is_rejected_and_real_tasks_keep_flowing(url: &str) {
         exec_timeout: Duration::from_secs(60),
         shutdown_grace: Duration::from_secs(30),
         datadir: None,
+        store_wait: Duration::from_secs(30),
         notifications: false,
         limits: RenderLimits::default(),
         max_message_size: MAX_MESSAGE,

@@ -23,6 +23,7 @@ fn settings() -> WorkerSettings {
         exec_timeout: Duration::from_secs(600),
         shutdown_grace: Duration::from_secs(30),
         datadir: None,
+        store_wait: Duration::from_secs(30),
         notifications: false,
         limits: RenderLimits::default(),
         max_message_size: 64 << 20,
@@ -350,6 +351,38 @@ async fn renders_past_exec_timeout_are_cancelled(env: TestBroker) {
     worker.stop().await;
 }
 
+/// A copy in `filesystem_store_datadir` that does not finish (a disk that
+/// hangs; here a named pipe nobody reads, planted where the PNG goes) does
+/// not hold the answer: it comes after `store_wait`.
+async fn a_png_directory_that_hangs_does_not_hold_the_reply(env: TestBroker) {
+    let t = env.transport().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let pipe = dir.path().join(format!("{uuid}.png"));
+    let made = std::process::Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", pipe.display());
+    let mut s = settings();
+    s.datadir = Some(dir.path().to_path_buf());
+    s.store_wait = Duration::from_millis(300);
+    let worker = start(&t, s).await;
+    let client = RpcClient::new(&t, Target::topic("tasks"));
+    let result = tokio::time::timeout(Duration::from_secs(20), process(&client, task(&uuid)))
+        .await
+        .expect("answered without the copy")
+        .expect("rendered");
+    assert_eq!(result.uuid, uuid);
+    // The write still waits on its thread: read it, so that it ends.
+    let read = tokio::task::spawn_blocking(move || std::fs::read(&pipe))
+        .await
+        .expect("join")
+        .expect("the pipe");
+    assert_eq!(read, result.image, "the copy, once somebody reads");
+    worker.stop().await;
+}
+
 async fn notifications_and_the_png_directory(env: TestBroker) {
     let t = env.transport().await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -601,5 +634,6 @@ faafo_common::on_both_transports!(
     bad_tasks_get_value_errors_and_the_worker_keeps_serving,
     renders_past_exec_timeout_are_cancelled,
     notifications_and_the_png_directory,
+    a_png_directory_that_hangs_does_not_hold_the_reply,
     many_tasks_in_parallel,
 );

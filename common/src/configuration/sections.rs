@@ -105,7 +105,7 @@ config_section! {
         server_name: String = String::new(),
         /// Tasks rendered at once. 0: twice the number of CPUs (while one task is in its single-threaded PNG step, the others keep every core rendering). Each holds its image in memory, and they share the render threads, so each takes longer than alone (exec_timeout counts from the start of its render).
         executor_size: usize = 0,
-        /// Threads used by one render. 0: the number of CPUs.
+        /// Threads of the one render pool that the tasks rendered at once share. 0: the number of CPUs.
         render_threads: usize = 0,
         /// Tasks taken from the queue at once, unacknowledged: those rendering and those waiting for a render slot, so the next render starts the moment one ends. At least executor_size. 0: 2 x executor_size.
         prefetch: usize = 0,
@@ -254,6 +254,13 @@ pub(crate) struct Invalid {
 /// The most tasks a worker can hold: AMQP's `basic.qos` prefetch count is
 /// 16 bits.
 pub const MAX_PREFETCH: usize = u16::MAX as usize;
+
+/// Blocking threads a program's runtime may start: a worker holds one for
+/// each render in progress (up to `executor_size`, at most
+/// [`MAX_PREFETCH`]), and file and SQLite work needs some beside them
+/// (tokio's default of 512 would queue renders past it, their time limit
+/// running). Threads start only when needed.
+pub const MAX_BLOCKING_THREADS: usize = MAX_PREFETCH + 512;
 
 /// The most calls a producer keeps in flight (it also holds up to four
 /// times as many results waiting for the API).
