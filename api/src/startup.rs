@@ -55,7 +55,7 @@ impl Application {
         // On the loopback interface (faafo up's default) only this
         // machine's users reach it: said at info level, not as a warning.
         if settings.auth == AuthPolicy::NoAuth {
-            if loopback(&config.api.bind_host) {
+            if loopback(config.api.bare_bind_host()) {
                 tracing::info!(
                     "auth_strategy = noauth: any user of this machine may create, change and delete fractals"
                 );
@@ -239,11 +239,11 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// not cut off, while a stalled upload does not hold a connection forever.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Whether `host` is this machine's loopback interface only.
+/// Whether `host` (without brackets) is this machine's loopback interface
+/// only.
 fn loopback(host: &str) -> bool {
-    let bare = host.trim().trim_start_matches('[').trim_end_matches(']');
-    bare == "localhost"
-        || bare
+    host == "localhost"
+        || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
 }

@@ -7,8 +7,9 @@
 //! program), [`telemetry`] (logging in the original's line format),
 //! [`fractal`] (the data the programs exchange: the REST API's JSON and the
 //! workers' RPC contract), [`api_client`] (a client of the REST API) and
-//! [`files`] (whole-file writes, never half a PNG on disk) and [`console`]
-//! (standard output that a closed pipe does not crash).
+//! [`files`] (whole-file writes, never half a PNG on disk), [`console`]
+//! (standard output that a closed pipe does not crash) and [`runtime`] (the
+//! async runtime the programs share the settings of).
 
 pub mod api_client;
 pub mod configuration;
@@ -16,6 +17,7 @@ pub mod console;
 pub mod files;
 pub mod fractal;
 pub mod messaging;
+pub mod runtime;
 pub mod shutdown;
 pub mod telemetry;
 

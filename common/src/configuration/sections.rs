@@ -181,15 +181,19 @@ config_section! {
 }
 
 impl ApiSection {
+    /// `bind_host` without its white space and an IPv6 address's brackets.
+    pub fn bare_bind_host(&self) -> &str {
+        let host = self.bind_host.trim();
+        host.strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+    }
+
     /// The URL a client on this machine reaches this API at:
     /// `http://bind_host:bind_port`, as [`local_api_url`] writes it for an
     /// address (an empty host is every IPv4 address; a name stays as it is).
     pub fn local_url(&self) -> String {
-        let host = self.bind_host.trim();
-        let bare = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
+        let bare = self.bare_bind_host();
         match bare.parse::<std::net::IpAddr>() {
             Ok(ip) => local_api_url(ip, self.bind_port),
             Err(_) if bare.is_empty() => {
@@ -254,13 +258,6 @@ pub(crate) struct Invalid {
 /// The most tasks a worker can hold: AMQP's `basic.qos` prefetch count is
 /// 16 bits.
 pub const MAX_PREFETCH: usize = u16::MAX as usize;
-
-/// Blocking threads a program's runtime may start: a worker holds one for
-/// each render in progress (up to `executor_size`, at most
-/// [`MAX_PREFETCH`]), and file and SQLite work needs some beside them
-/// (tokio's default of 512 would queue renders past it, their time limit
-/// running). Threads start only when needed.
-pub const MAX_BLOCKING_THREADS: usize = MAX_PREFETCH + 512;
 
 /// The most calls a producer keeps in flight (it also holds up to four
 /// times as many results waiting for the API).
@@ -337,11 +334,7 @@ impl FaafoConfig {
             .map_err(|e| invalid("DEFAULT", "rpc_codec", e))?;
         // Refused by check-config, not first by the API's start: a port in
         // it (`0.0.0.0:5000`), a URL, a typo.
-        let host = self.api.bind_host.trim();
-        let bare = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
+        let bare = self.api.bare_bind_host();
         // What the system's resolver takes: a name (underscores and a
         // trailing dot too), an address, an IPv6 one with its `%zone`.
         let name = bare.strip_suffix('.').unwrap_or(bare);

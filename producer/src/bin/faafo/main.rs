@@ -258,11 +258,7 @@ fn main() -> ExitCode {
     // Declared before the runtime so that it is dropped after it: lines
     // logged while the runtime shuts down are written too.
     let mut logging = None;
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .max_blocking_threads(faafo_common::configuration::MAX_BLOCKING_THREADS)
-        .build()
-    {
+    let runtime = match faafo_common::runtime::build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("faafo: cannot start the async runtime: {e}");
