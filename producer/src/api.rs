@@ -85,7 +85,7 @@ impl ResilientApi {
         if !(refused.is_stale() && uncertain.load(Ordering::Relaxed)) {
             return written;
         }
-        let current = self.retry(what, |c| async move { c.get(uuid).await }).await;
+        let current = self.get(what, uuid).await;
         match current {
             Ok(current)
                 if current.revision == Some(revision + 1) && update.is_reflected_in(&current) =>
@@ -95,6 +95,12 @@ impl ResilientApi {
             }
             _ => written,
         }
+    }
+
+    /// `GET /v1/fractal/<uuid>`, retried as [`Self::retry`] does (`what`
+    /// names it in the warnings).
+    pub async fn get(&self, what: &str, uuid: &str) -> Result<Fractal, ApiError> {
+        self.retry(what, |c| async move { c.get(uuid).await }).await
     }
 
     /// Runs `call` until it succeeds or fails permanently. Only

@@ -258,10 +258,7 @@ impl Dispatcher {
         };
         let uuid = listed.uuid.clone();
         let current = tokio::select! {
-            current = self.api.retry("reading the task", |c| {
-                let uuid = uuid.clone();
-                async move { c.get(&uuid).await }
-            }) => current,
+            current = self.api.get("reading the task", &uuid) => current,
             _ = self.shutdown.wait() => return Outcome::Abandoned,
         };
         let fractal = match current {
@@ -670,23 +667,15 @@ impl Dispatcher {
             }
             // Perhaps stored (an answer cut short): the task done with
             // this very image is this delivery's doing.
-            Err(e) if e.may_have_applied() => {
-                let read = api
-                    .retry("reading a task", |c| {
-                        let uuid = uuid.clone();
-                        async move { c.get(&uuid).await }
-                    })
-                    .await;
-                match read {
-                    Ok(task)
-                        if task.status == FractalStatus::Done
-                            && task.checksum.as_deref() == Some(result.checksum.as_str()) =>
-                    {
-                        return Delivered::Finished(Outcome::Done);
-                    }
-                    _ => e,
+            Err(e) if e.may_have_applied() => match api.get("reading a task", &uuid).await {
+                Ok(task)
+                    if task.status == FractalStatus::Done
+                        && task.checksum.as_deref() == Some(result.checksum.as_str()) =>
+                {
+                    return Delivered::Finished(Outcome::Done);
                 }
-            }
+                _ => e,
+            },
             Err(e) => e,
         };
         self.refused(&uuid, refusal)

@@ -168,7 +168,7 @@ impl Producer {
         let mut seen: Option<(Fractal, tokio::time::Instant)> = None;
         loop {
             let read = tokio::select! {
-                read = self.api.retry("reading a task taken over", |c| async move { c.get(uuid).await }) => read,
+                read = self.api.get("reading a task taken over", uuid) => read,
                 _ = self.shutdown.wait() => return Outcome::Abandoned,
             };
             let fractal = match read {
@@ -441,20 +441,14 @@ async fn create(api: &ResilientApi, new: &NewFractal) -> Result<Fractal, ApiErro
         }
         other => other,
     };
-    let read_back = || {
-        api.retry("reading a task", |c| {
-            let uuid = uuid.clone();
-            async move { c.get(&uuid).await }
-        })
-    };
     match created {
         // Ours already (this producer drew the uuid): made by a request
         // whose answer was lost, then sent again.
-        Err(e) if e.status() == Some(409) => read_back().await,
+        Err(e) if e.status() == Some(409) => api.get("reading a task", &uuid).await,
         // Perhaps made (an answer cut short, a 5xx after the write): read
         // back, or the task would sit `running` with no call until
         // recovery.
-        Err(e) if e.may_have_applied() => match read_back().await {
+        Err(e) if e.may_have_applied() => match api.get("reading a task", &uuid).await {
             Ok(fractal) => Ok(fractal),
             Err(read) if read.status() == Some(404) => Err(e),
             Err(read) => Err(read),
