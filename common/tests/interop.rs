@@ -462,6 +462,27 @@ async fn messages_a_python_peer_compressed_are_read() {
             "{method:?}: none rejected"
         );
         rust_server.stop().await;
+        // A Python server compresses its replies as well.
+        let py_topic = format!("py-{}", method.unwrap_or("plain"));
+        let py_server = Peer::start_with_config(
+            &["server", &url, &py_topic, "python-host"],
+            config.as_deref(),
+        )
+        .await
+        .ready()
+        .await;
+        let client =
+            RpcClient::new(&transport, Target::topic(&py_topic)).timeout(Duration::from_secs(15));
+        let echoed: Value = client
+            .call(
+                &RequestContext::new(),
+                "echo",
+                &json!({"value": {"method": method, "filler": "x".repeat(4096)}}),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{method:?}: the Python server's reply: {e}"));
+        assert_eq!(echoed["method"], json!(method), "{method:?}");
+        drop(py_server);
         let lines = Peer::start_with_config(&["notify", &url], config.as_deref())
             .await
             .all_lines()

@@ -90,7 +90,22 @@ impl ReplyWaiter {
                                 continue;
                             }
                         };
-                        match decode_reply(codec, delivery.body) {
+                        // A Python server with `kombu_compression` set
+                        // compresses its replies too.
+                        let body = match crate::messaging::compression::decompressed_aside(
+                            delivery.body,
+                            delivery.compression,
+                            crate::messaging::DEFAULT_MAX_MESSAGE_SIZE,
+                        )
+                        .await
+                        {
+                            Ok(body) => body,
+                            Err(reason) => {
+                                warn!(queue = %name, %reason, "dropped an unreadable reply");
+                                continue;
+                            }
+                        };
+                        match decode_reply(codec, body) {
                             Ok(reply) => {
                                 let route = lock(&routes).get(&reply.msg_id).cloned();
                                 match route {
