@@ -77,7 +77,6 @@ impl Notifier {
             return Ok(());
         };
         let message_id = uuid::Uuid::new_v4().to_string();
-        let unique_id = wire::new_id();
         let timestamp = time::OffsetDateTime::now_utc();
         let timestamp = format!(
             "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
@@ -89,24 +88,28 @@ impl Notifier {
             timestamp.second(),
             timestamp.microsecond()
         );
-        let body: Arc<[u8]> = wire::encode(
-            Codec::Json,
-            &OutgoingNotification {
-                message_id: &message_id,
-                publisher_id: &self.publisher_id,
-                event_type,
-                priority: priority.as_upper(),
-                payload,
-                timestamp: &timestamp,
-                unique_id: &unique_id,
-                context: ctx,
-            },
-        )?
-        .into();
         let inner = transport.inner();
         let exchange = inner.control_exchange.clone();
         for topic in &self.topics {
             let key = format!("{topic}.{priority}");
+            // The same notification (one `message_id`), but a `_unique_id`
+            // of its own for each topic, as oslo's driver adds at each
+            // send: a listener of several topics drops a repeated one as a
+            // duplicate.
+            let body: Arc<[u8]> = wire::encode(
+                Codec::Json,
+                &OutgoingNotification {
+                    message_id: &message_id,
+                    publisher_id: &self.publisher_id,
+                    event_type,
+                    priority: priority.as_upper(),
+                    payload,
+                    timestamp: &timestamp,
+                    unique_id: &wire::new_id(),
+                    context: ctx,
+                },
+            )?
+            .into();
             let publication = Publication {
                 declare: Some(inner.topology.topic_exchange(&exchange)),
                 exchange: exchange.clone(),
@@ -194,5 +197,61 @@ impl Notifier {
         payload: &P,
     ) -> Result<()> {
         self.notify(ctx, Priority::Error, event_type, payload).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::messaging::broker::{Subscription, SubscriptionEvent, SubscriptionSpec};
+
+    /// The `oslo.message` of the next message on the queue of `key`.
+    async fn queued(transport: &Transport, key: &str) -> Value {
+        let inner = transport.inner();
+        let (queue, binding) = inner
+            .topology
+            .topic_queue(&inner.control_exchange, key, None);
+        let Subscription { mut events, handle } = inner
+            .broker
+            .subscribe(SubscriptionSpec {
+                queue,
+                bindings: vec![binding],
+                prefetch: 0,
+                auto_ack: true,
+            })
+            .await
+            .expect("subscribe");
+        let Some(SubscriptionEvent::Delivery(delivery)) = events.recv().await else {
+            panic!("a notification on {key}");
+        };
+        drop(handle);
+        let envelope: Value = serde_json::from_slice(&delivery.body).expect("JSON");
+        serde_json::from_str(envelope["oslo.message"].as_str().expect("oslo.message"))
+            .expect("the message's JSON")
+    }
+
+    #[tokio::test]
+    async fn each_topic_gets_the_notification_under_a_unique_id_of_its_own() {
+        let transport = Transport::connect("memory://").await.expect("memory");
+        let notifier =
+            Notifier::new(&transport, "host").topics(vec!["first".into(), "second".into()]);
+        notifier
+            .info(&RequestContext::new(), "fractal.rendered", &json!({"n": 1}))
+            .await
+            .expect("sent");
+        let first = queued(&transport, "first.info").await;
+        let second = queued(&transport, "second.info").await;
+        assert_eq!(
+            first["message_id"], second["message_id"],
+            "one notification"
+        );
+        assert_eq!(first["payload"], json!({"n": 1}));
+        assert!(first["_unique_id"].is_string());
+        assert_ne!(
+            first["_unique_id"], second["_unique_id"],
+            "a listener of both topics must not drop the second as a repeat"
+        );
     }
 }
