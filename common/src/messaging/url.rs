@@ -74,7 +74,9 @@ pub struct UrlOptions {
     /// Use TLS (`ssl=1`, or the `amqps://` scheme).
     pub ssl: bool,
     /// AMQP heartbeat timeout (`heartbeat_timeout_threshold`, alias
-    /// `heartbeat`); 0 disables heartbeats. Default 60 s, as oslo.
+    /// `heartbeat`). Default 60 s, as oslo; 0 takes the broker's value
+    /// (RabbitMQ proposes 60 s), where oslo would turn heartbeats off:
+    /// lapin follows a broker that wants them.
     pub heartbeat: Duration,
     /// TCP + AMQP handshake timeout per host (`connection_timeout`, seconds).
     pub connection_timeout: Duration,
