@@ -170,6 +170,8 @@ impl RenderRegistry {
         revision: Option<u64>,
         render: &CancelToken,
     ) -> RenderTicket<'_> {
+        let key = canonical(uuid);
+        let uuid = key.as_str();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let cancelled = Arc::new(AtomicU8::new(0));
         let mut state = self.lock();
@@ -206,6 +208,8 @@ impl RenderRegistry {
     /// uuid created again, the task dispatched again) are not. Returns how
     /// many renders were cancelled.
     pub fn cancel(&self, uuid: &str, revision: Option<u64>, reason: CancelReason) -> usize {
+        let key = canonical(uuid);
+        let uuid = key.as_str();
         let now = Instant::now();
         let mut state = self.lock();
         state.forget_old(now);
@@ -240,6 +244,16 @@ impl RenderRegistry {
     pub fn running(&self) -> usize {
         self.lock().running.values().map(Vec::len).sum()
     }
+}
+
+/// The one spelling of a uuid the registry keys on: a peer may write the
+/// same fractal's uuid in any form `uuid` parses (upper case, braces, a
+/// `urn:uuid:` prefix, no hyphens), and a cancel must reach its render
+/// whichever form each message used. Text that is no uuid is kept as is.
+fn canonical(uuid: &str) -> String {
+    uuid::Uuid::try_parse(uuid)
+        .map(|parsed| parsed.hyphenated().to_string())
+        .unwrap_or_else(|_| uuid.to_string())
 }
 
 impl State {
@@ -376,6 +390,48 @@ mod tests {
                 .register(A, Some(1_000_000), &CancelToken::new())
                 .cancelled()
                 .is_some()
+        );
+    }
+
+    #[test]
+    fn a_cancel_reaches_the_render_whatever_spelling_of_its_uuid() {
+        let registry = RenderRegistry::new();
+        let render = CancelToken::new();
+        let ticket = registry.register("{01A20784-FE99-72FE-A554-9A9B678B0FE0}", Some(1), &render);
+        assert_eq!(
+            registry.cancel(
+                "urn:uuid:01a20784-fe99-72fe-a554-9a9b678b0fe0",
+                None,
+                CancelReason::Deleted
+            ),
+            1
+        );
+        // No hyphens, upper case: the same fractal.
+        let again = CancelToken::new();
+        let again_ticket = registry.register("01A20784FE9972FEA5549A9B678B0FE0", Some(1), &again);
+        assert!(again.is_cancelled(), "refused: its fractal was deleted");
+        drop(again_ticket);
+        assert!(ticket.cancelled().is_some() && render.is_cancelled());
+        // A task that comes later in the canonical spelling is refused too,
+        // and the ticket's drop finds its entry under the same key.
+        assert!(
+            registry
+                .register(A, Some(1), &CancelToken::new())
+                .cancelled()
+                .is_some()
+        );
+        drop(ticket);
+        assert_eq!(registry.running(), 0);
+        // Text that is no uuid still matches itself only.
+        let other = CancelToken::new();
+        let _kept = registry.register("not-a-uuid", None, &other);
+        assert_eq!(
+            registry.cancel("NOT-A-UUID", None, CancelReason::Deleted),
+            0
+        );
+        assert_eq!(
+            registry.cancel("not-a-uuid", None, CancelReason::Deleted),
+            1
         );
     }
 
