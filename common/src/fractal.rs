@@ -262,6 +262,13 @@ pub fn control_topic(topic: &str) -> String {
     format!("{topic}_control")
 }
 
+/// Fewest iterations for which a worker draws a Julia constant itself
+/// (from a seed or the uuid): the original's rule accepts a `c` whose
+/// escape index is above 10, which fewer iterations cannot reach, so such
+/// a task renders only with `c_re` and `c_im` given. The API refuses the
+/// others when they are created, rather than let them fail in a worker.
+pub const MIN_DRAWN_ITERATIONS: u32 = 12;
+
 /// The workers' method on [`control_topic`] that cancels the renders of a
 /// fractal deleted from the API (a fanout cast: whichever worker renders it
 /// stops, and answers its `process` call with [`FRACTAL_DELETED`]).

@@ -104,7 +104,7 @@ async fn api_tokens_never_show_in_logs() {
         uuid: None,
         width: 16,
         height: 16,
-        iterations: 8,
+        iterations: 16,
         xa: -1.0,
         xb: 1.0,
         ya: -1.0,

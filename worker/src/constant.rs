@@ -16,6 +16,8 @@ pub const MAX_CONSTANT_ATTEMPTS: u32 = 100_000;
 
 /// Index bounds of the original's acceptance rule `10 < i < 100`.
 const ACCEPT_ABOVE: u32 = 10;
+// The API refuses tasks that could draw no constant by this bound.
+const _: () = assert!(ACCEPT_ABOVE + 2 == faafo_common::fractal::MIN_DRAWN_ITERATIONS);
 const ACCEPT_BELOW: u32 = 100;
 
 /// A finite complex number `re + im*i`, the `c` of `z = z*z + c`; reported with each

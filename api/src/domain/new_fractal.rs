@@ -1,6 +1,6 @@
 //! A fractal to create: the body of `POST /v1/fractal`, parsed.
 
-use faafo_common::fractal::{FractalStatus, NewFractal};
+use faafo_common::fractal::{FractalStatus, MIN_DRAWN_ITERATIONS, NewFractal};
 
 use super::{FractalId, Invalid};
 
@@ -108,6 +108,15 @@ impl CreateFractal {
             (None, None, Some(seed)) => ConstantSource::Seed(seed),
             (None, None, None) => ConstantSource::FromUuid,
         };
+        if !matches!(constant, ConstantSource::Given { .. })
+            && body.iterations < MIN_DRAWN_ITERATIONS
+        {
+            return Err(Invalid(format!(
+                "iterations {}: a worker draws the Julia constant only for \
+                 {MIN_DRAWN_ITERATIONS} iterations or more; give c_re and c_im to render fewer",
+                body.iterations
+            )));
+        }
         let status = match body.status.unwrap_or(FractalStatus::Pending) {
             status @ (FractalStatus::Pending | FractalStatus::Running) => status,
             other => {
@@ -191,6 +200,31 @@ mod tests {
         let b = CreateFractal::parse(body(), LIMITS).expect("valid");
         assert_ne!(a.uuid, b.uuid);
         assert_eq!(a.constant, ConstantSource::FromUuid);
+    }
+
+    #[test]
+    fn too_few_iterations_to_draw_a_constant_need_one_given() {
+        for seed in [None, Some(7)] {
+            let few = NewFractal {
+                iterations: 11,
+                seed,
+                ..body()
+            };
+            assert!(refused(few).contains("give c_re and c_im"), "{seed:?}");
+            let enough = NewFractal {
+                iterations: 12,
+                seed,
+                ..body()
+            };
+            assert!(CreateFractal::parse(enough, LIMITS).is_ok(), "{seed:?}");
+        }
+        let given = NewFractal {
+            iterations: 1,
+            c_re: Some(-0.8),
+            c_im: Some(0.156),
+            ..body()
+        };
+        assert!(CreateFractal::parse(given, LIMITS).is_ok());
     }
 
     #[test]

@@ -296,6 +296,14 @@ async fn bad_bodies_get_clear_4xx_and_change_nothing() {
             "both or neither",
         ),
         (
+            "too few iterations to draw a constant",
+            post.into(),
+            json_ct,
+            with("iterations", json!(5)).to_string().into_bytes(),
+            422,
+            "give c_re and c_im",
+        ),
+        (
             "bad uuid",
             post.into(),
             json_ct,

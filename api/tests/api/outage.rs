@@ -270,7 +270,7 @@ async fn a_locked_table_ends_requests_at_query_timeout(backend: Backend) {
     let created = http
         .post(format!("{api}/v1/fractal"))
         .json(
-            &serde_json::json!({"width": 16, "height": 16, "iterations": 8,
+            &serde_json::json!({"width": 16, "height": 16, "iterations": 16,
             "xa": -1.0, "xb": 1.0, "ya": -1.0, "yb": 1.0}),
         )
         .send()

@@ -602,6 +602,17 @@ impl FaafoConfig {
                 ));
             }
         }
+        if p.min_iterations < crate::fractal::MIN_DRAWN_ITERATIONS {
+            return Err(invalid(
+                "producer",
+                "min_iterations",
+                format!(
+                    "must be at least {} (a worker draws no Julia constant for fewer), got {}",
+                    crate::fractal::MIN_DRAWN_ITERATIONS,
+                    p.min_iterations
+                ),
+            ));
+        }
         for (key, seconds) in [("interval", p.interval), ("poll_interval", p.poll_interval)] {
             if !(seconds.is_finite() && seconds > 0.0) {
                 return Err(invalid(

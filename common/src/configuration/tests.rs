@@ -295,6 +295,10 @@ fn semantic_errors_are_caught_without_showing_passwords() {
             "[producer] min_width: 256 is larger than max_width (100)",
         ),
         (
+            "[producer]\nmin_iterations = 11\n",
+            "[producer] min_iterations: must be at least 12 (a worker draws no Julia constant for fewer), got 11",
+        ),
+        (
             "[producer]\nmin_height = 1\n",
             "[producer] min_height: widths and heights must be at least 2, got 1",
         ),
@@ -555,6 +559,33 @@ fn endpoint_url_follows_the_api_of_the_same_configuration_unless_set() {
     assert_eq!(config.default.endpoint_url, "http://env:81");
     let config = load_from(&[], env(&[("FAAFO_API__BIND_PORT", "5752")])).expect("env port");
     assert_eq!(config.default.endpoint_url, "http://127.0.0.1:5752");
+}
+
+/// A value of the command line (`--endpoint-url`) replaces a bad one of
+/// the environment or the files instead of failing on it, and is checked
+/// itself, named as the command line's.
+#[test]
+fn the_command_line_wins_and_is_checked() {
+    let endpoint = |value: &str| {
+        vec![CommandLineValue {
+            flag: "--endpoint-url",
+            section: "DEFAULT",
+            key: "endpoint_url",
+            value: value.into(),
+        }]
+    };
+    let bad = env(&[("FAAFO_DEFAULT__ENDPOINT_URL", "ftp://api")]);
+    assert!(load_from(&[], bad.clone()).is_err());
+    let config = load_layers(&[], bad.clone(), endpoint("http://127.0.0.1:5000"))
+        .expect("the command line's endpoint wins");
+    assert_eq!(config.default.endpoint_url, "http://127.0.0.1:5000");
+    let err = load_layers(&[], env(&[]), endpoint("ftp://api"))
+        .expect_err("a bad endpoint on the command line")
+        .to_string();
+    assert!(
+        err.contains("--endpoint-url") && err.contains("endpoint_url"),
+        "{err}"
+    );
 }
 
 /// docs/configuration.md documents every transport scheme the loader takes
