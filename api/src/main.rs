@@ -62,10 +62,15 @@ fn main() -> ExitCode {
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
     let result = runtime.block_on(async {
+        // Listened for before the database is opened and migrated: a stop
+        // then (systemd restarting a unit that has just started) waits for
+        // the migration to end instead of killing it halfway, which
+        // MariaDB, whose DDL commits as it goes, would keep half-applied.
+        let stop = stop_signal();
         let app = Application::build(&config)
             .await
             .map_err(|e| e.to_string())?;
-        app.run_until_stopped(stop_signal())
+        app.run_until_stopped(stop)
             .await
             .map_err(|e| format!("serving failed: {e}"))
     });
