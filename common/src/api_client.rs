@@ -274,6 +274,9 @@ impl ApiClient {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(64)
+            // A redirect is reported, not followed: reqwest would carry the
+            // X-Auth-Token to whatever host it names.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ApiError::Unreachable {
                 endpoint: first,
@@ -468,16 +471,27 @@ impl ApiClient {
         if another_host_may_answer(status.as_u16()) {
             self.fail_over(endpoint);
         }
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(|l| crate::fractal::shorten(&String::from_utf8_lossy(l.as_bytes())));
         let text = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<ErrorBody>(&text)
-            .map(|b| b.message)
-            .unwrap_or_else(|_| {
-                if text.is_empty() {
-                    status.canonical_reason().unwrap_or("error").to_string()
-                } else {
-                    text.chars().take(300).collect()
-                }
-            });
+        let message = if let (true, Some(location)) = (status.is_redirection(), location) {
+            format!(
+                "the API redirected to {location}, which faafo does not follow (the token \
+                 would go with it): give that address as the endpoint if it is the API's"
+            )
+        } else {
+            serde_json::from_str::<ErrorBody>(&text)
+                .map(|b| b.message)
+                .unwrap_or_else(|_| {
+                    if text.is_empty() {
+                        status.canonical_reason().unwrap_or("error").to_string()
+                    } else {
+                        text.chars().take(300).collect()
+                    }
+                })
+        };
         Err(ApiError::Status {
             method: method.to_string(),
             path: path.to_string(),
@@ -695,7 +709,15 @@ impl ApiClient {
             .headers()
             .get(reqwest::header::ETAG)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.trim_matches('"').to_ascii_lowercase());
+            // A proxy that compresses may weaken it (`W/"..."`): still the
+            // checksum.
+            .map(|v| {
+                let v = v.trim();
+                v.strip_prefix("W/")
+                    .unwrap_or(v)
+                    .trim_matches('"')
+                    .to_ascii_lowercase()
+            });
         let png = response
             .bytes()
             .await
@@ -946,6 +968,26 @@ mod tests {
         let shown = error.to_string();
         assert!(!shown.contains('\n') && !shown.contains('\r'), "{shown}");
         assert!(shown.contains("502 Bad Gateway"), "{shown}");
+        server.await.expect("server");
+    }
+
+    /// A redirect is an error that names where it points, not a request
+    /// sent there (with the token).
+    #[tokio::test]
+    async fn a_redirect_is_reported_not_followed() {
+        let (endpoint, server) =
+            answering(&["301 Moved Permanently\r\nlocation: http://127.0.0.1:9/v1/fractal"]).await;
+        let api = ApiClient::new(&endpoint, Some("secret".into())).expect("client");
+        let e = api
+            .list(&super::ListQuery::default())
+            .await
+            .expect_err("a redirect");
+        let shown = e.to_string();
+        assert_eq!(e.status(), Some(301), "{shown}");
+        assert!(
+            shown.contains("redirected to http://127.0.0.1:9/v1/fractal"),
+            "{shown}"
+        );
         server.await.expect("server");
     }
 

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use faafo_common::configuration::{ConfigArgs, FaafoConfig};
+use faafo_common::configuration::{CommandLineValue, ConfigArgs, FaafoConfig};
 use faafo_common::console;
 use faafo_common::shutdown::Shutdown;
 use faafo_common::telemetry::{self, TelemetryGuard, TelemetrySettings};
@@ -80,12 +80,18 @@ async fn run(
     cli: Cli,
     logging: &mut Option<TelemetryGuard>,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let mut config = cli.config.load()?;
-    if let Some(url) = cli.endpoint_url {
-        // Checked as the files' endpoint_url was.
-        faafo_common::api_client::ApiEndpoints::parse(&url)?;
-        config.default.endpoint_url = url;
-    }
+    // The command line wins over the files and the environment.
+    let mut config = cli.config.load_with(
+        cli.endpoint_url
+            .into_iter()
+            .map(|value| CommandLineValue {
+                flag: "--endpoint-url",
+                section: "DEFAULT",
+                key: "endpoint_url",
+                value,
+            })
+            .collect(),
+    )?;
     config.require_shared_broker("faafo-producer")?;
     if matches!(cli.command, Some(Command::CheckConfig)) {
         return Ok(console::print_and_exit(

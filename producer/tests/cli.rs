@@ -24,6 +24,58 @@ fn faafo_at(endpoint: &str, args: &[&str]) -> Output {
     run(command, &format!("faafo {args:?}"))
 }
 
+/// The address of a proxy to the API at `target` (host:port) whose first
+/// connection is answered `503 Service Unavailable`, whatever it asked;
+/// the next ones go through.
+fn unavailable_once_before(target: &str) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let target = target.to_string();
+    std::thread::spawn(move || {
+        for (n, client) in listener.incoming().enumerate() {
+            let Ok(client) = client else { return };
+            if n == 0 {
+                // The whole request read, so that the answer is not lost
+                // to a reset.
+                let mut reader = BufReader::new(client);
+                let mut length = 0;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|read| read > 2) {
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let _ = reader.get_mut().write_all(
+                    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+                continue;
+            }
+            let Ok(upstream) = std::net::TcpStream::connect(&target) else {
+                return;
+            };
+            let (Ok(mut client_in), Ok(mut upstream_in)) =
+                (client.try_clone(), upstream.try_clone())
+            else {
+                return;
+            };
+            let (mut client_out, mut upstream_out) = (client, upstream);
+            // The client gone, the API's side closed too.
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut client_in, &mut upstream_out);
+                let _ = upstream_out.shutdown(std::net::Shutdown::Both);
+            });
+            std::thread::spawn(move || std::io::copy(&mut upstream_in, &mut client_out));
+        }
+    });
+    url
+}
+
 /// Runs `command` to its end, at most [`COMMAND_TIMEOUT`]; its output is
 /// read as it comes (a full pipe cannot stall it).
 fn run(command: Command, what: &str) -> Output {
@@ -250,6 +302,12 @@ async fn create_wait_list_show_get_and_delete() {
     assert!(said.starts_with("wrote "), "{said}");
     let bytes = std::fs::read(&png).expect("the PNG");
     assert_eq!(sha256_hex(&bytes), checksum);
+    // Again: the file is replaced, and that is said.
+    let said = ok(
+        at(&["get", first, "-o", png.to_str().expect("utf-8 path")]),
+        "get -o over a file",
+    );
+    assert!(said.starts_with("replaced "), "{said}");
     let by_long_name = dir.path().join("again.png");
     ok(
         at(&[
@@ -281,17 +339,42 @@ async fn create_wait_list_show_get_and_delete() {
     refused(at(&["show", first]), "show of a deleted fractal", "404");
     refused(at(&["delete", first]), "second delete", "404");
     refused(at(&["get", first]), "get of a deleted fractal", "404");
-    // Checked before anything is sent: no HTTP status in the answer.
-    let output = at(&["show", "not-a-uuid"]);
-    assert!(!stderr(&output).contains("HTTP"), "{}", stderr(&output));
-    refused(output, "show of a bad uuid", "\"not-a-uuid\" is not a UUID");
-    refused(
-        at(&["create", "--width", "0"]),
-        "create of width 0",
-        "width",
-    );
-    // Usage mistakes are clap's (exit 2), named as such.
+    // Usage mistakes are clap's (exit 2), named as such, found before
+    // anything is sent.
     for (args, expected) in [
+        (
+            &["show", "not-a-uuid"][..],
+            "not a UUID (expected 8-4-4-4-12",
+        ),
+        (
+            &["get", "{01a20784-fe99-72fe-a554-9a9b678b0fe0}"][..],
+            "not a UUID",
+        ),
+        (&["delete", "../healthz"][..], "not a UUID"),
+        (
+            &["create", "--width", "0"][..],
+            "invalid value '0' for '--width",
+        ),
+        (
+            &["create", "--height", "1"][..],
+            "invalid value '1' for '--height",
+        ),
+        (
+            &["create", "--width", "70000"][..],
+            "invalid value '70000' for '--width",
+        ),
+        (
+            &["create", "--iterations", "0"][..],
+            "invalid value '0' for '--iterations",
+        ),
+        (
+            &["create", "--iterations", "11"][..],
+            "give --c-re and --c-im to render fewer",
+        ),
+        (
+            &["create", "--iterations", "5", "--seed", "3"][..],
+            "give --c-re and --c-im to render fewer",
+        ),
         (
             &["list", "--status", "bogus"][..],
             "invalid value 'bogus' for '--status",
@@ -329,7 +412,8 @@ async fn create_wait_list_show_get_and_delete() {
         );
     }
 
-    // A fractal the worker refuses: `--wait` ends, says why, exits 1.
+    // A fractal the worker refuses (no Julia constant qualifies so far
+    // from the set): `--wait` ends, says why, exits 1.
     let output = at(&[
         "create",
         "--width",
@@ -337,7 +421,15 @@ async fn create_wait_list_show_get_and_delete() {
         "--height",
         "64",
         "--iterations",
-        "5",
+        "64",
+        "--xa",
+        "10",
+        "--xb",
+        "11",
+        "--ya",
+        "10",
+        "--yb",
+        "11",
         "--wait",
     ]);
     let err = stderr(&output);
@@ -450,6 +542,33 @@ async fn pending_fractals_tokens_and_an_unreachable_api() {
         "delete with a token",
     );
 
+    // An API that answers 503 once (a restart, its database away) is
+    // waited out: the batch is created all the same, each fractal once.
+    let flaky = unavailable_once_before(&format!("127.0.0.1:{port}"));
+    let output = faafo_at(
+        &flaky,
+        &[
+            "--token",
+            "cli-secret",
+            "--output",
+            "json",
+            "create",
+            "--tasks",
+            "2",
+        ],
+    );
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    assert!(err.contains("503") && err.contains("trying again"), "{err}");
+    let created = json(&stdout(&output), "create through a flaky API");
+    assert_eq!(created.as_array().map(Vec::len), Some(2), "{created}");
+    for fractal in created.as_array().into_iter().flatten() {
+        ok(
+            at(&["--token", "cli-secret", "delete", field(fractal, "uuid")]),
+            "delete of a fractal created through the flaky API",
+        );
+    }
+
     // Deleted while `create --wait` waits for it (nobody renders here):
     // the wait ends, says so, exits 1, and the JSON lists what exists.
     let waiting = {
@@ -548,10 +667,13 @@ async fn pending_fractals_tokens_and_an_unreachable_api() {
     for (endpoint, expected) in [
         (
             "notaurl",
-            "invalid faafo API endpoint notaurl: expected http://host:port",
+            "the command line's --endpoint-url: [DEFAULT] endpoint_url: expected an http:// URL",
         ),
-        ("https://api:5000", "only http:// is supported"),
-        ("http://", "invalid faafo API endpoint http://: "),
+        ("https://api:5000", "faafo's client speaks plain HTTP"),
+        (
+            "http://",
+            "the command line's --endpoint-url: [DEFAULT] endpoint_url: ",
+        ),
     ] {
         refused(faafo_at(endpoint, &["list"]), endpoint, expected);
     }
@@ -851,7 +973,7 @@ fn get_into_a_directory_and_as_json() {
     refused(
         faafo_at("https://api.example.org", &["check-config"]),
         "check-config --endpoint-url https://...",
-        "invalid faafo API endpoint https://api.example.org",
+        "the command line's --endpoint-url: [DEFAULT] endpoint_url: expected an http:// URL",
     );
 }
 
@@ -1433,18 +1555,30 @@ fn requests_whose_answer_was_lost_are_recognised() {
     assert_eq!(asked.len(), 2, "{asked:?}");
     assert!(asked[0].starts_with("POST /v1/fractal "), "{asked:?}");
     assert!(asked[1].starts_with("GET /v1/fractal/"), "{asked:?}");
-    // The same, but the fractal is not there: the error says it may be.
-    let (url, _) = scripted_api(vec![
+    // The same, but the fractal is not there: it is sent again.
+    let (url, requests) = scripted_api(vec![
         ("502 Bad Gateway", "", Vec::new()),
         (
             "404 Not Found",
             json_headers,
             br#"{"message": "no fractal"}"#.to_vec(),
         ),
+        ("201 Created", json_headers, fractal(uuid)),
     ]);
+    let said = ok(
+        faafo_at(&url, &["--output", "json", "create"]),
+        "a create lost, then not found",
+    );
+    assert_eq!(json(&said, "create")[0]["uuid"], uuid, "{said}");
+    let asked: Vec<String> = requests.try_iter().collect();
+    assert_eq!(asked.len(), 3, "{asked:?}");
+    assert!(asked[2].starts_with("POST /v1/fractal "), "{asked:?}");
+    // An API that took the request and went away: the error says the
+    // fractal may exist.
+    let (url, _) = scripted_api(Vec::new());
     refused(
         faafo_at(&url, &["create"]),
-        "a create lost, then not found",
+        "a create cut off, the API gone",
         "may have been created: `faafo show ",
     );
 
@@ -1684,7 +1818,9 @@ fn producer_options_follow_its_command_and_are_checked() {
     let output = producer(&["check-config", "--endpoint-url", "https://api.example.org"]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(
-        stderr(&output).contains("invalid faafo API endpoint https://api.example.org"),
+        stderr(&output).contains(
+            "the command line's --endpoint-url: [DEFAULT] endpoint_url: expected an http:// URL"
+        ),
         "{}",
         stderr(&output)
     );

@@ -106,8 +106,33 @@ impl ConfigArgs {
 
     /// Loads and validates the configuration.
     pub fn load(&self) -> Result<FaafoConfig, ConfigError> {
-        load_from(&self.files()?, faafo_variables()?)
+        self.load_with(Vec::new())
     }
+
+    /// Loads and validates the configuration with what the command line
+    /// gives for some of its options: they win over the files and the
+    /// environment, and the whole is checked after them, so that a bad
+    /// value they replace is no error.
+    pub fn load_with(
+        &self,
+        command_line: Vec<CommandLineValue>,
+    ) -> Result<FaafoConfig, ConfigError> {
+        load_layers(&self.files()?, faafo_variables()?, command_line)
+    }
+}
+
+/// An option of the files given on the command line (`--endpoint-url`),
+/// for [`ConfigArgs::load_with`].
+#[derive(Debug, Clone)]
+pub struct CommandLineValue {
+    /// The flag, which errors name as the value's origin.
+    pub flag: &'static str,
+    /// The option's section (`DEFAULT`, `api`, ...).
+    pub section: &'static str,
+    /// The option's key in it.
+    pub key: &'static str,
+    /// The value, as it would be written in a file.
+    pub value: String,
 }
 
 /// The `FAAFO_*` variables of the environment. Others are not read (one
@@ -150,6 +175,15 @@ pub fn parse_str(text: &str, origin: &str) -> Result<FaafoConfig, ConfigError> {
 pub fn load_from(
     files: &[PathBuf],
     env: impl IntoIterator<Item = (String, String)>,
+) -> Result<FaafoConfig, ConfigError> {
+    load_layers(files, env, Vec::new())
+}
+
+/// [`load_from`], then `command_line` over both.
+fn load_layers(
+    files: &[PathBuf],
+    env: impl IntoIterator<Item = (String, String)>,
+    command_line: Vec<CommandLineValue>,
 ) -> Result<FaafoConfig, ConfigError> {
     let mut builder = config::Config::builder();
     let mut file_configs = Vec::new();
@@ -196,6 +230,18 @@ pub fn load_from(
         deserialize(single).map_err(|m| ConfigError::new(&origin, m))?;
         env_origins.push((format!("{section}.{key}"), origin));
         overrides.push((format!("{section}.{key}"), value));
+    }
+    for given in command_line {
+        let key = format!("{}.{}", given.section, given.key);
+        let origin = format!("the command line's {}", given.flag);
+        let single = config::Config::builder()
+            .set_override(key.clone(), given.value.clone())
+            .map_err(|e| ConfigError::new(&origin, clean(&e)))?
+            .build()
+            .map_err(|e| ConfigError::new(&origin, clean(&e)))?;
+        deserialize(single).map_err(|m| ConfigError::new(&origin, m))?;
+        env_origins.push((key.clone(), origin));
+        overrides.push((key, given.value));
     }
     for (key, value) in overrides {
         builder = builder

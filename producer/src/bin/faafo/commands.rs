@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use faafo_common::api_client::{ApiClient, ListQuery};
+use faafo_common::configuration::CommandLineValue;
 use faafo_common::files::{Durability, write_whole_async};
 use faafo_common::fractal::{Fractal, FractalStatus, NewFractal};
 use faafo_common::telemetry::TelemetryGuard;
@@ -20,16 +21,27 @@ pub async fn run(
     command: Command,
     logging: &mut Option<TelemetryGuard>,
 ) -> Result<ExitCode, Box<dyn Error>> {
-    let mut config = cli.config.load()?;
+    // As with faafo-producer, the command line wins over the files and the
+    // environment (a bad value it replaces is no error); `up` talks to the
+    // API it runs itself, `api` and `worker` to none.
+    let given = [
+        ("--endpoint-url", "endpoint_url", cli.endpoint_url),
+        ("--token", "auth_token", cli.token),
+    ];
+    let mut config = cli.config.load_with(
+        given
+            .into_iter()
+            .filter_map(|(flag, key, value)| {
+                value.map(|value| CommandLineValue {
+                    flag,
+                    section: "DEFAULT",
+                    key,
+                    value,
+                })
+            })
+            .collect(),
+    )?;
     config.default.debug |= cli.debug;
-    // As with faafo-producer, the command line wins over the files; `up`
-    // talks to the API it runs itself, `api` and `worker` to none.
-    if let Some(url) = cli.endpoint_url {
-        config.default.endpoint_url = url;
-    }
-    if let Some(token) = cli.token {
-        config.default.auth_token = token;
-    }
     let format = cli.output;
     let api = || -> Result<ApiClient, Box<dyn Error>> {
         Ok(ApiClient::new(
@@ -109,8 +121,10 @@ async fn service(
     ))?);
     match command {
         Command::Api => {
+            // Before the migrations (see faafo-api's main).
+            let stop = shutdown::stop_signal();
             let app = faafo_api::Application::build(&config).await?;
-            app.run_until_stopped(shutdown::stop_signal()).await?;
+            app.run_until_stopped(stop).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker => {
@@ -150,30 +164,65 @@ async fn create(
             Err(mistake) => return Err(shown_with(&created, format, mistake.into())),
         };
         let uuid = task.uuid.clone().unwrap_or_default();
-        let answer = tokio::select! {
-            answer = api.create(&task) => answer,
-            Ok(()) = &mut ctrl_c => {
-                return Ok(interrupted_creating(&created, format, &uuid));
+        // An API that fails for a while (a restart, a database that is
+        // away: unreachable, 5xx, 429) is waited out for up to
+        // API_PATIENCE, the same request sent again: the uuid is ours, so
+        // a creation whose answer was lost is found as a 409 below. One
+        // never reached is more likely a wrong endpoint: said at once.
+        let mut failing_since: Option<std::time::Instant> = None;
+        let mut delay = Duration::from_millis(250);
+        let mut sent_before = false;
+        let answer = loop {
+            let answer = tokio::select! {
+                answer = api.create(&task) => answer,
+                Ok(()) = &mut ctrl_c => {
+                    return Ok(interrupted_creating(&created, format, &uuid));
+                }
+            };
+            let e = match answer {
+                Ok(fractal) => break Ok(fractal),
+                Err(e) => e,
+            };
+            // Created by a try whose answer was lost: as it is now.
+            if sent_before && e.status() == Some(409) {
+                break api.get(&uuid).await.map_err(|_| e);
             }
+            // The API may have created it before its answer was lost: the
+            // uuid is ours, so it can be asked.
+            if e.may_have_applied() {
+                sent_before = true;
+                let asked = tokio::select! {
+                    asked = api.get(&uuid) => asked,
+                    Ok(()) = &mut ctrl_c => {
+                        return Ok(interrupted_creating(&created, format, &uuid));
+                    }
+                };
+                if let Ok(fractal) = asked {
+                    break Ok(fractal);
+                }
+            }
+            let patient = e.is_transient()
+                && (e.status().is_some() || !created.is_empty())
+                && failing_since
+                    .get_or_insert_with(std::time::Instant::now)
+                    .elapsed()
+                    < API_PATIENCE;
+            if !patient {
+                break Err(e);
+            }
+            eprintln!("faafo: {e}; trying again in {} ms", delay.as_millis());
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                Ok(()) = &mut ctrl_c => {
+                    return Ok(interrupted_creating(&created, format, &uuid));
+                }
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
         };
         match answer {
             Ok(fractal) => created.push(fractal),
             Err(e) => {
-                // The API may have created it before its answer was lost:
-                // the uuid is ours, so it can be asked.
-                if e.may_have_applied() {
-                    let asked = tokio::select! {
-                        asked = api.get(&uuid) => asked,
-                        Ok(()) = &mut ctrl_c => {
-                            return Ok(interrupted_creating(&created, format, &uuid));
-                        }
-                    };
-                    if let Ok(fractal) = asked {
-                        created.push(fractal);
-                        continue;
-                    }
-                }
-                let e: Box<dyn Error> = if e.may_have_applied() {
+                let e: Box<dyn Error> = if sent_before {
                     format!("{e} (fractal {uuid} may have been created: `faafo show {uuid}` tells)")
                         .into()
                 } else {
@@ -284,9 +333,23 @@ fn task_of(
     // batch would fail at random on the sizes the user never gave.
     let most =
         |given: u32| u32::try_from(pixel_limit / u64::from(given.max(1))).unwrap_or(u32::MAX);
+    let room = |(flag, given): (&str, u32), other: &str| {
+        if most(given) < 2 {
+            Err(format!(
+                "{flag} {given} leaves no room for a {other} of 2 within pixel_limit \
+                 ({pixel_limit} pixels): give a smaller {flag}"
+            ))
+        } else {
+            Ok(most(given))
+        }
+    };
     match (args.width, args.height) {
-        (Some(width), None) => task.height = task.height.min(most(width)).max(1),
-        (None, Some(height)) => task.width = task.width.min(most(height)).max(1),
+        (Some(width), None) => {
+            task.height = task.height.min(room(("--width", width), "height")?);
+        }
+        (None, Some(height)) => {
+            task.width = task.width.min(room(("--height", height), "width")?);
+        }
         _ => {}
     }
     task.iterations = args.iterations.unwrap_or(task.iterations);
@@ -545,6 +608,8 @@ async fn get(api: &ApiClient, args: GetArgs, format: Format) -> Result<ExitCode,
         Some(file) => file,
     };
     let (size, sha256) = (png.len(), faafo_common::fractal::sha256_hex(&png));
+    // As curl -o does, a file there is replaced; said so, not hidden.
+    let replaced = tokio::fs::symlink_metadata(&path).await.is_ok();
     write_whole_async(path.clone(), png, Durability::Synced).await?;
     if format == Format::Json {
         output::line(serde_json::json!({
@@ -552,9 +617,11 @@ async fn get(api: &ApiClient, args: GetArgs, format: Format) -> Result<ExitCode,
             "file": path.display().to_string(),
             "size": size,
             "checksum": sha256,
+            "replaced": replaced,
         }))?;
     } else {
-        output::line(format_args!("wrote {} ({size} bytes)", path.display()))?;
+        let verb = if replaced { "replaced" } else { "wrote" };
+        output::line(format_args!("{verb} {} ({size} bytes)", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
 }

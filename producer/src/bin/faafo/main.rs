@@ -28,6 +28,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use faafo_common::configuration::ConfigArgs;
+use faafo_common::fractal::MIN_DRAWN_ITERATIONS;
 
 /// The heading of the options that only commands talking to the API use
 /// (clap's global options show on every command's help).
@@ -55,7 +56,8 @@ struct Cli {
     /// How to print results.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table, help_heading = CLIENT_OPTIONS)]
     output: Format,
-    /// Log at debug level.
+    /// Log at debug level: the services and `up`, which log (the client
+    /// commands print only their results and errors).
     #[arg(long, global = true)]
     debug: bool,
 }
@@ -109,36 +111,38 @@ struct ProducerArgs {
 /// Options of `create`.
 #[derive(Debug, Args)]
 struct CreateArgs {
-    /// Width in pixels.
-    #[arg(long, allow_negative_numbers = true)]
+    /// Width in pixels (2 to 65,536; width x height at most the API's
+    /// pixel_limit).
+    #[arg(long, allow_negative_numbers = true, value_parser = side())]
     width: Option<u32>,
-    /// Height in pixels.
-    #[arg(long, allow_negative_numbers = true)]
+    /// Height in pixels (2 to 65,536).
+    #[arg(long, allow_negative_numbers = true, value_parser = side())]
     height: Option<u32>,
-    /// Iterations per pixel.
-    #[arg(long, allow_negative_numbers = true)]
+    /// Iterations per pixel (at least 12 unless --c-re and --c-im are given;
+    /// at most the API's iteration_limit).
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
     iterations: Option<u32>,
     /// Left bound of the plane (less than --xb; alone, --xb is drawn to its
     /// right).
-    #[arg(long, allow_negative_numbers = true, value_parser = finite)]
+    #[arg(long, allow_hyphen_values = true, value_parser = finite)]
     xa: Option<f64>,
     /// Right bound (alone, --xa is drawn to its left).
-    #[arg(long, allow_negative_numbers = true, value_parser = finite)]
+    #[arg(long, allow_hyphen_values = true, value_parser = finite)]
     xb: Option<f64>,
     /// Bottom bound (less than --yb; alone, --yb is drawn above it).
-    #[arg(long, allow_negative_numbers = true, value_parser = finite)]
+    #[arg(long, allow_hyphen_values = true, value_parser = finite)]
     ya: Option<f64>,
     /// Top bound (alone, --ya is drawn below it).
-    #[arg(long, allow_negative_numbers = true, value_parser = finite)]
+    #[arg(long, allow_hyphen_values = true, value_parser = finite)]
     yb: Option<f64>,
     /// Seed of the Julia constant (random when absent).
     #[arg(long, conflicts_with_all = ["c_re", "c_im"])]
     seed: Option<u64>,
     /// Real part of the Julia constant c, given instead of drawn (with --c-im).
-    #[arg(long, allow_negative_numbers = true, value_parser = finite, requires = "c_im")]
+    #[arg(long, allow_hyphen_values = true, value_parser = finite, requires = "c_im")]
     c_re: Option<f64>,
     /// Imaginary part of the Julia constant c (with --c-re).
-    #[arg(long, allow_negative_numbers = true, value_parser = finite, requires = "c_re")]
+    #[arg(long, allow_hyphen_values = true, value_parser = finite, requires = "c_re")]
     c_im: Option<f64>,
     /// How many fractals (1 to 100,000).
     #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -153,8 +157,23 @@ struct CreateArgs {
 }
 
 impl CreateArgs {
-    /// A pair of bounds given in the wrong order, said before anything is
-    /// sent (the API would refuse every fractal of the batch).
+    /// A mistake of the command line said before anything is sent (the
+    /// API would refuse every fractal of the batch): bounds in the wrong
+    /// order, or too few iterations to draw a Julia constant.
+    fn mistake(&self) -> Option<String> {
+        if let Some(iterations) = self.iterations
+            && iterations < MIN_DRAWN_ITERATIONS
+            && self.c_re.is_none()
+        {
+            return Some(format!(
+                "--iterations {iterations}: a worker draws the Julia constant only for \
+                 {MIN_DRAWN_ITERATIONS} iterations or more; give --c-re and --c-im to render fewer"
+            ));
+        }
+        self.viewport_mistake()
+    }
+
+    /// A pair of bounds given in the wrong order.
     fn viewport_mistake(&self) -> Option<String> {
         let pairs = [
             ("--xa", self.xa, "--xb", self.xb, "left", "right"),
@@ -171,6 +190,21 @@ impl CreateArgs {
                     _ => None,
                 },
             )
+    }
+}
+
+/// A width or a height a worker renders: 2 to its largest side.
+fn side() -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(2..=i64::from(faafo_worker::dimensions::MAX_SIDE))
+}
+
+/// A fractal's uuid as the API names it (8-4-4-4-12 hex digits), checked
+/// before anything is sent: a usage mistake.
+fn fractal_uuid(text: &str) -> Result<String, String> {
+    if text.len() == 36 && uuid::Uuid::try_parse(text).is_ok() {
+        Ok(text.to_string())
+    } else {
+        Err("not a UUID (expected 8-4-4-4-12 hex digits)".into())
     }
 }
 
@@ -195,6 +229,7 @@ struct ListArgs {
 #[derive(Debug, Args)]
 struct UuidArg {
     /// The fractal's uuid.
+    #[arg(value_parser = fractal_uuid)]
     uuid: String,
 }
 
@@ -202,6 +237,7 @@ struct UuidArg {
 #[derive(Debug, Args)]
 struct GetArgs {
     /// The fractal's uuid.
+    #[arg(value_parser = fractal_uuid)]
     uuid: String,
     /// Where to write the PNG: a file, a directory (DIR/<uuid>.png), or `-`
     /// for standard output (default: <uuid>.png). Only `-o` is short for
@@ -237,7 +273,7 @@ fn main() -> ExitCode {
         )
     };
     if let Command::Create(args) = &command
-        && let Some(mistake) = args.viewport_mistake()
+        && let Some(mistake) = args.mistake()
     {
         usage_error(
             Some("create"),
@@ -300,4 +336,50 @@ fn usage_error(subcommand: Option<&str>, kind: clap::error::ErrorKind, message: 
         found.error(kind, message).exit()
     }
     command.error(kind, message).exit()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    fn create(args: &[&str]) -> super::CreateArgs {
+        let cli = Cli::try_parse_from([&["faafo", "create"][..], args].concat())
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        match cli.command {
+            Some(Command::Create(create)) => create,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn negative_numbers_in_every_spelling_are_values() {
+        let args = create(&[
+            "--xa", "-.5", "--xb", "-1e-3", "--ya", "-2", "--yb", "-1E-1", "--c-re", "-.8",
+            "--c-im", "-0.156",
+        ]);
+        assert_eq!(
+            (args.xa, args.xb, args.ya, args.yb, args.c_re, args.c_im),
+            (
+                Some(-0.5),
+                Some(-0.001),
+                Some(-2.0),
+                Some(-0.1),
+                Some(-0.8),
+                Some(-0.156)
+            )
+        );
+    }
+
+    #[test]
+    fn few_iterations_need_a_constant() {
+        assert!(create(&["--iterations", "11"]).mistake().is_some());
+        assert!(create(&["--iterations", "12"]).mistake().is_none());
+        assert!(
+            create(&["--iterations", "1", "--c-re", "0", "--c-im", "0.7"])
+                .mistake()
+                .is_none()
+        );
+    }
 }
