@@ -892,7 +892,7 @@ mod tests {
             uuid: None,
             width: 2 + n,
             height: 2,
-            iterations: 1,
+            iterations: 12,
             xa: 0.0,
             xb: 1.0,
             ya: 0.0,
@@ -905,7 +905,7 @@ mod tests {
         };
         let limits = crate::domain::Limits {
             pixel_limit: 1 << 30,
-            iteration_limit: 10,
+            iteration_limit: 100,
         };
         let create = crate::domain::CreateFractal::parse(body, limits).expect("valid");
         FractalRecord::new(&create, Timestamp::now())
