@@ -140,6 +140,45 @@ impl RabbitVhost {
         response.json().await.ok()
     }
 
+    /// Declares, through the management API, what another client of the
+    /// broker (a Python peer) would have: `kind` is `exchanges` or
+    /// `queues`, `body` the properties (`{"type": "topic", "durable":
+    /// true}`).
+    pub async fn declare_as_another_client(&self, kind: &str, name: &str, body: serde_json::Value) {
+        let url = format!("{}/api/{kind}/{}/{name}", self.api, self.name);
+        self.management_write(reqwest::Method::PUT, &url, body)
+            .await;
+    }
+
+    /// Binds `queue` to `exchange` with `key`, as another client would.
+    pub async fn bind_as_another_client(&self, exchange: &str, queue: &str, key: &str) {
+        let url = format!(
+            "{}/api/bindings/{}/e/{exchange}/q/{queue}",
+            self.api, self.name
+        );
+        self.management_write(
+            reqwest::Method::POST,
+            &url,
+            serde_json::json!({"routing_key": key}),
+        )
+        .await;
+    }
+
+    async fn management_write(&self, method: reqwest::Method, url: &str, body: serde_json::Value) {
+        let response = reqwest::Client::new()
+            .request(method, url)
+            .basic_auth(&self.user, Some(&self.password))
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("the management API at {url}: {e}"));
+        assert!(
+            response.status().is_success(),
+            "the management API at {url}: {}",
+            response.status()
+        );
+    }
+
     /// Names of the queues in the vhost.
     pub async fn queue_names(&self) -> Vec<String> {
         let Ok(response) = reqwest::Client::new()
@@ -349,6 +388,12 @@ impl PrivateRabbit {
     /// `rabbitmqctl stop_app`: every connection drops, transient queues go.
     pub fn stop_app(&self) {
         self.ctl(&["stop_app"]);
+    }
+
+    /// Raises (`true`) or clears the node's memory alarm: RabbitMQ then
+    /// blocks (or unblocks) every connection that publishes.
+    pub fn set_memory_alarm(&self, on: bool) {
+        self.ctl(&["set_vm_memory_high_watermark", if on { "0" } else { "0.4" }]);
     }
 
     /// `rabbitmqctl start_app`.

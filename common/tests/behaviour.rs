@@ -1194,6 +1194,60 @@ async fn notifications_reach_listeners_and_pools(env: TestBroker) {
     }
 }
 
+/// An exchange another peer declared with other properties (durable, as
+/// a Python peer with `amqp_durable_queues` does) takes faafo's casts as
+/// it is, and the declaration the broker refuses spoils none of the calls
+/// in flight on the same connection (it was made on the publishing
+/// channel, whose close failed every confirm still to come).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exchange_a_peer_declared_otherwise_takes_casts_and_spoils_no_call() {
+    let env = TestBroker::rabbit().await;
+    let vhost = env.vhost().expect("rabbit");
+    vhost
+        .declare_as_another_client(
+            "exchanges",
+            "peer-durable",
+            json!({"type": "topic", "durable": true}),
+        )
+        .await;
+    vhost
+        .declare_as_another_client("queues", "peer-queue", json!({"durable": true}))
+        .await;
+    vhost
+        .bind_as_another_client("peer-durable", "peer-queue", "peer-topic")
+        .await;
+    let t = env.transport().await;
+    let server = start_server(&t, "busy", "h1", Arc::default()).await;
+    let client = RpcClient::new(&t, Target::topic("busy"));
+    let caster = RpcClient::new(
+        &t,
+        Target::topic("peer-topic").with_exchange("peer-durable"),
+    );
+    let calls = (0..50).map(|i| {
+        let client = client.clone();
+        async move {
+            client
+                .call::<_, Value>(&ctx(), "echo", &EchoArgs { value: json!(i) })
+                .await
+        }
+    });
+    let (cast_ctx, nothing) = (ctx(), json!({}));
+    let (answers, cast) = tokio::join!(
+        futures_util::future::join_all(calls),
+        caster.cast(&cast_ctx, "anything", &nothing)
+    );
+    cast.expect("the cast reaches the peer's exchange as it is");
+    for (i, answer) in answers.into_iter().enumerate() {
+        assert_eq!(answer.expect("a call beside the cast"), json!(i));
+    }
+    assert_eq!(
+        queue_depth(&t, "peer-queue").await.expect("depth"),
+        Some(1),
+        "the cast is in the peer's queue"
+    );
+    server.stop().await;
+}
+
 /// Only RabbitMQ has a management API to compare declarations with.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_declares_oslo_topology() {

@@ -258,3 +258,84 @@ async fn a_server_that_is_not_a_broker_is_named() {
     );
     http.abort();
 }
+
+/// A broker blocked by a resource alarm: once the connection knows it,
+/// a cast is refused within its time as not sent, and is not delivered
+/// once the alarm clears (lapin kept the message and sent it then, after
+/// its sender had been told that it failed: a retry would have run it
+/// twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cast_to_a_blocked_broker_is_refused_and_not_sent_later() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let rabbit = tokio::task::spawn_blocking(PrivateRabbit::start)
+        .await
+        .expect("the node");
+    let transport = Transport::connect(&format!("{}&connection_timeout=2", url(&rabbit)))
+        .await
+        .expect("connect");
+    let counted = Arc::new(AtomicUsize::new(0));
+    let seen = counted.clone();
+    let server = RpcServer::builder(&transport, Target::topic("alarm").with_server("h1"))
+        .endpoint(Endpoint::new().method("count", move |_c, _a: Value| {
+            let seen = seen.clone();
+            async move {
+                seen.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, RemoteError>(())
+            }
+        }))
+        .start()
+        .await
+        .expect("server");
+    let client = RpcClient::new(&transport, Target::topic("alarm")).timeout(Duration::from_secs(2));
+    let ctx = RequestContext::new();
+    client
+        .cast(&ctx, "count", &json!({}))
+        .await
+        .expect("a cast before the alarm");
+    let started = Instant::now();
+    while counted.load(Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the first cast"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::task::block_in_place(|| rabbit.set_memory_alarm(true));
+    // RabbitMQ blocks a connection when it publishes during the alarm: the
+    // first cast is taken by the broker, which holds it unconfirmed (it
+    // will be delivered when the alarm clears), and the connection is told
+    // that it is blocked.
+    let held = client
+        .cast(&ctx, "count", &json!({}))
+        .await
+        .expect_err("a cast the blocked broker holds");
+    assert!(held.to_string().contains("in time"), "{held}");
+    let refused = client
+        .cast(&ctx, "count", &json!({}))
+        .await
+        .expect_err("a cast to a connection known to be blocked");
+    assert!(
+        refused.to_string().contains("resource alarm") && refused.to_string().contains("not sent"),
+        "{refused}"
+    );
+    tokio::task::block_in_place(|| rabbit.set_memory_alarm(false));
+    // The held cast arrives; the refused one, sent now, would arrive too.
+    let started = Instant::now();
+    while counted.load(Ordering::SeqCst) < 2 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the held cast");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        counted.load(Ordering::SeqCst),
+        2,
+        "the refused cast was delivered once the alarm cleared"
+    );
+    client
+        .cast(&ctx, "count", &json!({}))
+        .await
+        .expect("a cast after the alarm");
+    server.stop().await;
+    transport.close().await;
+}

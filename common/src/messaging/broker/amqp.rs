@@ -157,14 +157,29 @@ impl AmqpBroker {
         loop {
             let link = self.inner.wait_up(deadline).await?;
             attempt += 1;
-            // A blocked connection (a RabbitMQ memory or disk alarm) takes
-            // the message and never answers: bounded by the deadline.
+            // A connection the broker blocked (a memory or disk alarm):
+            // lapin would keep the message and send it once the alarm
+            // clears, long after the caller was told it failed. Held back
+            // here instead, until the deadline: then certainly not sent.
+            while link.connection.status().blocked() {
+                if Instant::now() >= deadline {
+                    return Err(MessagingError::Disconnected(
+                        "the broker is blocked by a resource alarm (memory or disk): \
+                         the message was not sent"
+                            .into(),
+                    ));
+                }
+                tokio::time::sleep(BLOCKED_POLL.min(deadline - Instant::now())).await;
+            }
+            // A broker that blocks the connection after lapin took the
+            // message, or that stops answering: bounded by the deadline.
             let published = match tokio::time::timeout_at(deadline, link.publish(publication)).await
             {
                 Ok(published) => published,
                 Err(_) => {
                     return Err(MessagingError::Disconnected(
-                        "the broker did not take the message in time (is it blocked by a resource alarm?)"
+                        "the broker did not take the message in time (is it blocked by a resource \
+                         alarm?); it may still be delivered if the broker takes it later"
                             .into(),
                     ));
                 }
@@ -557,7 +572,7 @@ impl Link {
                     .unwrap_or_else(|e| e.into_inner())
                     .contains(&spec.name);
             if !known {
-                declare_exchange(channel, spec).await?;
+                self.declare_exchange_aside(spec).await?;
                 self.declared
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -588,6 +603,37 @@ impl Link {
             )
             .await
     }
+}
+
+impl Link {
+    /// Declares the exchange a publish goes to on a channel of its own: a
+    /// refusal closes the channel it came on, and on the publishing
+    /// channel that would fail every confirm still to come there (other
+    /// callers' messages, routed and running). A 406 says that the exchange
+    /// exists with other properties (a Python peer's with
+    /// `amqp_durable_queues`): it is published to as it is.
+    async fn declare_exchange_aside(&self, spec: &ExchangeSpec) -> lapin::Result<()> {
+        let channel = self.connection.create_channel().await?;
+        let declared = declare_exchange(&channel, spec).await;
+        if channel.status().connected() {
+            let _ = channel.close(200, "OK".into()).await;
+        }
+        match declared {
+            Err(e) if is_precondition_failed(&e) => {
+                debug!(exchange = %spec.name, error = %e, "the exchange exists with other properties: published to as it is");
+                Ok(())
+            }
+            declared => declared,
+        }
+    }
+}
+
+/// Whether the broker refused a declaration as PRECONDITION_FAILED (406):
+/// what is declared exists with other properties.
+fn is_precondition_failed(e: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(e.kind(), lapin::ErrorKind::ProtocolError(amqp)
+        if matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)))
 }
 
 async fn declare_exchange(channel: &Channel, spec: &ExchangeSpec) -> lapin::Result<()> {
@@ -623,6 +669,9 @@ fn queue_arguments(spec: &QueueSpec) -> FieldTable {
     }
     args
 }
+
+/// How often a publish held back by a blocked connection looks again.
+const BLOCKED_POLL: Duration = Duration::from_millis(50);
 
 /// The error of a request the broker took and never answered.
 fn unanswered(what: &str) -> MessagingError {
