@@ -20,6 +20,11 @@ pub async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
+    // The web pages, which a browser opens.
+    let page = {
+        let path = request.uri().path();
+        path == "/" || path.starts_with("/index/") || path.starts_with("/show/")
+    };
     if allowed(
         &state.settings.auth,
         request.method(),
@@ -34,6 +39,8 @@ pub async fn require_token(
             keep_out_of_shared_caches(&mut response);
         }
         response
+    } else if page {
+        crate::web::unauthorized()
     } else {
         ApiError::Unauthorized.into_response()
     }
@@ -42,13 +49,23 @@ pub async fn require_token(
 /// With `protect_reads`, what a token opened must not be served by a
 /// shared cache (a proxy in front of the API) to a request without one:
 /// `X-Auth-Token` is not `Authorization`, which such caches know to keep
-/// private. `Cache-Control: private` unless the route set its own policy
-/// (an image's says private itself), and `Vary: X-Auth-Token`.
+/// private. `Cache-Control: private`, before the route's own policy if it
+/// set one (an image's says private itself), and `Vary: X-Auth-Token`.
 fn keep_out_of_shared_caches(response: &mut Response) {
     use axum::http::header::{CACHE_CONTROL, HeaderValue, VARY};
     let headers = response.headers_mut();
-    if !headers.contains_key(CACHE_CONTROL) {
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
+    let policy = headers.get(CACHE_CONTROL).and_then(|v| v.to_str().ok());
+    match policy {
+        None => {
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
+        }
+        // A route's own policy (a page's `no-cache`), kept private too.
+        Some(policy) if !policy.contains("private") && !policy.contains("no-store") => {
+            if let Ok(private) = HeaderValue::from_str(&format!("private, {policy}")) {
+                headers.insert(CACHE_CONTROL, private);
+            }
+        }
+        Some(_) => {}
     }
     headers.append(VARY, HeaderValue::from_static(AUTH_HEADER));
 }

@@ -48,6 +48,8 @@ nav a,.pill{display:inline-block;padding:.35rem .9rem;border-radius:.3rem;backgr
 .empty{background:#fff;border:1px dashed #bbb;border-radius:.5rem;padding:2rem;text-align:center;color:#666}
 footer{color:#595959;font-size:.8rem;padding-bottom:1rem}
 .detail .thumb{flex-basis:100%}
+.detail>div{flex:1 1 20rem;min-width:0}
+.error{white-space:pre-wrap;overflow-wrap:anywhere}
 .detail img{max-width:100%;max-height:none}
 @media (max-width:36rem){.thumb{flex-basis:100%}.fractal img{max-width:100%}}
 "#;
@@ -114,7 +116,7 @@ fn layout(title: &str, counts: Option<&StatusCounts>, live: Live, body: Markup) 
                 header {
                     h1 { a href="/" { "faafo" } }
                     @if let Some(counts) = counts {
-                        ul.counts aria-label="fractals by status" {
+                        ul.counts aria-label="fractals by status" aria-live="polite" {
                             @for (status, n) in counts {
                                 li { (n) " " (status) }
                             }
@@ -210,7 +212,16 @@ async fn render_index(state: &AppState, page: u64) -> Result<Response, ApiError>
     let live = if page == 1 { Live::Yes } else { Live::No };
     Ok(html_page(
         StatusCode::OK,
-        layout("faafo", Some(&counts), live, body),
+        layout(
+            &if page == 1 {
+                "faafo".to_string()
+            } else {
+                format!("faafo — page {page}")
+            },
+            Some(&counts),
+            live,
+            body,
+        ),
     ))
 }
 
@@ -237,11 +248,12 @@ fn image_url(r: &FractalRecord) -> String {
 fn details(r: &FractalRecord) -> Markup {
     html! {
         tr { th { "UUID" } td { a href={ "/show/" (r.uuid) } { code { (r.uuid) } } } }
-        tr { th { "Duration" } td { @if let Some(d) = r.duration { (format!("{d:.3}")) " s" } @else { "—" } } }
+        tr { th { "Duration" } td { @if let Some(d) = r.duration { (seconds(d)) " s" } @else { "—" } } }
         tr { th { "Dimensions" } td { (r.width) " x " (r.height) " px" } }
         tr { th { "Iterations" } td { (r.iterations) } }
         tr { th { "Parameters" } td {
-            "xa = " (r.xa) br; "xb = " (r.xb) br; "ya = " (r.ya) br; "yb = " (r.yb)
+            "xa = " (number(r.xa)) br; "xb = " (number(r.xb)) br;
+            "ya = " (number(r.ya)) br; "yb = " (number(r.yb))
         } }
         tr { th { "c" } td { (constant(r)) } }
         tr { th { "File size" } td { @if let Some(s) = r.size { (file_size(s)) } @else { "—" } } }
@@ -259,11 +271,33 @@ fn thumbnail(r: &FractalRecord) -> Markup {
     }
 }
 
+/// A number as a person reads it: as Rust writes it (the shortest form
+/// that reads back the same) within 1e-4 and 1e15, with an exponent
+/// beyond (`1e300`, not three hundred digits), and -0 as 0.
+fn number(x: f64) -> String {
+    if x == 0.0 {
+        "0".into()
+    } else if (1e-4..1e15).contains(&x.abs()) {
+        format!("{x}")
+    } else {
+        format!("{x:e}")
+    }
+}
+
+/// A duration in seconds, to the millisecond.
+fn seconds(d: f64) -> String {
+    if d.abs() < 1e15 {
+        format!("{d:.3}")
+    } else {
+        number(d)
+    }
+}
+
 fn constant(r: &FractalRecord) -> String {
     match (r.c_re, r.c_im, r.seed) {
         // ASCII minus: what `faafo create --c-re/--c-im` and the JSON take.
-        (Some(re), Some(im), _) if im < 0.0 => format!("{re} - {}i", -im),
-        (Some(re), Some(im), _) => format!("{re} + {im}i"),
+        (Some(re), Some(im), _) if im < 0.0 => format!("{} - {}i", number(re), number(-im)),
+        (Some(re), Some(im), _) => format!("{} + {}i", number(re), number(im)),
         (_, _, Some(seed)) => format!("drawn from seed {seed}"),
         _ => "drawn from the uuid".into(),
     }
@@ -318,8 +352,8 @@ async fn render_show(
                     (thumbnail(&record))
                 }
                 div {
-                    p { "Status: " span.status { (record.status) }
-                        @if let Some(e) = &record.error { " — " (e) } }
+                    p aria-live="polite" { "Status: " span.status { (record.status) } }
+                    @if let Some(e) = &record.error { p.error { (e) } }
                     table {
                         (details(&record))
                         tr { th { "Attempts" } td { (record.attempts) } }
@@ -382,6 +416,26 @@ fn error_page(error: ApiError) -> Response {
     html_page(status, layout(title, None, Live::No, body))
 }
 
+/// The page of a 401, for a browser opening a page of an API whose reads
+/// need a token (`protect_reads`): it cannot send `X-Auth-Token`, and the
+/// API's JSON would be shown as raw text.
+pub(crate) fn unauthorized() -> Response {
+    let body = html! {
+        main {
+            p.empty {
+                "Reading this API needs a token (auth_strategy = token, protect_reads = true), "
+                "which a browser cannot send. Put a proxy in front of it that adds the "
+                code { "X-Auth-Token" } " header, or set " code { "protect_reads = false" }
+                " to let anyone read."
+            }
+        }
+    };
+    html_page(
+        StatusCode::UNAUTHORIZED,
+        layout("faafo — token needed", None, Live::No, body),
+    )
+}
+
 /// The page of a 404, for a browser (a page's URL mistyped, a deleted
 /// fractal's page).
 pub(crate) fn not_found(message: &str) -> Response {
@@ -398,10 +452,14 @@ pub(crate) fn not_found(message: &str) -> Response {
 /// An HTML answer, with the pages' Content-Security-Policy.
 fn html_page(status: StatusCode, page: Markup) -> Response {
     let mut response = (status, Html(page.into_string())).into_response();
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         CONTENT_SECURITY_POLICY,
         HeaderValue::from_str(&CSP).expect("the policy is ASCII"),
     );
+    // A page shows what is stored now: a browser going back to one asks
+    // again (a cheap answer) instead of showing an old list.
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
 
@@ -434,6 +492,17 @@ pub async fn live_script(RawQuery(query): RawQuery) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_read_well_at_any_size() {
+        assert_eq!(number(-1.5), "-1.5");
+        assert_eq!(number(0.156), "0.156");
+        assert_eq!(number(-0.0), "0");
+        assert_eq!(number(1e300), "1e300");
+        assert_eq!(number(-1.5e-7), "-1.5e-7");
+        assert_eq!(seconds(0.8766), "0.877");
+        assert_eq!(seconds(1e300), "1e300");
+    }
 
     #[test]
     fn sizes_read_well() {

@@ -30,14 +30,24 @@ const PRIVATE_IMMUTABLE: &str = "private, max-age=31536000, immutable";
 /// (a default-size fractal's, about 1 ms at most); larger ones aside.
 const HASHED_IN_PLACE: usize = 1 << 20;
 
-/// How long and where an image may be cached under `auth`.
-fn cache_policy(auth: &AuthPolicy) -> &'static str {
-    match auth {
+/// How long and where an image may be cached under `auth`: for good at
+/// the URL that names its checksum (`?v=`), else only with a revalidation
+/// each time (a cheap 304 by its ETag). At the plain URL a fractal deleted
+/// and made again under its uuid, whose uuid a client may choose, has
+/// another image.
+fn cache_policy(auth: &AuthPolicy, versioned: bool) -> &'static str {
+    let private = matches!(
+        auth,
         AuthPolicy::Token {
             protect_reads: true,
             ..
-        } => PRIVATE_IMMUTABLE,
-        _ => IMMUTABLE,
+        }
+    );
+    match (versioned, private) {
+        (true, false) => IMMUTABLE,
+        (true, true) => PRIVATE_IMMUTABLE,
+        (false, false) => "no-cache",
+        (false, true) => "private, no-cache",
     }
 }
 
@@ -241,16 +251,17 @@ pub async fn image(
     let etag = format!("\"{checksum}\"");
     let etag_value = HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.to_string()))?;
     // The page asks for `?v=<checksum>`: an old page's URL (the uuid
-    // since deleted and made again) gets today's image, but not for good.
+    // since deleted and made again) gets today's image, but not for good;
+    // nor does the plain URL.
     let asked = uri
         .query()
         .into_iter()
         .flat_map(|query| query.split('&'))
         .find_map(|pair| pair.strip_prefix("v="));
-    let policy = match asked {
-        Some(version) if version != checksum.as_str() => "no-cache",
-        _ => cache_policy(&state.settings.auth),
-    };
+    let policy = cache_policy(
+        &state.settings.auth,
+        asked.is_some_and(|version| version == checksum.as_str()),
+    );
     let cache = [
         (ETAG, etag_value),
         (CACHE_CONTROL, HeaderValue::from_static(policy)),

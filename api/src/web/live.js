@@ -12,6 +12,10 @@
   "use strict";
   var PERIOD = 3000;
   var LONGEST = 60000;
+  // A request that has not ended in this long (a laptop woken from sleep,
+  // a network that changed under it) is given up and counted as failed,
+  // or no poll would start until the connection died, minutes later.
+  var PATIENCE = 15000;
   // What may change: the first page has all three, a fractal's page main.
   var PARTS = ["header .counts", "main", "nav[aria-label=pages]"];
   // This script's path, without its ?v=: what a page that follows links.
@@ -65,7 +69,13 @@
       return;
     }
     busy = true;
-    fetch(location.pathname, { cache: "no-store", credentials: "same-origin" })
+    var abort = typeof AbortController === "function" ? new AbortController() : null;
+    var patience = abort ? setTimeout(function () { abort.abort(); }, PATIENCE) : null;
+    fetch(location.pathname, {
+      cache: "no-store",
+      credentials: "same-origin",
+      signal: abort ? abort.signal : undefined,
+    })
       .then(function (response) {
         // A 404 is news too: the fractal was deleted.
         if (!response.ok && response.status !== 404) {
@@ -92,6 +102,7 @@
         delay = Math.min(delay * 2, LONGEST);
       })
       .finally(function () {
+        clearTimeout(patience);
         busy = false;
         later(delay);
       });

@@ -147,20 +147,27 @@ async fn reads_are_public_unless_protected() {
             "{path}"
         );
     }
-    // A public image may sit in shared caches; the page links it with its
-    // checksum, so a uuid used again after a delete is another URL.
-    let image = send(
-        &app,
-        Method::GET,
-        &format!("/fractal/{}", done.uuid),
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(
-        image.headers()["cache-control"],
-        "public, max-age=31536000, immutable"
-    );
+    // A public image may sit in shared caches for good at the URL the page
+    // links it by, with its checksum (a uuid used again after a delete is
+    // another URL); at the plain one, revalidated.
+    let checksum = done.checksum.clone().expect("checksum");
+    for (query, expected) in [
+        (
+            format!("?v={checksum}"),
+            "public, max-age=31536000, immutable",
+        ),
+        (String::new(), "no-cache"),
+    ] {
+        let image = send(
+            &app,
+            Method::GET,
+            &format!("/fractal/{}{query}", done.uuid),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(image.headers()["cache-control"], expected, "{query}");
+    }
     let page = send(
         &app,
         Method::GET,
@@ -195,7 +202,29 @@ async fn reads_are_public_unless_protected() {
         "/".into(),
         format!("/show/{}", done.uuid),
     ] {
-        error_of(send(&app, Method::GET, &path, None, None).await, 401).await;
+        let refused = send(&app, Method::GET, &path, None, None).await;
+        if path == "/" || path.starts_with("/show/") {
+            // A browser's page: a page that says why, not raw JSON.
+            assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{path}");
+            assert!(
+                refused.headers()["content-type"]
+                    .to_str()
+                    .expect("text")
+                    .starts_with("text/html"),
+                "{path}"
+            );
+            assert!(
+                refused.headers().contains_key("content-security-policy"),
+                "{path}"
+            );
+            let text = refused.text().await.expect("page");
+            assert!(
+                text.contains("protect_reads") && text.contains("X-Auth-Token"),
+                "{text}"
+            );
+        } else {
+            error_of(refused, 401).await;
+        }
         let opened = send(&app, Method::GET, &path, Some(TOKEN), None).await;
         assert_eq!(opened.status(), StatusCode::OK, "{path}");
         // What a token opened is no shared cache's to serve to others.
@@ -216,18 +245,24 @@ async fn reads_are_public_unless_protected() {
         );
     }
     // A protected image is no shared cache's to keep.
-    let image = send(
-        &app,
-        Method::GET,
-        &format!("/fractal/{}", done.uuid),
-        Some(TOKEN),
-        None,
-    )
-    .await;
-    assert_eq!(
-        image.headers()["cache-control"],
-        "private, max-age=31536000, immutable"
-    );
+    let checksum = done.checksum.clone().expect("checksum");
+    for (query, expected) in [
+        (
+            format!("?v={checksum}"),
+            "private, max-age=31536000, immutable",
+        ),
+        (String::new(), "private, no-cache"),
+    ] {
+        let image = send(
+            &app,
+            Method::GET,
+            &format!("/fractal/{}{query}", done.uuid),
+            Some(TOKEN),
+            None,
+        )
+        .await;
+        assert_eq!(image.headers()["cache-control"], expected, "{query}");
+    }
     // The page's script holds no data: it needs no token.
     for path in [
         "/healthz",
