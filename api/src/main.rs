@@ -66,6 +66,7 @@ fn main() -> ExitCode {
         // then (systemd restarting a unit that has just started) waits for
         // the migration to end instead of killing it halfway, which
         // MariaDB, whose DDL commits as it goes, would keep half-applied.
+        // A second signal ends it at once (a database that never answers).
         let stop = stop_signal();
         let app = Application::build(&config)
             .await

@@ -104,8 +104,9 @@ pub mod schema {
     }
 
     /// The body of `POST /v1/fractal`. Besides each field's range:
-    /// width x height <= pixel_limit, xa < xb, ya < yb, and `c_re`/`c_im`
-    /// both or neither (not with `seed`).
+    /// width x height <= pixel_limit, xa < xb, ya < yb, `c_re`/`c_im`
+    /// both or neither (not with `seed`), and iterations >= 12 unless they
+    /// are given.
     #[derive(Debug, Deserialize, ToSchema)]
     #[serde(deny_unknown_fields)]
     #[schema(example = json!({
@@ -121,7 +122,8 @@ pub mod schema {
         /// Height in pixels.
         #[schema(minimum = 2)]
         pub height: u32,
-        /// Iterations per pixel.
+        /// Iterations per pixel (at least 12 without `c_re` and `c_im`: a
+        /// worker draws no Julia constant for fewer).
         #[schema(minimum = 1)]
         pub iterations: u32,
         /// Left bound (< xb).

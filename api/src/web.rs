@@ -352,7 +352,7 @@ async fn render_show(
                     (thumbnail(&record))
                 }
                 div {
-                    p aria-live="polite" { "Status: " span.status { (record.status) } }
+                    p { "Status: " span.status { (record.status) } }
                     @if let Some(e) = &record.error { p.error { (e) } }
                     table {
                         (details(&record))

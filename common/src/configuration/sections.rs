@@ -139,7 +139,8 @@ config_section! {
         min_height: u32 = 256,
         /// Largest height of generated tasks.
         max_height: u32 = 1024,
-        /// Fewest iterations of generated tasks.
+        /// Fewest iterations of generated tasks (at least 12: a worker draws
+        /// no Julia constant for fewer).
         min_iterations: u32 = 128,
         /// Most iterations of generated tasks.
         max_iterations: u32 = 512,

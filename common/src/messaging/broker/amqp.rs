@@ -161,7 +161,14 @@ impl AmqpBroker {
             // lapin would keep the message and send it once the alarm
             // clears, long after the caller was told it failed. Held back
             // here instead, until the deadline: then certainly not sent.
+            let mut gone = false;
             while link.connection.status().blocked() {
+                // lapin keeps a dead connection's `blocked`: a link that
+                // failed meanwhile is left for the next one.
+                if !link.connection.status().connected() {
+                    gone = true;
+                    break;
+                }
                 if Instant::now() >= deadline {
                     return Err(MessagingError::Disconnected(
                         "the broker is blocked by a resource alarm (memory or disk): \
@@ -170,6 +177,10 @@ impl AmqpBroker {
                     ));
                 }
                 tokio::time::sleep(BLOCKED_POLL.min(deadline - Instant::now())).await;
+            }
+            if gone {
+                tokio::time::sleep(BLOCKED_POLL.min(deadline - Instant::now())).await;
+                continue;
             }
             // A broker that blocks the connection after lapin took the
             // message, or that stops answering: bounded by the deadline.
@@ -540,8 +551,21 @@ impl Link {
     }
 
     /// Publishes on the publishing channel; on failure, closes that channel
-    /// (and only that one) for the next publish to open a fresh one.
+    /// (and only that one) for the next publish to open a fresh one, which
+    /// declares its exchange again.
     async fn publish(&self, p: &Publication) -> lapin::Result<lapin::PublisherConfirm> {
+        // A lasting exchange, once per channel, on a channel of its own: a
+        // refusal there fails this publish alone (see
+        // `declare_exchange_aside`).
+        if let Some(spec) = p.declare.as_ref().filter(|spec| !spec.auto_delete)
+            && !self.is_declared(&spec.name)
+        {
+            self.declare_exchange_aside(spec).await?;
+            self.declared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(spec.name.clone());
+        }
         let (generation, channel) = match self.publisher().await {
             Ok(publisher) => publisher,
             Err(e) => {
@@ -551,9 +575,21 @@ impl Link {
         };
         let published = self.publish_on(&channel, p).await;
         if published.is_err() {
+            // NOT_FOUND: the exchange may have been deleted since.
+            self.declared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
             self.reset_publisher(Some(generation)).await;
         }
         published
+    }
+
+    fn is_declared(&self, exchange: &str) -> bool {
+        self.declared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(exchange)
     }
 
     async fn publish_on(
@@ -561,23 +597,12 @@ impl Link {
         channel: &Channel,
         p: &Publication,
     ) -> lapin::Result<lapin::PublisherConfirm> {
-        if let Some(spec) = &p.declare {
-            // An auto-delete exchange (a fanout's) goes with its last
-            // queue: declared before every publish, never taken as known,
-            // or a publish to it would fail its channel with NOT_FOUND.
-            let known = !spec.auto_delete
-                && self
-                    .declared
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .contains(&spec.name);
-            if !known {
-                self.declare_exchange_aside(spec).await?;
-                self.declared
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(spec.name.clone());
-            }
+        // An auto-delete exchange (a fanout's) goes with its last queue:
+        // declared before every publish, on the publishing channel (one
+        // round trip; only faafo and oslo declare these, alike), or a
+        // publish to it would fail its channel with NOT_FOUND.
+        if let Some(spec) = p.declare.as_ref().filter(|spec| spec.auto_delete) {
+            declare_exchange(channel, spec).await?;
         }
         let mut properties = BasicProperties::default()
             .with_content_type(p.content_type.as_ref().into())

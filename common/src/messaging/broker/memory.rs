@@ -176,7 +176,11 @@ impl MemoryBroker {
         }
         let mut state = lock(&self.state);
         state.reap_expired_queues();
-        if let Some(spec) = &p.declare {
+        // As over AMQP, an exchange that exists with other properties is
+        // published to as it is.
+        if let Some(spec) = &p.declare
+            && !state.exchanges.contains_key(&spec.name)
+        {
             state.declare_exchange(spec)?;
         }
         state.next_seq += 1;

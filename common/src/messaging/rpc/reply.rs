@@ -91,19 +91,25 @@ impl ReplyWaiter {
                             }
                         };
                         // A Python server with `kombu_compression` set
-                        // compresses its replies too.
-                        let body = match crate::messaging::compression::decompressed_aside(
-                            delivery.body,
-                            delivery.compression,
-                            crate::messaging::DEFAULT_MAX_MESSAGE_SIZE,
-                        )
-                        .await
-                        {
-                            Ok(body) => body,
-                            Err(reason) => {
-                                warn!(queue = %name, %reason, "dropped an unreadable reply");
-                                continue;
-                            }
+                        // compresses its replies too: expanded up to the
+                        // default max_message_size (a small body must not
+                        // expand into gigabytes). Replies sent as they are
+                        // have no bound here (the broker's own applies).
+                        let body = match delivery.compression {
+                            None => delivery.body,
+                            method => match crate::messaging::compression::decompressed_aside(
+                                delivery.body,
+                                method,
+                                crate::messaging::DEFAULT_MAX_MESSAGE_SIZE,
+                            )
+                            .await
+                            {
+                                Ok(body) => body,
+                                Err(reason) => {
+                                    warn!(queue = %name, %reason, "dropped an unreadable reply");
+                                    continue;
+                                }
+                            },
                         };
                         match decode_reply(codec, body) {
                             Ok(reply) => {

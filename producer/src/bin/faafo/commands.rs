@@ -185,7 +185,12 @@ async fn create(
             };
             // Created by a try whose answer was lost: as it is now.
             if sent_before && e.status() == Some(409) {
-                break api.get(&uuid).await.map_err(|_| e);
+                break tokio::select! {
+                    asked = api.get(&uuid) => asked.map_err(|_| e),
+                    Ok(()) = &mut ctrl_c => {
+                        return Ok(interrupted_creating(&created, format, &uuid));
+                    }
+                };
             }
             // The API may have created it before its answer was lost: the
             // uuid is ours, so it can be asked.
@@ -201,8 +206,12 @@ async fn create(
                     break Ok(fractal);
                 }
             }
+            // Reached before (an answer now, a fractal created, a failure
+            // being waited out: an API restarting answers 503, then
+            // refuses connections for a moment).
+            let reached = e.status().is_some() || !created.is_empty() || failing_since.is_some();
             let patient = e.is_transient()
-                && (e.status().is_some() || !created.is_empty())
+                && reached
                 && failing_since
                     .get_or_insert_with(std::time::Instant::now)
                     .elapsed()
