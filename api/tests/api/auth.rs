@@ -150,24 +150,13 @@ async fn reads_are_public_unless_protected() {
     // A public image may sit in shared caches for good at the URL the page
     // links it by, with its checksum (a uuid used again after a delete is
     // another URL); at the plain one, revalidated.
-    let checksum = done.checksum.clone().expect("checksum");
-    for (query, expected) in [
-        (
-            format!("?v={checksum}"),
-            "public, max-age=31536000, immutable",
-        ),
-        (String::new(), "no-cache"),
-    ] {
-        let image = send(
-            &app,
-            Method::GET,
-            &format!("/fractal/{}{query}", done.uuid),
-            None,
-            None,
-        )
-        .await;
-        assert_eq!(image.headers()["cache-control"], expected, "{query}");
-    }
+    image_cache_policies(
+        &app,
+        &done,
+        None,
+        ["public, max-age=31536000, immutable", "no-cache"],
+    )
+    .await;
     let page = send(
         &app,
         Method::GET,
@@ -245,24 +234,13 @@ async fn reads_are_public_unless_protected() {
         );
     }
     // A protected image is no shared cache's to keep.
-    let checksum = done.checksum.clone().expect("checksum");
-    for (query, expected) in [
-        (
-            format!("?v={checksum}"),
-            "private, max-age=31536000, immutable",
-        ),
-        (String::new(), "private, no-cache"),
-    ] {
-        let image = send(
-            &app,
-            Method::GET,
-            &format!("/fractal/{}{query}", done.uuid),
-            Some(TOKEN),
-            None,
-        )
-        .await;
-        assert_eq!(image.headers()["cache-control"], expected, "{query}");
-    }
+    image_cache_policies(
+        &app,
+        &done,
+        Some(TOKEN),
+        ["private, max-age=31536000, immutable", "private, no-cache"],
+    )
+    .await;
     // The page's script holds no data: it needs no token.
     for path in [
         "/healthz",
@@ -278,6 +256,31 @@ async fn reads_are_public_unless_protected() {
         );
     }
     app.stop().await;
+}
+
+/// The `Cache-Control` of `done`'s image asked for with `token`: at the
+/// page's URL (`?v=<checksum>`), then at the plain one.
+async fn image_cache_policies(
+    app: &TestApp,
+    done: &faafo_common::fractal::Fractal,
+    token: Option<&str>,
+    expected: [&str; 2],
+) {
+    let checksum = done.checksum.clone().expect("checksum");
+    for (query, expected) in [format!("?v={checksum}"), String::new()]
+        .into_iter()
+        .zip(expected)
+    {
+        let image = send(
+            app,
+            Method::GET,
+            &format!("/fractal/{}{query}", done.uuid),
+            token,
+            None,
+        )
+        .await;
+        assert_eq!(image.headers()["cache-control"], expected, "{query}");
+    }
 }
 
 async fn app_protected() -> TestApp {
