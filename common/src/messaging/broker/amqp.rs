@@ -81,6 +81,9 @@ struct Link {
     /// is told by generation: channel ids are reused).
     publisher: tokio::sync::Mutex<Option<(u64, Channel)>>,
     generations: std::sync::atomic::AtomicU64,
+    /// The lasting exchanges declared on this connection (each on a
+    /// channel of its own, not the publishing one): forgotten when a
+    /// publish fails, which may be a NOT_FOUND for one deleted since.
     declared: Mutex<HashSet<String>>,
 }
 
@@ -154,20 +157,19 @@ impl AmqpBroker {
         deadline: Instant,
     ) -> Result<PendingConfirm> {
         let mut attempt = 0u32;
-        loop {
+        'publish: loop {
             let link = self.inner.wait_up(deadline).await?;
             attempt += 1;
             // A connection the broker blocked (a memory or disk alarm):
             // lapin would keep the message and send it once the alarm
             // clears, long after the caller was told it failed. Held back
             // here instead, until the deadline: then certainly not sent.
-            let mut gone = false;
             while link.connection.status().blocked() {
                 // lapin keeps a dead connection's `blocked`: a link that
                 // failed meanwhile is left for the next one.
                 if !link.connection.status().connected() {
-                    gone = true;
-                    break;
+                    tokio::time::sleep(BLOCKED_POLL.min(deadline - Instant::now())).await;
+                    continue 'publish;
                 }
                 if Instant::now() >= deadline {
                     return Err(MessagingError::Disconnected(
@@ -177,10 +179,6 @@ impl AmqpBroker {
                     ));
                 }
                 tokio::time::sleep(BLOCKED_POLL.min(deadline - Instant::now())).await;
-            }
-            if gone {
-                tokio::time::sleep(BLOCKED_POLL.min(deadline - Instant::now())).await;
-                continue;
             }
             // A broker that blocks the connection after lapin took the
             // message, or that stops answering: bounded by the deadline.
@@ -521,10 +519,6 @@ impl Link {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        self.declared
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
         let generation = self
             .generations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -592,6 +586,27 @@ impl Link {
             .contains(exchange)
     }
 
+    /// Declares the exchange a publish goes to on a channel of its own: a
+    /// refusal closes the channel it came on, and on the publishing
+    /// channel that would fail every confirm still to come there (other
+    /// callers' messages, routed and running). A 406 says that the exchange
+    /// exists with other properties (a Python peer's with
+    /// `amqp_durable_queues`): it is published to as it is.
+    async fn declare_exchange_aside(&self, spec: &ExchangeSpec) -> lapin::Result<()> {
+        let channel = self.connection.create_channel().await?;
+        let declared = declare_exchange(&channel, spec).await;
+        if channel.status().connected() {
+            let _ = channel.close(200, "OK".into()).await;
+        }
+        match declared {
+            Err(e) if is_precondition_failed(&e) => {
+                debug!(exchange = %spec.name, error = %e, "the exchange exists with other properties: published to as it is");
+                Ok(())
+            }
+            declared => declared,
+        }
+    }
+
     async fn publish_on(
         &self,
         channel: &Channel,
@@ -627,29 +642,6 @@ impl Link {
                 properties,
             )
             .await
-    }
-}
-
-impl Link {
-    /// Declares the exchange a publish goes to on a channel of its own: a
-    /// refusal closes the channel it came on, and on the publishing
-    /// channel that would fail every confirm still to come there (other
-    /// callers' messages, routed and running). A 406 says that the exchange
-    /// exists with other properties (a Python peer's with
-    /// `amqp_durable_queues`): it is published to as it is.
-    async fn declare_exchange_aside(&self, spec: &ExchangeSpec) -> lapin::Result<()> {
-        let channel = self.connection.create_channel().await?;
-        let declared = declare_exchange(&channel, spec).await;
-        if channel.status().connected() {
-            let _ = channel.close(200, "OK".into()).await;
-        }
-        match declared {
-            Err(e) if is_precondition_failed(&e) => {
-                debug!(exchange = %spec.name, error = %e, "the exchange exists with other properties: published to as it is");
-                Ok(())
-            }
-            declared => declared,
-        }
     }
 }
 
