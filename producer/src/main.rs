@@ -84,12 +84,7 @@ async fn run(
     let mut config = cli.config.load_with(
         cli.endpoint_url
             .into_iter()
-            .map(|value| CommandLineValue {
-                flag: "--endpoint-url",
-                section: "DEFAULT",
-                key: "endpoint_url",
-                value,
-            })
+            .map(CommandLineValue::endpoint_url)
             .collect(),
     )?;
     config.require_shared_broker("faafo-producer")?;

@@ -135,6 +135,28 @@ pub struct CommandLineValue {
     pub value: String,
 }
 
+impl CommandLineValue {
+    /// `--endpoint-url`: `[DEFAULT] endpoint_url`.
+    pub fn endpoint_url(value: String) -> Self {
+        Self {
+            flag: "--endpoint-url",
+            section: "DEFAULT",
+            key: "endpoint_url",
+            value,
+        }
+    }
+
+    /// `--token`: `[DEFAULT] auth_token`.
+    pub fn auth_token(value: String) -> Self {
+        Self {
+            flag: "--token",
+            section: "DEFAULT",
+            key: "auth_token",
+            value,
+        }
+    }
+}
+
 /// The `FAAFO_*` variables of the environment. Others are not read (one
 /// that is not UTF-8, which `std::env::vars` panics on, is no concern of
 /// faafo's); a `FAAFO_*` one that is not UTF-8 is an error.
@@ -187,7 +209,6 @@ fn load_layers(
 ) -> Result<FaafoConfig, ConfigError> {
     let mut builder = config::Config::builder();
     let mut file_configs = Vec::new();
-    let mut env_origins = Vec::new();
     for file in files {
         let origin = file.display().to_string();
         let text = std::fs::read_to_string(file)
@@ -204,6 +225,8 @@ fn load_layers(
         file_configs.push((origin, alone));
         builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Ini));
     }
+    // Over the files: the environment's values, then the command line's,
+    // each as `(section.key, value, where it comes from)`.
     let mut overrides = Vec::new();
     for (name, value) in env {
         let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
@@ -222,30 +245,25 @@ fn load_layers(
         names::check(&section)
             .and_then(|()| names::check(&key))
             .map_err(|m| ConfigError::new(&origin, m))?;
-        let single = config::Config::builder()
-            .set_override(format!("{section}.{key}"), value.clone())
-            .map_err(|e| ConfigError::new(&origin, clean(&e)))?
-            .build()
-            .map_err(|e| ConfigError::new(&origin, clean(&e)))?;
-        deserialize(single).map_err(|m| ConfigError::new(&origin, m))?;
-        env_origins.push((format!("{section}.{key}"), origin));
-        overrides.push((format!("{section}.{key}"), value));
+        overrides.push((format!("{section}.{key}"), value, origin));
     }
-    for given in command_line {
-        let key = format!("{}.{}", given.section, given.key);
-        let origin = format!("the command line's {}", given.flag);
+    overrides.extend(command_line.into_iter().map(|given| {
+        (
+            format!("{}.{}", given.section, given.key),
+            given.value,
+            format!("the command line's {}", given.flag),
+        )
+    }));
+    for (key, value, origin) in &overrides {
+        // Each valid on its own, so an error can name where it came from.
         let single = config::Config::builder()
-            .set_override(key.clone(), given.value.clone())
-            .map_err(|e| ConfigError::new(&origin, clean(&e)))?
+            .set_override(key.as_str(), value.as_str())
+            .map_err(|e| ConfigError::new(origin, clean(&e)))?
             .build()
-            .map_err(|e| ConfigError::new(&origin, clean(&e)))?;
-        deserialize(single).map_err(|m| ConfigError::new(&origin, m))?;
-        env_origins.push((key.clone(), origin));
-        overrides.push((key, given.value));
-    }
-    for (key, value) in overrides {
+            .map_err(|e| ConfigError::new(origin, clean(&e)))?;
+        deserialize(single).map_err(|m| ConfigError::new(origin, m))?;
         builder = builder
-            .set_override(key, value)
+            .set_override(key.as_str(), value.as_str())
             .map_err(|e| ConfigError::new("environment", clean(&e)))?;
     }
     let merged = builder
@@ -260,11 +278,11 @@ fn load_layers(
         // Name the last source that set the offending key (or, when none
         // did, the key it goes with: a max_width below the default min_width).
         let set_by = |key: String| {
-            env_origins
+            overrides
                 .iter()
                 .rev()
-                .find(|(k, _)| *k == key)
-                .map(|(_, origin)| origin.clone())
+                .find(|(k, _, _)| *k == key)
+                .map(|(_, _, origin)| origin.clone())
                 .or_else(|| {
                     file_configs
                         .iter()

@@ -566,14 +566,7 @@ fn endpoint_url_follows_the_api_of_the_same_configuration_unless_set() {
 /// itself, named as the command line's.
 #[test]
 fn the_command_line_wins_and_is_checked() {
-    let endpoint = |value: &str| {
-        vec![CommandLineValue {
-            flag: "--endpoint-url",
-            section: "DEFAULT",
-            key: "endpoint_url",
-            value: value.into(),
-        }]
-    };
+    let endpoint = |value: &str| vec![CommandLineValue::endpoint_url(value.into())];
     let bad = env(&[("FAAFO_DEFAULT__ENDPOINT_URL", "ftp://api")]);
     assert!(load_from(&[], bad.clone()).is_err());
     let config = load_layers(&[], bad.clone(), endpoint("http://127.0.0.1:5000"))
