@@ -766,12 +766,17 @@ impl Call {
     }
 }
 
-/// `uuid` if it is a fractal's uuid in the API's form (hyphenated): only
-/// then does it go into a request's path (`../healthz` would not stay in
+/// Whether `text` is a fractal's uuid in the API's form (8-4-4-4-12 hex
+/// digits, hyphenated): the only form that goes into a request's path.
+pub fn is_fractal_uuid(text: &str) -> bool {
+    text.len() == 36 && uuid::Uuid::try_parse(text).is_ok()
+}
+
+/// `uuid` if it [is a fractal's uuid](is_fractal_uuid): only then does it
+/// go into a request's path (`../healthz` would not stay in
 /// `/v1/fractal/`).
 fn checked(uuid: &str) -> Result<&str, ApiError> {
-    let hyphenated = uuid.len() == 36 && uuid::Uuid::try_parse(uuid).is_ok();
-    if hyphenated {
+    if is_fractal_uuid(uuid) {
         Ok(uuid)
     } else {
         // Shortened, as the API does: it may be anything a user typed.

@@ -25,22 +25,12 @@ pub async fn run(
     // environment (a bad value it replaces is no error); `up` talks to the
     // API it runs itself, `api` and `worker` to none.
     let given = [
-        ("--endpoint-url", "endpoint_url", cli.endpoint_url),
-        ("--token", "auth_token", cli.token),
+        cli.endpoint_url.map(CommandLineValue::endpoint_url),
+        cli.token.map(CommandLineValue::auth_token),
     ];
-    let mut config = cli.config.load_with(
-        given
-            .into_iter()
-            .filter_map(|(flag, key, value)| {
-                value.map(|value| CommandLineValue {
-                    flag,
-                    section: "DEFAULT",
-                    key,
-                    value,
-                })
-            })
-            .collect(),
-    )?;
+    let mut config = cli
+        .config
+        .load_with(given.into_iter().flatten().collect())?;
     config.default.debug |= cli.debug;
     let format = cli.output;
     let api = || -> Result<ApiClient, Box<dyn Error>> {
@@ -164,81 +154,15 @@ async fn create(
             Err(mistake) => return Err(shown_with(&created, format, mistake.into())),
         };
         let uuid = task.uuid.clone().unwrap_or_default();
-        // An API that fails for a while (a restart, a database that is
-        // away: unreachable, 5xx, 429) is waited out for up to
-        // API_PATIENCE, the same request sent again: the uuid is ours, so
-        // a creation whose answer was lost is found as a 409 below. One
-        // never reached is more likely a wrong endpoint: said at once.
-        let mut failing_since: Option<std::time::Instant> = None;
-        let mut delay = Duration::from_millis(250);
-        let mut sent_before = false;
-        let answer = loop {
-            let answer = tokio::select! {
-                answer = api.create(&task) => answer,
-                Ok(()) = &mut ctrl_c => {
-                    return Ok(interrupted_creating(&created, format, &uuid));
-                }
-            };
-            let e = match answer {
-                Ok(fractal) => break Ok(fractal),
-                Err(e) => e,
-            };
-            // Created by a try whose answer was lost: as it is now.
-            if sent_before && e.status() == Some(409) {
-                break tokio::select! {
-                    asked = api.get(&uuid) => asked.map_err(|_| e),
-                    Ok(()) = &mut ctrl_c => {
-                        return Ok(interrupted_creating(&created, format, &uuid));
-                    }
-                };
+        let answer = tokio::select! {
+            answer = create_patiently(api, &task, !created.is_empty()) => answer,
+            Ok(()) = &mut ctrl_c => {
+                return Ok(interrupted_creating(&created, format, &uuid));
             }
-            // The API may have created it before its answer was lost: the
-            // uuid is ours, so it can be asked.
-            if e.may_have_applied() {
-                sent_before = true;
-                let asked = tokio::select! {
-                    asked = api.get(&uuid) => asked,
-                    Ok(()) = &mut ctrl_c => {
-                        return Ok(interrupted_creating(&created, format, &uuid));
-                    }
-                };
-                if let Ok(fractal) = asked {
-                    break Ok(fractal);
-                }
-            }
-            // Reached before (an answer now, a fractal created, a failure
-            // being waited out: an API restarting answers 503, then
-            // refuses connections for a moment).
-            let reached = e.status().is_some() || !created.is_empty() || failing_since.is_some();
-            let patient = e.is_transient()
-                && reached
-                && failing_since
-                    .get_or_insert_with(std::time::Instant::now)
-                    .elapsed()
-                    < API_PATIENCE;
-            if !patient {
-                break Err(e);
-            }
-            eprintln!("faafo: {e}; trying again in {} ms", delay.as_millis());
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                Ok(()) = &mut ctrl_c => {
-                    return Ok(interrupted_creating(&created, format, &uuid));
-                }
-            }
-            delay = (delay * 2).min(Duration::from_secs(5));
         };
         match answer {
             Ok(fractal) => created.push(fractal),
-            Err(e) => {
-                let e: Box<dyn Error> = if sent_before {
-                    format!("{e} (fractal {uuid} may have been created: `faafo show {uuid}` tells)")
-                        .into()
-                } else {
-                    e.into()
-                };
-                return Err(shown_with(&created, format, e));
-            }
+            Err(e) => return Err(shown_with(&created, format, e)),
         }
     }
     // JSON is one document: the fractals as created, or with `--wait` as
@@ -324,6 +248,66 @@ async fn create(
             ended.len()
         );
         ExitCode::FAILURE
+    })
+}
+
+/// Creates `task` (whose uuid is the client's). An API that fails for a
+/// while (a restart, a database that is away: unreachable, 5xx, 429) is
+/// waited out for up to [`API_PATIENCE`], the same request sent again: a
+/// creation whose answer was lost is then found by its uuid (a 409 after a
+/// lost answer reads it back). One never reached is more likely a wrong
+/// endpoint (`reached_before`: the batch created some already): said at
+/// once. An error that may have left the fractal created says so.
+async fn create_patiently(
+    api: &ApiClient,
+    task: &NewFractal,
+    reached_before: bool,
+) -> Result<Fractal, Box<dyn Error>> {
+    let uuid = task.uuid.clone().unwrap_or_default();
+    let mut failing_since: Option<std::time::Instant> = None;
+    let mut delay = Duration::from_millis(250);
+    let mut sent_before = false;
+    let e = loop {
+        let e = match api.create(task).await {
+            Ok(fractal) => return Ok(fractal),
+            Err(e) => e,
+        };
+        // Created by a try whose answer was lost: as it is now.
+        if sent_before && e.status() == Some(409) {
+            break match api.get(&uuid).await {
+                Ok(fractal) => return Ok(fractal),
+                Err(_) => e,
+            };
+        }
+        // The API may have created it before its answer was lost: the
+        // uuid is ours, so it can be asked.
+        if e.may_have_applied() {
+            sent_before = true;
+            if let Ok(fractal) = api.get(&uuid).await {
+                return Ok(fractal);
+            }
+        }
+        // Reached before (an answer now, a fractal created, a failure
+        // being waited out: an API restarting answers 503, then refuses
+        // connections for a moment).
+        let reached = e.status().is_some() || reached_before || failing_since.is_some();
+        let patient = e.is_transient()
+            && reached
+            && failing_since
+                .get_or_insert_with(std::time::Instant::now)
+                .elapsed()
+                < API_PATIENCE;
+        if !patient {
+            break e;
+        }
+        eprintln!("faafo: {e}; trying again in {} ms", delay.as_millis());
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    };
+    Err(if sent_before {
+        format!("{e} (fractal {uuid} may have been created: `faafo show {uuid}` tells)").into()
+    } else {
+        e.into()
     })
 }
 

@@ -201,7 +201,7 @@ fn side() -> clap::builder::RangedI64ValueParser<u32> {
 /// A fractal's uuid as the API names it (8-4-4-4-12 hex digits), checked
 /// before anything is sent: a usage mistake.
 fn fractal_uuid(text: &str) -> Result<String, String> {
-    if text.len() == 36 && uuid::Uuid::try_parse(text).is_ok() {
+    if faafo_common::api_client::is_fractal_uuid(text) {
         Ok(text.to_string())
     } else {
         Err("not a UUID (expected 8-4-4-4-12 hex digits)".into())
