@@ -103,8 +103,17 @@ async fn calls_given_up_at_a_stop_are_not_rendered_for_nobody() {
         .expect("join");
     assert!(ran, "the first producer ran and stopped");
 
-    // The worker's turn comes: every call of the stopped producer is
-    // refused, none rendered.
+    // The producer's stop waits for the broker to take its `given_up`
+    // casts, not for the worker to read them: the worker's turn comes
+    // once it has (a render it starts before the news is one for nobody,
+    // which the cast cannot prevent). Then every call of the stopped
+    // producer is refused, none rendered.
+    eventually(
+        "the worker has read the given-up calls",
+        Duration::from_secs(30),
+        async || control.stats().settled() >= first_tasks.len() as u64,
+    )
+    .await;
     gate.send(true).expect("the gate opens");
     let ended = |uuid: &str| {
         outcomes
