@@ -50,6 +50,7 @@ footer{color:#595959;font-size:.8rem;padding-bottom:1rem}
 .detail .thumb{flex-basis:100%}
 .detail>div{flex:1 1 20rem;min-width:0}
 .error{white-space:pre-wrap;overflow-wrap:anywhere}
+.news{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);white-space:nowrap}
 .detail img{max-width:100%;max-height:none}
 @media (max-width:36rem){.thumb{flex-basis:100%}.fractal img{max-width:100%}}
 "#;

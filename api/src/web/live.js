@@ -8,6 +8,9 @@
 // longer links this script (the fractal is final) or is a 404 (it was
 // deleted), after putting that page in. The server renders the page in one
 // place; without this script the page is the same, reloaded by hand.
+// A fractal's page says its news (a new status, or that the fractal was
+// deleted) in a live region of its own, for screen readers: the article
+// is put in anew, and a region that is replaced announces nothing.
 (function () {
   "use strict";
   var PERIOD = 3000;
@@ -24,6 +27,23 @@
   var timer = null;
   var busy = false;
   var over = false;
+  // Made now, empty, so that the screen reader knows the region before it
+  // changes: one made and filled at once is often not read.
+  var news = document.createElement("p");
+  news.className = "news";
+  news.setAttribute("role", "status");
+  document.body.appendChild(news);
+
+  // What a fractal's page says of its fractal in a few words, to compare
+  // before and after a poll; "" on the first page.
+  function headline(root) {
+    var status = root.querySelector("main .status");
+    if (status) {
+      return "Status: " + status.textContent;
+    }
+    var gone = root.querySelector("main .empty");
+    return gone ? gone.textContent : "";
+  }
 
   function visible() {
     return document.visibilityState !== "hidden";
@@ -85,6 +105,7 @@
       })
       .then(function (text) {
         var fresh = new DOMParser().parseFromString(text, "text/html");
+        var before = headline(document);
         PARTS.forEach(function (selector) {
           var now = document.querySelector(selector);
           var next = fresh.querySelector(selector);
@@ -92,6 +113,10 @@
             merge(now, next);
           }
         });
+        var after = headline(document);
+        if (after !== before) {
+          news.textContent = after;
+        }
         // The server links this script only in a page that still changes.
         over = !fresh.querySelector('script[src^="' + SELF + '"]');
         delay = PERIOD;

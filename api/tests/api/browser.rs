@@ -544,6 +544,10 @@ async fn a_fractals_page_follows_it_until_final_in_chromium() {
             "the page shows the fractal done, its image loaded",
         )
         .await;
+    // Said to screen readers too, in the region the script made at load
+    // (the article itself is put in anew, which announces nothing).
+    let news = "document.querySelector('p.news[role=status]').textContent";
+    assert_eq!(devtools.eval(news).await, json!("Status: done"));
     let text = devtools.eval("document.body.innerText").await;
     let text = text.as_str().expect("text");
     let duration = format!("Duration\t{:.3} s", rendered.duration);
@@ -594,6 +598,10 @@ async fn a_fractals_page_follows_it_until_final_in_chromium() {
             "the page shows the fractal deleted",
         )
         .await;
+    assert_eq!(
+        devtools.eval(news).await,
+        json!(format!("There is no fractal {}.", doomed.uuid))
+    );
     let before = requests(&app, route, 404).await;
     tokio::time::sleep(Duration::from_secs(7)).await;
     assert_eq!(
