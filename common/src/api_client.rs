@@ -98,6 +98,13 @@ impl ApiError {
         self.status() == Some(412)
     }
 
+    /// Whether the API (or a proxy in front of it) did not let this client
+    /// in (401, 403): a matter of its token, not of the request, and one
+    /// an operator can fix while the request waits.
+    pub fn is_access_refused(&self) -> bool {
+        matches!(self.status(), Some(401 | 403))
+    }
+
     /// The HTTP status, when the API answered.
     pub fn status(&self) -> Option<u16> {
         match self {

@@ -108,7 +108,34 @@ impl ResilientApi {
     /// With several API hosts, a failure that moved the client to the
     /// next host is retried there at once, each host once in a row; then
     /// the retries wait as with one.
-    pub async fn retry<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, ApiError>
+    pub async fn retry<T, F, Fut>(&self, what: &str, call: F) -> Result<T, ApiError>
+    where
+        F: FnMut(ApiClient) -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        self.retry_while(what, ApiError::is_transient, call).await
+    }
+
+    /// As [`Self::retry`], and through refusals of this producer's token
+    /// too (401, 403: the API's `auth_tokens` being changed, a proxy in
+    /// front of it set up wrong), which an operator fixes while the call
+    /// waits. For a rendered result: kept until the API takes it, rather
+    /// than dropped and rendered again.
+    pub async fn retry_until_let_in<T, F, Fut>(&self, what: &str, call: F) -> Result<T, ApiError>
+    where
+        F: FnMut(ApiClient) -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        self.retry_while(what, |e| e.is_transient() || e.is_access_refused(), call)
+            .await
+    }
+
+    async fn retry_while<T, F, Fut>(
+        &self,
+        what: &str,
+        worth_retrying: impl Fn(&ApiError) -> bool,
+        mut call: F,
+    ) -> Result<T, ApiError>
     where
         F: FnMut(ApiClient) -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
@@ -118,10 +145,16 @@ impl ResilientApi {
         loop {
             match call(self.client.clone()).await {
                 Ok(value) => return Ok(value),
-                Err(error) if error.is_transient() => {
+                Err(error) if worth_retrying(&error) => {
                     attempt += 1;
                     if attempt == 1 || attempt.is_power_of_two() {
-                        warn!("{what}: {error}; retrying (attempt {attempt})");
+                        if error.is_access_refused() {
+                            warn!(
+                                "{what}: {error}; the API does not let this producer in (check [DEFAULT] auth_token against the API's auth_tokens); retrying (attempt {attempt})"
+                            );
+                        } else {
+                            warn!("{what}: {error}; retrying (attempt {attempt})");
+                        }
                     }
                     // (With every host down, each attempt has already tried
                     // them all, so this is up to N x N connections before the

@@ -647,7 +647,7 @@ impl Dispatcher {
             ..FractalUpdate::default()
         };
         let stored = api
-            .retry("storing the result", |c| {
+            .retry_until_let_in("storing the result", |c| {
                 let (uuid, png, done) = (uuid.clone(), result.image.clone(), done.clone());
                 async move { c.store_result(&uuid, png, &done).await }
             })

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::extract::{IfMatch, JsonBody, PathId, QueryString, revision_etag};
 use crate::state::AppState;
 
-/// Compare-and-swap attempts before a write gives up with 409.
+/// Compare-and-swap attempts before a write gives up with 503 ([`busy`]).
 pub const MAX_WRITE_ATTEMPTS: usize = 8;
 
 /// `GET /v1/fractal`: a page of fractals, filtered and ordered.
@@ -23,6 +23,7 @@ pub const MAX_WRITE_ATTEMPTS: usize = 8;
     tag = "fractals",
     params(crate::openapi::schema::ListParams),
     responses(
+        (status = 503, description = "The database does not answer (the message says why), or, for a write, the fractal kept changing under other writers: the same request can succeed later", body = crate::openapi::schema::ErrorBody),
         (status = 200, description = "A page of fractals", body = crate::openapi::schema::FractalPage),
         (status = 400, description = "Bad query string", body = crate::openapi::schema::ErrorBody),
     )
@@ -55,6 +56,7 @@ pub async fn list(
     tag = "fractals",
     request_body(content = crate::openapi::schema::NewFractal, content_type = "application/json"),
     responses(
+        (status = 503, description = "The database does not answer (the message says why), or, for a write, the fractal kept changing under other writers: the same request can succeed later", body = crate::openapi::schema::ErrorBody),
         (status = 201, description = "Created", body = crate::openapi::schema::Fractal,
             headers(
                 ("Location" = String, description = "URL of the new fractal"),
@@ -103,6 +105,7 @@ pub async fn create(
     tag = "fractals",
     params(("uuid" = uuid::Uuid, Path, description = "The fractal's id")),
     responses(
+        (status = 503, description = "The database does not answer (the message says why), or, for a write, the fractal kept changing under other writers: the same request can succeed later", body = crate::openapi::schema::ErrorBody),
         (status = 200, description = "The fractal", body = crate::openapi::schema::Fractal,
             headers(("ETag" = String, description = "The fractal's revision, quoted, for a later If-Match"))),
         (status = 400, description = "Not a UUID", body = crate::openapi::schema::ErrorBody),
@@ -130,6 +133,7 @@ pub async fn show(State(state): State<AppState>, PathId(id): PathId) -> Result<R
     ),
     request_body(content = crate::openapi::schema::FractalUpdate, content_type = "application/json"),
     responses(
+        (status = 503, description = "The database does not answer (the message says why), or, for a write, the fractal kept changing under other writers: the same request can succeed later", body = crate::openapi::schema::ErrorBody),
         (status = 200, description = "The fractal as updated", body = crate::openapi::schema::Fractal,
             headers(("ETag" = String, description = "The fractal's revision, quoted, for a later If-Match"))),
         (status = 412, description = "The fractal is no longer at the revision If-Match names", body = crate::openapi::schema::ErrorBody),
@@ -191,6 +195,7 @@ pub fn tagged(status: StatusCode, record: &FractalRecord) -> Response {
     tag = "fractals",
     params(("uuid" = uuid::Uuid, Path, description = "The fractal's id")),
     responses(
+        (status = 503, description = "The database does not answer (the message says why), or, for a write, the fractal kept changing under other writers: the same request can succeed later", body = crate::openapi::schema::ErrorBody),
         (status = 204, description = "Deleted"),
         (status = 400, description = "Not a UUID", body = crate::openapi::schema::ErrorBody),
         (status = 404, description = "No such fractal", body = crate::openapi::schema::ErrorBody),
@@ -213,9 +218,12 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// 409 after [`MAX_WRITE_ATTEMPTS`] lost races.
+/// 503 after [`MAX_WRITE_ATTEMPTS`] lost races: the fractal is changing
+/// under other writers now, and the same request can succeed later. (A
+/// 409 would say the request contradicts the fractal, which clients
+/// rightly do not send again: a producer would drop a rendered result.)
 pub fn busy(id: impl std::fmt::Display) -> ApiError {
-    ApiError::Conflict(format!(
+    ApiError::Unavailable(format!(
         "fractal {id} kept changing while this request tried to update it; try again"
     ))
 }
