@@ -139,15 +139,21 @@ impl Producer {
     /// Submits one batch and waits until each task is done or failed.
     pub async fn one_shot(&self, tasks: Vec<NewFractal>) -> BatchReport {
         let handles = self.submit(tasks).await;
-        let mut report = BatchReport::default();
-        for handle in handles {
-            let outcome = match handle.await {
+        // Side by side: a task in another producer's hands is watched for
+        // up to task_timeout before it is taken back, and one such watch
+        // must not start only once the one before it has ended.
+        let outcomes = futures_util::future::join_all(handles.into_iter().map(|handle| async {
+            match handle.await {
                 // Another producer took it over: its end is theirs to
                 // bring, and this batch's to wait for.
                 Ok(Outcome::TakenOver(uuid)) => self.final_outcome(&uuid).await,
                 Ok(outcome) => outcome,
                 Err(_) => Outcome::Abandoned,
-            };
+            }
+        }))
+        .await;
+        let mut report = BatchReport::default();
+        for outcome in outcomes {
             match outcome {
                 Outcome::Done => report.done += 1,
                 Outcome::Failed(_) => report.failed += 1,
@@ -191,11 +197,19 @@ impl Producer {
                 || since.elapsed() >= self.settings.task_timeout;
             if stalled && let Some(claim) = self.dispatcher.claim(uuid) {
                 info!("task {uuid} is moving on in nobody's hands: taking it back");
-                match self.dispatcher.clone().dispatch(fractal, claim).await {
+                // Among this producer's tasks, as every dispatch is: a stop
+                // past its grace gives its call up and its attempt back
+                // (give_up_in_flight), where this future is merely dropped.
+                let dispatcher = self.dispatcher.clone();
+                let taken_back = self
+                    .tasks
+                    .spawn(async move { dispatcher.dispatch(fractal, claim).await });
+                match taken_back.await {
                     // Taken by somebody again (or changed meanwhile):
                     // wait for it anew.
-                    Outcome::TakenOver(_) | Outcome::Gone => seen = None,
-                    outcome => return outcome,
+                    Ok(Outcome::TakenOver(_) | Outcome::Gone) => seen = None,
+                    Ok(outcome) => return outcome,
+                    Err(_) => return Outcome::Abandoned,
                 }
             }
             tokio::select! {
