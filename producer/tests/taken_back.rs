@@ -62,7 +62,7 @@ async fn tasks_another_producer_took_and_left_are_taken_back_side_by_side() {
                     .update_at_revision(&uuid, &running, task.revision)
                     .await
                     .expect("another producer takes it over");
-                Err(RemoteError::runtime_error("the first call fails").into())
+                Err(RemoteError::runtime_error("the first call fails"))
             }
         }),
     )
