@@ -733,6 +733,55 @@ async fn call_monitor_heartbeats_keep_long_calls_alive(env: TestBroker) {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
+/// A result larger than the broker takes (`max_message_size`) is answered
+/// with an error, once: RabbitMQ would close the publishing channel on it,
+/// which reads as a lost connection, and the request ran again for ever.
+async fn a_reply_larger_than_max_message_size_is_an_error_answered_once(env: TestBroker) {
+    let t = env.transport().await;
+    let topic = unique_name("big");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let server = RpcServer::builder(&t, Target::topic(&topic).with_server("h1"))
+        .endpoint(Endpoint::new().method("big", move |_ctx, args: EchoArgs| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let bytes = args.value.as_u64().unwrap_or_default() as usize;
+                Ok::<_, RemoteError>("x".repeat(bytes))
+            }
+        }))
+        .max_message_size(64 * 1024)
+        .start()
+        .await
+        .expect("server");
+    let client = RpcClient::new(&t, Target::topic(&topic)).timeout(Duration::from_secs(10));
+    let small: String = client
+        .call(&ctx(), "big", &EchoArgs { value: json!(1000) })
+        .await
+        .expect("a result under the limit");
+    assert_eq!(small.len(), 1000);
+    let error = remote_error(
+        client
+            .call::<_, String>(
+                &ctx(),
+                "big",
+                &EchoArgs {
+                    value: json!(100_000),
+                },
+            )
+            .await,
+        "RuntimeError",
+    );
+    assert!(
+        error
+            .message
+            .contains("more than max_message_size (65536 bytes)"),
+        "{error}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "each request ran once");
+    server.stop().await;
+}
+
 async fn bad_messages_are_answered_rejected_and_never_requeued(env: TestBroker) {
     let t = env.transport().await;
     let shared = Arc::new(Shared::default());
@@ -1313,6 +1362,7 @@ faafo_common::on_both_transports!(
     messagepack_carries_raw_bytes,
     call_monitor_heartbeats_keep_long_calls_alive,
     bad_messages_are_answered_rejected_and_never_requeued,
+    a_reply_larger_than_max_message_size_is_an_error_answered_once,
     malformed_calls_get_an_error_reply,
     names_longer_than_amqp_allows_are_refused,
     call_timeouts_longer_than_a_broker_ttl_work,

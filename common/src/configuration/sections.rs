@@ -53,7 +53,7 @@ config_section! {
         call_monitor_timeout: u64 = 0,
         /// Exchange that keeps rejected (malformed) requests, and the calls that expired in the queue before a worker took them (call_timeout: the producer has given up on them and sends them again); give its queue a length limit or a TTL (a RabbitMQ policy), or it grows while no worker runs. Every peer of a topic must agree. Empty: such messages are dropped.
         dead_letter_exchange: String = String::new(),
-        /// Largest RPC message accepted, in bytes.
+        /// Largest RPC message accepted, in bytes, and largest reply sent: a larger result is answered with an error (RabbitMQ would close the channel on it). At most the broker's own max_message_size (RabbitMQ 3.x: 128 MiB; 4.x: 16 MiB, to lower this to).
         max_message_size: u64 = 64 * 1024 * 1024,
     }
 }

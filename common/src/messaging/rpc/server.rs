@@ -693,6 +693,27 @@ impl ServerContext {
             ))
         });
         let body = match body {
+            // Larger than the broker takes (max_message_size, set to the
+            // broker's own): RabbitMQ would close the publishing channel,
+            // which reads as a lost connection, and the request would run
+            // again for ever. The caller is told instead.
+            Ok(body) if body.len() > self.max_message_size => {
+                warn!(
+                    msg_id = %address.msg_id,
+                    bytes = body.len(),
+                    max = self.max_message_size,
+                    "a reply larger than max_message_size: answered with an error"
+                );
+                let error = RemoteError::runtime_error(format!(
+                    "the result is {} bytes encoded, more than max_message_size ({} bytes)",
+                    body.len(),
+                    self.max_message_size
+                ));
+                match encode(None, Some(&error.to_failure_json())) {
+                    Ok(body) => body,
+                    Err(_) => return ReplyOutcome::Dropped,
+                }
+            }
             Ok(body) => body,
             Err(e) => {
                 let error =
