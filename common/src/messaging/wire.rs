@@ -208,9 +208,17 @@ pub(crate) struct IncomingRequest {
     pub reply_to: Option<ReplyAddress>,
     /// `_timeout`: the caller's call-monitor timeout in whole seconds.
     pub monitor_timeout: Option<u64>,
+    /// `_unique_id`, for duplicate detection; `None` when longer than
+    /// [`MAX_UNIQUE_ID_LEN`].
     pub unique_id: Option<String>,
     pub context: RequestContext,
 }
+
+/// The longest `_unique_id` kept for duplicate detection. oslo's are 32
+/// hex digits; the ids of the last requests are remembered, so a peer's
+/// megabyte-long ones would hold gigabytes: such a request is served
+/// without duplicate detection instead.
+pub const MAX_UNIQUE_ID_LEN: usize = 128;
 
 /// A decoded reply.
 #[derive(Debug)]
@@ -565,7 +573,7 @@ fn validate_request<P>(
         version,
         reply_to,
         monitor_timeout,
-        unique_id: fields.unique_id,
+        unique_id: fields.unique_id.filter(|id| id.len() <= MAX_UNIQUE_ID_LEN),
         context: fields.context.into_iter().collect(),
     })
 }
@@ -760,6 +768,21 @@ mod tests {
         assert_eq!(req.version, Version::DEFAULT);
         assert!(req.reply_to.is_none());
         assert_eq!(req.context.request_id(), Some("req-9"));
+    }
+
+    #[test]
+    fn unique_ids_too_long_to_remember_are_left_out() {
+        for (len, kept) in [
+            (32, true),
+            (MAX_UNIQUE_ID_LEN, true),
+            (MAX_UNIQUE_ID_LEN + 1, false),
+        ] {
+            let inner = json!({"method": "ping", "args": {}, "_unique_id": "u".repeat(len)});
+            let body =
+                json!({"oslo.version": "2.0", "oslo.message": inner.to_string()}).to_string();
+            let req = decode_request(Codec::Json, body.into_bytes()).expect("decode");
+            assert_eq!(req.unique_id.is_some(), kept, "{len}");
+        }
     }
 
     #[test]
