@@ -33,7 +33,7 @@ config_section! {
         auth_token: String = String::new(),
         /// Largest fractal accepted, in pixels (width x height). Workers also refuse a side longer than 65,536 pixels, whatever the limit.
         pixel_limit: u64 = 16 * 1024 * 1024,
-        /// Most iterations accepted per fractal.
+        /// Most iterations accepted per fractal (at most 10,000,000).
         iteration_limit: u32 = 100_000,
         /// Log at debug level.
         debug: bool = false,
@@ -488,8 +488,15 @@ impl FaafoConfig {
                 "must be at least 4 (2 x 2 pixels)",
             ));
         }
-        if d.iteration_limit == 0 {
-            return Err(invalid("DEFAULT", "iteration_limit", "must be at least 1"));
+        if !(1..=crate::fractal::MAX_ITERATION_LIMIT).contains(&d.iteration_limit) {
+            return Err(invalid(
+                "DEFAULT",
+                "iteration_limit",
+                format!(
+                    "must be 1 to {} (a worker checks for a cancel between tiles of up to 256 pixels x iterations steps)",
+                    crate::fractal::MAX_ITERATION_LIMIT
+                ),
+            ));
         }
         let a = &self.api;
         one_of(

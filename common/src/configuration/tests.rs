@@ -195,6 +195,10 @@ fn semantic_errors_are_caught_without_showing_passwords() {
             "got 'postgresql:/u:***@h/x'",
         ),
         (
+            "[DEFAULT]\niteration_limit = 1000000000\n",
+            "[DEFAULT] iteration_limit: must be 1 to 10000000",
+        ),
+        (
             "[DEFAULT]\nendpoint_url = https://api.example.org\n",
             "[DEFAULT] endpoint_url: expected an http:// URL",
         ),
