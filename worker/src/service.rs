@@ -83,6 +83,16 @@ impl WorkerSettings {
         self.executor_size.max(1)
     }
 
+    /// Copies into `filesystem_store_datadir` being written at once, at
+    /// most: twice the render slots. A write that outlasts `store_wait`
+    /// goes on on its own thread, holding its PNG; while the directory
+    /// hangs (an NFS mount gone), each task would leave one more such
+    /// thread behind without this bound. The copies past it are skipped
+    /// (logged; the image still travels in the reply).
+    pub fn copy_slots(&self) -> usize {
+        2 * self.render_slots()
+    }
+
     /// The settings of a loaded configuration.
     pub fn from_config(config: &FaafoConfig) -> Self {
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
@@ -168,6 +178,9 @@ pub struct WorkerService {
     render_slots: Arc<tokio::sync::Semaphore>,
     /// The renders running, by fractal, for `cancel`.
     renders: RenderRegistry,
+    /// [`WorkerSettings::copy_slots`] permits, each held by a copy's
+    /// write until its thread ends, waited for or not.
+    copies: Arc<tokio::sync::Semaphore>,
     notifier: Notifier,
 }
 
@@ -199,6 +212,7 @@ impl WorkerService {
             pool: Arc::new(pool),
             render_slots: Arc::new(tokio::sync::Semaphore::new(settings.render_slots())),
             renders: RenderRegistry::new(),
+            copies: Arc::new(tokio::sync::Semaphore::new(settings.copy_slots())),
             notifier,
             settings,
         })
@@ -411,13 +425,27 @@ impl WorkerService {
         // Written whole: a reader never sees half a PNG, and a failed write
         // leaves no file. Not synced: the image travels in the reply too.
         let path = dir.join(format!("{}.png", result.uuid));
-        // Bounded: the reply does not wait on a disk that hangs (an NFS
-        // mount gone); the write goes on, or not, on its own thread.
-        let write = write_whole_async(path.clone(), result.image.clone(), Durability::Buffered);
         let wait = self.settings.store_wait;
+        let Ok(permit) = self.copies.clone().try_acquire_owned() else {
+            error!(
+                "{}: not written: {} earlier copies are still being written, past {wait:?} (does the directory hang?)",
+                path.display(),
+                self.settings.copy_slots()
+            );
+            return;
+        };
+        // Bounded: the reply does not wait on a disk that hangs (an NFS
+        // mount gone); the write goes on, or not, on its own thread, with
+        // its permit.
+        let (target, image) = (path.clone(), result.image.clone());
+        let write = tokio::spawn(async move {
+            let _permit = permit;
+            write_whole_async(target, image, Durability::Buffered).await
+        });
         match tokio::time::timeout(wait, write).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => error!("{e}"),
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => error!("{e}"),
+            Ok(Err(e)) => error!("{}: the write failed: {e}", path.display()),
             Err(_) => error!(
                 "{}: not written within {wait:?}: answering without waiting for it",
                 path.display()

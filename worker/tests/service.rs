@@ -383,6 +383,66 @@ async fn a_png_directory_that_hangs_does_not_hold_the_reply(env: TestBroker) {
     worker.stop().await;
 }
 
+/// While the directory hangs, the copies that outlast `store_wait` go on
+/// on threads of their own, each holding its PNG: no more than
+/// `copy_slots` of them; the tasks past that are answered without a copy.
+async fn copies_into_a_directory_that_hangs_are_bounded(env: TestBroker) {
+    let t = env.transport().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = settings();
+    s.datadir = Some(dir.path().to_path_buf());
+    s.store_wait = Duration::from_millis(100);
+    let slots = s.copy_slots();
+    let hanging: Vec<String> = (0..slots)
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
+    for uuid in &hanging {
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.path().join(format!("{uuid}.png")))
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success(), "mkfifo");
+    }
+    let worker = start(&t, s).await;
+    let client = RpcClient::new(&t, Target::topic("tasks"));
+    for uuid in &hanging {
+        process(&client, task(uuid)).await.expect("rendered");
+    }
+    // Every copy slot is held by a write waiting on its pipe: the next
+    // task is answered, and not copied.
+    let next = uuid::Uuid::new_v4().to_string();
+    let result = process(&client, task(&next)).await.expect("rendered");
+    assert_eq!(result.uuid, next);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !dir.path().join(format!("{next}.png")).exists(),
+        "a copy past the {slots} waiting ones was written"
+    );
+    // The pipes read, their writes end and free their slots: copies again.
+    for uuid in &hanging {
+        let pipe = dir.path().join(format!("{uuid}.png"));
+        tokio::task::spawn_blocking(move || std::fs::read(&pipe))
+            .await
+            .expect("join")
+            .expect("the pipe");
+    }
+    let last = uuid::Uuid::new_v4().to_string();
+    let freed = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let written = process(&client, task(&last)).await.is_ok()
+                && dir.path().join(format!("{last}.png")).exists();
+            if written {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), freed)
+        .await
+        .expect("copies are written again once the directory answers");
+    worker.stop().await;
+}
+
 async fn notifications_and_the_png_directory(env: TestBroker) {
     let t = env.transport().await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -635,5 +695,6 @@ faafo_common::on_both_transports!(
     renders_past_exec_timeout_are_cancelled,
     notifications_and_the_png_directory,
     a_png_directory_that_hangs_does_not_hold_the_reply,
+    copies_into_a_directory_that_hangs_are_bounded,
     many_tasks_in_parallel,
 );
