@@ -13,9 +13,16 @@ use serde::de::DeserializeOwned;
 use crate::domain::{FractalId, FractalRecord};
 use crate::error::ApiError;
 
-/// A JSON body: `Content-Type: application/json` (else 415), within the
-/// body limit (else 413), syntactically JSON (else 400) and of the
-/// expected shape (else 422: unknown fields, wrong types, missing fields).
+/// The largest JSON body read, whatever `max_body_size` (which is for
+/// images): a fractal or an update is a few kilobytes (an error text is cut
+/// at 10,000 characters), and a body of 64 MiB would be held, then copied
+/// by serde, before it is refused.
+pub const MAX_JSON_BODY: usize = 1 << 20;
+
+/// A JSON body: `Content-Type: application/json` (else 415), within
+/// [`MAX_JSON_BODY`] and the body limit (else 413), syntactically JSON
+/// (else 400) and of the expected shape (else 422: unknown fields, wrong
+/// types, missing fields).
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
@@ -35,6 +42,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 ))
             )));
         }
+        let req = req
+            .map(|body| axum::body::Body::new(http_body_util::Limited::new(body, MAX_JSON_BODY)));
         let bytes = body_bytes(req, state).await?;
         let malformed = |e: serde_json::Error| ApiError::BadRequest(format!("malformed JSON: {e}"));
         // serde would take an array for a struct (fields by position): only
@@ -75,7 +84,8 @@ pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes
         .map_err(|rejection| match rejection {
             BytesRejection::FailedToBufferBody(e) if is_length_limit(&e) => {
                 ApiError::PayloadTooLarge(
-                    "the request body is larger than the API accepts (max_body_size)".into(),
+                    "the request body is larger than the API accepts (max_body_size; 1 MiB for JSON)"
+                        .into(),
                 )
             }
             BytesRejection::FailedToBufferBody(e) if is_timeout(&e) => {

@@ -87,7 +87,7 @@ config_section! {
         image_store: String = "database".into(),
         /// Directory of stored images with image_store = filesystem. Empty: images/ in state_path.
         image_dir: String = String::new(),
-        /// Largest request body accepted, in bytes (image uploads included).
+        /// Largest request body accepted, in bytes (image uploads included; a JSON body is read up to 1 MiB at most).
         max_body_size: u64 = 64 * 1024 * 1024,
         /// Fractals per page of the collection when the client asks for no size.
         results_per_page: u32 = 10,
