@@ -29,7 +29,18 @@ pub struct ServerPool {
     connect_timeout: Duration,
     /// `[database] query_timeout`.
     query_timeout: Duration,
+    /// MariaDB's `max_allowed_packet`, read at start. An image whose
+    /// statement would pass it is refused before it is sent: the server
+    /// stops reading a statement that large, and the client, still
+    /// writing, sees a broken connection (a 503, retried for ever) rather
+    /// than the server's error.
+    max_packet: Option<u64>,
 }
+
+/// What an image's INSERT adds to the image in MariaDB's packet, with room
+/// to spare: the command, the statement id, the parameters' types, the
+/// uuid and the blob's length.
+const IMAGE_STATEMENT_OVERHEAD: u64 = 1024;
 
 /// The pool of one driver.
 #[derive(Debug, Clone)]
@@ -508,7 +519,7 @@ impl ServerPool {
         };
         let limit = connect_limit(timeout);
         let seconds = query_timeout.as_secs().max(1);
-        let pool = if backend == Backend::MySql {
+        let (pool, max_packet) = if backend == Backend::MySql {
             let url = match url.strip_prefix("mariadb://") {
                 Some(rest) => format!("mysql://{rest}"),
                 None => url.to_string(),
@@ -526,7 +537,11 @@ impl ServerPool {
                 .connect_with(connect)
                 .await
                 .map_err(|e| open(server_message(&e)))?;
-            Pools::MySql(pool)
+            let max_packet: i64 = sqlx::query_scalar("SELECT CAST(@@max_allowed_packet AS SIGNED)")
+                .fetch_one(&pool)
+                .await
+                .map_err(|e| open(server_message(&e)))?;
+            (Pools::MySql(pool), u64::try_from(max_packet).ok())
         } else {
             let connect = PgConnectOptions::from_str(url).map_err(|e| open(server_message(&e)))?;
             first_connection::<sqlx::PgConnection>(&connect, timeout)
@@ -539,13 +554,14 @@ impl ServerPool {
                 .connect_with(connect)
                 .await
                 .map_err(|e| open(server_message(&e)))?;
-            Pools::Postgres(pool)
+            (Pools::Postgres(pool), None)
         };
         let pool = ServerPool {
             pool,
             reach: Arc::new(Reachability::new(timeout)),
             connect_timeout: timeout,
             query_timeout: Duration::from_secs(seconds),
+            max_packet,
         };
         pool.migrate(timeout)
             .await
@@ -853,6 +869,11 @@ impl ServerPool {
             self.sql(sql::DELETE_IMAGE),
             self.sql(sql::INSERT_IMAGE),
         );
+        if let (Some(max), Some(data)) = (self.max_packet, image)
+            && (data.len() as u64).saturating_add(IMAGE_STATEMENT_OVERHEAD) > max
+        {
+            return Err(DbError::TooLarge);
+        }
         let uuid = before.uuid.to_string();
         on_pool!(self, pool => {
             let mut conn = self.checkout(pool).await?;

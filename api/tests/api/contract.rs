@@ -1229,7 +1229,7 @@ async fn mariadb_images_past_max_allowed_packet_get_413() {
         .fetch_one(&mut conn)
         .await
         .expect("packet");
-    let size = usize::try_from(packet).expect("size") + 4096;
+    let packet = usize::try_from(packet).expect("size");
     let f = create(
         &app,
         &NewFractal {
@@ -1238,14 +1238,20 @@ async fn mariadb_images_past_max_allowed_packet_get_413() {
         },
     )
     .await;
-    let err = app
-        .api
-        .upload_image(&f.uuid, synthetic_png(4096, 4096, size))
-        .await
-        .expect_err("too large");
-    assert_eq!(err.status(), Some(413), "{err}");
-    assert!(err.to_string().contains("max_allowed_packet"), "{err}");
-    assert_eq!(app.api.get(&f.uuid).await.expect("get"), f);
+    // Just past it, and far past it: the server then gives up reading
+    // the statement long before its end, which the client sees as a
+    // broken connection (a 503 to be retried for ever), unless the API
+    // refuses the image before sending it.
+    for size in [packet + 4096, 3 * packet] {
+        let err = app
+            .api
+            .upload_image(&f.uuid, synthetic_png(4096, 4096, size))
+            .await
+            .expect_err("too large");
+        assert_eq!(err.status(), Some(413), "{size} bytes: {err}");
+        assert!(err.to_string().contains("max_allowed_packet"), "{err}");
+        assert_eq!(app.api.get(&f.uuid).await.expect("get"), f);
+    }
     // The pool still works.
     assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
     app.stop().await;
