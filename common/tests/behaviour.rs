@@ -690,6 +690,66 @@ async fn a_request_whose_server_dies_is_served_by_another(env: TestBroker) {
     survivor.stop().await;
 }
 
+/// Requests a server held ahead (prefetched, waiting for its executor)
+/// when its connection went away are not run there: the broker gives them
+/// to the next server, which runs them; running them here too ran each
+/// twice.
+async fn requests_held_ahead_by_a_server_that_lost_its_connection_run_elsewhere(env: TestBroker) {
+    let dying = env.transport().await;
+    let topic = unique_name("held");
+    let runs_on = |runs: Arc<AtomicUsize>| {
+        Endpoint::new().method("work", move |_ctx, args: SleepArgs| {
+            let runs = runs.clone();
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(args.ms)).await;
+                Ok::<_, RemoteError>(args.ms)
+            }
+        })
+    };
+    let (dying_runs, survivor_runs) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let _dying_server = RpcServer::builder(&dying, Target::topic(&topic).with_server("dying"))
+        .endpoint(runs_on(dying_runs.clone()))
+        .executor_size(1)
+        .prefetch(3)
+        .start()
+        .await
+        .expect("server");
+    let t = env.transport().await;
+    let client = RpcClient::new(&t, Target::topic(&topic));
+    for _ in 0..3 {
+        client
+            .cast(&ctx(), "work", &SleepArgs { ms: 500 })
+            .await
+            .expect("cast");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dying_runs.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the first request never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The other two are held ahead, in the server, unstarted.
+    dying.close().await;
+    let survivor = RpcServer::builder(&t, Target::topic(&topic).with_server("survivor"))
+        .endpoint(runs_on(survivor_runs.clone()))
+        .executor_size(4)
+        .start()
+        .await
+        .expect("server");
+    eventually("the survivor ran the three requests", async || {
+        survivor_runs.load(Ordering::SeqCst) == 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        dying_runs.load(Ordering::SeqCst),
+        1,
+        "the requests held ahead ran on the server that lost them too"
+    );
+    survivor.stop().await;
+}
+
 async fn messagepack_carries_raw_bytes(env: TestBroker) {
     let t = env.transport().await;
     let server = start_server(&t, "mp", "h1", Arc::default()).await;
@@ -1359,6 +1419,7 @@ faafo_common::on_both_transports!(
     a_stop_out_of_grace_gives_running_requests_back,
     an_acknowledged_request_abandoned_by_a_stop_is_answered,
     a_request_whose_server_dies_is_served_by_another,
+    requests_held_ahead_by_a_server_that_lost_its_connection_run_elsewhere,
     messagepack_carries_raw_bytes,
     call_monitor_heartbeats_keep_long_calls_alive,
     bad_messages_are_answered_rejected_and_never_requeued,

@@ -72,6 +72,13 @@ impl ConsumerGroup {
                                 Err(_) => break,
                             },
                         };
+                        // Held here while its channel died (a reconnect, a
+                        // consumer timeout): the broker gives it to whoever
+                        // consumes next, so it is not run here too.
+                        if delivery.acker.is_stale() {
+                            debug!(queue = %name, "skipped a delivery whose channel is gone: the broker delivers it again");
+                            continue;
+                        }
                         handler(delivery, permit);
                     }
                     Some(SubscriptionEvent::Interrupted) => {

@@ -623,6 +623,20 @@ pub(crate) struct MemoryAcker {
 }
 
 impl MemoryAcker {
+    /// Whether the delivery can no longer be settled: its channel closed
+    /// and gave it back to the queue (another consumer may have it now),
+    /// or the broker is gone.
+    pub(crate) fn is_stale(&self) -> bool {
+        let Some(state_arc) = self.state.upgrade() else {
+            return true;
+        };
+        let state = lock(&state_arc);
+        !state
+            .queues
+            .get(&self.queue)
+            .is_some_and(|queue| queue.unacked.contains_key(&self.tag))
+    }
+
     /// Settles the delivery; `false` when it no longer could be (its
     /// channel closed meanwhile and gave it back to the queue, or the
     /// broker is gone), as RabbitMQ refuses a settlement on a dead channel.

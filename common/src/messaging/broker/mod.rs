@@ -303,6 +303,18 @@ fn settled(sent: lapin::Result<bool>, what: &str) -> Result<()> {
 }
 
 impl Acker {
+    /// Whether the delivery's channel is gone: the broker has put the
+    /// message back in its queue, for this consumer's next channel or
+    /// another consumer, so running it here would run it twice. (An
+    /// auto-acknowledged delivery is never stale: it is this consumer's.)
+    pub(crate) fn is_stale(&self) -> bool {
+        match self {
+            Acker::Amqp { acker, .. } => acker.poisoned(),
+            Acker::Memory(acker) => acker.is_stale(),
+            Acker::None => false,
+        }
+    }
+
     /// Acknowledges: the broker forgets the message.
     pub(crate) async fn ack(self) -> Result<()> {
         match self {
