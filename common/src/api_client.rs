@@ -593,8 +593,10 @@ impl ApiClient {
             out.extend(result.objects);
             // `num_results` counts what is left from this page on: this
             // page held it all (a page may be smaller than asked for: the
-            // API caps its size).
-            if got == 0 || got >= left {
+            // API caps its size). Counted apart from the page, it can be a
+            // row short (one that changed between the two): a full page is
+            // followed by another, empty if that was all.
+            if got == 0 || (got >= left && got < per_page) {
                 break;
             }
         }
@@ -847,8 +849,8 @@ fn sort_as_asked(fractals: &mut [Fractal], order_by: Option<&str>) {
 
 #[cfg(test)]
 mod tests {
-    use super::{ApiClient, ApiEndpoints, ApiError, checked};
-    use crate::fractal::{FractalUpdate, NewFractal};
+    use super::{ApiClient, ApiEndpoints, ApiError, ListQuery, checked};
+    use crate::fractal::{Fractal, FractalPage, FractalStatus, FractalUpdate, NewFractal};
 
     /// Only a hyphenated uuid goes into a path: nothing that could leave
     /// `/v1/fractal/` or add a query.
@@ -1022,6 +1024,80 @@ mod tests {
             }
         });
         (endpoint, server)
+    }
+
+    /// A listing whose count was taken a row short (a fractal came into
+    /// the filter between the count and the page) still lists that row: a
+    /// full page is followed by another.
+    #[tokio::test]
+    async fn a_count_a_row_short_does_not_end_the_listing() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let fractal = |n: u32| Fractal {
+            uuid: format!("01a20784-fe99-72fe-a554-00000000000{n}"),
+            width: 8,
+            height: 8,
+            iterations: 16,
+            xa: -1.0,
+            xb: 1.0,
+            ya: -1.0,
+            yb: 1.0,
+            seed: None,
+            c_re: None,
+            c_im: None,
+            status: FractalStatus::Pending,
+            error: None,
+            attempts: 0,
+            duration: None,
+            checksum: None,
+            size: None,
+            generated_by: None,
+            created_at: "2026-11-24T00:00:00Z".into(),
+            updated_at: "2026-11-24T00:00:00Z".into(),
+            revision: Some(1),
+        };
+        // Counted 2, then 3 had come: the first page is full (2 of 2).
+        let pages = [
+            FractalPage {
+                num_results: 2,
+                objects: vec![fractal(1), fractal(2)],
+                page: 1,
+                total_pages: 1,
+            },
+            FractalPage {
+                num_results: 1,
+                objects: vec![fractal(3)],
+                page: 1,
+                total_pages: 1,
+            },
+        ];
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+        let server = tokio::spawn(async move {
+            for page in pages {
+                let (mut socket, _) = listener.accept().await.expect("accept");
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let body = serde_json::to_string(&page).expect("json");
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                socket.write_all(answer.as_bytes()).await.expect("answer");
+            }
+        });
+        let api = ApiClient::new(&endpoint, None).expect("client");
+        let query = ListQuery {
+            results_per_page: Some(2),
+            ..ListQuery::default()
+        };
+        let all = api.list_all(&query).await.expect("list");
+        assert_eq!(
+            all.iter().map(|f| f.uuid.clone()).collect::<Vec<_>>(),
+            (1..=3).map(|n| fractal(n).uuid).collect::<Vec<_>>()
+        );
+        server.await.expect("server");
     }
 
     /// Several endpoints: a host that refuses connections, or answers 503
