@@ -1235,6 +1235,44 @@ async fn a_panicking_notification_handler_does_not_stop_the_listener(env: TestBr
     listener.stop().await;
 }
 
+/// A notification its handler puts back comes back after a pause, not at
+/// once (the broker requeues it at the head of the queue: a handler that
+/// cannot take it now would spin on it).
+async fn a_requeued_notification_comes_back_after_a_pause(env: TestBroker) {
+    let t = env.transport().await;
+    let notifier = Notifier::new(&t, "faafo.test.h1");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let listener = NotificationListener::builder(&t)
+        .start(move |n: Notification| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send((Instant::now(), n.event_type));
+                NotificationResult::Requeue
+            }
+        })
+        .await
+        .expect("listener");
+    notifier
+        .info(&ctx(), "not.now", &json!({}))
+        .await
+        .expect("notify");
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let (at, event) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("handed in time")
+            .expect("one");
+        assert_eq!(event, "not.now");
+        seen.push(at);
+    }
+    assert!(
+        seen[1] - seen[0] >= REQUEUE_DELAY - Duration::from_millis(50),
+        "back after {:?}",
+        seen[1] - seen[0]
+    );
+    listener.stop().await;
+}
+
 async fn notifications_reach_listeners_and_pools(env: TestBroker) {
     let t = env.transport().await;
     let notifier = Notifier::new(&t, "faafo.test.h1");
@@ -1434,5 +1472,6 @@ faafo_common::on_both_transports!(
     closing_the_transport_ends_waiting_calls,
     a_closed_transport_refuses_everything,
     a_panicking_notification_handler_does_not_stop_the_listener,
+    a_requeued_notification_comes_back_after_a_pause,
     notifications_reach_listeners_and_pools,
 );

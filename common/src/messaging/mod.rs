@@ -65,7 +65,9 @@ pub use context::{RequestContext, new_request_id};
 pub use error::{MessagingError, Result};
 pub use failure::RemoteError;
 pub use notify::Priority;
-pub use notify::listener::{NotificationListener, NotificationListenerBuilder, NotificationResult};
+pub use notify::listener::{
+    NotificationListener, NotificationListenerBuilder, NotificationResult, REQUEUE_DELAY,
+};
 pub use notify::notifier::Notifier;
 pub use retry::{Backoff, RetryPolicy};
 pub use rpc::client::{DEFAULT_CALL_TIMEOUT, RpcClient};

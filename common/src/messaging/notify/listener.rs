@@ -27,9 +27,16 @@ use crate::messaging::wire::{Notification, decode_notification};
 pub enum NotificationResult {
     /// Done: acknowledge it.
     Handled,
-    /// Not now: put it back in the queue.
+    /// Not now: put it back in the queue, after [`REQUEUE_DELAY`].
     Requeue,
 }
+
+/// How long a listener waits, holding the executor slot, before it puts
+/// back a notification its handler returned [`NotificationResult::Requeue`]
+/// for. The broker puts it back at the head of the queue: at once, a
+/// handler that cannot take notifications now (its database is down)
+/// would get the same one back thousands of times a second.
+pub const REQUEUE_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
 type Handler = Arc<dyn Fn(Notification) -> BoxFuture<'static, NotificationResult> + Send + Sync>;
 
@@ -147,6 +154,7 @@ impl NotificationListenerBuilder {
                                         .await;
                                 let _ = match handled {
                                     Ok(NotificationResult::Requeue) => {
+                                        tokio::time::sleep(REQUEUE_DELAY).await;
                                         acker.reject(true).await
                                     }
                                     Ok(NotificationResult::Handled) => acker.ack().await,
