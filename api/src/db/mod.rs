@@ -350,11 +350,16 @@ impl Database {
         }
     }
 
-    /// Deletes `id` and its stored image; whether it existed.
-    pub async fn delete(&self, id: FractalId) -> Result<bool, DbError> {
+    /// Deletes `record` and its stored image, if it is still at the
+    /// revision read (compare and delete: a request's precondition held
+    /// for what it deletes); whether it was.
+    pub async fn delete(&self, record: &FractalRecord) -> Result<bool, DbError> {
         match &self.inner {
-            Inner::Sqlite(db) => db.delete(id).await,
-            Inner::Server(pool) => pool.bounded(1, pool.delete(id)).await,
+            Inner::Sqlite(db) => db.delete(record.uuid, record.revision).await,
+            Inner::Server(pool) => {
+                pool.bounded(1, pool.delete(record.uuid, record.revision))
+                    .await
+            }
         }
     }
 }

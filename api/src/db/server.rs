@@ -927,7 +927,7 @@ impl ServerPool {
     }
 
     /// See [`super::Database::delete`].
-    pub async fn delete(&self, id: FractalId) -> Result<bool, DbError> {
+    pub async fn delete(&self, id: FractalId, revision: i64) -> Result<bool, DbError> {
         let delete = self.sql(sql::DELETE);
         let uuid = id.to_string();
         // The fractal's row first, its image by the schema's ON DELETE
@@ -936,7 +936,7 @@ impl ServerPool {
         on_pool!(self, pool => {
             let mut conn = self.checkout(pool).await?;
             let deleted =
-                sqlx::query(delete).bind(uuid).execute(&mut *conn).await?.rows_affected() == 1;
+                sqlx::query(delete).bind(uuid).bind(revision).execute(&mut *conn).await?.rows_affected() == 1;
             Ok(deleted)
         })
     }

@@ -38,8 +38,8 @@ pub const DELETE_IMAGE: &str = "DELETE FROM fractal_image WHERE uuid = ?";
 pub const INSERT_IMAGE: &str = "INSERT INTO fractal_image (uuid, data) VALUES (?, ?)";
 /// Reads an image.
 pub const SELECT_IMAGE: &str = "SELECT data FROM fractal_image WHERE uuid = ?";
-/// Removes a fractal.
-pub const DELETE: &str = "DELETE FROM fractal WHERE uuid = ?";
+/// Removes a fractal, only at the revision given: `uuid, revision`.
+pub const DELETE: &str = "DELETE FROM fractal WHERE uuid = ? AND revision = ?";
 
 /// `(count, page)` statements of `query`; the parameters are, in order,
 /// the status (if filtered), `updated_before` (if filtered), `uuid_after`

@@ -400,12 +400,17 @@ impl SqliteStore {
     }
 
     /// See [`super::Database::delete`].
-    pub async fn delete(&self, id: FractalId) -> Result<bool, DbError> {
+    pub async fn delete(&self, id: FractalId, revision: i64) -> Result<bool, DbError> {
         self.write(move |tx| {
             let uuid = id.to_string();
-            tx.prepare_cached(sql::DELETE_IMAGE)?
-                .execute(params![uuid])?;
-            let deleted = tx.prepare_cached(sql::DELETE)?.execute(params![uuid])? == 1;
+            let deleted = tx
+                .prepare_cached(sql::DELETE)?
+                .execute(params![uuid, revision])?
+                == 1;
+            if deleted {
+                tx.prepare_cached(sql::DELETE_IMAGE)?
+                    .execute(params![uuid])?;
+            }
             Ok(deleted)
         })
         .await

@@ -193,29 +193,39 @@ pub fn tagged(status: StatusCode, record: &FractalRecord) -> Response {
     delete,
     path = "/v1/fractal/{uuid}",
     tag = "fractals",
-    params(("uuid" = uuid::Uuid, Path, description = "The fractal's id")),
+    params(
+        ("uuid" = uuid::Uuid, Path, description = "The fractal's id"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^[ \t]*(\*|((W/)?"[!#-~]*")?([ \t]*,[ \t]*((W/)?"[!#-~]*")?)*)[ \t]*$"#, description = "Delete only if the fractal is at this revision: its ETag, `\"<revision>\"`, or `*`"),
+    ),
     responses(
         (status = 503, description = "The database does not answer (the message says why), or, for a write, the fractal kept changing under other writers: the same request can succeed later", body = crate::openapi::schema::ErrorBody),
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Not a UUID", body = crate::openapi::schema::ErrorBody),
+        (status = 400, description = "Not a UUID, or a malformed If-Match", body = crate::openapi::schema::ErrorBody),
         (status = 404, description = "No such fractal", body = crate::openapi::schema::ErrorBody),
+        (status = 412, description = "The fractal is no longer at the revision If-Match names", body = crate::openapi::schema::ErrorBody),
     )
 )]
 pub async fn delete(
     State(state): State<AppState>,
     PathId(id): PathId,
+    if_match: IfMatch,
 ) -> Result<StatusCode, ApiError> {
-    let record = state
-        .db
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::no_fractal(id))?;
-    if !state.db.delete(id).await? {
-        return Err(ApiError::no_fractal(id));
+    for _ in 0..MAX_WRITE_ATTEMPTS {
+        let record = state
+            .db
+            .get(id)
+            .await?
+            .ok_or_else(|| ApiError::no_fractal(id))?;
+        if_match.check(&record, false)?;
+        // Compare and delete on the revision read: what the precondition
+        // admitted (and whose image file is removed) is what is deleted.
+        if state.db.delete(&record).await? {
+            state.images.remove(&record).await;
+            tracing::info!("deleted fractal {id}");
+            return Ok(StatusCode::NO_CONTENT);
+        }
     }
-    state.images.remove(&record).await;
-    tracing::info!("deleted fractal {id}");
-    Ok(StatusCode::NO_CONTENT)
+    Err(busy(id))
 }
 
 /// 503 after [`MAX_WRITE_ATTEMPTS`] lost races: the fractal is changing

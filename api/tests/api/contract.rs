@@ -945,9 +945,25 @@ async fn conditional_updates_apply_only_at_their_revision(backend: Backend) {
     let response = upload(tag(&stored)).await.expect("upload");
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(app.api.image(&f.uuid).await.expect("image"), rendered.png);
+    // A delete takes the precondition too: at an old revision, 412 and
+    // the fractal stays, image and all; at the current one, deleted.
+    let delete = |if_match: String| {
+        app.http
+            .delete(app.at(&path))
+            .header(reqwest::header::IF_MATCH, if_match)
+            .send()
+    };
+    let message = error_of(delete(tag(&stored)).await.expect("delete"), 412).await;
+    assert!(message.contains("changed since"), "{message}");
+    error_of(delete("\"1".into()).await.expect("delete"), 400).await;
+    assert_eq!(app.api.get(&f.uuid).await.expect("get"), done);
+    assert_eq!(app.api.image(&f.uuid).await.expect("image"), rendered.png);
+    let response = delete(tag(&done)).await.expect("delete");
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
     // A uuid created again after a delete does not repeat its old
     // revisions, which a client may still hold.
-    app.api.delete(&f.uuid).await.expect("delete");
+    let err = app.api.delete(&f.uuid).await.expect_err("deleted");
+    assert_eq!(err.status(), Some(404));
     let again = create(
         &app,
         &NewFractal {
