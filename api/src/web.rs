@@ -10,7 +10,7 @@
 
 use std::sync::LazyLock;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -18,7 +18,7 @@ use faafo_common::fractal::FractalStatus;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::db::StatusCounts;
-use crate::domain::{FractalId, FractalRecord, ListQuery, Order, OrderKey};
+use crate::domain::{FractalId, FractalRecord, ListQuery, Order, OrderKey, Timestamp};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -138,40 +138,69 @@ fn layout(title: &str, counts: Option<&StatusCounts>, live: Live, body: Markup) 
         (status = 503, description = "The database does not answer", content_type = "text/html", body = String),
     ))]
 pub async fn index(State(state): State<AppState>) -> Response {
-    render_index(&state, 1).await.unwrap_or_else(error_page)
+    render_index(&state, 1, None)
+        .await
+        .unwrap_or_else(error_page)
+}
+
+/// The query string of a page after the first.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// Only the fractals finished before this time: the pages the links
+    /// of one first page lead to list the fractals that page listed, in
+    /// the same places, however many finish meanwhile.
+    until: Option<String>,
 }
 
 /// `GET /index/{page}`: page `page` (from 1) of the finished fractals.
 #[utoipa::path(get, path = "/index/{page}", tag = "pages",
-    params(("page" = i64, Path, minimum = 1, description = "Page number, from 1")),
+    params(
+        ("page" = i64, Path, minimum = 1, description = "Page number, from 1"),
+        ("until" = Option<String>, Query, description = "Only the fractals finished before this RFC 3339 time: the page's links carry it, so that the pages stay put while fractals finish"),
+    ),
     responses(
         (status = 200, description = "A page of finished fractals", content_type = "text/html", body = String),
-        (status = 404, description = "Not a page number, or past the last page", content_type = "text/html", body = String),
+        (status = 404, description = "Not a page number, past the last page, or an `until` that is not a time", content_type = "text/html", body = String),
         (status = 503, description = "The database does not answer", content_type = "text/html", body = String),
     ))]
 pub async fn index_page(
     State(state): State<AppState>,
     page: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    match page
+    let Some(page) = page
         .ok()
         .and_then(|Path(p)| p.parse::<i64>().ok())
         .filter(|&p| p >= 1)
-    {
-        Some(page) => render_index(&state, page.unsigned_abs())
-            .await
-            .unwrap_or_else(error_page),
-        None => not_found("There is no such page: pages are numbered from 1."),
-    }
+    else {
+        return not_found("There is no such page: pages are numbered from 1.");
+    };
+    let until = match query.map(|Query(q)| q.until.as_deref().map(Timestamp::parse_rfc3339)) {
+        Ok(None) => None,
+        Ok(Some(Ok(until))) => Some(until),
+        Ok(Some(Err(_))) | Err(_) => {
+            return not_found(
+                "There is no such page: its address is not one of this site's links.",
+            );
+        }
+    };
+    render_index(&state, page.unsigned_abs(), until)
+        .await
+        .unwrap_or_else(error_page)
 }
 
-async fn render_index(state: &AppState, page: u64) -> Result<Response, ApiError> {
+async fn render_index(
+    state: &AppState,
+    page: u64,
+    until: Option<Timestamp>,
+) -> Result<Response, ApiError> {
     let counts = state.db.count_by_status().await?;
     let query = ListQuery {
         page,
         per_page: PER_PAGE,
         status: Some(FractalStatus::Done),
-        updated_before: None,
+        updated_before: until,
         uuid_after: None,
         order: Order {
             key: OrderKey::UpdatedAt,
@@ -180,8 +209,18 @@ async fn render_index(state: &AppState, page: u64) -> Result<Response, ApiError>
     };
     let (total, records) = state.db.list(&query).await?;
     let pages = query.total_pages(total).max(1);
+    // The first page's links hold on to what it lists: the fractals
+    // finished up to its newest one. (Not the time of the request: the
+    // links would change at every poll of the live page, taking the
+    // keyboard's focus off them.)
+    let until = until.or_else(|| {
+        (page == 1)
+            .then(|| records.first())
+            .flatten()
+            .map(|newest| newest.updated_at.plus_micros(1))
+    });
     if page > pages {
-        return Ok(past_the_last(page, pages));
+        return Ok(past_the_last(page, pages, until));
     }
     let body = html! {
         main {
@@ -197,13 +236,13 @@ async fn render_index(state: &AppState, page: u64) -> Result<Response, ApiError>
         }
         nav aria-label="pages" {
             @if page > 1 {
-                a href=(page_url(page - 1)) rel="prev" { "← newer" }
+                a href=(page_url(page - 1, until)) rel="prev" { "← newer" }
             } @else {
                 span.disabled { "← newer" }
             }
             span { "page " (page) " of " (pages) }
             @if page < pages {
-                a href=(page_url(page + 1)) rel="next" { "older →" }
+                a href=(page_url(page + 1, until)) rel="next" { "older →" }
             } @else {
                 span.disabled { "older →" }
             }
@@ -226,11 +265,13 @@ async fn render_index(state: &AppState, page: u64) -> Result<Response, ApiError>
     ))
 }
 
-fn page_url(page: u64) -> String {
-    if page == 1 {
-        "/".into()
-    } else {
-        format!("/index/{page}")
+/// Page `page`'s address: the first page is the live one, `/`; the
+/// others keep to the fractals finished before `until`.
+fn page_url(page: u64, until: Option<Timestamp>) -> String {
+    match (page, until) {
+        (1, _) => "/".into(),
+        (_, Some(until)) => format!("/index/{page}?until={until}"),
+        (_, None) => format!("/index/{page}"),
     }
 }
 
@@ -383,11 +424,11 @@ fn live_until_final(status: FractalStatus) -> Live {
 
 /// A 404 for a page number past the last page, with a link to the last
 /// one (pages move as fractals finish, so an old link can end up there).
-fn past_the_last(page: u64, pages: u64) -> Response {
+fn past_the_last(page: u64, pages: u64, until: Option<Timestamp>) -> Response {
     let body = html! {
         main { p.empty { "There is no page " (page) ": the last page is " (pages) "." } }
         nav aria-label="pages" {
-            a href=(page_url(pages)) { "← page " (pages) }
+            a href=(page_url(pages, until)) { "← page " (pages) }
         }
     };
     html_page(

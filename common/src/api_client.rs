@@ -594,9 +594,10 @@ impl ApiClient {
             // `num_results` counts what is left from this page on: this
             // page held it all (a page may be smaller than asked for: the
             // API caps its size). Counted apart from the page, it can be a
-            // row short (one that changed between the two): a full page is
-            // followed by another, empty if that was all.
-            if got == 0 || (got >= left && got < per_page) {
+            // row short (one that changed between the two): a page of
+            // exactly the size asked for is followed by another, empty if
+            // that was all.
+            if got == 0 || (got >= left && got != per_page) {
                 break;
             }
         }

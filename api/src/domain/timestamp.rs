@@ -55,6 +55,14 @@ impl Timestamp {
         Ok(time)
     }
 
+    /// `micros` microseconds later (this one when that leaves the range
+    /// of times).
+    pub fn plus_micros(self, micros: i64) -> Self {
+        self.0
+            .checked_add(time::Duration::microseconds(micros))
+            .map_or(self, Self)
+    }
+
     /// The UTC date and time.
     pub fn datetime(self) -> OffsetDateTime {
         self.0

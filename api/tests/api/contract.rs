@@ -1387,6 +1387,51 @@ async fn the_pages_script_and_policy() {
     app.stop().await;
 }
 
+/// The first page's "older" link keeps to what that page listed: the
+/// fractals that finish afterwards do not push its entries onto the next
+/// pages, where it would show some twice and skip others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_after_the_first_stay_put_while_fractals_finish() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let mut finished = Vec::new();
+    for _ in 0..7 {
+        finished.push(app.finished_fractal(8, 8, (-0.8, 0.156)).await.0.uuid);
+    }
+    let first = app.get("/").await.text().await.expect("page");
+    let older = first
+        .split("rel=\"next\"")
+        .next()
+        .and_then(|before| before.rsplit("href=\"").next())
+        .and_then(|href| href.split('"').next())
+        .unwrap_or_default()
+        .replace("&amp;", "&");
+    assert!(older.starts_with("/index/2?until="), "{older}: {first}");
+    let shows = |text: &str| -> Vec<String> {
+        finished
+            .iter()
+            .filter(|uuid| text.contains(&format!("/show/{uuid}")))
+            .cloned()
+            .collect()
+    };
+    let second = app.get(&older).await.text().await.expect("page");
+    assert_eq!(shows(&second), finished[..2].to_vec(), "{second}");
+    assert!(second.contains("page 2 of 2"), "{second}");
+    // Three more finish: the same link, the same page.
+    for _ in 0..3 {
+        app.finished_fractal(8, 8, (-0.8, 0.156)).await;
+    }
+    let again = app.get(&older).await.text().await.expect("page");
+    assert_eq!(shows(&again), finished[..2].to_vec(), "{again}");
+    assert!(again.contains("page 2 of 2"), "{again}");
+    // Without the link's time, the pages have moved on.
+    let moved = app.get("/index/2").await.text().await.expect("page");
+    assert_eq!(shows(&moved), finished[..5].to_vec(), "{moved}");
+    for bad in ["/index/2?until=yesterday", "/index/2?from=1"] {
+        assert_eq!(app.get(bad).await.status(), StatusCode::NOT_FOUND, "{bad}");
+    }
+    app.stop().await;
+}
+
 /// A fractal's page loads the script (the first page's URL of it) while
 /// the fractal is pending or running, and no more once it is done or
 /// failed: nothing about it will change. Deleted, it is a 404 without.
