@@ -452,6 +452,29 @@ impl AddressFields {
     }
 }
 
+/// Where to answer a request that is not JSON at all, read off its text:
+/// Python's `json.dumps` (oslo's `jsonutils`) writes `NaN` and `Infinity`,
+/// which no JSON parser takes, so a call with such a number would go
+/// unanswered, its caller waiting out its timeout. The first
+/// `"_msg_id": "..."` and `"_reply_q": "..."` found (a key inside a string
+/// value could be taken first: the error then goes to no call).
+fn scanned_address(text: &str) -> Option<ReplyAddress> {
+    fn string_after(text: &str, key: &str) -> Option<String> {
+        text.match_indices(key).find_map(|(at, _)| {
+            let value = text[at + key.len()..].trim_start().strip_prefix(':')?;
+            serde_json::Deserializer::from_str(value.trim_start())
+                .into_iter::<String>()
+                .next()?
+                .ok()
+        })
+    }
+    AddressFields {
+        msg_id: string_after(text, "\"_msg_id\""),
+        reply_q: string_after(text, "\"_reply_q\""),
+    }
+    .address()
+}
+
 /// Decodes a request body of the given codec.
 pub(crate) fn decode_request(
     codec: Codec,
@@ -475,7 +498,8 @@ pub(crate) fn decode_request(
                     reason: format!("malformed request: {e}"),
                     reply_to: serde_json::from_str::<AddressFields>(&inner)
                         .ok()
-                        .and_then(AddressFields::address),
+                        .and_then(AddressFields::address)
+                        .or_else(|| scanned_address(&inner)),
                 }),
             }
         }
@@ -768,6 +792,28 @@ mod tests {
         assert_eq!(req.version, Version::DEFAULT);
         assert!(req.reply_to.is_none());
         assert_eq!(req.context.request_id(), Some("req-9"));
+    }
+
+    #[test]
+    fn a_call_with_python_s_nan_is_answered_malformed() {
+        let inner = r#"{"method": "process", "args": {"xa": NaN, "xb": Infinity}, "_msg_id": "m\u0031", "_reply_q": "reply_q1", "_unique_id": "u"}"#;
+        let body = json!({"oslo.version": "2.0", "oslo.message": inner}).to_string();
+        let failure = decode_request(Codec::Json, body.into_bytes()).expect_err("not JSON");
+        assert!(
+            failure.reason.contains("malformed request"),
+            "{}",
+            failure.reason
+        );
+        let address = failure.reply_to.expect("where to answer");
+        assert_eq!(
+            (address.msg_id.as_str(), address.reply_q.as_str()),
+            ("m1", "reply_q1")
+        );
+        // Without both, nowhere.
+        let inner = r#"{"method": "process", "args": {"xa": NaN}, "_msg_id": "m1"}"#;
+        let body = json!({"oslo.version": "2.0", "oslo.message": inner}).to_string();
+        let failure = decode_request(Codec::Json, body.into_bytes()).expect_err("not JSON");
+        assert!(failure.reply_to.is_none());
     }
 
     #[test]
