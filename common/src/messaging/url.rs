@@ -154,6 +154,20 @@ impl TransportUrl {
                 )));
             }
         };
+        // A password's `/`, `?` or `,` must be percent-encoded, or the URL
+        // would be cut there: refused, without echoing the password.
+        if let Some(at) = rest.rfind('@') {
+            let credentials = &rest[..at];
+            let pieces: Vec<&str> = credentials.split(',').collect();
+            let others = &pieces[..pieces.len() - 1];
+            if credentials.contains(['/', '?', '#']) || !others.iter().all(|p| p.contains('@')) {
+                return Err(fail(
+                    "a user name or password holds an unencoded '/', '?', '#' or ',' \
+                     (or an '@' follows the host): percent-encode them (%2F, %3F, %23, %2C, %40)"
+                        .into(),
+                ));
+            }
+        }
         let (rest, query) = match rest.split_once('?') {
             Some((r, q)) => (r, Some(q)),
             None => (rest, None),
@@ -264,30 +278,49 @@ impl fmt::Display for TransportUrl {
 /// `***`, so URLs can be logged or put in error messages. A string that is
 /// not quite a URL (`mysql//root:pw@db`, `u:pw@host`) still has whatever
 /// lies between the last `:` and the last `@` before the path masked.
+///
+/// The user info ends at the URL's last `@`: a password holding an
+/// unencoded `/`, `?` or `,` (which a parser may take all the same) is
+/// masked whole, not cut at that character and shown.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return redact_malformed(url);
     };
-    // The user info ends at the last `@` before the query: a password
-    // with an unencoded `/` is masked whole.
-    let query_at = rest.find('?').unwrap_or(rest.len());
-    let host_at = rest[..query_at].rfind('@').map_or(0, |i| i + 1);
-    let (authority, tail) = match rest[host_at..].find(['/', '?']) {
-        Some(i) => rest.split_at(host_at + i),
-        None => (rest, ""),
+    let Some(at) = rest.rfind('@') else {
+        // No user info: only the query's password parameters.
+        return match rest.find(['/', '?']) {
+            Some(i) => format!("{scheme}://{}{}", &rest[..i], redact_query(&rest[i..])),
+            None => url.to_string(),
+        };
     };
-    let tail = redact_query(tail);
-    let hosts: Vec<String> = authority
-        .split(',')
-        .map(|h| match h.rsplit_once('@') {
-            Some((userinfo, host)) => match userinfo.split_once(':') {
-                Some((user, _)) => format!("{user}:***@{host}"),
-                None => format!("{userinfo}@{host}"),
-            },
-            None => h.to_string(),
-        })
-        .collect();
-    format!("{scheme}://{}{tail}", hosts.join(","))
+    let (credentials, after) = (&rest[..at], &rest[at + 1..]);
+    let (hosts, tail) = match after.find(['/', '?']) {
+        Some(i) => after.split_at(i),
+        None => (after, ""),
+    };
+    let masked = |userinfo: &str| match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => userinfo.to_string(),
+    };
+    // Several hosts (`u:p@h1,u:p@h2`): each piece but the last is a whole
+    // `user:password@host`. Anything else (a `,` in a password) is masked
+    // whole, user names and hosts before the last `@` included.
+    let pieces: Vec<&str> = credentials.split(',').collect();
+    let (last, others) = pieces.split_last().unwrap_or((&"", &[]));
+    let credentials = if others.iter().all(|piece| piece.contains('@')) {
+        others
+            .iter()
+            .map(|piece| match piece.rsplit_once('@') {
+                Some((userinfo, host)) => format!("{}@{host}", masked(userinfo)),
+                None => piece.to_string(),
+            })
+            .chain(std::iter::once(masked(last)))
+            .collect::<Vec<_>>()
+            .join(",")
+    } else {
+        "***".to_string()
+    };
+    format!("{scheme}://{credentials}@{hosts}{}", redact_query(tail))
 }
 
 /// The path and query of a URL with the values of its password parameters
@@ -603,6 +636,33 @@ mod tests {
             "mysql://u:***@h:3306/db"
         );
         assert_eq!(redact_url("rabbit://h/v?x=1"), "rabbit://h/v?x=1");
+        // A password with an unencoded `,` or `?` (a database's parser
+        // takes it): masked, not cut there and shown.
+        for (typed, shown) in [
+            (
+                "postgresql://faafo:s3cr3t,X9@db/faafo",
+                "postgresql://***@db/faafo",
+            ),
+            ("mysql://u:s3cr3t?X9@db/x", "mysql://u:***@db/x"),
+            (
+                "mysql://u:s3cr3t?X9@db/x?password=X9",
+                "mysql://u:***@db/x?password=***",
+            ),
+            ("rabbit://a:s3cr3t@h1,b:s3cr3t,X9@h2/v", "rabbit://***@h2/v"),
+        ] {
+            assert_eq!(redact_url(typed), shown);
+        }
+        // Refused by the parser, the password shown nowhere.
+        for typed in [
+            "rabbit://faafo:s3cr3t,X9@mq/v",
+            "rabbit://faafo:s3cr3t/X9@mq/v",
+            "rabbit://faafo:s3cr3t?X9@mq/v",
+            "rabbit://faafo:s3cr3t#X9@mq/v",
+        ] {
+            let e = reason(typed);
+            assert!(!e.contains("s3cr3t") && !e.contains("X9"), "{e}");
+            assert!(e.contains("percent-encode"), "{e}");
+        }
         // Not quite URLs: the password is masked all the same.
         for (typed, shown) in [
             ("mysql//root:toor@db/x", "mysql//root:***@db/x"),
