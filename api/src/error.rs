@@ -43,7 +43,8 @@ pub enum ApiError {
     /// 422: well-formed but invalid (unknown fields, wrong types, out of range).
     #[error("{0}")]
     Unprocessable(String),
-    /// 503: the database is unreachable; worth retrying.
+    /// 503: the database is unreachable, or a write lost too many races;
+    /// worth retrying.
     #[error("{0}")]
     Unavailable(String),
     /// 500: a bug or a broken store; the details go to the log only.

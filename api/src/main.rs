@@ -80,8 +80,10 @@ fn main() -> ExitCode {
         Err(e) => guard.log_fatal(e),
         Ok(()) => true,
     };
-    // The log lines first, so that the error is the last line.
-    drop(runtime);
+    // The log lines first, so that the error is the last line. Not
+    // waited for beyond a few seconds: a write into a directory that
+    // hangs (an NFS mount gone) holds a blocking thread that may never end.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     drop(guard);
     match result {
         Ok(()) => ExitCode::SUCCESS,

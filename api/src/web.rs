@@ -145,7 +145,6 @@ pub async fn index(State(state): State<AppState>) -> Response {
 
 /// The query string of a page after the first.
 #[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// Only the fractals finished before this time: the pages the links
     /// of one first page lead to list the fractals that page listed, in

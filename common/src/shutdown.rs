@@ -1,6 +1,7 @@
 //! Stopping gracefully: one future that resolves on SIGTERM or Ctrl-C, and
 //! a broadcast so every part of a program (or of `faafo up`) hears it.
 
+use std::io::Write;
 use tokio::sync::watch;
 
 /// Resolves when the process gets SIGTERM or SIGINT (Ctrl-C).
@@ -83,7 +84,13 @@ impl Shutdown {
             signal().await;
             this.trigger();
             signal().await;
-            eprintln!("faafo: a second signal: stopping now, without waiting");
+            // Not eprintln!: it panics when standard error is gone (a
+            // `| tee` that the same Ctrl-C ended), and the panic would end
+            // this task instead of the process.
+            let _ = writeln!(
+                std::io::stderr(),
+                "faafo: a second signal: stopping now, without waiting"
+            );
             std::process::exit(130);
         });
     }

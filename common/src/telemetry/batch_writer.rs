@@ -190,7 +190,12 @@ fn write_out<W: Write>(shared: &Shared, out: &mut W, batch: &mut Vec<u8>) {
     if let Err(e) = out.write_all(batch).and_then(|()| out.flush()) {
         let lines = batch.iter().filter(|&&b| b == b'\n').count().max(1) as u64;
         if shared.dropped.fetch_add(lines, Ordering::Relaxed) == 0 {
-            eprintln!("faafo: cannot write the log ({e}): lines are dropped and counted");
+            // Not eprintln!: when the failing output is standard error
+            // itself, it would panic and end this thread for good.
+            let _ = writeln!(
+                std::io::stderr(),
+                "faafo: cannot write the log ({e}): lines are dropped and counted"
+            );
         }
     }
     batch.clear();
