@@ -53,7 +53,7 @@ config_section! {
         call_monitor_timeout: u64 = 0,
         /// Exchange that keeps rejected (malformed) requests, and the calls that expired in the queue before a worker took them (call_timeout: the producer has given up on them and sends them again); give its queue a length limit or a TTL (a RabbitMQ policy), or it grows while no worker runs. Every peer of a topic must agree. Empty: such messages are dropped.
         dead_letter_exchange: String = String::new(),
-        /// Largest RPC message accepted, in bytes, and largest reply sent: a larger result is answered with an error (RabbitMQ would close the channel on it). At most the broker's own max_message_size (RabbitMQ 3.x: 128 MiB; 4.x: 16 MiB, to lower this to).
+        /// Largest RPC message accepted, in bytes (at least 64 KiB), and largest reply sent: a larger result is answered with an error (RabbitMQ would close the channel on it). At most the broker's own max_message_size (RabbitMQ 3.x: 128 MiB; 4.x: 16 MiB, to lower this to).
         max_message_size: u64 = 64 * 1024 * 1024,
     }
 }
@@ -87,7 +87,7 @@ config_section! {
         image_store: String = "database".into(),
         /// Directory of stored images with image_store = filesystem. Empty: images/ in state_path.
         image_dir: String = String::new(),
-        /// Largest request body accepted, in bytes (image uploads included; a JSON body is read up to 1 MiB at most).
+        /// Largest request body accepted, in bytes, at least 64 KiB (image uploads included; a JSON body is read up to 1 MiB at most).
         max_body_size: u64 = 64 * 1024 * 1024,
         /// Fractals per page of the collection when the client asks for no size.
         results_per_page: u32 = 10,
@@ -496,6 +496,23 @@ impl FaafoConfig {
                     "must be 1 to {} (a worker checks for a cancel between tiles of up to 256 pixels x iterations steps)",
                     crate::fractal::MAX_ITERATION_LIMIT
                 ),
+            ));
+        }
+        // Below this, every task (a request of a few hundred bytes, a reply
+        // with its PNG) or every upload would be refused, long after start.
+        const SMALLEST_MESSAGE: u64 = 64 * 1024;
+        if self.messaging.max_message_size < SMALLEST_MESSAGE {
+            return Err(invalid(
+                "messaging",
+                "max_message_size",
+                format!("must be at least {SMALLEST_MESSAGE} bytes (64 KiB)"),
+            ));
+        }
+        if self.api.max_body_size < SMALLEST_MESSAGE {
+            return Err(invalid(
+                "api",
+                "max_body_size",
+                format!("must be at least {SMALLEST_MESSAGE} bytes (64 KiB)"),
             ));
         }
         let a = &self.api;

@@ -195,6 +195,14 @@ fn semantic_errors_are_caught_without_showing_passwords() {
             "got 'postgresql:/u:***@h/x'",
         ),
         (
+            "[messaging]\nmax_message_size = 0\n",
+            "[messaging] max_message_size: must be at least 65536 bytes",
+        ),
+        (
+            "[api]\nmax_body_size = 100\n",
+            "[api] max_body_size: must be at least 65536 bytes",
+        ),
+        (
             "[DEFAULT]\niteration_limit = 1000000000\n",
             "[DEFAULT] iteration_limit: must be 1 to 10000000",
         ),

@@ -463,7 +463,14 @@ fn parse_query(query: &str, options: &mut UrlOptions) -> Result<(), String> {
         match key {
             "ssl" | "rabbit_use_ssl" => options.ssl = boolean(&value)?,
             "heartbeat" | "heartbeat_timeout_threshold" => options.heartbeat = seconds(&value)?,
-            "connection_timeout" => options.connection_timeout = seconds(&value)?,
+            "connection_timeout" => {
+                options.connection_timeout = seconds(&value)?;
+                if options.connection_timeout.is_zero() {
+                    return Err(format!(
+                        "option '{key}' must be more than 0 seconds: no connection could be made"
+                    ));
+                }
+            }
             "rabbit_retry_interval" => options.retry_interval = seconds(&value)?,
             "rabbit_retry_backoff" => options.retry_backoff = seconds(&value)?,
             "rabbit_interval_max" => options.retry_interval_max = seconds(&value)?,
@@ -652,6 +659,8 @@ mod tests {
         ] {
             assert_eq!(redact_url(typed), shown);
         }
+        let e = reason("rabbit://h/?connection_timeout=0");
+        assert!(e.contains("more than 0 seconds"), "{e}");
         // Refused by the parser, the password shown nowhere.
         for typed in [
             "rabbit://faafo:s3cr3t,X9@mq/v",

@@ -363,11 +363,14 @@ impl Inner {
             vhost: self.url.virtual_host.clone(),
             query: AMQPQueryString {
                 heartbeat: Some(
+                    // Whole seconds, rounded up: 0.5 s is 1, not 0 (which
+                    // would take the broker's value).
                     self.url
                         .options
                         .heartbeat
-                        .as_secs()
-                        .min(u64::from(u16::MAX)) as u16,
+                        .as_secs_f64()
+                        .ceil()
+                        .min(f64::from(u16::MAX)) as u16,
                 ),
                 ..AMQPQueryString::default()
             },
@@ -450,7 +453,10 @@ async fn supervise(
         let mut attempt = 0u32;
         (link, events) = loop {
             attempt += 1;
-            let delay = inner.backoff.delay(attempt);
+            // At least 100 ms: a URL's zero backoff would have a refused
+            // connection retried in a loop that holds a core and floods
+            // the log.
+            let delay = inner.backoff.delay(attempt).max(MIN_RECONNECT_DELAY);
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = inner.shutdown.cancelled() => {
@@ -672,10 +678,14 @@ async fn declare_exchange(channel: &Channel, spec: &ExchangeSpec) -> lapin::Resu
         .await
 }
 
+/// The shortest wait between two reconnection attempts.
+const MIN_RECONNECT_DELAY: Duration = Duration::from_millis(100);
+
 fn queue_arguments(spec: &QueueSpec) -> FieldTable {
     let mut args = FieldTable::default();
     if let Some(expires) = spec.expires {
-        let ms = i32::try_from(expires.as_millis()).unwrap_or(i32::MAX);
+        // At least 1 ms: RabbitMQ refuses an x-expires of 0.
+        let ms = i32::try_from(expires.as_millis().max(1)).unwrap_or(i32::MAX);
         args.insert("x-expires".into(), AMQPValue::LongInt(ms));
     }
     if let Some(dlx) = &spec.dead_letter_exchange {
