@@ -57,18 +57,42 @@
   // Makes `now` what `next` is, keeping the children that did not change
   // where they are: a node taken out and put back loses the keyboard's
   // focus (and the reader's scroll anchor), so only the new ones go in
-  // and only the gone ones go out.
+  // and only the gone ones go out. A child whose attributes alone changed
+  // (the pages' links, whose address carries the newest fractal's time)
+  // is changed in place.
   function merge(now, next) {
     if (now.outerHTML === next.outerHTML) {
       return;
     }
     var kept = {};
-    Array.prototype.forEach.call(now.children, function (child) {
+    var old = Array.prototype.slice.call(now.children);
+    old.forEach(function (child) {
       (kept[child.outerHTML] = kept[child.outerHTML] || []).push(child);
     });
-    var wanted = Array.prototype.slice.call(next.children).map(function (child) {
+    var fresh = Array.prototype.slice.call(next.children);
+    var wanted = fresh.map(function (child) {
       var same = kept[child.outerHTML];
-      return (same && same.shift()) || document.adoptNode(child);
+      return (same && same.shift()) || null;
+    });
+    wanted = wanted.map(function (node, i) {
+      if (node) {
+        return node;
+      }
+      var child = fresh[i];
+      var here = old[i];
+      if (here && wanted.indexOf(here) < 0 && here.tagName === child.tagName &&
+          here.innerHTML === child.innerHTML) {
+        Array.prototype.slice.call(here.attributes).forEach(function (a) {
+          if (!child.hasAttribute(a.name)) {
+            here.removeAttribute(a.name);
+          }
+        });
+        Array.prototype.forEach.call(child.attributes, function (a) {
+          here.setAttribute(a.name, a.value);
+        });
+        return here;
+      }
+      return document.adoptNode(child);
     });
     Array.prototype.slice.call(now.children).forEach(function (child) {
       if (wanted.indexOf(child) < 0) {

@@ -376,6 +376,14 @@ async fn watch_fractals_arrive(app: &crate::helpers::TestApp, devtools: &mut Dev
     devtools
         .eval("window.loadedOnce = true; document.images[0].keptNode = true; true")
         .await;
+    // The "older" link changes its address as fractals finish (it carries
+    // the newest one's time): changed in place, the same node.
+    devtools
+        .eval(
+            "window.olderLink = document.querySelector('a[rel=next]'); \
+             window.olderHref = window.olderLink.getAttribute('href'); true",
+        )
+        .await;
     // A keyboard user on the first entry's link keeps it through updates.
     devtools
         .eval(
@@ -437,6 +445,17 @@ async fn watch_fractals_arrive(app: &crate::helpers::TestApp, devtools: &mut Dev
             .await,
         json!(true),
         "the focused link kept the focus through the update"
+    );
+    assert_eq!(
+        devtools
+            .eval(
+                "JSON.stringify([document.querySelector('a[rel=next]') === window.olderLink, \
+                 window.olderLink.getAttribute('href') !== window.olderHref, \
+                 window.olderLink.getAttribute('href').startsWith('/index/2?until=')])"
+            )
+            .await,
+        json!("[true,true,true]"),
+        "the older link follows the newest fractal, in place"
     );
 
     // Hidden: no request at all (the API counts them), nothing changes.
