@@ -1851,6 +1851,25 @@ fn up_refuses_a_token_its_producer_does_not_have() {
     }
 }
 
+/// A second `faafo up` on the data directory of one that runs is refused
+/// at once: its producer would take over every task the first renders,
+/// and it failed only at its port, after opening the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_up_on_the_same_data_is_refused() {
+    let (dir, _up, _url) = up_without_producer("").await;
+    let config = dir.path().join("faafo.conf");
+    assert!(config.exists(), "{}", config.display());
+    let mut command = Command::new(faafo());
+    command
+        .args(["up", "--port", &free_port().to_string(), "--config-file"])
+        .arg(&config);
+    refused(
+        run(command, "a second faafo up"),
+        "a second faafo up on the same data directory",
+        "another faafo up is running on the data directory",
+    );
+}
+
 /// `faafo up --no-producer` with `options` (configuration lines, read in
 /// its `[producer]` section unless they open another), rendering one fractal that takes minutes (c = 0: the unit disk
 /// never escapes, every pixel takes all its iterations, even in a release

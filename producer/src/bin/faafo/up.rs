@@ -78,11 +78,17 @@ pub async fn run(
     }
     // The data directory only holds the default SQLite database (and the
     // images of `image_store = filesystem`, whose store creates it).
-    if config.default.database_url.is_empty() {
+    // One `faafo up` per data directory: a second one's producer would take
+    // every task the first is rendering over (each rendered twice), and
+    // it would fail only at its port, after opening the database.
+    let _only_one = if config.default.database_url.is_empty() {
         let state = config.state_path();
         std::fs::create_dir_all(&state)
             .map_err(|e| format!("cannot create the data directory {}: {e}", state.display()))?;
-    }
+        Some(lock_data_directory(&state)?)
+    } else {
+        None
+    };
     let data = data_location(&config);
 
     let signal = Shutdown::new();
@@ -179,5 +185,26 @@ fn data_location(config: &FaafoConfig) -> String {
             format!("{database} (images in {})", dir.display())
         }
         _ => database,
+    }
+}
+
+/// Takes the lock of `faafo up` on the data directory `dir` (a file
+/// locked for as long as the returned handle lives; the system releases it
+/// when the process ends, however it ends).
+fn lock_data_directory(dir: &std::path::Path) -> Result<std::fs::File, String> {
+    let path = dir.join("faafo-up.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "another faafo up is running on the data directory {}: stop it first, or give this one a directory of its own ([DEFAULT] state_path)",
+            dir.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
     }
 }
