@@ -1851,6 +1851,37 @@ fn up_refuses_a_token_its_producer_does_not_have() {
     }
 }
 
+/// The data directory follows `XDG_DATA_HOME` when it is an absolute path,
+/// and `HOME` when it is relative (the XDG specification: the data would
+/// follow the working directory).
+#[test]
+fn the_default_data_directory_ignores_a_relative_xdg_data_home() {
+    let home = tempfile::tempdir().expect("tempdir");
+    for (xdg, expected) in [
+        (
+            "relative".to_string(),
+            home.path().join(".local/share/faafo"),
+        ),
+        (
+            home.path().join("xdg").display().to_string(),
+            home.path().join("xdg/faafo"),
+        ),
+    ] {
+        let mut command = Command::new(faafo());
+        command
+            .current_dir(home.path())
+            .env("HOME", home.path())
+            .env("XDG_DATA_HOME", &xdg)
+            .env_remove("FAAFO_CONFIG_FILE")
+            .arg("check-config");
+        let out = ok(run(command, "check-config"), "check-config");
+        assert!(
+            out.contains(&format!("sqlite://{}/faafo.db", expected.display())),
+            "XDG_DATA_HOME={xdg}: {out}"
+        );
+    }
+}
+
 /// A second `faafo up` on the data directory of one that runs is refused
 /// at once: its producer would take over every task the first renders,
 /// and it failed only at its port, after opening the database.

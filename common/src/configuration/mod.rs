@@ -469,9 +469,11 @@ impl fmt::Display for CommaList {
 }
 
 /// Where faafo keeps its data when `state_path` is not set:
-/// `$XDG_DATA_HOME/faafo`, `~/.local/share/faafo`, or `./faafo-data`.
+/// `$XDG_DATA_HOME/faafo`, `~/.local/share/faafo`, or `./faafo-data`. A
+/// relative `XDG_DATA_HOME` is ignored, as the XDG base directory
+/// specification says: the data would follow the working directory.
 pub fn default_state_path() -> PathBuf {
-    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| Path::new(v).is_absolute()) {
         return Path::new(&xdg).join("faafo");
     }
     if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
