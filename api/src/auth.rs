@@ -39,12 +39,23 @@ pub async fn require_token(
             keep_out_of_shared_caches(&mut response);
         }
         response
-    } else if page {
-        crate::web::unauthorized()
     } else {
-        ApiError::Unauthorized.into_response()
+        let mut response = if page {
+            crate::web::unauthorized()
+        } else {
+            ApiError::Unauthorized.into_response()
+        };
+        // A 401 names its scheme (RFC 9110): here, a token in a header.
+        response.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static(CHALLENGE),
+        );
+        response
     }
 }
+
+/// The `WWW-Authenticate` of a 401: the scheme (a token) and its header.
+pub const CHALLENGE: &str = r#"Token realm="faafo-api", header="X-Auth-Token""#;
 
 /// With `protect_reads`, what a token opened must not be served by a
 /// shared cache (a proxy in front of the API) to a request without one:
@@ -82,16 +93,21 @@ pub fn allowed(policy: &AuthPolicy, method: &Method, token: Option<&[u8]>) -> bo
             if read && !protect_reads {
                 return true;
             }
-            token.is_some_and(|given| tokens.iter().any(|t| constant_time_eq(t.as_bytes(), given)))
+            // Digests compared, each of them: the time taken tells
+            // neither a token's length nor which one matched.
+            token.is_some_and(|given| {
+                let given = faafo_common::fractal::sha256(given);
+                tokens.iter().fold(false, |found, t| {
+                    found | constant_time_eq(&faafo_common::fractal::sha256(t.as_bytes()), &given)
+                })
+            })
         }
     }
 }
 
-/// Compares without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
+/// Compares two digests without an early exit on the first differing
+/// byte.
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

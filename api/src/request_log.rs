@@ -44,6 +44,9 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .map(|ConnectInfo(addr)| addr.ip().to_string())
         .unwrap_or_else(|| "-".into());
     let method = request.method().clone();
+    // A method is any token, of any length (up to the header buffer):
+    // cut like the target, or one request writes a line of 400 KB.
+    let shown_method = crate::domain::fractal_id::shorten(method.as_str());
     let version = request.version();
     let target = request
         .uri()
@@ -60,9 +63,9 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     span.in_scope(|| {
         let ms = elapsed.as_secs_f64() * 1000.0;
         if quiet {
-            tracing::debug!("{peer} \"{method} {target} {version:?}\" {status} {ms:.2}ms");
+            tracing::debug!("{peer} \"{shown_method} {target} {version:?}\" {status} {ms:.2}ms");
         } else {
-            tracing::info!("{peer} \"{method} {target} {version:?}\" {status} {ms:.2}ms");
+            tracing::info!("{peer} \"{shown_method} {target} {version:?}\" {status} {ms:.2}ms");
         }
     });
     state.metrics.observe(

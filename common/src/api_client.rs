@@ -568,6 +568,10 @@ impl ApiClient {
     pub async fn list_all(&self, query: &ListQuery) -> Result<Vec<Fractal>, ApiError> {
         let per_page = query.results_per_page.unwrap_or(100);
         let mut out: Vec<Fractal> = Vec::new();
+        // A full page: the size asked for, or the API's cap on it once a
+        // page has shown it (an earlier page smaller than asked for, with
+        // more left).
+        let mut full_page = per_page;
         loop {
             let after = out.last().map(|f| f.uuid.clone());
             let q = ListQuery {
@@ -594,11 +598,13 @@ impl ApiClient {
             // `num_results` counts what is left from this page on: this
             // page held it all (a page may be smaller than asked for: the
             // API caps its size). Counted apart from the page, it can be a
-            // row short (one that changed between the two): a page of
-            // exactly the size asked for is followed by another, empty if
-            // that was all.
-            if got == 0 || (got >= left && got != per_page) {
+            // row short (one that changed between the two): a full page is
+            // followed by another, empty if that was all.
+            if got == 0 || (got >= left && got != full_page) {
                 break;
+            }
+            if got < left {
+                full_page = full_page.min(got);
             }
         }
         sort_as_asked(&mut out, query.order_by.as_deref());
@@ -1056,49 +1062,64 @@ mod tests {
             updated_at: "2026-11-24T00:00:00Z".into(),
             revision: Some(1),
         };
-        // Counted 2, then 3 had come: the first page is full (2 of 2).
-        let pages = [
-            FractalPage {
-                num_results: 2,
-                objects: vec![fractal(1), fractal(2)],
-                page: 1,
-                total_pages: 1,
-            },
-            FractalPage {
-                num_results: 1,
-                objects: vec![fractal(3)],
-                page: 1,
-                total_pages: 1,
-            },
-        ];
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("listen");
-        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
-        let server = tokio::spawn(async move {
-            for page in pages {
-                let (mut socket, _) = listener.accept().await.expect("accept");
-                let mut request = [0u8; 4096];
-                let _ = socket.read(&mut request).await;
-                let body = serde_json::to_string(&page).expect("json");
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                socket.write_all(answer.as_bytes()).await.expect("answer");
-            }
-        });
-        let api = ApiClient::new(&endpoint, None).expect("client");
-        let query = ListQuery {
-            results_per_page: Some(2),
-            ..ListQuery::default()
+        let page = |num_results: u64, objects: Vec<Fractal>| FractalPage {
+            num_results,
+            objects,
+            page: 1,
+            total_pages: 1,
         };
-        let all = api.list_all(&query).await.expect("list");
-        assert_eq!(
-            all.iter().map(|f| f.uuid.clone()).collect::<Vec<_>>(),
-            (1..=3).map(|n| fractal(n).uuid).collect::<Vec<_>>()
-        );
-        server.await.expect("server");
+        // Pages of 2 asked for. Counted 2, then 3 had come: the first
+        // page is full (2 of 2). Then 4 asked for where the API gives 2 at
+        // most: counted 2 left, 3 had come, the second page full at the
+        // API's size.
+        for (per_page, pages) in [
+            (
+                2,
+                vec![
+                    page(2, vec![fractal(1), fractal(2)]),
+                    page(1, vec![fractal(3)]),
+                ],
+            ),
+            (
+                4,
+                vec![
+                    page(4, vec![fractal(1), fractal(2)]),
+                    page(2, vec![fractal(3), fractal(4)]),
+                    page(1, vec![fractal(5)]),
+                ],
+            ),
+        ] {
+            let rows = pages.iter().map(|p| p.objects.len()).sum::<usize>() as u32;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("listen");
+            let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+            let server = tokio::spawn(async move {
+                for page in pages {
+                    let (mut socket, _) = listener.accept().await.expect("accept");
+                    let mut request = [0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    let body = serde_json::to_string(&page).expect("json");
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    socket.write_all(answer.as_bytes()).await.expect("answer");
+                }
+            });
+            let api = ApiClient::new(&endpoint, None).expect("client");
+            let query = ListQuery {
+                results_per_page: Some(per_page),
+                ..ListQuery::default()
+            };
+            let all = api.list_all(&query).await.expect("list");
+            assert_eq!(
+                all.iter().map(|f| f.uuid.clone()).collect::<Vec<_>>(),
+                (1..=rows).map(|n| fractal(n).uuid).collect::<Vec<_>>(),
+                "{per_page} a page"
+            );
+            server.await.expect("server");
+        }
     }
 
     /// Several endpoints: a host that refuses connections, or answers 503

@@ -8,7 +8,9 @@ use axum::response::{IntoResponse, Response};
 use faafo_common::fractal::{FractalPage, FractalUpdate, NewFractal};
 
 use crate::domain::list::ListParams;
-use crate::domain::{CreateFractal, FractalRecord, ListQuery, Outcome, Timestamp, UpdateFractal};
+use crate::domain::{
+    CreateFractal, FractalId, FractalRecord, ListQuery, Outcome, Timestamp, UpdateFractal,
+};
 use crate::error::ApiError;
 use crate::extract::{IfMatch, JsonBody, PathId, QueryString, revision_etag};
 use crate::state::AppState;
@@ -113,11 +115,7 @@ pub async fn create(
     )
 )]
 pub async fn show(State(state): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
-    let record = state
-        .db
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::no_fractal(id))?;
+    let record = existing(&state, id).await?;
     Ok(tagged(StatusCode::OK, &record))
 }
 
@@ -154,11 +152,7 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     let update = UpdateFractal::parse(body, id)?;
     for _ in 0..MAX_WRITE_ATTEMPTS {
-        let record = state
-            .db
-            .get(id)
-            .await?
-            .ok_or_else(|| ApiError::no_fractal(id))?;
+        let record = existing(&state, id).await?;
         let planned = update.apply(&record, Timestamp::now());
         if_match.check(&record, matches!(planned, Ok(Outcome::Unchanged)))?;
         match planned? {
@@ -176,6 +170,15 @@ pub async fn update(
         }
     }
     Err(busy(id))
+}
+
+/// Fractal `id` as stored, or a 404.
+pub async fn existing(state: &AppState, id: FractalId) -> Result<FractalRecord, ApiError> {
+    state
+        .db
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::no_fractal(id))
 }
 
 /// A fractal's JSON with its revision as `ETag`, for a later `If-Match`.
@@ -211,11 +214,7 @@ pub async fn delete(
     if_match: IfMatch,
 ) -> Result<StatusCode, ApiError> {
     for _ in 0..MAX_WRITE_ATTEMPTS {
-        let record = state
-            .db
-            .get(id)
-            .await?
-            .ok_or_else(|| ApiError::no_fractal(id))?;
+        let record = existing(&state, id).await?;
         if_match.check(&record, false)?;
         // Compare and delete on the revision read: what the precondition
         // admitted (and whose image file is removed) is what is deleted.

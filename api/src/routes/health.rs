@@ -89,7 +89,8 @@ pub async fn not_found(headers: axum::http::HeaderMap, uri: Uri) -> axum::respon
 /// Fallback: 405 JSON for a method a route does not serve.
 pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::MethodNotAllowed(format!(
-        "{method} is not allowed on {}",
+        "{} is not allowed on {}",
+        crate::domain::fractal_id::shorten(method.as_str()),
         crate::domain::fractal_id::shorten(uri.path())
     ))
 }

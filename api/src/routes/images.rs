@@ -13,7 +13,7 @@ use crate::domain::{Outcome, PngImage, Timestamp};
 use crate::error::ApiError;
 use crate::extract::{IfMatch, PathId, QueryString, body_bytes};
 use crate::images::ImageStoreError;
-use crate::routes::fractals::{MAX_WRITE_ATTEMPTS, busy};
+use crate::routes::fractals::{MAX_WRITE_ATTEMPTS, busy, existing};
 use crate::settings::AuthPolicy;
 use crate::state::AppState;
 
@@ -122,11 +122,7 @@ pub async fn upload(
     // image's file (then lost the race for the record).
     let mut wrote_file = false;
     for _ in 0..MAX_WRITE_ATTEMPTS {
-        let record = state
-            .db
-            .get(id)
-            .await?
-            .ok_or_else(|| ApiError::no_fractal(id))?;
+        let record = existing(&state, id).await?;
         check_image_fits(&record, &png)?;
         let now = Timestamp::now();
         // The image attached, then the update applied on top; a conflict
@@ -231,11 +227,7 @@ pub async fn image(
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
-    let record = state
-        .db
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::no_fractal(id))?;
+    let record = existing(&state, id).await?;
     let checksum = match (&record.status, &record.checksum) {
         (FractalStatus::Done, Some(checksum)) if record.has_image => checksum.clone(),
         (FractalStatus::Failed, _) => {

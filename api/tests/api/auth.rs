@@ -104,6 +104,11 @@ async fn every_write_needs_a_valid_token() {
             Some("s3cret-token2"),
         ] {
             let response = send(&app, method.clone(), &path, token, body.clone()).await;
+            assert_eq!(
+                response.headers()["www-authenticate"],
+                r#"Token realm="faafo-api", header="X-Auth-Token""#,
+                "a 401 names its scheme"
+            );
             let message = error_of(response, 401).await;
             assert!(message.contains("X-Auth-Token"), "{message}");
         }
@@ -195,6 +200,7 @@ async fn reads_are_public_unless_protected() {
         if path == "/" || path.starts_with("/show/") {
             // A browser's page: a page that says why, not raw JSON.
             assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{path}");
+            assert!(refused.headers().contains_key("www-authenticate"), "{path}");
             assert!(
                 refused.headers()["content-type"]
                     .to_str()

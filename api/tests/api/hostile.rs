@@ -556,6 +556,12 @@ async fn hostile_paths_and_query_strings() {
     assert_eq!(status, 404);
     let (status, text) = raw(&app, Method::PATCH, "/v1/fractal", None, Vec::new()).await;
     assert_eq!(status, 405, "{text}");
+    // A method is any token, of any length: cut in the answer (and the
+    // log line), not echoed whole.
+    let long = Method::from_bytes(&[b'A'; 100_000]).expect("a method");
+    let (status, text) = raw(&app, long, "/v1/fractal", None, Vec::new()).await;
+    assert_eq!(status, 405, "{}", &text[..text.len().min(200)]);
+    assert!(text.len() < 1000, "{} bytes answered", text.len());
     let (status, _) = raw(&app, Method::GET, "/no/such/route", None, Vec::new()).await;
     assert_eq!(status, 404);
     assert_eq!(app.snapshot().await, before);
