@@ -660,7 +660,15 @@ impl Dispatcher {
             // the query string, as during a rollback): send the result too.
             Ok(stored) => {
                 *revision = stored.revision;
-                match api.update("storing the result", &uuid, &done, None).await {
+                // Unconditional, so no read-back to do: through 401/403
+                // as the upload is.
+                let stored = api
+                    .retry_until_let_in("storing the result", |c| {
+                        let (uuid, done) = (uuid.clone(), done.clone());
+                        async move { c.update(&uuid, &done).await }
+                    })
+                    .await;
+                match stored {
                     Ok(_) => return Delivered::Finished(Outcome::Done),
                     Err(e) => e,
                 }

@@ -2,7 +2,8 @@
 //! result's (the API's tokens being changed: 401, 403) keeps the result
 //! until the API takes it: it is neither dropped nor rendered again. The
 //! API runs in this process (SQLite in a temporary directory), behind a
-//! proxy that refuses the first upload of an image.
+//! proxy that refuses the first upload of an image (or, playing an API
+//! older than the combined upload, the result sent after it).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,6 +26,10 @@ use support::{LocalApi, tiny_task};
 struct Refuser {
     upstream: String,
     refusal: StatusCode,
+    /// Plays an API older than the combined upload: the image's query
+    /// string (the result) is dropped, and the result's own `PUT` is the
+    /// one refused.
+    older_api: bool,
     refused: Arc<AtomicUsize>,
     client: reqwest::Client,
 }
@@ -32,11 +37,16 @@ struct Refuser {
 /// An HTTP proxy to `upstream` that answers the first `PUT
 /// .../image` with `refusal`, and passes everything else on; its URL and
 /// the count of refusals.
-async fn refusing_proxy(upstream: String, refusal: StatusCode) -> (String, Arc<AtomicUsize>) {
+async fn refusing_proxy(
+    upstream: String,
+    refusal: StatusCode,
+    older_api: bool,
+) -> (String, Arc<AtomicUsize>) {
     let refused = Arc::new(AtomicUsize::new(0));
     let state = Refuser {
         upstream,
         refusal,
+        older_api,
         refused: refused.clone(),
         client: reqwest::Client::new(),
     };
@@ -54,8 +64,9 @@ async fn forward(State(proxy): State<Refuser>, request: Request) -> Response {
     let body = axum::body::to_bytes(body, 64 << 20)
         .await
         .expect("the request's body");
+    let image = parts.uri.path().ends_with("/image");
     if parts.method == Method::PUT
-        && parts.uri.path().ends_with("/image")
+        && image != proxy.older_api
         && proxy
             .refused
             .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
@@ -72,11 +83,15 @@ async fn forward(State(proxy): State<Refuser>, request: Request) -> Response {
         )
             .into_response();
     }
-    let target = format!(
-        "{}{}",
-        proxy.upstream,
-        parts.uri.path_and_query().map_or("/", |p| p.as_str())
-    );
+    let target = if proxy.older_api && image {
+        format!("{}{}", proxy.upstream, parts.uri.path())
+    } else {
+        format!(
+            "{}{}",
+            proxy.upstream,
+            parts.uri.path_and_query().map_or("/", |p| p.as_str())
+        )
+    };
     let mut headers = parts.headers.clone();
     headers.remove(axum::http::header::HOST);
     let answer = proxy
@@ -95,14 +110,15 @@ async fn forward(State(proxy): State<Refuser>, request: Request) -> Response {
     response.body(Body::from(bytes)).expect("a response")
 }
 
-async fn a_result_refused_with(refusal: StatusCode) {
+async fn a_result_refused_with(refusal: StatusCode, older_api: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let name = format!("refused-{}", refusal.as_u16());
+    let name = format!("refused-{}-{older_api}", refusal.as_u16());
     let mut config = support::small_tasks_config(dir.path(), &name, 1, 2);
     let local_api = LocalApi::start(&mut config).await;
     config.validate().expect("valid configuration");
     let (transport, worker) = support::rendering_worker(&config, &name).await;
-    let (url, refused) = refusing_proxy(config.default.endpoint_url.clone(), refusal).await;
+    let (url, refused) =
+        refusing_proxy(config.default.endpoint_url.clone(), refusal, older_api).await;
     let settings = ProducerSettings::from_config(&config);
     let producer = Producer::new(
         ResilientApi::new(ApiClient::new(&url, None).expect("client")),
@@ -132,6 +148,8 @@ async fn a_result_refused_with(refusal: StatusCode) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_refused_for_its_token_is_kept_and_sent_again() {
-    a_result_refused_with(StatusCode::UNAUTHORIZED).await;
-    a_result_refused_with(StatusCode::FORBIDDEN).await;
+    for older_api in [false, true] {
+        a_result_refused_with(StatusCode::UNAUTHORIZED, older_api).await;
+        a_result_refused_with(StatusCode::FORBIDDEN, older_api).await;
+    }
 }
