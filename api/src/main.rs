@@ -80,10 +80,8 @@ fn main() -> ExitCode {
         Err(e) => guard.log_fatal(e),
         Ok(()) => true,
     };
-    // The log lines first, so that the error is the last line. Not
-    // waited for beyond a few seconds: a write into a directory that
-    // hangs (an NFS mount gone) holds a blocking thread that may never end.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    // The log lines first, so that the error is the last line.
+    faafo_common::runtime::shut_down(runtime);
     drop(guard);
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -394,6 +394,22 @@ fn fit(doc: &mut Value, settings: &ApiSettings) {
             }
         }
     }
+    // Every route of the fractals and their images goes to the database:
+    // a 503 when it does not answer, or when a write lost too many races.
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        let unavailable = json!({
+            "description": "The database does not answer (the message says why), or, for a write, the fractal kept changing under other writers: the same request can succeed later",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        });
+        for operation in paths
+            .iter_mut()
+            .filter(|(path, _)| path.starts_with("/v1/fractal") || path.starts_with("/fractal/"))
+            .filter_map(|(_, item)| item.as_object_mut())
+            .flat_map(|operations| operations.values_mut())
+        {
+            operation["responses"]["503"] = unavailable.clone();
+        }
+    }
     // The seed-era aliases of the collection.
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         // The operations that get an alias: an alias's links lead to

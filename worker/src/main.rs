@@ -137,10 +137,7 @@ fn main() -> ExitCode {
                 _ => true,
             };
             // The log lines first, so that the error is the last line.
-            // Not waited for beyond a few seconds: a copy of a PNG still
-            // writing into a directory that hangs (an NFS mount gone)
-            // holds a blocking thread that may never end.
-            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+            faafo_common::runtime::shut_down(runtime);
             drop(logging);
             match result {
                 Ok(()) => ExitCode::SUCCESS,

@@ -25,7 +25,6 @@ pub const MAX_WRITE_ATTEMPTS: usize = 8;
     tag = "fractals",
     params(crate::openapi::schema::ListParams),
     responses(
-        (status = 503, description = "The database does not answer (the message says why), or, for a write, the fractal kept changing under other writers: the same request can succeed later", body = crate::openapi::schema::ErrorBody),
         (status = 200, description = "A page of fractals", body = crate::openapi::schema::FractalPage),
         (status = 400, description = "Bad query string", body = crate::openapi::schema::ErrorBody),
     )
@@ -58,7 +57,6 @@ pub async fn list(
     tag = "fractals",
     request_body(content = crate::openapi::schema::NewFractal, content_type = "application/json"),
     responses(
-        (status = 503, description = "The database does not answer (the message says why), or, for a write, the fractal kept changing under other writers: the same request can succeed later", body = crate::openapi::schema::ErrorBody),
         (status = 201, description = "Created", body = crate::openapi::schema::Fractal,
             headers(
                 ("Location" = String, description = "URL of the new fractal"),
@@ -107,7 +105,6 @@ pub async fn create(
     tag = "fractals",
     params(("uuid" = uuid::Uuid, Path, description = "The fractal's id")),
     responses(
-        (status = 503, description = "The database does not answer (the message says why), or, for a write, the fractal kept changing under other writers: the same request can succeed later", body = crate::openapi::schema::ErrorBody),
         (status = 200, description = "The fractal", body = crate::openapi::schema::Fractal,
             headers(("ETag" = String, description = "The fractal's revision, quoted, for a later If-Match"))),
         (status = 400, description = "Not a UUID", body = crate::openapi::schema::ErrorBody),
@@ -131,7 +128,6 @@ pub async fn show(State(state): State<AppState>, PathId(id): PathId) -> Result<R
     ),
     request_body(content = crate::openapi::schema::FractalUpdate, content_type = "application/json"),
     responses(
-        (status = 503, description = "The database does not answer (the message says why), or, for a write, the fractal kept changing under other writers: the same request can succeed later", body = crate::openapi::schema::ErrorBody),
         (status = 200, description = "The fractal as updated", body = crate::openapi::schema::Fractal,
             headers(("ETag" = String, description = "The fractal's revision, quoted, for a later If-Match"))),
         (status = 412, description = "The fractal is no longer at the revision If-Match names", body = crate::openapi::schema::ErrorBody),
@@ -201,7 +197,6 @@ pub fn tagged(status: StatusCode, record: &FractalRecord) -> Response {
         ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^[ \t]*(\*|((W/)?"[!#-~]*")?([ \t]*,[ \t]*((W/)?"[!#-~]*")?)*)[ \t]*$"#, description = "Delete only if the fractal is at this revision: its ETag, `\"<revision>\"`, or `*`"),
     ),
     responses(
-        (status = 503, description = "The database does not answer (the message says why), or, for a write, the fractal kept changing under other writers: the same request can succeed later", body = crate::openapi::schema::ErrorBody),
         (status = 204, description = "Deleted"),
         (status = 400, description = "Not a UUID, or a malformed If-Match", body = crate::openapi::schema::ErrorBody),
         (status = 404, description = "No such fractal", body = crate::openapi::schema::ErrorBody),

@@ -70,7 +70,6 @@ fn cache_policy(auth: &AuthPolicy, versioned: bool) -> &'static str {
     ),
     request_body(content = Vec<u8>, content_type = "image/png", description = "The PNG file"),
     responses(
-        (status = 503, description = "The database does not answer (the message says why), or, for a write, the fractal kept changing under other writers: the same request can succeed later", body = crate::openapi::schema::ErrorBody),
         (status = 200, description = "Stored; the fractal with the image's checksum and size", body = crate::openapi::schema::Fractal),
         (status = 400, description = "Not a UUID, unreadable body, bad query string or a malformed If-Match", body = crate::openapi::schema::ErrorBody),
         (status = 404, description = "No such fractal", body = crate::openapi::schema::ErrorBody),
@@ -212,7 +211,6 @@ pub async fn upload(
         ("If-None-Match" = Option<String>, Header, description = "ETag(s) the client has"),
     ),
     responses(
-        (status = 503, description = "The database does not answer (the message says why), or, for a write, the fractal kept changing under other writers: the same request can succeed later", body = crate::openapi::schema::ErrorBody),
         (status = 200, description = "The PNG", content_type = "image/png", body = Vec<u8>,
             headers(("ETag" = String, description = "\"<sha256>\""), ("Cache-Control" = String))),
         (status = 304, description = "The client's copy is current"),

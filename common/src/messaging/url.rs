@@ -158,9 +158,7 @@ impl TransportUrl {
         // would be cut there: refused, without echoing the password.
         if let Some(at) = rest.rfind('@') {
             let credentials = &rest[..at];
-            let pieces: Vec<&str> = credentials.split(',').collect();
-            let others = &pieces[..pieces.len() - 1];
-            if credentials.contains(['/', '?', '#']) || !others.iter().all(|p| p.contains('@')) {
+            if credentials.contains(['/', '?', '#']) || !one_user_info_per_host(credentials) {
                 return Err(fail(
                     "a user name or password holds an unencoded '/', '?', '#' or ',' \
                      (or an '@' follows the host): percent-encode them (%2F, %3F, %23, %2C, %40)"
@@ -302,12 +300,11 @@ pub fn redact_url(url: &str) -> String {
         Some((user, _)) => format!("{user}:***"),
         None => userinfo.to_string(),
     };
-    // Several hosts (`u:p@h1,u:p@h2`): each piece but the last is a whole
-    // `user:password@host`. Anything else (a `,` in a password) is masked
+    // Anything but one user info per host (a `,` in a password) is masked
     // whole, user names and hosts before the last `@` included.
-    let pieces: Vec<&str> = credentials.split(',').collect();
-    let (last, others) = pieces.split_last().unwrap_or((&"", &[]));
-    let credentials = if others.iter().all(|piece| piece.contains('@')) {
+    let credentials = if one_user_info_per_host(credentials) {
+        let pieces: Vec<&str> = credentials.split(',').collect();
+        let (last, others) = pieces.split_last().unwrap_or((&"", &[]));
         others
             .iter()
             .map(|piece| match piece.rsplit_once('@') {
@@ -321,6 +318,15 @@ pub fn redact_url(url: &str) -> String {
         "***".to_string()
     };
     format!("{scheme}://{credentials}@{hosts}{}", redact_query(tail))
+}
+
+/// Whether the text before a URL's last `@` is one user info per host:
+/// with several hosts (`u:p@h1,u:p@h2`), each piece but the last is a whole
+/// `user:password@host`. Not so when a password holds an unencoded `,`.
+fn one_user_info_per_host(credentials: &str) -> bool {
+    let mut pieces: Vec<&str> = credentials.split(',').collect();
+    pieces.pop();
+    pieces.iter().all(|piece| piece.contains('@'))
 }
 
 /// The path and query of a URL with the values of its password parameters

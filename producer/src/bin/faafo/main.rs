@@ -307,11 +307,8 @@ fn main() -> ExitCode {
         (Err(e), Some(logging)) if !e.is::<output::ReaderGone>() => logging.log_fatal(e),
         _ => true,
     };
-    // The log lines first, so that the error is the last line. Not
-    // waited for beyond a few seconds: a worker's copy of a PNG still
-    // writing into a directory that hangs (`faafo worker`, `faafo up`)
-    // holds a blocking thread that may never end.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    // The log lines first, so that the error is the last line.
+    faafo_common::runtime::shut_down(runtime);
     drop(logging);
     match result {
         Ok(code) => code,
