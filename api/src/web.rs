@@ -117,7 +117,10 @@ fn layout(title: &str, counts: Option<&StatusCounts>, live: Live, body: Markup) 
                 header {
                     h1 { a href="/" { "faafo" } }
                     @if let Some(counts) = counts {
-                        ul.counts aria-label="fractals by status" aria-live="polite" {
+                        // Not a live region: during `faafo up` the counts
+                        // change every few seconds, and a screen reader
+                        // would be interrupted by each change.
+                        ul.counts aria-label="fractals by status" {
                             @for (status, n) in counts {
                                 li { (n) " " (status) }
                             }
@@ -195,6 +198,13 @@ async fn render_index(
     until: Option<Timestamp>,
 ) -> Result<Response, ApiError> {
     let counts = state.db.count_by_status().await?;
+    // Only the first page as it is now follows the news: the later ones,
+    // and the first as one of them showed it, are history.
+    let live = if page == 1 && until.is_none() {
+        Live::Yes
+    } else {
+        Live::No
+    };
     let query = ListQuery {
         page,
         per_page: PER_PAGE,
@@ -247,8 +257,6 @@ async fn render_index(
             }
         }
     };
-    // Only the first page follows the news: the later ones are history.
-    let live = if page == 1 { Live::Yes } else { Live::No };
     Ok(html_page(
         StatusCode::OK,
         layout(
@@ -264,12 +272,14 @@ async fn render_index(
     ))
 }
 
-/// Page `page`'s address: the first page is the live one, `/`; the
-/// others keep to the fractals finished before `until`.
+/// Page `page`'s address, keeping to the fractals finished before
+/// `until`: "newer" from page 2 leads back to the first page as the reader
+/// saw it, not to today's, whose entries the next "older" would show again.
+/// Without `until`, the first page is the live one, `/`.
 fn page_url(page: u64, until: Option<Timestamp>) -> String {
     match (page, until) {
-        (1, _) => "/".into(),
         (_, Some(until)) => format!("/index/{page}?until={until}"),
+        (1, None) => "/".into(),
         (_, None) => format!("/index/{page}"),
     }
 }
@@ -438,23 +448,27 @@ fn past_the_last(page: u64, pages: u64, until: Option<Timestamp>) -> Response {
 
 /// A page's error as a page (a browser shows the JSON of the API's errors
 /// as raw text): its status, and its message (a 503 says the database is
-/// away and why; a 500 only that the log has the details).
+/// away and why; a 500 only that the log has the details). A 503 page
+/// links the live script, which asks again (less and less often) and
+/// loads the page once it can be shown: a screen left on it while the
+/// database restarts comes back by itself.
 fn error_page(error: ApiError) -> Response {
     error.log();
     let status = error.status();
     let message = error.body().message;
-    let (title, lead) = match error {
+    let (title, lead, live) = match error {
         ApiError::Unavailable(_) => (
             "faafo — unavailable",
-            "The database is unavailable; try again in a moment.",
+            "The database is unavailable; this page will load once it is back.",
+            Live::Yes,
         ),
-        _ => ("faafo — error", "This page cannot be shown."),
+        _ => ("faafo — error", "This page cannot be shown.", Live::No),
     };
     let body = html! {
-        main { p.empty { (lead) br; code { (message) } } }
+        main.unavailable[live == Live::Yes] { p.empty { (lead) br; code { (message) } } }
         nav { a href="/" { "← all fractals" } }
     };
-    html_page(status, layout(title, None, Live::No, body))
+    html_page(status, layout(title, None, live, body))
 }
 
 /// The page of a 401, for a browser opening a page of an API whose reads

@@ -50,6 +50,17 @@ impl Backend {
             _ => None,
         }
     }
+
+    /// Its name for people: what `/readyz` says of the database, which
+    /// anyone may ask (the URL, even without its password, names the host
+    /// and the user; the log has it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "SQLite",
+            Self::MySql => "MariaDB/MySQL",
+            Self::Postgres => "PostgreSQL",
+        }
+    }
 }
 
 /// Why the database could not be used.

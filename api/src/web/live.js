@@ -11,6 +11,8 @@
 // A fractal's page says its news (a new status, or that the fractal was
 // deleted) in a live region of its own, for screen readers: the article
 // is put in anew, and a region that is replaced announces nothing.
+// A page that said the database is unavailable (a 503) is loaded again
+// once its URL answers.
 (function () {
   "use strict";
   var PERIOD = 3000;
@@ -23,7 +25,14 @@
   var PARTS = ["header .counts", "main", "nav[aria-label=pages]"];
   // This script's path, without its ?v=: what a page that follows links.
   var SELF = document.currentScript.getAttribute("src").split("?")[0];
+  // The page's own address, its query (a page's `until`) included.
+  var HERE = location.pathname + location.search;
+  // This page is the 503's, not the one asked for.
+  var BROKEN = !!document.querySelector("main.unavailable");
   var delay = PERIOD;
+  // When the last poll ended (ms): a tab shown again during a back-off
+  // asks once the back-off is over, not at once.
+  var ended = 0;
   var timer = null;
   var busy = false;
   var over = false;
@@ -64,6 +73,7 @@
     if (now.outerHTML === next.outerHTML) {
       return;
     }
+    var focused = document.activeElement;
     var kept = {};
     var old = Array.prototype.slice.call(now.children);
     old.forEach(function (child) {
@@ -105,6 +115,23 @@
         now.insertBefore(node, here || null);
       }
     });
+    // The keyboard's focus was on something taken out (an entry pushed
+    // off the first page, a fractal's details put in anew): it would fall
+    // back to the start of the document. It goes to the part instead.
+    if (focused && focused !== document.body && !document.body.contains(focused)) {
+      if (!now.hasAttribute("tabindex")) {
+        now.setAttribute("tabindex", "-1");
+      }
+      now.focus({ preventScroll: true });
+    }
+  }
+
+  // Whether a fresh answer is one of this site's pages (not an
+  // authenticating proxy's login page, say, reached by a redirect).
+  function ours(response, fresh) {
+    var type = response.headers.get("content-type") || "";
+    return !response.redirected && type.indexOf("text/html") === 0 &&
+      !!fresh.querySelector("main");
   }
 
   function poll() {
@@ -115,7 +142,7 @@
     busy = true;
     var abort = typeof AbortController === "function" ? new AbortController() : null;
     var patience = abort ? setTimeout(function () { abort.abort(); }, PATIENCE) : null;
-    fetch(location.pathname, {
+    fetch(HERE, {
       cache: "no-store",
       credentials: "same-origin",
       signal: abort ? abort.signal : undefined,
@@ -125,10 +152,21 @@
         if (!response.ok && response.status !== 404) {
           throw new Error("HTTP " + response.status);
         }
-        return response.text();
+        return response.text().then(function (text) {
+          var fresh = new DOMParser().parseFromString(text, "text/html");
+          if (!ours(response, fresh)) {
+            throw new Error("not one of this site's pages");
+          }
+          return fresh;
+        });
       })
-      .then(function (text) {
-        var fresh = new DOMParser().parseFromString(text, "text/html");
+      .then(function (fresh) {
+        if (BROKEN) {
+          // The page can be shown now: all of it, as asked for.
+          over = true;
+          location.reload();
+          return;
+        }
         var before = headline(document);
         PARTS.forEach(function (selector) {
           var now = document.querySelector(selector);
@@ -153,13 +191,16 @@
       .finally(function () {
         clearTimeout(patience);
         busy = false;
+        ended = Date.now();
         later(delay);
       });
   }
 
   document.addEventListener("visibilitychange", function () {
     if (visible()) {
-      later(0);
+      // At once after a success (the page may be old by now); after a
+      // failure, once the back-off since it is over.
+      later(delay === PERIOD ? 0 : Math.max(0, ended + delay - Date.now()));
     } else {
       clearTimeout(timer);
       timer = null;

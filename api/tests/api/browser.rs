@@ -529,6 +529,16 @@ async fn a_fractals_page_follows_it_until_final_in_chromium() {
     assert_eq!(devtools.eval("document.images.length").await, json!(0));
     // Gone if the page reloads.
     devtools.eval("window.loadedOnce = true; true").await;
+    // A keyboard user on the fractal's link: the article is put in anew.
+    assert_eq!(
+        devtools
+            .eval(
+                "const link = document.querySelector('main article a'); link.focus(); \
+                 document.activeElement === link"
+            )
+            .await,
+        json!(true)
+    );
 
     let running = FractalUpdate {
         status: Some(FractalStatus::Running),
@@ -545,6 +555,13 @@ async fn a_fractals_page_follows_it_until_final_in_chromium() {
             "the page shows the fractal running, its attempt counted",
         )
         .await;
+    assert_eq!(
+        devtools
+            .eval("document.activeElement === document.querySelector('main')")
+            .await,
+        json!(true),
+        "the focus on the article put in anew went to the page's main part, not the top"
+    );
 
     let rendered = crate::helpers::render(&fractal);
     app.api

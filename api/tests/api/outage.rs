@@ -213,6 +213,18 @@ async fn the_database_goes_away_and_comes_back(backend: Backend) {
                 !message.contains("pool timed out"),
                 "{backend:?} {path}: {message}"
             );
+            if path == "/readyz" {
+                // Anyone may ask: the kind of database, not where it is.
+                assert!(
+                    !message.contains(&format!("127.0.0.1:{}", proxy.port)),
+                    "{backend:?}: {message}"
+                );
+                let kind = faafo_api::db::Backend::of_url(&db.url).expect("a server's URL");
+                assert!(
+                    message.contains(&format!("the {} database does not answer", kind.name())),
+                    "{message}"
+                );
+            }
         }
     }
     // The web page: an HTML page, not the JSON error.
