@@ -406,6 +406,40 @@ impl ApiClient {
         }
     }
 
+    /// `request`, made for another host, for `endpoint`: its URL, and its
+    /// credentials (an endpoint's `user:password@`, which the request
+    /// carries as an `Authorization` header: the other host's must not
+    /// go to this one), the rest as it was.
+    fn moved(
+        &self,
+        mut request: reqwest::Request,
+        endpoint: usize,
+        path: &str,
+    ) -> Result<reqwest::Request, ApiError> {
+        let query = request.url().query().map(str::to_string);
+        let invalid = |reason: String| ApiError::InvalidEndpoint {
+            endpoint: self.endpoints[endpoint].clone(),
+            reason,
+        };
+        let mut fresh = self
+            .http
+            .request(
+                request.method().clone(),
+                format!("{}{path}", self.endpoints[endpoint]),
+            )
+            .build()
+            .map_err(|e| invalid(without_url(&e)))?;
+        fresh.url_mut().set_query(query.as_deref());
+        for (name, value) in request.headers() {
+            if name != reqwest::header::AUTHORIZATION {
+                fresh.headers_mut().append(name.clone(), value.clone());
+            }
+        }
+        *fresh.timeout_mut() = request.timeout().copied();
+        *fresh.body_mut() = request.body_mut().take();
+        Ok(fresh)
+    }
+
     /// Sends `call`; a host that refuses the connection (nothing was sent
     /// to it), or that answers 502-504 or not at all within the timeout to
     /// a request that can be repeated, is left for the next at once, each
@@ -446,20 +480,12 @@ impl ApiClient {
                 Ok(response) => repeatable && another_host_may_answer(response.status().as_u16()),
             };
             match (sent, spare) {
-                (_, Some(mut spare)) if elsewhere => {
+                (_, Some(spare)) if elsewhere => {
                     sent_elsewhere |= received;
                     self.fail_over(endpoint);
                     tried.push(endpoint);
                     endpoint = (endpoint + 1) % self.endpoints.len();
-                    let query = spare.url().query().map(str::to_string);
-                    let url = format!("{}{path}", self.endpoints[endpoint]);
-                    *spare.url_mut() =
-                        reqwest::Url::parse(&url).map_err(|e| ApiError::InvalidEndpoint {
-                            endpoint: self.endpoints[endpoint].clone(),
-                            reason: e.to_string(),
-                        })?;
-                    spare.url_mut().set_query(query.as_deref());
-                    request = spare;
+                    request = self.moved(spare, endpoint, path)?;
                     left -= 1;
                 }
                 (Ok(response), _) => break response,
@@ -1031,6 +1057,56 @@ mod tests {
             }
         });
         (endpoint, server)
+    }
+
+    /// Each host gets its own credentials (`user:password@` in its
+    /// endpoint), also when a request moves to it from a host that failed:
+    /// the first host's password is not sent to the second.
+    #[tokio::test]
+    async fn a_request_moved_to_another_host_carries_that_hosts_credentials() {
+        use base64::Engine;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let b = listener.local_addr().expect("address");
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut request = vec![0u8; 4096];
+            let n = socket.read(&mut request).await.expect("read");
+            socket
+                .write_all(
+                    b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await
+                .expect("answer");
+            String::from_utf8_lossy(&request[..n]).into_owned()
+        });
+        // Nothing listens on port 9 (discard) here.
+        let api = ApiClient::new(
+            &format!("http://alice:secret-a@127.0.0.1:9,http://alice:secret-b@{b}"),
+            Some("token-1".into()),
+        )
+        .expect("client");
+        api.delete("01a20784-fe99-72fe-a554-9a9b678b0fe0")
+            .await
+            .expect("a refuses, b answers");
+        let received = server.await.expect("b").to_ascii_lowercase();
+        let basic = |password: &str| {
+            base64::engine::general_purpose::STANDARD.encode(format!("alice:{password}"))
+        };
+        assert!(
+            received.contains(
+                &format!("authorization: basic {}", basic("secret-b")).to_ascii_lowercase()
+            ),
+            "b's own credentials: {received}"
+        );
+        assert!(
+            !received.contains(&basic("secret-a").to_ascii_lowercase()),
+            "a's password went to b: {received}"
+        );
+        assert!(received.contains("x-auth-token: token-1"), "{received}");
+        assert!(received.starts_with("delete /v1/fractal/"), "{received}");
     }
 
     /// A listing whose count was taken a row short (a fractal came into

@@ -150,6 +150,23 @@ impl RabbitVhost {
             .await;
     }
 
+    /// Deletes what another client (an operator, a peer's auto-delete)
+    /// would: `kind` is `exchanges` or `queues`.
+    pub async fn delete_as_another_client(&self, kind: &str, name: &str) {
+        let url = format!("{}/api/{kind}/{}/{name}", self.api, self.name);
+        let response = reqwest::Client::new()
+            .delete(&url)
+            .basic_auth(&self.user, Some(&self.password))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("the management API at {url}: {e}"));
+        assert!(
+            response.status().is_success(),
+            "the management API at {url}: {}",
+            response.status()
+        );
+    }
+
     /// Binds `queue` to `exchange` with `key`, as another client would.
     pub async fn bind_as_another_client(&self, exchange: &str, queue: &str, key: &str) {
         let url = format!(

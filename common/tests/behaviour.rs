@@ -1397,6 +1397,61 @@ async fn an_exchange_a_peer_declared_otherwise_takes_casts_and_spoils_no_call() 
     server.stop().await;
 }
 
+/// An exchange deleted under a sender (by an operator, or with a
+/// peer's last binding when the peer declared it auto-delete) is declared
+/// again by the next message: RabbitMQ refuses a publish to it by closing
+/// the channel after the publish, before the confirm, which was taken for
+/// a lost connection, and the exchange was never declared again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exchange_deleted_under_a_sender_is_declared_again() {
+    let env = TestBroker::rabbit().await;
+    let vhost = env.vhost().expect("rabbit");
+    let t = env.transport().await;
+    let caster = RpcClient::new(
+        &t,
+        Target::topic("gone-topic").with_exchange("gone-exchange"),
+    );
+    let nothing = json!({});
+    let undeliverable = caster.cast(&ctx(), "anything", &nothing).await;
+    assert!(
+        matches!(undeliverable, Err(MessagingError::Undeliverable { .. })),
+        "no queue yet: {undeliverable:?}"
+    );
+    vhost
+        .declare_as_another_client("queues", "peer-gone", json!({"durable": false}))
+        .await;
+    vhost
+        .bind_as_another_client("gone-exchange", "peer-gone", "gone-topic")
+        .await;
+    caster
+        .cast(&ctx(), "anything", &nothing)
+        .await
+        .expect("a cast to the bound queue");
+    vhost
+        .delete_as_another_client("exchanges", "gone-exchange")
+        .await;
+    for round in 0..2 {
+        let result = caster.cast(&ctx(), "anything", &nothing).await;
+        assert!(
+            matches!(result, Err(MessagingError::Undeliverable { .. })),
+            "round {round}: the exchange is declared again, with nothing bound yet: {result:?}"
+        );
+    }
+    vhost
+        .bind_as_another_client("gone-exchange", "peer-gone", "gone-topic")
+        .await;
+    caster
+        .cast(&ctx(), "anything", &nothing)
+        .await
+        .expect("a cast once the peer bound its queue again");
+    assert_eq!(
+        queue_depth(&t, "peer-gone").await.expect("depth"),
+        Some(2),
+        "the casts before the delete and after the new binding"
+    );
+    t.close().await;
+}
+
 /// Only RabbitMQ has a management API to compare declarations with.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_declares_oslo_topology() {

@@ -242,6 +242,9 @@ async fn the_database_goes_away_and_comes_back(backend: Backend) {
     let text = page.text().await.expect("body");
     assert!(text.contains("<!DOCTYPE html>"), "{text}");
     assert!(text.contains("Connection refused"), "{text}");
+    // It asks again by itself, and loads the page once it can.
+    assert!(text.contains("/static/live.js?v="), "{text}");
+    assert!(text.contains("<main class=\"unavailable\">"), "{text}");
 
     proxy.restart().await;
     for path in ["/readyz", "/v1/fractal", "/"] {

@@ -89,6 +89,15 @@ pub enum MessagingError {
     #[error("the message broker refused the operation: {0}")]
     Broker(String),
 
+    /// The broker closed the publishing channel with a refusal before it
+    /// confirmed the message: of this message (an exchange deleted since
+    /// it was declared, a message larger than the broker takes) or of
+    /// another one sent on the same channel. The senders of this library
+    /// send such a message once more (the exchange declared again) before
+    /// they report it.
+    #[error("the message broker refused a message before it confirmed it: {0}")]
+    Refused(String),
+
     /// A value could not be serialized.
     #[error("could not encode the message: {0}")]
     Encode(String),

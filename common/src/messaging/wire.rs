@@ -459,20 +459,23 @@ impl AddressFields {
 /// `"_msg_id": "..."` and `"_reply_q": "..."` found (a key inside a string
 /// value could be taken first: the error then goes to no call).
 fn scanned_address(text: &str) -> Option<ReplyAddress> {
-    fn string_after(text: &str, key: &str) -> Option<String> {
-        text.match_indices(key).find_map(|(at, _)| {
-            let value = text[at + key.len()..].trim_start().strip_prefix(':')?;
-            serde_json::Deserializer::from_str(value.trim_start())
-                .into_iter::<String>()
-                .next()?
-                .ok()
-        })
-    }
     AddressFields {
         msg_id: string_after(text, "\"_msg_id\""),
         reply_q: string_after(text, "\"_reply_q\""),
     }
     .address()
+}
+
+/// The string value of the first `key` (a quoted JSON key) in `text`
+/// that has one, read off the text of a message no parser takes.
+fn string_after(text: &str, key: &str) -> Option<String> {
+    text.match_indices(key).find_map(|(at, _)| {
+        let value = text[at + key.len()..].trim_start().strip_prefix(':')?;
+        serde_json::Deserializer::from_str(value.trim_start())
+            .into_iter::<String>()
+            .next()?
+            .ok()
+    })
 }
 
 /// Decodes a request body of the given codec.
@@ -615,12 +618,20 @@ struct ReplyFields<P> {
 }
 
 /// Decodes a reply body of the given codec.
-pub(crate) fn decode_reply(codec: Codec, body: Vec<u8>) -> Result<IncomingReply, String> {
+pub(crate) fn decode_reply(
+    codec: Codec,
+    body: Vec<u8>,
+) -> Result<IncomingReply, ReplyDecodeFailure> {
     let (msg_id, failure, ending, result) = match codec {
         Codec::Json => {
             let inner = open_json_envelope(&body)?;
             let fields: ReplyFields<Box<RawValue>> =
-                serde_json::from_str(&inner).map_err(|e| format!("malformed reply: {e}"))?;
+                serde_json::from_str(&inner).map_err(|e| ReplyDecodeFailure {
+                    reason: format!("malformed reply: {e}"),
+                    // Python's NaN or Infinity in a result: its call is
+                    // told at once, not left to time out.
+                    msg_id: string_after(&inner, "\"_msg_id\""),
+                })?;
             (
                 fields.msg_id,
                 fields.failure,
@@ -649,6 +660,30 @@ pub(crate) fn decode_reply(codec: Codec, body: Vec<u8>) -> Result<IncomingReply,
         failure,
         ending,
     })
+}
+
+/// Why a reply could not be read, and whose it is when that can be told.
+#[derive(Debug)]
+pub(crate) struct ReplyDecodeFailure {
+    /// What is wrong with it.
+    pub reason: String,
+    /// The `_msg_id` read off a reply no parser takes, if it has one.
+    pub msg_id: Option<String>,
+}
+
+impl From<String> for ReplyDecodeFailure {
+    fn from(reason: String) -> Self {
+        Self {
+            reason,
+            msg_id: None,
+        }
+    }
+}
+
+impl From<&str> for ReplyDecodeFailure {
+    fn from(reason: &str) -> Self {
+        reason.to_string().into()
+    }
 }
 
 /// A notification as a listener receives it.

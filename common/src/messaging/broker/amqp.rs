@@ -83,8 +83,9 @@ struct Link {
     generations: std::sync::atomic::AtomicU64,
     /// The lasting exchanges declared on this connection (each on a
     /// channel of its own, not the publishing one): forgotten when a
-    /// publish fails, which may be a NOT_FOUND for one deleted since.
-    declared: Mutex<HashSet<String>>,
+    /// publish fails, or its confirm comes with the channel closed by a
+    /// refusal, which may be a NOT_FOUND for one deleted since.
+    declared: Arc<Mutex<HashSet<String>>>,
 }
 
 type Events = BoxStream<'static, Event>;
@@ -200,6 +201,7 @@ impl AmqpBroker {
                         routing_key: publication.routing_key.clone(),
                         body: publication.body.clone(),
                         strays: self.inner.strays.clone(),
+                        declared: link.declared.clone(),
                     });
                 }
                 Err(e) => {
@@ -392,7 +394,7 @@ impl Inner {
             connection,
             publisher: tokio::sync::Mutex::new(None),
             generations: std::sync::atomic::AtomicU64::new(0),
-            declared: Mutex::new(HashSet::new()),
+            declared: Arc::default(),
         });
         link.publisher().await.map_err(|e| e.to_string())?;
         Ok((link, events))
@@ -536,17 +538,23 @@ impl Link {
     /// `None`), so that the next publish opens a fresh one; a channel
     /// another publish already opened in its place stays.
     async fn reset_publisher(&self, failed: Option<u64>) {
-        let mut slot = self.publisher.lock().await;
-        let stale = match (slot.as_ref(), failed) {
-            (Some((generation, _)), Some(failed)) => *generation == failed,
-            (Some(_), None) => true,
-            (None, _) => false,
+        let taken = {
+            let mut slot = self.publisher.lock().await;
+            let stale = match (slot.as_ref(), failed) {
+                (Some((generation, _)), Some(failed)) => *generation == failed,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if stale { slot.take() } else { None }
         };
-        if stale
-            && let Some((_, channel)) = slot.take()
+        // Closed outside the lock (the next publish opens its channel
+        // meanwhile), and not waited for past CHANNEL_CLOSE_WAIT: a broker
+        // that stopped reading (a resource alarm, a connection half gone)
+        // never answers, and a stopping program would hang here.
+        if let Some((_, channel)) = taken
             && channel.status().connected()
         {
-            let _ = channel.close(200, "OK".into()).await;
+            let _ = tokio::time::timeout(CHANNEL_CLOSE_WAIT, channel.close(200, "OK".into())).await;
         }
     }
 
@@ -815,6 +823,13 @@ async fn declare_topology(
     Ok(())
 }
 
+/// The longest wait for the broker to answer a channel's close.
+const CHANNEL_CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// A consumer that lasted this long before it was lost was not failing:
+/// the next one is started after the shortest delay.
+const STEADY_CONSUMER: Duration = Duration::from_secs(5);
+
 async fn run_subscription(
     inner: Arc<Inner>,
     spec: SubscriptionSpec,
@@ -824,7 +839,11 @@ async fn run_subscription(
     stopped: CancellationToken,
 ) {
     let queue = spec.queue.name.clone();
+    // Losses in a row, for the delay before consuming again: reset by a
+    // delivery, or by a consumer that lasted (an idle reply queue gets no
+    // delivery between broker restarts, and would wait longer after each).
     let mut failures = 0u32;
+    let mut up_since = tokio::time::Instant::now();
     // Refusals by the broker in a row, to say so now and then.
     let mut refusals = 0u32;
     loop {
@@ -888,6 +907,9 @@ async fn run_subscription(
                 }
             };
             debug!(%queue, reason = %ended, "consumer ended");
+            if up_since.elapsed() >= STEADY_CONSUMER {
+                failures = 0;
+            }
             if tx.send(SubscriptionEvent::Interrupted).is_err() {
                 stopped.cancel();
                 return;
@@ -910,6 +932,7 @@ async fn run_subscription(
         match start_consumer(&link, &spec).await {
             Ok(c) => {
                 refusals = 0;
+                up_since = tokio::time::Instant::now();
                 info!(%queue, "consumer re-established");
                 current = Some(c);
                 if tx.send(SubscriptionEvent::Reconnected).is_err() {

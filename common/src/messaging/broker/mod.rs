@@ -114,6 +114,9 @@ pub(crate) enum PendingConfirm {
         routing_key: String,
         body: Arc<[u8]>,
         strays: StrayReturns,
+        /// The connection's declared exchanges, forgotten when the broker
+        /// closes the channel with a refusal before it confirms.
+        declared: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     },
     Ready(PublishOutcome),
 }
@@ -237,6 +240,7 @@ impl PendingConfirm {
                 routing_key,
                 body,
                 strays,
+                declared,
             } => match confirm.await {
                 Ok(lapin::Confirmation::Ack(Some(returned))) => {
                     if is_ours(
@@ -255,6 +259,15 @@ impl PendingConfirm {
                     Ok(PublishOutcome::Delivered)
                 }
                 Ok(lapin::Confirmation::Nack(_)) => Ok(PublishOutcome::Nacked),
+                // The broker closed the channel with a refusal: of this
+                // message (an exchange deleted since it was declared, a
+                // message larger than it takes) or of another one on the
+                // channel. Not a lost connection: sent again once (the
+                // exchange declared again), then the caller's error.
+                Err(e) if e.is_amqp_soft_error() => {
+                    declared.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                    Err(MessagingError::Refused(e.to_string()))
+                }
                 Err(e) => Err(MessagingError::Disconnected(format!(
                     "the connection failed before the broker confirmed a message: {e}"
                 ))),

@@ -123,12 +123,18 @@ impl Notifier {
                 self.ensure_queue(transport, &exchange, &key, attempt > 0)
                     .await?;
                 let deadline = Instant::now() + transport.send_wait();
-                let outcome = inner
+                let outcome = match inner
                     .broker
                     .publish(&publication, deadline)
                     .await?
                     .outcome_by(deadline)
-                    .await?;
+                    .await
+                {
+                    // Perhaps another message's refusal, or the exchange
+                    // deleted since: once more, declared again.
+                    Err(MessagingError::Refused(_)) if attempt == 0 => continue,
+                    outcome => outcome?,
+                };
                 match outcome {
                     PublishOutcome::Delivered => break,
                     // The queue vanished (e.g. a broker restart): declare it again.

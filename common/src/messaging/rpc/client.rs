@@ -216,14 +216,26 @@ impl RpcClient {
             }),
             &unique_id,
         )?;
-        let publication = self.direct_publication(body, Some(self.timeout));
+        let mut publication = self.direct_publication(body, Some(self.timeout));
         let mut attempt = 0u32;
+        // Whether the broker already refused it once (sent again once).
+        let mut refused = false;
         // No time to send in (a zero timeout): the call timed out; the
         // broker, given no time, would seem blocked by an alarm.
         if Instant::now() >= deadline {
             return Err(self.timed_out(method));
         }
         'send: loop {
+            // A request sent again expires when the call does, not a whole
+            // timeout later: nobody would wait for its answer.
+            publication.expiration = Some(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .clamp(Duration::from_millis(1), MAX_EXPIRATION),
+            );
+            // The reply consumer's losses before this send: the one that
+            // made it send again, queued meanwhile, is not a second one.
+            let known_losses = waiter.losses();
             let confirm = self
                 .transport
                 .inner()
@@ -252,6 +264,16 @@ impl RpcClient {
                                     self.target
                                 )));
                             }
+                            // Perhaps another message's refusal, or an
+                            // exchange deleted since: once more, declared
+                            // again (a copy that did arrive is run once:
+                            // the same `_unique_id`).
+                            Err(MessagingError::Refused(reason)) if !refused => {
+                                debug!(%method, %reason, "the broker refused the call; sending it again");
+                                refused = true;
+                                continue 'send;
+                            }
+                            Err(e @ MessagingError::Refused(_)) => return Err(e),
                             Err(e) => e.to_string(),
                         }
                     }
@@ -283,7 +305,14 @@ impl RpcClient {
                                 .await?;
                             continue 'send;
                         }
-                        Some(ReplyEvent::ConnectionLost) => {
+                        Some(ReplyEvent::Unreadable(reason)) => {
+                            return Err(MessagingError::Decode(format!(
+                                "the reply to '{method}' from {} cannot be read: {reason}",
+                                self.target
+                            )));
+                        }
+                        Some(ReplyEvent::ConnectionLost(loss)) if loss <= known_losses => continue,
+                        Some(ReplyEvent::ConnectionLost(_)) => {
                             "the connection to the broker was lost while waiting for the reply".to_string()
                         }
                         None => return Err(MessagingError::Closed),
@@ -343,6 +372,7 @@ impl RpcClient {
         };
         let deadline = Instant::now() + self.transport.send_wait().max(self.timeout);
         let mut attempt = 0u32;
+        let mut refused = false;
         loop {
             let result = match self
                 .transport
@@ -371,6 +401,11 @@ impl RpcClient {
                     if !(self.retry.allows(attempt) && Instant::now() < deadline) {
                         return Err(MessagingError::Disconnected(reason));
                     }
+                }
+                // As for a call: once more, the exchange declared again.
+                Err(MessagingError::Refused(reason)) if !refused => {
+                    debug!(%method, %reason, "the broker refused the cast; sending it again");
+                    refused = true;
                 }
                 Err(e) => return Err(e),
             }
@@ -542,6 +577,165 @@ mod tests {
         let near = Duration::from_secs(900);
         let publication = client.direct_publication(Vec::new(), Some(near));
         assert_eq!(publication.expiration, Some(near));
+        transport.close().await;
+    }
+
+    /// A reply no parser takes (a Python server's `NaN` in its result)
+    /// ends its call at once, with the reason, instead of at its timeout.
+    #[tokio::test]
+    async fn an_unreadable_reply_ends_its_call_at_once() {
+        use crate::messaging::broker::{Binding, QueueSpec, SubscriptionEvent, SubscriptionSpec};
+        use crate::messaging::wire::decode_request;
+        let transport = Transport::builder(&format!("memory:///nan-reply-{}", std::process::id()))
+            .connect()
+            .await
+            .expect("memory transport");
+        let broker = &transport.inner().broker;
+        let mut server = broker
+            .subscribe(SubscriptionSpec {
+                queue: QueueSpec {
+                    name: "nan".into(),
+                    durable: false,
+                    auto_delete: false,
+                    expires: None,
+                    dead_letter_exchange: None,
+                },
+                bindings: vec![Binding {
+                    exchange: transport
+                        .inner()
+                        .topology
+                        .topic_exchange(&transport.exchange_of(&Target::topic("nan"))),
+                    routing_key: "nan".into(),
+                }],
+                prefetch: 1,
+                auto_ack: true,
+            })
+            .await
+            .expect("subscribe");
+        let client =
+            RpcClient::new(&transport, Target::topic("nan")).timeout(Duration::from_secs(30));
+        let started = Instant::now();
+        let call = tokio::spawn({
+            let client = client.clone();
+            async move {
+                client
+                    .call::<_, serde_json::Value>(&RequestContext::default(), "ratio", &())
+                    .await
+            }
+        });
+        let request = loop {
+            if let Some(SubscriptionEvent::Delivery(d)) = server.events.recv().await {
+                break decode_request(Codec::Json, d.body.to_vec()).expect("request");
+            }
+        };
+        let address = request.reply_to.expect("a call's reply address");
+        // What oslo's jsonutils.dumps writes for float('nan').
+        let inner = format!(
+            r#"{{"_msg_id": "{}", "result": NaN, "failure": null, "ending": true}}"#,
+            address.msg_id
+        );
+        let body = serde_json::json!({"oslo.version": "2.0", "oslo.message": inner}).to_string();
+        broker
+            .publish(
+                &Publication {
+                    declare: None,
+                    exchange: String::new(),
+                    routing_key: address.reply_q,
+                    body: Arc::from(body.into_bytes()),
+                    content_type: "application/json".into(),
+                    expiration: None,
+                    mandatory: false,
+                },
+                Instant::now() + Duration::from_secs(5),
+            )
+            .await
+            .expect("publish the reply");
+        let result = call.await.expect("call task");
+        assert!(
+            matches!(&result, Err(MessagingError::Decode(reason)) if reason.contains("malformed reply")),
+            "{result:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "waited out its timeout"
+        );
+        transport.close().await;
+    }
+
+    /// A call sent again (nobody listened at first) expires with the call,
+    /// not a whole timeout after it was sent again: a server that comes
+    /// after the caller gave up does not run it.
+    #[tokio::test]
+    async fn a_request_sent_again_expires_with_its_call() {
+        use crate::messaging::broker::{Binding, QueueSpec, SubscriptionEvent, SubscriptionSpec};
+        let transport =
+            Transport::builder(&format!("memory:///resend-expiry-{}", std::process::id()))
+                .connect()
+                .await
+                .expect("memory transport");
+        let client = RpcClient::new(&transport, Target::topic("late"))
+            .timeout(Duration::from_millis(1000))
+            .retry(RetryPolicy::UNTIL_DEADLINE);
+        let call = tokio::spawn({
+            let client = client.clone();
+            async move {
+                client
+                    .call::<_, serde_json::Value>(&RequestContext::default(), "m", &())
+                    .await
+            }
+        });
+        // Unroutable at 0 ms and about 200 ms; the queue is there, with no
+        // consumer, for the try at about 600 ms.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let queue = QueueSpec {
+            name: "late".into(),
+            durable: false,
+            auto_delete: false,
+            expires: None,
+            dead_letter_exchange: None,
+        };
+        let binding = Binding {
+            exchange: transport
+                .inner()
+                .topology
+                .topic_exchange(&transport.exchange_of(&Target::topic("late"))),
+            routing_key: "late".into(),
+        };
+        let broker = &transport.inner().broker;
+        broker
+            .declare(&queue, std::slice::from_ref(&binding))
+            .await
+            .expect("declare");
+        let result = call.await.expect("call task");
+        assert!(
+            matches!(result, Err(MessagingError::Timeout { .. })),
+            "{result:?}"
+        );
+        // A server starts after the call timed out: the request expired.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            broker.queue_depth("late").await.expect("depth"),
+            Some(0),
+            "the request outlived its call"
+        );
+        let mut subscription = broker
+            .subscribe(SubscriptionSpec {
+                queue,
+                bindings: vec![binding],
+                prefetch: 1,
+                auto_ack: true,
+            })
+            .await
+            .expect("subscribe");
+        let delivered = tokio::time::timeout(Duration::from_millis(300), async {
+            loop {
+                if let Some(SubscriptionEvent::Delivery(_)) = subscription.events.recv().await {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(delivered.is_err(), "the late server was given the request");
         transport.close().await;
     }
 }

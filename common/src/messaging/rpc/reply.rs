@@ -2,7 +2,7 @@
 //! of calls waiting for their `_msg_id`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -21,11 +21,16 @@ use crate::messaging::wire::{IncomingReply, decode_reply, decode_request};
 pub(crate) enum ReplyEvent {
     /// A reply (final, partial or a call-monitor heartbeat).
     Reply(IncomingReply),
-    /// The reply consumer lost its connection: a reply sent now may be lost.
-    ConnectionLost,
+    /// The reply consumer lost its connection: a reply sent now may be
+    /// lost. The number of that loss ([`ReplyWaiter::losses`]): a call sent
+    /// again after it does not count it again.
+    ConnectionLost(u64),
     /// The broker returned the request as unroutable (nobody listens),
     /// with another publish's confirm ([`StrayReturns`](crate::messaging::broker::StrayReturns)).
     Returned,
+    /// A reply to this call that cannot be read (a Python server's `NaN`
+    /// in its result), and why.
+    Unreadable(String),
 }
 
 type Waiters = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<ReplyEvent>>>>;
@@ -37,6 +42,8 @@ pub(crate) struct ReplyWaiter {
     /// Set by [`Self::stop`], under the waiters' lock: no call registers
     /// after it (it would wait for a reply nobody routes).
     stopped: AtomicBool,
+    /// Connection losses of the reply consumer so far.
+    losses: Arc<AtomicU64>,
     handle: SubscriptionHandle,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -77,6 +84,8 @@ impl ReplyWaiter {
             }
         }));
         let routes = waiters.clone();
+        let losses = Arc::new(AtomicU64::new(0));
+        let counted = losses.clone();
         let name = queue.clone();
         let task = tokio::spawn(async move {
             while let Some(event) = events.recv().await {
@@ -124,14 +133,30 @@ impl ReplyWaiter {
                                     ),
                                 }
                             }
-                            Err(reason) => {
-                                warn!(queue = %name, %reason, "dropped an unreadable reply")
+                            Err(failure) => {
+                                let reason = failure.reason;
+                                let route = failure
+                                    .msg_id
+                                    .and_then(|msg_id| lock(&routes).get(&msg_id).cloned());
+                                match route {
+                                    // Its call ends now with the reason,
+                                    // instead of at its timeout.
+                                    Some(tx) => {
+                                        warn!(queue = %name, %reason, "an unreadable reply");
+                                        let _ = tx.send(ReplyEvent::Unreadable(reason));
+                                    }
+                                    None => {
+                                        warn!(queue = %name, %reason, "dropped an unreadable reply")
+                                    }
+                                }
                             }
                         }
                     }
                     SubscriptionEvent::Interrupted => {
-                        for tx in lock(&routes).values() {
-                            let _ = tx.send(ReplyEvent::ConnectionLost);
+                        let routes = lock(&routes);
+                        let loss = counted.fetch_add(1, Ordering::SeqCst) + 1;
+                        for tx in routes.values() {
+                            let _ = tx.send(ReplyEvent::ConnectionLost(loss));
                         }
                     }
                     SubscriptionEvent::Reconnected => {
@@ -144,6 +169,7 @@ impl ReplyWaiter {
             queue,
             waiters,
             stopped: AtomicBool::new(false),
+            losses,
             handle,
             task: Mutex::new(Some(task)),
         }))
@@ -152,6 +178,12 @@ impl ReplyWaiter {
     /// The reply queue's name (`_reply_q`).
     pub(crate) fn queue(&self) -> &str {
         &self.queue
+    }
+
+    /// How many times the reply consumer has lost its connection so far:
+    /// a call takes it before it sends, and ignores the losses up to it.
+    pub(crate) fn losses(&self) -> u64 {
+        self.losses.load(Ordering::SeqCst)
     }
 
     /// Starts waiting for replies to `msg_id`; stops when dropped.
@@ -175,13 +207,18 @@ impl ReplyWaiter {
 
     /// Stops consuming replies; calls still waiting end at once, as closed.
     pub(crate) async fn stop(&self) {
+        // Stopped first: a close given up while the consumer is cancelled
+        // leaves no call registered (or registering) for replies that
+        // nothing would route.
+        {
+            let mut waiters = lock(&self.waiters);
+            self.stopped.store(true, Ordering::SeqCst);
+            waiters.clear();
+        }
         self.handle.cancel().await;
         if let Some(task) = lock(&self.task).take() {
             task.abort();
         }
-        let mut waiters = lock(&self.waiters);
-        self.stopped.store(true, Ordering::SeqCst);
-        waiters.clear();
     }
 }
 

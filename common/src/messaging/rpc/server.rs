@@ -750,6 +750,9 @@ impl ServerContext {
         } else {
             Instant::now() + self.missing_reply_queue_timeout
         };
+        // A refusal on the channel may have been another message's: the
+        // reply is sent once more before it is dropped.
+        let mut refused = false;
         loop {
             let deadline = Instant::now() + Duration::from_secs(30);
             let outcome = match self
@@ -797,6 +800,10 @@ impl ServerContext {
                 | Err(MessagingError::Closed) => {
                     warn!(msg_id = %address.msg_id, "could not send a reply; the request will run again");
                     return ReplyOutcome::Disconnected;
+                }
+                Err(MessagingError::Refused(reason)) if !refused => {
+                    debug!(msg_id = %address.msg_id, %reason, "the broker refused a reply; sending it again");
+                    refused = true;
                 }
                 Err(error) => {
                     warn!(msg_id = %address.msg_id, %error, "the broker refused a reply; reply dropped");
