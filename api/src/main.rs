@@ -92,6 +92,6 @@ fn main() -> ExitCode {
 
 /// Prints the one line that says why, and fails.
 fn fail(error: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("faafo-api: {error}");
+    faafo_common::say!("faafo-api: {error}");
     ExitCode::FAILURE
 }

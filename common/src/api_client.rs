@@ -73,6 +73,13 @@ pub enum ApiError {
     /// (it would have been part of the request's path).
     #[error("{0:?} is not a UUID (expected 8-4-4-4-12 hex digits)")]
     InvalidUuid(String),
+    /// The token cannot be sent as an HTTP header (a line break or another
+    /// control character, often a stray newline from a file): nothing was
+    /// sent. The token itself is not shown.
+    #[error(
+        "the API token cannot be sent: it holds a control character (a line break, copied from a file?) or a character outside ASCII"
+    )]
+    InvalidToken,
     /// The API answered something that is not what it should.
     #[error("unexpected answer from the faafo API ({path}): {reason}")]
     Protocol {
@@ -128,7 +135,9 @@ impl ApiError {
                 ..
             } => *sent_elsewhere || *status >= 500,
             ApiError::Protocol { .. } => true,
-            ApiError::InvalidUuid(_) | ApiError::InvalidEndpoint { .. } => false,
+            ApiError::InvalidUuid(_)
+            | ApiError::InvalidEndpoint { .. }
+            | ApiError::InvalidToken => false,
         }
     }
 
@@ -149,7 +158,8 @@ impl ApiError {
             ApiError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             ApiError::Protocol { .. }
             | ApiError::InvalidUuid(_)
-            | ApiError::InvalidEndpoint { .. } => false,
+            | ApiError::InvalidEndpoint { .. }
+            | ApiError::InvalidToken => false,
         }
     }
 }
@@ -277,6 +287,14 @@ impl ApiClient {
     /// `token` as `X-Auth-Token` when given.
     pub fn new(endpoint: &str, token: Option<String>) -> Result<Self, ApiError> {
         let endpoints = ApiEndpoints::parse(endpoint)?;
+        let token = token.filter(|t| !t.is_empty());
+        // Refused here, not as "an unexpected answer" of each request later.
+        if token
+            .as_deref()
+            .is_some_and(|t| reqwest::header::HeaderValue::from_str(t).is_err())
+        {
+            return Err(ApiError::InvalidToken);
+        }
         let first = endpoints.0[0].clone();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -295,7 +313,7 @@ impl ApiClient {
             endpoints: endpoints.0.into(),
             current: Arc::new(AtomicUsize::new(0)),
             answered: Arc::new(AtomicUsize::new(0)),
-            token: token.filter(|t| !t.is_empty()),
+            token,
             request_id: None,
             timeout: REQUEST_TIMEOUT,
             http,
@@ -548,7 +566,9 @@ impl ApiClient {
             .map_err(|e| self.unreachable(endpoint, &[], false, &e))?;
         serde_json::from_slice(&bytes).map_err(|e| ApiError::Protocol {
             path: path.to_string(),
-            reason: e.to_string(),
+            // serde quotes the value it did not expect, as the API sent it
+            // (terminal escapes included): shown as text, and not whole.
+            reason: crate::fractal::truncate(&crate::configuration::one_line(&e.to_string()), 300),
         })
     }
 
@@ -1057,6 +1077,18 @@ mod tests {
             }
         });
         (endpoint, server)
+    }
+
+    /// A token that cannot be a header (a stray newline from a file) is
+    /// refused when the client is made, without showing it.
+    #[test]
+    fn a_token_that_cannot_be_sent_is_refused_at_once() {
+        let error =
+            ApiClient::new("http://127.0.0.1:5000", Some("s3cret\n".into())).expect_err("refused");
+        assert!(matches!(error, ApiError::InvalidToken), "{error:?}");
+        assert!(!error.to_string().contains("s3cret"), "{error}");
+        assert!(!error.is_transient() && !error.may_have_applied());
+        ApiClient::new("http://127.0.0.1:5000", Some("s3cret".into())).expect("a good token");
     }
 
     /// Each host gets its own credentials (`user:password@` in its

@@ -38,9 +38,14 @@ pub struct WriteError {
 /// Writes `bytes` to `path` whole: into a hidden `.faafo-<random>.tmp` file
 /// in the same directory, then renamed over `path`. On error nothing is left
 /// aside. A `path` that exists and is not a regular file (`/dev/stdout`, a
-/// named pipe) cannot be replaced: it is written in place.
+/// named pipe) cannot be replaced: it is written in place. A symbolic link
+/// is written through, as `curl -o` does: the file it names is replaced,
+/// in that file's directory, and the link stays (renamed over, the link
+/// would become a file, and `/dev/stdout` a file in `/dev`).
 /// Blocking: from async code, [`write_whole_async`].
 pub fn write_whole(path: &Path, bytes: &[u8], durability: Durability) -> Result<(), WriteError> {
+    let target = through_links(path);
+    let path = target.as_path();
     if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
         return std::fs::write(path, bytes).map_err(|source| WriteError {
             path: path.to_path_buf(),
@@ -76,11 +81,40 @@ pub fn write_whole(path: &Path, bytes: &[u8], durability: Durability) -> Result<
     }
     file.persist(path).map_err(|e| at(path)(e.error))?;
     if durability == Durability::Synced {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(at(dir))?;
+        match std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+            Ok(()) => {}
+            // The file is in place. A directory one may write to but not
+            // read (a drop box, mode 0333) cannot be opened to sync, and
+            // some file systems do not sync directories: nothing more can
+            // be done, and the write is not a failure.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::PermissionDenied
+                    || e.kind() == std::io::ErrorKind::InvalidInput => {}
+            Err(e) => return Err(at(dir)(e)),
+        }
     }
     Ok(())
+}
+
+/// The file `path` names, through symbolic links: the path itself when it
+/// is not a link, the link's target otherwise (a dangling link's too: the
+/// file is made where it points).
+fn through_links(path: &Path) -> PathBuf {
+    if !std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return path.to_path_buf();
+    }
+    if let Ok(target) = std::fs::canonicalize(path) {
+        return target;
+    }
+    // Dangling (or a loop, which the write then reports): one step, from
+    // the link's own directory.
+    match std::fs::read_link(path) {
+        Ok(next) => match path.parent() {
+            Some(dir) if next.is_relative() => dir.join(next),
+            _ => next,
+        },
+        Err(_) => path.to_path_buf(),
+    }
 }
 
 /// [`write_whole`] from async code: on a blocking thread, so that a slow
@@ -252,6 +286,43 @@ mod tests {
             .file_type();
         assert!(kind.is_symlink());
         assert_eq!(names(dir.path()), ["out"]);
+    }
+
+    /// A link to a file, or to where a file is to be, is written through
+    /// (as `curl -o` does): the file it names is replaced, in its own
+    /// directory, and the link stays a link. (`faafo get -o /dev/stdout`
+    /// with standard output sent to a file: the file, not `/dev`.)
+    #[cfg(unix)]
+    #[test]
+    fn a_link_is_written_through() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let archive = dir.path().join("archive");
+        std::fs::create_dir(&archive).expect("set up");
+        let real = archive.join("a.png");
+        std::fs::write(&real, b"old").expect("set up");
+        let link = dir.path().join("latest.png");
+        std::os::unix::fs::symlink(&real, &link).expect("a link");
+        write_whole(&link, b"new", Durability::Synced).expect("written");
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .expect("metadata")
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read(&real).expect("read"), b"new");
+        assert_eq!(names(dir.path()), ["archive", "latest.png"]);
+        assert_eq!(names(&archive), ["a.png"]);
+        // Dangling, relative: the file is made where it points.
+        let ahead = dir.path().join("next.png");
+        std::os::unix::fs::symlink("archive/b.png", &ahead).expect("a link");
+        write_whole(&ahead, b"b", Durability::Buffered).expect("written");
+        assert_eq!(std::fs::read(archive.join("b.png")).expect("read"), b"b");
+        assert!(
+            std::fs::symlink_metadata(&ahead)
+                .expect("metadata")
+                .file_type()
+                .is_symlink()
+        );
     }
 
     #[cfg(unix)]

@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("faafo-producer: cannot start the async runtime: {e}");
+            faafo_common::say!("faafo-producer: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             if print {
-                eprintln!("faafo-producer: {e}");
+                faafo_common::say!("faafo-producer: {e}");
             }
             ExitCode::FAILURE
         }

@@ -323,6 +323,45 @@ async fn create_wait_list_show_get_and_delete() {
     let piped = at(&["get", first, "-o", "-"]);
     assert!(piped.status.success(), "{}", stderr(&piped));
     assert_eq!(piped.stdout, bytes);
+    // `-o /dev/stdout` is the same, to a pipe or to a file standard output
+    // was sent to (which was once replaced from under the redirection,
+    // and /dev/stdout by a file, for root).
+    let piped = at(&["get", first, "-o", "/dev/stdout"]);
+    assert!(piped.status.success(), "{}", stderr(&piped));
+    assert_eq!(piped.stdout, bytes);
+    let redirected = dir.path().join("redirected.png");
+    let mut command = Command::new(faafo());
+    command
+        .arg("--endpoint-url")
+        .arg(&url)
+        .args(["get", first, "-o", "/dev/stdout"])
+        .stdout(std::fs::File::create(&redirected).expect("a file"));
+    let status = command.status().expect("faafo get");
+    assert!(status.success());
+    assert_eq!(std::fs::read(&redirected).expect("the PNG"), bytes);
+    assert!(
+        std::fs::symlink_metadata("/dev/stdout")
+            .expect("/dev/stdout")
+            .file_type()
+            .is_symlink(),
+        "/dev/stdout is still a link"
+    );
+    // A link to a file is written through: the file is replaced, the
+    // link stays.
+    let link = dir.path().join("latest.png");
+    std::os::unix::fs::symlink(&by_long_name, &link).expect("a link");
+    std::fs::write(&by_long_name, b"old").expect("set up");
+    ok(
+        at(&["get", first, "-o", link.to_str().expect("utf-8")]),
+        "get -o a link",
+    );
+    assert_eq!(std::fs::read(&by_long_name).expect("the PNG"), bytes);
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .expect("the link")
+            .file_type()
+            .is_symlink()
+    );
     // A directory that does not exist: named, with the system's reason.
     let nowhere = dir.path().join("nowhere").join("x.png");
     refused(

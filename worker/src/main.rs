@@ -100,7 +100,7 @@ fn main() -> ExitCode {
         Command::Render(args) => match render(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("faafo-worker render: {error}");
+                faafo_common::say!("faafo-worker render: {error}");
                 ExitCode::FAILURE
             }
         },
@@ -110,12 +110,12 @@ fn main() -> ExitCode {
                     console::print_and_exit("faafo-worker", &config.check_summary("faafo-worker"))
                 }
                 Err(error) => {
-                    eprintln!("faafo-worker: {error}");
+                    faafo_common::say!("faafo-worker: {error}");
                     ExitCode::FAILURE
                 }
             },
             Err(error) => {
-                eprintln!("faafo-worker: {error}");
+                faafo_common::say!("faafo-worker: {error}");
                 ExitCode::FAILURE
             }
         },
@@ -126,7 +126,7 @@ fn main() -> ExitCode {
             let runtime = match faafo_common::runtime::build() {
                 Ok(runtime) => runtime,
                 Err(error) => {
-                    eprintln!("faafo-worker: cannot start the async runtime: {error}");
+                    faafo_common::say!("faafo-worker: cannot start the async runtime: {error}");
                     return ExitCode::FAILURE;
                 }
             };
@@ -143,7 +143,7 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     if print {
-                        eprintln!("faafo-worker: {error}");
+                        faafo_common::say!("faafo-worker: {error}");
                     }
                     ExitCode::FAILURE
                 }

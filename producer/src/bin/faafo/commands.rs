@@ -144,9 +144,10 @@ async fn create(
 ) -> Result<ExitCode, Box<dyn Error>> {
     let mut generator = TaskGenerator::new();
     let mut created = Vec::new();
-    // Ctrl-C while creating: what was created is still shown (it will be
-    // rendered); without a handler the process would end silently.
-    let ctrl_c = tokio::signal::ctrl_c();
+    // Ctrl-C (or SIGTERM: a `timeout` wrapper, a CI job cancelled) while
+    // creating: what was created is still shown (it will be rendered);
+    // without a handler the process would end silently.
+    let ctrl_c = faafo_common::shutdown::signal();
     let mut ctrl_c = std::pin::pin!(ctrl_c);
     for _ in 0..args.tasks {
         let task = match task_of(&mut generator, settings, pixel_limit, &args) {
@@ -156,7 +157,7 @@ async fn create(
         let uuid = task.uuid.clone().unwrap_or_default();
         let answer = tokio::select! {
             answer = create_patiently(api, &task, !created.is_empty()) => answer,
-            Ok(()) = &mut ctrl_c => {
+            () = &mut ctrl_c => {
                 return Ok(interrupted_creating(&created, format, &uuid));
             }
         };
@@ -187,7 +188,7 @@ async fn create(
             if format == Format::Json {
                 let _ = output::list(&created, format);
             }
-            eprintln!("faafo: {}", interrupted(&created));
+            faafo_common::say!("faafo: {}", interrupted(&created));
             return Ok(ExitCode::from(130));
         }
         Err(e) => {
@@ -213,7 +214,7 @@ async fn create(
             Ended::Finished(fractal) if fractal.status == FractalStatus::Done => {}
             Ended::Finished(fractal) => {
                 not_rendered += 1;
-                eprintln!(
+                faafo_common::say!(
                     "faafo: {} failed: {}",
                     fractal.uuid,
                     output::one_line(output::failure_reason(fractal))
@@ -221,7 +222,7 @@ async fn create(
             }
             Ended::Deleted(uuid) => {
                 not_rendered += 1;
-                eprintln!("faafo: {uuid} was deleted while waiting");
+                faafo_common::say!("faafo: {uuid} was deleted while waiting");
             }
             Ended::Unfinished(fractal) => {
                 not_rendered += 1;
@@ -231,7 +232,7 @@ async fn create(
                 } else {
                     " (is a producer running, and a worker?)"
                 };
-                eprintln!(
+                faafo_common::say!(
                     "faafo: {} still {} after {} s{hint}",
                     fractal.uuid,
                     fractal.status,
@@ -243,7 +244,7 @@ async fn create(
     Ok(if not_rendered == 0 {
         ExitCode::SUCCESS
     } else {
-        eprintln!(
+        faafo_common::say!(
             "faafo: {not_rendered} of {} fractal(s) not rendered",
             ended.len()
         );
@@ -300,7 +301,7 @@ async fn create_patiently(
         if !patient {
             break e;
         }
-        eprintln!("faafo: {e}; trying again in {} ms", delay.as_millis());
+        faafo_common::say!("faafo: {e}; trying again in {} ms", delay.as_millis());
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     };
@@ -406,7 +407,7 @@ fn bounds(
 /// be rendered), and the one being created is named; status 130.
 fn interrupted_creating(created: &[Fractal], format: Format, uuid: &str) -> ExitCode {
     let _ = output::list(created, format);
-    eprintln!(
+    faafo_common::say!(
         "faafo: {} (fractal {uuid} was being created and may exist too)",
         interrupted(created)
     );
@@ -459,10 +460,13 @@ async fn wait_for(
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
+    // The spinner and the time go on while a request waits for an answer.
+    bar.enable_steady_tick(Duration::from_millis(250));
     tokio::select! {
         ended = poll_until_ended(api, fractals, &bar, deadline) => ended.map(Some),
-        // Without a handler Ctrl-C would end the process silently.
-        Ok(()) = tokio::signal::ctrl_c() => {
+        // Without a handler Ctrl-C (or SIGTERM) would end the process
+        // silently.
+        () = faafo_common::shutdown::signal() => {
             bar.abandon();
             Ok(None)
         }
@@ -471,8 +475,10 @@ async fn wait_for(
 
 /// Polls until every fractal is done, failed or deleted; waits out an API
 /// that is unreachable or failing (5xx) for up to [`API_PATIENCE`], counted
-/// from the first request that failed. Past `deadline`, what has not
-/// finished ends as [`Ended::Unfinished`].
+/// from the first failure (not from when that request was sent: one that
+/// waited out the client's whole timeout would leave no patience). Past
+/// `deadline`, what has not finished ends as [`Ended::Unfinished`], a
+/// request still waiting for its answer then included.
 async fn poll_until_ended(
     api: &ApiClient,
     fractals: &[Fractal],
@@ -493,8 +499,15 @@ async fn poll_until_ended(
             if out_of_time() {
                 break;
             }
-            let asked = std::time::Instant::now();
-            let answer = api.get(&fractal.uuid).await;
+            let answer = match deadline {
+                Some(deadline) => {
+                    match tokio::time::timeout_at(deadline.into(), api.get(&fractal.uuid)).await {
+                        Ok(answer) => answer,
+                        Err(_) => break,
+                    }
+                }
+                None => api.get(&fractal.uuid).await,
+            };
             if !matches!(&answer, Err(e) if e.is_transient()) {
                 failing_since = None;
                 failure = None;
@@ -513,7 +526,7 @@ async fn poll_until_ended(
                     *slot = Some(Ended::Deleted(fractal.uuid.clone()));
                 }
                 Err(e) if e.is_transient() => {
-                    let since = *failing_since.get_or_insert(asked);
+                    let since = *failing_since.get_or_insert_with(std::time::Instant::now);
                     if since.elapsed() > API_PATIENCE || out_of_time() {
                         bar.abandon();
                         return Err(e.into());
@@ -585,26 +598,45 @@ async fn get(api: &ApiClient, args: GetArgs, format: Format) -> Result<ExitCode,
         Err(e) if e.status() == Some(409) => return Err(no_image_yet(api, &args.uuid, e).await),
         Err(e) => return Err(e.into()),
     };
-    if to_stdout {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        out.write_all(&png)
-            .and_then(|()| out.flush())
-            .map_err(|e| format!("cannot write the PNG to standard output: {e}"))?;
-        return Ok(ExitCode::SUCCESS);
-    }
     // The uuid is safe in a path: the API client accepted it as one.
     let file_name = format!("{}.png", args.uuid);
     let path = match args.file {
-        None => file_name.into(),
-        Some(dir) if is_directory(&dir).await => dir.join(file_name),
-        Some(file) => file,
+        _ if to_stdout => None,
+        None => Some(file_name.into()),
+        Some(dir) if is_directory(&dir).await => Some(dir.join(file_name)),
+        Some(file) => Some(file),
+    };
+    // `-o /dev/stdout` (or `/dev/fd/1`) is `-o -`: the PNG alone, whether
+    // standard output is a pipe or a file (which a write aside and a
+    // rename would take from under the shell's redirection).
+    let path = match path {
+        Some(path) if !is_standard_output(&path) => path,
+        _ => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&png)
+                .and_then(|()| out.flush())
+                .map_err(|e| format!("cannot write the PNG to standard output: {e}"))?;
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     let (size, sha256) = (png.len(), faafo_common::fractal::sha256_hex(&png));
     // As curl -o does, a file there is replaced; said so, not hidden.
     let replaced = tokio::fs::symlink_metadata(&path).await.is_ok();
+    // A device or a pipe (`/dev/stderr`, a named pipe) is written in place;
+    // what was done is then said on standard error, apart from the PNG.
+    let device = tokio::fs::metadata(&path)
+        .await
+        .is_ok_and(|m| !m.is_file() && !m.is_dir());
     write_whole_async(path.clone(), png, Durability::Synced).await?;
-    if format == Format::Json {
+    if device {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "wrote {} ({size} bytes, sha256 {sha256})",
+            path.display()
+        );
+    } else if format == Format::Json {
         output::line(serde_json::json!({
             "uuid": args.uuid,
             "file": path.display().to_string(),
@@ -617,6 +649,22 @@ async fn get(api: &ApiClient, args: GetArgs, format: Format) -> Result<ExitCode,
         output::line(format_args!("{verb} {} ({size} bytes)", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `path` is the file standard output is (the same device and
+/// inode): `/dev/stdout`, `/dev/fd/1`, or the very file it was sent to.
+fn is_standard_output(path: &std::path::Path) -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Ok(target) = std::fs::metadata(path) else {
+        return false;
+    };
+    let Ok(out) = std::io::stdout().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    std::fs::File::from(out)
+        .metadata()
+        .is_ok_and(|out| out.dev() == target.dev() && out.ino() == target.ino())
 }
 
 /// Whether `path` names a directory: one that exists, or any path written

@@ -259,7 +259,7 @@ fn main() -> ExitCode {
         let sample = faafo_common::configuration::FaafoConfig::sample();
         return match output::put(format_args!("{sample}")) {
             Err(e) if !e.is::<output::ReaderGone>() => {
-                eprintln!("faafo: {e}");
+                faafo_common::say!("faafo: {e}");
                 ExitCode::FAILURE
             }
             _ => ExitCode::SUCCESS,
@@ -297,7 +297,7 @@ fn main() -> ExitCode {
     let runtime = match faafo_common::runtime::build() {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("faafo: cannot start the async runtime: {e}");
+            faafo_common::say!("faafo: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -317,7 +317,7 @@ fn main() -> ExitCode {
         Err(e) if e.is::<output::ReaderGone>() => ExitCode::SUCCESS,
         Err(e) => {
             if print {
-                eprintln!("faafo: {e}");
+                faafo_common::say!("faafo: {e}");
             }
             ExitCode::FAILURE
         }
