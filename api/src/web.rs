@@ -404,7 +404,16 @@ async fn render_show(
                 }
                 div {
                     p { "Status: " span.status { (record.status) } }
-                    @if let Some(e) = &record.error { p.error { (e) } }
+                    @if let Some(e) = &record.error {
+                        // Kept while the fractal is tried again (by the
+                        // producer, or put back to pending by hand): said
+                        // to be the last try's, not the fractal's end.
+                        @if record.status == FractalStatus::Failed {
+                            p.error { (e) }
+                        } @else {
+                            p.error { "Last error (tried again since): " (e) }
+                        }
+                    }
                     table {
                         (details(&record))
                         tr { th { "Attempts" } td { (record.attempts) } }

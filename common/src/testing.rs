@@ -413,6 +413,15 @@ impl PrivateRabbit {
         self.ctl(&["set_vm_memory_high_watermark", if on { "0" } else { "0.4" }]);
     }
 
+    /// Sets the node's `max_message_size` (bytes): the channels opened from
+    /// then on refuse larger messages, closing with PRECONDITION_FAILED.
+    pub fn set_max_message_size(&self, bytes: usize) {
+        self.ctl(&[
+            "eval",
+            &format!("application:set_env(rabbit, max_message_size, {bytes})."),
+        ]);
+    }
+
     /// `rabbitmqctl start_app`.
     pub fn start_app(&self) {
         self.ctl(&["start_app"]);

@@ -231,6 +231,72 @@ async fn failover_skips_a_dead_host() {
 
 /// A server that is not a broker (an HTTP server on the port given) is
 /// named as such, not with the AMQP parser's internals.
+/// A result larger than the broker takes, from a server whose
+/// `max_message_size` is above the broker's own (RabbitMQ 4's 16 MiB against
+/// the 64 MiB default): the broker closes the publishing channel on it.
+/// That read as a lost connection, and the request ran again for ever,
+/// its caller never answered. Now the caller is told at once, in a small
+/// error reply, and the request runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_the_broker_refuses_is_answered_with_an_error_once() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let rabbit = tokio::task::spawn_blocking(|| {
+        let rabbit = PrivateRabbit::start();
+        rabbit.set_max_message_size(1024 * 1024);
+        rabbit
+    })
+    .await
+    .expect("node");
+    let transport = Transport::connect(&url(&rabbit)).await.expect("connects");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let endpoint = Endpoint::new().method("big", move |_c, _a: Value| {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, RemoteError>("x".repeat(2 * 1024 * 1024))
+        }
+    });
+    let server = RpcServer::builder(&transport, Target::topic("big").with_server("w1"))
+        .endpoint(endpoint)
+        .start()
+        .await
+        .expect("server");
+    let client = RpcClient::new(&transport, Target::topic("big")).timeout(Duration::from_secs(30));
+    let started = Instant::now();
+    let result = client
+        .call::<_, String>(&RequestContext::new(), "big", &json!({}))
+        .await;
+    match &result {
+        Err(MessagingError::Remote { error, .. }) => {
+            assert_eq!(error.class, "RuntimeError", "{error:?}");
+            assert!(
+                error.message.contains("the broker refused the result"),
+                "{error:?}"
+            );
+        }
+        other => panic!("expected the broker's refusal as an error: {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the caller waited {:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the request ran again");
+    // The server answers on (a small answer: no such method).
+    let answer = client
+        .call::<_, Value>(&RequestContext::new(), "missing", &json!({}))
+        .await;
+    assert!(
+        matches!(answer, Err(MessagingError::NoSuchMethod { .. })),
+        "{answer:?}"
+    );
+    server.stop().await;
+    transport.close().await;
+}
+
 #[tokio::test]
 async fn a_server_that_is_not_a_broker_is_named() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

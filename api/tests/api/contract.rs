@@ -1511,7 +1511,23 @@ async fn a_fractals_page_loads_the_script_until_the_fractal_is_final() {
     app.api.update(&g.uuid, &failed).await.expect("failed");
     let text = app.get(&page(&g.uuid)).await.text().await.expect("page");
     assert!(text.contains("out of memory"), "{text}");
+    assert!(!text.contains("Last error"), "{text}");
     assert_eq!(scripts(&text), 0, "{text}");
+    // Put back to pending by hand: the error stays, as the last try's.
+    let again = FractalUpdate {
+        status: Some(FractalStatus::Pending),
+        ..FractalUpdate::default()
+    };
+    app.api
+        .update(&g.uuid, &again)
+        .await
+        .expect("pending again");
+    let text = app.get(&page(&g.uuid)).await.text().await.expect("page");
+    assert!(
+        text.contains("Last error (tried again since): out of memory"),
+        "{text}"
+    );
+    assert_eq!(scripts(&text), 1, "followed again: {text}");
 
     let h = app
         .api

@@ -410,6 +410,10 @@ enum ReplyOutcome {
     Dropped,
     /// The broker connection failed: the request must run again.
     Disconnected,
+    /// The broker refused the reply twice (closing the publishing channel:
+    /// a reply larger than it takes, say), and why: the request is done,
+    /// its caller told with a small error in its place ([`Self::reply`]).
+    Refused(String),
 }
 
 impl ServerContext {
@@ -552,7 +556,8 @@ impl ServerContext {
             None => (true, None),
             Some(address) => match self.reply(address, request.codec, result).await {
                 ReplyOutcome::Sent(body) => (true, Some(CachedReply { body })),
-                ReplyOutcome::Dropped => (true, None),
+                // (Refused is answered with an error by `reply` itself.)
+                ReplyOutcome::Dropped | ReplyOutcome::Refused(_) => (true, None),
                 ReplyOutcome::Disconnected => (false, None),
             },
         };
@@ -724,7 +729,37 @@ impl ServerContext {
                 }
             }
         };
-        self.publish_reply(address, codec, Arc::from(body)).await
+        let size = body.len();
+        match self.publish_reply(address, codec, Arc::from(body)).await {
+            // Refused twice: most likely larger than the broker takes, with
+            // a max_message_size above its limit. The caller is told, in a
+            // small reply, rather than left to its timeout.
+            ReplyOutcome::Refused(reason) => {
+                warn!(
+                    msg_id = %address.msg_id,
+                    bytes = size,
+                    %reason,
+                    "the broker refused a reply: answered with an error"
+                );
+                let error = RemoteError::runtime_error(format!(
+                    "the broker refused the result ({size} bytes encoded; is max_message_size \
+                     above the broker's own limit?): {reason}"
+                ));
+                let Ok(body) = encode(None, Some(&error.to_failure_json())) else {
+                    bump(&self.counters.replies_dropped);
+                    return ReplyOutcome::Dropped;
+                };
+                match self.publish_reply(address, codec, Arc::from(body)).await {
+                    ReplyOutcome::Refused(reason) => {
+                        warn!(msg_id = %address.msg_id, %reason, "the broker refused the error reply too; reply dropped");
+                        bump(&self.counters.replies_dropped);
+                        ReplyOutcome::Dropped
+                    }
+                    outcome => outcome,
+                }
+            }
+            outcome => outcome,
+        }
     }
 
     async fn publish_reply(
@@ -805,6 +840,7 @@ impl ServerContext {
                     debug!(msg_id = %address.msg_id, %reason, "the broker refused a reply; sending it again");
                     refused = true;
                 }
+                Err(MessagingError::Refused(reason)) => return ReplyOutcome::Refused(reason),
                 Err(error) => {
                     warn!(msg_id = %address.msg_id, %error, "the broker refused a reply; reply dropped");
                     bump(&self.counters.replies_dropped);
