@@ -291,7 +291,7 @@ impl ApiClient {
         // Refused here, not as "an unexpected answer" of each request later.
         if token
             .as_deref()
-            .is_some_and(|t| reqwest::header::HeaderValue::from_str(t).is_err())
+            .is_some_and(|t| !t.is_ascii() || reqwest::header::HeaderValue::from_str(t).is_err())
         {
             return Err(ApiError::InvalidToken);
         }
@@ -1088,6 +1088,9 @@ mod tests {
         assert!(matches!(error, ApiError::InvalidToken), "{error:?}");
         assert!(!error.to_string().contains("s3cret"), "{error}");
         assert!(!error.is_transient() && !error.may_have_applied());
+        let error =
+            ApiClient::new("http://127.0.0.1:5000", Some("sécret".into())).expect_err("refused");
+        assert!(matches!(error, ApiError::InvalidToken), "{error:?}");
         ApiClient::new("http://127.0.0.1:5000", Some("s3cret".into())).expect("a good token");
     }
 

@@ -39,14 +39,18 @@ pub struct WriteError {
 /// in the same directory, then renamed over `path`. On error nothing is left
 /// aside. A `path` that exists and is not a regular file (`/dev/stdout`, a
 /// named pipe) cannot be replaced: it is written in place. A symbolic link
-/// is written through, as `curl -o` does: the file it names is replaced,
-/// in that file's directory, and the link stays (renamed over, the link
-/// would become a file, and `/dev/stdout` a file in `/dev`).
+/// to a regular file is replaced by the file, not followed: a link planted
+/// in a service's directory (a worker's shared copy directory) must not
+/// make it write elsewhere. A command writing where a user asked follows
+/// links itself first ([`through_links`]).
 /// Blocking: from async code, [`write_whole_async`].
 pub fn write_whole(path: &Path, bytes: &[u8], durability: Durability) -> Result<(), WriteError> {
-    let target = through_links(path);
-    let path = target.as_path();
-    if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+    // The path itself, not what a link there names: a link to a device or
+    // a named pipe is replaced too.
+    if std::fs::symlink_metadata(path).is_ok_and(|m| {
+        let kind = m.file_type();
+        !kind.is_file() && !kind.is_dir() && !kind.is_symlink()
+    }) {
         return std::fs::write(path, bytes).map_err(|source| WriteError {
             path: path.to_path_buf(),
             source,
@@ -98,8 +102,11 @@ pub fn write_whole(path: &Path, bytes: &[u8], durability: Durability) -> Result<
 
 /// The file `path` names, through symbolic links: the path itself when it
 /// is not a link, the link's target otherwise (a dangling link's too: the
-/// file is made where it points).
-fn through_links(path: &Path) -> PathBuf {
+/// file is made where it points). What `curl -o` writes to: `faafo get`
+/// replaces the file a link names and keeps the link (renamed over, the
+/// link would become a file, and `/dev/stdout` a file in `/dev`). Not for
+/// a service's own directories ([`write_whole`]).
+pub fn through_links(path: &Path) -> PathBuf {
     if !std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
         return path.to_path_buf();
     }
@@ -275,26 +282,35 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn a_target_that_is_not_a_regular_file_is_written_in_place() {
-        // A symbolic link to a character device, as /dev/stdout is: it must
-        // stay a link (a rename would replace it by a regular file).
+        // A character device, as /dev/stdout's target is (followed by a
+        // command, as `faafo get` does): written in place, the link stays.
         let dir = tempfile::tempdir().expect("tempdir");
         let link = dir.path().join("out");
         std::os::unix::fs::symlink("/dev/null", &link).expect("a link");
-        write_whole(&link, b"x", Durability::Synced).expect("written");
+        write_whole(&through_links(&link), b"x", Durability::Synced).expect("written");
         let kind = std::fs::symlink_metadata(&link)
             .expect("metadata")
             .file_type();
         assert!(kind.is_symlink());
         assert_eq!(names(dir.path()), ["out"]);
+        // Not followed (a service's own directory): the link is replaced,
+        // nothing is written where it points.
+        write_whole(&link, b"x", Durability::Synced).expect("written");
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .expect("metadata")
+                .is_file()
+        );
     }
 
-    /// A link to a file, or to where a file is to be, is written through
-    /// (as `curl -o` does): the file it names is replaced, in its own
-    /// directory, and the link stays a link. (`faafo get -o /dev/stdout`
-    /// with standard output sent to a file: the file, not `/dev`.)
+    /// A link to a file, or to where a file is to be, is followed by
+    /// [`through_links`] (as `curl -o` does: the file it names is replaced,
+    /// in its own directory, and the link stays); [`write_whole`] alone
+    /// replaces a link, and writes nothing where it points (a link planted
+    /// in a service's directory).
     #[cfg(unix)]
     #[test]
-    fn a_link_is_written_through() {
+    fn links_are_followed_only_when_asked() {
         let dir = tempfile::tempdir().expect("tempdir");
         let archive = dir.path().join("archive");
         std::fs::create_dir(&archive).expect("set up");
@@ -302,7 +318,7 @@ mod tests {
         std::fs::write(&real, b"old").expect("set up");
         let link = dir.path().join("latest.png");
         std::os::unix::fs::symlink(&real, &link).expect("a link");
-        write_whole(&link, b"new", Durability::Synced).expect("written");
+        write_whole(&through_links(&link), b"new", Durability::Synced).expect("written");
         assert!(
             std::fs::symlink_metadata(&link)
                 .expect("metadata")
@@ -315,13 +331,22 @@ mod tests {
         // Dangling, relative: the file is made where it points.
         let ahead = dir.path().join("next.png");
         std::os::unix::fs::symlink("archive/b.png", &ahead).expect("a link");
-        write_whole(&ahead, b"b", Durability::Buffered).expect("written");
+        write_whole(&through_links(&ahead), b"b", Durability::Buffered).expect("written");
         assert_eq!(std::fs::read(archive.join("b.png")).expect("read"), b"b");
+        // Not asked: the link is replaced, its target untouched.
+        write_whole(&link, b"service", Durability::Buffered).expect("written");
         assert!(
-            std::fs::symlink_metadata(&ahead)
+            std::fs::symlink_metadata(&link)
                 .expect("metadata")
-                .file_type()
-                .is_symlink()
+                .is_file()
+        );
+        assert_eq!(std::fs::read(&real).expect("read"), b"new");
+        let planted = dir.path().join("planted.png");
+        std::os::unix::fs::symlink("archive/c.png", &planted).expect("a link");
+        write_whole(&planted, b"service", Durability::Buffered).expect("written");
+        assert!(
+            !archive.join("c.png").exists(),
+            "written where a planted link points"
         );
     }
 

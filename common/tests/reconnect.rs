@@ -229,8 +229,6 @@ async fn failover_skips_a_dead_host() {
     );
 }
 
-/// A server that is not a broker (an HTTP server on the port given) is
-/// named as such, not with the AMQP parser's internals.
 /// A result larger than the broker takes, from a server whose
 /// `max_message_size` is above the broker's own (RabbitMQ 4's 16 MiB against
 /// the 64 MiB default): the broker closes the publishing channel on it.
@@ -297,6 +295,8 @@ async fn a_result_the_broker_refuses_is_answered_with_an_error_once() {
     transport.close().await;
 }
 
+/// A server that is not a broker (an HTTP server on the port given) is
+/// named as such, not with the AMQP parser's internals.
 #[tokio::test]
 async fn a_server_that_is_not_a_broker_is_named() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -403,6 +403,21 @@ impl WorkerService {
             Ok(Ok(Err(e))) => return Err(render_failure(&task.uuid, e)),
             Ok(Ok(Ok(done))) => done,
         };
+        // A PNG the reply cannot carry (the RPC server would answer with a
+        // retryable error in its place): every try would render the same
+        // bytes, so it is refused for good, before it is copied or
+        // notified as rendered.
+        let reply_size = json_reply_size(png.len());
+        if reply_size > self.settings.max_message_size {
+            return Err(RemoteError::value_error(format!(
+                "task {}: its PNG ({} bytes, about {reply_size} bytes in a JSON reply) does not fit \
+                 max_message_size ({} bytes): raise it (and the broker's own limit) or ask for a \
+                 smaller fractal",
+                task.uuid,
+                png.len(),
+                self.settings.max_message_size
+            )));
+        }
         Ok(TaskResult {
             uuid: task.uuid.clone(),
             duration: output.duration().as_secs_f64(),
@@ -560,6 +575,13 @@ impl RunningWorker {
     pub fn stats(&self) -> faafo_common::messaging::ServerStats {
         self.server.stats()
     }
+}
+
+/// About how large a JSON reply carrying a PNG of `png` bytes is: the
+/// image as base64, plus the other fields and the envelope (a MessagePack
+/// reply is smaller; JSON, oslo's format, is the default and the bound).
+fn json_reply_size(png: usize) -> usize {
+    png.div_ceil(3).saturating_mul(4).saturating_add(2048)
 }
 
 /// Why [`serve`] stopped with an error.

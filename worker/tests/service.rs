@@ -533,6 +533,55 @@ async fn notifications_and_the_png_directory(env: TestBroker) {
     listener.stop().await;
 }
 
+/// A PNG the reply cannot carry (`max_message_size` too small for it) is
+/// refused for good, as a ValueError: every try would render the same
+/// bytes. Before, the RPC server answered a RuntimeError, which the
+/// producer tries again up to max_attempts, after the copy was written and
+/// `fractal.rendered` sent each time.
+async fn a_png_the_reply_cannot_carry_is_refused_for_good(env: TestBroker) {
+    let t = env.transport().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = settings();
+    s.notifications = true;
+    s.datadir = Some(dir.path().to_path_buf());
+    s.max_message_size = 64 * 1024;
+    let (listener, mut rx) =
+        faafo_common::testing::collecting_listener(NotificationListener::builder(&t)).await;
+    let worker = start(&t, s).await;
+    let client = RpcClient::new(&t, Target::topic("tasks"));
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let big = Task {
+        width: 600,
+        height: 600,
+        iterations: 256,
+        ..task(&uuid)
+    };
+    let error = remote_error(process(&client, big).await, "ValueError");
+    assert!(
+        error
+            .message
+            .contains("does not fit max_message_size (65536 bytes)"),
+        "{}",
+        error.message
+    );
+    let n = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("in time")
+        .expect("one");
+    assert_eq!(n.event_type, "fractal.failed", "not rendered: {n:?}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("readable").count(),
+        0,
+        "no copy of a result that is not sent"
+    );
+    // A small one still fits.
+    process(&client, task(&uuid::Uuid::new_v4().to_string()))
+        .await
+        .expect("a small result");
+    worker.stop().await;
+    listener.stop().await;
+}
+
 async fn many_tasks_in_parallel(env: TestBroker) {
     let t = env.transport().await;
     let worker = start(&t, settings()).await;
@@ -697,4 +746,5 @@ faafo_common::on_both_transports!(
     a_png_directory_that_hangs_does_not_hold_the_reply,
     copies_into_a_directory_that_hangs_are_bounded,
     many_tasks_in_parallel,
+    a_png_the_reply_cannot_carry_is_refused_for_good,
 );

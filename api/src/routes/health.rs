@@ -32,9 +32,8 @@ pub async fn healthz() -> Json<Health> {
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     state.db.ping().await.map_err(|e| {
-        // Anyone may ask: the answer names the kind of database, the log
-        // line the URL (without its password) for the operator.
-        tracing::warn!("readyz: the database {} does not answer", state.db.url());
+        // Anyone may ask: the answer names the kind of database (the
+        // start-up log line names its URL, without the password).
         ApiError::Unavailable(format!(
             "the {} database does not answer: {e}",
             state.db.backend().name()

@@ -29,7 +29,20 @@
   var HERE = location.pathname + location.search;
   // This page is the 503's, not the one asked for.
   var BROKEN = !!document.querySelector("main.unavailable");
+  // A 503 page's back-off, kept across the reloads it makes: a database
+  // that comes and goes must not have every open tab load the page every
+  // few seconds.
+  var STORED = "faafo.live.delay";
   var delay = PERIOD;
+  try {
+    if (BROKEN) {
+      delay = Math.min(Number(sessionStorage.getItem(STORED)) || PERIOD, LONGEST);
+    } else {
+      sessionStorage.removeItem(STORED);
+    }
+  } catch (e) {
+    // No session storage (a privacy setting): no memory of the back-off.
+  }
   // When the last poll ended (ms): a tab shown again during a back-off
   // asks once the back-off is over, not at once.
   var ended = 0;
@@ -162,8 +175,14 @@
       })
       .then(function (fresh) {
         if (BROKEN) {
-          // The page can be shown now: all of it, as asked for.
+          // The page can be shown now: all of it, as asked for. Should it
+          // fail again, its 503 page waits longer than this one did.
           over = true;
+          try {
+            sessionStorage.setItem(STORED, String(Math.min(delay * 2, LONGEST)));
+          } catch (e) {
+            // As above.
+          }
           location.reload();
           return;
         }
@@ -206,5 +225,5 @@
       timer = null;
     }
   });
-  later(PERIOD);
+  later(delay);
 })();

@@ -81,7 +81,7 @@ impl ConsumerGroup {
                         }
                         handler(delivery, permit);
                     }
-                    Some(SubscriptionEvent::Interrupted) => {
+                    Some(SubscriptionEvent::Interrupted { .. }) => {
                         debug!(queue = %name, "consumer interrupted; waiting for the broker");
                     }
                     Some(SubscriptionEvent::Reconnected) => {

@@ -75,6 +75,8 @@ enum LinkState {
 
 /// One live connection (a "generation").
 struct Link {
+    /// This connection's number: each new one has a larger one.
+    id: u64,
     host: String,
     connection: Connection,
     /// The publishing channel and its generation (which channel failed
@@ -202,6 +204,7 @@ impl AmqpBroker {
                         body: publication.body.clone(),
                         strays: self.inner.strays.clone(),
                         declared: link.declared.clone(),
+                        link: link.id,
                     });
                 }
                 Err(e) => {
@@ -246,7 +249,7 @@ impl AmqpBroker {
         tokio::spawn(run_subscription(
             self.inner.clone(),
             spec,
-            Some((channel, consumer)),
+            Some((link.id, channel, consumer)),
             tx,
             cancel.clone(),
             stopped.clone(),
@@ -389,7 +392,9 @@ impl Inner {
             .map_err(|_| format!("no answer within {timeout:?}"))?
             .map_err(|e| connect_error(&e))?;
         let events = connection.events_listener().boxed();
+        static LINK_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let link = Arc::new(Link {
+            id: LINK_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             host: self.url.hosts[index].to_string(),
             connection,
             publisher: tokio::sync::Mutex::new(None),
@@ -833,7 +838,7 @@ const STEADY_CONSUMER: Duration = Duration::from_secs(5);
 async fn run_subscription(
     inner: Arc<Inner>,
     spec: SubscriptionSpec,
-    mut current: Option<(Channel, Consumer)>,
+    mut current: Option<(u64, Channel, Consumer)>,
     tx: tokio::sync::mpsc::UnboundedSender<SubscriptionEvent>,
     cancel: CancellationToken,
     stopped: CancellationToken,
@@ -847,7 +852,7 @@ async fn run_subscription(
     // Refusals by the broker in a row, to say so now and then.
     let mut refusals = 0u32;
     loop {
-        if let Some((channel, mut consumer)) = current.take() {
+        if let Some((link, channel, mut consumer)) = current.take() {
             let ended = loop {
                 tokio::select! {
                     biased;
@@ -910,7 +915,7 @@ async fn run_subscription(
             if up_since.elapsed() >= STEADY_CONSUMER {
                 failures = 0;
             }
-            if tx.send(SubscriptionEvent::Interrupted).is_err() {
+            if tx.send(SubscriptionEvent::Interrupted { link }).is_err() {
                 stopped.cancel();
                 return;
             }
@@ -934,7 +939,7 @@ async fn run_subscription(
                 refusals = 0;
                 up_since = tokio::time::Instant::now();
                 info!(%queue, "consumer re-established");
-                current = Some(c);
+                current = Some((link.id, c.0, c.1));
                 if tx.send(SubscriptionEvent::Reconnected).is_err() {
                     stopped.cancel();
                     return;

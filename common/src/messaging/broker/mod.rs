@@ -117,6 +117,8 @@ pub(crate) enum PendingConfirm {
         /// The connection's declared exchanges, forgotten when the broker
         /// closes the channel with a refusal before it confirms.
         declared: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+        /// Which connection it was published on.
+        link: u64,
     },
     Ready(PublishOutcome),
 }
@@ -215,6 +217,17 @@ impl Drop for Unsettled {
 }
 
 impl PendingConfirm {
+    /// Which connection the message was published on: each connection
+    /// the transport makes has a larger number (0: the memory broker's
+    /// one). A consumer's loss of an earlier connection
+    /// ([`SubscriptionEvent::Interrupted`]) came before this publish.
+    pub(crate) fn link(&self) -> u64 {
+        match self {
+            PendingConfirm::Amqp { link, .. } => *link,
+            PendingConfirm::Ready(_) => 0,
+        }
+    }
+
     /// Waits for the broker's confirmation until `deadline` (a blocked
     /// broker confirms nothing): then fails as disconnected, the
     /// confirmation still awaited ([`Unsettled`]).
@@ -241,6 +254,7 @@ impl PendingConfirm {
                 body,
                 strays,
                 declared,
+                ..
             } => match confirm.await {
                 Ok(lapin::Confirmation::Ack(Some(returned))) => {
                     if is_ours(
@@ -383,8 +397,12 @@ fn memory_settled(settled: bool, what: &str) -> Result<()> {
 pub(crate) enum SubscriptionEvent {
     Delivery(Delivery),
     /// The consumer's connection or channel failed: deliveries stop until
-    /// it is re-established; replies sent meanwhile may be lost.
-    Interrupted,
+    /// it is re-established; replies sent meanwhile may be lost. `link`:
+    /// which connection it was on ([`PendingConfirm::link`]), so that a
+    /// loss is told from a later one.
+    Interrupted {
+        link: u64,
+    },
     /// The consumer was re-established after a connection loss: messages
     /// published to transient queues in between may be gone.
     Reconnected,

@@ -233,15 +233,16 @@ impl RpcClient {
                     .saturating_duration_since(Instant::now())
                     .clamp(Duration::from_millis(1), MAX_EXPIRATION),
             );
-            // The reply consumer's losses before this send: the one that
-            // made it send again, queued meanwhile, is not a second one.
-            let known_losses = waiter.losses();
             let confirm = self
                 .transport
                 .inner()
                 .broker
                 .publish(&publication, deadline)
                 .await?;
+            // The connection this send went on: the reply consumer's loss
+            // of an earlier one (the loss that made it send again, told
+            // late) is not a second loss.
+            let sent_on = confirm.link();
             let mut confirm = Unsettled::new(confirm);
             let mut monitor_deadline = monitor.map(|m| Instant::now() + m);
             let mut partial: Option<Payload> = None;
@@ -311,7 +312,7 @@ impl RpcClient {
                                 self.target
                             )));
                         }
-                        Some(ReplyEvent::ConnectionLost(loss)) if loss <= known_losses => continue,
+                        Some(ReplyEvent::ConnectionLost(lost)) if lost < sent_on => continue,
                         Some(ReplyEvent::ConnectionLost(_)) => {
                             "the connection to the broker was lost while waiting for the reply".to_string()
                         }

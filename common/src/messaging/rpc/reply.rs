@@ -2,7 +2,7 @@
 //! of calls waiting for their `_msg_id`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -22,8 +22,8 @@ pub(crate) enum ReplyEvent {
     /// A reply (final, partial or a call-monitor heartbeat).
     Reply(IncomingReply),
     /// The reply consumer lost its connection: a reply sent now may be
-    /// lost. The number of that loss ([`ReplyWaiter::losses`]): a call sent
-    /// again after it does not count it again.
+    /// lost. Which connection it lost ([`PendingConfirm::link`](crate::messaging::broker::PendingConfirm::link)):
+    /// a call sent again on a later one does not count it again.
     ConnectionLost(u64),
     /// The broker returned the request as unroutable (nobody listens),
     /// with another publish's confirm ([`StrayReturns`](crate::messaging::broker::StrayReturns)).
@@ -42,8 +42,6 @@ pub(crate) struct ReplyWaiter {
     /// Set by [`Self::stop`], under the waiters' lock: no call registers
     /// after it (it would wait for a reply nobody routes).
     stopped: AtomicBool,
-    /// Connection losses of the reply consumer so far.
-    losses: Arc<AtomicU64>,
     handle: SubscriptionHandle,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -84,8 +82,6 @@ impl ReplyWaiter {
             }
         }));
         let routes = waiters.clone();
-        let losses = Arc::new(AtomicU64::new(0));
-        let counted = losses.clone();
         let name = queue.clone();
         let task = tokio::spawn(async move {
             while let Some(event) = events.recv().await {
@@ -152,11 +148,9 @@ impl ReplyWaiter {
                             }
                         }
                     }
-                    SubscriptionEvent::Interrupted => {
-                        let routes = lock(&routes);
-                        let loss = counted.fetch_add(1, Ordering::SeqCst) + 1;
-                        for tx in routes.values() {
-                            let _ = tx.send(ReplyEvent::ConnectionLost(loss));
+                    SubscriptionEvent::Interrupted { link } => {
+                        for tx in lock(&routes).values() {
+                            let _ = tx.send(ReplyEvent::ConnectionLost(link));
                         }
                     }
                     SubscriptionEvent::Reconnected => {
@@ -169,7 +163,6 @@ impl ReplyWaiter {
             queue,
             waiters,
             stopped: AtomicBool::new(false),
-            losses,
             handle,
             task: Mutex::new(Some(task)),
         }))
@@ -178,12 +171,6 @@ impl ReplyWaiter {
     /// The reply queue's name (`_reply_q`).
     pub(crate) fn queue(&self) -> &str {
         &self.queue
-    }
-
-    /// How many times the reply consumer has lost its connection so far:
-    /// a call takes it before it sends, and ignores the losses up to it.
-    pub(crate) fn losses(&self) -> u64 {
-        self.losses.load(Ordering::SeqCst)
     }
 
     /// Starts waiting for replies to `msg_id`; stops when dropped.

@@ -181,7 +181,9 @@ async fn create(
     let deadline = args
         .timeout
         .map(|s| std::time::Instant::now() + Duration::from_secs(s));
-    let ended = match wait_for(api, &created, format, deadline).await {
+    // The same signal listener: one that came while the table was written
+    // (to a slow reader) ends the wait at once, not lost.
+    let ended = match wait_for(api, &created, format, deadline, ctrl_c.as_mut()).await {
         Ok(Some(ended)) => ended,
         Ok(None) => {
             // Ctrl-C: the fractals exist and will be rendered all the same.
@@ -448,6 +450,7 @@ async fn wait_for(
     fractals: &[Fractal],
     format: Format,
     deadline: Option<std::time::Instant>,
+    stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> Result<Option<Vec<Ended>>, Box<dyn Error>> {
     let bar = indicatif::ProgressBar::new(fractals.len() as u64);
     if format == Format::Json {
@@ -466,7 +469,7 @@ async fn wait_for(
         ended = poll_until_ended(api, fractals, &bar, deadline) => ended.map(Some),
         // Without a handler Ctrl-C (or SIGTERM) would end the process
         // silently.
-        () = faafo_common::shutdown::signal() => {
+        () = stop => {
             bar.abandon();
             Ok(None)
         }
@@ -606,37 +609,38 @@ async fn get(api: &ApiClient, args: GetArgs, format: Format) -> Result<ExitCode,
         Some(dir) if is_directory(&dir).await => Some(dir.join(file_name)),
         Some(file) => Some(file),
     };
-    // `-o /dev/stdout` (or `/dev/fd/1`) is `-o -`: the PNG alone, whether
-    // standard output is a pipe or a file (which a write aside and a
-    // rename would take from under the shell's redirection).
-    let path = match path {
-        Some(path) if !is_standard_output(&path) => path,
-        _ => {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            out.write_all(&png)
-                .and_then(|()| out.flush())
-                .map_err(|e| format!("cannot write the PNG to standard output: {e}"))?;
+    // `-o /dev/stdout` (or `/dev/fd/1`, or the file standard output was
+    // sent to) is `-o -`: the PNG alone, whether standard output is a pipe
+    // or a file (which a write aside and a rename would take from under
+    // the shell's redirection). `-o /dev/stderr` likewise writes to
+    // standard error itself, and says so as usual.
+    let stream = path.as_deref().map_or(Some(Stream::Out), standard_stream);
+    if let Some(stream) = stream {
+        use std::io::Write;
+        let (mut out, name): (Box<dyn Write>, _) = match stream {
+            Stream::Out => (Box::new(std::io::stdout().lock()), "standard output"),
+            Stream::Err => (Box::new(std::io::stderr().lock()), "standard error"),
+        };
+        out.write_all(&png)
+            .and_then(|()| out.flush())
+            .map_err(|e| format!("cannot write the PNG to {name}: {e}"))?;
+        if stream == Stream::Out {
             return Ok(ExitCode::SUCCESS);
         }
+    }
+    let Some(path) = path else {
+        return Ok(ExitCode::SUCCESS);
     };
     let (size, sha256) = (png.len(), faafo_common::fractal::sha256_hex(&png));
-    // As curl -o does, a file there is replaced; said so, not hidden.
-    let replaced = tokio::fs::symlink_metadata(&path).await.is_ok();
-    // A device or a pipe (`/dev/stderr`, a named pipe) is written in place;
-    // what was done is then said on standard error, apart from the PNG.
-    let device = tokio::fs::metadata(&path)
-        .await
-        .is_ok_and(|m| !m.is_file() && !m.is_dir());
-    write_whole_async(path.clone(), png, Durability::Synced).await?;
-    if device {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "wrote {} ({size} bytes, sha256 {sha256})",
-            path.display()
-        );
-    } else if format == Format::Json {
+    // As curl -o does, a file there is replaced; said so, not hidden; and
+    // a link is written through: the file it names is replaced, the link
+    // stays.
+    let target = faafo_common::files::through_links(&path);
+    let replaced = stream.is_none() && tokio::fs::symlink_metadata(&target).await.is_ok();
+    if stream.is_none() {
+        write_whole_async(target, png, Durability::Synced).await?;
+    }
+    if format == Format::Json {
         output::line(serde_json::json!({
             "uuid": args.uuid,
             "file": path.display().to_string(),
@@ -651,20 +655,40 @@ async fn get(api: &ApiClient, args: GetArgs, format: Format) -> Result<ExitCode,
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether `path` is the file standard output is (the same device and
-/// inode): `/dev/stdout`, `/dev/fd/1`, or the very file it was sent to.
-fn is_standard_output(path: &std::path::Path) -> bool {
+/// One of the process's standard streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Out,
+    Err,
+}
+
+/// Which standard stream `path` is (the same device and inode), if one:
+/// `/dev/stdout`, `/dev/fd/2`, or the very file a stream was sent to.
+#[cfg(unix)]
+fn standard_stream(path: &std::path::Path) -> Option<Stream> {
     use std::os::fd::AsFd;
     use std::os::unix::fs::MetadataExt;
-    let Ok(target) = std::fs::metadata(path) else {
-        return false;
+    let target = std::fs::metadata(path).ok()?;
+    let is = |fd: std::os::fd::BorrowedFd<'_>| {
+        fd.try_clone_to_owned().is_ok_and(|fd| {
+            std::fs::File::from(fd)
+                .metadata()
+                .is_ok_and(|m| m.dev() == target.dev() && m.ino() == target.ino())
+        })
     };
-    let Ok(out) = std::io::stdout().as_fd().try_clone_to_owned() else {
-        return false;
-    };
-    std::fs::File::from(out)
-        .metadata()
-        .is_ok_and(|out| out.dev() == target.dev() && out.ino() == target.ino())
+    if is(std::io::stdout().as_fd()) {
+        Some(Stream::Out)
+    } else if is(std::io::stderr().as_fd()) {
+        Some(Stream::Err)
+    } else {
+        None
+    }
+}
+
+/// Elsewhere a path is taken as a file.
+#[cfg(not(unix))]
+fn standard_stream(_path: &std::path::Path) -> Option<Stream> {
+    None
 }
 
 /// Whether `path` names a directory: one that exists, or any path written
