@@ -88,7 +88,10 @@ impl ResilientApi {
         let current = self.get(what, uuid).await;
         match current {
             Ok(current)
-                if current.revision == Some(revision + 1) && update.is_reflected_in(&current) =>
+                if revision
+                    .checked_add(1)
+                    .is_some_and(|next| current.revision == Some(next))
+                    && update.is_reflected_in(&current) =>
             {
                 debug!("{what}: task {uuid}: an earlier try whose answer was lost had done it");
                 Ok(current)

@@ -337,6 +337,10 @@ impl Dispatcher {
         // What earlier processes' attempts left: none of them failed, they
         // ended with their producer (killed, or a stop whose attempt could
         // not be given back).
+        // Whether `last_error` is an attempt's real error (stored with the
+        // next attempt's running mark, so that a producer killed during
+        // it leaves the real reason, not "ended with its producer").
+        let mut known_error = fractal.error.is_some();
         let mut last_error = fractal.error.clone().unwrap_or_else(|| {
             format!(
                 "no worker answered in {} attempt(s): each ended with the producer that made it (killed or stopped) before an answer came",
@@ -377,6 +381,7 @@ impl Dispatcher {
                 let running = FractalUpdate {
                     status: Some(FractalStatus::Running),
                     attempts: Some(attempts),
+                    error: known_error.then(|| storable(&last_error)),
                     ..FractalUpdate::default()
                 };
                 // Its retries (an API down) end when the stop gives up.
@@ -497,6 +502,7 @@ impl Dispatcher {
                     stored_error(&e, &uuid)
                 }
             };
+            known_error = true;
             if attempts < self.settings.max_attempts {
                 self.stats.retried.fetch_add(1, Ordering::Relaxed);
                 tokio::select! {
@@ -725,11 +731,7 @@ impl Dispatcher {
         reason: String,
         revision: Option<u64>,
     ) -> Outcome {
-        // A worker's message can be longer than the API keeps, or hold a
-        // NUL (which PostgreSQL cannot store): cut and replaced, not refused
-        // (which would leave the task running until recovery).
-        let reason = truncate(&reason.replace('\0', "\u{fffd}"), MAX_ERROR_CHARS);
-        error!("task {uuid} failed after {attempts} attempt(s): {reason}");
+        let reason = storable(&reason);
         let failed = FractalUpdate {
             status: Some(FractalStatus::Failed),
             error: Some(reason.clone()),
@@ -743,10 +745,23 @@ impl Dispatcher {
             () = self.give_up.wait() => return Outcome::Abandoned,
         };
         match marked {
-            Ok(_) => Outcome::Failed(reason),
+            // Said once the API has it: a refused mark leaves the task to
+            // whoever changed it.
+            Ok(_) => {
+                error!("task {uuid} failed after {attempts} attempt(s): {reason}");
+                Outcome::Failed(reason)
+            }
             Err(e) => self.gone(uuid, e),
         }
     }
+}
+
+/// An error as the API stores it: a worker's message can be longer than
+/// the API keeps, or hold a NUL (which PostgreSQL cannot store): cut and
+/// replaced, not refused (which would leave the task running until
+/// recovery).
+fn storable(reason: &str) -> String {
+    truncate(&reason.replace('\0', "\u{fffd}"), MAX_ERROR_CHARS)
 }
 
 #[cfg(test)]

@@ -46,6 +46,12 @@ async fn a_broken_workers_answers_are_failed_attempts_stored_nowhere() {
     let wrong = other.to_string();
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
+    // What the API says of the task when a retry's call arrives: the
+    // attempt before's error, stored with the running mark (a producer
+    // killed now leaves that, not "ended with its producer").
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seeing = seen.clone();
+    let reader = ApiClient::new(&url, None).expect("client");
     let worker = RpcServer::builder(
         &transport,
         Target::topic(&settings.topic).with_server("bad"),
@@ -54,7 +60,12 @@ async fn a_broken_workers_answers_are_failed_attempts_stored_nowhere() {
         Endpoint::new().method("process", move |_ctx: RequestContext, args: ProcessArgs| {
             let wrong = wrong.clone();
             let call = counted.fetch_add(1, Ordering::SeqCst) + 1;
+            let (seeing, reader) = (seeing.clone(), reader.clone());
             async move {
+                if call > 1 {
+                    let now = reader.get(&args.task.uuid).await.expect("the task");
+                    seeing.lock().expect("lock").push((now.status, now.error));
+                }
                 let result = TaskResult {
                     uuid: args.task.uuid,
                     duration: 0.1,
@@ -96,6 +107,18 @@ async fn a_broken_workers_answers_are_failed_attempts_stored_nowhere() {
     let report = producer.one_shot(vec![tiny_task(Some(asked))]).await;
     assert_eq!(report.failed, 1, "{report:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 3, "one call per attempt");
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0].0, FractalStatus::Running);
+    assert!(
+        seen[0].1.as_deref().is_some_and(|e| e.contains("instead")),
+        "the first attempt's error, kept while the second runs: {seen:?}"
+    );
+    assert_eq!(seen[1].0, FractalStatus::Running);
+    assert!(
+        seen[1].1.as_deref().is_some_and(|e| !e.contains("instead")),
+        "the second attempt's error while the third runs: {seen:?}"
+    );
 
     let failed = api.get(asked).await.expect("the task asked about");
     assert_eq!(failed.status, FractalStatus::Failed);
