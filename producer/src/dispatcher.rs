@@ -106,6 +106,10 @@ enum Delivered {
     Finished(Outcome),
     /// The API refused this result: the attempt failed, for this reason.
     Refused(String),
+    /// The API cannot store a result of this task (an image larger than
+    /// it takes): another render would make the same one, so the task
+    /// fails now, for this reason.
+    Unstorable(String),
 }
 
 /// A task this process is dispatching; released when dropped.
@@ -385,9 +389,22 @@ impl Dispatcher {
                     ..FractalUpdate::default()
                 };
                 // Its retries (an API down) end when the stop gives up.
+                let marking = api.update("marking the task running", &uuid, &running, revision);
+                let mut marking = std::pin::pin!(marking);
                 let marking = tokio::select! {
-                    marking = api.update("marking the task running", &uuid, &running, revision) => marking,
-                    () = self.give_up.wait() => return Outcome::Abandoned,
+                    marking = &mut marking => marking,
+                    () = self.give_up.wait() => {
+                        // The mark may be landing: its answer waited for a
+                        // moment, then its attempt given back (no call was
+                        // made), as a creation's is.
+                        let _ = tokio::time::timeout(GIVE_BACK_TIMEOUT, async {
+                            if let Ok(marked) = marking.await {
+                                self.give_back(&api, &uuid, attempts, marked.revision).await;
+                            }
+                        })
+                        .await;
+                        return Outcome::Abandoned;
+                    }
                 };
                 match marking {
                     Ok(marked) => revision = marked.revision,
@@ -468,6 +485,11 @@ impl Dispatcher {
                     let reason = match self.deliver(&api, result, &mut revision).await {
                         Delivered::Finished(outcome) => return outcome,
                         Delivered::Refused(reason) => reason,
+                        Delivered::Unstorable(reason) => {
+                            return self
+                                .mark_failed(&api, &uuid, attempts, reason, revision)
+                                .await;
+                        }
                     };
                     if attempts >= self.settings.max_attempts {
                         // No slot needed (nor to be had, at a stop) to
@@ -647,7 +669,7 @@ impl Dispatcher {
             duration: Some(result.duration),
             checksum: Some(result.checksum.clone()),
             size: Some(result.size),
-            generated_by: Some(result.generated_by.clone()),
+            generated_by: Some(host_name(&result.generated_by)),
             c_re: Some(result.c_re),
             c_im: Some(result.c_im),
             ..FractalUpdate::default()
@@ -705,7 +727,13 @@ impl Dispatcher {
             return Delivered::Finished(Outcome::Gone);
         }
         warn!("task {uuid}: the API refused its result: {e}");
-        Delivered::Refused(format!("the API refused the result: {e}"))
+        let reason = format!("the API refused the result: {e}");
+        // Too large for the API (max_body_size, MariaDB's packet): the
+        // same render would be refused the same way.
+        if matches!(e.status(), Some(413 | 414)) {
+            return Delivered::Unstorable(reason);
+        }
+        Delivered::Refused(reason)
     }
 
     fn gone(&self, uuid: &str, e: ApiError) -> Outcome {
@@ -756,6 +784,18 @@ impl Dispatcher {
     }
 }
 
+/// A worker's name as the API stores it (1 to 255 printable characters):
+/// a peer's longer or unprintable one is cut and cleaned, not refused with
+/// the result.
+fn host_name(name: &str) -> String {
+    let printable: String = name.chars().filter(|c| !c.is_control()).take(255).collect();
+    if printable.is_empty() {
+        "unknown".into()
+    } else {
+        printable
+    }
+}
+
 /// An error as the API stores it: a worker's message can be longer than
 /// the API keeps, or hold a NUL (which PostgreSQL cannot store): cut and
 /// replaced, not refused (which would leave the task running until
@@ -771,6 +811,17 @@ mod tests {
     use super::stored_error;
 
     const UUID: &str = "01a20b6f-c9b5-7126-a79f-ed15b2dd5b95";
+
+    /// A peer's worker name is stored as the API takes it: printable, 1 to
+    /// 255 characters.
+    #[test]
+    fn worker_names_are_stored_as_the_api_takes_them() {
+        use super::host_name;
+        assert_eq!(host_name("worker-1"), "worker-1");
+        assert_eq!(host_name("bad\nname\u{7}"), "badname");
+        assert_eq!(host_name("\n"), "unknown");
+        assert_eq!(host_name(&"é".repeat(300)).chars().count(), 255);
+    }
 
     fn remote(error: RemoteError) -> MessagingError {
         MessagingError::Remote {

@@ -153,3 +153,50 @@ async fn a_result_refused_for_its_token_is_kept_and_sent_again() {
         a_result_refused_with(StatusCode::FORBIDDEN, older_api).await;
     }
 }
+
+/// An image larger than the API takes (413: `max_body_size`, MariaDB's
+/// packet) fails its task at once: a new render would make the same image,
+/// refused the same way, `max_attempts` times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_too_large_for_the_api_fails_its_task_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = "refused-413";
+    let mut config = support::small_tasks_config(dir.path(), name, 1, 2);
+    let local_api = LocalApi::start(&mut config).await;
+    config.validate().expect("valid configuration");
+    let (transport, worker) = support::rendering_worker(&config, name).await;
+    let (url, refused) = refusing_proxy(
+        config.default.endpoint_url.clone(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        false,
+    )
+    .await;
+    let settings = ProducerSettings::from_config(&config);
+    assert!(settings.max_attempts > 1, "{}", settings.max_attempts);
+    let producer = Producer::new(
+        ResilientApi::new(ApiClient::new(&url, None).expect("client")),
+        RpcClient::new(&transport, Target::topic(&settings.topic)),
+        settings,
+        Shutdown::new(),
+    );
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let report = producer.one_shot(vec![tiny_task(Some(&uuid))]).await;
+    assert_eq!(refused.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        (report.done, report.failed, report.other),
+        (0, 1, 0),
+        "{report:?}"
+    );
+    let direct = ApiClient::new(&config.default.endpoint_url, None).expect("client");
+    let task = direct.get(&uuid).await.expect("the task");
+    assert_eq!(
+        (task.status, task.attempts),
+        (FractalStatus::Failed, 1),
+        "rendered once, not max_attempts times"
+    );
+    let error = task.error.unwrap_or_default();
+    assert!(error.contains("413"), "{error}");
+    worker.stop().await;
+    transport.close().await;
+    local_api.stop().await;
+}
