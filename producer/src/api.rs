@@ -68,8 +68,9 @@ impl ResilientApi {
     ) -> Result<Fractal, ApiError> {
         let uncertain = AtomicBool::new(false);
         let uncertain = &uncertain;
+        // Through 401/403 too, as `get`.
         let written = self
-            .retry(what, |c| async move {
+            .retry_until_let_in(what, |c| async move {
                 c.update_at_revision(uuid, update, revision)
                     .await
                     .inspect_err(|e| {
@@ -100,10 +101,13 @@ impl ResilientApi {
         }
     }
 
-    /// `GET /v1/fractal/<uuid>`, retried as [`Self::retry`] does (`what`
-    /// names it in the warnings).
+    /// `GET /v1/fractal/<uuid>`, retried as [`Self::retry_until_let_in`]
+    /// does (`what` names it in the warnings): a task's state is read and
+    /// written through a change of tokens, as its result is stored, or the
+    /// task would be left running, nobody's, until the next scan.
     pub async fn get(&self, what: &str, uuid: &str) -> Result<Fractal, ApiError> {
-        self.retry(what, |c| async move { c.get(uuid).await }).await
+        self.retry_until_let_in(what, |c| async move { c.get(uuid).await })
+            .await
     }
 
     /// Runs `call` until it succeeds or fails permanently. Only
