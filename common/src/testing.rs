@@ -146,7 +146,7 @@ impl RabbitVhost {
     /// true}`).
     pub async fn declare_as_another_client(&self, kind: &str, name: &str, body: serde_json::Value) {
         let url = format!("{}/api/{kind}/{}/{name}", self.api, self.name);
-        self.management_write(reqwest::Method::PUT, &url, body)
+        self.management_write(reqwest::Method::PUT, &url, Some(body))
             .await;
     }
 
@@ -154,17 +154,8 @@ impl RabbitVhost {
     /// would: `kind` is `exchanges` or `queues`.
     pub async fn delete_as_another_client(&self, kind: &str, name: &str) {
         let url = format!("{}/api/{kind}/{}/{name}", self.api, self.name);
-        let response = reqwest::Client::new()
-            .delete(&url)
-            .basic_auth(&self.user, Some(&self.password))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("the management API at {url}: {e}"));
-        assert!(
-            response.status().is_success(),
-            "the management API at {url}: {}",
-            response.status()
-        );
+        self.management_write(reqwest::Method::DELETE, &url, None)
+            .await;
     }
 
     /// Binds `queue` to `exchange` with `key`, as another client would.
@@ -176,16 +167,24 @@ impl RabbitVhost {
         self.management_write(
             reqwest::Method::POST,
             &url,
-            serde_json::json!({"routing_key": key}),
+            Some(serde_json::json!({"routing_key": key})),
         )
         .await;
     }
 
-    async fn management_write(&self, method: reqwest::Method, url: &str, body: serde_json::Value) {
-        let response = reqwest::Client::new()
+    async fn management_write(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<serde_json::Value>,
+    ) {
+        let mut request = reqwest::Client::new()
             .request(method, url)
-            .basic_auth(&self.user, Some(&self.password))
-            .json(&body)
+            .basic_auth(&self.user, Some(&self.password));
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        let response = request
             .send()
             .await
             .unwrap_or_else(|e| panic!("the management API at {url}: {e}"));

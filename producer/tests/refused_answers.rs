@@ -110,7 +110,17 @@ async fn forward(State(proxy): State<Refuser>, request: Request) -> Response {
     response.body(Body::from(bytes)).expect("a response")
 }
 
-async fn a_result_refused_with(refusal: StatusCode, older_api: bool) {
+/// One task, rendered by a real worker, its first upload refused with
+/// `refusal` by the proxy: how many uploads were refused, the producer's
+/// report, and the task as the API has it then.
+async fn one_task_behind(
+    refusal: StatusCode,
+    older_api: bool,
+) -> (
+    usize,
+    faafo_producer::BatchReport,
+    faafo_common::fractal::Fractal,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let name = format!("refused-{}-{older_api}", refusal.as_u16());
     let mut config = support::small_tasks_config(dir.path(), &name, 1, 2);
@@ -120,6 +130,7 @@ async fn a_result_refused_with(refusal: StatusCode, older_api: bool) {
     let (url, refused) =
         refusing_proxy(config.default.endpoint_url.clone(), refusal, older_api).await;
     let settings = ProducerSettings::from_config(&config);
+    assert!(settings.max_attempts > 1, "{}", settings.max_attempts);
     let producer = Producer::new(
         ResilientApi::new(ApiClient::new(&url, None).expect("client")),
         RpcClient::new(&transport, Target::topic(&settings.topic)),
@@ -128,22 +139,27 @@ async fn a_result_refused_with(refusal: StatusCode, older_api: bool) {
     );
     let uuid = uuid::Uuid::new_v4().to_string();
     let report = producer.one_shot(vec![tiny_task(Some(&uuid))]).await;
-    assert_eq!(refused.load(Ordering::SeqCst), 1, "one upload was refused");
+    let direct = ApiClient::new(&config.default.endpoint_url, None).expect("client");
+    let task = direct.get(&uuid).await.expect("the task");
+    worker.stop().await;
+    transport.close().await;
+    local_api.stop().await;
+    (refused.load(Ordering::SeqCst), report, task)
+}
+
+async fn a_result_refused_with(refusal: StatusCode, older_api: bool) {
+    let (refused, report, task) = one_task_behind(refusal, older_api).await;
+    assert_eq!(refused, 1, "one upload was refused");
     assert_eq!(
         (report.done, report.failed, report.other),
         (1, 0, 0),
         "{report:?}"
     );
-    let direct = ApiClient::new(&config.default.endpoint_url, None).expect("client");
-    let task = direct.get(&uuid).await.expect("the task");
     assert_eq!(
         (task.status, task.attempts),
         (FractalStatus::Done, 1),
         "the result refused with {refusal} is sent again, not rendered again"
     );
-    worker.stop().await;
-    transport.close().await;
-    local_api.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,36 +175,13 @@ async fn a_result_refused_for_its_token_is_kept_and_sent_again() {
 /// refused the same way, `max_attempts` times.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_too_large_for_the_api_fails_its_task_at_once() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let name = "refused-413";
-    let mut config = support::small_tasks_config(dir.path(), name, 1, 2);
-    let local_api = LocalApi::start(&mut config).await;
-    config.validate().expect("valid configuration");
-    let (transport, worker) = support::rendering_worker(&config, name).await;
-    let (url, refused) = refusing_proxy(
-        config.default.endpoint_url.clone(),
-        StatusCode::PAYLOAD_TOO_LARGE,
-        false,
-    )
-    .await;
-    let settings = ProducerSettings::from_config(&config);
-    assert!(settings.max_attempts > 1, "{}", settings.max_attempts);
-    let producer = Producer::new(
-        ResilientApi::new(ApiClient::new(&url, None).expect("client")),
-        RpcClient::new(&transport, Target::topic(&settings.topic)),
-        settings,
-        Shutdown::new(),
-    );
-    let uuid = uuid::Uuid::new_v4().to_string();
-    let report = producer.one_shot(vec![tiny_task(Some(&uuid))]).await;
-    assert_eq!(refused.load(Ordering::SeqCst), 1);
+    let (refused, report, task) = one_task_behind(StatusCode::PAYLOAD_TOO_LARGE, false).await;
+    assert_eq!(refused, 1);
     assert_eq!(
         (report.done, report.failed, report.other),
         (0, 1, 0),
         "{report:?}"
     );
-    let direct = ApiClient::new(&config.default.endpoint_url, None).expect("client");
-    let task = direct.get(&uuid).await.expect("the task");
     assert_eq!(
         (task.status, task.attempts),
         (FractalStatus::Failed, 1),
@@ -196,7 +189,4 @@ async fn a_result_too_large_for_the_api_fails_its_task_at_once() {
     );
     let error = task.error.unwrap_or_default();
     assert!(error.contains("413"), "{error}");
-    worker.stop().await;
-    transport.close().await;
-    local_api.stop().await;
 }
