@@ -37,6 +37,11 @@ pub enum ApiError {
         /// it (it timed out or answered 502-504): a 412 here can be that
         /// first try's doing ([`ApiError::may_have_applied`]).
         sent_elsewhere: bool,
+        /// The answer is the API's own error document (`{"code": ...,
+        /// "message": ...}`), not a proxy's page: a 404 then says the
+        /// fractal is not there ([`ApiError::is_not_found`]); a proxy's 404
+        /// (the API being deployed behind it) says nothing of it.
+        from_api: bool,
     },
     /// The API could not be reached (refused, timed out, reset).
     #[error(
@@ -91,6 +96,19 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The API says there is no such fractal: a 404 in its own words. A
+    /// proxy's 404 page is not that ([`ApiError::is_transient`]).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Status {
+                status: 404,
+                from_api: true,
+                ..
+            }
+        )
+    }
+
     /// Whether the API refused a body field it does not know (422): an
     /// API older than the client.
     pub fn is_unknown_field(&self, field: &str) -> bool {
@@ -155,7 +173,13 @@ impl ApiError {
     pub fn is_transient(&self) -> bool {
         match self {
             ApiError::Unreachable { .. } => true,
-            ApiError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            // A 404 that is not the API's own (a proxy's, while the API
+            // behind it is deployed) is the API being away.
+            ApiError::Status {
+                status, from_api, ..
+            } => {
+                *status >= 500 || *status == 429 || *status == 408 || (*status == 404 && !from_api)
+            }
             ApiError::Protocol { .. }
             | ApiError::InvalidUuid(_)
             | ApiError::InvalidEndpoint { .. }
@@ -527,6 +551,7 @@ impl ApiClient {
             .get(reqwest::header::LOCATION)
             .map(|l| crate::fractal::shorten(&String::from_utf8_lossy(l.as_bytes())));
         let text = response.text().await.unwrap_or_default();
+        let mut from_api = false;
         let message = if let (true, Some(location)) = (status.is_redirection(), location) {
             format!(
                 "the API redirected to {location}, which faafo does not follow (the token \
@@ -534,7 +559,10 @@ impl ApiClient {
             )
         } else {
             serde_json::from_str::<ErrorBody>(&text)
-                .map(|b| b.message)
+                .map(|b| {
+                    from_api = true;
+                    b.message
+                })
                 .unwrap_or_else(|_| {
                     if text.is_empty() {
                         status.canonical_reason().unwrap_or("error").to_string()
@@ -550,6 +578,7 @@ impl ApiClient {
             // An error page's line breaks must not become log lines.
             message: crate::configuration::one_line(&message),
             sent_elsewhere,
+            from_api,
         })
     }
 
@@ -937,6 +966,7 @@ mod tests {
             status,
             message: message.into(),
             sent_elsewhere: false,
+            from_api: true,
         }
     }
 

@@ -545,7 +545,7 @@ impl Dispatcher {
         loop {
             tokio::time::sleep(every).await;
             if let Err(e) = api.client().get(uuid).await
-                && e.status() == Some(404)
+                && e.is_not_found()
             {
                 return;
             }
@@ -721,7 +721,7 @@ impl Dispatcher {
     /// gone, or this result cannot be stored (a bad image, a checksum that
     /// is not the image's, an image larger than the API accepts).
     fn refused(&self, uuid: &str, e: ApiError) -> Delivered {
-        if e.status() == Some(404) {
+        if e.is_not_found() {
             // A user's delete, not a fault: info, not a warning.
             info!("task {uuid}: the fractal was deleted meanwhile: its result is dropped");
             return Delivered::Finished(Outcome::Gone);

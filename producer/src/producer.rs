@@ -464,7 +464,7 @@ async fn create(api: &ResilientApi, new: &NewFractal) -> Result<Fractal, ApiErro
         // recovery.
         Err(e) if e.may_have_applied() => match api.get("reading a task", &uuid).await {
             Ok(fractal) => Ok(fractal),
-            Err(read) if read.status() == Some(404) => Err(e),
+            Err(read) if read.is_not_found() => Err(e),
             Err(read) => Err(read),
         },
         other => other,

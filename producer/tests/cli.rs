@@ -1600,7 +1600,7 @@ fn requests_whose_answer_was_lost_are_recognised() {
         (
             "404 Not Found",
             json_headers,
-            br#"{"message": "no fractal"}"#.to_vec(),
+            br#"{"code": 404, "message": "no fractal"}"#.to_vec(),
         ),
         ("201 Created", json_headers, fractal(uuid)),
     ]);
@@ -1626,7 +1626,7 @@ fn requests_whose_answer_was_lost_are_recognised() {
     let (second, to_second) = scripted_api(vec![(
         "404 Not Found",
         json_headers,
-        br#"{"message": "no fractal"}"#.to_vec(),
+        br#"{"code": 404, "message": "no fractal"}"#.to_vec(),
     )]);
     let said = ok(
         faafo_at(&format!("{first},{second}"), &["delete", uuid]),
@@ -1644,13 +1644,57 @@ fn requests_whose_answer_was_lost_are_recognised() {
     let (url, _) = scripted_api(vec![(
         "404 Not Found",
         json_headers,
-        br#"{"message": "no fractal"}"#.to_vec(),
+        br#"{"code": 404, "message": "no fractal"}"#.to_vec(),
     )]);
     refused(
         faafo_at(&url, &["delete", uuid]),
         "a delete of nothing",
         "404",
     );
+}
+
+/// A 404 that is not the API's own (a proxy's page, while the API behind
+/// it is deployed) is the API away, not the fractal deleted: `create
+/// --wait` waits on, and the fractal ends done.
+#[test]
+fn a_proxys_404_while_waiting_is_no_deletion() {
+    let json_headers = "content-type: application/json\r\n";
+    let uuid = "01a20784-fe99-72fe-a554-000000000009";
+    let as_bytes = |v: Value| v.to_string().into_bytes();
+    let (url, requests) = scripted_api(vec![
+        (
+            "201 Created",
+            json_headers,
+            as_bytes(scripted_fractal(
+                uuid,
+                "pending",
+                Value::Null,
+                "2026-11-23T00:00:00.000000Z",
+            )),
+        ),
+        (
+            "404 Not Found",
+            "content-type: text/html\r\n",
+            b"<html><body>404 page not found</body></html>".to_vec(),
+        ),
+        (
+            "200 OK",
+            json_headers,
+            as_bytes(scripted_fractal(
+                uuid,
+                "done",
+                Value::Null,
+                "2026-11-23T00:00:01.000000Z",
+            )),
+        ),
+    ]);
+    let said = ok(
+        faafo_at(&url, &["--output", "json", "create", "--wait"]),
+        "create --wait through a proxy's 404",
+    );
+    let ended = json(&said, "create --wait");
+    assert_eq!(ended[0]["status"], "done", "{ended}");
+    assert_eq!(requests.try_iter().count(), 3);
 }
 
 /// `list` reads its pages by uuid, and an API older than `uuid_after`

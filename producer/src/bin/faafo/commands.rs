@@ -65,7 +65,7 @@ pub async fn run(
             // have deleted it, or there was nothing to delete.
             let perhaps = match api()?.delete(&arg.uuid).await {
                 Ok(()) => false,
-                Err(e) if e.status() == Some(404) && e.may_have_applied() => true,
+                Err(e) if e.is_not_found() && e.may_have_applied() => true,
                 Err(e) => return Err(e.into()),
             };
             if format == Format::Json {
@@ -524,7 +524,7 @@ async fn poll_until_ended(
                     bar.set_message(format!("({} is {})", short(&now.uuid), now.status));
                     *last = now;
                 }
-                Err(e) if e.status() == Some(404) => {
+                Err(e) if e.is_not_found() => {
                     bar.inc(1);
                     *slot = Some(Ended::Deleted(fractal.uuid.clone()));
                 }
