@@ -35,9 +35,13 @@ pub struct RenderRegistry {
 #[derive(Debug, Default)]
 struct State {
     running: HashMap<String, Vec<Running>>,
-    /// Deleted fractals, each with the last revision deleted, and the
-    /// same in the order of their deletion.
-    deleted: HashMap<String, Deletion>,
+    /// Deleted fractals, each with the last revision deleted and when
+    /// that news came, and the same in the order of their news: an entry
+    /// of the queue older than its map entry's time is a stale one,
+    /// skipped when it comes up (so that news of a uuid already
+    /// remembered is one push, not a scan of the whole queue under the
+    /// lock every render takes).
+    deleted: HashMap<String, (Deletion, Instant)>,
     deletions: VecDeque<(String, Instant)>,
 }
 
@@ -179,7 +183,7 @@ impl RenderRegistry {
         if let Some(reason) = state
             .deleted
             .get(uuid)
-            .and_then(|deletion| deletion.covers(revision))
+            .and_then(|(deletion, _)| deletion.covers(revision))
         {
             cancelled.store(encode(reason), Ordering::Release);
             render.cancel();
@@ -216,17 +220,17 @@ impl RenderRegistry {
         let deletion = state
             .deleted
             .get(uuid)
-            .copied()
+            .map(|(deletion, _)| *deletion)
             .unwrap_or_default()
             .merge(revision, reason);
-        // Remembered for REMEMBER_DELETED from now, the latest news of it.
-        if state.deleted.insert(uuid.to_string(), deletion).is_some() {
-            state.deletions.retain(|(remembered, _)| remembered != uuid);
-        } else if state.deletions.len() >= MAX_REMEMBERED
-            && let Some((oldest, _)) = state.deletions.pop_front()
+        // Remembered for REMEMBER_DELETED from now, the latest news of it
+        // (its earlier entry in the queue goes stale).
+        if state.deletions.len() >= MAX_REMEMBERED
+            && let Some((oldest, at)) = state.deletions.pop_front()
         {
-            state.deleted.remove(&oldest);
+            state.forget(&oldest, at);
         }
+        state.deleted.insert(uuid.to_string(), (deletion, now));
         state.deletions.push_back((uuid.to_string(), now));
         let renders = state.running.get(uuid).map_or(&[][..], Vec::as_slice);
         let mut cancelled = 0;
@@ -258,12 +262,25 @@ fn canonical(uuid: &str) -> String {
 
 impl State {
     fn forget_old(&mut self, now: Instant) {
-        while let Some((uuid, at)) = self.deletions.front() {
+        while let Some((_, at)) = self.deletions.front() {
             if now.duration_since(*at) <= REMEMBER_DELETED {
                 break;
             }
+            if let Some((uuid, at)) = self.deletions.pop_front() {
+                self.forget(&uuid, at);
+            }
+        }
+    }
+
+    /// Forgets `uuid`'s deletion, if the queue's entry of `at` is its
+    /// latest news (else a later entry stands for it).
+    fn forget(&mut self, uuid: &str, at: Instant) {
+        if self
+            .deleted
+            .get(uuid)
+            .is_some_and(|(_, latest)| *latest == at)
+        {
             self.deleted.remove(uuid);
-            self.deletions.pop_front();
         }
     }
 }
@@ -300,6 +317,32 @@ mod tests {
             0,
             "nothing running: nothing cancelled"
         );
+    }
+
+    /// News of a uuid already remembered is kept as the latest (a stale
+    /// entry of the queue does not forget it), and the oldest uuid goes
+    /// first once MAX_REMEMBERED are kept.
+    #[test]
+    fn repeated_news_keeps_a_deletion_and_the_oldest_goes_first() {
+        let registry = RenderRegistry::new();
+        registry.cancel(A, None, CancelReason::Deleted);
+        for n in 0..MAX_REMEMBERED - 2 {
+            registry.cancel(&format!("other-{n}"), None, CancelReason::Deleted);
+        }
+        // A's news again: its first entry, the oldest, is stale now.
+        registry.cancel(A, None, CancelReason::Deleted);
+        // Full: the next news pushes out the oldest entry (A's stale one),
+        // which must not forget A.
+        registry.cancel(B, None, CancelReason::Deleted);
+        registry.cancel("one-more", None, CancelReason::Deleted);
+        let refused = |uuid: &str| {
+            let token = CancelToken::new();
+            registry.register(uuid, None, &token).cancelled().is_some()
+        };
+        assert!(refused(A), "A's latest news is remembered");
+        assert!(refused(B));
+        assert!(!refused("other-0"), "the oldest uuid was forgotten");
+        assert!(refused("other-1"));
     }
 
     #[test]
