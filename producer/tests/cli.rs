@@ -112,11 +112,16 @@ fn finish(child: std::process::Child, what: &str) -> Output {
 
 /// Sends `child` Ctrl-C's SIGINT and waits for its end, as [`finish`].
 fn interrupt(child: std::process::Child, what: &str) -> Output {
+    signal(child, "-INT", what)
+}
+
+/// Sends `child` `signal` (`-INT`, `-TERM`) and waits for its end.
+fn signal(child: std::process::Child, signal: &str, what: &str) -> Output {
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .expect("kill");
-    assert!(status.success(), "{what}: kill -INT");
+    assert!(status.success(), "{what}: kill {signal}");
     finish(child, what)
 }
 
@@ -860,8 +865,9 @@ async fn partial_viewports_and_ctrl_c_while_waiting() {
     }
     assert!(shown.contains("2 fractal(s)"), "{shown}");
 
-    // Ctrl-C while creating: those created are printed (the JSON array,
-    // whole), and the one being created is named.
+    // SIGTERM (a `timeout` wrapper, a CI job cancelled) while creating,
+    // as Ctrl-C: those created are printed (the JSON array, whole), and
+    // the one being created is named.
     let mut command = Command::new(faafo());
     command.args([
         "--endpoint-url",
@@ -877,7 +883,7 @@ async fn partial_viewports_and_ctrl_c_while_waiting() {
         all(&client, None).await.len() >= 113
     })
     .await;
-    let output = interrupt(child, "faafo create --tasks 100000");
+    let output = signal(child, "-TERM", "faafo create --tasks 100000");
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(130), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -899,6 +905,29 @@ async fn partial_viewports_and_ctrl_c_while_waiting() {
         .expect("the fractal being created is named");
     assert!(uuid::Uuid::try_parse(in_flight).is_ok(), "{err}");
     assert!(err.contains("was being created and may exist too"), "{err}");
+}
+
+/// An error said to a standard error that is gone (`2>&1 | head` that
+/// ended) is no panic: the exit status still says what happened (1, not
+/// Rust's 101 of a panic).
+#[test]
+fn an_error_to_a_closed_standard_error_is_no_panic() {
+    let mut command = Command::new(faafo());
+    // Nothing listens on port 9 (discard) here.
+    command
+        .args([
+            "--endpoint-url",
+            "http://127.0.0.1:9",
+            "show",
+            "01a20784-fe99-72fe-a554-9a9b678b0fe0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("faafo show");
+    // The reader of standard error is gone before anything is said.
+    drop(child.stderr.take());
+    let status = child.wait().expect("its end");
+    assert_eq!(status.code(), Some(1), "{status}");
 }
 
 /// `create --wait --timeout` of a fractal a worker is rendering says so,
