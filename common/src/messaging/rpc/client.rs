@@ -585,29 +585,23 @@ mod tests {
     /// ends its call at once, with the reason, instead of at its timeout.
     #[tokio::test]
     async fn an_unreadable_reply_ends_its_call_at_once() {
-        use crate::messaging::broker::{Binding, QueueSpec, SubscriptionEvent, SubscriptionSpec};
+        use crate::messaging::broker::{SubscriptionEvent, SubscriptionSpec};
         use crate::messaging::wire::decode_request;
         let transport = Transport::builder(&format!("memory:///nan-reply-{}", std::process::id()))
             .connect()
             .await
             .expect("memory transport");
         let broker = &transport.inner().broker;
+        // The topic's queue, as a server's.
+        let (queue, binding) = transport.inner().topology.topic_queue(
+            &transport.exchange_of(&Target::topic("nan")),
+            "nan",
+            None,
+        );
         let mut server = broker
             .subscribe(SubscriptionSpec {
-                queue: QueueSpec {
-                    name: "nan".into(),
-                    durable: false,
-                    auto_delete: false,
-                    expires: None,
-                    dead_letter_exchange: None,
-                },
-                bindings: vec![Binding {
-                    exchange: transport
-                        .inner()
-                        .topology
-                        .topic_exchange(&transport.exchange_of(&Target::topic("nan"))),
-                    routing_key: "nan".into(),
-                }],
+                queue,
+                bindings: vec![binding],
                 prefetch: 1,
                 auto_ack: true,
             })
@@ -668,7 +662,7 @@ mod tests {
     /// after the caller gave up does not run it.
     #[tokio::test]
     async fn a_request_sent_again_expires_with_its_call() {
-        use crate::messaging::broker::{Binding, QueueSpec, SubscriptionEvent, SubscriptionSpec};
+        use crate::messaging::broker::{SubscriptionEvent, SubscriptionSpec};
         let transport =
             Transport::builder(&format!("memory:///resend-expiry-{}", std::process::id()))
                 .connect()
@@ -688,20 +682,11 @@ mod tests {
         // Unroutable at 0 ms and about 200 ms; the queue is there, with no
         // consumer, for the try at about 600 ms.
         tokio::time::sleep(Duration::from_millis(350)).await;
-        let queue = QueueSpec {
-            name: "late".into(),
-            durable: false,
-            auto_delete: false,
-            expires: None,
-            dead_letter_exchange: None,
-        };
-        let binding = Binding {
-            exchange: transport
-                .inner()
-                .topology
-                .topic_exchange(&transport.exchange_of(&Target::topic("late"))),
-            routing_key: "late".into(),
-        };
+        let (queue, binding) = transport.inner().topology.topic_queue(
+            &transport.exchange_of(&Target::topic("late")),
+            "late",
+            None,
+        );
         let broker = &transport.inner().broker;
         broker
             .declare(&queue, std::slice::from_ref(&binding))
