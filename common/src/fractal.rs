@@ -501,6 +501,10 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 /// ones, and the producer cuts a worker's error message to it.
 pub const MAX_ERROR_CHARS: usize = 10_000;
 
+/// Longest `generated_by` a fractal keeps, in characters: the API refuses
+/// longer ones, and the producer cuts a worker's name to it.
+pub const MAX_HOST_CHARS: usize = 255;
+
 /// `text` if it has at most `max` characters, else its first `max - 1` and
 /// `…`: never longer than `max`.
 pub fn truncate(text: &str, max: usize) -> String {

@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use faafo_common::api_client::ApiError;
 use faafo_common::fractal::{
-    CancelArgs, CancelReason, Fractal, FractalStatus, FractalUpdate, MAX_ERROR_CHARS, ProcessArgs,
-    Task, TaskResult, control_topic, truncate,
+    CancelArgs, CancelReason, Fractal, FractalStatus, FractalUpdate, MAX_ERROR_CHARS,
+    MAX_HOST_CHARS, ProcessArgs, Task, TaskResult, control_topic, truncate,
 };
 use faafo_common::messaging::{
     Backoff, MessagingError, RequestContext, RetryPolicy, RpcClient, new_request_id,
@@ -338,19 +338,18 @@ impl Dispatcher {
         // own updates apply only while nobody else changed the task (a
         // late request, another producer's recovery, a user's edit).
         let mut revision = fractal.revision;
-        // What earlier processes' attempts left: none of them failed, they
+        // The last attempt's error, stored with the next attempt's running
+        // mark, so that a producer killed during it leaves the real reason.
+        // None: earlier processes' attempts, if any, did not fail; they
         // ended with their producer (killed, or a stop whose attempt could
         // not be given back).
-        // Whether `last_error` is an attempt's real error (stored with the
-        // next attempt's running mark, so that a producer killed during
-        // it leaves the real reason, not "ended with its producer").
-        let mut known_error = fractal.error.is_some();
-        let mut last_error = fractal.error.clone().unwrap_or_else(|| {
+        let mut last_error = fractal.error.clone();
+        let earlier_attempts = fractal.attempts;
+        let ended_with_producers = || {
             format!(
-                "no worker answered in {} attempt(s): each ended with the producer that made it (killed or stopped) before an answer came",
-                fractal.attempts
+                "no worker answered in {earlier_attempts} attempt(s): each ended with the producer that made it (killed or stopped) before an answer came"
             )
-        });
+        };
         // The dispatch slot: held for a call, given back while this task
         // backs off or its result is stored.
         let mut held = Some(slot);
@@ -361,7 +360,13 @@ impl Dispatcher {
             if !marked && attempts >= self.settings.max_attempts {
                 drop(held);
                 return self
-                    .mark_failed(&api, &uuid, attempts, last_error, revision)
+                    .mark_failed(
+                        &api,
+                        &uuid,
+                        attempts,
+                        last_error.unwrap_or_else(ended_with_producers),
+                        revision,
+                    )
                     .await;
             }
             let permit = match held.take() {
@@ -385,7 +390,7 @@ impl Dispatcher {
                 let running = FractalUpdate {
                     status: Some(FractalStatus::Running),
                     attempts: Some(attempts),
-                    error: known_error.then(|| storable(&last_error)),
+                    error: last_error.as_deref().map(storable),
                     ..FractalUpdate::default()
                 };
                 // Its retries (an API down) end when the stop gives up.
@@ -469,7 +474,7 @@ impl Dispatcher {
                     )))
                 }
             });
-            last_error = match answer {
+            last_error = Some(match answer {
                 Ok(result) => {
                     // As the worker sent them, not yet checked by the API:
                     // cut to what a real checksum and host name need.
@@ -523,8 +528,7 @@ impl Dispatcher {
                     );
                     stored_error(&e, &uuid)
                 }
-            };
-            known_error = true;
+            });
             if attempts < self.settings.max_attempts {
                 self.stats.retried.fetch_add(1, Ordering::Relaxed);
                 tokio::select! {
@@ -784,11 +788,15 @@ impl Dispatcher {
     }
 }
 
-/// A worker's name as the API stores it (1 to 255 printable characters):
+/// A worker's name as the API stores it (1 to [`MAX_HOST_CHARS`] printable characters):
 /// a peer's longer or unprintable one is cut and cleaned, not refused with
 /// the result.
 fn host_name(name: &str) -> String {
-    let printable: String = name.chars().filter(|c| !c.is_control()).take(255).collect();
+    let printable: String = name
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_HOST_CHARS)
+        .collect();
     if printable.is_empty() {
         "unknown".into()
     } else {

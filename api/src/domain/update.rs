@@ -12,9 +12,7 @@ use faafo_common::fractal::{FractalStatus, FractalUpdate};
 
 use super::{Checksum, Conflict, FractalId, FractalRecord, Invalid, PngImage, Timestamp};
 
-pub use faafo_common::fractal::MAX_ERROR_CHARS;
-/// Longest `generated_by`, in characters.
-pub const MAX_HOST_CHARS: usize = 255;
+pub use faafo_common::fractal::{MAX_ERROR_CHARS, MAX_HOST_CHARS};
 
 /// What a change does to a record.
 #[derive(Debug, Clone, PartialEq)]
