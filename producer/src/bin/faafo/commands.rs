@@ -615,31 +615,23 @@ async fn get(api: &ApiClient, args: GetArgs, format: Format) -> Result<ExitCode,
     // the shell's redirection). `-o /dev/stderr` likewise writes to
     // standard error itself, and says so as usual.
     let stream = path.as_deref().map_or(Some(Stream::Out), standard_stream);
-    if let Some(stream) = stream {
-        use std::io::Write;
-        let (mut out, name): (Box<dyn Write>, _) = match stream {
-            Stream::Out => (Box::new(std::io::stdout().lock()), "standard output"),
-            Stream::Err => (Box::new(std::io::stderr().lock()), "standard error"),
-        };
-        out.write_all(&png)
-            .and_then(|()| out.flush())
-            .map_err(|e| format!("cannot write the PNG to {name}: {e}"))?;
-        if stream == Stream::Out {
-            return Ok(ExitCode::SUCCESS);
-        }
-    }
-    let Some(path) = path else {
+    let (Some(path), None | Some(Stream::Err)) = (path, stream) else {
+        stream_png(Stream::Out, &png)?;
         return Ok(ExitCode::SUCCESS);
     };
     let (size, sha256) = (png.len(), faafo_common::fractal::sha256_hex(&png));
-    // As curl -o does, a file there is replaced; said so, not hidden; and
-    // a link is written through: the file it names is replaced, the link
-    // stays.
-    let target = faafo_common::files::through_links(&path);
-    let replaced = stream.is_none() && tokio::fs::symlink_metadata(&target).await.is_ok();
-    if stream.is_none() {
+    let replaced = if stream.is_some() {
+        stream_png(Stream::Err, &png)?;
+        false
+    } else {
+        // As curl -o does, a file there is replaced; said so, not hidden;
+        // and a link is written through: the file it names is replaced,
+        // the link stays.
+        let target = faafo_common::files::through_links(&path);
+        let replaced = tokio::fs::symlink_metadata(&target).await.is_ok();
         write_whole_async(target, png, Durability::Synced).await?;
-    }
+        replaced
+    };
     if format == Format::Json {
         output::line(serde_json::json!({
             "uuid": args.uuid,
@@ -653,6 +645,18 @@ async fn get(api: &ApiClient, args: GetArgs, format: Format) -> Result<ExitCode,
         output::line(format_args!("{verb} {} ({size} bytes)", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the PNG, whole, to standard output or error.
+fn stream_png(stream: Stream, png: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let (mut out, name): (Box<dyn Write>, _) = match stream {
+        Stream::Out => (Box::new(std::io::stdout().lock()), "standard output"),
+        Stream::Err => (Box::new(std::io::stderr().lock()), "standard error"),
+    };
+    out.write_all(png)
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("cannot write the PNG to {name}: {e}"))
 }
 
 /// One of the process's standard streams.
