@@ -1,7 +1,6 @@
 //! Stopping gracefully: one future that resolves on SIGTERM or Ctrl-C, and
 //! a broadcast so every part of a program (or of `faafo up`) hears it.
 
-use std::io::Write;
 use tokio::sync::watch;
 
 /// Resolves when the process gets SIGTERM or SIGINT (Ctrl-C).
@@ -87,10 +86,7 @@ impl Shutdown {
             // Not eprintln!: it panics when standard error is gone (a
             // `| tee` that the same Ctrl-C ended), and the panic would end
             // this task instead of the process.
-            let _ = writeln!(
-                std::io::stderr(),
-                "faafo: a second signal: stopping now, without waiting"
-            );
+            crate::say!("faafo: a second signal: stopping now, without waiting");
             std::process::exit(130);
         });
     }

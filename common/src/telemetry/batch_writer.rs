@@ -192,10 +192,7 @@ fn write_out<W: Write>(shared: &Shared, out: &mut W, batch: &mut Vec<u8>) {
         if shared.dropped.fetch_add(lines, Ordering::Relaxed) == 0 {
             // Not eprintln!: when the failing output is standard error
             // itself, it would panic and end this thread for good.
-            let _ = writeln!(
-                std::io::stderr(),
-                "faafo: cannot write the log ({e}): lines are dropped and counted"
-            );
+            crate::say!("faafo: cannot write the log ({e}): lines are dropped and counted");
         }
     }
     batch.clear();
