@@ -1386,10 +1386,13 @@ fn scripted_fractal(uuid: &str, status: &str, error: Value, created_at: &str) ->
     })
 }
 
+/// The status line of a scripted answer that never comes.
+const HANG: &str = "hang";
+
 /// An HTTP server on 127.0.0.1 that answers the requests it gets, in
-/// order, with `answers` (status line, extra headers, body), keeping
-/// connections alive as reqwest expects; the requests' first lines are
-/// sent on the channel.
+/// order, with `answers` (status line, extra headers, body; [`HANG`]: no
+/// answer at all), keeping connections alive as reqwest expects; the
+/// requests' first lines are sent on the channel.
 fn scripted_api(
     answers: Vec<(&'static str, &'static str, Vec<u8>)>,
 ) -> (String, std::sync::mpsc::Receiver<String>) {
@@ -1434,6 +1437,11 @@ fn scripted_api(
                     let Some((status, headers, body)) = next else {
                         return;
                     };
+                    if status == HANG {
+                        // Holds the connection open, never answering.
+                        std::thread::sleep(Duration::from_secs(600));
+                        return;
+                    }
                     let response = format!(
                         "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\n\r\n",
                         body.len()
@@ -1724,6 +1732,41 @@ fn a_proxys_404_while_waiting_is_no_deletion() {
     let ended = json(&said, "create --wait");
     assert_eq!(ended[0]["status"], "done", "{ended}");
     assert_eq!(requests.try_iter().count(), 3);
+}
+
+/// `create --wait --timeout` ends on time even while a request of the
+/// wait gets no answer (the client's own timeout is longer): the fractal
+/// is reported as last seen.
+#[test]
+fn the_timeout_ends_a_wait_on_a_request_that_gets_no_answer() {
+    let uuid = "01a20784-fe99-72fe-a554-00000000000a";
+    let created = scripted_fractal(uuid, "pending", Value::Null, "2026-11-25T00:00:00.000000Z");
+    let (url, requests) = scripted_api(vec![
+        (
+            "201 Created",
+            "content-type: application/json\r\n",
+            created.to_string().into_bytes(),
+        ),
+        (HANG, "", Vec::new()),
+    ]);
+    let started = std::time::Instant::now();
+    let output = faafo_at(
+        &url,
+        &["--output", "json", "create", "--wait", "--timeout", "2"],
+    );
+    let took = started.elapsed();
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(took < Duration::from_secs(15), "took {took:?}: {err}");
+    let left = json(&stdout(&output), "create --wait --timeout");
+    assert_eq!(field(&left[0], "status"), "pending", "{left}");
+    assert!(
+        err.contains(&format!("faafo: {uuid} still pending after 2 s")),
+        "{err}"
+    );
+    let seen: Vec<String> = requests.try_iter().collect();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[1].starts_with("GET "), "{seen:?}");
 }
 
 /// `list` reads its pages by uuid, and an API older than `uuid_after`

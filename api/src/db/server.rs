@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -104,7 +104,24 @@ impl<F: Future> Drop for ClosesConnectionsIfAbandoned<F> {
 /// ping would hold its place in the pool for good (until every place is
 /// held and every request waits in vain, the server back or not). Such a
 /// connection is closed instead, which sqlx limits to 5 s.
-pub(super) struct Checkout<DB: sqlx::Database>(PoolConnection<DB>);
+pub(super) struct Checkout<DB: sqlx::Database>(PoolConnection<DB>, AtWork);
+
+/// One connection handed out to an operation, counted in
+/// [`Reachability::at_work`] while it lives.
+struct AtWork(Arc<Reachability>);
+
+impl AtWork {
+    fn new(reach: &Arc<Reachability>) -> Self {
+        reach.at_work.fetch_add(1, Ordering::Relaxed);
+        Self(reach.clone())
+    }
+}
+
+impl Drop for AtWork {
+    fn drop(&mut self) {
+        self.0.at_work.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 impl<DB: sqlx::Database> Drop for Checkout<DB> {
     fn drop(&mut self) {
@@ -175,6 +192,11 @@ struct Reachability {
     last_probe: tokio::sync::Mutex<Option<(Instant, Result<(), ProbeFailed>)>>,
     /// The probe's timeout: [`PROBE_TIMEOUT`], or `connect_timeout` if shorter.
     probe_timeout: Duration,
+    /// How many connections operations hold now. (Not the pool's size,
+    /// which also counts the connections being opened or checked for a
+    /// waiter: a waiter's own connect to a silent server would count as
+    /// a busy pool, and the server would never be reported silent.)
+    at_work: AtomicUsize,
 }
 
 impl Reachability {
@@ -185,6 +207,7 @@ impl Reachability {
             down: AtomicBool::new(false),
             last_probe: tokio::sync::Mutex::new(None),
             probe_timeout: PROBE_TIMEOUT.min(connect_timeout),
+            at_work: AtomicUsize::new(0),
         }
     }
 
@@ -707,7 +730,7 @@ impl ServerPool {
                     // A server too loaded to take a new connection in time
                     // while the pool's own are all at work is busy, not
                     // gone: those are waited for, as any busy pool's.
-                    Err(failed) if failed.timed_out && pool.size() as usize > pool.num_idle() => {
+                    Err(failed) if failed.timed_out && reach.at_work.load(Ordering::Relaxed) > 0 => {
                         reach.down.store(false, Ordering::Relaxed);
                     }
                     Err(failed) => return Err(DbError::Unavailable(failed.reason)),
@@ -725,7 +748,7 @@ impl ServerPool {
         match acquired {
             Ok(connection) => {
                 self.reach.alive();
-                Ok(Checkout(connection))
+                Ok(Checkout(connection, AtWork::new(&self.reach)))
             }
             Err(e) => Err(DbError::Unavailable(server_message(&e))),
         }

@@ -87,6 +87,13 @@ impl Proxy {
         self.stranded.push(old);
     }
 
+    /// Every connection, open now or made from now on, goes silent (its
+    /// bytes are held, nothing is refused or closed): the server's host
+    /// dropped off the network.
+    fn silence(&self) {
+        self.hold.lock().expect("hold").send_replace(true);
+    }
+
     /// Stops listening and cuts every connection: the database is away,
     /// its port refuses connections.
     async fn stop(&mut self) {
@@ -255,6 +262,23 @@ async fn the_database_goes_away_and_comes_back(backend: Backend) {
             "{backend:?} {path} once the database is back"
         );
         assert!(took < FAST, "{backend:?} {path} took {took:?}");
+    }
+
+    // Silent, old connections and new alike: the probe's own limit says
+    // so, not the pool's whole connect_timeout (10 s here) with sqlx's
+    // "pool timed out".
+    proxy.silence();
+    for path in ["/readyz", "/v1/fractal"] {
+        let (took, response) = timed_get(&http, &format!("{api}{path}")).await;
+        let message = error_of(response, 503).await;
+        assert!(
+            took < FAST,
+            "{backend:?} {path} on a silent server took {took:?}: {message}"
+        );
+        assert!(
+            message.contains("no connection within 2000 ms"),
+            "{backend:?} {path}: {message}"
+        );
     }
 }
 

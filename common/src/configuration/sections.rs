@@ -83,7 +83,7 @@ config_section! {
         auth_tokens: CommaList = CommaList::default(),
         /// With auth_strategy = token, require a token for reads too.
         protect_reads: bool = false,
-        /// Where images are kept: database (in the fractal's row) or filesystem (in image_dir).
+        /// Where images are kept: database (in a table of their own, fractal_image) or filesystem (in image_dir).
         image_store: String = "database".into(),
         /// Directory of stored images with image_store = filesystem. Empty: images/ in state_path.
         image_dir: String = String::new(),
