@@ -234,7 +234,10 @@ async fn failover_skips_a_dead_host() {
 /// the 64 MiB default): the broker closes the publishing channel on it.
 /// That read as a lost connection, and the request ran again for ever,
 /// its caller never answered. Now the caller is told at once, in a small
-/// error reply, and the request runs once.
+/// error reply, and the request runs once. The refusal closes the
+/// channel, failing the confirms of the replies sent beside it: those are
+/// sent again on channels of their own, where the refused one's second
+/// refusal cannot meet them, and their callers get their results.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_the_broker_refuses_is_answered_with_an_error_once() {
     use std::sync::Arc;
@@ -249,13 +252,18 @@ async fn a_result_the_broker_refuses_is_answered_with_an_error_once() {
     let transport = Transport::connect(&url(&rabbit)).await.expect("connects");
     let runs = Arc::new(AtomicUsize::new(0));
     let counted = runs.clone();
-    let endpoint = Endpoint::new().method("big", move |_c, _a: Value| {
-        let counted = counted.clone();
-        async move {
-            counted.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, RemoteError>("x".repeat(2 * 1024 * 1024))
-        }
-    });
+    let endpoint = Endpoint::new()
+        .method("big", move |_c, _a: Value| {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, RemoteError>("x".repeat(2 * 1024 * 1024))
+            }
+        })
+        .method(
+            "small",
+            |_c, a: Value| async move { Ok::<_, RemoteError>(a) },
+        );
     let server = RpcServer::builder(&transport, Target::topic("big").with_server("w1"))
         .endpoint(endpoint)
         .start()
@@ -291,6 +299,37 @@ async fn a_result_the_broker_refuses_is_answered_with_an_error_once() {
         matches!(answer, Err(MessagingError::NoSuchMethod { .. })),
         "{answer:?}"
     );
+
+    // Refused replies among good ones, all at once, several rounds.
+    for round in 0..5 {
+        let mut calls = tokio::task::JoinSet::new();
+        for n in 0..24 {
+            let client = client.clone();
+            calls.spawn(async move {
+                let ctx = RequestContext::new();
+                if n % 6 == 0 {
+                    let refused = client.call::<_, String>(&ctx, "big", &json!({})).await;
+                    assert!(
+                        matches!(&refused, Err(MessagingError::Remote { error, .. })
+                            if error.class == "RuntimeError"),
+                        "round {round}, call {n}: {refused:?}"
+                    );
+                } else {
+                    let answer = client
+                        .call::<_, Value>(&ctx, "small", &json!({"n": n}))
+                        .await;
+                    assert_eq!(
+                        answer.as_ref().ok(),
+                        Some(&json!({"n": n})),
+                        "round {round}, call {n}: a good reply beside a refused one: {answer:?}"
+                    );
+                }
+            });
+        }
+        while let Some(joined) = calls.join_next().await {
+            joined.expect("a call");
+        }
+    }
     server.stop().await;
     transport.close().await;
 }

@@ -103,6 +103,7 @@ pub(crate) mod testing_support {
             content_type: content_type.into(),
             expiration: None,
             mandatory: true,
+            alone: false,
         }
     }
 

@@ -8,6 +8,7 @@
 //! tells its owner with [`SubscriptionEvent::Reconnected`].
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -64,6 +65,9 @@ struct Inner {
     backoff: Backoff,
     /// Where a returned message that a neighbour's confirm carried goes.
     strays: StrayReturns,
+    /// Each host's largest message, as it said when it refused a larger
+    /// one (0: not known), by the index of the host in the URL.
+    size_limits: Vec<Arc<AtomicUsize>>,
 }
 
 #[derive(Clone)]
@@ -88,6 +92,13 @@ struct Link {
     /// publish fails, or its confirm comes with the channel closed by a
     /// refusal, which may be a NOT_FOUND for one deleted since.
     declared: Arc<Mutex<HashSet<String>>>,
+    /// The largest message this connection's host takes, as it said when
+    /// it refused a larger one (0: not known). A larger one is refused
+    /// here, not sent: RabbitMQ would close its channel, with the confirms
+    /// of the messages beside it, and the rest of a large message's frames
+    /// can reach it after that close, which it takes for a protocol error
+    /// of the whole connection.
+    size_limit: Arc<AtomicUsize>,
 }
 
 type Events = BoxStream<'static, Event>;
@@ -109,6 +120,7 @@ impl AmqpBroker {
             max: url.options.retry_interval_max,
         };
         let (state, _) = watch::channel(LinkState::Connecting("not connected yet".into()));
+        let hosts = url.hosts.len();
         let inner = Arc::new(Inner {
             url,
             connection_name: connection_name.to_string(),
@@ -118,6 +130,7 @@ impl AmqpBroker {
             consumers_stopped: Mutex::new(Vec::new()),
             backoff,
             strays: StrayReturns::default(),
+            size_limits: (0..hosts).map(|_| Arc::default()).collect(),
         });
         let mut order: Vec<usize> = (0..inner.url.hosts.len()).collect();
         fastrand::shuffle(&mut order);
@@ -163,6 +176,14 @@ impl AmqpBroker {
         'publish: loop {
             let link = self.inner.wait_up(deadline).await?;
             attempt += 1;
+            let limit = link.size_limit.load(Ordering::Relaxed);
+            if limit > 0 && publication.body.len() > limit {
+                return Err(MessagingError::Refused(format!(
+                    "the message ({} bytes) is larger than the broker takes ({limit} bytes, \
+                     as it said when it refused a larger one)",
+                    publication.body.len()
+                )));
+            }
             // A connection the broker blocked (a memory or disk alarm):
             // lapin would keep the message and send it once the alarm
             // clears, long after the caller was told it failed. Held back
@@ -197,9 +218,11 @@ impl AmqpBroker {
                 }
             };
             match published {
-                Ok(confirm) => {
+                Ok((confirm, own_channel)) => {
                     return Ok(PendingConfirm::Amqp {
                         confirm,
+                        own_channel,
+                        size_limit: link.size_limit.clone(),
                         routing_key: publication.routing_key.clone(),
                         body: publication.body.clone(),
                         strays: self.inner.strays.clone(),
@@ -400,6 +423,7 @@ impl Inner {
             publisher: tokio::sync::Mutex::new(None),
             generations: std::sync::atomic::AtomicU64::new(0),
             declared: Arc::default(),
+            size_limit: self.size_limits[index].clone(),
         });
         link.publisher().await.map_err(|e| e.to_string())?;
         Ok((link, events))
@@ -552,21 +576,21 @@ impl Link {
             };
             if stale { slot.take() } else { None }
         };
-        // Closed outside the lock (the next publish opens its channel
-        // meanwhile), and not waited for past CHANNEL_CLOSE_WAIT: a broker
-        // that stopped reading (a resource alarm, a connection half gone)
-        // never answers, and a stopping program would hang here.
-        if let Some((_, channel)) = taken
-            && channel.status().connected()
-        {
-            let _ = tokio::time::timeout(CHANNEL_CLOSE_WAIT, channel.close(200, "OK".into())).await;
+        // Closed outside the lock: the next publish opens its channel
+        // meanwhile.
+        if let Some((_, channel)) = taken {
+            close_channel(channel).await;
         }
     }
 
     /// Publishes on the publishing channel; on failure, closes that channel
     /// (and only that one) for the next publish to open a fresh one, which
-    /// declares its exchange again.
-    async fn publish(&self, p: &Publication) -> lapin::Result<lapin::PublisherConfirm> {
+    /// declares its exchange again. A message to send [alone](Publication::alone)
+    /// goes on a confirm channel of its own, returned with its confirm.
+    async fn publish(
+        &self,
+        p: &Publication,
+    ) -> lapin::Result<(lapin::PublisherConfirm, Option<Box<Channel>>)> {
         // A lasting exchange, once per channel, on a channel of its own: a
         // refusal there fails this publish alone (see
         // `declare_exchange_aside`).
@@ -578,6 +602,9 @@ impl Link {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(spec.name.clone());
+        }
+        if p.alone {
+            return self.publish_alone(p).await;
         }
         let (generation, channel) = match self.publisher().await {
             Ok(publisher) => publisher,
@@ -595,7 +622,33 @@ impl Link {
                 .clear();
             self.reset_publisher(Some(generation)).await;
         }
-        published
+        published.map(|confirm| (confirm, None))
+    }
+
+    /// Publishes on a confirm channel of its own (see [`Publication::alone`]).
+    async fn publish_alone(
+        &self,
+        p: &Publication,
+    ) -> lapin::Result<(lapin::PublisherConfirm, Option<Box<Channel>>)> {
+        let channel = self.connection.create_channel().await?;
+        let published = match channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+        {
+            Ok(()) => self.publish_on(&channel, p).await,
+            Err(e) => Err(e),
+        };
+        match published {
+            Ok(confirm) => Ok((confirm, Some(Box::new(channel)))),
+            Err(e) => {
+                self.declared
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
+                close_channel(channel).await;
+                Err(e)
+            }
+        }
     }
 
     fn is_declared(&self, exchange: &str) -> bool {
@@ -662,6 +715,38 @@ impl Link {
             )
             .await
     }
+}
+
+/// The largest message a broker takes, read off its refusal of a larger
+/// one: RabbitMQ's "PRECONDITION_FAILED - message size 2097343 is larger
+/// than configured max size 1048576".
+pub(super) fn size_limit_in(refusal: &str) -> Option<usize> {
+    let (_, after) = refusal.split_once("larger than configured max size ")?;
+    let digits = after.split(|c: char| !c.is_ascii_digit()).next()?;
+    digits.parse().ok().filter(|&limit| limit > 0)
+}
+
+/// Closes `channel` if it is still open, waiting at most
+/// [`CHANNEL_CLOSE_WAIT`]: a broker that stopped reading (a resource
+/// alarm, a connection half gone) never answers, and a stopping program
+/// would hang on it.
+async fn close_channel(channel: Channel) {
+    if channel.status().connected() {
+        let _ = tokio::time::timeout(CHANNEL_CLOSE_WAIT, channel.close(200, "OK".into())).await;
+    }
+}
+
+/// `confirm`'s outcome; then `own_channel`, a message's channel of its
+/// own ([`Publication::alone`]), is closed.
+pub(super) async fn closing_after(
+    own_channel: Option<Box<Channel>>,
+    confirm: lapin::PublisherConfirm,
+) -> lapin::Result<lapin::Confirmation> {
+    let outcome = confirm.await;
+    if let Some(channel) = own_channel {
+        close_channel(*channel).await;
+    }
+    outcome
 }
 
 /// Whether the broker refused a declaration as PRECONDITION_FAILED (406):
@@ -986,5 +1071,24 @@ impl AmqpSubscriptionHandle {
 impl Drop for AmqpSubscriptionHandle {
     fn drop(&mut self) {
         self.cancel.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_limit_in;
+
+    #[test]
+    fn the_size_limit_is_read_off_rabbitmqs_refusal() {
+        assert_eq!(
+            size_limit_in(
+                "protocol error: AMQP soft error: PRECONDITION-FAILED: PRECONDITION_FAILED - \
+                 message size 2097343 is larger than configured max size 1048576"
+            ),
+            Some(1_048_576)
+        );
+        assert_eq!(size_limit_in("NOT_FOUND - no exchange 'x'"), None);
+        assert_eq!(size_limit_in("larger than configured max size 0"), None);
+        assert_eq!(size_limit_in("larger than configured max size "), None);
     }
 }

@@ -781,6 +781,7 @@ mod tests {
             content_type: "application/json".into(),
             expiration: None,
             mandatory: true,
+            alone: false,
         };
         for n in 1..=3 {
             broker.publish(&publish(n)).expect("publish");
@@ -842,6 +843,7 @@ mod tests {
             content_type: "application/json".into(),
             expiration: None,
             mandatory: true,
+            alone: false,
         })
         .expect("publish");
         let spec = SubscriptionSpec {
@@ -898,6 +900,7 @@ mod tests {
                     content_type: "application/json".into(),
                     expiration: Some(Duration::from_millis(1)),
                     mandatory: true,
+                    alone: false,
                 })
                 .expect("publish");
             matches!(outcome, PublishOutcome::Delivered)

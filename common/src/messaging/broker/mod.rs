@@ -90,6 +90,14 @@ pub(crate) struct Publication {
     pub expiration: Option<Duration>,
     /// Ask the broker to return the message if no queue takes it.
     pub mandatory: bool,
+    /// Sent on a channel of its own, not the shared publishing one: for
+    /// a message sent again after a refusal ([`MessagingError::Refused`]).
+    /// RabbitMQ refuses a message by closing its channel, which fails the
+    /// confirms of every message still unconfirmed there: sent again on
+    /// the shared channel, an innocent message could meet the guilty
+    /// one's second refusal and be reported refused twice. Alone, a
+    /// refusal is its own.
+    pub alone: bool,
 }
 
 /// What the broker did with a published message.
@@ -111,6 +119,11 @@ pub(crate) enum PendingConfirm {
     /// `strays`).
     Amqp {
         confirm: lapin::PublisherConfirm,
+        /// The channel of a message sent [alone](Publication::alone),
+        /// closed once its confirm came.
+        own_channel: Option<Box<lapin::Channel>>,
+        /// Its host's largest message, learnt from a refusal of a larger one.
+        size_limit: Arc<std::sync::atomic::AtomicUsize>,
         routing_key: String,
         body: Arc<[u8]>,
         strays: StrayReturns,
@@ -250,12 +263,14 @@ impl PendingConfirm {
             PendingConfirm::Ready(outcome) => Ok(outcome),
             PendingConfirm::Amqp {
                 confirm,
+                own_channel,
+                size_limit,
                 routing_key,
                 body,
                 strays,
                 declared,
                 ..
-            } => match confirm.await {
+            } => match amqp::closing_after(own_channel, confirm).await {
                 Ok(lapin::Confirmation::Ack(Some(returned))) => {
                     if is_ours(
                         returned.delivery.routing_key.as_str(),
@@ -280,7 +295,11 @@ impl PendingConfirm {
                 // exchange declared again), then the caller's error.
                 Err(e) if e.is_amqp_soft_error() => {
                     declared.lock().unwrap_or_else(|p| p.into_inner()).clear();
-                    Err(MessagingError::Refused(e.to_string()))
+                    let reason = e.to_string();
+                    if let Some(limit) = amqp::size_limit_in(&reason) {
+                        size_limit.store(limit, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(MessagingError::Refused(reason))
                 }
                 Err(e) => Err(MessagingError::Disconnected(format!(
                     "the connection failed before the broker confirmed a message: {e}"

@@ -110,7 +110,7 @@ impl Notifier {
                 },
             )?
             .into();
-            let publication = Publication {
+            let mut publication = Publication {
                 declare: Some(inner.topology.topic_exchange(&exchange)),
                 exchange: exchange.clone(),
                 routing_key: key.clone(),
@@ -118,6 +118,7 @@ impl Notifier {
                 content_type: Codec::Json.content_type().into(),
                 expiration: None,
                 mandatory: true,
+                alone: false,
             };
             for attempt in 0..2 {
                 self.ensure_queue(transport, &exchange, &key, attempt > 0)
@@ -132,7 +133,10 @@ impl Notifier {
                 {
                     // Perhaps another message's refusal, or the exchange
                     // deleted since: once more, declared again.
-                    Err(MessagingError::Refused(_)) if attempt == 0 => continue,
+                    Err(MessagingError::Refused(_)) if attempt == 0 => {
+                        publication.alone = true;
+                        continue;
+                    }
                     outcome => outcome?,
                 };
                 match outcome {

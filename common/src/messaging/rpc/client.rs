@@ -272,6 +272,7 @@ impl RpcClient {
                             Err(MessagingError::Refused(reason)) if !refused => {
                                 debug!(%method, %reason, "the broker refused the call; sending it again");
                                 refused = true;
+                                publication.alone = true;
                                 continue 'send;
                             }
                             Err(e @ MessagingError::Refused(_)) => return Err(e),
@@ -356,7 +357,7 @@ impl RpcClient {
     ) -> Result<()> {
         let unique_id = wire::new_id();
         let body = self.encode_request(ctx, method, args, None, &unique_id)?;
-        let publication = if self.target.fanout {
+        let mut publication = if self.target.fanout {
             let topology = &self.transport.inner().topology;
             let exchange = topology.fanout_exchange(&self.target.topic);
             Publication {
@@ -367,6 +368,7 @@ impl RpcClient {
                 content_type: self.codec.content_type().into(),
                 expiration: None,
                 mandatory: true,
+                alone: false,
             }
         } else {
             self.direct_publication(body, None)
@@ -407,6 +409,7 @@ impl RpcClient {
                 Err(MessagingError::Refused(reason)) if !refused => {
                     debug!(%method, %reason, "the broker refused the cast; sending it again");
                     refused = true;
+                    publication.alone = true;
                 }
                 Err(e) => return Err(e),
             }
@@ -503,6 +506,7 @@ impl RpcClient {
             content_type: self.codec.content_type().into(),
             expiration,
             mandatory: true,
+            alone: false,
         }
     }
 
@@ -640,6 +644,7 @@ mod tests {
                     content_type: "application/json".into(),
                     expiration: None,
                     mandatory: false,
+                    alone: false,
                 },
                 Instant::now() + Duration::from_secs(5),
             )

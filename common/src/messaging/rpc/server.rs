@@ -779,7 +779,7 @@ impl ServerContext {
             gone.retain(|_, since| since.elapsed() < Duration::from_secs(60));
             gone.contains_key(&address.reply_q)
         };
-        let publication = reply_publication(address, codec, body);
+        let mut publication = reply_publication(address, codec, body);
         let give_up = if known_gone {
             Instant::now()
         } else {
@@ -830,15 +830,25 @@ impl ServerContext {
                     bump(&self.counters.replies_dropped);
                     return ReplyOutcome::Dropped;
                 }
-                Ok(PublishOutcome::Nacked)
-                | Err(MessagingError::Disconnected(_))
-                | Err(MessagingError::Closed) => {
+                // A nack (the queue refuses more, reject-publish; the
+                // broker's own failure) is a refusal too: a request run
+                // again would meet it again, without end.
+                Ok(PublishOutcome::Nacked) if !refused => {
+                    debug!(msg_id = %address.msg_id, "the broker did not accept a reply; sending it again");
+                    refused = true;
+                    publication.alone = true;
+                }
+                Ok(PublishOutcome::Nacked) => {
+                    return ReplyOutcome::Refused("the broker did not accept it (a nack)".into());
+                }
+                Err(MessagingError::Disconnected(_)) | Err(MessagingError::Closed) => {
                     warn!(msg_id = %address.msg_id, "could not send a reply; the request will run again");
                     return ReplyOutcome::Disconnected;
                 }
                 Err(MessagingError::Refused(reason)) if !refused => {
                     debug!(msg_id = %address.msg_id, %reason, "the broker refused a reply; sending it again");
                     refused = true;
+                    publication.alone = true;
                 }
                 Err(MessagingError::Refused(reason)) => return ReplyOutcome::Refused(reason),
                 Err(error) => {
@@ -860,6 +870,7 @@ fn reply_publication(address: &ReplyAddress, codec: Codec, body: Arc<[u8]>) -> P
         content_type: codec.content_type().into(),
         expiration: None,
         mandatory: true,
+        alone: false,
     }
 }
 
