@@ -67,8 +67,12 @@ impl Application {
         }
         let db = Database::connect(&config.database_url(), &config.database).await?;
         let images = ImageStore::open(&settings.image_store)?;
-        let bind = bind_address(&config.api.bind_host, config.api.bind_port);
-        let listener = TcpListener::bind(&bind)
+        // The host as `check-config` read it (spaces and brackets off),
+        // given to the resolver apart from the port: `fe80::1%eth0`, with
+        // a zone's name, is no socket address Rust parses.
+        let host = config.api.bare_bind_host();
+        let bind = bind_address(host, config.api.bind_port);
+        let listener = TcpListener::bind((host, config.api.bind_port))
             .await
             .map_err(|source| StartupError::Bind {
                 address: bind.clone(),

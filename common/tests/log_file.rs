@@ -27,7 +27,8 @@ fn main() {
     }
     lines_go_to_a_daily_log_file_instead_of_standard_error();
     use_stderr_writes_both();
-    println!("log_file: 2 checks passed");
+    a_directory_is_no_log_file();
+    println!("log_file: 3 checks passed");
 }
 
 /// The child: logs one line with the settings its environment gives.
@@ -82,6 +83,39 @@ fn lines_go_to_a_daily_log_file_instead_of_standard_error() {
         !stderr.contains(LINE),
         "standard error got the line: {stderr}"
     );
+}
+
+/// A `log_file` naming a directory is refused with a reason: the logs
+/// would have gone beside it, named after it. (Refused before logging is
+/// set up, so this process can ask.)
+fn a_directory_is_no_log_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let refused = telemetry::init(&TelemetrySettings {
+        debug: false,
+        json: false,
+        log_file: Some(dir.path().to_path_buf()),
+        use_stderr: false,
+    })
+    .err()
+    .expect("a directory is refused");
+    let said = refused.to_string();
+    assert!(said.contains("it is a directory"), "{said}");
+    assert!(said.contains(&dir.path().display().to_string()), "{said}");
+    let beside = std::fs::read_dir(dir.path().parent().expect("a parent"))
+        .expect("the parent")
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let own = dir
+                .path()
+                .file_name()
+                .expect("a name")
+                .to_string_lossy()
+                .into_owned();
+            name.starts_with(&format!("{own}."))
+        })
+        .count();
+    assert_eq!(beside, 0, "a log file was made beside the directory");
 }
 
 fn use_stderr_writes_both() {

@@ -18,15 +18,9 @@ pub async fn serve(
 ) -> Result<bool, Box<dyn std::error::Error>> {
     let settings = ProducerSettings::from_config(config);
     let grace = settings.shutdown_grace;
-    // An API with this configuration's limit refuses such tasks (each one
-    // an error in this log, none on the page).
-    let (p, limit) = (&config.producer, config.default.pixel_limit);
-    if u64::from(p.max_width) * u64::from(p.max_height) > limit {
-        tracing::warn!(
-            "[producer] max_width x max_height ({} x {}) is more than [DEFAULT] pixel_limit ({limit}): an API with that limit refuses the larger tasks",
-            p.max_width,
-            p.max_height
-        );
+    // The API may have limits of its own (its host's file): a warning.
+    for over in crate::settings::tasks_over_limits(config) {
+        tracing::warn!("{over}: an API with that limit refuses the larger tasks");
     }
     let api = ApiClient::new(
         &config.default.endpoint_url,

@@ -4,6 +4,28 @@ use std::time::Duration;
 
 use faafo_common::configuration::FaafoConfig;
 
+/// The tasks this configuration's producer would generate beyond the
+/// limits an API of the same configuration takes (`[DEFAULT] pixel_limit`,
+/// `iteration_limit`), one sentence each: that API refuses such tasks,
+/// each an error in the producer's log, none on the page.
+pub fn tasks_over_limits(config: &FaafoConfig) -> Vec<String> {
+    let (p, d) = (&config.producer, &config.default);
+    let mut over = Vec::new();
+    if u64::from(p.max_width) * u64::from(p.max_height) > d.pixel_limit {
+        over.push(format!(
+            "[producer] max_width x max_height ({} x {}) is more than [DEFAULT] pixel_limit ({})",
+            p.max_width, p.max_height, d.pixel_limit
+        ));
+    }
+    if p.max_iterations > d.iteration_limit {
+        over.push(format!(
+            "[producer] max_iterations ({}) is more than [DEFAULT] iteration_limit ({})",
+            p.max_iterations, d.iteration_limit
+        ));
+    }
+    over
+}
+
 /// A range to draw from: `randint` for integers, `uniform` for floats, as
 /// the original did (the two ends may come in either order).
 #[derive(Debug, Clone, Copy, PartialEq)]

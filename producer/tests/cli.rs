@@ -2006,6 +2006,35 @@ fn up_refuses_a_token_its_producer_does_not_have() {
     }
 }
 
+/// `faafo up` refuses to start a producer whose tasks its own API would
+/// refuse (the same configuration's limits), naming both options.
+#[test]
+fn up_refuses_tasks_beyond_its_own_limits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (sections, expected) in [
+        (
+            "[producer]\nmax_iterations = 200000\n",
+            "[producer] max_iterations (200000) is more than [DEFAULT] iteration_limit (100000)",
+        ),
+        (
+            // (After the [DEFAULT] section `write_config` opens.)
+            "pixel_limit = 500000\n",
+            "[producer] max_width x max_height (1024 x 1024) is more than [DEFAULT] pixel_limit (500000)",
+        ),
+    ] {
+        let config = write_config(dir.path(), sections);
+        let mut command = Command::new(faafo());
+        command
+            .args(["up", "--port", &free_port().to_string(), "--config-file"])
+            .arg(&config);
+        refused(
+            run(command, "faafo up beyond its limits"),
+            &format!("faafo up with {sections:?}"),
+            expected,
+        );
+    }
+}
+
 /// The data directory follows `XDG_DATA_HOME` when it is an absolute path,
 /// and `HOME` when it is relative (the XDG specification: the data would
 /// follow the working directory).

@@ -26,6 +26,33 @@ fn closed_port() -> u16 {
     listener.local_addr().expect("address").port()
 }
 
+/// `bind_host` is taken as `check-config` takes it: spaces around it and
+/// brackets are no part of it, and an IPv6 address's zone may be named
+/// (a link-local `fe80::1%lo` that the machine does not have is then the
+/// system's "cannot assign", not a failed lookup of the whole text).
+#[tokio::test]
+async fn the_bind_host_is_taken_as_the_configuration_check_takes_it() {
+    let state = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", state.path().join("faafo.db").display());
+    for host in [" 127.0.0.1 ", "[127.0.0.1]"] {
+        let mut config = config_on(&url, &state);
+        config.api.bind_host = host.into();
+        config.validate().expect("a valid host");
+        let app = Application::build(&config)
+            .await
+            .unwrap_or_else(|e| panic!("{host:?}: {e}"));
+        assert!(app.url().starts_with("http://127.0.0.1:"), "{}", app.url());
+    }
+    let mut config = config_on(&url, &state);
+    config.api.bind_host = "fe80::1%lo".into();
+    config.validate().expect("a valid host");
+    if let Err(e) = Application::build(&config).await {
+        let said = e.to_string();
+        assert!(said.contains("[fe80::1%lo]"), "{said}");
+        assert!(!said.contains("lookup"), "{said}");
+    }
+}
+
 #[tokio::test]
 async fn a_closed_port_is_reported_as_refused_at_once() {
     for scheme in ["postgresql", "mysql"] {

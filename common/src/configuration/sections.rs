@@ -391,6 +391,17 @@ impl FaafoConfig {
                 ));
             }
         }
+        // The logs would go beside the directory, named after it.
+        if d.log_file.ends_with('/') {
+            return Err(invalid(
+                "DEFAULT",
+                "log_file",
+                format!(
+                    "{:?} names a directory: give a file's path in it (each day's lines go to <log_file>.<YYYY-MM-DD>)",
+                    d.log_file
+                ),
+            ));
+        }
         let w = &self.worker;
         // AMQP counts unacknowledged messages in 16 bits; past that many
         // threads, a render pool only adds switching (and each thread is
@@ -536,14 +547,17 @@ impl FaafoConfig {
             &["database", "filesystem"],
         )?;
         if a.results_per_page == 0 || a.results_per_page > a.max_results_per_page {
-            return Err(invalid(
-                "api",
-                "results_per_page",
-                format!(
-                    "must be between 1 and max_results_per_page ({})",
-                    a.max_results_per_page
-                ),
-            ));
+            return Err(Invalid {
+                related: Some("max_results_per_page"),
+                ..invalid(
+                    "api",
+                    "results_per_page",
+                    format!(
+                        "must be between 1 and max_results_per_page ({})",
+                        a.max_results_per_page
+                    ),
+                )
+            });
         }
         let p = &self.producer;
         // A time past the end of the clock's range panics where it is

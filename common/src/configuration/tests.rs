@@ -307,6 +307,14 @@ fn semantic_errors_are_caught_without_showing_passwords() {
             "[producer] min_width: 256 is larger than max_width (100)",
         ),
         (
+            "[DEFAULT]\nlog_file = /var/log/faafo/\n",
+            "[DEFAULT] log_file: \"/var/log/faafo/\" names a directory: give a file's path in it",
+        ),
+        (
+            "[api]\nmax_results_per_page = 5\n",
+            "[api] results_per_page: must be between 1 and max_results_per_page (5)",
+        ),
+        (
             "[producer]\nmin_iterations = 11\n",
             "[producer] min_iterations: must be at least 12 (a worker draws no Julia constant for fewer), got 11",
         ),

@@ -225,6 +225,10 @@ fn daily_file(path: &Path) -> Result<RollingFileAppender, TelemetryError> {
         path: path.display().to_string(),
         reason,
     };
+    // The logs would go beside the directory, named after it.
+    if path.is_dir() {
+        return Err(fail("it is a directory: give a file's path in it".into()));
+    }
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())

@@ -76,6 +76,15 @@ pub async fn run(
                 .into(),
         );
     }
+    // Its API has the same limits: such tasks would all be refused.
+    if !args.no_producer
+        && let Some(over) = faafo_producer::settings::tasks_over_limits(&config).first()
+    {
+        return Err(format!(
+            "{over}: the producer of faafo up would generate tasks its own API refuses"
+        )
+        .into());
+    }
     // The data directory only holds the default SQLite database (and the
     // images of `image_store = filesystem`, whose store creates it).
     // One `faafo up` per data directory: a second one's producer would take
