@@ -104,7 +104,11 @@ impl<F: Future> Drop for ClosesConnectionsIfAbandoned<F> {
 /// ping would hold its place in the pool for good (until every place is
 /// held and every request waits in vain, the server back or not). Such a
 /// connection is closed instead, which sqlx limits to 5 s.
-pub(super) struct Checkout<DB: sqlx::Database>(PoolConnection<DB>, AtWork);
+pub(super) struct Checkout<DB: sqlx::Database> {
+    connection: PoolConnection<DB>,
+    /// Counts it as at work while it lives.
+    _at_work: AtWork,
+}
 
 /// One connection handed out to an operation, counted in
 /// [`Reachability::at_work`] while it lives.
@@ -126,7 +130,7 @@ impl Drop for AtWork {
 impl<DB: sqlx::Database> Drop for Checkout<DB> {
     fn drop(&mut self) {
         if GIVEN_UP.try_with(|()| ()).is_ok() {
-            self.0.close_on_drop();
+            self.connection.close_on_drop();
         }
     }
 }
@@ -134,13 +138,13 @@ impl<DB: sqlx::Database> Drop for Checkout<DB> {
 impl<DB: sqlx::Database> std::ops::Deref for Checkout<DB> {
     type Target = DB::Connection;
     fn deref(&self) -> &DB::Connection {
-        &self.0
+        &self.connection
     }
 }
 
 impl<DB: sqlx::Database> std::ops::DerefMut for Checkout<DB> {
     fn deref_mut(&mut self) -> &mut DB::Connection {
-        &mut self.0
+        &mut self.connection
     }
 }
 
@@ -748,7 +752,10 @@ impl ServerPool {
         match acquired {
             Ok(connection) => {
                 self.reach.alive();
-                Ok(Checkout(connection, AtWork::new(&self.reach)))
+                Ok(Checkout {
+                    connection,
+                    _at_work: AtWork::new(&self.reach),
+                })
             }
             Err(e) => Err(DbError::Unavailable(server_message(&e))),
         }
