@@ -1003,6 +1003,33 @@ async fn malformed_calls_get_an_error_reply(env: TestBroker) {
     remote_error(outcome, "MalformedMessage");
     assert_eq!(server.stats().malformed, 1);
     server.stop().await;
+
+    // A call larger than the server takes is refused unread, and answered
+    // so, not left to its caller's timeout.
+    let server = RpcServer::builder(&t, Target::topic("bigcall").with_server("h1"))
+        .endpoint(service("h1", Arc::default()))
+        .max_message_size(64 * 1024)
+        .start()
+        .await
+        .expect("server");
+    let client = RpcClient::new(&t, Target::topic("bigcall")).timeout(Duration::from_secs(20));
+    let started = std::time::Instant::now();
+    let outcome = client
+        .call::<_, Value>(&ctx(), "echo", &json!({"value": "x".repeat(100 * 1024)}))
+        .await;
+    match &outcome {
+        Err(MessagingError::Remote { error, .. }) => assert!(
+            error
+                .message
+                .contains("larger than the server's max_message_size (65536 bytes)"),
+            "{error:?}"
+        ),
+        other => panic!("expected MalformedMessage: {other:?}"),
+    }
+    remote_error(outcome, "MalformedMessage");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(server.stats().rejected, 1);
+    server.stop().await;
 }
 
 async fn duplicates_run_once(env: TestBroker) {

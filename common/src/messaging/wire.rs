@@ -478,6 +478,24 @@ fn string_after(text: &str, key: &str) -> Option<String> {
     })
 }
 
+/// Where to answer a request that is refused before it is read (larger
+/// than `max_message_size`, of a content type no codec reads: then taken
+/// as JSON, oslo's): its `_msg_id` and `_reply_q`, when the body has them.
+pub(crate) fn reply_address(codec: Codec, body: &[u8]) -> Option<ReplyAddress> {
+    match codec {
+        Codec::Json => {
+            let inner = open_json_envelope(body).ok()?;
+            serde_json::from_str::<AddressFields>(&inner)
+                .ok()
+                .and_then(AddressFields::address)
+                .or_else(|| scanned_address(&inner))
+        }
+        Codec::MsgPack => rmp_serde::from_slice::<MsgPackEnvelope<AddressFields>>(body)
+            .ok()
+            .and_then(|e| e.message.address()),
+    }
+}
+
 /// Decodes a request body of the given codec.
 pub(crate) fn decode_request(
     codec: Codec,

@@ -168,8 +168,10 @@ impl MemoryBroker {
 
     pub(crate) fn publish(&self, p: &Publication) -> Result<PublishOutcome> {
         self.open_or_refuse()?;
+        // Refused as RabbitMQ refuses it: the senders send it once more,
+        // then report it (a reply: its caller gets an error in its place).
         if p.body.len() > MAX_MESSAGE_SIZE {
-            return Err(MessagingError::Broker(format!(
+            return Err(MessagingError::Refused(format!(
                 "PRECONDITION_FAILED - message size {} is larger than configured max size {MAX_MESSAGE_SIZE}",
                 p.body.len()
             )));
@@ -757,6 +759,31 @@ mod tests {
         assert!(topic_matches("a.#", "a"));
         assert!(topic_matches("a.#.c", "a.b.b.c"));
         assert!(!topic_matches("a.*.c", "a.c"));
+    }
+
+    /// A message larger than the broker takes is refused as RabbitMQ
+    /// refuses it (`Refused`, which the senders send once more, then
+    /// report), not as another broker error (a reply then went unanswered).
+    #[test]
+    fn a_message_too_large_is_refused_as_by_rabbitmq() {
+        let broker = MemoryBroker::open(&format!("too-large-{}", std::process::id()));
+        let refused = broker.publish(&Publication {
+            declare: None,
+            exchange: String::new(),
+            routing_key: "anywhere".into(),
+            body: Arc::from(vec![b' '; MAX_MESSAGE_SIZE + 1]),
+            content_type: "application/json".into(),
+            expiration: None,
+            mandatory: true,
+            alone: false,
+        });
+        match refused {
+            Err(MessagingError::Refused(reason)) => assert!(
+                reason.contains("is larger than configured max size"),
+                "{reason}"
+            ),
+            other => panic!("expected a refusal: {other:?}"),
+        }
     }
 
     /// Requeued messages go back to their places, as in RabbitMQ: the

@@ -34,6 +34,11 @@ pub(crate) enum Admission {
     New(Acker),
     /// Same request still running: its acker is held.
     Held,
+    /// Same request still running, acknowledged before it ran (at most
+    /// once): acknowledge this copy now. Held unacknowledged, it would be
+    /// delivered again, to another server, if this one died first, and run
+    /// there: twice.
+    Running(Acker),
     /// Finished before: acknowledge; send the cached reply if there is one.
     Done(Acker, Option<CachedReply>),
 }
@@ -54,15 +59,21 @@ struct Inner {
 impl DuplicateFilter {
     /// Classifies a request by its unique id. `run_again_if_uncached`: a
     /// call finished whose reply is not cached runs again (at least once);
-    /// else it is done (a cast, or at most once).
+    /// else it is done (a cast, or at most once). `hold`: a copy of a
+    /// running request is held, to be settled as the original is (at least
+    /// once); else it is acknowledged at once (at most once).
     pub(crate) fn admit(
         &self,
         unique_id: &str,
         acker: Acker,
         run_again_if_uncached: bool,
+        hold: bool,
     ) -> Admission {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(held) = inner.in_flight.get_mut(unique_id) {
+            if !hold {
+                return Admission::Running(acker);
+            }
             held.push(acker);
             return Admission::Held;
         }
@@ -114,18 +125,35 @@ mod tests {
     fn holds_duplicates_of_running_requests() {
         let f = DuplicateFilter::default();
         assert!(matches!(
-            f.admit("u1", Acker::None, true),
+            f.admit("u1", Acker::None, true, true),
             Admission::New(_)
         ));
-        assert!(matches!(f.admit("u1", Acker::None, true), Admission::Held));
+        assert!(matches!(
+            f.admit("u1", Acker::None, true, true),
+            Admission::Held
+        ));
         let held = f.finish("u1", true, None);
         assert_eq!(held.len(), 1);
     }
 
     #[test]
+    fn at_most_once_a_copy_of_a_running_request_is_not_held() {
+        let f = DuplicateFilter::default();
+        assert!(matches!(
+            f.admit("u2", Acker::None, false, false),
+            Admission::New(_)
+        ));
+        assert!(matches!(
+            f.admit("u2", Acker::None, false, false),
+            Admission::Running(_)
+        ));
+        assert!(f.finish("u2", true, None).is_empty());
+    }
+
+    #[test]
     fn finished_calls_are_answered_from_cache_or_run_again() {
         let f = DuplicateFilter::default();
-        let _ = f.admit("cached", Acker::None, true);
+        let _ = f.admit("cached", Acker::None, true, true);
         f.finish(
             "cached",
             true,
@@ -133,14 +161,14 @@ mod tests {
                 body: Arc::from(&b"reply"[..]),
             }),
         );
-        match f.admit("cached", Acker::None, true) {
+        match f.admit("cached", Acker::None, true, true) {
             Admission::Done(_, Some(r)) => assert_eq!(&*r.body, b"reply"),
             _ => panic!("expected the cached reply"),
         }
-        let _ = f.admit("uncached", Acker::None, true);
+        let _ = f.admit("uncached", Acker::None, true, true);
         f.finish("uncached", true, None);
         assert!(matches!(
-            f.admit("uncached", Acker::None, true),
+            f.admit("uncached", Acker::None, true, true),
             Admission::New(_)
         ));
     }
@@ -148,16 +176,16 @@ mod tests {
     #[test]
     fn finished_casts_are_dropped_and_requeued_ones_forgotten() {
         let f = DuplicateFilter::default();
-        let _ = f.admit("cast", Acker::None, false);
+        let _ = f.admit("cast", Acker::None, false, true);
         f.finish("cast", true, None);
         assert!(matches!(
-            f.admit("cast", Acker::None, false),
+            f.admit("cast", Acker::None, false, true),
             Admission::Done(_, None)
         ));
-        let _ = f.admit("requeued", Acker::None, false);
+        let _ = f.admit("requeued", Acker::None, false, true);
         f.finish("requeued", false, None);
         assert!(matches!(
-            f.admit("requeued", Acker::None, false),
+            f.admit("requeued", Acker::None, false, true),
             Admission::New(_)
         ));
     }
@@ -165,10 +193,10 @@ mod tests {
     #[test]
     fn at_most_once_a_finished_call_is_not_run_again_without_its_reply() {
         let f = DuplicateFilter::default();
-        let _ = f.admit("lost-reply", Acker::None, false);
+        let _ = f.admit("lost-reply", Acker::None, false, false);
         f.finish("lost-reply", true, None);
         assert!(matches!(
-            f.admit("lost-reply", Acker::None, false),
+            f.admit("lost-reply", Acker::None, false, false),
             Admission::Done(_, None)
         ));
     }
@@ -178,7 +206,7 @@ mod tests {
         let f = DuplicateFilter::default();
         for i in 0..(REMEMBERED + 100) {
             let id = format!("u{i}");
-            let _ = f.admit(&id, Acker::None, true);
+            let _ = f.admit(&id, Acker::None, true, true);
             f.finish(
                 &id,
                 true,

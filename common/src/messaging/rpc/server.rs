@@ -4,9 +4,9 @@
 //! own `topic.server` queue and a private queue on the topic's fanout
 //! exchange. Unlike oslo, it acknowledges a request only after the method
 //! returned and its reply was confirmed by the broker (at-least-once; the
-//! oslo behaviour is [`AckMode::BeforeDispatch`]), takes no more messages
-//! than it runs at once unless told to (prefetch = executor size by
-//! default), and stops gracefully:
+//! oslo behaviour is [`AckMode::BeforeDispatch`]), takes from each of its
+//! three queues no more messages than it runs at once unless told to
+//! (prefetch = executor size by default), and stops gracefully:
 //! no more deliveries, received-but-not-started ones back to the queue,
 //! running ones finished and answered. [`RpcServer::stop_within`] bounds
 //! that wait: requests still running after the grace are given back to the
@@ -436,6 +436,13 @@ impl ServerContext {
                 "rejected a message larger than max_message_size"
             );
             bump(&self.counters.rejected);
+            let codec = Codec::from_content_type(content_type.as_deref()).unwrap_or(Codec::Json);
+            let reason = format!(
+                "the request ({} bytes) is larger than the server's max_message_size ({} bytes)",
+                body.len(),
+                self.max_message_size
+            );
+            self.refuse_unread(codec, &body, reason).await;
             let _ = acker.reject(false).await;
             return;
         }
@@ -459,6 +466,8 @@ impl ServerContext {
             Err(reason) => {
                 warn!(%reason, "rejected a message");
                 bump(&self.counters.rejected);
+                self.refuse_unread(Codec::Json, &body, reason.to_string())
+                    .await;
                 let _ = acker.reject(false).await;
                 return;
             }
@@ -483,14 +492,21 @@ impl ServerContext {
                 // with no reply to send (as oslo's id cache drops it).
                 let run_again_if_uncached =
                     request.reply_to.is_some() && self.ack_mode == AckMode::AfterDispatch;
+                let hold = self.ack_mode == AckMode::AfterDispatch;
                 match self
                     .duplicates
-                    .admit(unique_id, acker, run_again_if_uncached)
+                    .admit(unique_id, acker, run_again_if_uncached, hold)
                 {
                     Admission::New(acker) => acker,
                     Admission::Held => {
                         bump(&self.counters.duplicates);
                         debug!(%unique_id, "duplicate of a running request held");
+                        return;
+                    }
+                    Admission::Running(acker) => {
+                        bump(&self.counters.duplicates);
+                        debug!(%unique_id, "duplicate of a running request dropped (at most once)");
+                        let _ = acker.ack().await;
                         return;
                     }
                     Admission::Done(acker, cached) => {
@@ -571,6 +587,15 @@ impl ServerContext {
         };
         for acker in acker.into_iter().chain(held) {
             settle(acker, done).await;
+        }
+    }
+
+    /// Answers a request refused before it was read with a
+    /// `MalformedMessage` error, when its body says where to.
+    async fn refuse_unread(&self, codec: Codec, body: &[u8], reason: String) {
+        if let Some(address) = wire::reply_address(codec, body) {
+            let error = RemoteError::new("MalformedMessage", "faafo.messaging", reason);
+            self.reply(&address, codec, Err(error)).await;
         }
     }
 
