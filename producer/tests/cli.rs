@@ -1769,6 +1769,38 @@ fn the_timeout_ends_a_wait_on_a_request_that_gets_no_answer() {
     assert!(seen[1].starts_with("GET "), "{seen:?}");
 }
 
+/// `create --wait` asks about several fractals at once: one whose request
+/// gets no answer does not hold back the others'.
+#[test]
+fn the_wait_asks_about_several_fractals_at_once() {
+    let uuid = "01a20784-fe99-72fe-a554-00000000000b";
+    let json_headers = "content-type: application/json\r\n";
+    let at = "2026-11-25T00:00:00.000000Z";
+    let pending = scripted_fractal(uuid, "pending", Value::Null, at).to_string();
+    let done = scripted_fractal(uuid, "done", Value::Null, at).to_string();
+    let mut answers = vec![("201 Created", json_headers, pending.into_bytes()); 3];
+    answers.push((HANG, "", Vec::new()));
+    answers.extend(vec![("200 OK", json_headers, done.into_bytes()); 2]);
+    let (url, requests) = scripted_api(answers);
+    let output = faafo_at(
+        &url,
+        &[
+            "--output",
+            "json",
+            "create",
+            "--tasks",
+            "3",
+            "--wait",
+            "--timeout",
+            "3",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let seen: Vec<String> = requests.try_iter().collect();
+    let gets = seen.iter().filter(|line| line.starts_with("GET ")).count();
+    assert_eq!(gets, 3, "{seen:?}");
+}
+
 /// `list` reads its pages by uuid, and an API older than `uuid_after`
 /// (a 400 for it) by page numbers.
 #[test]

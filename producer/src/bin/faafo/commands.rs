@@ -10,6 +10,7 @@ use faafo_common::files::{Durability, write_whole_async};
 use faafo_common::fractal::{Fractal, FractalStatus, NewFractal};
 use faafo_common::telemetry::TelemetryGuard;
 use faafo_producer::{ProducerSettings, TaskGenerator};
+use futures_util::StreamExt;
 
 use crate::output;
 use crate::{Cli, Command, CreateArgs, Format, GetArgs, ListArgs};
@@ -495,22 +496,36 @@ async fn poll_until_ended(
     let mut failure: Option<String> = None;
     let out_of_time = || deadline.is_some_and(|d| std::time::Instant::now() >= d);
     loop {
-        for ((slot, fractal), last) in ended.iter_mut().zip(fractals).zip(&mut last_seen) {
-            if slot.is_some() {
-                continue;
-            }
-            if out_of_time() {
-                break;
-            }
-            let answer = match deadline {
+        // The fractals still waited for, asked about a few at a time (a
+        // batch of a hundred over a slow network took a round trip each,
+        // in turn), their answers taken in order; the round ends at the
+        // first failure, or at `deadline`, and the requests still out are
+        // dropped.
+        let waiting: Vec<usize> = (0..fractals.len())
+            .filter(|&i| ended[i].is_none())
+            .collect();
+        let mut answers = std::pin::pin!(
+            futures_util::stream::iter(
+                waiting
+                    .into_iter()
+                    .map(|i| async move { (i, api.get(&fractals[i].uuid).await) }),
+            )
+            .buffered(POLL_CONCURRENCY)
+        );
+        loop {
+            let next = match deadline {
                 Some(deadline) => {
-                    match tokio::time::timeout_at(deadline.into(), api.get(&fractal.uuid)).await {
-                        Ok(answer) => answer,
+                    match tokio::time::timeout_at(deadline.into(), answers.next()).await {
+                        Ok(next) => next,
                         Err(_) => break,
                     }
                 }
-                None => api.get(&fractal.uuid).await,
+                None => answers.next().await,
             };
+            let Some((i, answer)) = next else {
+                break;
+            };
+            let (slot, fractal) = (&mut ended[i], &fractals[i]);
             if !matches!(&answer, Err(e) if e.is_transient()) {
                 failing_since = None;
                 failure = None;
@@ -522,7 +537,7 @@ async fn poll_until_ended(
                 }
                 Ok(now) => {
                     bar.set_message(format!("({} is {})", short(&now.uuid), now.status));
-                    *last = now;
+                    last_seen[i] = now;
                 }
                 Err(e) if e.is_not_found() => {
                     bar.inc(1);
@@ -571,6 +586,9 @@ async fn poll_until_ended(
 
 /// How long `create --wait` waits for an API that stopped answering.
 const API_PATIENCE: Duration = Duration::from_secs(60);
+
+/// How many fractals `create --wait` asks the API about at once.
+const POLL_CONCURRENCY: usize = 8;
 
 fn short(uuid: &str) -> &str {
     uuid.get(..8).unwrap_or(uuid)
