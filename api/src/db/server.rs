@@ -250,7 +250,7 @@ impl Reachability {
             Ok(()) | Err(ConnectFailure::Full(_)) => Ok(()),
             Err(e) => Err(ProbeFailed {
                 timed_out: matches!(e, ConnectFailure::TimedOut),
-                reason: e.describe(&format!("{} ms", timeout.as_millis())),
+                reason: e.for_clients(&format!("{} ms", timeout.as_millis())),
             }),
         };
         match &result {
@@ -335,6 +335,10 @@ async fn connect_within<C: Connection>(
     match tokio::time::timeout(timeout, C::connect_with(options)).await {
         Ok(Ok(connection)) => Ok(connection),
         Ok(Err(e)) if is_too_many_connections(&e) => Err(ConnectFailure::Full(server_message(&e))),
+        Ok(Err(sqlx::Error::Database(db))) => Err(ConnectFailure::Rejected {
+            code: db.code().map(|c| c.into_owned()).unwrap_or_default(),
+            words: db.message().to_string(),
+        }),
         Ok(Err(e)) => Err(ConnectFailure::Refused(server_message(&e))),
         Err(_) => Err(ConnectFailure::TimedOut),
     }
@@ -349,9 +353,14 @@ fn connect_limit(timeout: Duration) -> String {
 /// many connections), 1203 (the user's limit) or 1226 (an account's
 /// `MAX_USER_CONNECTIONS` or hourly limit), PostgreSQL 53300.
 fn is_too_many_connections(e: &sqlx::Error) -> bool {
-    let sqlx::Error::Database(db) = e else {
-        return false;
-    };
+    match e {
+        sqlx::Error::Database(db) => is_too_many(db.as_ref()),
+        _ => false,
+    }
+}
+
+/// See [`is_too_many_connections`].
+fn is_too_many(db: &dyn sqlx::error::DatabaseError) -> bool {
     if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
         return matches!(mysql.number(), 1040 | 1203 | 1226);
     }
@@ -361,8 +370,12 @@ fn is_too_many_connections(e: &sqlx::Error) -> bool {
 /// Why [`first_connection`] failed.
 #[derive(Debug)]
 enum ConnectFailure {
-    /// The server or the system said why (in words).
+    /// The system said why (in words: "Connection refused").
     Refused(String),
+    /// The server refused it (a wrong password, a database missing), with
+    /// its error code and its words, which can name the database user and
+    /// the API's address.
+    Rejected { code: String, words: String },
     /// The server answered, but has as many connections as it takes (in
     /// words): it is up, and a pool's connection may free up.
     Full(String),
@@ -376,9 +389,30 @@ impl ConnectFailure {
     fn describe(self, limit: &str) -> String {
         match self {
             ConnectFailure::Refused(reason) | ConnectFailure::Full(reason) => reason,
+            ConnectFailure::Rejected { words, .. } => words,
             ConnectFailure::TimedOut => format!("no connection within {limit}"),
         }
     }
+
+    /// In words for anyone who asks the API (a 503, `/readyz`): the
+    /// server's own words go to the log only ([`refusal_for_clients`]).
+    fn for_clients(self, limit: &str) -> String {
+        match self {
+            ConnectFailure::Rejected { code, words } => refusal_for_clients(&code, &words),
+            other => other.describe(limit),
+        }
+    }
+}
+
+/// A database server's refusal of a connection, as the API's clients are
+/// told it: its code, not its words (logged as a warning), which can name
+/// the database user and the API's address ("Access denied for user
+/// 'faafo'@'10.0.0.5'").
+fn refusal_for_clients(code: &str, words: &str) -> String {
+    tracing::warn!("the database server refused a connection: {words}");
+    format!(
+        "the database server refused the connection (error {code}; the API's log has its words)"
+    )
 }
 
 /// An sqlx error in words: the server's own message for an error it
@@ -757,6 +791,10 @@ impl ServerPool {
                     _at_work: AtWork::new(&self.reach),
                 })
             }
+            Err(sqlx::Error::Database(db)) => Err(DbError::Unavailable(refusal_for_clients(
+                db.code().as_deref().unwrap_or_default(),
+                db.message(),
+            ))),
             Err(e) => Err(DbError::Unavailable(server_message(&e))),
         }
     }

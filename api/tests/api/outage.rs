@@ -661,6 +661,65 @@ async fn a_busy_pool_is_waited_for() {
     }
 }
 
+/// A server that refuses the API's connections (here its role may no
+/// longer log in) is a 503 at once, and anyone may ask: the answer gives
+/// the server's error code, not its words, which name the role (and, on
+/// MariaDB, the API's address).
+#[tokio::test]
+async fn a_refused_login_is_answered_without_the_servers_words() {
+    let role = TestRole::create(10).await;
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    let sql = format!(
+        "ALTER DATABASE {} OWNER TO {}",
+        database_of(&db.url),
+        role.name
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut admin)
+        .await
+        .expect("owner");
+    let as_role = db
+        .url
+        .replacen("://postgres@", &format!("://{}@", role.name), 1);
+    assert_ne!(
+        as_role, db.url,
+        "the test expects the user postgres in the URL"
+    );
+    let (api, _state) = api_on(&as_role, |_| {}).await;
+    let http = reqwest::Client::new();
+    let (_, response) = timed_get(&http, &format!("{api}/readyz")).await;
+    assert_eq!(response.status(), 200);
+
+    let sql = format!(
+        "ALTER ROLE {0} NOLOGIN; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{0}'",
+        role.name
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut admin)
+        .await
+        .expect("no more logins");
+    for round in 0..2 {
+        for path in ["/readyz", "/v1/fractal"] {
+            let (took, response) = timed_get(&http, &format!("{api}{path}")).await;
+            let message = error_of(response, 503).await;
+            assert!(
+                took < FAST,
+                "{path} (round {round}) took {took:?}: {message}"
+            );
+            assert!(
+                message.contains("refused the connection (error 28000"),
+                "{path} (round {round}): {message}"
+            );
+            assert!(
+                !message.contains(&role.name),
+                "{path} (round {round}): {message}"
+            );
+        }
+    }
+}
+
 /// The database's name in a URL.
 fn database_of(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
