@@ -2363,6 +2363,75 @@ async fn stops_do_not_use_up_a_tasks_attempts() {
     assert!(!log.contains("failed after"), "{log}");
 }
 
+/// A render that ends within the worker's grace at a stop is stored, not
+/// dropped: on memory://, the calls left once the worker has stopped are
+/// given up, and the call of this render used to be given up before its
+/// reply, already sent, reached it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_render_finished_during_the_stop_is_stored() {
+    let (dir, mut up, url) = up_without_producer(
+        "[producer]\npoll_interval = 0.2\nshutdown_grace = 120\n[worker]\nshutdown_grace = 120\n",
+    )
+    .await;
+    let api = ApiClient::new(&url, None).expect("client");
+    // Seconds of rendering: it runs when the stop comes, and ends in its grace.
+    let created = ok(
+        faafo_at(
+            &url,
+            &[
+                "--output",
+                "json",
+                "create",
+                "--width",
+                "2000",
+                "--height",
+                "2000",
+                "--iterations",
+                "2000",
+                "--c-re",
+                "0",
+                "--c-im",
+                "0",
+            ],
+        ),
+        "create a render of a few seconds",
+    );
+    let uuid = field(&json(&created, "create")[0], "uuid").to_string();
+    eventually(
+        "the render is running",
+        Duration::from_secs(30),
+        async || {
+            api.get(&uuid)
+                .await
+                .is_ok_and(|f| f.status == faafo_common::fractal::FractalStatus::Running)
+        },
+    )
+    .await;
+    up.signal("TERM");
+    assert_eq!(
+        up.wait(Duration::from_secs(150)),
+        Some(0),
+        "{}",
+        up.log_text()
+    );
+    let log = up.log_text();
+    assert!(!log.contains("call given up at the stop"), "{log}");
+    let port = url.rsplit(':').next().expect("a port").to_string();
+    let up = Service::start(
+        "up",
+        dir.path(),
+        &dir.path().join("faafo.conf"),
+        &["up", "--port", &port, "--no-producer"],
+    );
+    api_ready(&api, &up).await;
+    let fractal = api.get(&uuid).await.expect("the fractal");
+    assert_eq!(
+        fractal.status,
+        faafo_common::fractal::FractalStatus::Done,
+        "{log}"
+    );
+}
+
 /// `up` with a `database_url` says where its data is (that database, its
 /// password hidden) and creates no data directory it does not use.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,6 +38,11 @@ pub struct UpArgs {
     pub no_producer: bool,
 }
 
+/// How long, once the worker has stopped, the producer's calls still in
+/// flight may take the replies it sent while stopping, before the calls
+/// left (tasks it had not started, given back to the queue) are given up.
+const REPLY_SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
+
 async fn connect(config: &FaafoConfig, name: &str) -> Result<Transport, Box<dyn Error>> {
     Ok(Transport::builder(&config.default.transport_url)
         .control_exchange(&config.default.control_exchange)
@@ -158,6 +163,13 @@ pub async fn run(
             .stop_within(std::time::Duration::from_secs(config.worker.shutdown_grace))
             .await;
         if only_worker {
+            // The replies of the renders the worker finished during its
+            // stop are on their way to the producer's calls: taken first
+            // (a call given up before its reply came dropped the render).
+            let settled = std::time::Instant::now() + REPLY_SETTLE;
+            while dispatcher.in_flight() > 0 && std::time::Instant::now() < settled {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
             dispatcher.give_up_calls();
         }
     };
