@@ -213,6 +213,22 @@ impl IfMatch {
     }
 }
 
+/// Whether `tag` is an entity tag: `"..."` or `W/"..."`, of visible
+/// characters other than `"` (RFC 9110 section 8.8.3: `etagc`). Checked
+/// before the headers crate parses it, which only asserts that, in debug
+/// builds (a panic), and takes a space or a tab in release builds.
+fn is_entity_tag(tag: &str) -> bool {
+    let quoted = tag.strip_prefix("W/").unwrap_or(tag);
+    quoted
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+        .is_some_and(|inside| {
+            inside
+                .chars()
+                .all(|c| c == '!' || ('#'..='~').contains(&c) || c >= '\u{80}')
+        })
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     type Rejection = ApiError;
 
@@ -245,7 +261,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
         }
         let well_formed = elements
             .iter()
-            .all(|tag| tag.parse::<headers::ETag>().is_ok());
+            .all(|tag| is_entity_tag(tag) && tag.parse::<headers::ETag>().is_ok());
         if !well_formed {
             return Err(malformed());
         }

@@ -160,8 +160,8 @@ pub mod schema {
         /// New status.
         pub status: Option<FractalStatus>,
         /// Why it failed (not with status done).
-        #[schema(max_length = 10000)]
-        #[param(max_length = 10000)]
+        #[schema(max_length = 10000, pattern = "^[^\\x00]*$")]
+        #[param(max_length = 10000, pattern = "^[^\\x00]*$")]
         pub error: Option<String>,
         /// Times it was handed to a worker.
         #[schema(format = Int64, maximum = 4294967295_u64)]
@@ -180,8 +180,16 @@ pub mod schema {
         #[param(maximum = 9223372036854775807_u64)]
         pub size: Option<u64>,
         /// Host name of the worker.
-        #[schema(min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1f\\x7f]*$")]
-        #[param(min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1f\\x7f]*$")]
+        #[schema(
+            min_length = 1,
+            max_length = 255,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+        )]
+        #[param(
+            min_length = 1,
+            max_length = 255,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+        )]
         pub generated_by: Option<String>,
         /// Julia constant, real part (with c_im).
         pub c_re: Option<f64>,
@@ -348,7 +356,8 @@ fn fit(doc: &mut Value, settings: &ApiSettings) {
     }
     // Links from a created fractal to what can be done with it (for
     // clients and for schemathesis' stateful tests).
-    let uuid = json!({"uuid": "$response.body#/uuid"});
+    // (`path.`: the upload also takes a `uuid` in its query.)
+    let uuid = json!({"path.uuid": "$response.body#/uuid"});
     let links = json!({
         "GetFractal": {"operationId": "show", "parameters": uuid},
         "UpdateFractal": {"operationId": "update", "parameters": uuid},
@@ -472,6 +481,10 @@ fn fit(doc: &mut Value, settings: &ApiSettings) {
             "description": "No valid X-Auth-Token",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
         });
+        let unauthorized_page = json!({
+            "description": "No valid X-Auth-Token: a page that says so",
+            "content": {"text/html": {"schema": {"type": "string"}}}
+        });
         if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
             for (path, item) in paths.iter_mut() {
                 let open = matches!(
@@ -481,13 +494,19 @@ fn fit(doc: &mut Value, settings: &ApiSettings) {
                 let Some(operations) = item.as_object_mut() else {
                     continue;
                 };
+                // The web pages answer a browser with a page of their own.
+                let page = matches!(path.as_str(), "/" | "/index/{page}" | "/show/{uuid}");
                 for (method, operation) in operations.iter_mut() {
                     let read = matches!(method.as_str(), "get" | "head" | "options");
                     if open || (read && !protect_reads) {
                         continue;
                     }
                     operation["security"] = json!([{"token": []}]);
-                    operation["responses"]["401"] = unauthorized.clone();
+                    operation["responses"]["401"] = if page {
+                        unauthorized_page.clone()
+                    } else {
+                        unauthorized.clone()
+                    };
                 }
             }
         }
@@ -704,5 +723,40 @@ mod tests {
         );
         assert!(doc["paths"]["/v1/fractal"]["get"].get("security").is_none());
         assert!(doc["paths"]["/healthz"]["get"].get("security").is_none());
+        // With the reads protected, a page's 401 is a page; the API's, JSON.
+        let protected = AuthPolicy::Token {
+            tokens: vec!["t".into()],
+            protect_reads: true,
+        };
+        let doc: Value = serde_json::from_str(&document(&settings(protected))).expect("json");
+        for page in ["/", "/index/{page}", "/show/{uuid}"] {
+            let content = &doc["paths"][page]["get"]["responses"]["401"]["content"];
+            assert!(content.get("text/html").is_some(), "{page}: {content}");
+        }
+        let content = &doc["paths"]["/v1/fractal"]["get"]["responses"]["401"]["content"];
+        assert!(content.get("application/json").is_some(), "{content}");
+    }
+
+    /// A link names the upload's path parameter, not the `uuid` its query
+    /// also takes (OpenAPI 3.1: ambiguous unless qualified).
+    #[test]
+    fn links_name_the_path_parameter() {
+        let doc: Value =
+            serde_json::from_str(&document(&settings(AuthPolicy::NoAuth))).expect("json");
+        let links = &doc["paths"]["/v1/fractal"]["post"]["responses"]["201"]["links"];
+        for (name, link) in links.as_object().expect("links") {
+            assert_eq!(
+                link["parameters"],
+                json!({"path.uuid": "$response.body#/uuid"}),
+                "{name}"
+            );
+        }
+        let upload = &doc["paths"]["/v1/fractal/{uuid}/image"]["put"]["parameters"];
+        let in_query = upload
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .any(|p| p["name"] == "uuid" && p["in"] == "query");
+        assert!(in_query, "the reason for path.: {upload}");
     }
 }

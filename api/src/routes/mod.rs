@@ -54,8 +54,23 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(health::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.settings.max_body_size))
         .layer(map_response(no_sniffing))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .layer(from_fn_with_state(state.clone(), request_log::track))
         .with_state(state)
+}
+
+/// A handler that panicked (a bug) is a 500 like any other, logged with
+/// the panic's message and counted in the request log and the metrics;
+/// without this, its connection was dropped without an answer or a trace.
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    axum::response::IntoResponse::into_response(crate::error::ApiError::Internal(format!(
+        "a request's handler panicked: {what}"
+    )))
 }
 
 /// Every answer is what its Content-Type says: a browser must not guess
@@ -65,4 +80,24 @@ async fn no_sniffing(mut response: Response) -> Response {
         .headers_mut()
         .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panicked;
+
+    #[test]
+    fn a_panic_is_a_500_with_the_generic_message() {
+        for panic in [
+            Box::new("boom") as Box<dyn std::any::Any + Send>,
+            Box::new(String::from("boom")),
+            Box::new(7u8),
+        ] {
+            let response = panicked(panic);
+            assert_eq!(
+                response.status(),
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR
+            );
+        }
+    }
 }
