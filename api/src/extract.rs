@@ -151,7 +151,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryString<T>
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(value)| QueryString(value))
-            .map_err(|e| ApiError::BadRequest(e.body_text()))
+            .map_err(|e| {
+                // In the API's words, not axum's ("Failed to deserialize
+                // query string: ...").
+                let text = e.body_text();
+                let reason = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                ApiError::BadRequest(format!("bad query string: {reason}"))
+            })
     }
 }
 

@@ -257,6 +257,15 @@ fn parse_endpoint(endpoint: &str) -> Result<String, ApiError> {
         Ok(url) if url.path().trim_end_matches('/').ends_with("/v1") => {
             return Err(invalid("give the API's base URL, without /v1"));
         }
+        Ok(url)
+            if ["/v1/fractal", "/api/fractal"]
+                .iter()
+                .any(|route| url.path().trim_end_matches('/').ends_with(route)) =>
+        {
+            return Err(invalid(
+                "give the API's base URL, without the route (/v1/fractal)",
+            ));
+        }
         Ok(url) if url.host_str().is_some_and(|h| !h.is_empty()) => {}
         Ok(_) => return Err(invalid("it names no host")),
         Err(e) => return Err(invalid(&e.to_string())),
@@ -876,8 +885,19 @@ fn checked(uuid: &str) -> Result<&str, ApiError> {
 }
 
 /// reqwest's message without the URL it repeats (the endpoint is shown
-/// once by the error that wraps it).
+/// once by the error that wraps it); a failed connection in the system's
+/// words only ("Connection refused (os error 111)"), not with hyper's
+/// layers around them ("client error (Connect): tcp connect error: ...").
 fn without_url(e: &reqwest::Error) -> String {
+    if e.is_connect() && !e.is_timeout() {
+        let mut deepest = std::error::Error::source(e);
+        while let Some(next) = deepest.and_then(std::error::Error::source) {
+            deepest = Some(next);
+        }
+        if let Some(cause) = deepest {
+            return format!("connection failed: {cause}");
+        }
+    }
     let mut text = if e.is_timeout() {
         "timed out".to_string()
     } else if e.is_connect() {
@@ -1481,6 +1501,15 @@ mod tests {
                 .ends_with("give the API's base URL, without /v1"),
             "{error}"
         );
+        for route in ["http://h:5801/v1/fractal", "http://h:5801/api/fractal/"] {
+            let error = ApiEndpoints::parse(route).expect_err(route);
+            assert!(
+                error
+                    .to_string()
+                    .ends_with("give the API's base URL, without the route (/v1/fractal)"),
+                "{error}"
+            );
+        }
     }
 
     /// How an older API refuses a field it does not know (its message is

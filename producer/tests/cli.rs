@@ -2444,12 +2444,18 @@ async fn up_on_a_database_of_its_own_says_where_the_data_is() {
         state.display()
     );
     let config = support::write_config(dir.path(), "faafo.conf", &text);
-    let (mut up, _url) = up_on(dir.path(), &config).await;
+    let (mut up, url) = up_on(dir.path(), &config).await;
     up.signal("TERM");
     let code = up.wait(Duration::from_secs(30));
     let log = up.log_text();
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains(&format!("data: {database}")), "{log}");
+    // On a port of `--port`, not the configuration's: the commands are
+    // told where to look.
+    assert!(
+        log.contains(&format!("commands: faafo --endpoint-url {url} list")),
+        "{log}"
+    );
     assert!(
         log.contains(&format!("faafo stopped; its data stays in {database}")),
         "{log}"

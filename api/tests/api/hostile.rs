@@ -543,6 +543,10 @@ async fn hostile_paths_and_query_strings() {
     ] {
         let message = error_of(app.get(&format!("/v1/fractal?{query}")).await, 400).await;
         assert!(!message.is_empty(), "{query}");
+        assert!(
+            !message.contains("Failed to deserialize"),
+            "{query}: {message}"
+        );
     }
     let (status, _) = raw(&app, Method::GET, "/index/0", None, Vec::new()).await;
     assert_eq!(status, 404);

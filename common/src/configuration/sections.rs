@@ -478,6 +478,16 @@ impl FaafoConfig {
         // The API client speaks plain HTTP (no TLS library is built in): an
         // https:// URL would fail at every request instead of at start.
         for endpoint in d.endpoint_url.split(',').map(str::trim) {
+            if !endpoint.is_empty() && !endpoint.contains("://") {
+                return Err(invalid(
+                    "DEFAULT",
+                    "endpoint_url",
+                    format!(
+                        "expected an http:// URL, got '{}': write http://{0}",
+                        crate::messaging::redact_url(endpoint)
+                    ),
+                ));
+            }
             if !endpoint.is_empty() && !endpoint.starts_with("http://") {
                 return Err(invalid(
                     "DEFAULT",

@@ -214,6 +214,11 @@ fn semantic_errors_are_caught_without_showing_passwords() {
             "[DEFAULT]\nendpoint_url = ftp://u:hunter22@h/\n",
             "[DEFAULT] endpoint_url: expected an http:// URL (faafo's client speaks plain HTTP; put TLS in a proxy beside it), got 'ftp://u:***@h/'",
         ),
+        // No scheme at all: the fix is said.
+        (
+            "[DEFAULT]\nendpoint_url = 127.0.0.1:5000\n",
+            "[DEFAULT] endpoint_url: expected an http:// URL, got '127.0.0.1:5000': write http://127.0.0.1:5000",
+        ),
         // Each of several endpoints is checked, its password hidden.
         (
             "[DEFAULT]\nendpoint_url = http://a:5000,https://u:hunter22@b/\n",

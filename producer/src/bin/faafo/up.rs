@@ -109,6 +109,14 @@ pub async fn run(
     signal.on_signal();
     let api = faafo_api::Application::build(&config).await?;
     let url = api.url();
+    // Where `faafo list` and the others look with the same configuration:
+    // elsewhere with `--port` (or port 0), and then they are told.
+    let commands_elsewhere = config
+        .default
+        .endpoint_url
+        .split(',')
+        .next()
+        .is_none_or(|first| first.trim().trim_end_matches('/') != url);
     config.default.endpoint_url = url.clone();
     let api_stop = Shutdown::new();
     let api_task = {
@@ -143,9 +151,14 @@ pub async fn run(
     // For the eyes only: a closed standard output does not stop faafo.
     let _ = crate::output::line(format_args!(
         "\n  faafo is up: open {url}/ to watch the fractals arrive\n  \
-         broker: {}   database: {}\n  data: {data}   stop: Ctrl-C\n",
+         broker: {}   database: {}\n  data: {data}   stop: Ctrl-C\n{}",
         redact_url(&config.default.transport_url),
         redact_url(&config.database_url()),
+        if commands_elsewhere {
+            format!("  commands: faafo --endpoint-url {url} list (or create, show, get...)\n")
+        } else {
+            String::new()
+        },
     ));
 
     signal.wait().await;
