@@ -5,7 +5,8 @@
 //! first page keeps itself up to date: fractals made after it loaded
 //! appear, and the counts change, without a reload; not while the tab is
 //! hidden. So does a fractal's page until the fractal is final (or
-//! deleted), and then it stops asking.
+//! deleted), and then it stops asking. A page opened while the database
+//! is away (the 503 page) shows the page asked for once it is back.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -214,6 +215,47 @@ fn output_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
     std::fs::create_dir_all(&dir).expect("output directory");
     dir
+}
+
+/// A page opened while the database is away is the 503 page; it asks
+/// again by itself (with back-off) and shows the page asked for once the
+/// database is back, forgetting its back-off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unavailable_page_loads_the_page_once_the_database_is_back_in_chromium() {
+    use crate::helpers::TestDatabase;
+    use crate::outage::{Proxy, api_on, host_port};
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let mut proxy = Proxy::start(&host_port(&db.url), 0).await;
+    let (api, _state) = api_on(&proxy.in_front_of(&db.url), |_| {}).await;
+    let (_browser, mut devtools) = launch().await;
+    proxy.stop().await;
+    devtools.load(&format!("{api}/"), 1280, 900, false).await;
+    assert_eq!(
+        devtools
+            .eval("document.querySelector('main.unavailable') !== null")
+            .await,
+        json!(true),
+        "the 503 page: {}",
+        devtools.eval("document.body.innerText").await
+    );
+    devtools
+        .screenshot(&output_dir().join("unavailable.png"))
+        .await;
+    proxy.restart().await;
+    devtools
+        .wait_for(
+            "document.querySelector('main.unavailable') === null \
+             && document.querySelector('header .counts') !== null",
+            "the page asked for, once the database is back",
+        )
+        .await;
+    assert_eq!(
+        devtools
+            .eval("sessionStorage.getItem('faafo.live.delay') === null")
+            .await,
+        json!(true),
+        "the back-off is forgotten once the page is shown"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,7 +22,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::helpers::{Backend, TestDatabase, config_on, error_of, run_as_admin};
 
 /// A TCP proxy to the database server, on a port of 127.0.0.1.
-struct Proxy {
+pub(crate) struct Proxy {
     port: u16,
     target: String,
     task: Option<JoinHandle<()>>,
@@ -37,7 +37,7 @@ struct Proxy {
 impl Proxy {
     /// Listens on `port` (0: any free one) and forwards every connection
     /// to `target`.
-    async fn start(target: &str, port: u16) -> Self {
+    pub(crate) async fn start(target: &str, port: u16) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("the proxy's port");
@@ -73,7 +73,7 @@ impl Proxy {
     }
 
     /// The database URL `url` with the proxy in place of its server.
-    fn in_front_of(&self, url: &str) -> String {
+    pub(crate) fn in_front_of(&self, url: &str) -> String {
         url.replacen(&host_port(url), &format!("127.0.0.1:{}", self.port), 1)
     }
 
@@ -96,7 +96,7 @@ impl Proxy {
 
     /// Stops listening and cuts every connection: the database is away,
     /// its port refuses connections.
-    async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
             let _ = task.await;
@@ -104,7 +104,7 @@ impl Proxy {
     }
 
     /// Listens again on the same port.
-    async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         *self = Proxy::start(&self.target, self.port).await;
     }
 }
@@ -141,7 +141,7 @@ async fn pump(
 }
 
 /// `host:port` of a database URL (`scheme://user@host:port/db`).
-fn host_port(url: &str) -> String {
+pub(crate) fn host_port(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority = rest.split('/').next().unwrap_or(rest);
     let host = authority
@@ -164,7 +164,10 @@ async fn api_through(
 
 /// An API on the database `url`, with `tweak` applied to its
 /// configuration, serving until the test ends.
-async fn api_on(url: &str, tweak: impl FnOnce(&mut FaafoConfig)) -> (String, tempfile::TempDir) {
+pub(crate) async fn api_on(
+    url: &str,
+    tweak: impl FnOnce(&mut FaafoConfig),
+) -> (String, tempfile::TempDir) {
     let state = tempfile::tempdir().expect("temporary directory");
     let mut config = config_on(url, &state);
     tweak(&mut config);
