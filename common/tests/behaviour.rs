@@ -625,8 +625,9 @@ async fn a_stop_out_of_grace_gives_running_requests_back(env: TestBroker) {
 
 /// Under at-most-once acknowledgement a request abandoned by a stop cannot
 /// go back to the queue: its caller is told at once instead of waiting for
-/// its timeout, and a duplicate held behind a request is dropped with it,
-/// not run elsewhere after that answer.
+/// its timeout. A duplicate of a running request is acknowledged at once,
+/// not held (held unacknowledged, a crash would have given it to another
+/// server to run), so nothing is given back either.
 async fn an_acknowledged_request_abandoned_by_a_stop_is_answered(env: TestBroker) {
     let t = env.transport().await;
     let shared = Arc::new(Shared::default());
@@ -639,14 +640,15 @@ async fn an_acknowledged_request_abandoned_by_a_stop_is_answered(env: TestBroker
         .expect("server");
     let client = RpcClient::new(&t, Target::topic("grace-ack")).timeout(Duration::from_secs(20));
     let call = sleeping_call(client, &shared, 10_000).await;
-    // A cast and its duplicate (same _unique_id): one runs, one is held.
+    // A cast and its duplicate (same _unique_id): one runs, the other is
+    // acknowledged at once.
     let cast = json!({"method": "sleep", "args": {"ms": 10_000},
                       "_unique_id": "fedcba9876543210fedcba9876543210"});
     for _ in 0..2 {
         publish_oslo(&t, "grace-ack", &cast).await;
     }
-    eventually("the duplicate is held", async || {
-        server.stats().duplicates == 1
+    eventually("the duplicate is acknowledged", async || {
+        server.stats().duplicates == 1 && server.stats().settled() == 1
     })
     .await;
     assert!(
@@ -659,7 +661,7 @@ async fn an_acknowledged_request_abandoned_by_a_stop_is_answered(env: TestBroker
     assert_eq!(
         queue_depth(&t, "grace-ack").await.expect("depth"),
         Some(0),
-        "the held duplicate was dropped, not given back"
+        "the duplicate was acknowledged, not given back"
     );
     let outcome = tokio::time::timeout(Duration::from_secs(5), call)
         .await
@@ -670,6 +672,43 @@ async fn an_acknowledged_request_abandoned_by_a_stop_is_answered(env: TestBroker
         error.message.contains("stopped before sleep() finished"),
         "{error}"
     );
+}
+
+/// At most once, a duplicate of a running request is acknowledged, not
+/// held: held unacknowledged, it went back to the queue when this
+/// server's connection died (a crash), and another server ran it.
+async fn at_most_once_a_duplicate_is_not_run_elsewhere_after_a_crash(env: TestBroker) {
+    let t1 = env.transport().await;
+    let first = Arc::new(Shared::default());
+    let server = RpcServer::builder(&t1, Target::topic("amo-crash").with_server("h1"))
+        .endpoint(service("h1", first.clone()))
+        .ack_mode(AckMode::BeforeDispatch)
+        .executor_size(4)
+        .start()
+        .await
+        .expect("server");
+    let cast = json!({"method": "sleep", "args": {"ms": 5_000},
+                      "_unique_id": "0123456789abcdef0123456789abcdee"});
+    for _ in 0..2 {
+        publish_oslo(&t1, "amo-crash", &cast).await;
+    }
+    eventually("the copy is seen", async || server.stats().duplicates == 1).await;
+    // The connection dies under the server: whatever it holds
+    // unacknowledged goes back to the queue.
+    t1.close().await;
+    let t2 = env.transport().await;
+    let second = Arc::new(Shared::default());
+    let other = RpcServer::builder(&t2, Target::topic("amo-crash").with_server("h2"))
+        .endpoint(service("h2", second.clone()))
+        .ack_mode(AckMode::BeforeDispatch)
+        .start()
+        .await
+        .expect("server");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(other.stats().received, 0, "the copy went to another server");
+    assert_eq!(second.max_running.load(Ordering::SeqCst), 0);
+    other.stop().await;
+    drop(server);
 }
 
 async fn a_request_whose_server_dies_is_served_by_another(env: TestBroker) {
@@ -1479,6 +1518,58 @@ async fn an_exchange_deleted_under_a_sender_is_declared_again() {
     t.close().await;
 }
 
+/// A message RabbitMQ refuses (here: to an exchange that does not exist)
+/// closes the publishing channel, failing the confirms of the messages
+/// beside it, calls and replies: those are sent again on a channel of
+/// their own, where a second refusal of the guilty one cannot reach them.
+/// Sent again on the shared channel, an innocent call met the next bad
+/// publish's refusal and was reported refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_message_spoils_none_of_its_neighbours() {
+    let env = TestBroker::rabbit().await;
+    let t = env.transport().await;
+    let server = start_server(&t, "neighbours", "h1", Arc::default()).await;
+    let client = RpcClient::new(&t, Target::topic("neighbours")).timeout(Duration::from_secs(30));
+    let missing = unique_name("missing");
+    // Refused messages all along, while calls (requests and replies) go.
+    let refusing = {
+        let (t, missing) = (t.clone(), missing.clone());
+        tokio::spawn(async move {
+            loop {
+                let refused =
+                    publish_raw(&t, &missing, "nowhere", b"{}".to_vec(), "application/json").await;
+                assert!(
+                    matches!(refused, Err(MessagingError::Refused(_))),
+                    "{refused:?}"
+                );
+            }
+        })
+    };
+    for round in 0..10 {
+        let mut calls = tokio::task::JoinSet::new();
+        for n in 0..20 {
+            let client = client.clone();
+            calls.spawn(async move {
+                let echoed = client
+                    .call::<_, Value>(&ctx(), "echo", &json!({"value": n}))
+                    .await;
+                assert_eq!(
+                    echoed.as_ref().ok(),
+                    Some(&json!(n)),
+                    "round {round}, call {n} beside refused messages: {echoed:?}"
+                );
+            });
+        }
+        while let Some(joined) = calls.join_next().await {
+            joined.expect("a call");
+        }
+    }
+    assert!(!refusing.is_finished(), "{:?}", refusing.await);
+    refusing.abort();
+    server.stop().await;
+    t.close().await;
+}
+
 /// Only RabbitMQ has a management API to compare declarations with.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_declares_oslo_topology() {
@@ -1524,6 +1615,7 @@ fn hex_suffix(name: &str) -> &str {
 
 faafo_common::on_both_transports!(
     call_returns_a_typed_result,
+    at_most_once_a_duplicate_is_not_run_elsewhere_after_a_crash,
     the_request_context_reaches_the_endpoint,
     casts_run_and_are_confirmed,
     fanout_casts_reach_every_server,

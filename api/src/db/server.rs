@@ -336,7 +336,7 @@ async fn connect_within<C: Connection>(
         Ok(Ok(connection)) => Ok(connection),
         Ok(Err(e)) if is_too_many_connections(&e) => Err(ConnectFailure::Full(server_message(&e))),
         Ok(Err(sqlx::Error::Database(db))) => Err(ConnectFailure::Rejected {
-            code: db.code().map(|c| c.into_owned()).unwrap_or_default(),
+            code: error_code(db.as_ref()),
             words: db.message().to_string(),
         }),
         Ok(Err(e)) => Err(ConnectFailure::Refused(server_message(&e))),
@@ -410,9 +410,21 @@ impl ConnectFailure {
 /// 'faafo'@'10.0.0.5'").
 fn refusal_for_clients(code: &str, words: &str) -> String {
     tracing::warn!("the database server refused a connection: {words}");
-    format!(
-        "the database server refused the connection (error {code}; the API's log has its words)"
-    )
+    format!("the database server refused the connection ({code}; the API's log has its words)")
+}
+
+/// A server error's code for people: MariaDB/MySQL's error number (its
+/// refusals before the handshake, such as 1130 "host not allowed", carry
+/// no SQLSTATE, and the SQLSTATE of the others is coarse), PostgreSQL's
+/// SQLSTATE.
+fn error_code(db: &dyn sqlx::error::DatabaseError) -> String {
+    if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return format!("MariaDB/MySQL error {}", mysql.number());
+    }
+    match db.code() {
+        Some(code) => format!("SQLSTATE {code}"),
+        None => "no error code".into(),
+    }
 }
 
 /// An sqlx error in words: the server's own message for an error it
@@ -791,8 +803,16 @@ impl ServerPool {
                     _at_work: AtWork::new(&self.reach),
                 })
             }
+            // At its connection limit: said so, in the API's words (the
+            // server's can name the user).
+            Err(sqlx::Error::Database(db)) if is_too_many(db.as_ref()) => {
+                Err(DbError::Unavailable(format!(
+                    "the database server has as many connections as it allows ({})",
+                    error_code(db.as_ref())
+                )))
+            }
             Err(sqlx::Error::Database(db)) => Err(DbError::Unavailable(refusal_for_clients(
-                db.code().as_deref().unwrap_or_default(),
+                &error_code(db.as_ref()),
                 db.message(),
             ))),
             Err(e) => Err(DbError::Unavailable(server_message(&e))),

@@ -712,7 +712,7 @@ async fn a_refused_login_is_answered_without_the_servers_words() {
                 "{path} (round {round}) took {took:?}: {message}"
             );
             assert!(
-                message.contains("refused the connection (error 28000"),
+                message.contains("refused the connection (SQLSTATE 28000;"),
                 "{path} (round {round}): {message}"
             );
             assert!(

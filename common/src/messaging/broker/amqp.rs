@@ -8,7 +8,6 @@
 //! tells its owner with [`SubscriptionEvent::Reconnected`].
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,9 +27,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{
-    Acker, Binding, Delivery, ExchangeKind, ExchangeSpec, PendingConfirm, Publication, QueueSpec,
-    ReturnSink, StrayReturns, Subscription, SubscriptionEvent, SubscriptionHandle,
-    SubscriptionSpec,
+    Acker, Binding, Delivery, ExchangeKind, ExchangeSpec, LearnedLimit, PendingConfirm,
+    Publication, QueueSpec, ReturnSink, StrayReturns, Subscription, SubscriptionEvent,
+    SubscriptionHandle, SubscriptionSpec,
 };
 use crate::messaging::codec::JSON_CONTENT_TYPE;
 use crate::messaging::error::{MessagingError, Result};
@@ -66,8 +65,8 @@ struct Inner {
     /// Where a returned message that a neighbour's confirm carried goes.
     strays: StrayReturns,
     /// Each host's largest message, as it said when it refused a larger
-    /// one (0: not known), by the index of the host in the URL.
-    size_limits: Vec<Arc<AtomicUsize>>,
+    /// one, by the index of the host in the URL.
+    size_limits: Vec<Arc<LearnedLimit>>,
 }
 
 #[derive(Clone)]
@@ -93,12 +92,12 @@ struct Link {
     /// refusal, which may be a NOT_FOUND for one deleted since.
     declared: Arc<Mutex<HashSet<String>>>,
     /// The largest message this connection's host takes, as it said when
-    /// it refused a larger one (0: not known). A larger one is refused
-    /// here, not sent: RabbitMQ would close its channel, with the confirms
-    /// of the messages beside it, and the rest of a large message's frames
-    /// can reach it after that close, which it takes for a protocol error
-    /// of the whole connection.
-    size_limit: Arc<AtomicUsize>,
+    /// it refused a larger one. A larger one is refused here, not sent:
+    /// RabbitMQ would close its channel, with the confirms of the messages
+    /// beside it, and the rest of a large message's frames can reach it
+    /// after that close, which it takes for a protocol error of the whole
+    /// connection.
+    size_limit: Arc<LearnedLimit>,
 }
 
 type Events = BoxStream<'static, Event>;
@@ -176,8 +175,9 @@ impl AmqpBroker {
         'publish: loop {
             let link = self.inner.wait_up(deadline).await?;
             attempt += 1;
-            let limit = link.size_limit.load(Ordering::Relaxed);
-            if limit > 0 && publication.body.len() > limit {
+            if let Some(limit) = link.size_limit.get()
+                && publication.body.len() > limit
+            {
                 return Err(MessagingError::Refused(format!(
                     "the message ({} bytes) is larger than the broker takes ({limit} bytes, \
                      as it said when it refused a larger one)",
@@ -743,8 +743,10 @@ pub(super) async fn closing_after(
     confirm: lapin::PublisherConfirm,
 ) -> lapin::Result<lapin::Confirmation> {
     let outcome = confirm.await;
+    // Closed aside: the outcome is not held back by the close's round trip
+    // (nor by a broker that stopped reading, up to CHANNEL_CLOSE_WAIT).
     if let Some(channel) = own_channel {
-        close_channel(*channel).await;
+        tokio::spawn(close_channel(*channel));
     }
     outcome
 }
@@ -1090,5 +1092,9 @@ mod tests {
         assert_eq!(size_limit_in("NOT_FOUND - no exchange 'x'"), None);
         assert_eq!(size_limit_in("larger than configured max size 0"), None);
         assert_eq!(size_limit_in("larger than configured max size "), None);
+        let learnt = super::LearnedLimit::default();
+        assert_eq!(learnt.get(), None);
+        learnt.learn(1_048_576);
+        assert_eq!(learnt.get(), Some(1_048_576));
     }
 }

@@ -123,7 +123,7 @@ pub(crate) enum PendingConfirm {
         /// closed once its confirm came.
         own_channel: Option<Box<lapin::Channel>>,
         /// Its host's largest message, learnt from a refusal of a larger one.
-        size_limit: Arc<std::sync::atomic::AtomicUsize>,
+        size_limit: Arc<LearnedLimit>,
         routing_key: String,
         body: Arc<[u8]>,
         strays: StrayReturns,
@@ -134,6 +134,33 @@ pub(crate) enum PendingConfirm {
         link: u64,
     },
     Ready(PublishOutcome),
+}
+
+/// The largest message a broker host takes, as it said when it refused a
+/// larger one: a larger message is then refused before it is sent (see
+/// the AMQP broker's `Link::size_limit`). Remembered for
+/// [`LIMIT_MEMORY`]: a limit an operator raised since is believed that
+/// much later, at the cost of one more refusal.
+#[derive(Debug, Default)]
+pub(crate) struct LearnedLimit(std::sync::Mutex<Option<(usize, std::time::Instant)>>);
+
+/// How long a learnt [`LearnedLimit`] holds.
+pub(crate) const LIMIT_MEMORY: Duration = Duration::from_secs(600);
+
+impl LearnedLimit {
+    /// The host refused a message larger than `limit` bytes.
+    pub(crate) fn learn(&self, limit: usize) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((limit, std::time::Instant::now()));
+    }
+
+    /// The limit, if learnt within [`LIMIT_MEMORY`].
+    pub(crate) fn get(&self) -> Option<usize> {
+        match *self.0.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((limit, at)) if at.elapsed() < LIMIT_MEMORY => Some(limit),
+            _ => None,
+        }
+    }
 }
 
 /// What receives a returned message: its content type and body.
@@ -297,7 +324,7 @@ impl PendingConfirm {
                     declared.lock().unwrap_or_else(|p| p.into_inner()).clear();
                     let reason = e.to_string();
                     if let Some(limit) = amqp::size_limit_in(&reason) {
-                        size_limit.store(limit, std::sync::atomic::Ordering::Relaxed);
+                        size_limit.learn(limit);
                     }
                     Err(MessagingError::Refused(reason))
                 }
