@@ -601,6 +601,32 @@ impl TestRole {
     }
 }
 
+impl TestRole {
+    /// A new PostgreSQL database the role owns: the database, a
+    /// connection of the admin to it, and its URL as the role.
+    async fn owned_database(&self) -> (TestDatabase, sqlx::PgConnection, String) {
+        let db = TestDatabase::create(Backend::Postgres).await;
+        let mut admin = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+        let sql = format!(
+            "ALTER DATABASE {} OWNER TO {}",
+            database_of(&db.url),
+            self.name
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await
+            .expect("owner");
+        let as_role = db
+            .url
+            .replacen("://postgres@", &format!("://{}@", self.name), 1);
+        assert_ne!(
+            as_role, db.url,
+            "the test expects the user postgres in the URL"
+        );
+        (db, admin, as_role)
+    }
+}
+
 impl Drop for TestRole {
     fn drop(&mut self) {
         let statement = format!("DROP ROLE IF EXISTS {}", self.name);
@@ -617,25 +643,8 @@ impl Drop for TestRole {
 #[tokio::test]
 async fn a_busy_pool_is_waited_for() {
     let role = TestRole::create(1).await;
-    let db = TestDatabase::create(Backend::Postgres).await;
-    let mut admin = sqlx::PgConnection::connect(&db.url).await.expect("connect");
-    let sql = format!(
-        "ALTER DATABASE {} OWNER TO {}",
-        database_of(&db.url),
-        role.name
-    );
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-        .execute(&mut admin)
-        .await
-        .expect("owner");
+    let (db, mut admin, as_role) = role.owned_database().await;
     let proxy = Proxy::start(&host_port(&db.url), 0).await;
-    let as_role = db
-        .url
-        .replacen("://postgres@", &format!("://{}@", role.name), 1);
-    assert_ne!(
-        as_role, db.url,
-        "the test expects the user postgres in the URL"
-    );
     let (api, _state) = api_through(&as_role, &proxy, 1).await;
     let http = reqwest::Client::new();
     sqlx::raw_sql("BEGIN; LOCK TABLE fractal IN ACCESS EXCLUSIVE MODE")
@@ -671,24 +680,7 @@ async fn a_busy_pool_is_waited_for() {
 #[tokio::test]
 async fn a_refused_login_is_answered_without_the_servers_words() {
     let role = TestRole::create(10).await;
-    let db = TestDatabase::create(Backend::Postgres).await;
-    let mut admin = sqlx::PgConnection::connect(&db.url).await.expect("connect");
-    let sql = format!(
-        "ALTER DATABASE {} OWNER TO {}",
-        database_of(&db.url),
-        role.name
-    );
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-        .execute(&mut admin)
-        .await
-        .expect("owner");
-    let as_role = db
-        .url
-        .replacen("://postgres@", &format!("://{}@", role.name), 1);
-    assert_ne!(
-        as_role, db.url,
-        "the test expects the user postgres in the URL"
-    );
+    let (_db, mut admin, as_role) = role.owned_database().await;
     let (api, _state) = api_on(&as_role, |_| {}).await;
     let http = reqwest::Client::new();
     let (_, response) = timed_get(&http, &format!("{api}/readyz")).await;
