@@ -483,17 +483,25 @@ fn string_after(text: &str, key: &str) -> Option<String> {
 /// as JSON, oslo's): its `_msg_id` and `_reply_q`, when the body has them.
 pub(crate) fn reply_address(codec: Codec, body: &[u8]) -> Option<ReplyAddress> {
     match codec {
-        Codec::Json => {
-            let inner = open_json_envelope(body).ok()?;
-            serde_json::from_str::<AddressFields>(&inner)
-                .ok()
-                .and_then(AddressFields::address)
-                .or_else(|| scanned_address(&inner))
-        }
-        Codec::MsgPack => rmp_serde::from_slice::<MsgPackEnvelope<AddressFields>>(body)
-            .ok()
-            .and_then(|e| e.message.address()),
+        Codec::Json => json_address(&open_json_envelope(body).ok()?),
+        Codec::MsgPack => msgpack_address(body),
     }
+}
+
+/// Where to answer the JSON request `inner` (the envelope opened), read
+/// as fields, or off its text when no parser takes it.
+fn json_address(inner: &str) -> Option<ReplyAddress> {
+    serde_json::from_str::<AddressFields>(inner)
+        .ok()
+        .and_then(AddressFields::address)
+        .or_else(|| scanned_address(inner))
+}
+
+/// Where to answer the MessagePack request `body`.
+fn msgpack_address(body: &[u8]) -> Option<ReplyAddress> {
+    rmp_serde::from_slice::<MsgPackEnvelope<AddressFields>>(body)
+        .ok()
+        .and_then(|e| e.message.address())
 }
 
 /// Decodes a request body of the given codec.
@@ -517,10 +525,7 @@ pub(crate) fn decode_request(
                 ),
                 Err(e) => Err(DecodeFailure {
                     reason: format!("malformed request: {e}"),
-                    reply_to: serde_json::from_str::<AddressFields>(&inner)
-                        .ok()
-                        .and_then(AddressFields::address)
-                        .or_else(|| scanned_address(&inner)),
+                    reply_to: json_address(&inner),
                 }),
             }
         }
@@ -530,23 +535,16 @@ pub(crate) fn decode_request(
                 rmp_serde::from_slice(&body);
             match parsed {
                 Ok(env) => {
-                    let address = || {
-                        rmp_serde::from_slice::<MsgPackEnvelope<AddressFields>>(&body)
-                            .ok()
-                            .and_then(|e| e.message.address())
-                    };
                     check_envelope_version(&env.version).map_err(|reason| DecodeFailure {
                         reason,
-                        reply_to: address(),
+                        reply_to: msgpack_address(&body),
                     })?;
                     let payload = Payload::MsgPack(body.clone());
                     validate_request(codec, env.message, |_| payload.clone(), || payload.clone())
                 }
                 Err(e) => Err(DecodeFailure {
                     reason: format!("malformed MessagePack request: {e}"),
-                    reply_to: rmp_serde::from_slice::<MsgPackEnvelope<AddressFields>>(&body)
-                        .ok()
-                        .and_then(|e| e.message.address()),
+                    reply_to: msgpack_address(&body),
                 }),
             }
         }

@@ -615,11 +615,7 @@ impl Link {
         };
         let published = self.publish_on(&channel, p).await;
         if published.is_err() {
-            // NOT_FOUND: the exchange may have been deleted since.
-            self.declared
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
+            self.forget_declared();
             self.reset_publisher(Some(generation)).await;
         }
         published.map(|confirm| (confirm, None))
@@ -641,14 +637,20 @@ impl Link {
         match published {
             Ok(confirm) => Ok((confirm, Some(Box::new(channel)))),
             Err(e) => {
-                self.declared
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clear();
+                self.forget_declared();
                 close_channel(channel).await;
                 Err(e)
             }
         }
+    }
+
+    /// After a failed publish: a NOT_FOUND may say that an exchange was
+    /// deleted since it was declared, so each is declared again.
+    fn forget_declared(&self) {
+        self.declared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     fn is_declared(&self, exchange: &str) -> bool {
