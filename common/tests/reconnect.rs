@@ -67,8 +67,11 @@ async fn clients_and_servers_survive_a_broker_restart() {
     let server_transport = Transport::connect(&url(&rabbit))
         .await
         .expect("server connects");
+    // Its dead-letter exchange and queue are transient (as by default):
+    // a restart removes them, and the server declares them again.
     let server = RpcServer::builder(&server_transport, Target::topic("tasks").with_server("w1"))
         .endpoint(endpoint())
+        .dead_letter_exchange("tasks-dead")
         .start()
         .await
         .expect("server");
@@ -139,6 +142,32 @@ async fn clients_and_servers_survive_a_broker_restart() {
             .await
             .expect("after restart");
         assert_eq!(v, json!(i));
+    }
+    // A request no server can read is kept by the dead-letter queue, as
+    // before the restart: not dropped for want of its exchange.
+    faafo_common::testing::publish_raw(
+        &client_transport,
+        "",
+        "tasks",
+        b"garbage".to_vec(),
+        "application/json",
+    )
+    .await
+    .expect("raw publish");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let depth = faafo_common::testing::queue_depth(&client_transport, "tasks-dead")
+            .await
+            .expect("depth");
+        if depth == Some(1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bad request was not dead-lettered after the restart (queue depth {depth:?}); the server rejected {}",
+            server.stats().malformed
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Notifications work again too.
     Notifier::new(&client_transport, "test")

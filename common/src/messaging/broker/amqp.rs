@@ -859,6 +859,9 @@ async fn start_consumer(link: &Link, spec: &SubscriptionSpec) -> Result<(Channel
             .await
             .map_err(refused)?;
     }
+    if let Some((queue, binding)) = &spec.dead_letters {
+        declare_topology(&channel, queue, std::slice::from_ref(binding)).await?;
+    }
     declare_topology(&channel, &spec.queue, &spec.bindings).await?;
     let tag = format!("faafo-{}", uuid::Uuid::new_v4().simple());
     let consumer = channel

@@ -216,6 +216,9 @@ impl MemoryBroker {
         self.open_or_refuse()?;
         let mut state = lock(&self.state);
         state.reap_expired_queues();
+        if let Some((queue, binding)) = &spec.dead_letters {
+            state.declare_with_bindings(queue, std::slice::from_ref(binding))?;
+        }
         state.declare_with_bindings(&spec.queue, &spec.bindings)?;
         state.next_consumer += 1;
         let id = state.next_consumer;
@@ -818,6 +821,7 @@ mod tests {
             bindings: Vec::new(),
             prefetch: 3,
             auto_ack: false,
+            dead_letters: None,
         };
         let mut first = broker.subscribe(spec.clone()).expect("subscribe");
         let mut held = Vec::new();
@@ -878,6 +882,7 @@ mod tests {
             bindings: Vec::new(),
             prefetch: 1,
             auto_ack: false,
+            dead_letters: None,
         };
         let mut on_a = a.subscribe(spec.clone()).expect("subscribe on a");
         let Some(SubscriptionEvent::Delivery(held)) = on_a.events.recv().await else {

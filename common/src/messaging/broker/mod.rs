@@ -74,6 +74,11 @@ pub(crate) struct SubscriptionSpec {
     pub prefetch: u16,
     /// The broker considers messages acknowledged once sent.
     pub auto_ack: bool,
+    /// The dead-letter exchange `queue` names and the queue that keeps
+    /// what it receives, declared before `queue` each time the consumer
+    /// is established: a broker restarted without them (transient, as by
+    /// default) would drop every dead letter from then on.
+    pub dead_letters: Option<(QueueSpec, Binding)>,
 }
 
 /// A message to publish.
@@ -518,6 +523,9 @@ impl Broker {
     /// (e.g. a conflicting existing queue) are returned here.
     pub(crate) async fn subscribe(&self, spec: SubscriptionSpec) -> Result<Subscription> {
         fits_topology(&spec.queue, &spec.bindings)?;
+        if let Some((queue, binding)) = &spec.dead_letters {
+            fits_topology(queue, std::slice::from_ref(binding))?;
+        }
         match self {
             Broker::Amqp(b) => b.subscribe(spec).await,
             Broker::Memory(b) => b.subscribe(spec),

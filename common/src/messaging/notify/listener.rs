@@ -109,6 +109,7 @@ impl NotificationListenerBuilder {
                             bindings: vec![binding],
                             prefetch,
                             auto_ack: false,
+                            dead_letters: None,
                         });
                     }
                 }

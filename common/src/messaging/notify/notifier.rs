@@ -230,6 +230,7 @@ mod tests {
                 bindings: vec![binding],
                 prefetch: 0,
                 auto_ack: true,
+                dead_letters: None,
             })
             .await
             .expect("subscribe");

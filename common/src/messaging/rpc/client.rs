@@ -608,6 +608,7 @@ mod tests {
                 bindings: vec![binding],
                 prefetch: 1,
                 auto_ack: true,
+                dead_letters: None,
             })
             .await
             .expect("subscribe");
@@ -715,6 +716,7 @@ mod tests {
                 bindings: vec![binding],
                 prefetch: 1,
                 auto_ack: true,
+                dead_letters: None,
             })
             .await
             .expect("subscribe");

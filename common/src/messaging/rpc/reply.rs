@@ -58,6 +58,7 @@ impl ReplyWaiter {
             bindings: Vec::new(),
             prefetch: 0,
             auto_ack: true,
+            dead_letters: None,
         };
         let queue = spec.queue.name.clone();
         let Subscription { mut events, handle } = broker.subscribe(spec).await?;

@@ -229,10 +229,6 @@ impl RpcServerBuilder {
             .max(self.executor_size);
         let prefetch = u16::try_from(prefetch).unwrap_or(u16::MAX);
         let dlx = self.dead_letter_exchange.as_deref();
-        if let Some(name) = dlx {
-            let (queue, binding) = topology.dead_letter(name);
-            transport.inner().broker.declare(&queue, &[binding]).await?;
-        }
         let topic = &self.target.topic;
         let specs = [
             topology.topic_queue(&exchange, topic, dlx),
@@ -258,6 +254,10 @@ impl RpcServerBuilder {
                 .inner()
                 .broker
                 .subscribe(SubscriptionSpec {
+                    dead_letters: queue
+                        .dead_letter_exchange
+                        .as_deref()
+                        .map(|name| topology.dead_letter(name)),
                     queue,
                     bindings: vec![binding],
                     prefetch,
