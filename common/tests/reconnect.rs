@@ -473,3 +473,63 @@ async fn a_cast_to_a_blocked_broker_is_refused_and_not_sent_later() {
     server.stop().await;
     transport.close().await;
 }
+
+/// A transport closed while it reconnects to a host that does not answer
+/// (here a listener that never speaks) closes at once: it does not wait
+/// for the connect's `connection_timeout`, and nothing is sent after, nor
+/// waits for a link that came up after the close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_during_a_reconnect_is_not_held_by_it() {
+    let rabbit = tokio::task::spawn_blocking(PrivateRabbit::start)
+        .await
+        .expect("node");
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let silent_port = silent.local_addr().expect("addr").port();
+    // Closed while the transport connects: a refused connection, so the
+    // live host is the one it connects to, whatever the order.
+    drop(silent);
+    let url = format!(
+        "amqp://guest:guest@127.0.0.1:{silent_port},guest:guest@127.0.0.1:{}/\
+         ?connection_timeout=30&rabbit_retry_interval=0.2&rabbit_retry_backoff=0.2",
+        rabbit.port()
+    );
+    let t = Transport::connect(&url).await.expect("connects");
+    let silent = tokio::net::TcpListener::bind(("127.0.0.1", silent_port))
+        .await
+        .expect("the port again");
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let r = &rabbit;
+    tokio::task::block_in_place(|| r.stop_app());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while t.is_connected() {
+        assert!(Instant::now() < deadline, "the loss was never noticed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The reconnect to the other host (the silent one) has begun.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    t.close().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "the close took {took:?}");
+    assert!(!t.is_connected());
+    let started = Instant::now();
+    let cast = RpcClient::new(&t, Target::topic("tasks"))
+        .timeout(Duration::from_secs(20))
+        .cast(
+            &RequestContext::with_new_request_id(),
+            "echo",
+            &json!({"value": 1}),
+        )
+        .await;
+    assert!(
+        matches!(cast, Err(MessagingError::Closed)) && started.elapsed() < Duration::from_secs(2),
+        "a cast after the close: {cast:?} after {:?}",
+        started.elapsed()
+    );
+    held.abort();
+}

@@ -128,6 +128,11 @@ impl Drop for Claim {
     }
 }
 
+/// A checksum as the API takes it: 64 hex digits, either case.
+fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Whether another attempt cannot help: the worker found the task itself
 /// bad, or no worker speaks this protocol. An unreadable answer or one
 /// about another task is one worker's fault: another attempt may reach
@@ -465,13 +470,21 @@ impl Dispatcher {
             let answer = answer.and_then(|result| {
                 // A worker that answers for another task must not
                 // have its image stored on this one.
-                if result.uuid == uuid {
-                    Ok(result)
-                } else {
+                if result.uuid != uuid {
                     Err(MessagingError::Invalid(format!(
                         "the worker answered for task {} instead",
                         faafo_common::fractal::shorten(&result.uuid)
                     )))
+                } else if !is_sha256_hex(&result.checksum) {
+                    // Another attempt, perhaps on another worker: sent to
+                    // the API, a long one would be a 414, which fails the
+                    // task for good as a render too large to store.
+                    Err(MessagingError::Invalid(format!(
+                        "the worker's checksum is not a sha256 (64 hex digits): {:?}",
+                        faafo_common::fractal::shorten(&result.checksum)
+                    )))
+                } else {
+                    Ok(result)
                 }
             });
             last_error = Some(match answer {
@@ -533,7 +546,16 @@ impl Dispatcher {
                 self.stats.retried.fetch_add(1, Ordering::Relaxed);
                 tokio::select! {
                     _ = tokio::time::sleep(self.backoff.delay(attempts)) => {}
-                    _ = self.shutdown.wait() => return Outcome::Abandoned,
+                    _ = self.shutdown.wait() => {
+                        // The next start's running mark keeps what the
+                        // record says: this attempt's error, not the one
+                        // before's (nor "ended with the producer" should
+                        // that start be killed during its last attempt).
+                        if let Some(error) = &last_error {
+                            self.keep_error(&api, &uuid, error, revision).await;
+                        }
+                        return Outcome::Abandoned;
+                    }
                 }
             }
         }
@@ -553,6 +575,25 @@ impl Dispatcher {
             {
                 return;
             }
+        }
+    }
+
+    /// Stores `error`, a failed attempt's, on task `uuid` when a stop
+    /// comes before the next attempt's running mark would: only while the
+    /// API still has the task at `revision`, and only for
+    /// [`GIVE_BACK_TIMEOUT`].
+    async fn keep_error(&self, api: &ResilientApi, uuid: &str, error: &str, revision: Option<u64>) {
+        let update = FractalUpdate {
+            error: Some(storable(error)),
+            ..FractalUpdate::default()
+        };
+        let kept = api.update("keeping the attempt's error", uuid, &update, revision);
+        match tokio::time::timeout(GIVE_BACK_TIMEOUT, kept).await {
+            Ok(Ok(_)) => debug!("task {uuid}: its last attempt's error kept at the stop"),
+            Ok(Err(e)) => debug!("task {uuid}: its last attempt's error not kept at the stop: {e}"),
+            Err(_) => debug!(
+                "task {uuid}: its last attempt's error not kept at the stop: the API did not answer within {GIVE_BACK_TIMEOUT:?}"
+            ),
         }
     }
 
@@ -710,7 +751,11 @@ impl Dispatcher {
             Err(e) if e.may_have_applied() => match api.get("reading a task", &uuid).await {
                 Ok(task)
                     if task.status == FractalStatus::Done
-                        && task.checksum.as_deref() == Some(result.checksum.as_str()) =>
+                        // The API keeps it in lower case.
+                        && task
+                            .checksum
+                            .as_deref()
+                            .is_some_and(|stored| stored.eq_ignore_ascii_case(&result.checksum)) =>
                 {
                     return Delivered::Finished(Outcome::Done);
                 }

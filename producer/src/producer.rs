@@ -425,7 +425,7 @@ impl Producer {
         let wait = GIVE_BACK_TIMEOUT + GIVEN_UP_CAST_TIMEOUT + Duration::from_secs(1);
         if tokio::time::timeout(wait, self.tasks.wait()).await.is_err() {
             warn!(
-                "stopping with {} task(s) still in flight (storing results the API does not take); they stay running and will be dispatched again",
+                "stopping with {} task(s) still in flight (storing results the API does not take); they stay running and will be dispatched again at the next start, their attempts counted (one on its last attempt is marked failed then)",
                 self.dispatcher.in_flight()
             );
         }

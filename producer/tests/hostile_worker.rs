@@ -1,6 +1,7 @@
 //! A broken worker peer (a bug, or a peer speaking the protocol badly):
 //! it answers `process` for another task than the one it was given, then
-//! with an image that is not a PNG, then with an error message longer than
+//! with a checksum that is not one (longer than a URL takes), then with an
+//! image that is not a PNG, then with an error message longer than
 //! the API keeps and holding a NUL. The producer must store none of it on either task, count
 //! each as a failed attempt (another worker might have done it right), and
 //! finally mark the task failed with the last error, cut to what the API
@@ -42,7 +43,8 @@ async fn a_broken_workers_answers_are_failed_attempts_stored_nowhere() {
     let transport = Transport::connect(&config.default.transport_url)
         .await
         .expect("memory transport");
-    let settings = ProducerSettings::from_config(&config);
+    let mut settings = ProducerSettings::from_config(&config);
+    settings.max_attempts = 4;
     let wrong = other.to_string();
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
@@ -82,7 +84,11 @@ async fn a_broken_workers_answers_are_failed_attempts_stored_nowhere() {
                         uuid: wrong,
                         ..result
                     }),
-                    2 => Ok(result),
+                    2 => Ok(TaskResult {
+                        checksum: "f".repeat(100_000),
+                        ..result
+                    }),
+                    3 => Ok(result),
                     _ => Err(RemoteError::runtime_error(format!(
                         "worker bug \0 {}",
                         "x".repeat(20_000)
@@ -106,9 +112,9 @@ async fn a_broken_workers_answers_are_failed_attempts_stored_nowhere() {
     let asked = "01a20784-fe99-72fe-a554-000000000001";
     let report = producer.one_shot(vec![tiny_task(Some(asked))]).await;
     assert_eq!(report.failed, 1, "{report:?}");
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "one call per attempt");
+    assert_eq!(calls.load(Ordering::SeqCst), 4, "one call per attempt");
     let seen = seen.lock().expect("lock").clone();
-    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen.len(), 3, "{seen:?}");
     assert_eq!(seen[0].0, FractalStatus::Running);
     assert!(
         seen[0].1.as_deref().is_some_and(|e| e.contains("instead")),
@@ -116,13 +122,24 @@ async fn a_broken_workers_answers_are_failed_attempts_stored_nowhere() {
     );
     assert_eq!(seen[1].0, FractalStatus::Running);
     assert!(
-        seen[1].1.as_deref().is_some_and(|e| !e.contains("instead")),
+        seen[1]
+            .1
+            .as_deref()
+            .is_some_and(|e| e.contains("checksum is not a sha256")),
         "the second attempt's error while the third runs: {seen:?}"
+    );
+    assert_eq!(seen[2].0, FractalStatus::Running);
+    assert!(
+        seen[2]
+            .1
+            .as_deref()
+            .is_some_and(|e| !e.contains("instead") && !e.contains("sha256")),
+        "the third attempt's error while the fourth runs: {seen:?}"
     );
 
     let failed = api.get(asked).await.expect("the task asked about");
     assert_eq!(failed.status, FractalStatus::Failed);
-    assert_eq!(failed.attempts, 3);
+    assert_eq!(failed.attempts, 4);
     let error = failed.error.unwrap_or_default();
     assert!(
         error.contains("worker bug \u{fffd} xxx"),
@@ -142,6 +159,69 @@ async fn a_broken_workers_answers_are_failed_attempts_stored_nowhere() {
     assert_eq!(untouched.checksum, None, "nor on the other one");
 
     shutdown.trigger();
+    worker.stop().await;
+    transport.close().await;
+    local_api.stop().await;
+}
+
+/// A stop that comes while a task backs off after a failed attempt leaves
+/// that attempt's error on the task (the next start's running mark keeps
+/// it, and so does a failure at that start): before, the record kept the
+/// attempt before's error, or none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_the_backoff_keeps_the_failed_attempts_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = FaafoConfig::default();
+    config.default.state_path = dir.path().display().to_string();
+    config.default.transport_url = format!("memory:///backoff-stop-{}", std::process::id());
+    let local_api = LocalApi::start(&mut config).await;
+    config.validate().expect("valid configuration");
+    let url = config.default.endpoint_url.clone();
+    let api = ApiClient::new(&url, None).expect("client");
+    let transport = Transport::connect(&config.default.transport_url)
+        .await
+        .expect("memory transport");
+    let settings = ProducerSettings::from_config(&config);
+    let shutdown = Shutdown::new();
+    let stop = shutdown.clone();
+    let worker =
+        RpcServer::builder(
+            &transport,
+            Target::topic(&settings.topic).with_server("failing"),
+        )
+        .endpoint(Endpoint::new().method(
+            "process",
+            move |_ctx: RequestContext, _args: ProcessArgs| {
+                // The stop comes with the failure: the producer sees it as
+                // it backs off.
+                stop.trigger();
+                async move {
+                    Err::<TaskResult, _>(RemoteError::runtime_error("the first attempt failed"))
+                }
+            },
+        ))
+        .start()
+        .await
+        .expect("the failing worker");
+    let rpc = faafo_common::messaging::RpcClient::new(&transport, Target::topic(&settings.topic));
+    let producer = Producer::new(
+        ResilientApi::new(ApiClient::new(&url, None).expect("client")),
+        rpc,
+        settings,
+        shutdown.clone(),
+    );
+    let uuid = "01a20784-fe99-72fe-a554-000000000003";
+    let report = producer.one_shot(vec![tiny_task(Some(uuid))]).await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    let task = api.get(uuid).await.expect("the task");
+    assert_eq!(task.status, FractalStatus::Running, "{task:?}");
+    assert_eq!(task.attempts, 1, "{task:?}");
+    assert!(
+        task.error
+            .as_deref()
+            .is_some_and(|e| e.contains("the first attempt failed")),
+        "{task:?}"
+    );
     worker.stop().await;
     transport.close().await;
     local_api.stop().await;

@@ -23,10 +23,13 @@ pub enum MessagingError {
         timeout: Duration,
     },
 
-    /// The server stopped sending call-monitor heartbeats: it died or hangs.
+    /// No call-monitor heartbeat came in time: the server died or hangs,
+    /// or no server has taken the request yet (heartbeats start when one
+    /// runs it), which the caller cannot tell apart.
     #[error(
         "no reply nor call-monitor heartbeat for {timeout:.1?} from {target} while calling \
-         '{method}': the server is gone or stuck"
+         '{method}': no server is running the request (it may still wait in a queue, or \
+         the server that took it is gone or stuck)"
     )]
     HeartbeatTimeout {
         /// Where the call went.

@@ -157,7 +157,8 @@ impl AmqpBroker {
     }
 
     pub(crate) fn is_connected(&self) -> bool {
-        matches!(&*self.inner.state.borrow(), LinkState::Up(l) if l.connection.status().connected())
+        !self.inner.shutdown.is_cancelled()
+            && matches!(&*self.inner.state.borrow(), LinkState::Up(l) if l.connection.status().connected())
     }
 
     /// Sends the messages returned to this connection whose confirm was a
@@ -171,10 +172,15 @@ impl AmqpBroker {
         publication: &Publication,
         deadline: Instant,
     ) -> Result<PendingConfirm> {
-        let mut attempt = 0u32;
+        // Attempts on one link: a dead link the supervisor has not yet
+        // replaced (up to a quarter of a second) must not use up the
+        // tries of the link after it.
+        let (mut attempt, mut on_link) = (0u32, None);
         'publish: loop {
             let link = self.inner.wait_up(deadline).await?;
-            attempt += 1;
+            if on_link != Some(link.id) {
+                (attempt, on_link) = (0, Some(link.id));
+            }
             if let Some(limit) = link.size_limit.get()
                 && publication.body.len() > limit
             {
@@ -189,21 +195,24 @@ impl AmqpBroker {
             // clears, long after the caller was told it failed. Held back
             // here instead, until the deadline: then certainly not sent.
             while link.connection.status().blocked() {
+                if Instant::now() >= deadline {
+                    let why = if link.connection.status().connected() {
+                        "the broker is blocked by a resource alarm (memory or disk)"
+                    } else {
+                        "the connection to the broker was lost while it was blocked"
+                    };
+                    return Err(MessagingError::Disconnected(format!(
+                        "{why}: the message was not sent"
+                    )));
+                }
+                tokio::time::sleep(BLOCKED_POLL.min(deadline - Instant::now())).await;
                 // lapin keeps a dead connection's `blocked`: a link that
                 // failed meanwhile is left for the next one.
                 if !link.connection.status().connected() {
-                    tokio::time::sleep(BLOCKED_POLL.min(deadline - Instant::now())).await;
                     continue 'publish;
                 }
-                if Instant::now() >= deadline {
-                    return Err(MessagingError::Disconnected(
-                        "the broker is blocked by a resource alarm (memory or disk): \
-                         the message was not sent"
-                            .into(),
-                    ));
-                }
-                tokio::time::sleep(BLOCKED_POLL.min(deadline - Instant::now())).await;
             }
+            attempt += 1;
             // A broker that blocks the connection after lapin took the
             // message, or that stops answering: bounded by the deadline.
             let published = match tokio::time::timeout_at(deadline, link.publish(publication)).await
@@ -431,6 +440,11 @@ impl Inner {
 
     /// The live link, waiting for one until `deadline`.
     async fn wait_up(&self, deadline: Instant) -> Result<Arc<Link>> {
+        // Closing (the link may still be up while it closes): nothing new
+        // starts on it.
+        if self.shutdown.is_cancelled() {
+            return Err(MessagingError::Closed);
+        }
         if let LinkState::Up(link) = &*self.state.borrow() {
             return Ok(link.clone());
         }
@@ -474,7 +488,11 @@ async fn supervise(
 ) {
     loop {
         let Some(reason) = wait_for_failure(&link, &mut events, &inner.shutdown).await else {
-            let _ = link.connection.close(200, "OK".into()).await;
+            // Bounded: a broker that stopped reading (a resource alarm, a
+            // half-open connection) never answers the close.
+            let _ =
+                tokio::time::timeout(CHANNEL_CLOSE_WAIT, link.connection.close(200, "OK".into()))
+                    .await;
             inner.state.send_replace(LinkState::Closed);
             return;
         };
@@ -498,7 +516,17 @@ async fn supervise(
             if order.len() > 1 {
                 pos = (pos + 1) % order.len();
             }
-            match inner.open_link(order[pos]).await {
+            // A close during a connect (up to `connection_timeout` to a
+            // host that does not answer) does not wait for it, nor leave
+            // a link up after it.
+            let opened = tokio::select! {
+                opened = inner.open_link(order[pos]) => opened,
+                _ = inner.shutdown.cancelled() => {
+                    inner.state.send_replace(LinkState::Closed);
+                    return;
+                }
+            };
+            match opened {
                 Ok(opened) => break opened,
                 Err(e) => {
                     let host = &inner.url.hosts[order[pos]];
@@ -552,10 +580,19 @@ impl Link {
         {
             return Ok((*generation, channel.clone()));
         }
+        // The dead one goes here, under the lock: a failure to open its
+        // successor then leaves nothing to reset, and cannot close another
+        // publish's fresh channel.
+        *slot = None;
         let channel = self.connection.create_channel().await?;
-        channel
+        if let Err(e) = channel
             .confirm_select(ConfirmSelectOptions::default())
-            .await?;
+            .await
+        {
+            drop(slot);
+            close_channel(channel).await;
+            return Err(e);
+        }
         let generation = self
             .generations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -606,13 +643,7 @@ impl Link {
         if p.alone {
             return self.publish_alone(p).await;
         }
-        let (generation, channel) = match self.publisher().await {
-            Ok(publisher) => publisher,
-            Err(e) => {
-                self.reset_publisher(None).await;
-                return Err(e);
-            }
-        };
+        let (generation, channel) = self.publisher().await?;
         let published = self.publish_on(&channel, p).await;
         if published.is_err() {
             self.forget_declared();
@@ -1017,7 +1048,12 @@ async fn run_subscription(
             return;
         }
         failures += 1;
-        let delay = Duration::from_millis(50u64 << failures.min(6)).min(inner.backoff.max);
+        // At least MIN_RECONNECT_DELAY, as the connection's: a zero
+        // `rabbit_interval_max` would have a refused declaration retried
+        // in a loop that holds a core.
+        let delay = Duration::from_millis(50u64 << failures.min(6))
+            .min(inner.backoff.max)
+            .max(MIN_RECONNECT_DELAY);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = cancel.cancelled() => { stopped.cancel(); return; }
