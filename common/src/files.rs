@@ -79,6 +79,15 @@ pub fn write_whole(path: &Path, bytes: &[u8], durability: Durability) -> Result<
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
     // Dropped on error, the temporary file is removed.
     let mut file = builder.tempfile_in(dir).map_err(at(path))?;
+    // A file replaced keeps its mode (a private one stays private), as
+    // one written over in place would.
+    if let Ok(existing) = std::fs::symlink_metadata(path)
+        && existing.is_file()
+    {
+        file.as_file()
+            .set_permissions(existing.permissions())
+            .map_err(at(path))?;
+    }
     file.write_all(bytes).map_err(at(path))?;
     if durability == Durability::Synced {
         file.as_file().sync_data().map_err(at(path))?;
@@ -370,6 +379,28 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, usual & 0o777);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_replaced_file_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mode_of = |path: &Path| {
+            std::fs::metadata(path)
+                .expect("metadata")
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        for mode in [0o600, 0o640, 0o755] {
+            let path = dir.path().join(format!("{mode:o}.png"));
+            std::fs::write(&path, b"old").expect("set up");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("set up");
+            write_whole(&path, b"new", Durability::Buffered).expect("written");
+            assert_eq!(std::fs::read(&path).expect("read"), b"new");
+            assert_eq!(mode_of(&path), mode, "{mode:o}");
+        }
     }
 
     /// Writes a file that was last modified `age` ago.

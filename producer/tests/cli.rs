@@ -1035,7 +1035,44 @@ fn get_into_a_directory_and_as_json() {
             && err.contains("Usage: faafo get"),
         "{err}"
     );
+    // So is the standard output by another name: before, the PNG came
+    // out where the JSON was asked for.
+    let output = faafo_at(
+        &url,
+        &["--output", "json", "get", uuid, "-o", "/dev/stdout"],
+    );
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "get -o /dev/stdout: {err}");
+    assert!(
+        err.contains("--output json and -o /dev/stdout both want the standard output")
+            && output.stdout.is_empty(),
+        "{err}"
+    );
     assert_eq!(requests.try_iter().count(), 2, "nothing asked when refused");
+
+    // A pipe by a link that names no file (bash's `>(...)` gives
+    // `/dev/fd/63`, a link to `pipe:[N]`) is written in place: before,
+    // a file was made beside `/dev/fd/pipe:[N]`, and that failed.
+    let piped = dir.path().join("piped.png");
+    let mut command = Command::new("bash");
+    command.args([
+        "-c",
+        r#""$0" --endpoint-url "$1" get "$2" -o >(cat > "$3")"#,
+        faafo(),
+        &url,
+        uuid,
+        &piped.display().to_string(),
+    ]);
+    let said = ok(run(command, "get -o >(cat)"), "get -o >(cat)");
+    assert!(said.starts_with("wrote /dev/fd/"), "{said}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read(&piped).map_or(true, |written| written != png) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the PNG never came out of the pipe"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 
     // check-config checks an endpoint given on the command line too.
     refused(

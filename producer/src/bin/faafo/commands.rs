@@ -217,15 +217,20 @@ async fn create(
             Ended::Finished(fractal) if fractal.status == FractalStatus::Done => {}
             Ended::Finished(fractal) => {
                 not_rendered += 1;
+                // Every field as the API sent it, escaped: a wrong or
+                // hostile endpoint's terminal escapes are shown, not run.
                 faafo_common::say!(
                     "faafo: {} failed: {}",
-                    fractal.uuid,
+                    output::one_line(&fractal.uuid),
                     output::one_line(output::failure_reason(fractal))
                 );
             }
             Ended::Deleted(uuid) => {
                 not_rendered += 1;
-                faafo_common::say!("faafo: {uuid} was deleted while waiting");
+                faafo_common::say!(
+                    "faafo: {} was deleted while waiting",
+                    output::one_line(uuid)
+                );
             }
             Ended::Unfinished(fractal) => {
                 not_rendered += 1;
@@ -237,7 +242,7 @@ async fn create(
                 };
                 faafo_common::say!(
                     "faafo: {} still {} after {} s{hint}",
-                    fractal.uuid,
+                    output::one_line(&fractal.uuid),
                     fractal.status,
                     args.timeout.unwrap_or_default()
                 );
@@ -428,7 +433,7 @@ fn interrupted(created: &[Fractal]) -> String {
         created.len()
     );
     if created.len() <= MAX_UUIDS {
-        let uuids: Vec<&str> = created.iter().map(|f| f.uuid.as_str()).collect();
+        let uuids: Vec<String> = created.iter().map(|f| output::one_line(&f.uuid)).collect();
         text.push_str(&format!(": {}", uuids.join(" ")));
     }
     text
@@ -536,7 +541,11 @@ async fn poll_until_ended(
                     *slot = Some(Ended::Finished(Box::new(now)));
                 }
                 Ok(now) => {
-                    bar.set_message(format!("({} is {})", short(&now.uuid), now.status));
+                    bar.set_message(format!(
+                        "({} is {})",
+                        short(&output::one_line(&now.uuid)),
+                        now.status
+                    ));
                     last_seen[i] = now;
                 }
                 Err(e) if e.is_not_found() => {
@@ -645,10 +654,34 @@ async fn get(api: &ApiClient, args: GetArgs, format: Format) -> Result<ExitCode,
         // As curl -o does, a file there is replaced; said so, not hidden;
         // and a link is written through: the file it names is replaced,
         // the link stays.
-        let target = faafo_common::files::through_links(&path);
-        let replaced = tokio::fs::symlink_metadata(&target).await.is_ok();
-        write_whole_async(target, png, Durability::Synced).await?;
-        replaced
+        // A pipe or a device, even through a link that names no path
+        // (`-o >(convert - out.jpg)` gives `/dev/fd/63`, a link to
+        // `pipe:[N]`): written in place, as curl does.
+        if tokio::fs::metadata(&path)
+            .await
+            .is_ok_and(|m| !m.is_file() && !m.is_dir())
+        {
+            tokio::fs::write(&path, &png)
+                .await
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            false
+        } else {
+            let target = faafo_common::files::through_links(&path);
+            let replaced = tokio::fs::symlink_metadata(&target).await.is_ok();
+            // A file there that may not be written (read-only) is not
+            // replaced behind its back, as curl -o would not.
+            if replaced
+                && let Err(e) = tokio::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&target)
+                    .await
+                && e.kind() == std::io::ErrorKind::PermissionDenied
+            {
+                return Err(format!("cannot write {}: {e}", path.display()).into());
+            }
+            write_whole_async(target, png, Durability::Synced).await?;
+            replaced
+        }
     };
     if format == Format::Json {
         output::line(serde_json::json!({
@@ -679,7 +712,7 @@ fn stream_png(stream: Stream, png: &[u8]) -> Result<(), String> {
 
 /// One of the process's standard streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stream {
+pub(crate) enum Stream {
     Out,
     Err,
 }
@@ -687,7 +720,7 @@ enum Stream {
 /// Which standard stream `path` is (the same device and inode), if one:
 /// `/dev/stdout`, `/dev/fd/2`, or the very file a stream was sent to.
 #[cfg(unix)]
-fn standard_stream(path: &std::path::Path) -> Option<Stream> {
+pub(crate) fn standard_stream(path: &std::path::Path) -> Option<Stream> {
     use std::os::fd::AsFd;
     use std::os::unix::fs::MetadataExt;
     let target = std::fs::metadata(path).ok()?;
@@ -709,7 +742,7 @@ fn standard_stream(path: &std::path::Path) -> Option<Stream> {
 
 /// Elsewhere a path is taken as a file.
 #[cfg(not(unix))]
-fn standard_stream(_path: &std::path::Path) -> Option<Stream> {
+pub(crate) fn standard_stream(_path: &std::path::Path) -> Option<Stream> {
     None
 }
 

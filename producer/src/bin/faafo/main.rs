@@ -247,9 +247,14 @@ struct GetArgs {
 }
 
 impl GetArgs {
-    /// `-o -`: the PNG to standard output.
+    /// `-o -`, or a path that is the standard output itself
+    /// (`/dev/stdout`, the file it was sent to): the PNG to standard output.
     fn writes_to_stdout(&self) -> bool {
-        self.file.as_deref() == Some(std::path::Path::new("-"))
+        match self.file.as_deref() {
+            Some(path) if path == std::path::Path::new("-") => true,
+            Some(path) => commands::standard_stream(path) == Some(commands::Stream::Out),
+            None => false,
+        }
     }
 }
 
@@ -288,7 +293,13 @@ fn main() -> ExitCode {
         usage_error(
             Some("get"),
             clap::error::ErrorKind::ArgumentConflict,
-            "--output json and -o - both want the standard output: give -o a file or a directory",
+            &format!(
+                "--output json and -o {} both want the standard output: give -o a file or a directory",
+                args.file
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new("-"))
+                    .display()
+            ),
         )
     }
     // Declared before the runtime so that it is dropped after it: lines
