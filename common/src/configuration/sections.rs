@@ -162,11 +162,11 @@ config_section! {
         max_yb: f64 = 3.0,
         /// RPC calls to workers in flight at once.
         max_in_flight: usize = 32,
-        /// Seconds a call to a worker may take before it is given up.
+        /// Seconds a call to a worker may take before it is given up (at least 1: 0 is not "no timeout").
         call_timeout: u64 = 900,
-        /// Seconds a running task may go without an update before it is dispatched again (pending tasks are taken every poll_interval).
+        /// Seconds a running task may go without an update before it is dispatched again (pending tasks are taken every poll_interval). At least 1.
         task_timeout: u64 = 960,
-        /// Seconds between two scans for running tasks to dispatch again (those past task_timeout).
+        /// Seconds between two scans for running tasks to dispatch again (those past task_timeout). At least 1.
         recovery_interval: u64 = 60,
         /// Seconds between two looks for pending tasks nobody dispatches (created by the faafo command line, or left by a stopped producer).
         poll_interval: f64 = 2.0,
@@ -698,6 +698,18 @@ impl FaafoConfig {
         ] {
             if value == 0 {
                 return Err(invalid("producer", key, "must be at least 1"));
+            }
+        }
+        // 0 is not "off" here (as it is for call_monitor_timeout and
+        // deletion_check_interval): it was silently read as 1 s, which
+        // failed every call after a second.
+        for (key, value) in [
+            ("call_timeout", p.call_timeout),
+            ("task_timeout", p.task_timeout),
+            ("recovery_interval", p.recovery_interval),
+        ] {
+            if value == 0 {
+                return Err(invalid("producer", key, "must be at least 1 (seconds)"));
             }
         }
         if p.max_in_flight > MAX_IN_FLIGHT {

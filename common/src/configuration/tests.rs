@@ -337,6 +337,18 @@ fn semantic_errors_are_caught_without_showing_passwords() {
             "[worker] exec_timeout: must be at least 1 (seconds)",
         ),
         (
+            "[producer]\ncall_timeout = 0\n",
+            "[producer] call_timeout: must be at least 1 (seconds)",
+        ),
+        (
+            "[producer]\ntask_timeout = 0\n",
+            "[producer] task_timeout: must be at least 1 (seconds)",
+        ),
+        (
+            "[producer]\nrecovery_interval = 0\n",
+            "[producer] recovery_interval: must be at least 1 (seconds)",
+        ),
+        (
             "[database]\nquery_timeout = 0\n",
             "[database] query_timeout: must be between 1 and 2147483 seconds (PostgreSQL's limit, about 24 days), got 0",
         ),
