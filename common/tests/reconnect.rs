@@ -533,3 +533,47 @@ async fn a_close_during_a_reconnect_is_not_held_by_it() {
     );
     held.abort();
 }
+
+/// A transport's first call, made while the broker is away, waits for it
+/// as its retry policy says: the reply queue it must make first used to
+/// fail the call after `connection_timeout`, whatever the policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_call_during_an_outage_waits_as_its_retry_policy_says() {
+    let rabbit = tokio::task::spawn_blocking(PrivateRabbit::start)
+        .await
+        .expect("node");
+    let url = format!("{}&connection_timeout=2", url(&rabbit));
+    let server_transport = Transport::connect(&url).await.expect("server connects");
+    let server = RpcServer::builder(&server_transport, Target::topic("tasks").with_server("w1"))
+        .endpoint(endpoint())
+        .start()
+        .await
+        .expect("server");
+    let client_transport = Transport::connect(&url).await.expect("client connects");
+    let r = &rabbit;
+    tokio::task::block_in_place(|| r.stop_app());
+    let client = RpcClient::new(&client_transport, Target::topic("tasks"))
+        .timeout(Duration::from_secs(60))
+        .retry(RetryPolicy::UNTIL_DEADLINE);
+    let call = tokio::spawn(async move {
+        client
+            .call::<_, Value>(
+                &RequestContext::with_new_request_id(),
+                "echo",
+                &json!({"value": "waited"}),
+            )
+            .await
+    });
+    // Longer than connection_timeout: the call is still waiting.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!call.is_finished(), "the call ended: {:?}", call.await);
+    tokio::task::block_in_place(|| r.start_app());
+    let answer = call.await.expect("join");
+    assert_eq!(
+        answer.expect("answered once the broker is back"),
+        json!("waited")
+    );
+    server.stop().await;
+    client_transport.close().await;
+    server_transport.close().await;
+}

@@ -197,10 +197,27 @@ impl RpcClient {
         }
         let deadline = Instant::now() + self.timeout;
         // The reply queue, made by the transport's first call, within this
-        // call's time (a broker away or blocked would hold it longer).
-        let waiter = tokio::time::timeout_at(deadline, self.transport.reply_waiter())
-            .await
-            .map_err(|_| self.timed_out(method))??;
+        // call's time (a broker away or blocked would hold it longer). A
+        // broker away (its subscription waits `connection_timeout`) is
+        // waited for as the retry policy says, as it is once the queue
+        // exists (a publish waits until the deadline).
+        let mut tries = 0;
+        let waiter = loop {
+            match tokio::time::timeout_at(deadline, self.transport.reply_waiter()).await {
+                Err(_) => return Err(self.timed_out(method)),
+                Ok(Ok(waiter)) => break waiter,
+                Ok(Err(MessagingError::Disconnected(reason))) => {
+                    tries += 1;
+                    if !(self.retry.allows(tries) && Instant::now() < deadline) {
+                        return Err(MessagingError::Disconnected(reason));
+                    }
+                    debug!(%method, tries, %reason, "no reply queue yet; trying again");
+                    let pause = Duration::from_millis(200).min(deadline - Instant::now());
+                    tokio::time::sleep(pause).await;
+                }
+                Ok(Err(e)) => return Err(e),
+            }
+        };
         let msg_id = wire::new_id();
         let unique_id = wire::new_id();
         let mut pending = waiter.register(&msg_id)?;
