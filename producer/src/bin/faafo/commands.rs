@@ -501,6 +501,7 @@ async fn poll_until_ended(
     let mut failure: Option<String> = None;
     let out_of_time = || deadline.is_some_and(|d| std::time::Instant::now() >= d);
     loop {
+        let pass_started = std::time::Instant::now();
         // The fractals still waited for, asked about a few at a time (a
         // batch of a hundred over a slow network took a round trip each,
         // in turn), their answers taken in order; the round ends at the
@@ -589,9 +590,19 @@ async fn poll_until_ended(
                 .collect());
         }
         bar.tick();
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // A pass every 300 ms at most, and at most POLLS_PER_SECOND
+        // requests a second: the thousands of a large batch, asked about
+        // back to back, loaded the API the producer and the workers
+        // write to.
+        let still = ended.iter().filter(|end| end.is_none()).count();
+        let period = Duration::from_millis(300)
+            .max(Duration::from_secs_f64(still as f64 / POLLS_PER_SECOND));
+        tokio::time::sleep(period.saturating_sub(pass_started.elapsed())).await;
     }
 }
+
+/// Most requests a second `create --wait` sends to the API.
+const POLLS_PER_SECOND: f64 = 500.0;
 
 /// How long `create --wait` waits for an API that stopped answering.
 const API_PATIENCE: Duration = Duration::from_secs(60);
