@@ -22,10 +22,17 @@ use crate::spec::FractalSpec;
 const MAX_TILE_PIXELS: usize = 4096;
 /// Smallest unit of work, in pixels.
 const MIN_TILE_PIXELS: usize = 256;
-/// Units of work per pool thread in one turn of a render sharing its pool
-/// ([`JuliaRenderer::render_png_on`]): enough that queueing each turn costs
-/// nothing next to it, few enough that the other renders' turns come soon.
+/// Most units of work per pool thread in one turn of a render sharing its
+/// pool ([`JuliaRenderer::render_png_on`]): enough that queueing each turn
+/// costs nothing next to it, few enough that the other renders' turns come
+/// soon.
 const TURN_TILES_PER_THREAD: usize = 64;
+/// Steps one thread's share of a turn may take at most (when no pixel
+/// escapes), about 0.1 s with AVX2: a render cancelled while it waits for
+/// its turn (a timeout, a deletion) is answered once the turns queued
+/// ahead of it are done, so a turn is sized by its work, not by its tiles
+/// alone (64 tiles of a 10-million-iteration task took minutes).
+const MAX_TURN_STEPS: usize = MAX_TILE_STEPS * 8;
 /// Steps a unit may take at most (when no pixel escapes): cancellation is polled
 /// before each unit, so this bounds the time to notice it (about 10 ms with AVX2,
 /// 40 ms with the portable kernel on the reference machine), except for iteration
@@ -37,6 +44,15 @@ const MAX_TILE_STEPS: usize = 1 << 24;
 fn tile_pixels(iterations: u32) -> usize {
     let iterations = usize::try_from(iterations).unwrap_or(usize::MAX).max(1);
     (MAX_TILE_STEPS / iterations).clamp(MIN_TILE_PIXELS, MAX_TILE_PIXELS)
+}
+
+/// Units of work per pool thread in one turn, for units of `tile_len`
+/// pixels of `iterations` each: at most [`MAX_TURN_STEPS`] of work, at
+/// least one unit.
+fn turn_tiles_per_thread(tile_len: usize, iterations: u32) -> usize {
+    let iterations = usize::try_from(iterations).unwrap_or(usize::MAX).max(1);
+    let tile_steps = tile_len.saturating_mul(iterations).max(1);
+    (MAX_TURN_STEPS / tile_steps).clamp(1, TURN_TILES_PER_THREAD)
 }
 
 /// The cost and timing of one render, reported with each result.
@@ -234,7 +250,8 @@ impl JuliaRenderer {
         let pixel_iterations = match turns {
             None => render_tiles(0, &mut pixels)?,
             Some(pool) => {
-                let turn_tiles = pool.current_num_threads().max(1) * TURN_TILES_PER_THREAD;
+                let turn_tiles =
+                    pool.current_num_threads().max(1) * turn_tiles_per_thread(tile_len, iterations);
                 let mut sum = 0;
                 for (turn, chunk) in pixels.chunks_mut(turn_tiles * tile_len).enumerate() {
                     sum += pool.install(|| render_tiles(turn * turn_tiles, chunk))?;
@@ -274,4 +291,35 @@ fn zeroed<T: Copy + Default>(len: u64) -> Result<Vec<T>, RenderError> {
     buffer.try_reserve_exact(len).map_err(|_| out_of_memory)?;
     buffer.resize(len, T::default());
     Ok(buffer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_turn_is_sized_by_its_work() {
+        // The original's sizes (up to 512 iterations): 64 tiles a thread,
+        // as before, whatever the image.
+        for iterations in [1, 128, 512] {
+            let tile = tile_pixels(iterations);
+            assert_eq!(turn_tiles_per_thread(tile, iterations), 64, "{iterations}");
+        }
+        // Costly pixels: fewer tiles, never a turn past MAX_TURN_STEPS
+        // (but at least one tile, however costly).
+        for iterations in [100_000, 1_000_000, 10_000_000, u32::MAX] {
+            let tile = tile_pixels(iterations);
+            let tiles = turn_tiles_per_thread(tile, iterations);
+            assert!(tiles >= 1, "{iterations}");
+            assert!(
+                tiles == 1 || tiles * tile * iterations as usize <= MAX_TURN_STEPS,
+                "{iterations}: {tiles} tiles of {tile} pixels"
+            );
+        }
+        assert_eq!(turn_tiles_per_thread(tile_pixels(100_000), 100_000), 5);
+        assert_eq!(
+            turn_tiles_per_thread(tile_pixels(10_000_000), 10_000_000),
+            1
+        );
+    }
 }
