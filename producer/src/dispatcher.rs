@@ -349,6 +349,9 @@ impl Dispatcher {
         // ended with their producer (killed, or a stop whose attempt could
         // not be given back).
         let mut last_error = fractal.error.clone();
+        // Whether `last_error` is an attempt's of this process, which only
+        // the next attempt's running mark would store.
+        let mut unsaved_error = false;
         let earlier_attempts = fractal.attempts;
         let ended_with_producers = || {
             format!(
@@ -385,6 +388,15 @@ impl Dispatcher {
                 // back, as a given-up call's is.
                 if marked {
                     self.give_back(&api, &uuid, attempts, revision).await;
+                }
+                // Stopped after a failed attempt (during its backoff, or
+                // while waiting for a slot): the next start's running mark
+                // keeps what the record says, so it gets this attempt's
+                // error, not the one before's (nor "ended with the
+                // producer" should that start be killed during its last
+                // attempt).
+                if let Some(error) = last_error.as_deref().filter(|_| unsaved_error) {
+                    self.keep_error(&api, &uuid, error, revision).await;
                 }
                 return Outcome::Abandoned;
             };
@@ -542,20 +554,13 @@ impl Dispatcher {
                     stored_error(&e, &uuid)
                 }
             });
+            unsaved_error = true;
             if attempts < self.settings.max_attempts {
                 self.stats.retried.fetch_add(1, Ordering::Relaxed);
                 tokio::select! {
                     _ = tokio::time::sleep(self.backoff.delay(attempts)) => {}
-                    _ = self.shutdown.wait() => {
-                        // The next start's running mark keeps what the
-                        // record says: this attempt's error, not the one
-                        // before's (nor "ended with the producer" should
-                        // that start be killed during its last attempt).
-                        if let Some(error) = &last_error {
-                            self.keep_error(&api, &uuid, error, revision).await;
-                        }
-                        return Outcome::Abandoned;
-                    }
+                    // On to the stop's check, which keeps this error.
+                    _ = self.shutdown.wait() => {}
                 }
             }
         }

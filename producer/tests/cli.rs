@@ -979,7 +979,7 @@ fn get_into_a_directory_and_as_json() {
     let checksum = faafo_common::fractal::sha256_hex(&png);
     let headers: &'static str =
         Box::leak(format!("content-type: image/png\r\netag: \"{checksum}\"\r\n").into_boxed_str());
-    let answers = (0..3).map(|_| ("200 OK", headers, png.clone())).collect();
+    let answers = (0..4).map(|_| ("200 OK", headers, png.clone())).collect();
     let (url, requests) = scripted_api(answers);
     let uuid = "01a20784-fe99-72fe-a554-000000000001";
     let expected = dir.path().join(format!("{uuid}.png"));
@@ -1073,6 +1073,24 @@ fn get_into_a_directory_and_as_json() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+
+    // The file `get` names itself (`<uuid>.png`) is where standard output
+    // goes: the JSON cannot go there too.
+    let mut command = Command::new("bash");
+    command.current_dir(dir.path()).args([
+        "-c",
+        r#""$0" --endpoint-url "$1" --output json get "$2" > "$2.png""#,
+        faafo(),
+        &url,
+        uuid,
+    ]);
+    let output = run(command, "get --output json > <uuid>.png");
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--output json and the PNG both want the standard output"),
+        "{err}"
+    );
 
     // check-config checks an endpoint given on the command line too.
     refused(

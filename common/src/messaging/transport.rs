@@ -128,7 +128,11 @@ impl Transport {
     pub async fn close(&self) {
         if let Some(reply) = self.inner.reply.get() {
             reply.stop().await;
-            if let Err(e) = self.inner.broker.delete_queue(reply.queue()).await {
+            // Not while the connection is down (it would wait for it):
+            // the queue expires on its own (`x-expires`).
+            if self.is_connected()
+                && let Err(e) = self.inner.broker.delete_queue(reply.queue()).await
+            {
                 debug!(error = %e, "could not delete the reply queue");
             }
         }

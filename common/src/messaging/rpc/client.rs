@@ -201,17 +201,19 @@ impl RpcClient {
         // broker away (its subscription waits `connection_timeout`) is
         // waited for as the retry policy says, as it is once the queue
         // exists (a publish waits until the deadline).
-        let mut tries = 0;
+        // Retries of this call, whatever their cause: the policy's count
+        // is for the call, not for each step.
+        let mut attempt = 0u32;
         let waiter = loop {
             match tokio::time::timeout_at(deadline, self.transport.reply_waiter()).await {
                 Err(_) => return Err(self.timed_out(method)),
                 Ok(Ok(waiter)) => break waiter,
                 Ok(Err(MessagingError::Disconnected(reason))) => {
-                    tries += 1;
-                    if !(self.retry.allows(tries) && Instant::now() < deadline) {
+                    attempt += 1;
+                    if !(self.retry.allows(attempt) && Instant::now() < deadline) {
                         return Err(MessagingError::Disconnected(reason));
                     }
-                    debug!(%method, tries, %reason, "no reply queue yet; trying again");
+                    debug!(%method, attempt, %reason, "no reply queue yet; trying again");
                     let pause = Duration::from_millis(200).min(deadline - Instant::now());
                     tokio::time::sleep(pause).await;
                 }
@@ -234,7 +236,6 @@ impl RpcClient {
             &unique_id,
         )?;
         let mut publication = self.direct_publication(body, Some(self.timeout));
-        let mut attempt = 0u32;
         // Whether the broker already refused it once (sent again once).
         let mut refused = false;
         // No time to send in (a zero timeout): the call timed out; the

@@ -510,13 +510,20 @@ async fn poll_until_ended(
         let waiting: Vec<usize> = (0..fractals.len())
             .filter(|&i| ended[i].is_none())
             .collect();
+        // Started at most POLLS_PER_SECOND a second: the thousands of a
+        // large batch, asked about back to back, loaded the API the
+        // producer and the workers write to.
+        let mut spacing = tokio::time::interval(Duration::from_secs_f64(1.0 / POLLS_PER_SECOND));
+        spacing.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let ticks = futures_util::stream::unfold(spacing, |mut spacing| async move {
+            spacing.tick().await;
+            Some(((), spacing))
+        });
         let mut answers = std::pin::pin!(
-            futures_util::stream::iter(
-                waiting
-                    .into_iter()
-                    .map(|i| async move { (i, api.get(&fractals[i].uuid).await) }),
-            )
-            .buffered(POLL_CONCURRENCY)
+            futures_util::stream::iter(waiting)
+                .zip(ticks)
+                .map(|(i, ())| async move { (i, api.get(&fractals[i].uuid).await) })
+                .buffered(POLL_CONCURRENCY)
         );
         loop {
             let next = match deadline {
@@ -590,14 +597,9 @@ async fn poll_until_ended(
                 .collect());
         }
         bar.tick();
-        // A pass every 300 ms at most, and at most POLLS_PER_SECOND
-        // requests a second: the thousands of a large batch, asked about
-        // back to back, loaded the API the producer and the workers
-        // write to.
-        let still = ended.iter().filter(|end| end.is_none()).count();
-        let period = Duration::from_millis(300)
-            .max(Duration::from_secs_f64(still as f64 / POLLS_PER_SECOND));
-        tokio::time::sleep(period.saturating_sub(pass_started.elapsed())).await;
+        // A pass every 300 ms at most, and none after --timeout.
+        let next = tokio::time::Instant::from(pass_started + Duration::from_millis(300));
+        tokio::time::sleep_until(deadline.map_or(next, |d| next.min(d.into()))).await;
     }
 }
 
@@ -653,6 +655,22 @@ async fn get(api: &ApiClient, args: GetArgs, format: Format) -> Result<ExitCode,
     // the shell's redirection). `-o /dev/stderr` likewise writes to
     // standard error itself, and says so as usual.
     let stream = path.as_deref().map_or(Some(Stream::Out), standard_stream);
+    // The file named for it (`<uuid>.png`, here or in `-o DIR`) may be
+    // where standard output goes (`> <uuid>.png`): the JSON wants it too.
+    if format == Format::Json
+        && stream == Some(Stream::Out)
+        && let Some(path) = &path
+    {
+        crate::usage_error(
+            Some("get"),
+            clap::error::ErrorKind::ArgumentConflict,
+            &format!(
+                "--output json and the PNG both want the standard output ({} is where it goes): \
+                 give -o another file or a directory",
+                path.display()
+            ),
+        )
+    }
     let (Some(path), None | Some(Stream::Err)) = (path, stream) else {
         stream_png(Stream::Out, &png)?;
         return Ok(ExitCode::SUCCESS);
