@@ -537,9 +537,12 @@ async fn many_calls_in_flight_get_their_own_replies(env: TestBroker) {
 async fn concurrency_is_bounded_by_the_executor(env: TestBroker) {
     let t = env.transport().await;
     let shared = Arc::new(Shared::default());
+    // A prefetch above the executor's size: the broker hands over all six,
+    // so only the executor can hold them to two at a time.
     let server = RpcServer::builder(&t, Target::topic("bounded").with_server("h1"))
         .endpoint(service("h1", shared.clone()))
         .executor_size(2)
+        .prefetch(6)
         .start()
         .await
         .expect("server");
@@ -561,9 +564,12 @@ async fn concurrency_is_bounded_by_the_executor(env: TestBroker) {
 async fn stopping_finishes_running_calls_and_requeues_the_rest(env: TestBroker) {
     let t = env.transport().await;
     let shared = Arc::new(Shared::default());
+    // All three delivered to it (one running, two held for the executor).
+    // Each takes 300 ms: the stop comes while the first runs.
     let server = RpcServer::builder(&t, Target::topic("stop").with_server("h1"))
         .endpoint(service("h1", shared.clone()))
         .executor_size(1)
+        .prefetch(3)
         .start()
         .await
         .expect("server");
@@ -580,13 +586,26 @@ async fn stopping_finishes_running_calls_and_requeues_the_rest(env: TestBroker) 
         })
         .collect();
     started.await;
-    server.stop().await;
-    // One call ran to completion during stop; the other two wait in the queue
-    // for the next server.
+    // Time for the other two to be delivered (and held for the executor:
+    // `received` counts requests started, so it cannot tell).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopped = server.stop().await;
+    // One call ran to completion during stop; the other two, held
+    // unstarted, went back to the queue for the next server.
+    assert_eq!(
+        (stopped.succeeded, stopped.abandoned),
+        (1, 0),
+        "{stopped:?}"
+    );
     let next = start_server(&t, "stop", "h2", shared.clone()).await;
     for call in calls {
         assert_eq!(call.await.expect("join").expect("call"), 300);
     }
+    assert_eq!(
+        next.stats().received,
+        2,
+        "the two held requests, given back"
+    );
     next.stop().await;
 }
 
@@ -736,20 +755,22 @@ async fn a_request_whose_server_dies_is_served_by_another(env: TestBroker) {
 async fn requests_held_ahead_by_a_server_that_lost_its_connection_run_elsewhere(env: TestBroker) {
     let dying = env.transport().await;
     let topic = unique_name("held");
-    let runs_on = |runs: Arc<AtomicUsize>| {
+    let runs_on = |runs: Arc<AtomicUsize>, ended: Arc<AtomicUsize>| {
         Endpoint::new().method("work", move |_ctx, args: SleepArgs| {
-            let runs = runs.clone();
+            let (runs, ended) = (runs.clone(), ended.clone());
             async move {
                 runs.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(args.ms)).await;
+                ended.fetch_add(1, Ordering::SeqCst);
                 Ok::<_, RemoteError>(args.ms)
             }
         })
     };
     let (dying_runs, survivor_runs) =
         (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let dying_ended = Arc::new(AtomicUsize::new(0));
     let _dying_server = RpcServer::builder(&dying, Target::topic(&topic).with_server("dying"))
-        .endpoint(runs_on(dying_runs.clone()))
+        .endpoint(runs_on(dying_runs.clone(), dying_ended.clone()))
         .executor_size(1)
         .prefetch(3)
         .start()
@@ -759,7 +780,7 @@ async fn requests_held_ahead_by_a_server_that_lost_its_connection_run_elsewhere(
     let client = RpcClient::new(&t, Target::topic(&topic));
     // The first long enough to be running still when the connection
     // goes, on a loaded machine too.
-    for ms in [5000, 100, 100] {
+    for ms in [3000, 100, 100] {
         client
             .cast(&ctx(), "work", &SleepArgs { ms })
             .await
@@ -773,7 +794,7 @@ async fn requests_held_ahead_by_a_server_that_lost_its_connection_run_elsewhere(
     // The other two are held ahead, in the server, unstarted.
     dying.close().await;
     let survivor = RpcServer::builder(&t, Target::topic(&topic).with_server("survivor"))
-        .endpoint(runs_on(survivor_runs.clone()))
+        .endpoint(runs_on(survivor_runs.clone(), Arc::default()))
         .executor_size(4)
         .start()
         .await
@@ -782,7 +803,13 @@ async fn requests_held_ahead_by_a_server_that_lost_its_connection_run_elsewhere(
         survivor_runs.load(Ordering::SeqCst) == 3
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Once the running one has ended, the executor is free for those held
+    // ahead: they would start now, if they were to run here.
+    eventually("the dying server's running request ended", async || {
+        dying_ended.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         dying_runs.load(Ordering::SeqCst),
         1,

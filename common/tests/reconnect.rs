@@ -212,14 +212,21 @@ async fn a_retrying_call_survives_a_broker_restart() {
             )
             .await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // In flight: the server has it (the warm-up was the first).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.stats().received < 2 {
+        assert!(Instant::now() < deadline, "the server never got the call");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let r = &rabbit;
     tokio::task::block_in_place(|| {
         r.stop_app();
         std::thread::sleep(Duration::from_millis(500));
         r.start_app();
     });
-    // The call is sent again after the reconnect and answered.
+    // The call is answered after the reconnect: sent again, or its first
+    // run's reply taken by the reply queue declared again (which of the
+    // two comes first is a race; either way the call does not fail).
     assert_eq!(in_flight.await.expect("join").expect("retried call"), 2000);
     server.stop().await;
 }
@@ -509,10 +516,15 @@ async fn a_close_during_a_reconnect_is_not_held_by_it() {
     let silent = tokio::net::TcpListener::bind(("127.0.0.1", silent_port))
         .await
         .expect("the port again");
-    let held = tokio::spawn(async move {
-        let mut sockets = Vec::new();
-        while let Ok((socket, _)) = silent.accept().await {
-            sockets.push(socket);
+    let knocked = std::sync::Arc::new(tokio::sync::Notify::new());
+    let held = tokio::spawn({
+        let knocked = knocked.clone();
+        async move {
+            let mut sockets = Vec::new();
+            while let Ok((socket, _)) = silent.accept().await {
+                sockets.push(socket);
+                knocked.notify_one();
+            }
         }
     });
     let r = &rabbit;
@@ -523,7 +535,10 @@ async fn a_close_during_a_reconnect_is_not_held_by_it() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The reconnect to the other host (the silent one) has begun.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::timeout(Duration::from_secs(10), knocked.notified())
+        .await
+        .expect("the reconnect never came to the silent host");
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
     t.close().await;
     let took = started.elapsed();

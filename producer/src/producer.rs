@@ -280,16 +280,20 @@ impl Producer {
                         // The request may be made already: its answer is
                         // waited for a little, and the attempt the task was
                         // created with given back, as a stop gives back a
-                        // call's (the next start dispatches the task).
-                        if let Ok(Ok(fractal)) =
-                            tokio::time::timeout(GIVE_BACK_TIMEOUT, creating).await
-                            && fractal.status == FractalStatus::Running
-                            && fractal.attempts > 0
-                        {
-                            dispatcher
-                                .give_back(&api, &uuid, fractal.attempts, fractal.revision)
-                                .await;
-                        }
+                        // call's (the next start dispatches the task). Both
+                        // within GIVE_BACK_TIMEOUT, which the stop waits for
+                        // (each on its own took up to twice that).
+                        let _ = tokio::time::timeout(GIVE_BACK_TIMEOUT, async {
+                            if let Ok(fractal) = creating.await
+                                && fractal.status == FractalStatus::Running
+                                && fractal.attempts > 0
+                            {
+                                dispatcher
+                                    .give_back(&api, &uuid, fractal.attempts, fractal.revision)
+                                    .await;
+                            }
+                        })
+                        .await;
                         return Outcome::Abandoned;
                     }
                 };

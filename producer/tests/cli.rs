@@ -2220,7 +2220,10 @@ async fn deleting_a_fractal_stops_its_render() {
         )),
         "{log}"
     );
-    assert!(all(&api, None).await.is_empty(), "nothing else to render");
+    assert!(
+        support::listed(&api, None).await.is_empty(),
+        "nothing else to render"
+    );
 
     // The same uuid created again at once (a client may choose it): the
     // worker, which remembers the deletion, tells the new fractal from the

@@ -90,7 +90,9 @@ async fn tasks_another_producer_took_and_left_are_taken_back_side_by_side() {
         took < Duration::from_secs(TASK_TIMEOUT * 2 + 2),
         "the {TASKS} tasks were taken back one after the other: {took:?}"
     );
-    for task in support::all(&direct, None).await {
+    let tasks = support::listed(&direct, None).await;
+    assert_eq!(tasks.len(), TASKS);
+    for task in tasks {
         assert_eq!(
             (task.status, task.attempts),
             (FractalStatus::Done, 3),

@@ -115,7 +115,7 @@ config_section! {
         shutdown_grace: u64 = 30,
         /// Also write each PNG into this directory (as the original did), as <uuid>.png, whole (written aside as .faafo-*.tmp and renamed; leftovers of a crash older than ten minutes are removed at start). Empty: don't.
         filesystem_store_datadir: String = String::new(),
-        /// Send fractal.rendered / fractal.failed notifications.
+        /// Send fractal.rendered / fractal.failed notifications (to notifications.info / notifications.error on the control exchange), one per attempt a worker ends: a task tried again may have a fractal.failed then a fractal.rendered, and fractal.rendered comes before the producer stores the image. Nothing in faafo reads them: their queues grow until something does; give them a length limit or a TTL (a RabbitMQ policy on ^notifications\.).
         notifications: bool = false,
     }
 }

@@ -720,7 +720,8 @@ pub struct Notification {
     /// The event's data.
     #[serde(default)]
     pub payload: Value,
-    /// When it was sent, `YYYY-MM-DD HH:MM:SS.ffffff` UTC.
+    /// When it was sent, `YYYY-MM-DD HH:MM:SS.ffffff` UTC (as faafo sends
+    /// it; Python's leaves `.ffffff` out when the microseconds are 0).
     #[serde(default, deserialize_with = "string_or_null")]
     pub timestamp: String,
     /// The sender's request context.

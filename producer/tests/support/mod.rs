@@ -130,6 +130,8 @@ pub async fn api_ready(api: &ApiClient, service: &Service) {
     panic!("the API did not come up; its log:\n{}", service.log_text());
 }
 
+/// Every fractal (of `status`), or none while the API fails: for polling
+/// loops. An assertion on the list wants [`listed`].
 pub async fn all(api: &ApiClient, status: Option<FractalStatus>) -> Vec<Fractal> {
     api.list_all(&ListQuery {
         status,
@@ -137,6 +139,16 @@ pub async fn all(api: &ApiClient, status: Option<FractalStatus>) -> Vec<Fractal>
     })
     .await
     .unwrap_or_default()
+}
+
+/// Every fractal (of `status`); an API that fails fails the test.
+pub async fn listed(api: &ApiClient, status: Option<FractalStatus>) -> Vec<Fractal> {
+    api.list_all(&ListQuery {
+        status,
+        ..ListQuery::default()
+    })
+    .await
+    .expect("the API lists the fractals")
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

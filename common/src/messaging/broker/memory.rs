@@ -831,24 +831,29 @@ mod tests {
                 _ => panic!("three deliveries"),
             }
         }
+        // One more, waiting behind them (the prefetch is full).
+        broker.publish(&publish(4)).expect("publish");
         first.handle.cancel().await;
-        // Given back in the order received, as a stopping consumer does.
+        // Given back out of order: each goes back to its place, ahead of
+        // the one that waited (not after it, nor in the order given back).
+        held.swap(0, 2);
+        held.swap(0, 1);
         for d in held {
             d.acker.reject(true).await.expect("requeue");
         }
         let mut second = broker.subscribe(spec).expect("subscribe again");
         let mut order = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..4 {
             match second.events.recv().await {
                 Some(SubscriptionEvent::Delivery(d)) => {
-                    assert!(d.redelivered);
+                    assert_eq!(d.redelivered, d.body[0] != 4, "{:?}", d.body);
                     order.push(d.body[0]);
                     d.acker.ack().await.expect("ack");
                 }
-                _ => panic!("three deliveries again"),
+                _ => panic!("four deliveries"),
             }
         }
-        assert_eq!(order, vec![1, 2, 3]);
+        assert_eq!(order, vec![1, 2, 3, 4]);
     }
 
     /// A delivery whose channel closed (its transport closed) went back to
