@@ -294,6 +294,7 @@ pub mod schema {
         crate::web::index,
         crate::web::index_page,
         crate::web::show,
+        crate::web::status_page,
         crate::web::live_script,
     ),
     components(schemas(schema::OrderBy, schema::FractalStatus)),

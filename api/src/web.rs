@@ -22,6 +22,10 @@ use crate::domain::{FractalId, FractalRecord, ListQuery, Order, OrderKey, Timest
 use crate::error::ApiError;
 use crate::state::AppState;
 
+mod status;
+
+pub use status::{__path_status_page, STATUS_ROWS, status_page};
+
 /// Fractals per page, as the original.
 pub const PER_PAGE: u32 = 5;
 
@@ -34,6 +38,9 @@ h1{margin:.2rem 0;font-size:1.6rem}
 h1 a{color:inherit;text-decoration:none}
 .counts{display:flex;flex-wrap:wrap;gap:.5rem;margin:.5rem 0 1rem;padding:0;list-style:none}
 .counts li{background:#fff;border:1px solid #ddd;border-radius:1rem;padding:.1rem .7rem;font-size:.9rem}
+.counts a{color:inherit;text-decoration:none}
+.status-list table{width:100%;background:#fff;border:1px solid #ddd}
+.status-list th,.status-list td{padding:.3rem .5rem;border-bottom:1px solid #eee;vertical-align:top}
 .fractal{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start;background:#fff;border:1px solid #ddd;border-radius:.5rem;padding:1rem;margin-bottom:1rem}
 .fractal img{display:block;max-width:min(300px,100%);max-height:300px;width:auto;height:auto;border-radius:.25rem;background:#000}
 .thumb{flex:0 1 300px;min-width:0}
@@ -122,7 +129,7 @@ fn layout(title: &str, counts: Option<&StatusCounts>, live: Live, body: Markup) 
                         // would be interrupted by each change.
                         ul.counts aria-label="fractals by status" {
                             @for (status, n) in counts {
-                                li { (n) " " (status) }
+                                li { a href=(status_url(*status)) { (n) " " (status) } }
                             }
                         }
                     }
@@ -131,6 +138,15 @@ fn layout(title: &str, counts: Option<&StatusCounts>, live: Live, body: Markup) 
                 footer { "faafo — First App Application For OpenStack, in Rust" }
             }
         }
+    }
+}
+
+/// Where a status's count leads: the finished fractals' pictures, or the
+/// list of the others with their errors.
+fn status_url(status: FractalStatus) -> String {
+    match status {
+        FractalStatus::Done => "/".into(),
+        other => format!("/status/{other}"),
     }
 }
 

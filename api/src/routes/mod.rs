@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(web::index))
         .route("/index/{page}", get(web::index_page))
         .route("/show/{uuid}", get(web::show))
+        .route("/status/{status}", get(web::status_page))
         .route_layer(from_fn_with_state(state.clone(), auth::require_token));
     let open = Router::new()
         .route("/healthz", get(health::healthz))

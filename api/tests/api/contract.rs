@@ -1551,3 +1551,70 @@ async fn a_fractals_page_loads_the_script_until_the_fractal_is_final() {
     assert_eq!(scripts(&text), 0, "{text}");
     app.stop().await;
 }
+
+/// Every page's counts lead somewhere: done to the first page, the other
+/// statuses to a list of their newest fractals with their last errors
+/// (escaped): a failed fractal was out of the web page's reach unless its
+/// uuid was known.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_counts_lead_to_each_status_and_its_errors() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let failed = app
+        .api
+        .create(&new_fractal(8, 8, None))
+        .await
+        .expect("create");
+    let update = FractalUpdate {
+        status: Some(FractalStatus::Failed),
+        error: Some(format!("<b>out</b> of memory & {}", "x".repeat(500))),
+        ..FractalUpdate::default()
+    };
+    app.api.update(&failed.uuid, &update).await.expect("failed");
+    let pending = app
+        .api
+        .create(&new_fractal(8, 8, None))
+        .await
+        .expect("create");
+
+    let first = app.get("/").await.text().await.expect("page");
+    for (link, text) in [
+        ("/status/failed", "1 failed"),
+        ("/status/pending", "1 pending"),
+        ("/status/running", "0 running"),
+        ("/", "0 done"),
+    ] {
+        assert!(
+            first.contains(&format!("<a href=\"{link}\">{text}</a>")),
+            "{link}: {first}"
+        );
+    }
+
+    let response = app.get("/status/failed").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let page = response.text().await.expect("page");
+    assert!(
+        page.contains(&format!("href=\"/show/{}\"", failed.uuid)),
+        "{page}"
+    );
+    assert!(
+        page.contains("&lt;b&gt;out&lt;/b&gt; of memory &amp; xxx") && !page.contains("<b>out"),
+        "the error, escaped: {page}"
+    );
+    assert!(!page.contains(&"x".repeat(300)), "cut short: {page}");
+    assert!(!page.contains(&pending.uuid), "{page}");
+    // It follows the news, as the first page does.
+    assert_eq!(page.matches("<script").count(), 1, "{page}");
+
+    let page = app.get("/status/pending").await.text().await.expect("page");
+    assert!(
+        page.contains(&format!("href=\"/show/{}\"", pending.uuid)),
+        "{page}"
+    );
+    let page = app.get("/status/running").await.text().await.expect("page");
+    assert!(page.contains("No fractal is running."), "{page}");
+    for path in ["/status/lost", "/status/Failed", "/status/"] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    app.stop().await;
+}
