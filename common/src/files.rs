@@ -77,8 +77,16 @@ pub fn write_whole(path: &Path, bytes: &[u8], durability: Durability) -> Result<
     // server, or a saved PNG from another user).
     #[cfg(unix)]
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    // Dropped on error, the temporary file is removed.
-    let mut file = builder.tempfile_in(dir).map_err(at(path))?;
+    // Dropped on error, the temporary file is removed. A directory that
+    // takes no new file is named as the one that cannot be written (the
+    // file itself may be writable).
+    let mut file = builder.tempfile_in(dir).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            at(dir)(e)
+        } else {
+            at(path)(e)
+        }
+    })?;
     // A file replaced keeps its mode (a private one stays private), as
     // one written over in place would.
     if let Ok(existing) = std::fs::symlink_metadata(path)
