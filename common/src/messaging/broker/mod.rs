@@ -161,8 +161,13 @@ impl LearnedLimit {
 
     /// The limit, if learnt within [`LIMIT_MEMORY`].
     pub(crate) fn get(&self) -> Option<usize> {
+        self.get_at(std::time::Instant::now())
+    }
+
+    /// The limit, if learnt within [`LIMIT_MEMORY`] before `now`.
+    fn get_at(&self, now: std::time::Instant) -> Option<usize> {
         match *self.0.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some((limit, at)) if at.elapsed() < LIMIT_MEMORY => Some(limit),
+            Some((limit, at)) if now.saturating_duration_since(at) < LIMIT_MEMORY => Some(limit),
             _ => None,
         }
     }
@@ -628,4 +633,26 @@ pub(crate) fn inequivalent(what: &str, arg: &str, kind: &str, name: &str) -> Mes
     MessagingError::Broker(format!(
         "PRECONDITION_FAILED - inequivalent arg '{arg}' for {kind} '{name}' ({what})"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A limit learnt holds for LIMIT_MEMORY, then is forgotten: a broker
+    /// whose limit was raised meanwhile takes larger messages again.
+    #[test]
+    fn a_learnt_limit_is_forgotten_after_a_while() {
+        let limit = LearnedLimit::default();
+        assert_eq!(limit.get(), None);
+        limit.learn(1024);
+        assert_eq!(limit.get(), Some(1024));
+        let now = std::time::Instant::now();
+        let soon = now + LIMIT_MEMORY - Duration::from_secs(1);
+        assert_eq!(limit.get_at(soon), Some(1024));
+        let later = now + LIMIT_MEMORY + Duration::from_secs(1);
+        assert_eq!(limit.get_at(later), None);
+        limit.learn(2048);
+        assert_eq!(limit.get(), Some(2048));
+    }
 }
