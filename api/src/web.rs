@@ -38,9 +38,14 @@ h1{margin:.2rem 0;font-size:1.6rem}
 h1 a{color:inherit;text-decoration:none}
 .counts{display:flex;flex-wrap:wrap;gap:.5rem;margin:.5rem 0 1rem;padding:0;list-style:none}
 .counts li{background:#fff;border:1px solid #ddd;border-radius:1rem;padding:.1rem .7rem;font-size:.9rem}
-.counts a{color:inherit;text-decoration:none}
-.status-list table{width:100%;background:#fff;border:1px solid #ddd;margin-bottom:1rem}
+.counts a{color:#0645ad;text-decoration:none}
+.counts a:hover,.counts a:focus{text-decoration:underline}
+.wide{overflow-x:auto;margin-bottom:1rem}
+.status-list table{width:100%;background:#fff;border:1px solid #ddd}
 .status-list th,.status-list td{padding:.3rem .5rem;border-bottom:1px solid #eee;vertical-align:top}
+.status-list .nowrap{white-space:nowrap;overflow-wrap:normal}
+.status-list tr.has-error td{border-bottom:none;padding-bottom:0}
+.status-list td.error{white-space:normal;font-size:.88rem}
 .fractal{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start;background:#fff;border:1px solid #ddd;border-radius:.5rem;padding:1rem;margin-bottom:1rem}
 .fractal img{display:block;max-width:min(300px,100%);max-height:300px;width:auto;height:auto;border-radius:.25rem;background:#000}
 .thumb{flex:0 1 300px;min-width:0}

@@ -61,30 +61,43 @@ async fn render(state: &AppState, status: FractalStatus) -> Result<Response, Api
         main.status-list {
             h2 { (total) " " (status) }
             @if records.is_empty() {
-                p.empty { "No fractal is " (status) "." }
+                p.empty {
+                    @if status == FractalStatus::Done {
+                        "No fractal is finished yet."
+                    } @else {
+                        "No " (status) " fractal."
+                    }
+                }
             } @else {
                 @if total > records.len() as u64 {
                     p { "The newest " (records.len()) " of " (total) "; "
                         code { "faafo list --status " (status) } " lists them all." }
                 }
-                table {
-                    thead { tr {
-                        th { "UUID" } th { "Size" } th { "Iterations" }
-                        th { "Attempts" } th { "Updated" } th { "Last error" }
-                    } }
-                    tbody {
-                        @for r in &records {
-                            tr {
-                                td { a href={ "/show/" (r.uuid) } { code { (r.uuid) } } }
-                                td { (r.width) " x " (r.height) }
-                                td { (r.iterations) }
-                                td { (r.attempts) }
-                                td { (r.updated_at) }
-                                td.error {
-                                    @if let Some(e) = &r.error {
-                                        (faafo_common::fractal::truncate(e, ERROR_CHARS))
-                                    } @else {
-                                        "—"
+                // Scrolled sideways on a narrow screen, not folded letter by
+                // letter.
+                div.wide {
+                    table {
+                        thead { tr {
+                            th { "UUID" } th { "Size" } th { "Iterations" }
+                            th { "Attempts" } th { "Updated (UTC)" }
+                        } }
+                        tbody {
+                            @for r in &records {
+                                tr.has-error[r.error.is_some()] {
+                                    td.nowrap { a href={ "/show/" (r.uuid) } { code { (r.uuid) } } }
+                                    td.nowrap { (r.width) " x " (r.height) }
+                                    td { (r.iterations) }
+                                    td { (r.attempts) }
+                                    td.nowrap { (to_the_second(&r.updated_at.to_string())) }
+                                }
+                                // Its last error on a row of its own, the
+                                // table's width: a column of it was too
+                                // narrow to read, or too wide for the page.
+                                @if let Some(e) = &r.error {
+                                    tr.error-row {
+                                        td.error colspan="5" {
+                                            "Last error: " (faafo_common::fractal::truncate(e, ERROR_CHARS))
+                                        }
                                     }
                                 }
                             }
@@ -100,4 +113,29 @@ async fn render(state: &AppState, status: FractalStatus) -> Result<Response, Api
         StatusCode::OK,
         layout(&format!("faafo — {status}"), Some(&counts), Live::Yes, body),
     ))
+}
+
+/// An RFC 3339 time (`2026-11-25T07:35:36.594768Z`) to the second, as a
+/// person reads it (`2026-11-25 07:35:36`); anything else as it is.
+fn to_the_second(rfc3339: &str) -> String {
+    match (rfc3339.get(..10), rfc3339.get(11..19)) {
+        (Some(day), Some(time)) if rfc3339.as_bytes().get(10) == Some(&b'T') => {
+            format!("{day} {time}")
+        }
+        _ => rfc3339.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_shown_to_the_second() {
+        assert_eq!(
+            to_the_second("2026-11-25T07:35:36.594768Z"),
+            "2026-11-25 07:35:36"
+        );
+        assert_eq!(to_the_second("long ago"), "long ago");
+    }
 }

@@ -1611,7 +1611,7 @@ async fn the_counts_lead_to_each_status_and_its_errors() {
         "{page}"
     );
     let page = app.get("/status/running").await.text().await.expect("page");
-    assert!(page.contains("No fractal is running."), "{page}");
+    assert!(page.contains("No running fractal."), "{page}");
     for path in ["/status/lost", "/status/Failed", "/status/"] {
         let response = app.get(path).await;
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
