@@ -110,7 +110,8 @@ pub enum RenderError {
     /// (always the case for `iterations <= 11`, where the original looped forever).
     #[error(
         "no Julia constant in the viewport meets the rule 10 < i < 100 \
-         after {attempts} draws with {iterations} iterations; give c explicitly"
+         after {attempts} draws with {iterations} iterations; give c explicitly \
+         (c_re and c_im; `faafo create --c-re .. --c-im ..`)"
     )]
     NoQualifyingConstant {
         /// Draws tried (0 when the rule cannot hold for this iteration count).
