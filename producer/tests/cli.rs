@@ -2172,6 +2172,32 @@ async fn a_second_up_on_the_same_data_is_refused() {
     );
 }
 
+/// A port another program holds is said, with the option that picks
+/// another, before a new data directory is made: it stayed behind, with an
+/// empty database.
+#[test]
+fn up_on_a_busy_port_makes_no_data_directory() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = busy.local_addr().expect("address").port();
+    let xdg = home.path().join("data");
+    let mut command = Command::new(faafo());
+    command
+        .args(["up", "--port", &port.to_string()])
+        .env("HOME", home.path())
+        .env("XDG_DATA_HOME", &xdg);
+    let output = run(command, "faafo up on a busy port");
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}"))
+            && err.contains("faafo up --port"),
+        "{err}"
+    );
+    assert!(!xdg.join("faafo").exists(), "{err}");
+    drop(busy);
+}
+
 /// `faafo up --no-producer` with `options` (configuration lines, read in
 /// its `[producer]` section unless they open another), rendering one fractal that takes minutes (c = 0: the unit disk
 /// never escapes, every pixel takes all its iterations, even in a release

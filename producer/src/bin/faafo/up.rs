@@ -95,12 +95,24 @@ pub async fn run(
     // One `faafo up` per data directory: a second one's producer would take
     // every task the first is rendering over (each rendered twice), and
     // it would fail only at its port, after opening the database.
+    // A port in use is said before a new data directory is made (it
+    // stayed behind, with an empty database), and after the lock of an
+    // existing one (whose own message is clearer for a second `up`).
     let _only_one = if config.default.database_url.is_empty() {
         let state = config.state_path();
+        let existed = state.exists();
+        if !existed {
+            port_is_free(&config)?;
+        }
         std::fs::create_dir_all(&state)
             .map_err(|e| format!("cannot create the data directory {}: {e}", state.display()))?;
-        Some(lock_data_directory(&state)?)
+        let lock = lock_data_directory(&state)?;
+        if existed {
+            port_is_free(&config)?;
+        }
+        Some(lock)
     } else {
+        port_is_free(&config)?;
         None
     };
     let data = data_location(&config);
@@ -219,6 +231,31 @@ fn data_location(config: &FaafoConfig) -> String {
             format!("{database} (images in {})", dir.display())
         }
         _ => database,
+    }
+}
+
+/// Whether the API's port can be listened on (any, for port 0): a port
+/// another program holds is said with the option that picks another.
+fn port_is_free(config: &faafo_common::configuration::FaafoConfig) -> Result<(), String> {
+    let (host, port) = (config.api.bare_bind_host(), config.api.bind_port);
+    if port == 0 {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind((host, port)) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let address = if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
+            let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+                " (another program uses it: give faafo up --port another one)"
+            } else {
+                ""
+            };
+            Err(format!("cannot listen on {address}: {e}{hint}"))
+        }
     }
 }
 
