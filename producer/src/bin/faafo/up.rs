@@ -96,23 +96,18 @@ pub async fn run(
     // every task the first is rendering over (each rendered twice), and
     // it would fail only at its port, after opening the database.
     // A port in use is said before a new data directory is made (it
-    // stayed behind, with an empty database), and after the lock of an
-    // existing one (whose own message is clearer for a second `up`).
+    // stayed behind, with an empty database). An existing one is locked
+    // first (for a second `up`, that message is the clearer), and the
+    // API's own start says the port.
     let _only_one = if config.default.database_url.is_empty() {
         let state = config.state_path();
-        let existed = state.exists();
-        if !existed {
+        if !state.exists() {
             port_is_free(&config)?;
         }
         std::fs::create_dir_all(&state)
             .map_err(|e| format!("cannot create the data directory {}: {e}", state.display()))?;
-        let lock = lock_data_directory(&state)?;
-        if existed {
-            port_is_free(&config)?;
-        }
-        Some(lock)
+        Some(lock_data_directory(&state)?)
     } else {
-        port_is_free(&config)?;
         None
     };
     let data = data_location(&config);
