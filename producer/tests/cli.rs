@@ -1123,6 +1123,10 @@ fn a_failed_start_ends_with_its_reason() {
             last.starts_with("faafo: ") && last.contains(&port),
             "{attempt} start: the reason is the last line:\n{err}"
         );
+        assert!(
+            last.contains("give faafo up --port another one"),
+            "{attempt} start: the option that picks another port:\n{err}"
+        );
     }
 }
 

@@ -114,7 +114,18 @@ pub async fn run(
 
     let signal = Shutdown::new();
     signal.on_signal();
-    let api = faafo_api::Application::build(&config).await?;
+    let api = faafo_api::Application::build(&config).await.map_err(
+        |e| -> Box<dyn std::error::Error> {
+            match &e {
+                faafo_api::StartupError::Bind { source, .. }
+                    if source.kind() == std::io::ErrorKind::AddrInUse =>
+                {
+                    format!("{e}{PORT_IN_USE}").into()
+                }
+                _ => e.into(),
+            }
+        },
+    )?;
     let url = api.url();
     // Where `faafo list` and the others look with the same configuration:
     // elsewhere with `--port` (or port 0), and then they are told.
@@ -229,6 +240,9 @@ fn data_location(config: &FaafoConfig) -> String {
     }
 }
 
+/// What `up` adds to a port in use.
+const PORT_IN_USE: &str = " (another program uses it: give faafo up --port another one)";
+
 /// Whether the API's port can be listened on (any, for port 0): a port
 /// another program holds is said with the option that picks another.
 fn port_is_free(config: &faafo_common::configuration::FaafoConfig) -> Result<(), String> {
@@ -245,7 +259,7 @@ fn port_is_free(config: &faafo_common::configuration::FaafoConfig) -> Result<(),
                 format!("{host}:{port}")
             };
             let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
-                " (another program uses it: give faafo up --port another one)"
+                PORT_IN_USE
             } else {
                 ""
             };
