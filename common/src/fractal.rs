@@ -491,6 +491,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha256(bytes))
 }
 
+/// Whether `text` is a sha256 in hex as the API takes a checksum: 64 hex
+/// digits, either case.
+pub fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// The sha256 of `bytes` (a Content-Security-Policy hash, say).
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     use sha2::{Digest, Sha256};

@@ -128,11 +128,6 @@ impl Drop for Claim {
     }
 }
 
-/// A checksum as the API takes it: 64 hex digits, either case.
-fn is_sha256_hex(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 /// Whether another attempt cannot help: the worker found the task itself
 /// bad, or no worker speaks this protocol. An unreadable answer or one
 /// about another task is one worker's fault: another attempt may reach
@@ -487,7 +482,7 @@ impl Dispatcher {
                         "the worker answered for task {} instead",
                         faafo_common::fractal::shorten(&result.uuid)
                     )))
-                } else if !is_sha256_hex(&result.checksum) {
+                } else if !faafo_common::fractal::is_sha256_hex(&result.checksum) {
                     // Another attempt, perhaps on another worker: sent to
                     // the API, a long one would be a 414, which fails the
                     // task for good as a render too large to store.

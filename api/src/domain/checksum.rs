@@ -11,7 +11,7 @@ pub struct Checksum(String);
 impl Checksum {
     /// Parses 64 hex digits (either case; kept lower-case).
     pub fn parse(text: &str) -> Result<Self, Invalid> {
-        if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if faafo_common::fractal::is_sha256_hex(text) {
             Ok(Self(text.to_ascii_lowercase()))
         } else {
             Err(Invalid(format!(
