@@ -47,7 +47,8 @@ pub struct WriteError {
 pub fn write_whole(path: &Path, bytes: &[u8], durability: Durability) -> Result<(), WriteError> {
     // The path itself, not what a link there names: a link to a device or
     // a named pipe is replaced too.
-    if std::fs::symlink_metadata(path).is_ok_and(|m| {
+    let existing = std::fs::symlink_metadata(path).ok();
+    if existing.as_ref().is_some_and(|m| {
         let kind = m.file_type();
         !kind.is_file() && !kind.is_dir() && !kind.is_symlink()
     }) {
@@ -89,9 +90,7 @@ pub fn write_whole(path: &Path, bytes: &[u8], durability: Durability) -> Result<
     })?;
     // A file replaced keeps its mode (a private one stays private), as
     // one written over in place would.
-    if let Ok(existing) = std::fs::symlink_metadata(path)
-        && existing.is_file()
-    {
+    if let Some(existing) = existing.filter(std::fs::Metadata::is_file) {
         file.as_file()
             .set_permissions(existing.permissions())
             .map_err(at(path))?;
