@@ -209,8 +209,7 @@ impl RpcClient {
                 Err(_) => return Err(self.timed_out(method)),
                 Ok(Ok(waiter)) => break waiter,
                 Ok(Err(MessagingError::Disconnected(reason))) => {
-                    attempt += 1;
-                    if !(self.retry.allows(attempt) && Instant::now() < deadline) {
+                    if !self.may_retry(&mut attempt, deadline) {
                         return Err(MessagingError::Disconnected(reason));
                     }
                     debug!(%method, attempt, %reason, "no reply queue yet; trying again");
@@ -348,8 +347,7 @@ impl RpcClient {
                         });
                     }
                 };
-                attempt += 1;
-                if self.retry.allows(attempt) && Instant::now() < deadline {
+                if self.may_retry(&mut attempt, deadline) {
                     debug!(%method, attempt, reason = %lost, "sending the call again");
                     continue 'send;
                 }
@@ -418,8 +416,7 @@ impl RpcClient {
                     )));
                 }
                 Err(MessagingError::Disconnected(reason)) => {
-                    attempt += 1;
-                    if !(self.retry.allows(attempt) && Instant::now() < deadline) {
+                    if !self.may_retry(&mut attempt, deadline) {
                         return Err(MessagingError::Disconnected(reason));
                     }
                 }
@@ -488,6 +485,14 @@ impl RpcClient {
                  arguments, so give a struct or a map of them (or () for none)"
             ))),
         }
+    }
+
+    /// Counts one more retry of a message whose connection failed
+    /// (`attempt`, of the whole call or cast): whether the retry policy
+    /// allows it, with time left before `deadline`.
+    fn may_retry(&self, attempt: &mut u32, deadline: Instant) -> bool {
+        *attempt += 1;
+        self.retry.allows(*attempt) && Instant::now() < deadline
     }
 
     /// After the `attempt`th unroutable send of `publication` (counted
