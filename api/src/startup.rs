@@ -252,8 +252,9 @@ fn loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// `host:port`, with brackets around an IPv6 host.
-fn bind_address(host: &str, port: u16) -> String {
+/// `host:port`, with brackets around an IPv6 host: the address a failed
+/// bind names (`faafo up` checks its port with it too).
+pub fn bind_address(host: &str, port: u16) -> String {
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]:{port}")
     } else {

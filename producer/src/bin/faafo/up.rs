@@ -102,7 +102,7 @@ pub async fn run(
     let _only_one = if config.default.database_url.is_empty() {
         let state = config.state_path();
         if !state.exists() {
-            port_is_free(&config)?;
+            port_is_free(&config).map_err(said_by_up)?;
         }
         std::fs::create_dir_all(&state)
             .map_err(|e| format!("cannot create the data directory {}: {e}", state.display()))?;
@@ -114,18 +114,9 @@ pub async fn run(
 
     let signal = Shutdown::new();
     signal.on_signal();
-    let api = faafo_api::Application::build(&config).await.map_err(
-        |e| -> Box<dyn std::error::Error> {
-            match &e {
-                faafo_api::StartupError::Bind { source, .. }
-                    if source.kind() == std::io::ErrorKind::AddrInUse =>
-                {
-                    format!("{e}{PORT_IN_USE}").into()
-                }
-                _ => e.into(),
-            }
-        },
-    )?;
+    let api = faafo_api::Application::build(&config)
+        .await
+        .map_err(said_by_up)?;
     let url = api.url();
     // Where `faafo list` and the others look with the same configuration:
     // elsewhere with `--port` (or port 0), and then they are told.
@@ -240,31 +231,31 @@ fn data_location(config: &FaafoConfig) -> String {
     }
 }
 
-/// What `up` adds to a port in use.
-const PORT_IN_USE: &str = " (another program uses it: give faafo up --port another one)";
-
-/// Whether the API's port can be listened on (any, for port 0): a port
-/// another program holds is said with the option that picks another.
-fn port_is_free(config: &faafo_common::configuration::FaafoConfig) -> Result<(), String> {
+/// Whether the API's port can be listened on (any, for port 0), as the
+/// API's start would say it cannot.
+fn port_is_free(config: &FaafoConfig) -> Result<(), faafo_api::StartupError> {
     let (host, port) = (config.api.bare_bind_host(), config.api.bind_port);
     if port == 0 {
         return Ok(());
     }
-    match std::net::TcpListener::bind((host, port)) {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let address = if host.contains(':') {
-                format!("[{host}]:{port}")
-            } else {
-                format!("{host}:{port}")
-            };
-            let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
-                PORT_IN_USE
-            } else {
-                ""
-            };
-            Err(format!("cannot listen on {address}: {e}{hint}"))
+    std::net::TcpListener::bind((host, port))
+        .map(drop)
+        .map_err(|source| faafo_api::StartupError::Bind {
+            address: faafo_api::startup::bind_address(host, port),
+            source,
+        })
+}
+
+/// The API's start-up error as `up` says it: a port another program holds
+/// with the option that picks another.
+fn said_by_up(error: faafo_api::StartupError) -> Box<dyn Error> {
+    match &error {
+        faafo_api::StartupError::Bind { source, .. }
+            if source.kind() == std::io::ErrorKind::AddrInUse =>
+        {
+            format!("{error} (another program uses it: give faafo up --port another one)").into()
         }
+        _ => error.into(),
     }
 }
 
