@@ -24,7 +24,7 @@ use crate::state::AppState;
 
 mod status;
 
-pub use status::{__path_status_page, STATUS_ROWS, status_page};
+pub use status::{__path_status_page, status_page};
 
 /// Fractals per page, as the original.
 pub const PER_PAGE: u32 = 5;

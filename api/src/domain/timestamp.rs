@@ -79,6 +79,22 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// To the second, as a person reads it: `2026-11-25 07:35:36` (UTC).
+    pub fn to_the_second(&self) -> String {
+        let t = self.0;
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    }
+}
+
 impl fmt::Display for Timestamp {
     /// The fixed-width RFC 3339 form.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -100,6 +116,12 @@ impl fmt::Display for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_shown_to_the_second() {
+        let t = Timestamp::parse_rfc3339("2026-11-25T07:35:36.594768Z").expect("a time");
+        assert_eq!(t.to_the_second(), "2026-11-25 07:35:36");
+    }
 
     #[test]
     fn text_is_fixed_width_utc_and_round_trips() {

@@ -1,8 +1,8 @@
 //! `GET /status/{status}`: the newest fractals of one status, with their
-//! last errors. The first page shows finished fractals only; the counts in
-//! every page's header link here, so that the failed ones (and the pending
-//! and running) can be read from the web page, not only with
-//! `faafo list --status failed`.
+//! last errors. The first page shows finished fractals only; the counts at
+//! the top of the index and status pages link here, so that the failed
+//! ones (and the pending and running) can be read from the web page, not
+//! only with `faafo list --status failed`.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Rows on a status's page: the newest; `faafo list` has them all.
-pub const STATUS_ROWS: u32 = 100;
+const STATUS_ROWS: u32 = 100;
 
 /// Characters of an error shown in the table; the fractal's page has it
 /// whole.
@@ -88,7 +88,7 @@ async fn render(state: &AppState, status: FractalStatus) -> Result<Response, Api
                                     td.nowrap { (r.width) " x " (r.height) }
                                     td { (r.iterations) }
                                     td { (r.attempts) }
-                                    td.nowrap { (to_the_second(&r.updated_at.to_string())) }
+                                    td.nowrap { (r.updated_at.to_the_second()) }
                                 }
                                 // Its last error on a row of its own, the
                                 // table's width: a column of it was too
@@ -113,29 +113,4 @@ async fn render(state: &AppState, status: FractalStatus) -> Result<Response, Api
         StatusCode::OK,
         layout(&format!("faafo — {status}"), Some(&counts), Live::Yes, body),
     ))
-}
-
-/// An RFC 3339 time (`2026-11-25T07:35:36.594768Z`) to the second, as a
-/// person reads it (`2026-11-25 07:35:36`); anything else as it is.
-fn to_the_second(rfc3339: &str) -> String {
-    match (rfc3339.get(..10), rfc3339.get(11..19)) {
-        (Some(day), Some(time)) if rfc3339.as_bytes().get(10) == Some(&b'T') => {
-            format!("{day} {time}")
-        }
-        _ => rfc3339.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_shown_to_the_second() {
-        assert_eq!(
-            to_the_second("2026-11-25T07:35:36.594768Z"),
-            "2026-11-25 07:35:36"
-        );
-        assert_eq!(to_the_second("long ago"), "long ago");
-    }
 }
