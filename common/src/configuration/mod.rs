@@ -233,6 +233,17 @@ fn load_layers(
             continue;
         };
         let Some((section, key)) = rest.split_once("__") else {
+            // Not faafo's form: another program's (a test's, Vagrant's), or
+            // an option misnamed, which would be ignored without a word.
+            if let Some(meant) = meant_variable(rest) {
+                return Err(ConfigError::new(
+                    format!("environment variable {}", names::shown(&name)),
+                    format!(
+                        "not read: faafo's variables are {ENV_PREFIX}<SECTION>__<KEY>, with two \
+                         underscores after the section; did you mean {meant}?"
+                    ),
+                ));
+            }
             continue;
         };
         let section = if section.eq_ignore_ascii_case("default") {
@@ -304,6 +315,29 @@ fn load_layers(
         )
     })?;
     Ok(config)
+}
+
+/// The variables a `FAAFO_` one without `__` was meant to be, when it
+/// names an option: its key alone (`FAAFO_ENDPOINT_URL`), or its section
+/// and key with one underscore between (`FAAFO_API_BIND_PORT`). `None`
+/// for any other name (the tests' `FAAFO_TEST_TRANSPORT_URL`).
+fn meant_variable(rest: &str) -> Option<String> {
+    let rest = rest.to_ascii_lowercase();
+    let mut meant = Vec::new();
+    for section in FaafoConfig::section_docs() {
+        let prefix = format!("{}_", section.name().to_ascii_lowercase());
+        for option in section.options() {
+            let key = rest.strip_prefix(&prefix).unwrap_or(&rest);
+            if key == option.key {
+                meant.push(format!(
+                    "{ENV_PREFIX}{}__{}",
+                    section.name().to_ascii_uppercase(),
+                    option.key.to_ascii_uppercase()
+                ));
+            }
+        }
+    }
+    (!meant.is_empty()).then(|| meant.join(" or "))
 }
 
 /// The key of `[DEFAULT] endpoint_url`, whose default depends on `[api]`.

@@ -738,3 +738,43 @@ fn every_host_the_resolver_takes_is_a_bind_host() {
             .unwrap_or_else(|e| panic!("{host} refused: {e}"));
     }
 }
+
+/// A variable that names an option without faafo's `__` is an error that
+/// says the name it was meant to have; it was ignored without a word.
+/// Other `FAAFO_` variables (the tests', Vagrant's) are not faafo's
+/// options and are left alone.
+#[test]
+fn a_misnamed_variable_is_refused_with_its_right_name() {
+    for (name, meant) in [
+        (
+            "FAAFO_ENDPOINT_URL",
+            "did you mean FAAFO_DEFAULT__ENDPOINT_URL?",
+        ),
+        ("FAAFO_API_BIND_PORT", "did you mean FAAFO_API__BIND_PORT?"),
+        (
+            "FAAFO_producer_max_in_flight",
+            "did you mean FAAFO_PRODUCER__MAX_IN_FLIGHT?",
+        ),
+    ] {
+        let err = load_from(&[], env(&[(name, "1")]))
+            .expect_err(name)
+            .to_string();
+        assert!(
+            err.starts_with(&format!("environment variable {name}: not read: ")),
+            "{err}"
+        );
+        assert!(err.ends_with(meant), "{name} gave: {err}");
+    }
+    let config = load_from(
+        &[],
+        env(&[
+            ("FAAFO_TEST_TRANSPORT_URL", "amqp://elsewhere/"),
+            ("FAAFO_WORKERS", "4"),
+        ]),
+    )
+    .expect("variables that name no option");
+    assert_eq!(
+        config.default.transport_url,
+        FaafoConfig::default().default.transport_url
+    );
+}
