@@ -195,6 +195,55 @@ impl RabbitVhost {
         );
     }
 
+    /// Closes, as an operator (or a network failure) would, every
+    /// connection into the vhost whose `connection_name` is `name`, once
+    /// the management API lists it (its statistics can take seconds).
+    /// Returns how many it closed.
+    ///
+    /// # Panics
+    /// When none with that name is listed within 30 seconds.
+    pub async fn close_connections_named(&self, name: &str) -> usize {
+        let client = reqwest::Client::new();
+        let list = format!("{}/api/vhosts/{}/connections", self.api, self.name);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let listed: Vec<serde_json::Value> = match client
+                .get(&list)
+                .basic_auth(&self.user, Some(&self.password))
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => r.json().await.unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            let named: Vec<&str> = listed
+                .iter()
+                .filter(|c| c["client_properties"]["connection_name"].as_str() == Some(name))
+                .filter_map(|c| c["name"].as_str())
+                .collect();
+            if !named.is_empty() {
+                for connection in &named {
+                    let url = format!(
+                        "{}/api/connections/{}",
+                        self.api,
+                        percent_encoding::utf8_percent_encode(
+                            connection,
+                            percent_encoding::NON_ALPHANUMERIC
+                        )
+                    );
+                    self.management_write(reqwest::Method::DELETE, &url, None)
+                        .await;
+                }
+                return named.len();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the management API at {list} lists no connection named {name}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Names of the queues in the vhost.
     pub async fn queue_names(&self) -> Vec<String> {
         let Ok(response) = reqwest::Client::new()

@@ -1645,6 +1645,140 @@ async fn rabbitmq_declares_oslo_topology() {
     server.stop().await;
 }
 
+/// A call whose caller loses its connection while the request runs is
+/// answered from the reply queue, which outlives the loss, and is not sent
+/// again: sent again, it ran on another server too (here the only one
+/// free), rendering a fractal twice. The reply the server sends while the
+/// caller is away waits in the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_loses_its_connection_gets_its_reply_and_sends_nothing_again() {
+    let env = TestBroker::rabbit().await;
+    let vhost = env.vhost().expect("rabbit");
+    let topic = unique_name("kept");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let held = |runs: Arc<AtomicUsize>, release: Arc<tokio::sync::Semaphore>| {
+        Endpoint::new().method("work", move |_ctx, _: Empty| {
+            let (runs, release) = (runs.clone(), release.clone());
+            async move {
+                let run = runs.fetch_add(1, Ordering::SeqCst) + 1;
+                let _ = release.acquire().await.map(|p| p.forget());
+                Ok::<_, RemoteError>(run)
+            }
+        })
+    };
+    // Two servers, each taking one request at a time: a copy sent again
+    // while the first runs goes to the other one.
+    let mut servers = Vec::new();
+    for name in ["h1", "h2"] {
+        let t = env.transport().await;
+        let server = RpcServer::builder(&t, Target::topic(&topic).with_server(name))
+            .endpoint(held(runs.clone(), release.clone()))
+            .executor_size(1)
+            .prefetch(1)
+            .start()
+            .await
+            .expect("server");
+        servers.push((t, server));
+    }
+    let caller_name = unique_name("caller");
+    let caller = Transport::builder(&format!(
+        "{}?rabbit_retry_interval=0.2&rabbit_retry_backoff=0.2&rabbit_interval_max=1",
+        env.url()
+    ))
+    .connection_name(caller_name.clone())
+    .connect()
+    .await
+    .expect("the caller connects");
+    let client = RpcClient::new(&caller, Target::topic(&topic)).timeout(Duration::from_secs(60));
+    let call = tokio::spawn(async move {
+        let answer = client.call::<_, usize>(&ctx(), "work", &Empty {}).await;
+        (answer, client)
+    });
+    eventually("the request runs", async || {
+        runs.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(vhost.close_connections_named(&caller_name).await, 1);
+    // Answered while the caller is away (it waits 0.2 s at least before
+    // it connects again).
+    let away = Instant::now() + Duration::from_secs(10);
+    while caller.is_connected() {
+        assert!(
+            Instant::now() < away,
+            "the caller's connection was not closed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    release.add_permits(1);
+    let (answer, _client) = tokio::time::timeout(Duration::from_secs(50), call)
+        .await
+        .expect("the call ends")
+        .expect("the call's task");
+    assert_eq!(answer.expect("the reply, after the reconnect"), 1);
+    // A copy sent again would run on the free server now.
+    release.add_permits(10);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the call was sent again and ran twice"
+    );
+    for (t, server) in servers {
+        server.stop().await;
+        t.close().await;
+    }
+    caller.close().await;
+}
+
+/// Replies are acknowledged (one on its way when the connection goes
+/// comes again), several at once under load: none is left
+/// unacknowledged, for the broker to hold and deliver again after a
+/// reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reply_is_acknowledged() {
+    let env = TestBroker::rabbit().await;
+    let t = env.transport().await;
+    let server = start_server(&t, "acked", "h1", Arc::default()).await;
+    let client = RpcClient::new(&t, Target::topic("acked"));
+    let calls = (0..300).map(|i| {
+        let client = client.clone();
+        async move {
+            client
+                .call::<_, Value>(&ctx(), "echo", &EchoArgs { value: json!(i) })
+                .await
+        }
+    });
+    for (i, answer) in futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(answer.expect("a call"), json!(i));
+    }
+    let vhost = env.vhost().expect("rabbit");
+    let names = vhost.queue_names().await;
+    let reply = names
+        .iter()
+        .find(|n| n.starts_with("reply_"))
+        .expect("reply queue");
+    // The management API's figures come seconds late.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = vhost.queue_info(reply).await.expect("the reply queue");
+        let delivered = info["message_stats"]["deliver"].as_u64().unwrap_or(0);
+        if delivered >= 300 && info["messages_unacknowledged"] == json!(0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "300 replies delivered with acknowledgement, none left unacknowledged: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    server.stop().await;
+}
+
 fn hex_suffix(name: &str) -> &str {
     name.rsplit('_').next().unwrap_or_default()
 }

@@ -84,8 +84,8 @@ impl ConsumerGroup {
                     Some(SubscriptionEvent::Interrupted { .. }) => {
                         debug!(queue = %name, "consumer interrupted; waiting for the broker");
                     }
-                    Some(SubscriptionEvent::Reconnected) => {
-                        debug!(queue = %name, "consumer re-established after reconnect");
+                    Some(SubscriptionEvent::Reconnected { queue_kept }) => {
+                        debug!(queue = %name, queue_kept, "consumer re-established after reconnect");
                     }
                     None => {
                         if !shutdown.is_cancelled() {

@@ -910,6 +910,30 @@ async fn start_consumer(link: &Link, spec: &SubscriptionSpec) -> Result<(Channel
     Ok((channel, consumer))
 }
 
+/// Whether `queue` exists: a passive declaration, on a channel of its own
+/// (a queue that is not there closes the channel it was asked on). `false`
+/// too when the broker could not be asked.
+async fn queue_exists(link: &Link, queue: &str) -> bool {
+    let Ok(channel) = link.connection.create_channel().await else {
+        return false;
+    };
+    let found = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .is_ok();
+    if found {
+        let _ = tokio::time::timeout(CHANNEL_CLOSE_WAIT, channel.close(200, "OK".into())).await;
+    }
+    found
+}
+
 async fn declare_topology(
     channel: &Channel,
     queue: &QueueSpec,
@@ -974,6 +998,8 @@ async fn run_subscription(
     let mut up_since = tokio::time::Instant::now();
     // Refusals by the broker in a row, to say so now and then.
     let mut refusals = 0u32;
+    // Whether the queue outlived the consumer's last loss.
+    let mut queue_kept = true;
     loop {
         if let Some((link, channel, mut consumer)) = current.take() {
             let ended = loop {
@@ -1038,6 +1064,10 @@ async fn run_subscription(
             if up_since.elapsed() >= STEADY_CONSUMER {
                 failures = 0;
             }
+            // Kept until an attempt to consume again finds it gone: one
+            // that made it again and failed after leaves it there for the
+            // next, which must not take it for the old one.
+            queue_kept = true;
             if tx.send(SubscriptionEvent::Interrupted { link }).is_err() {
                 stopped.cancel();
                 return;
@@ -1062,13 +1092,21 @@ async fn run_subscription(
             stopped.cancel();
             return;
         };
+        // Asked before the declaration below, which would make it again:
+        // a queue kept through the loss still holds what was sent to it
+        // meanwhile, and gives back what the lost consumer had not
+        // acknowledged.
+        queue_kept &= queue_exists(&link, &queue).await;
         match start_consumer(&link, &spec).await {
             Ok(c) => {
                 refusals = 0;
                 up_since = tokio::time::Instant::now();
-                info!(%queue, "consumer re-established");
+                info!(%queue, queue_kept, "consumer re-established");
                 current = Some((link.id, c.0, c.1));
-                if tx.send(SubscriptionEvent::Reconnected).is_err() {
+                if tx
+                    .send(SubscriptionEvent::Reconnected { queue_kept })
+                    .is_err()
+                {
                     stopped.cancel();
                     return;
                 }

@@ -410,6 +410,41 @@ impl Acker {
         }
     }
 
+    /// Acknowledges deliveries of one consumer, in the order they came,
+    /// with as few messages to the broker as it takes: on RabbitMQ, one
+    /// `multiple` acknowledgement for each channel's run of deliveries (it
+    /// covers the channel's earlier ones too: `ackers` must hold every
+    /// delivery of the channel that came before, unsettled). The errors
+    /// are the broker's: those deliveries come again.
+    pub(crate) async fn ack_all(ackers: Vec<Acker>) -> Result<()> {
+        let mut outcome = Ok(());
+        let mut ackers = ackers.into_iter().peekable();
+        while let Some(acker) = ackers.next() {
+            let sent = match acker {
+                Acker::Amqp { acker, _channel } => {
+                    let covered_later = matches!(
+                        ackers.peek(),
+                        Some(Acker::Amqp { _channel: next, .. }) if next.id() == _channel.id()
+                    );
+                    if covered_later {
+                        continue;
+                    }
+                    settled(
+                        acker
+                            .ack(lapin::options::BasicAckOptions { multiple: true })
+                            .await,
+                        "acknowledge",
+                    )
+                }
+                other => other.ack().await,
+            };
+            if outcome.is_ok() {
+                outcome = sent;
+            }
+        }
+        outcome
+    }
+
     /// Rejects: back to the queue (`requeue`) or dead-lettered / dropped.
     pub(crate) async fn reject(self, requeue: bool) -> Result<()> {
         match self {
@@ -453,15 +488,21 @@ fn memory_settled(settled: bool, what: &str) -> Result<()> {
 pub(crate) enum SubscriptionEvent {
     Delivery(Delivery),
     /// The consumer's connection or channel failed: deliveries stop until
-    /// it is re-established; replies sent meanwhile may be lost. `link`:
+    /// it is re-established; what is sent to its queue meanwhile waits
+    /// there if the queue outlives the loss (see `Reconnected`). `link`:
     /// which connection it was on ([`PendingConfirm::link`]), so that a
     /// loss is told from a later one.
     Interrupted {
         link: u64,
     },
-    /// The consumer was re-established after a connection loss: messages
-    /// published to transient queues in between may be gone.
-    Reconnected,
+    /// The consumer was re-established after a connection loss.
+    /// `queue_kept`: its queue outlived the loss (it was there before this
+    /// consumer declared it), with what was sent to it meanwhile and what
+    /// the lost consumer had not acknowledged; else it was made again, and
+    /// what was sent to it before is gone.
+    Reconnected {
+        queue_kept: bool,
+    },
 }
 
 /// A live consumer. Dropping it cancels the consumer; deliveries not yet

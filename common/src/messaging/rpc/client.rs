@@ -330,9 +330,19 @@ impl RpcClient {
                                 self.target
                             )));
                         }
+                        // No heartbeat can come while the reply consumer
+                        // is away: the monitor waits for it.
+                        Some(ReplyEvent::Away) => {
+                            monitor_deadline = None;
+                            continue;
+                        }
+                        Some(ReplyEvent::Back) => {
+                            monitor_deadline = monitor.map(|m| Instant::now() + m);
+                            continue;
+                        }
                         Some(ReplyEvent::ConnectionLost(lost)) if lost < sent_on => continue,
                         Some(ReplyEvent::ConnectionLost(_)) => {
-                            "the connection to the broker was lost while waiting for the reply".to_string()
+                            "the connection to the broker was lost while waiting for the reply, and the reply queue with it".to_string()
                         }
                         None => return Err(MessagingError::Closed),
                     },

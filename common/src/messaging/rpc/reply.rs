@@ -10,21 +10,49 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::messaging::broker::{
-    Broker, Subscription, SubscriptionEvent, SubscriptionHandle, SubscriptionSpec,
+    Acker, Broker, Subscription, SubscriptionEvent, SubscriptionHandle, SubscriptionSpec,
 };
 use crate::messaging::codec::Codec;
 use crate::messaging::error::{MessagingError, Result};
 use crate::messaging::topology::TopologyOptions;
 use crate::messaging::wire::{IncomingReply, decode_reply, decode_request};
 
+/// Replies routed but not yet acknowledged, at most: acknowledged then,
+/// even under a load that leaves no pause.
+const MAX_UNACKED: usize = 64;
+
+/// Acknowledges, in order, the batches of replies it is sent, until the
+/// sender is dropped: batches that wait are acknowledged together.
+fn acknowledger(queue: String) -> mpsc::UnboundedSender<Vec<Acker>> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Acker>>();
+    tokio::spawn(async move {
+        while let Some(mut batch) = rx.recv().await {
+            while let Ok(more) = rx.try_recv() {
+                batch.extend(more);
+            }
+            if let Err(e) = Acker::ack_all(batch).await {
+                debug!(%queue, error = %e, "replies' acknowledgement not sent; they come again");
+            }
+        }
+    });
+    tx
+}
+
 /// What a waiting call can receive.
 pub(crate) enum ReplyEvent {
     /// A reply (final, partial or a call-monitor heartbeat).
     Reply(IncomingReply),
-    /// The reply consumer lost its connection: a reply sent now may be
-    /// lost. Which connection it lost ([`PendingConfirm::link`](crate::messaging::broker::PendingConfirm::link)):
+    /// The reply consumer lost its connection and, consuming again, had to
+    /// make its queue again: the replies sent before are lost. Which
+    /// connection it lost ([`PendingConfirm::link`](crate::messaging::broker::PendingConfirm::link)):
     /// a call sent again on a later one does not count it again.
     ConnectionLost(u64),
+    /// The reply consumer lost its connection: no reply comes until it
+    /// consumes again (a call-monitor heartbeat neither).
+    Away,
+    /// The reply consumer consumes again, from the queue it had: the
+    /// replies sent meanwhile come now.
+    Back,
     /// The broker returned the request as unroutable (nobody listens),
     /// with another publish's confirm ([`StrayReturns`](crate::messaging::broker::StrayReturns)).
     Returned,
@@ -57,7 +85,10 @@ impl ReplyWaiter {
             queue: topology.reply_queue(),
             bindings: Vec::new(),
             prefetch: 0,
-            auto_ack: true,
+            // Acknowledged once routed: a reply on its way when the
+            // connection goes is given back to the queue, which outlives
+            // the loss (`x-expires`, not auto-delete), and comes again.
+            auto_ack: false,
             dead_letters: None,
         };
         let queue = spec.queue.name.clone();
@@ -85,9 +116,27 @@ impl ReplyWaiter {
         let routes = waiters.clone();
         let name = queue.clone();
         let task = tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
+            // The connection the consumer lost, until it consumes again.
+            let mut lost: Option<u64> = None;
+            // Replies routed, acknowledged together when no other waits
+            // (one message to the broker for many under load), by a task
+            // of their own: the routing of replies never waits for one (a
+            // connection blocked by a broker's alarm writes nothing, and
+            // replies still come).
+            let mut unacked: Vec<Acker> = Vec::new();
+            let acks = acknowledger(name.clone());
+            loop {
+                if !unacked.is_empty() && (events.is_empty() || unacked.len() >= MAX_UNACKED) {
+                    let _ = acks.send(std::mem::take(&mut unacked));
+                }
+                let Some(event) = events.recv().await else {
+                    break;
+                };
                 match event {
-                    SubscriptionEvent::Delivery(delivery) => {
+                    SubscriptionEvent::Delivery(mut delivery) => {
+                        // Settled once routed (below), whatever becomes of
+                        // the reply: it is not to come again.
+                        unacked.push(std::mem::replace(&mut delivery.acker, Acker::None));
                         let codec = match Codec::from_content_type(delivery.content_type.as_deref())
                         {
                             Ok(codec) => codec,
@@ -149,13 +198,30 @@ impl ReplyWaiter {
                             }
                         }
                     }
+                    // Nothing is lost yet: replies sent meanwhile wait in
+                    // the queue, if it outlives the loss.
                     SubscriptionEvent::Interrupted { link } => {
+                        lost.get_or_insert(link);
                         for tx in lock(&routes).values() {
-                            let _ = tx.send(ReplyEvent::ConnectionLost(link));
+                            let _ = tx.send(ReplyEvent::Away);
                         }
                     }
-                    SubscriptionEvent::Reconnected => {
-                        debug!(queue = %name, "reply queue consumed again after a reconnect");
+                    SubscriptionEvent::Reconnected { queue_kept } => {
+                        let Some(link) = lost.take() else { continue };
+                        if queue_kept {
+                            debug!(queue = %name, "reply queue kept through a reconnect; its replies come now");
+                            for tx in lock(&routes).values() {
+                                let _ = tx.send(ReplyEvent::Back);
+                            }
+                        } else {
+                            // Made again (a broker restart, or expired):
+                            // the replies sent to the old one are gone,
+                            // and the calls waiting for them send again.
+                            debug!(queue = %name, "reply queue made again after a reconnect");
+                            for tx in lock(&routes).values() {
+                                let _ = tx.send(ReplyEvent::ConnectionLost(link));
+                            }
+                        }
                     }
                 }
             }
