@@ -21,10 +21,7 @@ pub async fn require_token(
     next: Next,
 ) -> Response {
     // The web pages, which a browser opens.
-    let page = {
-        let path = request.uri().path();
-        path == "/" || path.starts_with("/index/") || path.starts_with("/show/")
-    };
+    let page = crate::web::is_page(request.uri().path());
     if allowed(
         &state.settings.auth,
         request.method(),

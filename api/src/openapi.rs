@@ -496,7 +496,7 @@ fn fit(doc: &mut Value, settings: &ApiSettings) {
                     continue;
                 };
                 // The web pages answer a browser with a page of their own.
-                let page = matches!(path.as_str(), "/" | "/index/{page}" | "/show/{uuid}");
+                let page = crate::web::PAGE_ROUTES.contains(&path.as_str());
                 for (method, operation) in operations.iter_mut() {
                     let read = matches!(method.as_str(), "get" | "head" | "options");
                     if open || (read && !protect_reads) {

@@ -74,6 +74,18 @@ footer{color:#595959;font-size:.8rem;padding-bottom:1rem}
 /// or gone).
 pub const LIVE_JS: &str = include_str!("web/live.js");
 
+/// The web pages' routes, which a browser opens: refused for want of a
+/// token, they answer with a page that says why, not with JSON.
+pub const PAGE_ROUTES: [&str; 4] = ["/", "/index/{page}", "/show/{uuid}", "/status/{status}"];
+
+/// Whether a request's `path` is one of [`PAGE_ROUTES`].
+pub fn is_page(path: &str) -> bool {
+    PAGE_ROUTES.iter().any(|route| match route.split_once('{') {
+        Some((prefix, _)) => path.starts_with(prefix),
+        None => path == *route,
+    })
+}
+
 /// Where [`LIVE_JS`] is served. The page links it with `?v=` and
 /// [`live_js_version`], so that a new version is a new URL.
 pub const LIVE_JS_PATH: &str = "/static/live.js";

@@ -26,6 +26,13 @@ pub use update::{Outcome, UpdateFractal};
 #[error("{0}")]
 pub struct Invalid(pub String);
 
+/// `x`, with a negative zero made positive: SQLite stores a whole REAL
+/// as an integer and gives `-0.0` back as `0.0`, where PostgreSQL and
+/// MariaDB keep its sign. Stored this way, every backend answers the same.
+pub(crate) fn without_negative_zero(x: f64) -> f64 {
+    x + 0.0
+}
+
 /// A request that contradicts the fractal's current state (a 409).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

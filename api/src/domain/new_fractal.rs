@@ -2,7 +2,7 @@
 
 use faafo_common::fractal::{FractalStatus, MIN_DRAWN_ITERATIONS, NewFractal};
 
-use super::{FractalId, Invalid};
+use super::{FractalId, Invalid, without_negative_zero};
 
 /// The caps the configuration puts on a fractal's size and cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +93,10 @@ impl CreateFractal {
                         "c_re and c_im must be finite, got {re} and {im}"
                     )));
                 }
-                ConstantSource::Given { re, im }
+                ConstantSource::Given {
+                    re: without_negative_zero(re),
+                    im: without_negative_zero(im),
+                }
             }
             (Some(_), Some(_), Some(_)) => {
                 return Err(Invalid(
@@ -130,10 +133,10 @@ impl CreateFractal {
             width: body.width,
             height: body.height,
             iterations: body.iterations,
-            xa: body.xa,
-            xb: body.xb,
-            ya: body.ya,
-            yb: body.yb,
+            xa: without_negative_zero(body.xa),
+            xb: without_negative_zero(body.xb),
+            ya: without_negative_zero(body.ya),
+            yb: without_negative_zero(body.yb),
             constant,
             status,
             attempts: body.attempts.unwrap_or(0),

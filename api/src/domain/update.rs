@@ -10,7 +10,10 @@
 
 use faafo_common::fractal::{FractalStatus, FractalUpdate};
 
-use super::{Checksum, Conflict, FractalId, FractalRecord, Invalid, PngImage, Timestamp};
+use super::{
+    Checksum, Conflict, FractalId, FractalRecord, Invalid, PngImage, Timestamp,
+    without_negative_zero,
+};
 
 pub use faafo_common::fractal::{MAX_ERROR_CHARS, MAX_HOST_CHARS};
 
@@ -87,7 +90,9 @@ impl UpdateFractal {
             )));
         }
         let constant = match (body.c_re, body.c_im) {
-            (Some(re), Some(im)) if re.is_finite() && im.is_finite() => Some((re, im)),
+            (Some(re), Some(im)) if re.is_finite() && im.is_finite() => {
+                Some((without_negative_zero(re), without_negative_zero(im)))
+            }
             (Some(re), Some(im)) => {
                 return Err(Invalid(format!(
                     "c_re and c_im must be finite, got {re} and {im}"
@@ -104,7 +109,7 @@ impl UpdateFractal {
             status: body.status,
             error: body.error,
             attempts: body.attempts,
-            duration: body.duration,
+            duration: body.duration.map(without_negative_zero),
             checksum,
             size: body.size,
             generated_by: body.generated_by,

@@ -194,10 +194,15 @@ async fn reads_are_public_unless_protected() {
         format!("/v1/fractal/{}", done.uuid),
         format!("/fractal/{}", done.uuid),
         "/".into(),
+        "/index/1".into(),
         format!("/show/{}", done.uuid),
+        "/status/failed".into(),
     ] {
         let refused = send(&app, Method::GET, &path, None, None).await;
-        if path == "/" || path.starts_with("/show/") {
+        if ["/", "/index/", "/show/", "/status/"]
+            .iter()
+            .any(|page| path == *page || (page.len() > 1 && path.starts_with(page)))
+        {
             // A browser's page: a page that says why, not raw JSON.
             assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{path}");
             assert!(refused.headers().contains_key("www-authenticate"), "{path}");

@@ -38,6 +38,9 @@ fn png(width: u32, height: u32, extra: u8) -> PngImage {
     bytes.extend_from_slice(&width.to_be_bytes());
     bytes.extend_from_slice(&height.to_be_bytes());
     bytes.extend_from_slice(&[8, 3, 0, 0, 0, extra, 0, 0, 0]);
+    bytes.extend_from_slice(&0u32.to_be_bytes());
+    bytes.extend_from_slice(b"IEND");
+    bytes.extend_from_slice(&[0; 4]);
     PngImage::parse(bytes.into()).expect("png")
 }
 
