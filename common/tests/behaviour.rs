@@ -1553,8 +1553,10 @@ async fn an_exchange_deleted_under_a_sender_is_declared_again() {
 /// publish's refusal and was reported refused. (So many refusals also
 /// make RabbitMQ close the whole connection now and then: lapin can send
 /// a message's last frames on a channel after its close, which RabbitMQ
-/// takes for a protocol error. The calls are sent again after such a
-/// loss, as the producer's are; a refusal is never sent again.)
+/// takes for a protocol error. After such a loss the calls not yet
+/// confirmed are sent again, as the producer's are, and the others get
+/// their replies from the kept reply queue; a refusal is never sent
+/// again.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_message_spoils_none_of_its_neighbours() {
     let env = TestBroker::rabbit().await;

@@ -49,7 +49,7 @@ config_section! {
 config_section! {
     /// Options of the messaging layer.
     pub struct MessagingSection ["messaging"] {
-        /// Seconds without a call-monitor heartbeat after which a call to a worker is given up (0: off). The monitor counts time spent waiting in the queue too, so keep it well above the time a task may wait behind others.
+        /// Seconds without a call-monitor heartbeat after which a call to a worker is given up (0: off). The monitor counts time spent waiting in the queue too, so keep it well above the time a task may wait behind others; it pauses while the producer is away from the broker (its count starts again at the reconnect).
         call_monitor_timeout: u64 = 0,
         /// Exchange that keeps rejected (malformed) requests, and the calls that expired in the queue before a worker took them (call_timeout: the producer has given up on them and sends them again); give its queue a length limit or a TTL (a RabbitMQ policy), or it grows while no worker runs. Every peer of a topic must agree. Empty: such messages are dropped.
         dead_letter_exchange: String = String::new(),

@@ -340,7 +340,12 @@ impl RpcClient {
                             monitor_deadline = monitor.map(|m| Instant::now() + m);
                             continue;
                         }
-                        Some(ReplyEvent::ConnectionLost(lost)) if lost < sent_on => continue,
+                        // Sent again already, on a later connection: the
+                        // reply consumer is back (the monitor too).
+                        Some(ReplyEvent::ConnectionLost(lost)) if lost < sent_on => {
+                            monitor_deadline = monitor.map(|m| Instant::now() + m);
+                            continue;
+                        }
                         Some(ReplyEvent::ConnectionLost(_)) => {
                             "the connection to the broker was lost while waiting for the reply, and the reply queue with it".to_string()
                         }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -21,12 +22,19 @@ use crate::messaging::wire::{IncomingReply, decode_reply, decode_request};
 /// even under a load that leaves no pause.
 const MAX_UNACKED: usize = 64;
 
+/// How long a routed reply may wait for its acknowledgement, to share it
+/// with the replies that follow: a reply lost with the connection
+/// meanwhile comes again, to nobody waiting.
+const ACK_DELAY: Duration = Duration::from_millis(5);
+
 /// Acknowledges, in order, the batches of replies it is sent, until the
-/// sender is dropped: batches that wait are acknowledged together.
+/// sender is dropped: the batches of [`ACK_DELAY`] are acknowledged
+/// together (one message to the broker for all, on RabbitMQ).
 fn acknowledger(queue: String) -> mpsc::UnboundedSender<Vec<Acker>> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Acker>>();
     tokio::spawn(async move {
         while let Some(mut batch) = rx.recv().await {
+            tokio::time::sleep(ACK_DELAY).await;
             while let Ok(more) = rx.try_recv() {
                 batch.extend(more);
             }
