@@ -1692,7 +1692,10 @@ async fn a_caller_that_loses_its_connection_gets_its_reply_and_sends_nothing_aga
     .connect()
     .await
     .expect("the caller connects");
-    let client = RpcClient::new(&caller, Target::topic(&topic)).timeout(Duration::from_secs(60));
+    // Sending again allowed, as the producer's calls do.
+    let client = RpcClient::new(&caller, Target::topic(&topic))
+        .timeout(Duration::from_secs(60))
+        .retry(RetryPolicy::UNTIL_DEADLINE);
     let call = tokio::spawn(async move {
         let answer = client.call::<_, usize>(&ctx(), "work", &Empty {}).await;
         (answer, client)

@@ -254,7 +254,7 @@ impl RenderRegistry {
 /// same fractal's uuid in any form `uuid` parses (upper case, braces, a
 /// `urn:uuid:` prefix, no hyphens), and a cancel must reach its render
 /// whichever form each message used. Text that is no uuid is kept as is.
-fn canonical(uuid: &str) -> String {
+pub(crate) fn canonical(uuid: &str) -> String {
     uuid::Uuid::try_parse(uuid)
         .map(|parsed| parsed.hyphenated().to_string())
         .unwrap_or_else(|_| uuid.to_string())

@@ -439,7 +439,9 @@ impl WorkerService {
         };
         // Written whole: a reader never sees half a PNG, and a failed write
         // leaves no file. Not synced: the image travels in the reply too.
-        let path = dir.join(format!("{}.png", result.uuid));
+        // The uuid's canonical form (a peer may spell it in capitals, in
+        // braces...): one file per fractal, named as the API names it.
+        let path = dir.join(format!("{}.png", crate::renders::canonical(&result.uuid)));
         let wait = self.settings.store_wait;
         let Ok(permit) = self.copies.clone().try_acquire_owned() else {
             error!(

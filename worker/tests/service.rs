@@ -468,6 +468,24 @@ async fn notifications_and_the_png_directory(env: TestBroker) {
     assert_eq!(n.publisher_id, "faafo.worker.worker-under-test");
     let on_disk = std::fs::read(dir.path().join(format!("{uuid}.png"))).expect("png written");
     assert_eq!(on_disk, result.image);
+    // A uuid a peer spells otherwise (capitals, braces) names the file as
+    // the API names the fractal.
+    let spelled = uuid::Uuid::new_v4();
+    let odd = format!("{{{}}}", spelled.hyphenated().to_string().to_uppercase());
+    process(&client, task(&odd)).await.expect("process");
+    let n = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("in time")
+        .expect("one");
+    assert_eq!(n.event_type, "fractal.rendered");
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("readable")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .collect();
+    assert!(
+        names.contains(&format!("{}.png", spelled.hyphenated())),
+        "{names:?}"
+    );
     // A peer's uuid never becomes a path: refused, with nothing written
     // outside the directory (nor in it).
     let inside = dir.path().join("inside");

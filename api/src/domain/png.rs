@@ -105,7 +105,10 @@ impl PngImage {
 /// 65,535), plus 1 MiB for the other chunks. A body larger than that is
 /// not an image of the fractal, whatever its header says.
 fn largest_png(width: u32, height: u32) -> u64 {
-    (u64::from(width) * 8 + 1) * u64::from(height) * 2 + (1 << 20)
+    (u64::from(width) * 8 + 1)
+        .saturating_mul(u64::from(height))
+        .saturating_mul(2)
+        .saturating_add(1 << 20)
 }
 
 #[cfg(test)]
@@ -166,5 +169,8 @@ mod tests {
         let large = png(2, 2, &vec![0; 2 << 20]);
         assert!(refused(large).contains("more than a 2 x 2 PNG can be"));
         assert!(PngImage::parse(png(2, 2, &vec![0; 1 << 19]).into()).is_ok());
+        // The largest dimensions a header can declare do not overflow the
+        // bound (the fractal's own dimensions are checked after).
+        assert!(PngImage::parse(png(u32::MAX, u32::MAX, b"x").into()).is_ok());
     }
 }

@@ -911,13 +911,12 @@ async fn start_consumer(link: &Link, spec: &SubscriptionSpec) -> Result<(Channel
 }
 
 /// Whether `queue` exists: a passive declaration, on a channel of its own
-/// (a queue that is not there closes the channel it was asked on). `false`
-/// too when the broker could not be asked.
-async fn queue_exists(link: &Link, queue: &str) -> bool {
-    let Ok(channel) = link.connection.create_channel().await else {
-        return false;
-    };
-    let found = channel
+/// (a queue that is not there closes the channel it was asked on). `None`
+/// when the broker could not be asked (the link died meanwhile): only its
+/// NOT_FOUND says that the queue is gone.
+async fn queue_exists(link: &Link, queue: &str) -> Option<bool> {
+    let channel = link.connection.create_channel().await.ok()?;
+    let asked = channel
         .queue_declare(
             queue.into(),
             QueueDeclareOptions {
@@ -926,12 +925,25 @@ async fn queue_exists(link: &Link, queue: &str) -> bool {
             },
             FieldTable::default(),
         )
-        .await
-        .is_ok();
-    if found {
-        let _ = tokio::time::timeout(CHANNEL_CLOSE_WAIT, channel.close(200, "OK".into())).await;
+        .await;
+    match asked {
+        Ok(_) => {
+            let _ = tokio::time::timeout(CHANNEL_CLOSE_WAIT, channel.close(200, "OK".into())).await;
+            Some(true)
+        }
+        Err(e) if is_not_found(&e) => Some(false),
+        Err(_) => None,
     }
-    found
+}
+
+/// The broker's NOT_FOUND (a passive declaration of a queue not there).
+fn is_not_found(e: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(
+        e.kind(),
+        lapin::ErrorKind::ProtocolError(amqp)
+            if matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))
+    )
 }
 
 async fn declare_topology(
@@ -1096,7 +1108,15 @@ async fn run_subscription(
         // a queue kept through the loss still holds what was sent to it
         // meanwhile, and gives back what the lost consumer had not
         // acknowledged.
-        queue_kept &= queue_exists(&link, &queue).await;
+        match queue_exists(&link, &queue).await {
+            Some(kept) => queue_kept &= kept,
+            // Not known: not taken for gone (its calls would be sent
+            // again); asked again at the next attempt.
+            None => {
+                debug!(%queue, "could not ask whether the queue outlived the loss; trying again");
+                continue;
+            }
+        }
         match start_consumer(&link, &spec).await {
             Ok(c) => {
                 refusals = 0;

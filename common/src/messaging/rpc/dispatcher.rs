@@ -97,6 +97,9 @@ impl Endpoint {
             Err(e) => {
                 let error =
                     RemoteError::type_error(format!("{method}() got invalid arguments: {e}"));
+                // The method never runs, so nothing else would say so: a
+                // peer of another version, or a bug, its operator must see.
+                tracing::warn!(%method, %error, "refused a request whose arguments do not fit its method");
                 Box::pin(async move { Err(error) })
             }
         });

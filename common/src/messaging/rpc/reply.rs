@@ -75,6 +75,9 @@ type Waiters = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<ReplyEvent>>>>;
 pub(crate) struct ReplyWaiter {
     queue: String,
     waiters: Waiters,
+    /// Whether the reply consumer lost its connection and does not
+    /// consume again yet (set under the waiters' lock).
+    away: Arc<AtomicBool>,
     /// Set by [`Self::stop`], under the waiters' lock: no call registers
     /// after it (it would wait for a reply nobody routes).
     stopped: AtomicBool,
@@ -122,6 +125,8 @@ impl ReplyWaiter {
             }
         }));
         let routes = waiters.clone();
+        let away = Arc::new(AtomicBool::new(false));
+        let consumer_away = away.clone();
         let name = queue.clone();
         let task = tokio::spawn(async move {
             // The connection the consumer lost, until it consumes again.
@@ -208,17 +213,24 @@ impl ReplyWaiter {
                     }
                     // Nothing is lost yet: replies sent meanwhile wait in
                     // the queue, if it outlives the loss.
+                    // Under the waiters' lock, as a call registers: one
+                    // that registers while the consumer is away is told
+                    // so by `register`.
                     SubscriptionEvent::Interrupted { link } => {
                         lost.get_or_insert(link);
-                        for tx in lock(&routes).values() {
+                        let waiting = lock(&routes);
+                        consumer_away.store(true, Ordering::SeqCst);
+                        for tx in waiting.values() {
                             let _ = tx.send(ReplyEvent::Away);
                         }
                     }
                     SubscriptionEvent::Reconnected { queue_kept } => {
                         let Some(link) = lost.take() else { continue };
+                        let waiting = lock(&routes);
+                        consumer_away.store(false, Ordering::SeqCst);
                         if queue_kept {
                             debug!(queue = %name, "reply queue kept through a reconnect; its replies come now");
-                            for tx in lock(&routes).values() {
+                            for tx in waiting.values() {
                                 let _ = tx.send(ReplyEvent::Back);
                             }
                         } else {
@@ -226,7 +238,7 @@ impl ReplyWaiter {
                             // the replies sent to the old one are gone,
                             // and the calls waiting for them send again.
                             debug!(queue = %name, "reply queue made again after a reconnect");
-                            for tx in lock(&routes).values() {
+                            for tx in waiting.values() {
                                 let _ = tx.send(ReplyEvent::ConnectionLost(link));
                             }
                         }
@@ -237,6 +249,7 @@ impl ReplyWaiter {
         Ok(Arc::new(Self {
             queue,
             waiters,
+            away,
             stopped: AtomicBool::new(false),
             handle,
             task: Mutex::new(Some(task)),
@@ -257,6 +270,9 @@ impl ReplyWaiter {
             let mut waiters = lock(&self.waiters);
             if self.stopped.load(Ordering::SeqCst) {
                 return Err(MessagingError::Closed);
+            }
+            if self.away.load(Ordering::SeqCst) {
+                let _ = tx.send(ReplyEvent::Away);
             }
             waiters.insert(msg_id.to_string(), tx);
         }
