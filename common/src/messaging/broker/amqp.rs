@@ -310,25 +310,8 @@ impl AmqpBroker {
     pub(crate) async fn queue_depth(&self, name: &str) -> Result<Option<usize>> {
         let deadline = Instant::now() + Duration::from_secs(5);
         let link = self.inner.wait_up(deadline).await?;
-        let channel = link.connection.create_channel().await.map_err(refused)?;
-        let declared = channel
-            .queue_declare(
-                name.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await;
-        match declared {
-            Ok(queue) => {
-                let _ = channel.close(200, "OK".into()).await;
-                Ok(Some(queue.message_count() as usize))
-            }
-            Err(e) if e.is_amqp_soft_error() => Ok(None),
-            Err(e) => Err(refused(e)),
-        }
+        let depth = passive_declare(&link, name).await.map_err(refused)?;
+        Ok(depth.map(|ready| ready as usize))
     }
 
     pub(crate) async fn delete_queue(&self, name: &str) -> Result<()> {
@@ -910,12 +893,20 @@ async fn start_consumer(link: &Link, spec: &SubscriptionSpec) -> Result<(Channel
     Ok((channel, consumer))
 }
 
-/// Whether `queue` exists: a passive declaration, on a channel of its own
-/// (a queue that is not there closes the channel it was asked on). `None`
-/// when the broker could not be asked (the link died meanwhile): only its
-/// NOT_FOUND says that the queue is gone.
+/// Whether `queue` exists. `None` when the broker could not be asked (the
+/// link died meanwhile): only its NOT_FOUND says that the queue is gone.
 async fn queue_exists(link: &Link, queue: &str) -> Option<bool> {
-    let channel = link.connection.create_channel().await.ok()?;
+    passive_declare(link, queue)
+        .await
+        .ok()
+        .map(|ready| ready.is_some())
+}
+
+/// A passive declaration of `queue`, on a channel of its own (a queue that
+/// is not there closes the channel it was asked on): its ready messages,
+/// `None` when the broker says NOT_FOUND.
+async fn passive_declare(link: &Link, queue: &str) -> lapin::Result<Option<u32>> {
+    let channel = link.connection.create_channel().await?;
     let asked = channel
         .queue_declare(
             queue.into(),
@@ -927,12 +918,12 @@ async fn queue_exists(link: &Link, queue: &str) -> Option<bool> {
         )
         .await;
     match asked {
-        Ok(_) => {
+        Ok(declared) => {
             let _ = tokio::time::timeout(CHANNEL_CLOSE_WAIT, channel.close(200, "OK".into())).await;
-            Some(true)
+            Ok(Some(declared.message_count()))
         }
-        Err(e) if is_not_found(&e) => Some(false),
-        Err(_) => None,
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
