@@ -262,7 +262,7 @@ async fn render_index(
             .map(|newest| newest.updated_at.plus_micros(1))
     });
     if page > pages {
-        return Ok(past_the_last(page, pages, until));
+        return Ok(past_the_last(page, pages, &page_url(pages, until)));
     }
     let body = html! {
         main {
@@ -276,19 +276,7 @@ async fn render_index(
                 }
             }
         }
-        nav aria-label="pages" {
-            @if page > 1 {
-                a href=(page_url(page - 1, until)) rel="prev" { "← newer" }
-            } @else {
-                span.disabled { "← newer" }
-            }
-            span { "page " (page) " of " (pages) }
-            @if page < pages {
-                a href=(page_url(page + 1, until)) rel="next" { "older →" }
-            } @else {
-                span.disabled { "older →" }
-            }
-        }
+        (pager(page, pages, |page| page_url(page, until)))
     };
     Ok(html_page(
         StatusCode::OK,
@@ -473,13 +461,34 @@ fn live_until_final(status: FractalStatus) -> Live {
     }
 }
 
+/// The links to the newer and older pages around page `page` of `pages`,
+/// each at `url(page)`.
+fn pager(page: u64, pages: u64, url: impl Fn(u64) -> String) -> Markup {
+    html! {
+        nav aria-label="pages" {
+            @if page > 1 {
+                a href=(url(page - 1)) rel="prev" { "← newer" }
+            } @else {
+                span.disabled { "← newer" }
+            }
+            span { "page " (page) " of " (pages) }
+            @if page < pages {
+                a href=(url(page + 1)) rel="next" { "older →" }
+            } @else {
+                span.disabled { "older →" }
+            }
+        }
+    }
+}
+
 /// A 404 for a page number past the last page, with a link to the last
-/// one (pages move as fractals finish, so an old link can end up there).
-fn past_the_last(page: u64, pages: u64, until: Option<Timestamp>) -> Response {
+/// one, at `last` (pages move as fractals finish, so an old link can end
+/// up there).
+fn past_the_last(page: u64, pages: u64, last: &str) -> Response {
     let body = html! {
         main { p.empty { "There is no page " (page) ": the last page is " (pages) "." } }
         nav aria-label="pages" {
-            a href=(page_url(pages, until)) { "← page " (pages) }
+            a href=(last) { "← page " (pages) }
         }
     };
     html_page(

@@ -1,38 +1,49 @@
-//! `GET /status/{status}`: the newest fractals of one status, with their
-//! last errors. The first page shows finished fractals only; the counts at
-//! the top of the index and status pages link here, so that the failed
-//! ones (and the pending and running) can be read from the web page, not
-//! only with `faafo list --status failed`.
+//! `GET /status/{status}`: the fractals of one status, newest first, a
+//! hundred a page, with their last errors. The first page shows finished
+//! fractals only; the counts at the top of the index and status pages
+//! link here, so that the failed ones (and the pending and running) can be
+//! read from the web page, not only with `faafo list --status failed`.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use faafo_common::fractal::FractalStatus;
 use maud::html;
 
-use super::{Live, error_page, html_page, layout, not_found};
+use super::{Live, error_page, html_page, layout, not_found, pager, past_the_last};
 use crate::domain::{ListQuery, Order, OrderKey};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Rows on a status's page: the newest; `faafo list` has them all.
+/// Rows on a page of a status.
 const STATUS_ROWS: u32 = 100;
+
+/// The query string of a status's page after the first.
+#[derive(Debug, serde::Deserialize)]
+pub struct StatusPageQuery {
+    /// The page, from 1 (`?page=2`): the next hundred, older.
+    page: Option<String>,
+}
 
 /// Characters of an error shown in the table; the fractal's page has it
 /// whole.
 const ERROR_CHARS: usize = 200;
 
-/// `GET /status/{status}`: the newest fractals of `status`.
+/// `GET /status/{status}`: the fractals of `status`, newest first.
 #[utoipa::path(get, path = "/status/{status}", tag = "pages",
-    params(("status" = crate::openapi::schema::FractalStatus, Path, description = "pending, running, done or failed")),
+    params(
+        ("status" = crate::openapi::schema::FractalStatus, Path, description = "pending, running, done or failed"),
+        ("page" = Option<i64>, Query, minimum = 1, description = "Page number, from 1: a hundred fractals a page, newest first"),
+    ),
     responses(
-        (status = 200, description = "The newest fractals of that status, with their last errors", content_type = "text/html", body = String),
-        (status = 404, description = "Not a status", content_type = "text/html", body = String),
+        (status = 200, description = "A page of the fractals of that status, with their last errors", content_type = "text/html", body = String),
+        (status = 404, description = "Not a status, not a page number, or past the last page", content_type = "text/html", body = String),
         (status = 503, description = "The database does not answer", content_type = "text/html", body = String),
     ))]
 pub async fn status_page(
     State(state): State<AppState>,
     status: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    query: Result<Query<StatusPageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Some(status) = status
         .ok()
@@ -40,13 +51,32 @@ pub async fn status_page(
     else {
         return not_found("There is no such status: pending, running, done or failed.");
     };
-    render(&state, status).await.unwrap_or_else(error_page)
+    let page = match query.map(|Query(q)| q.page) {
+        Ok(None) => 1,
+        Ok(Some(text)) => match text.parse::<u64>() {
+            Ok(page) if page >= 1 => page,
+            _ => return not_found("There is no such page: pages are numbered from 1."),
+        },
+        Err(_) => return not_found("There is no such page: pages are numbered from 1."),
+    };
+    render(&state, status, page)
+        .await
+        .unwrap_or_else(error_page)
 }
 
-async fn render(state: &AppState, status: FractalStatus) -> Result<Response, ApiError> {
+/// The address of page `page` of `status`'s fractals.
+fn page_url(status: FractalStatus, page: u64) -> String {
+    if page == 1 {
+        format!("/status/{status}")
+    } else {
+        format!("/status/{status}?page={page}")
+    }
+}
+
+async fn render(state: &AppState, status: FractalStatus, page: u64) -> Result<Response, ApiError> {
     let counts = state.db.count_by_status().await?;
     let query = ListQuery {
-        page: 1,
+        page,
         per_page: STATUS_ROWS,
         status: Some(status),
         updated_before: None,
@@ -57,6 +87,10 @@ async fn render(state: &AppState, status: FractalStatus) -> Result<Response, Api
         },
     };
     let (total, records) = state.db.list(&query).await?;
+    let pages = query.total_pages(total).max(1);
+    if page > pages {
+        return Ok(past_the_last(page, pages, &page_url(status, pages)));
+    }
     let body = html! {
         main.status-list {
             h2 { (total) " " (status) }
@@ -69,10 +103,6 @@ async fn render(state: &AppState, status: FractalStatus) -> Result<Response, Api
                     }
                 }
             } @else {
-                @if total > records.len() as u64 {
-                    p { "The newest " (records.len()) " of " (total) "; "
-                        code { "faafo list --status " (status) } " lists them all." }
-                }
                 // Scrolled sideways on a narrow screen, not folded letter by
                 // letter.
                 div.wide {
@@ -107,10 +137,20 @@ async fn render(state: &AppState, status: FractalStatus) -> Result<Response, Api
             }
         }
     };
+    let body = html! {
+        (body)
+        (pager(page, pages, |page| page_url(status, page)))
+    };
     // Pending and running fractals move on every few seconds; the page
-    // follows them (and the counts), as the first page does.
+    // follows them (and the counts), as the first page does. (A later page
+    // too: its rows are numbered from the newest, which move.)
+    let title = if page == 1 {
+        format!("faafo — {status}")
+    } else {
+        format!("faafo — {status}, page {page}")
+    };
     Ok(html_page(
         StatusCode::OK,
-        layout(&format!("faafo — {status}"), Some(&counts), Live::Yes, body),
+        layout(&title, Some(&counts), Live::Yes, body),
     ))
 }

@@ -1650,9 +1650,49 @@ async fn the_counts_lead_to_each_status_and_its_errors() {
     );
     let page = app.get("/status/running").await.text().await.expect("page");
     assert!(page.contains("No running fractal."), "{page}");
-    for path in ["/status/lost", "/status/Failed", "/status/"] {
+    for path in [
+        "/status/lost",
+        "/status/Failed",
+        "/status/",
+        "/status/pending?page=0",
+        "/status/pending?page=x",
+        "/status/pending?page=2",
+    ] {
         let response = app.get(path).await;
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
     }
+    // A hundred a page, newest first; the others on the pages after.
+    for _ in 0..100 {
+        app.api
+            .create(&new_fractal(8, 8, None))
+            .await
+            .expect("create");
+    }
+    let first = app.get("/status/pending").await.text().await.expect("page");
+    assert!(first.contains("page 1 of 2"), "{first}");
+    assert!(
+        first.contains("href=\"/status/pending?page=2\" rel=\"next\""),
+        "{first}"
+    );
+    assert!(
+        !first.contains(&pending.uuid),
+        "the oldest, on page 2: {first}"
+    );
+    let second = app.get("/status/pending?page=2").await;
+    assert_eq!(second.status(), StatusCode::OK);
+    let second = second.text().await.expect("page");
+    assert!(second.contains("page 2 of 2"), "{second}");
+    assert!(
+        second.contains(&format!("href=\"/show/{}\"", pending.uuid)),
+        "{second}"
+    );
+    assert!(
+        second.contains("href=\"/status/pending\" rel=\"prev\""),
+        "{second}"
+    );
+    let past = app.get("/status/pending?page=3").await;
+    assert_eq!(past.status(), StatusCode::NOT_FOUND);
+    let past = past.text().await.expect("page");
+    assert!(past.contains("href=\"/status/pending?page=2\""), "{past}");
     app.stop().await;
 }
