@@ -12,37 +12,13 @@
 # SQLite in a temporary directory, like pipeline.sh.
 set -euo pipefail
 
-faafo=${FAAFO:-target/release/faafo}
 tasks=${1:-3000}
-broker=${TRANSPORT_URL:-rabbit://guest:guest@127.0.0.1:5672/}
-mgmt=${RABBIT_API:-http://127.0.0.1:15672/api}
-[ -x "$faafo" ] || { echo "$faafo not found: cargo build --release -p faafo-producer --bin faafo" >&2; exit 1; }
-
-dir=$(mktemp -d)
 vhost="faafo-connection-loss-$$"
-pids=()
-cleanup() {
-    set +e
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
-    wait 2>/dev/null
-    curl -fsS -u guest:guest -X DELETE "$mgmt/vhosts/$vhost" >/dev/null
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-curl -fsS -u guest:guest -X PUT "$mgmt/vhosts/$vhost" >/dev/null
-curl -fsS -u guest:guest -X PUT -H 'content-type: application/json' \
-    -d '{"configure":".*","write":".*","read":".*"}' "$mgmt/permissions/$vhost/guest" >/dev/null
+source "$(dirname "$0")/common.sh"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$dir/faafo.conf" <<EOF
-[DEFAULT]
-transport_url = ${broker%/}/$vhost
-state_path = $dir
-endpoint_url = http://127.0.0.1:$port
-log_file = $dir/faafo.log
-
-[api]
-bind_port = $port
+port=$(free_port)
+write_conf "$port"
+cat >>"$dir/faafo.conf" <<EOF
 
 [producer]
 min_tasks = $tasks
@@ -53,10 +29,7 @@ EOF
 
 "$faafo" api --config-file "$dir/faafo.conf" 2>"$dir/api.err" &
 pids+=($!)
-for _ in $(seq 100); do
-    curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-    sleep 0.1
-done
+wait_for_api "$port"
 for worker in 1 2; do
     "$faafo" worker --config-file "$dir/faafo.conf" 2>"$dir/worker$worker.err" &
     pids+=($!)

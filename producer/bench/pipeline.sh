@@ -41,16 +41,10 @@ default)
     exit 2
     ;;
 esac
-faafo=${FAAFO:-target/release/faafo}
 seed=${SEED:-7}
 in_flight=${IN_FLIGHT:-64}
-broker=${TRANSPORT_URL:-rabbit://guest:guest@127.0.0.1:5672/}
-mgmt=${RABBIT_API:-http://127.0.0.1:15672/api}
-[ -x "$faafo" ] || { echo "$faafo not found: cargo build --release -p faafo-producer --bin faafo" >&2; exit 1; }
-
-dir=$(mktemp -d)
 vhost="faafo-pipeline-$$"
-pids=()
+source "$(dirname "$0")/common.sh"
 # SPLIT_CORES=1: processes pinned to CPU 0 (services) or 1 (the worker).
 services=() render=() broker_mask=
 if [ -n "${SPLIT_CORES:-}" ]; then
@@ -58,34 +52,10 @@ if [ -n "${SPLIT_CORES:-}" ]; then
     broker_mask=$(taskset -p "$(pgrep -o beam.smp)" | awk '{print $NF}')
     taskset -a -p -c 0 "$(pgrep -o beam.smp)" >/dev/null
 fi
-# Every step runs whatever failed before it: processes stopped first (so
-# that their logs are complete), then the logs kept, the broker unpinned,
-# the vhost and the directory removed.
-cleanup() {
-    set +e
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
-    wait 2>/dev/null
-    [ -n "${KEEP_LOGS:-}" ] && cp -r "$dir" "$KEEP_LOGS"
-    [ -n "$broker_mask" ] && taskset -a -p "$broker_mask" "$(pgrep -o beam.smp)" >/dev/null
-    curl -fsS -u guest:guest -X DELETE "$mgmt/vhosts/$vhost" >/dev/null
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-curl -fsS -u guest:guest -X PUT "$mgmt/vhosts/$vhost" >/dev/null
-curl -fsS -u guest:guest -X PUT -H 'content-type: application/json' \
-    -d '{"configure":".*","write":".*","read":".*"}' "$mgmt/permissions/$vhost/guest" >/dev/null
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$dir/faafo.conf" <<EOF
-[DEFAULT]
-transport_url = ${broker%/}/$vhost
-state_path = $dir
-endpoint_url = http://127.0.0.1:$port
-log_file = $dir/faafo.log
-rpc_codec = ${RPC_CODEC:-json}
-
-[api]
-bind_port = $port
+port=$(free_port)
+write_conf "$port" "rpc_codec = ${RPC_CODEC:-json}"
+cat >>"$dir/faafo.conf" <<EOF
 
 [worker]
 executor_size = ${EXECUTOR_SIZE:-0}
@@ -100,10 +70,7 @@ EOF
 
 "${services[@]}" "$faafo" api --config-file "$dir/faafo.conf" 2>"$dir/api.err" &
 pids+=($!)
-for _ in $(seq 100); do
-    curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-    sleep 0.1
-done
+wait_for_api "$port"
 "${render[@]}" "$faafo" worker --config-file "$dir/faafo.conf" 2>"$dir/worker.err" &
 pids+=($!)
 sleep 1
