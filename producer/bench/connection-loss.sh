@@ -38,6 +38,7 @@ sleep 1
 start=$(date +%s.%N)
 "$faafo" producer --one-shot --config-file "$dir/faafo.conf" 2>"$dir/producer.err" &
 producer=$!
+pids+=("$producer")
 # The management API lists a connection once its statistics come (up to
 # 5 s): wait for the producer's, then close it.
 closed=0
@@ -59,6 +60,6 @@ wait "$producer" || status=$?
 end=$(date +%s.%N)
 done_count=$(curl -fsS "http://127.0.0.1:$port/v1/fractal?status=done&results_per_page=1" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["num_results"])')
-renders=$(cat "$dir"/faafo.log* | grep -o "processing task [0-9a-f-]*" | sort | uniq -c |
-    awk '{ n += $1; t += 1 } END { printf "%d renders of %d tasks", n, t }')
+renders=$({ cat "$dir"/faafo.log* 2>/dev/null | grep -o "processing task [0-9a-f-]*" || true; } |
+    sort | uniq -c | awk '{ n += $1; t += 1 } END { printf "%d renders of %d tasks", n + 0, t + 0 }')
 echo "connection closed $closed time(s) during the batch; producer exit $status; $done_count of $tasks done; $renders; $(printf '%.2f' "$(echo "$end - $start" | bc)") s"

@@ -141,9 +141,11 @@ async fn render(state: &AppState, status: FractalStatus, page: u64) -> Result<Re
         (body)
         (pager(page, pages, |page| page_url(status, page)))
     };
-    // Pending and running fractals move on every few seconds; the page
-    // follows them (and the counts), as the first page does. (A later page
-    // too: its rows are numbered from the newest, which move.)
+    // Pending and running fractals move on every few seconds; the first
+    // page follows them (and the counts), as the index's first page does.
+    // A later one is history, as the index's are (live, it could turn into
+    // a 404 past the last page as the fractals move, and stop there).
+    let live = if page == 1 { Live::Yes } else { Live::No };
     let title = if page == 1 {
         format!("faafo — {status}")
     } else {
@@ -151,6 +153,6 @@ async fn render(state: &AppState, status: FractalStatus, page: u64) -> Result<Re
     };
     Ok(html_page(
         StatusCode::OK,
-        layout(&title, Some(&counts), Live::Yes, body),
+        layout(&title, Some(&counts), live, body),
     ))
 }

@@ -1682,6 +1682,8 @@ async fn the_counts_lead_to_each_status_and_its_errors() {
     assert_eq!(second.status(), StatusCode::OK);
     let second = second.text().await.expect("page");
     assert!(second.contains("page 2 of 2"), "{second}");
+    // History, as the index's later pages: no script to follow the news.
+    assert_eq!(second.matches("<script").count(), 0, "{second}");
     assert!(
         second.contains(&format!("href=\"/show/{}\"", pending.uuid)),
         "{second}"

@@ -1003,6 +1003,8 @@ async fn run_subscription(
     let mut refusals = 0u32;
     // Whether the queue outlived the consumer's last loss.
     let mut queue_kept = true;
+    // Attempts in a row that could not ask whether it did.
+    let mut unasked = 0u32;
     loop {
         if let Some((link, channel, mut consumer)) = current.take() {
             let ended = loop {
@@ -1100,11 +1102,23 @@ async fn run_subscription(
         // meanwhile, and gives back what the lost consumer had not
         // acknowledged.
         match queue_exists(&link, &queue).await {
-            Some(kept) => queue_kept &= kept,
+            Some(kept) => {
+                unasked = 0;
+                queue_kept &= kept;
+            }
             // Not known: not taken for gone (its calls would be sent
             // again); asked again at the next attempt.
             None => {
-                debug!(%queue, "could not ask whether the queue outlived the loss; trying again");
+                unasked += 1;
+                if unasked.is_multiple_of(REFUSALS_TO_WARN) {
+                    warn!(
+                        %queue, attempts = unasked,
+                        "cannot ask the broker whether this queue outlived the lost connection: \
+                         nothing is consumed from it until it answers; trying again"
+                    );
+                } else {
+                    debug!(%queue, "could not ask whether the queue outlived the loss; trying again");
+                }
                 continue;
             }
         }

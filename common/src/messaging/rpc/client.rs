@@ -260,8 +260,16 @@ impl RpcClient {
             // of an earlier one (the loss that made it send again, told
             // late) is not a second loss.
             let sent_on = confirm.link();
+            // Sent while the reply consumer is away: a reply that comes
+            // before it has made its queue again is dropped by the broker,
+            // so the queue's loss is this send's loss too.
+            let sent_while_away = waiter.is_away();
             let mut confirm = Unsettled::new(confirm);
-            let mut monitor_deadline = monitor.map(|m| Instant::now() + m);
+            // No heartbeat can come while the reply consumer is away: the
+            // monitor starts once it is back.
+            let mut monitor_deadline = monitor
+                .filter(|_| !sent_while_away)
+                .map(|m| Instant::now() + m);
             let mut partial: Option<Payload> = None;
             loop {
                 let lost = tokio::select! {
@@ -342,7 +350,9 @@ impl RpcClient {
                         }
                         // Sent again already, on a later connection: the
                         // reply consumer is back (the monitor too).
-                        Some(ReplyEvent::ConnectionLost(lost)) if lost < sent_on => {
+                        Some(ReplyEvent::ConnectionLost(lost))
+                            if lost < sent_on && !sent_while_away =>
+                        {
                             monitor_deadline = monitor.map(|m| Instant::now() + m);
                             continue;
                         }

@@ -99,7 +99,13 @@ impl Endpoint {
                     RemoteError::type_error(format!("{method}() got invalid arguments: {e}"));
                 // The method never runs, so nothing else would say so: a
                 // peer of another version, or a bug, its operator must see.
-                tracing::warn!(%method, %error, "refused a request whose arguments do not fit its method");
+                // Cut short: the error quotes the peer's value, which
+                // can be megabytes.
+                tracing::warn!(
+                    %method,
+                    error = %crate::fractal::truncate(&error.message, 300),
+                    "refused a request whose arguments do not fit its method"
+                );
                 Box::pin(async move { Err(error) })
             }
         });

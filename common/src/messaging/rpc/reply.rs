@@ -256,6 +256,12 @@ impl ReplyWaiter {
         }))
     }
 
+    /// Whether the reply consumer lost its connection and does not
+    /// consume again yet: no reply (nor heartbeat) comes meanwhile.
+    pub(crate) fn is_away(&self) -> bool {
+        self.away.load(Ordering::SeqCst)
+    }
+
     /// The reply queue's name (`_reply_q`).
     pub(crate) fn queue(&self) -> &str {
         &self.queue
