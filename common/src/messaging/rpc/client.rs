@@ -223,6 +223,8 @@ impl RpcClient {
         let unique_id = wire::new_id();
         let mut pending = waiter.register(&msg_id)?;
         let monitor = self.call_monitor_timeout;
+        // The call monitor's deadline from now, when there is one.
+        let armed_monitor = || monitor.map(|m| Instant::now() + m);
         let body = self.encode_request(
             ctx,
             method,
@@ -267,9 +269,7 @@ impl RpcClient {
             let mut confirm = Unsettled::new(confirm);
             // No heartbeat can come while the reply consumer is away: the
             // monitor starts once it is back.
-            let mut monitor_deadline = monitor
-                .filter(|_| !sent_while_away)
-                .map(|m| Instant::now() + m);
+            let mut monitor_deadline = armed_monitor().filter(|_| !sent_while_away);
             let mut partial: Option<Payload> = None;
             loop {
                 let lost = tokio::select! {
@@ -314,7 +314,7 @@ impl RpcClient {
                                     if !reply.result.is_null() {
                                         partial = Some(reply.result);
                                     }
-                                    monitor_deadline = monitor.map(|m| Instant::now() + m);
+                                    monitor_deadline = armed_monitor();
                                     continue;
                                 }
                                 _ => {
@@ -345,7 +345,7 @@ impl RpcClient {
                             continue;
                         }
                         Some(ReplyEvent::Back) => {
-                            monitor_deadline = monitor.map(|m| Instant::now() + m);
+                            monitor_deadline = armed_monitor();
                             continue;
                         }
                         // Sent again already, on a later connection: the
@@ -353,7 +353,7 @@ impl RpcClient {
                         Some(ReplyEvent::ConnectionLost(lost))
                             if lost < sent_on && !sent_while_away =>
                         {
-                            monitor_deadline = monitor.map(|m| Instant::now() + m);
+                            monitor_deadline = armed_monitor();
                             continue;
                         }
                         Some(ReplyEvent::ConnectionLost(_)) => {
