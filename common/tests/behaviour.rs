@@ -1608,6 +1608,44 @@ async fn a_refused_message_spoils_none_of_its_neighbours() {
     t.close().await;
 }
 
+/// Each refused message makes RabbitMQ close a channel, and lapin 4.12.3
+/// kept that channel's error under its id; ids wrap at `channel_max`
+/// (2,047), so after about 2,000 refusals every new channel of the
+/// connection failed at once with the old `NOT_FOUND`, calls and replies
+/// included, the connection still up. faafo's patched lapin
+/// (`common/vendor/lapin`) drops the old error when an id is reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_outlives_thousands_of_refused_messages() {
+    let env = TestBroker::rabbit().await;
+    let t = env.transport().await;
+    let server = start_server(&t, "outlives", "h1", Arc::default()).await;
+    let client = RpcClient::new(&t, Target::topic("outlives")).timeout(Duration::from_secs(10));
+    let _: Value = client
+        .call(&ctx(), "echo", &json!({"value": 0}))
+        .await
+        .expect("a call before the refusals");
+    let missing = unique_name("missing");
+    // More than channel_max: every channel id is used, then reused.
+    for n in 0..2_300 {
+        match publish_raw(&t, &missing, "nowhere", b"{}".to_vec(), "application/json").await {
+            Err(MessagingError::Refused(_)) => {}
+            other => panic!("refused publish {n} to a missing exchange: {other:?}"),
+        }
+    }
+    for n in 0..50 {
+        let echoed = client
+            .call::<_, Value>(&ctx(), "echo", &json!({"value": n}))
+            .await;
+        assert_eq!(
+            echoed.as_ref().ok(),
+            Some(&json!(n)),
+            "call {n} after 2,300 refused messages: {echoed:?}"
+        );
+    }
+    server.stop().await;
+    t.close().await;
+}
+
 /// Only RabbitMQ has a management API to compare declarations with.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_declares_oslo_topology() {

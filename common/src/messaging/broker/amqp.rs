@@ -310,7 +310,7 @@ impl AmqpBroker {
     pub(crate) async fn queue_depth(&self, name: &str) -> Result<Option<usize>> {
         let deadline = Instant::now() + Duration::from_secs(5);
         let link = self.inner.wait_up(deadline).await?;
-        let depth = passive_declare(&link, name).await.map_err(refused)?;
+        let depth = passive_declare(&link, name).await?;
         Ok(depth.map(|ready| ready as usize))
     }
 
@@ -904,28 +904,36 @@ async fn queue_exists(link: &Link, queue: &str) -> Option<bool> {
 
 /// A passive declaration of `queue`, on a channel of its own (a queue that
 /// is not there closes the channel it was asked on): its ready messages,
-/// `None` when the broker says NOT_FOUND.
-async fn passive_declare(link: &Link, queue: &str) -> lapin::Result<Option<u32>> {
-    let channel = link.connection.create_channel().await?;
-    let asked = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await;
+/// `None` when the broker says NOT_FOUND. Bounded by [`PASSIVE_DECLARE_WAIT`]:
+/// a broker that stops answering on a live connection (a stuck node) would
+/// otherwise hold a reconnecting consumer away for good.
+async fn passive_declare(link: &Link, queue: &str) -> Result<Option<u32>> {
+    let asked = tokio::time::timeout(PASSIVE_DECLARE_WAIT, async {
+        let channel = link.connection.create_channel().await?;
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let _ = tokio::time::timeout(CHANNEL_CLOSE_WAIT, channel.close(200, "OK".into())).await;
+        Ok(declared.message_count())
+    })
+    .await
+    .map_err(|_| unanswered("a passive queue declaration"))?;
     match asked {
-        Ok(declared) => {
-            let _ = tokio::time::timeout(CHANNEL_CLOSE_WAIT, channel.close(200, "OK".into())).await;
-            Ok(Some(declared.message_count()))
-        }
+        Ok(ready) => Ok(Some(ready)),
         Err(e) if is_not_found(&e) => Ok(None),
-        Err(e) => Err(e),
+        Err(e) => Err(refused(e)),
     }
 }
+
+/// The longest wait for the broker to answer a passive declaration.
+const PASSIVE_DECLARE_WAIT: Duration = Duration::from_secs(10);
 
 /// The broker's NOT_FOUND (a passive declaration of a queue not there).
 fn is_not_found(e: &lapin::Error) -> bool {

@@ -170,8 +170,27 @@ pub async fn run(
         },
     ));
 
-    signal.wait().await;
-    info!("stopping faafo (a second Ctrl-C stops at once)");
+    // A part that ends before the signal (a panic, the API's server
+    // failing) stops the others: `up` does not go on serving a page that
+    // nothing fills, nor renders for an API that is gone.
+    let (mut producer, mut api_task) = (producer, api_task);
+    let mut producer_ended = None;
+    let mut api_ended = None;
+    tokio::select! {
+        // The signal first: the producer it stops may have ended by the
+        // time this polls, and is then not "on its own".
+        biased;
+        () = signal.wait() => info!("stopping faafo (a second Ctrl-C stops at once)"),
+        ended = &mut producer => {
+            error!("the producer stopped on its own: stopping faafo");
+            producer_ended = Some(ended);
+        }
+        ended = &mut api_task => {
+            error!("the API stopped on its own: stopping faafo");
+            api_ended = Some(ended);
+        }
+    }
+    signal.trigger();
     // The producer and the worker stop together, the API last: the renders
     // that finish in the worker's grace are answered and stored. Renders
     // still running after it are cancelled (the worker says so), and the
@@ -195,20 +214,34 @@ pub async fn run(
             dispatcher.give_up_calls();
         }
     };
-    let (producer_ended, ()) = tokio::join!(producer, worker_stopped);
-    if let Err(e) = producer_ended {
-        error!("the producer task failed: {e}");
-    }
+    let producer_early = producer_ended.is_some();
+    let producer_ended = match producer_ended {
+        Some(ended) => {
+            worker_stopped.await;
+            ended
+        }
+        None => tokio::join!(producer, worker_stopped).0,
+    };
     api_stop.trigger();
-    match api_task.await {
+    let api_early = api_ended.is_some();
+    let api_ended = match api_ended {
+        Some(ended) => ended,
+        None => api_task.await,
+    };
+    producer_transport.close().await;
+    worker_transport.close().await;
+    info!("faafo stopped; its data stays in {data}");
+    match api_ended {
+        Ok(Ok(())) if api_early => return Err("the API stopped on its own".into()),
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(format!("the API failed: {e}").into()),
         Err(e) => return Err(format!("the API task failed: {e}").into()),
     }
-    producer_transport.close().await;
-    worker_transport.close().await;
-    info!("faafo stopped; its data stays in {data}");
-    Ok(ExitCode::SUCCESS)
+    match producer_ended {
+        Err(e) => Err(format!("the producer task failed: {e}").into()),
+        Ok(()) if producer_early => Err("the producer stopped on its own".into()),
+        Ok(()) => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// Where `up` keeps its data, in words: the data directory with the
