@@ -1448,21 +1448,31 @@ fn scripted_fractal(uuid: &str, status: &str, error: Value, created_at: &str) ->
 /// The status line of a scripted answer that never comes.
 const HANG: &str = "hang";
 
+/// A scripted answer: status line, extra headers, body.
+type Answer = (&'static str, &'static str, Vec<u8>);
+
 /// An HTTP server on 127.0.0.1 that answers the requests it gets, in
 /// order, with `answers` (status line, extra headers, body; [`HANG`]: no
 /// answer at all), keeping connections alive as reqwest expects; the
 /// requests' first lines are sent on the channel.
-fn scripted_api(
-    answers: Vec<(&'static str, &'static str, Vec<u8>)>,
+fn scripted_api(answers: Vec<Answer>) -> (String, std::sync::mpsc::Receiver<String>) {
+    let answers = std::sync::Mutex::new(answers.into_iter());
+    answering_api(move |_| answers.lock().map(|mut a| a.next()).ok().flatten())
+}
+
+/// The same, each answer chosen by `answer` from the request's first line
+/// (`None`: the connection closed unanswered).
+fn answering_api(
+    answer: impl Fn(&str) -> Option<Answer> + Send + Sync + 'static,
 ) -> (String, std::sync::mpsc::Receiver<String>) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let url = format!("http://{}", listener.local_addr().expect("its address"));
     let (seen, requests) = std::sync::mpsc::channel();
-    let answers = std::sync::Arc::new(std::sync::Mutex::new(answers.into_iter()));
+    let answer = std::sync::Arc::new(answer);
     std::thread::spawn(move || {
         for connection in listener.incoming().map_while(Result::ok) {
-            let (answers, seen) = (answers.clone(), seen.clone());
+            let (answer, seen) = (answer.clone(), seen.clone());
             std::thread::spawn(move || {
                 let Ok(mut writer) = connection.try_clone() else {
                     return;
@@ -1491,8 +1501,9 @@ fn scripted_api(
                     if reader.read_exact(&mut body).is_err() {
                         return;
                     }
-                    let _ = seen.send(head.first().cloned().unwrap_or_default());
-                    let next = answers.lock().map(|mut a| a.next()).ok().flatten();
+                    let line = head.first().cloned().unwrap_or_default();
+                    let next = answer(&line);
+                    let _ = seen.send(line);
                     let Some((status, headers, body)) = next else {
                         return;
                     };
@@ -1858,6 +1869,69 @@ fn the_wait_asks_about_several_fractals_at_once() {
     let seen: Vec<String> = requests.try_iter().collect();
     let gets = seen.iter().filter(|line| line.starts_with("GET ")).count();
     assert_eq!(gets, 3, "{seen:?}");
+}
+
+/// A fractal the API keeps failing on (a 500 for its row alone) does not
+/// hold up the wait for the others: they are asked about past it, and the
+/// one done is not asked about again. (Each round of the wait ended at
+/// the first failure: the fractals after it were never seen done.)
+#[test]
+fn a_fractal_the_api_fails_on_does_not_hold_up_the_others() {
+    let json_headers = "content-type: application/json\r\n";
+    let (failing, fine) = (
+        "01a20784-fe99-72fe-a554-00000000000c",
+        "01a20784-fe99-72fe-a554-00000000000d",
+    );
+    let at = "2026-11-25T00:00:00.000000Z";
+    let created = std::sync::atomic::AtomicUsize::new(0);
+    let (url, requests) = answering_api(move |line| {
+        let fractal = |uuid: &str, status: &str| {
+            scripted_fractal(uuid, status, Value::Null, at)
+                .to_string()
+                .into_bytes()
+        };
+        if line.starts_with("POST ") {
+            let n = created.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let uuid = if n == 0 { failing } else { fine };
+            Some(("201 Created", json_headers, fractal(uuid, "pending")))
+        } else if line.contains(failing) {
+            Some((
+                "500 Internal Server Error",
+                json_headers,
+                br#"{"code": 500, "message": "a corrupt row"}"#.to_vec(),
+            ))
+        } else {
+            Some(("200 OK", json_headers, fractal(fine, "done")))
+        }
+    });
+    let output = faafo_at(
+        &url,
+        &[
+            "--output",
+            "json",
+            "create",
+            "--tasks",
+            "2",
+            "--wait",
+            "--timeout",
+            "3",
+        ],
+    );
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("gave up waiting (--timeout) while the API fails")
+            && err.contains("a corrupt row"),
+        "{err}"
+    );
+    let seen: Vec<String> = requests.try_iter().collect();
+    let asked = |uuid: &str| {
+        seen.iter()
+            .filter(|line| line.starts_with("GET ") && line.contains(uuid))
+            .count()
+    };
+    assert_eq!(asked(fine), 1, "{seen:?}");
+    assert!(asked(failing) > 1, "{seen:?}");
 }
 
 /// `list` reads its pages by uuid, and an API older than `uuid_after`

@@ -504,9 +504,9 @@ async fn poll_until_ended(
         let pass_started = std::time::Instant::now();
         // The fractals still waited for, asked about a few at a time (a
         // batch of a hundred over a slow network took a round trip each,
-        // in turn), their answers taken in order; the round ends at the
-        // first failure, or at `deadline`, and the requests still out are
-        // dropped.
+        // in turn), their answers taken in order; the round ends after
+        // FAILURES_ENDING_A_ROUND transient failures in a row, or at
+        // `deadline`, and the requests still out are dropped.
         let waiting: Vec<usize> = (0..fractals.len())
             .filter(|&i| ended[i].is_none())
             .collect();
@@ -519,6 +519,7 @@ async fn poll_until_ended(
             spacing.tick().await;
             Some(((), spacing))
         });
+        let mut failed_in_a_row = 0;
         let mut answers = std::pin::pin!(
             futures_util::stream::iter(waiting)
                 .zip(ticks)
@@ -542,6 +543,7 @@ async fn poll_until_ended(
             if !matches!(&answer, Err(e) if e.is_transient()) {
                 failing_since = None;
                 failure = None;
+                failed_in_a_row = 0;
             }
             match answer {
                 Ok(now) if matches!(now.status, FractalStatus::Done | FractalStatus::Failed) => {
@@ -562,13 +564,20 @@ async fn poll_until_ended(
                 }
                 Err(e) if e.is_transient() => {
                     let since = *failing_since.get_or_insert_with(std::time::Instant::now);
-                    if since.elapsed() > API_PATIENCE || out_of_time() {
+                    if since.elapsed() > API_PATIENCE {
                         bar.abandon();
                         return Err(e.into());
                     }
                     bar.set_message(format!("(the API: {e}; trying again)"));
                     failure = Some(e.to_string());
-                    break;
+                    // A few failures in a row end the round (the API is
+                    // down: the rest would fail too); one fractal the API
+                    // keeps failing on does not hold up the ones after it.
+                    failed_in_a_row += 1;
+                    if failed_in_a_row >= FAILURES_ENDING_A_ROUND || out_of_time() {
+                        break;
+                    }
+                    continue;
                 }
                 Err(e) => {
                     bar.abandon();
@@ -608,6 +617,9 @@ const POLLS_PER_SECOND: f64 = 500.0;
 
 /// How long `create --wait` waits for an API that stopped answering.
 const API_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Transient failures in a row that end a round of `create --wait`.
+const FAILURES_ENDING_A_ROUND: usize = 3;
 
 /// How many fractals `create --wait` asks the API about at once.
 const POLL_CONCURRENCY: usize = 8;
