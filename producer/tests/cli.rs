@@ -1871,17 +1871,11 @@ fn the_wait_asks_about_several_fractals_at_once() {
     assert_eq!(gets, 3, "{seen:?}");
 }
 
-/// A fractal the API keeps failing on (a 500 for its row alone) does not
-/// hold up the wait for the others: they are asked about past it, and the
-/// one done is not asked about again. (Each round of the wait ended at
-/// the first failure: the fractals after it were never seen done.)
-#[test]
-fn a_fractal_the_api_fails_on_does_not_hold_up_the_others() {
+/// `faafo create --tasks 2 --wait --timeout 3` against an API that answers
+/// 500 for the first fractal's row, always, and `other` as the second's
+/// status: the command's standard error and the requests' first lines.
+fn wait_beside_a_fractal_the_api_fails_on(other: &'static str) -> (String, Vec<String>) {
     let json_headers = "content-type: application/json\r\n";
-    let (failing, fine) = (
-        "01a20784-fe99-72fe-a554-00000000000c",
-        "01a20784-fe99-72fe-a554-00000000000d",
-    );
     let at = "2026-11-25T00:00:00.000000Z";
     let created = std::sync::atomic::AtomicUsize::new(0);
     let (url, requests) = answering_api(move |line| {
@@ -1892,16 +1886,16 @@ fn a_fractal_the_api_fails_on_does_not_hold_up_the_others() {
         };
         if line.starts_with("POST ") {
             let n = created.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let uuid = if n == 0 { failing } else { fine };
+            let uuid = if n == 0 { FAILING_ROW } else { FINE_ROW };
             Some(("201 Created", json_headers, fractal(uuid, "pending")))
-        } else if line.contains(failing) {
+        } else if line.contains(FAILING_ROW) {
             Some((
                 "500 Internal Server Error",
                 json_headers,
                 br#"{"code": 500, "message": "a corrupt row"}"#.to_vec(),
             ))
         } else {
-            Some(("200 OK", json_headers, fractal(fine, "done")))
+            Some(("200 OK", json_headers, fractal(FINE_ROW, other)))
         }
     });
     let output = faafo_at(
@@ -1919,19 +1913,40 @@ fn a_fractal_the_api_fails_on_does_not_hold_up_the_others() {
     );
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{err}");
+    (err, requests.try_iter().collect())
+}
+
+/// The fractals of [`wait_beside_a_fractal_the_api_fails_on`].
+const FAILING_ROW: &str = "01a20784-fe99-72fe-a554-00000000000c";
+const FINE_ROW: &str = "01a20784-fe99-72fe-a554-00000000000d";
+
+/// A fractal the API keeps failing on (a 500 for its row alone) does not
+/// hold up the wait for the others: they are asked about past it, and the
+/// one done is not asked about again. (Each round of the wait ended at
+/// the first failure: the fractals after it were never seen done.) The
+/// timeout says the API failed, whether the other is done or still
+/// pending (a later fractal's answer hid the failure).
+#[test]
+fn a_fractal_the_api_fails_on_does_not_hold_up_the_others() {
+    let (err, seen) = wait_beside_a_fractal_the_api_fails_on("done");
     assert!(
         err.contains("gave up waiting (--timeout) while the API fails")
             && err.contains("a corrupt row"),
         "{err}"
     );
-    let seen: Vec<String> = requests.try_iter().collect();
     let asked = |uuid: &str| {
         seen.iter()
             .filter(|line| line.starts_with("GET ") && line.contains(uuid))
             .count()
     };
-    assert_eq!(asked(fine), 1, "{seen:?}");
-    assert!(asked(failing) > 1, "{seen:?}");
+    assert_eq!(asked(FINE_ROW), 1, "{seen:?}");
+    assert!(asked(FAILING_ROW) > 1, "{seen:?}");
+    let (err, _) = wait_beside_a_fractal_the_api_fails_on("pending");
+    assert!(
+        err.contains("gave up waiting (--timeout) while the API fails")
+            && err.contains("a corrupt row"),
+        "{err}"
+    );
 }
 
 /// `list` reads its pages by uuid, and an API older than `uuid_after`

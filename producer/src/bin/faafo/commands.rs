@@ -497,8 +497,9 @@ async fn poll_until_ended(
     let mut ended: Vec<Option<Ended>> = fractals.iter().map(|_| None).collect();
     let mut last_seen: Vec<Fractal> = fractals.to_vec();
     let mut failing_since: Option<std::time::Instant> = None;
-    // What the API said when it last failed, while it still fails.
-    let mut failure: Option<String> = None;
+    // What the API said when it last failed on each fractal, while it
+    // still fails on it.
+    let mut failures: Vec<Option<String>> = fractals.iter().map(|_| None).collect();
     let out_of_time = || deadline.is_some_and(|d| std::time::Instant::now() >= d);
     loop {
         let pass_started = std::time::Instant::now();
@@ -542,8 +543,8 @@ async fn poll_until_ended(
             let (slot, fractal) = (&mut ended[i], &fractals[i]);
             if !matches!(&answer, Err(e) if e.is_transient()) {
                 failing_since = None;
-                failure = None;
                 failed_in_a_row = 0;
+                failures[i] = None;
             }
             match answer {
                 Ok(now) if matches!(now.status, FractalStatus::Done | FractalStatus::Failed) => {
@@ -569,7 +570,7 @@ async fn poll_until_ended(
                         return Err(e.into());
                     }
                     bar.set_message(format!("(the API: {e}; trying again)"));
-                    failure = Some(e.to_string());
+                    failures[i] = Some(e.to_string());
                     // A few failures in a row end the round (the API is
                     // down: the rest would fail too); one fractal the API
                     // keeps failing on does not hold up the ones after it.
@@ -586,7 +587,7 @@ async fn poll_until_ended(
             }
         }
         let out_of_time = out_of_time();
-        if let Some(failure) = failure.as_ref().filter(|_| out_of_time) {
+        if let Some(failure) = failures.iter().flatten().next().filter(|_| out_of_time) {
             // Not the workers' fault: the last state seen may be stale.
             bar.abandon();
             return Err(

@@ -182,11 +182,11 @@ pub async fn run(
         biased;
         () = signal.wait() => info!("stopping faafo (a second Ctrl-C stops at once)"),
         ended = &mut producer => {
-            error!("the producer stopped on its own: stopping faafo");
+            error!("the producer stopped on its own: stopping faafo (Ctrl-C twice stops at once)");
             producer_ended = Some(ended);
         }
         ended = &mut api_task => {
-            error!("the API stopped on its own: stopping faafo");
+            error!("the API stopped on its own: stopping faafo (Ctrl-C twice stops at once)");
             api_ended = Some(ended);
         }
     }
