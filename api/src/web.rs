@@ -204,12 +204,8 @@ pub async fn index_page(
     page: Result<Path<String>, axum::extract::rejection::PathRejection>,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Some(page) = page
-        .ok()
-        .and_then(|Path(p)| p.parse::<i64>().ok())
-        .filter(|&p| p >= 1)
-    else {
-        return not_found("There is no such page: pages are numbered from 1.");
+    let Some(page) = page.ok().and_then(|Path(p)| page_number(&p)) else {
+        return no_such_page();
     };
     let until = match query.map(|Query(q)| q.until.as_deref().map(Timestamp::parse_rfc3339)) {
         Ok(None) => None,
@@ -220,7 +216,7 @@ pub async fn index_page(
             );
         }
     };
-    render_index(&state, page.unsigned_abs(), until)
+    render_index(&state, page, until)
         .await
         .unwrap_or_else(error_page)
 }
@@ -459,6 +455,21 @@ fn live_until_final(status: FractalStatus) -> Live {
         FractalStatus::Pending | FractalStatus::Running => Live::Yes,
         FractalStatus::Done | FractalStatus::Failed => Live::No,
     }
+}
+
+/// A page number as a page's address gives it (the index's path, a
+/// status's `?page=`): from 1, and within an `i64` (the databases' own
+/// numbers).
+fn page_number(text: &str) -> Option<u64> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|&page| page >= 1)
+        .map(i64::unsigned_abs)
+}
+
+/// The 404 for an address whose page number is not one.
+fn no_such_page() -> Response {
+    not_found("There is no such page: pages are numbered from 1.")
 }
 
 /// The links to the newer and older pages around page `page` of `pages`,

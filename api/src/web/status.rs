@@ -10,7 +10,9 @@ use axum::response::Response;
 use faafo_common::fractal::FractalStatus;
 use maud::html;
 
-use super::{Live, error_page, html_page, layout, not_found, pager, past_the_last};
+use super::{
+    Live, error_page, html_page, layout, no_such_page, not_found, page_number, pager, past_the_last,
+};
 use crate::domain::{ListQuery, Order, OrderKey};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -51,13 +53,11 @@ pub async fn status_page(
     else {
         return not_found("There is no such status: pending, running, done or failed.");
     };
-    let page = match query.map(|Query(q)| q.page) {
-        Ok(None) => 1,
-        Ok(Some(text)) => match text.parse::<u64>() {
-            Ok(page) if page >= 1 => page,
-            _ => return not_found("There is no such page: pages are numbered from 1."),
-        },
-        Err(_) => return not_found("There is no such page: pages are numbered from 1."),
+    let Some(page) = query
+        .ok()
+        .and_then(|Query(q)| q.page.as_deref().map_or(Some(1), page_number))
+    else {
+        return no_such_page();
     };
     render(&state, status, page)
         .await
