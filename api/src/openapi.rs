@@ -63,9 +63,10 @@ pub mod schema {
         pub xa: f64,
         /// Right bound.
         pub xb: f64,
-        /// Bottom bound (row 0).
+        /// Lower bound of the imaginary part, drawn as the image's top row
+        /// (the original's orientation).
         pub ya: f64,
-        /// Top bound.
+        /// Upper bound of the imaginary part: the image's bottom row.
         pub yb: f64,
         /// Seed the Julia constant is drawn from (null: derived from the uuid, or c given).
         pub seed: Option<u64>,
@@ -80,7 +81,8 @@ pub mod schema {
         /// Times it was handed to a worker.
         #[schema(format = Int64, maximum = 4294967295_u64)]
         pub attempts: u32,
-        /// Seconds the worker spent rendering.
+        /// Seconds the worker spent rendering and encoding it (not the time it
+        /// waited for its turns beside the worker's other renders).
         pub duration: Option<f64>,
         /// sha256 (hex) of the PNG.
         #[schema(pattern = "^[0-9a-f]{64}$")]
@@ -130,9 +132,9 @@ pub mod schema {
         pub xa: f64,
         /// Right bound.
         pub xb: f64,
-        /// Bottom bound (< yb).
+        /// Lower bound of the imaginary part (< yb): the image's top row.
         pub ya: f64,
-        /// Top bound.
+        /// Upper bound of the imaginary part: the image's bottom row.
         pub yb: f64,
         /// Seed of the Julia constant (any unsigned 64-bit integer).
         pub seed: Option<u64>,

@@ -82,9 +82,10 @@ pub struct Fractal {
     pub xa: f64,
     /// Right bound.
     pub xb: f64,
-    /// Bottom bound (row 0).
+    /// Lower bound of the imaginary part, drawn as the image's top row
+    /// (the original's orientation).
     pub ya: f64,
-    /// Top bound.
+    /// Upper bound of the imaginary part: the image's bottom row.
     pub yb: f64,
     /// Seed the Julia constant is drawn from (`None`: derived from the uuid).
     pub seed: Option<u64>,
@@ -148,9 +149,9 @@ pub struct NewFractal {
     pub xa: f64,
     /// Right bound (> xa).
     pub xb: f64,
-    /// Bottom bound.
+    /// Lower bound of the imaginary part: the image's top row.
     pub ya: f64,
-    /// Top bound (> ya).
+    /// Upper bound of the imaginary part (> ya): the image's bottom row.
     pub yb: f64,
     /// Seed of the Julia constant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -374,9 +375,9 @@ pub struct Task {
     pub xa: f64,
     /// Right bound.
     pub xb: f64,
-    /// Bottom bound.
+    /// Lower bound of the imaginary part: the image's top row.
     pub ya: f64,
-    /// Top bound.
+    /// Upper bound of the imaginary part: the image's bottom row.
     pub yb: f64,
     /// Seed of the Julia constant (`None`: derived from the uuid).
     #[serde(default, skip_serializing_if = "Option::is_none")]

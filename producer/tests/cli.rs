@@ -789,7 +789,7 @@ async fn partial_viewports_and_ctrl_c_while_waiting() {
         ),
         (
             &["create", "--ya", "0.5", "--yb", "0.5"][..],
-            "--ya 0.5 is not less than --yb 0.5: the bottom bound must be less than the top one",
+            "--ya 0.5 is not less than --yb 0.5: the lower bound must be less than the upper one",
         ),
     ] {
         let output = at(args);

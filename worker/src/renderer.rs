@@ -61,7 +61,8 @@ pub struct RenderStats {
     /// Sum over all pixels of the `z = z*z + c` steps performed (the escape index,
     /// or `iterations` for a pixel that never escaped): the work, for throughput.
     pub pixel_iterations: u64,
-    /// Wall time spent choosing `c` and rendering the pixels (not encoding).
+    /// Wall time spent choosing `c` and rendering the pixels (not encoding),
+    /// less the time a render sharing a pool waited for its turns.
     pub duration: Duration,
 }
 
@@ -247,6 +248,10 @@ impl JuliaRenderer {
                 })
                 .try_reduce(|| 0, |a, b| Ok(a + b))
         };
+        // Time spent queued for the pool behind other renders' turns: not
+        // this render's (a small task rendered beside large ones reported
+        // several times its cost).
+        let mut queued = Duration::ZERO;
         let pixel_iterations = match turns {
             None => render_tiles(0, &mut pixels)?,
             Some(pool) => {
@@ -254,7 +259,13 @@ impl JuliaRenderer {
                     pool.current_num_threads().max(1) * turn_tiles_per_thread(tile_len, iterations);
                 let mut sum = 0;
                 for (turn, chunk) in pixels.chunks_mut(turn_tiles * tile_len).enumerate() {
-                    sum += pool.install(|| render_tiles(turn * turn_tiles, chunk))?;
+                    let asked = Instant::now();
+                    let (tiles, ran) = pool.install(|| {
+                        let began = Instant::now();
+                        (render_tiles(turn * turn_tiles, chunk), began.elapsed())
+                    });
+                    queued += asked.elapsed().saturating_sub(ran);
+                    sum += tiles?;
                 }
                 sum
             }
@@ -265,7 +276,7 @@ impl JuliaRenderer {
             constant,
             stats: RenderStats {
                 pixel_iterations,
-                duration: started.elapsed(),
+                duration: started.elapsed().saturating_sub(queued),
             },
         })
     }
@@ -320,6 +331,48 @@ mod tests {
         assert_eq!(
             turn_tiles_per_thread(tile_pixels(10_000_000), 10_000_000),
             1
+        );
+    }
+
+    /// A render that waits for a shared pool behind another render's turn
+    /// does not count the wait as its own rendering time.
+    #[test]
+    fn a_turn_waited_for_is_not_counted_as_rendering() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("pool");
+        let spec = FractalSpec::try_from(crate::FractalParams {
+            width: 8,
+            height: 8,
+            iterations: 16,
+            c_re: Some(-0.8),
+            c_im: Some(0.156),
+            ..Default::default()
+        })
+        .expect("spec");
+        let held = std::sync::Barrier::new(2);
+        let hold = Duration::from_millis(600);
+        let (waited, reported) = std::thread::scope(|scope| {
+            // Another render's turn holds the pool's one thread.
+            scope.spawn(|| {
+                pool.install(|| {
+                    held.wait();
+                    std::thread::sleep(hold);
+                })
+            });
+            held.wait();
+            let asked = Instant::now();
+            let mut png = Vec::new();
+            let output = JuliaRenderer::new(RenderLimits::default())
+                .render_png_on(&pool, &spec, &CancelToken::new(), &mut png)
+                .expect("renders");
+            (asked.elapsed(), output.render.duration)
+        });
+        assert!(waited >= hold / 2, "the pool was not held: {waited:?}");
+        assert!(
+            reported < hold / 3,
+            "{reported:?} reported for an 8x8 render that waited {waited:?} for its turn"
         );
     }
 }

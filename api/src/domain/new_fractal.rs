@@ -45,9 +45,9 @@ pub struct CreateFractal {
     pub xa: f64,
     /// Right bound.
     pub xb: f64,
-    /// Bottom bound (< yb).
+    /// Lower bound of the imaginary part (< yb): the image's top row.
     pub ya: f64,
-    /// Top bound.
+    /// Upper bound of the imaginary part: the image's bottom row.
     pub yb: f64,
     /// Where c comes from.
     pub constant: ConstantSource,

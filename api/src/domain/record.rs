@@ -19,9 +19,9 @@ pub struct FractalRecord {
     pub xa: f64,
     /// Right bound.
     pub xb: f64,
-    /// Bottom bound.
+    /// Lower bound of the imaginary part: the image's top row.
     pub ya: f64,
-    /// Top bound.
+    /// Upper bound of the imaginary part: the image's bottom row.
     pub yb: f64,
     /// Seed of the Julia constant, if one was given.
     pub seed: Option<u64>,

@@ -129,10 +129,13 @@ struct CreateArgs {
     /// Right bound (alone, --xa is drawn to its left).
     #[arg(long, allow_hyphen_values = true, value_parser = finite)]
     xb: Option<f64>,
-    /// Bottom bound (less than --yb; alone, --yb is drawn above it).
+    /// Lower bound of the imaginary part (less than --yb), drawn as the
+    /// image's top row as in the original (alone, a larger --yb is picked
+    /// at random).
     #[arg(long, allow_hyphen_values = true, value_parser = finite)]
     ya: Option<f64>,
-    /// Top bound (alone, --ya is drawn below it).
+    /// Upper bound of the imaginary part: the image's bottom row (alone, a
+    /// smaller --ya is picked at random).
     #[arg(long, allow_hyphen_values = true, value_parser = finite)]
     yb: Option<f64>,
     /// Seed of the Julia constant (random when absent).
@@ -177,7 +180,7 @@ impl CreateArgs {
     fn viewport_mistake(&self) -> Option<String> {
         let pairs = [
             ("--xa", self.xa, "--xb", self.xb, "left", "right"),
-            ("--ya", self.ya, "--yb", self.yb, "bottom", "top"),
+            ("--ya", self.ya, "--yb", self.yb, "lower", "upper"),
         ];
         pairs
             .into_iter()
