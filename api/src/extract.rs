@@ -6,11 +6,12 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::{CONTENT_TYPE, IF_MATCH};
 use axum::http::request::Parts;
+use faafo_common::api_client::IF_CREATED_AT_HEADER;
 use faafo_common::fractal::FractalStatus;
 use headers::Header;
 use serde::de::DeserializeOwned;
 
-use crate::domain::{FractalId, FractalRecord};
+use crate::domain::{FractalId, FractalRecord, Timestamp};
 use crate::error::ApiError;
 
 /// The largest JSON body read, whatever `max_body_size` (which is for
@@ -218,6 +219,58 @@ impl IfMatch {
             record.revision,
             record.status
         ))
+    }
+}
+
+/// The `Faafo-If-Created-At` precondition of a change: it applies only to
+/// the fractal created at that time (its `created_at`, as the API gave it),
+/// else 412. A uuid deleted and created again is another fractal, whose
+/// revisions a client cannot know beforehand: a producer storing a render
+/// of the deleted one names its creation time, so that the render is never
+/// taken for the new fractal's (an unconditional result, which `If-Match`
+/// cannot guard, is welcome whatever else changed meanwhile). Without the
+/// header every fractal is admitted. A malformed time is a 400.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IfCreatedAt(Option<Timestamp>);
+
+impl IfCreatedAt {
+    /// Whether a change may go on with `record` (a 412 if not).
+    pub fn check(&self, record: &FractalRecord) -> Result<(), ApiError> {
+        match self.0 {
+            Some(named) if named != record.created_at => {
+                Err(ApiError::PreconditionFailed(format!(
+                    "fractal {} was created at {}, not at {named} as {IF_CREATED_AT_HEADER} names: \
+                     the fractal that header means was deleted, and the uuid created again",
+                    record.uuid, record.created_at
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IfCreatedAt {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let mut values = parts.headers.get_all(IF_CREATED_AT_HEADER).iter();
+        let Some(value) = values.next() else {
+            return Ok(IfCreatedAt(None));
+        };
+        let malformed = |why: String| {
+            ApiError::BadRequest(format!(
+                "{IF_CREATED_AT_HEADER} must be one RFC 3339 time, a fractal's created_at: {why}"
+            ))
+        };
+        if values.next().is_some() {
+            return Err(malformed("it is given more than once".into()));
+        }
+        let text = value
+            .to_str()
+            .map_err(|_| malformed("it is not text".into()))?;
+        Timestamp::parse_rfc3339(text.trim())
+            .map(|time| IfCreatedAt(Some(time)))
+            .map_err(|e| malformed(e.0))
     }
 }
 

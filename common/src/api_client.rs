@@ -214,6 +214,12 @@ pub struct ListQuery {
 /// Header carrying the request id that follows one fractal through faafo.
 pub const REQUEST_ID_HEADER: &str = "X-Request-Id";
 
+/// The header of a change that applies only to the fractal created at
+/// the time it names (its `created_at`): a uuid deleted and created again
+/// is another fractal, which a render of the deleted one must not finish
+/// (the API answers 412). An API older than the header ignores it.
+pub const IF_CREATED_AT_HEADER: &str = "Faafo-If-Created-At";
+
 /// The API hosts a client may use: at least one `http://` URL, parsed
 /// from one endpoint or several separated by commas.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -747,6 +753,24 @@ impl ApiClient {
         self.json(Method::PUT, &path, call).await
     }
 
+    /// `PUT /v1/fractal/<uuid>` applied only to the fractal created at
+    /// `created_at` (its `created_at` as the API gave it, sent as
+    /// [`IF_CREATED_AT_HEADER`]): a 412 [`ApiError::Status`] if the uuid
+    /// was deleted and created again since (see [`ApiError::is_stale`]).
+    pub async fn update_if_created_at(
+        &self,
+        uuid: &str,
+        created_at: &str,
+        update: &FractalUpdate,
+    ) -> Result<Fractal, ApiError> {
+        let path = format!("/v1/fractal/{}", checked(uuid)?);
+        let call = self.request(Method::PUT, &path).map(|r| {
+            r.json(update)
+                .header(IF_CREATED_AT_HEADER, created_at.trim())
+        });
+        self.json(Method::PUT, &path, call).await
+    }
+
     /// `DELETE /v1/fractal/<uuid>`.
     pub async fn delete(&self, uuid: &str) -> Result<(), ApiError> {
         let path = format!("/v1/fractal/{}", checked(uuid)?);
@@ -776,11 +800,42 @@ impl ApiClient {
         png: Vec<u8>,
         update: &FractalUpdate,
     ) -> Result<Fractal, ApiError> {
+        self.store_result_of(uuid, None, png, update).await
+    }
+
+    /// [`Self::store_result`] applied only to the fractal created at
+    /// `created_at` (sent as [`IF_CREATED_AT_HEADER`]): the render of a
+    /// fractal deleted meanwhile never finishes another fractal created
+    /// under its uuid (a 412 [`ApiError::Status`] instead, see
+    /// [`ApiError::is_stale`]). An API older than the header ignores it.
+    pub async fn store_result_if_created_at(
+        &self,
+        uuid: &str,
+        created_at: &str,
+        png: Vec<u8>,
+        update: &FractalUpdate,
+    ) -> Result<Fractal, ApiError> {
+        self.store_result_of(uuid, Some(created_at), png, update)
+            .await
+    }
+
+    async fn store_result_of(
+        &self,
+        uuid: &str,
+        created_at: Option<&str>,
+        png: Vec<u8>,
+        update: &FractalUpdate,
+    ) -> Result<Fractal, ApiError> {
         let path = format!("/v1/fractal/{}/image", checked(uuid)?);
         let call = self.request(Method::PUT, &path).map(|r| {
-            r.query(update)
+            let r = r
+                .query(update)
                 .header(reqwest::header::CONTENT_TYPE, "image/png")
-                .body(png)
+                .body(png);
+            match created_at {
+                Some(created_at) => r.header(IF_CREATED_AT_HEADER, created_at.trim()),
+                None => r,
+            }
         });
         self.json(Method::PUT, &path, call).await
     }

@@ -452,7 +452,7 @@ impl Dispatcher {
                 // noticed in the same poll: rendered work is stored.
                 biased;
                 answer = self.rpc.call::<_, TaskResult>(&ctx, PROCESS, &args) => answer,
-                () = self.deleted(&api, &uuid) => {
+                () = self.deleted(&api, &uuid, &fractal.created_at) => {
                     // The slot is for calls: free before the cast.
                     drop(permit);
                     self.cancel_render(&ctx, &uuid, revision, CancelReason::Deleted)
@@ -507,7 +507,8 @@ impl Dispatcher {
                     // The slot is for calls: the next one starts while
                     // this result is stored.
                     drop(permit);
-                    let reason = match self.deliver(&api, result, &mut revision).await {
+                    let delivery = self.deliver(&api, result, &fractal.created_at, &mut revision);
+                    let reason = match delivery.await {
                         Delivered::Finished(outcome) => return outcome,
                         Delivered::Refused(reason) => reason,
                         Delivered::Unstorable(reason) => {
@@ -561,19 +562,28 @@ impl Dispatcher {
         }
     }
 
-    /// Resolves once the API no longer has task `uuid` (checked every
-    /// `deletion_check_interval`); never without the setting. An API that
-    /// does not answer is asked again next time.
-    async fn deleted(&self, api: &ResilientApi, uuid: &str) {
+    /// Resolves once the API no longer has task `uuid`, the one created at
+    /// `created_at` (checked every `deletion_check_interval`): deleted, or
+    /// deleted and created again (another fractal, rendered by its own
+    /// dispatch); never without the setting. An API that does not answer
+    /// is asked again next time.
+    async fn deleted(&self, api: &ResilientApi, uuid: &str, created_at: &str) {
         let Some(every) = self.settings.deletion_check_interval else {
             return std::future::pending().await;
         };
         loop {
             tokio::time::sleep(every).await;
-            if let Err(e) = api.client().get(uuid).await
-                && e.is_not_found()
-            {
-                return;
+            match api.client().get(uuid).await {
+                Err(e) if e.is_not_found() => return,
+                Ok(now) if !same_creation(&now.created_at, created_at) => {
+                    info!(
+                        "task {uuid} was deleted from the API and created again (at {}, the task dispatched at {})",
+                        truncate(&now.created_at, 40),
+                        truncate(created_at, 40)
+                    );
+                    return;
+                }
+                _ => {}
             }
         }
     }
@@ -706,6 +716,7 @@ impl Dispatcher {
         &self,
         api: &ResilientApi,
         result: TaskResult,
+        created_at: &str,
         revision: &mut Option<u64>,
     ) -> Delivered {
         let uuid = result.uuid.clone();
@@ -722,7 +733,12 @@ impl Dispatcher {
         let stored = api
             .retry_until_let_in("storing the result", |c| {
                 let (uuid, png, done) = (uuid.clone(), result.image.clone(), done.clone());
-                async move { c.store_result(&uuid, png, &done).await }
+                // Only on the fractal it was rendered for: a uuid deleted
+                // and created again meanwhile is another fractal (412).
+                async move {
+                    c.store_result_if_created_at(&uuid, created_at, png, &done)
+                        .await
+                }
             })
             .await;
         let refusal = match stored {
@@ -738,7 +754,7 @@ impl Dispatcher {
                 let stored = api
                     .retry_until_let_in("storing the result", |c| {
                         let (uuid, done) = (uuid.clone(), done.clone());
-                        async move { c.update(&uuid, &done).await }
+                        async move { c.update_if_created_at(&uuid, created_at, &done).await }
                     })
                     .await;
                 match stored {
@@ -773,6 +789,13 @@ impl Dispatcher {
         if e.is_not_found() {
             // A user's delete, not a fault: info, not a warning.
             info!("task {uuid}: the fractal was deleted meanwhile: its result is dropped");
+            return Delivered::Finished(Outcome::Gone);
+        }
+        if e.is_stale() {
+            // The only precondition a result carries: its creation time.
+            info!(
+                "task {uuid}: the fractal was deleted and created again meanwhile: its result is dropped (the new one is rendered on its own)"
+            );
             return Delivered::Finished(Outcome::Gone);
         }
         warn!("task {uuid}: the API refused its result: {e}");
@@ -831,6 +854,15 @@ impl Dispatcher {
             Err(e) => self.gone(uuid, e),
         }
     }
+}
+
+/// Whether two `created_at` texts of the API name the same time: equal,
+/// or (an API host of another version, a proxy) the same RFC 3339 time
+/// written otherwise. Unreadable ones are compared as text.
+fn same_creation(a: &str, b: &str) -> bool {
+    use time::format_description::well_known::Rfc3339;
+    let parse = |t: &str| time::OffsetDateTime::parse(t.trim(), &Rfc3339).ok();
+    a.trim() == b.trim() || matches!((parse(a), parse(b)), (Some(a), Some(b)) if a == b)
 }
 
 /// A worker's name as the API stores it (1 to [`MAX_HOST_CHARS`] printable characters):

@@ -12,7 +12,7 @@ use crate::domain::{
     CreateFractal, FractalId, FractalRecord, ListQuery, Outcome, Timestamp, UpdateFractal,
 };
 use crate::error::ApiError;
-use crate::extract::{IfMatch, JsonBody, PathId, QueryString, revision_etag};
+use crate::extract::{IfCreatedAt, IfMatch, JsonBody, PathId, QueryString, revision_etag};
 use crate::state::AppState;
 
 /// Compare-and-swap attempts before a write gives up with 503 ([`busy`]).
@@ -125,13 +125,14 @@ pub async fn show(State(state): State<AppState>, PathId(id): PathId) -> Result<R
     params(
         ("uuid" = uuid::Uuid, Path, description = "The fractal's id"),
         ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^[ \t]*(\*|((W/)?"[!#-~]*")?([ \t]*,[ \t]*((W/)?"[!#-~]*")?)*)[ \t]*$"#, description = "Apply only if the fractal is at this revision: its ETag, `\"<revision>\"`, or `*`"),
+        ("Faafo-If-Created-At" = Option<String>, Header, nullable = false, format = DateTime, description = "Apply only to the fractal created at this time (its `created_at`); a uuid deleted and created again is another fractal: 412"),
     ),
     request_body(content = crate::openapi::schema::FractalUpdate, content_type = "application/json"),
     responses(
         (status = 200, description = "The fractal as updated", body = crate::openapi::schema::Fractal,
             headers(("ETag" = String, description = "The fractal's revision, quoted, for a later If-Match"))),
-        (status = 412, description = "The fractal is no longer at the revision If-Match names", body = crate::openapi::schema::ErrorBody),
-        (status = 400, description = "Malformed JSON, not a UUID or a malformed If-Match", body = crate::openapi::schema::ErrorBody),
+        (status = 412, description = "The fractal is no longer at the revision If-Match names, or was not created at the time Faafo-If-Created-At names", body = crate::openapi::schema::ErrorBody),
+        (status = 400, description = "Malformed JSON, not a UUID or a malformed If-Match or Faafo-If-Created-At", body = crate::openapi::schema::ErrorBody),
         (status = 404, description = "No such fractal", body = crate::openapi::schema::ErrorBody),
         (status = 409, description = "Contradicts the fractal's state", body = crate::openapi::schema::ErrorBody),
         (status = 408, description = "The body stopped arriving for 30 s", body = crate::openapi::schema::ErrorBody),
@@ -144,11 +145,13 @@ pub async fn update(
     State(state): State<AppState>,
     PathId(id): PathId,
     if_match: IfMatch,
+    if_created: IfCreatedAt,
     JsonBody(body): JsonBody<FractalUpdate>,
 ) -> Result<Response, ApiError> {
     let update = UpdateFractal::parse(body, id)?;
     for _ in 0..MAX_WRITE_ATTEMPTS {
         let record = existing(&state, id).await?;
+        if_created.check(&record)?;
         let planned = update.apply(&record, Timestamp::now());
         if_match.check(&record, matches!(planned, Ok(Outcome::Unchanged)))?;
         match planned? {

@@ -11,7 +11,7 @@ use faafo_common::fractal::{Fractal, FractalStatus, FractalUpdate};
 use crate::domain::update::{UpdateFractal, attach_image, check_image_fits};
 use crate::domain::{Outcome, PngImage, Timestamp};
 use crate::error::ApiError;
-use crate::extract::{IfMatch, PathId, QueryString, body_bytes};
+use crate::extract::{IfCreatedAt, IfMatch, PathId, QueryString, body_bytes};
 use crate::images::ImageStoreError;
 use crate::routes::fractals::{MAX_WRITE_ATTEMPTS, busy, existing};
 use crate::settings::AuthPolicy;
@@ -66,15 +66,16 @@ fn cache_policy(auth: &AuthPolicy, versioned: bool) -> &'static str {
     params(
         ("uuid" = uuid::Uuid, Path, description = "The fractal's id"),
         ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^[ \t]*(\*|((W/)?"[!#-~]*")?([ \t]*,[ \t]*((W/)?"[!#-~]*")?)*)[ \t]*$"#, description = "Store only if the fractal is at this revision: its ETag, `\"<revision>\"`, or `*`"),
+        ("Faafo-If-Created-At" = Option<String>, Header, nullable = false, format = DateTime, description = "Apply only to the fractal created at this time (its `created_at`); a uuid deleted and created again is another fractal: 412"),
         crate::openapi::schema::FractalUpdate,
     ),
     request_body(content = Vec<u8>, content_type = "image/png", description = "The PNG file"),
     responses(
         (status = 200, description = "Stored; the fractal with the image's checksum and size", body = crate::openapi::schema::Fractal),
-        (status = 400, description = "Not a UUID, unreadable body, bad query string or a malformed If-Match", body = crate::openapi::schema::ErrorBody),
+        (status = 400, description = "Not a UUID, unreadable body, bad query string or a malformed If-Match or Faafo-If-Created-At", body = crate::openapi::schema::ErrorBody),
         (status = 404, description = "No such fractal", body = crate::openapi::schema::ErrorBody),
         (status = 409, description = "Another image (checksum mismatch), or an update contradicting the fractal's state", body = crate::openapi::schema::ErrorBody),
-        (status = 412, description = "The fractal is no longer at the revision If-Match names", body = crate::openapi::schema::ErrorBody),
+        (status = 412, description = "The fractal is no longer at the revision If-Match names, or was not created at the time Faafo-If-Created-At names", body = crate::openapi::schema::ErrorBody),
         (status = 408, description = "The body stopped arriving for 30 s", body = crate::openapi::schema::ErrorBody),
         (status = 413, description = "Image larger than max_body_size", body = crate::openapi::schema::ErrorBody),
         (status = 414, description = "A URL longer than the HTTP server reads (64 KiB): a query string (error=...) that long is refused before the API sees it, with an empty body"),
@@ -86,6 +87,7 @@ pub async fn upload(
     State(state): State<AppState>,
     PathId(id): PathId,
     if_match: IfMatch,
+    if_created: IfCreatedAt,
     QueryString(update): QueryString<FractalUpdate>,
     request: Request,
 ) -> Result<Json<Fractal>, ApiError> {
@@ -122,6 +124,9 @@ pub async fn upload(
     let mut wrote_file = false;
     for _ in 0..MAX_WRITE_ATTEMPTS {
         let record = existing(&state, id).await?;
+        // Before the size: a render of a deleted fractal whose uuid was
+        // created again at another size is that (412), not a bad image.
+        if_created.check(&record)?;
         check_image_fits(&record, &png)?;
         let now = Timestamp::now();
         // The image attached, then the update applied on top; a conflict

@@ -41,6 +41,7 @@ on_every_database!(
     large_images_fit,
     concurrent_writers_do_not_lose_updates,
     conditional_updates_apply_only_at_their_revision,
+    a_change_naming_its_creation_applies_only_to_that_fractal,
     concurrent_first_images_of_many_fractals,
     filesystem_image_store,
     health_readiness_and_metrics,
@@ -1029,6 +1030,117 @@ async fn conditional_updates_apply_only_at_their_revision(backend: Backend) {
     )
     .await;
     assert!(message.contains("changed since"), "{message}");
+    app.stop().await;
+}
+
+/// `Faafo-If-Created-At`: a render of a fractal deleted meanwhile never
+/// finishes another fractal created under its uuid, whatever its size; the
+/// fractal it names takes it as if it were not there.
+async fn a_change_naming_its_creation_applies_only_to_that_fractal(backend: Backend) {
+    use faafo_common::api_client::IF_CREATED_AT_HEADER;
+    let app = spawn_app(backend).await;
+    let f = create(&app, &new_fractal(64, 48, Some((-0.8, 0.156)))).await;
+    let path = format!("/v1/fractal/{}", f.uuid);
+    let put = |body: Value, created_at: &str| {
+        app.http
+            .put(app.at(&path))
+            .header(IF_CREATED_AT_HEADER, created_at)
+            .json(&body)
+            .send()
+    };
+    // The fractal it names: applied (the same time written with another
+    // offset names it too).
+    let response = put(json!({"status": "running", "attempts": 1}), &f.created_at)
+        .await
+        .expect("put");
+    assert_eq!(response.status(), StatusCode::OK);
+    let offset = f.created_at.replace('Z', "+00:00");
+    let response = put(json!({"attempts": 2}), &offset).await.expect("put");
+    assert_eq!(response.status(), StatusCode::OK);
+    // Malformed: 400, nothing changed.
+    let before = app.api.get(&f.uuid).await.expect("get");
+    for bad in ["yesterday", "2026-13-01T00:00:00Z", ""] {
+        let message = error_of(put(json!({"attempts": 3}), bad).await.expect("put"), 400).await;
+        assert!(message.contains(IF_CREATED_AT_HEADER), "{bad:?}: {message}");
+    }
+    let twice = app
+        .http
+        .put(app.at(&path))
+        .header(IF_CREATED_AT_HEADER, &f.created_at)
+        .header(IF_CREATED_AT_HEADER, &f.created_at)
+        .json(&json!({"attempts": 3}))
+        .send()
+        .await
+        .expect("put");
+    let message = error_of(twice, 400).await;
+    assert!(message.contains("more than once"), "{message}");
+    assert_eq!(app.api.get(&f.uuid).await.expect("get"), before);
+
+    // Deleted and created again, of another size: the old fractal's render
+    // is refused on it with 412 (not 422: it is not a bad image), by both
+    // the one-request result and a plain update, and nothing changes.
+    let rendered = render(&f);
+    app.api.delete(&f.uuid).await.expect("deleted");
+    let again = create(
+        &app,
+        &NewFractal {
+            uuid: Some(f.uuid.clone()),
+            ..new_fractal(32, 24, Some((-0.8, 0.156)))
+        },
+    )
+    .await;
+    assert_ne!(again.created_at, f.created_at);
+    let err = app
+        .api
+        .store_result_if_created_at(
+            &f.uuid,
+            &f.created_at,
+            rendered.png.clone(),
+            &rendered.done(),
+        )
+        .await
+        .expect_err("another fractal");
+    assert!(err.is_stale(), "{err}");
+    assert!(err.to_string().contains("created again"), "{err}");
+    let err = app
+        .api
+        .update_if_created_at(&f.uuid, &f.created_at, &rendered.done())
+        .await
+        .expect_err("another fractal");
+    assert!(err.is_stale(), "{err}");
+    assert_eq!(app.api.get(&f.uuid).await.expect("get"), again);
+    // Of the same size: refused the same way (its image would fit).
+    app.api.delete(&f.uuid).await.expect("deleted");
+    let same_size = create(
+        &app,
+        &NewFractal {
+            uuid: Some(f.uuid.clone()),
+            ..new_fractal(64, 48, Some((0.285, 0.01)))
+        },
+    )
+    .await;
+    let err = app
+        .api
+        .store_result_if_created_at(
+            &f.uuid,
+            &f.created_at,
+            rendered.png.clone(),
+            &rendered.done(),
+        )
+        .await
+        .expect_err("another fractal");
+    assert!(err.is_stale(), "{err}");
+    assert_eq!(app.api.get(&f.uuid).await.expect("get"), same_size);
+    error_of(app.get(&format!("/fractal/{}", f.uuid)).await, 409).await;
+    // Its own render, naming its own creation, is stored.
+    let own = render(&same_size);
+    let done = app
+        .api
+        .store_result_if_created_at(&f.uuid, &same_size.created_at, own.png.clone(), &own.done())
+        .await
+        .expect("stored");
+    assert_eq!(done.status, FractalStatus::Done);
+    assert_eq!(app.api.image(&f.uuid).await.expect("image"), own.png);
     app.stop().await;
 }
 
