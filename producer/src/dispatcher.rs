@@ -34,6 +34,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::api::ResilientApi;
+use crate::kept_results::{KeptReport, KeptResults};
 use crate::settings::ProducerSettings;
 
 /// The workers' method.
@@ -96,6 +97,9 @@ pub struct Dispatcher {
     /// still in flight is given up, its attempt given back.
     give_up: Shutdown,
     backoff: Backoff,
+    /// Where results the API did not take by the stop are kept for the
+    /// next start (`None`: not kept).
+    kept: Option<KeptResults>,
     /// What happened so far.
     pub stats: DispatchStats,
 }
@@ -189,7 +193,9 @@ impl Dispatcher {
             .timeout(settings.call_timeout)
             .call_monitor_timeout(settings.call_monitor_timeout)
             .retry(RetryPolicy::UNTIL_DEADLINE);
+        let kept = settings.kept_results_dir.clone().map(KeptResults::new);
         Arc::new(Self {
+            kept,
             api,
             rpc,
             control,
@@ -225,8 +231,9 @@ impl Dispatcher {
     /// recovery), with the attempt each call had used given back, since
     /// no worker failed it. An answer that comes later finds nobody
     /// waiting. Every dispatch returns [`Outcome::Abandoned`] within
-    /// [`GIVE_BACK_TIMEOUT`] unless it is storing a result (which waits
-    /// for the API as long as it takes).
+    /// [`GIVE_BACK_TIMEOUT`]; one storing a result the API has not taken
+    /// keeps it on disk for the next start (see [`KeptResults`]), or, when
+    /// it cannot, goes on waiting for the API.
     pub fn give_up_calls(&self) {
         self.give_up.trigger();
     }
@@ -507,7 +514,8 @@ impl Dispatcher {
                     // The slot is for calls: the next one starts while
                     // this result is stored.
                     drop(permit);
-                    let delivery = self.deliver(&api, result, &fractal.created_at, &mut revision);
+                    let delivery =
+                        self.deliver_or_keep(&api, result, &fractal.created_at, &mut revision);
                     let reason = match delivery.await {
                         Delivered::Finished(outcome) => return outcome,
                         Delivered::Refused(reason) => reason,
@@ -708,6 +716,56 @@ impl Dispatcher {
         warn!("could not tell the workers to cancel the render of task {uuid}: {failure}");
     }
 
+    /// Results kept by an earlier stop (see [`KeptResults`]), offered to
+    /// the API once: before anything else at a start, so that their tasks
+    /// are found done rather than dispatched again; `None` without a
+    /// directory for them.
+    pub async fn deliver_kept_results(&self) -> Option<KeptReport> {
+        let kept = self.kept.as_ref()?;
+        Some(kept.deliver(self.api.client()).await)
+    }
+
+    /// [`Self::deliver`], until the stop gives up on this producer's
+    /// dispatches: a result the API has not taken by then is kept on disk
+    /// for the next start instead of being lost with the process (the task
+    /// stays running, its attempt counted). Without a place to keep it,
+    /// the delivery goes on as long as the process does.
+    async fn deliver_or_keep(
+        &self,
+        api: &ResilientApi,
+        result: TaskResult,
+        created_at: &str,
+        revision: &mut Option<u64>,
+    ) -> Delivered {
+        let Some(kept) = &self.kept else {
+            return self.deliver(api, result, created_at, revision).await;
+        };
+        let uuid = result.uuid.clone();
+        let (update, png) = (done_update(&result), result.image.clone());
+        tokio::select! {
+            // A delivery that ends as the stop gives up is what counts.
+            biased;
+            delivered = self.deliver(api, result, created_at, revision) => delivered,
+            () = self.give_up.wait() => {
+                // The store in flight, if any, may still land: delivering
+                // it again at the next start changes nothing then.
+                match kept.keep(&uuid, created_at, &update, png).await {
+                    Ok(()) => {
+                        info!(
+                            "task {uuid}: the API has not taken its result by the stop: kept in {} for the next start",
+                            kept.dir().display()
+                        );
+                        Delivered::Finished(Outcome::Abandoned)
+                    }
+                    Err(e) => {
+                        warn!("{e}: the result is lost with this process, the task rendered again after a start");
+                        Delivered::Finished(Outcome::Abandoned)
+                    }
+                }
+            }
+        }
+    }
+
     /// Stores the image with the result, in one request (the API applies
     /// both in one write); waits for the API as long as it takes. A store
     /// that changed the task without finishing it (an older API, which
@@ -720,16 +778,7 @@ impl Dispatcher {
         revision: &mut Option<u64>,
     ) -> Delivered {
         let uuid = result.uuid.clone();
-        let done = FractalUpdate {
-            status: Some(FractalStatus::Done),
-            duration: Some(result.duration),
-            checksum: Some(result.checksum.clone()),
-            size: Some(result.size),
-            generated_by: Some(host_name(&result.generated_by)),
-            c_re: Some(result.c_re),
-            c_im: Some(result.c_im),
-            ..FractalUpdate::default()
-        };
+        let done = done_update(&result);
         let stored = api
             .retry_until_let_in("storing the result", |c| {
                 let (uuid, png, done) = (uuid.clone(), result.image.clone(), done.clone());
@@ -853,6 +902,21 @@ impl Dispatcher {
             }
             Err(e) => self.gone(uuid, e),
         }
+    }
+}
+
+/// What the API stores with a result's image: the task done, with the
+/// worker's figures.
+fn done_update(result: &TaskResult) -> FractalUpdate {
+    FractalUpdate {
+        status: Some(FractalStatus::Done),
+        duration: Some(result.duration),
+        checksum: Some(result.checksum.clone()),
+        size: Some(result.size),
+        generated_by: Some(host_name(&result.generated_by)),
+        c_re: Some(result.c_re),
+        c_im: Some(result.c_im),
+        ..FractalUpdate::default()
     }
 }
 

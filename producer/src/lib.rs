@@ -6,7 +6,8 @@
 //! image and the result back in the API. The API is the source of truth:
 //! tasks left pending or running by a crash are found and dispatched again,
 //! failed attempts are retried up to `max_attempts`, results wait in memory
-//! while the API is away, and a duplicate result changes nothing.
+//! while the API is away (on disk across a stop: [`kept_results`]), and a
+//! duplicate result changes nothing.
 //!
 //! Modules: [`settings`], [`generator`], [`api`] (retrying API calls),
 //! [`dispatcher`] (one task's journey), [`producer`] (the loops).
@@ -16,6 +17,7 @@
 pub mod api;
 pub mod dispatcher;
 pub mod generator;
+pub mod kept_results;
 pub mod producer;
 pub mod settings;
 

@@ -95,6 +95,10 @@ impl Producer {
     }
 
     async fn serve(&self, generate: bool) {
+        // Results an earlier stop kept (the API away then): stored first,
+        // so that their tasks are found done, not dispatched again; offered
+        // again at each poll while the API does not take them.
+        let mut kept_waiting = self.deliver_kept_results().await;
         // What a previous producer left behind: its calls died with it.
         // Looked for again at each poll until the API answers (it may not
         // be up yet when this producer starts).
@@ -123,7 +127,12 @@ impl Producer {
                         self.submit(tasks).await;
                     }
                 }
-                _ = poll.tick() => if recovered {
+                _ = poll.tick() => if kept_waiting {
+                    kept_waiting = self.deliver_kept_results().await;
+                    if !recovered {
+                        recovered = self.recover(None).await;
+                    }
+                } else if recovered {
                     self.pick_up_pending().await;
                 } else {
                     recovered = self.recover(None).await;
@@ -136,8 +145,24 @@ impl Producer {
         self.drain().await;
     }
 
+    /// Offers the results an earlier stop kept to the API (see
+    /// [`crate::kept_results`]); whether some still wait for it.
+    async fn deliver_kept_results(&self) -> bool {
+        let Some(report) = self.dispatcher.deliver_kept_results().await else {
+            return false;
+        };
+        if report.delivered + report.dropped > 0 || report.waiting > 0 {
+            info!(
+                "results kept by an earlier stop: {} stored, {} dropped, {} waiting for the API",
+                report.delivered, report.dropped, report.waiting
+            );
+        }
+        report.waiting > 0
+    }
+
     /// Submits one batch and waits until each task is done or failed.
     pub async fn one_shot(&self, tasks: Vec<NewFractal>) -> BatchReport {
+        self.deliver_kept_results().await;
         let handles = self.submit(tasks).await;
         // Side by side: a task in another producer's hands is watched for
         // up to task_timeout before it is taken back, and one such watch
@@ -429,7 +454,7 @@ impl Producer {
         let wait = GIVE_BACK_TIMEOUT + GIVEN_UP_CAST_TIMEOUT + Duration::from_secs(1);
         if tokio::time::timeout(wait, self.tasks.wait()).await.is_err() {
             warn!(
-                "stopping with {} task(s) still in flight (storing results the API does not take); they stay running and will be dispatched again at the next start, their attempts counted (one on its last attempt is marked failed then)",
+                "stopping with {} task(s) still in flight (storing results the API does not take, with nowhere to keep them); they stay running and will be dispatched again at the next start, their attempts counted (one on its last attempt is marked failed then)",
                 self.dispatcher.in_flight()
             );
         }

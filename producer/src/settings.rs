@@ -76,6 +76,9 @@ pub struct ProducerSettings {
     pub deletion_check_interval: Option<Duration>,
     /// Dispatches per task before it is marked failed.
     pub max_attempts: u32,
+    /// Where results the API has not taken by a stop are kept for the
+    /// next start (`<state_path>/producer-results`; `None`: not kept).
+    pub kept_results_dir: Option<std::path::PathBuf>,
     /// Time to wait for calls in flight when stopping.
     pub shutdown_grace: Duration,
     /// Seed of the task generator (`None`: random).
@@ -134,6 +137,7 @@ impl ProducerSettings {
                 .filter(|s| *s > 0.0)
                 .map(secs),
             max_attempts: p.max_attempts.max(1),
+            kept_results_dir: Some(config.state_path().join("producer-results")),
             shutdown_grace: Duration::from_secs(p.shutdown_grace),
             generator_seed: Some(p.generator_seed).filter(|s| *s != 0),
         }
