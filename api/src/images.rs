@@ -128,14 +128,14 @@ impl ImageStore {
         record: &FractalRecord,
     ) -> Result<Bytes, ImageStoreError> {
         let missing = || ImageStoreError::Missing(record.uuid);
+        let checksum = record.checksum.as_ref().ok_or_else(missing)?;
         match self {
             Self::Database => db
-                .image(record.uuid)
+                .image(record.uuid, checksum)
                 .await?
                 .map(Bytes::from)
                 .ok_or_else(missing),
             Self::Filesystem(dir) => {
-                let checksum = record.checksum.as_ref().ok_or_else(missing)?;
                 let path = file_path(dir, record.uuid, checksum);
                 match tokio::fs::read(&path).await {
                     Ok(data) => Ok(Bytes::from(data)),

@@ -23,7 +23,7 @@ use faafo_common::configuration::DatabaseSection;
 use faafo_common::fractal::FractalStatus;
 use faafo_common::messaging::redact_url;
 
-use crate::domain::{FractalId, FractalRecord, ListQuery};
+use crate::domain::{Checksum, FractalId, FractalRecord, ListQuery};
 
 /// Number of fractals in each status (every status present, zero or not).
 pub type StatusCounts = Vec<(FractalStatus, u64)>;
@@ -353,11 +353,19 @@ impl Database {
         }
     }
 
-    /// The stored PNG of `id`, if the database holds one.
-    pub async fn image(&self, id: FractalId) -> Result<Option<Vec<u8>>, DbError> {
+    /// The stored PNG of `id`, if the database holds one and the fractal
+    /// still names `checksum` as its image's: read in one statement with
+    /// the record, so that a fractal deleted and created again with
+    /// another image since the record was read is not answered with that
+    /// image under the old checksum (cached for good under its URL).
+    pub async fn image(
+        &self,
+        id: FractalId,
+        checksum: &Checksum,
+    ) -> Result<Option<Vec<u8>>, DbError> {
         match &self.inner {
-            Inner::Sqlite(db) => db.image(id).await,
-            Inner::Server(pool) => pool.bounded(1, pool.image(id)).await,
+            Inner::Sqlite(db) => db.image(id, checksum.to_string()).await,
+            Inner::Server(pool) => pool.bounded(1, pool.image(id, checksum.to_string())).await,
         }
     }
 

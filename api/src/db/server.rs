@@ -1005,11 +1005,15 @@ impl ServerPool {
     }
 
     /// See [`super::Database::image`].
-    pub async fn image(&self, id: FractalId) -> Result<Option<Vec<u8>>, DbError> {
+    pub async fn image(&self, id: FractalId, checksum: String) -> Result<Option<Vec<u8>>, DbError> {
         let statement = self.sql(sql::SELECT_IMAGE);
         let data = on_pool!(self, pool => {
             let mut conn = self.checkout(pool).await?;
-            sqlx::query_scalar(statement).bind(id.to_string()).fetch_optional(&mut *conn).await?
+            sqlx::query_scalar(statement)
+                .bind(id.to_string())
+                .bind(checksum.clone())
+                .fetch_optional(&mut *conn)
+                .await?
         });
         Ok(data)
     }

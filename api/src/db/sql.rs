@@ -37,7 +37,8 @@ pub const DELETE_IMAGE: &str = "DELETE FROM fractal_image WHERE uuid = ?";
 /// Stores an image.
 pub const INSERT_IMAGE: &str = "INSERT INTO fractal_image (uuid, data) VALUES (?, ?)";
 /// Reads an image.
-pub const SELECT_IMAGE: &str = "SELECT data FROM fractal_image WHERE uuid = ?";
+pub const SELECT_IMAGE: &str = "SELECT i.data FROM fractal_image i JOIN fractal f ON f.uuid = i.uuid \
+     WHERE i.uuid = ? AND f.checksum = ?";
 /// Removes a fractal, only at the revision given: `uuid, revision`.
 pub const DELETE: &str = "DELETE FROM fractal WHERE uuid = ? AND revision = ?";
 

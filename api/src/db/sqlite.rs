@@ -389,11 +389,17 @@ impl SqliteStore {
     }
 
     /// See [`super::Database::image`].
-    pub async fn image(self: &Arc<Self>, id: FractalId) -> Result<Option<Vec<u8>>, DbError> {
+    pub async fn image(
+        self: &Arc<Self>,
+        id: FractalId,
+        checksum: String,
+    ) -> Result<Option<Vec<u8>>, DbError> {
         self.read(move |conn| {
             Ok(conn
                 .prepare_cached(sql::SELECT_IMAGE)?
-                .query_row(params![id.to_string()], |row| row.get::<_, Vec<u8>>(0))
+                .query_row(params![id.to_string(), checksum], |row| {
+                    row.get::<_, Vec<u8>>(0)
+                })
                 .optional()?)
         })
         .await
@@ -914,6 +920,37 @@ mod tests {
         };
         let create = crate::domain::CreateFractal::parse(body, limits).expect("valid");
         FractalRecord::new(&create, Timestamp::now())
+    }
+
+    /// An image is read under its fractal's checksum only: a record read
+    /// before the uuid was deleted and created again with another image
+    /// does not get that image under its own checksum.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_image_is_read_only_under_its_fractals_checksum() {
+        let db = Arc::new(
+            SqliteStore::open("sqlite::memory:", "sqlite::memory:", 2)
+                .await
+                .expect("open"),
+        );
+        let before = record(1);
+        db.insert(before.clone()).await.expect("insert");
+        let png = b"\x89PNG (not really)".to_vec();
+        let checksum = crate::domain::Checksum::of(&png);
+        let after = FractalRecord {
+            checksum: Some(checksum.clone()),
+            has_image: true,
+            revision: before.revision + 1,
+            ..before.clone()
+        };
+        let stored = db
+            .replace_with_image(before.clone(), after, Some(png.clone().into()))
+            .await
+            .expect("stored");
+        assert!(stored);
+        let read = |checksum: String| db.image(before.uuid, checksum);
+        assert_eq!(read(checksum.to_string()).await.expect("read"), Some(png));
+        let other = crate::domain::Checksum::of(b"another image");
+        assert_eq!(read(other.to_string()).await.expect("read"), None);
     }
 
     /// Writes committed together: a duplicate fails alone, the others land.

@@ -273,10 +273,18 @@ pub async fn image(
     }
     let png = match state.images.load(&state.db, &record).await {
         Ok(png) => png,
-        // Deleted between the two reads: a 404, as a moment later.
-        Err(ImageStoreError::Missing(_)) if state.db.get(id).await?.is_none() => {
-            return Err(ApiError::no_fractal(id));
-        }
+        // Deleted between the two reads: a 404, as a moment later; or
+        // deleted and created again with another image (or none): that
+        // one is not this ETag's, and a new read finds it.
+        Err(ImageStoreError::Missing(_)) => match state.db.get(id).await? {
+            None => return Err(ApiError::no_fractal(id)),
+            Some(now) if now.checksum.as_ref() != Some(&checksum) => {
+                return Err(ApiError::Unavailable(format!(
+                    "fractal {id} was deleted and created again while its image was read; try again"
+                )));
+            }
+            Some(_) => return Err(ImageStoreError::Missing(id).into()),
+        },
         Err(e) => return Err(e.into()),
     };
     Ok((

@@ -9,7 +9,7 @@ pub mod images;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderValue;
-use axum::http::header::X_CONTENT_TYPE_OPTIONS;
+use axum::http::header::{CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
 use axum::middleware::{from_fn_with_state, map_response};
 use axum::response::Response;
 use axum::routing::{get, put};
@@ -41,6 +41,8 @@ pub fn router(state: AppState) -> Router {
         .route(web::PAGE_ROUTES[1], get(web::index_page))
         .route(web::PAGE_ROUTES[2], get(web::show))
         .route(web::PAGE_ROUTES[3], get(web::status_page))
+        // Inside the token check, which makes the policy private.
+        .route_layer(map_response(no_cache_by_default))
         .route_layer(from_fn_with_state(state.clone(), auth::require_token));
     let open = Router::new()
         .route("/healthz", get(health::healthz))
@@ -48,7 +50,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(health::openapi))
         // The page's script holds no data: public even with protect_reads.
-        .route(web::LIVE_JS_PATH, get(web::live_script));
+        .route(web::LIVE_JS_PATH, get(web::live_script))
+        .route_layer(map_response(no_cache_by_default));
     guarded
         .merge(open)
         .fallback(health::not_found)
@@ -72,6 +75,19 @@ fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     axum::response::IntoResponse::into_response(crate::error::ApiError::Internal(format!(
         "a request's handler panicked: {what}"
     )))
+}
+
+/// An answer without a cache policy of its own (the JSON of fractals and
+/// lists, errors, `/readyz`, `/metrics`) is revalidated each time, never
+/// served from a cache as it was: a shared cache in front of the API
+/// (which stores such answers for minutes by default) would show stale
+/// statuses to `faafo create --wait` and an old "ready" to a health check.
+async fn no_cache_by_default(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .entry(CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-cache"));
+    response
 }
 
 /// Every answer is what its Content-Type says: a browser must not guess

@@ -233,6 +233,9 @@ async fn reads_are_public_unless_protected() {
             cache_control.starts_with("private"),
             "{path}: {cache_control}"
         );
+        if path.starts_with("/v1/") {
+            assert_eq!(cache_control, "private, no-cache", "{path}");
+        }
         let vary: Vec<&str> = opened
             .headers()
             .get_all("vary")

@@ -1288,10 +1288,24 @@ async fn health_readiness_and_metrics(backend: Backend) {
     assert_eq!(ready, json!({"status": "ready"}));
     let (done, _) = app.finished_fractal(16, 16, (-0.8, 0.156)).await;
     create(&app, &new_fractal(8, 8, None)).await;
-    app.get(&format!("/v1/fractal/{}", done.uuid)).await;
-    app.get(&format!("/v1/fractal/{}", uuid::Uuid::new_v4()))
+    let shown = app.get(&format!("/v1/fractal/{}", done.uuid)).await;
+    let missing = app
+        .get(&format!("/v1/fractal/{}", uuid::Uuid::new_v4()))
         .await;
+    // Answers without a policy of their own are revalidated each time (a
+    // shared cache in front would show old statuses, an old "ready").
+    let listed = app.get("/v1/fractal").await;
+    let readyz = app.get("/readyz").await;
+    for (what, response) in [
+        ("show", &shown),
+        ("404", &missing),
+        ("list", &listed),
+        ("readyz", &readyz),
+    ] {
+        assert_eq!(response.headers()[CACHE_CONTROL], "no-cache", "{what}");
+    }
     let response = app.get("/metrics").await;
+    assert_eq!(response.headers()[CACHE_CONTROL], "no-cache");
     assert!(
         response.headers()[CONTENT_TYPE]
             .to_str()
