@@ -380,6 +380,11 @@ impl ApiClient {
         &self.endpoints[self.current.load(Ordering::Relaxed) % self.endpoints.len()]
     }
 
+    /// The base URLs of the API hosts this client may use.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
     /// How many API hosts this client may use.
     pub fn endpoint_count(&self) -> usize {
         self.endpoints.len()

@@ -34,7 +34,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::api::ResilientApi;
-use crate::kept_results::{KeptReport, KeptResults};
+use crate::kept_results::KeptResults;
 use crate::settings::ProducerSettings;
 
 /// The workers' method.
@@ -96,6 +96,9 @@ pub struct Dispatcher {
     /// Triggered when the producer stops waiting for its calls: each one
     /// still in flight is given up, its attempt given back.
     give_up: Shutdown,
+    /// Triggered when the stop ends the deliveries still waiting for the
+    /// API: their results are kept on disk.
+    keep_undelivered: Shutdown,
     backoff: Backoff,
     /// Where results the API did not take by the stop are kept for the
     /// next start (`None`: not kept).
@@ -193,7 +196,10 @@ impl Dispatcher {
             .timeout(settings.call_timeout)
             .call_monitor_timeout(settings.call_monitor_timeout)
             .retry(RetryPolicy::UNTIL_DEADLINE);
-        let kept = settings.kept_results_dir.clone().map(KeptResults::new);
+        let kept = settings
+            .kept_results_dir
+            .clone()
+            .map(|dir| KeptResults::new(dir, api.client().endpoints()));
         Arc::new(Self {
             kept,
             api,
@@ -204,6 +210,7 @@ impl Dispatcher {
             in_flight: Mutex::new(HashSet::new()),
             shutdown,
             give_up: Shutdown::new(),
+            keep_undelivered: Shutdown::new(),
             backoff: Backoff {
                 initial: Duration::from_secs(1),
                 step: Duration::from_secs(2),
@@ -231,11 +238,19 @@ impl Dispatcher {
     /// recovery), with the attempt each call had used given back, since
     /// no worker failed it. An answer that comes later finds nobody
     /// waiting. Every dispatch returns [`Outcome::Abandoned`] within
-    /// [`GIVE_BACK_TIMEOUT`]; one storing a result the API has not taken
-    /// keeps it on disk for the next start (see [`KeptResults`]), or, when
-    /// it cannot, goes on waiting for the API.
+    /// [`GIVE_BACK_TIMEOUT`] unless it is storing a result (which waits
+    /// for the API until [`Self::keep_undelivered_results`]).
     pub fn give_up_calls(&self) {
         self.give_up.trigger();
+    }
+
+    /// Ends the deliveries of results the API has not taken yet, for a
+    /// stop whose grace is over: each is kept on disk for the next start
+    /// (see [`KeptResults`]), and its dispatch returns
+    /// [`Outcome::Abandoned`]. (`faafo up` gives up its calls earlier,
+    /// while its own API still takes the results being delivered.)
+    pub fn keep_undelivered_results(&self) {
+        self.keep_undelivered.trigger();
     }
 
     /// Tasks being dispatched now.
@@ -716,52 +731,55 @@ impl Dispatcher {
         warn!("could not tell the workers to cancel the render of task {uuid}: {failure}");
     }
 
-    /// Results kept by an earlier stop (see [`KeptResults`]), offered to
-    /// the API once: before anything else at a start, so that their tasks
-    /// are found done rather than dispatched again; `None` without a
-    /// directory for them.
-    pub async fn deliver_kept_results(&self) -> Option<KeptReport> {
-        let kept = self.kept.as_ref()?;
-        Some(kept.deliver(self.api.client()).await)
+    /// Where results the API has not taken by a stop are kept (`None`:
+    /// nowhere).
+    pub fn kept_results(&self) -> Option<&KeptResults> {
+        self.kept.as_ref()
     }
 
-    /// [`Self::deliver`], until the stop gives up on this producer's
-    /// dispatches: a result the API has not taken by then is kept on disk
+    /// [`Self::deliver`], until the stop keeps what the API has not taken
+    /// ([`Self::keep_undelivered_results`]): such a result is kept on disk
     /// for the next start instead of being lost with the process (the task
-    /// stays running, its attempt counted). Without a place to keep it,
-    /// the delivery goes on as long as the process does.
+    /// stays running, its attempt counted). Without a place to keep it, or
+    /// when it cannot be written there, the delivery goes on as long as
+    /// the process does.
     async fn deliver_or_keep(
         &self,
         api: &ResilientApi,
-        result: TaskResult,
+        mut result: TaskResult,
         created_at: &str,
         revision: &mut Option<u64>,
     ) -> Delivered {
+        // Shared by the delivery's tries and the copy kept at a stop.
+        let image: Arc<[u8]> = std::mem::take(&mut result.image).into();
+        let delivery = self.deliver(api, &result, image.clone(), created_at, revision);
         let Some(kept) = &self.kept else {
-            return self.deliver(api, result, created_at, revision).await;
+            return delivery.await;
         };
-        let uuid = result.uuid.clone();
-        let (update, png) = (done_update(&result), result.image.clone());
+        let mut delivery = std::pin::pin!(delivery);
         tokio::select! {
-            // A delivery that ends as the stop gives up is what counts.
+            // A delivery that ends as the stop comes is what counts.
             biased;
-            delivered = self.deliver(api, result, created_at, revision) => delivered,
-            () = self.give_up.wait() => {
-                // The store in flight, if any, may still land: delivering
-                // it again at the next start changes nothing then.
-                match kept.keep(&uuid, created_at, &update, png).await {
-                    Ok(()) => {
-                        info!(
-                            "task {uuid}: the API has not taken its result by the stop: kept in {} for the next start",
-                            kept.dir().display()
-                        );
-                        Delivered::Finished(Outcome::Abandoned)
-                    }
-                    Err(e) => {
-                        warn!("{e}: the result is lost with this process, the task rendered again after a start");
-                        Delivered::Finished(Outcome::Abandoned)
-                    }
-                }
+            delivered = &mut delivery => return delivered,
+            () = self.keep_undelivered.wait() => {}
+        }
+        // The store in flight, if any, may still land: delivering it again
+        // at the next start changes nothing then.
+        let uuid = &result.uuid;
+        match kept
+            .keep(uuid, created_at, &done_update(&result), image)
+            .await
+        {
+            Ok(()) => {
+                info!(
+                    "task {uuid}: the API has not taken its result by the stop: kept in {} for the next start",
+                    kept.dir().display()
+                );
+                Delivered::Finished(Outcome::Abandoned)
+            }
+            Err(e) => {
+                warn!("{e}: its delivery goes on while this process lasts");
+                delivery.await
             }
         }
     }
@@ -773,15 +791,16 @@ impl Dispatcher {
     async fn deliver(
         &self,
         api: &ResilientApi,
-        result: TaskResult,
+        result: &TaskResult,
+        image: Arc<[u8]>,
         created_at: &str,
         revision: &mut Option<u64>,
     ) -> Delivered {
         let uuid = result.uuid.clone();
-        let done = done_update(&result);
+        let done = done_update(result);
         let stored = api
             .retry_until_let_in("storing the result", |c| {
-                let (uuid, png, done) = (uuid.clone(), result.image.clone(), done.clone());
+                let (uuid, png, done) = (uuid.clone(), image.to_vec(), done.clone());
                 // Only on the fractal it was rendered for: a uuid deleted
                 // and created again meanwhile is another fractal (412).
                 async move {

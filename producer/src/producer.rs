@@ -2,6 +2,7 @@
 //! tasks nobody dispatches, recover running tasks past `task_timeout`, and
 //! stop gracefully.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,8 +14,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::api::ResilientApi;
-use crate::dispatcher::{Dispatcher, GIVE_BACK_TIMEOUT, GIVEN_UP_CAST_TIMEOUT, Outcome};
+use crate::dispatcher::{Claim, Dispatcher, GIVE_BACK_TIMEOUT, GIVEN_UP_CAST_TIMEOUT, Outcome};
 use crate::generator::TaskGenerator;
+use crate::kept_results::KeptOutcome;
 use crate::settings::ProducerSettings;
 
 /// What a one-shot run did.
@@ -42,7 +44,24 @@ pub struct Producer {
     settings: ProducerSettings,
     shutdown: Shutdown,
     tasks: TaskTracker,
+    /// The tasks whose results an earlier stop kept, claimed until they
+    /// are stored (or dropped): recovery must not dispatch them again.
+    kept_claims: std::sync::Mutex<HashMap<String, Claim>>,
 }
+
+/// What one pass over the kept results did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct KeptReport {
+    delivered: usize,
+    dropped: usize,
+    elsewhere: usize,
+    waiting: usize,
+}
+
+/// Longest wait between two offers of kept results to an API that does
+/// not take them (a broken API host answering 500 to each: not every
+/// poll).
+const KEPT_RETRY_MAX: Duration = Duration::from_secs(60);
 
 impl Producer {
     /// A producer recording in `api`, calling workers with `rpc`, stopping
@@ -60,6 +79,7 @@ impl Producer {
             settings,
             shutdown,
             tasks: TaskTracker::new(),
+            kept_claims: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -96,9 +116,15 @@ impl Producer {
 
     async fn serve(&self, generate: bool) {
         // Results an earlier stop kept (the API away then): stored first,
-        // so that their tasks are found done, not dispatched again; offered
-        // again at each poll while the API does not take them.
-        let mut kept_waiting = self.deliver_kept_results().await;
+        // so that their tasks are found done; claimed while they wait, so
+        // that no scan dispatches them again; offered again, with a
+        // growing pause, while the API does not take them.
+        let mut kept_waiting = tokio::select! {
+            waiting = self.deliver_kept_results() => waiting,
+            () = self.shutdown.wait() => true,
+        };
+        let mut kept_pause = self.settings.poll_interval;
+        let mut kept_next = tokio::time::Instant::now() + kept_pause;
         // What a previous producer left behind: its calls died with it.
         // Looked for again at each poll until the API answers (it may not
         // be up yet when this producer starts).
@@ -127,16 +153,22 @@ impl Producer {
                         self.submit(tasks).await;
                     }
                 }
-                _ = poll.tick() => if kept_waiting {
-                    kept_waiting = self.deliver_kept_results().await;
-                    if !recovered {
+                _ = poll.tick() => {
+                    if kept_waiting && tokio::time::Instant::now() >= kept_next {
+                        kept_waiting = self.deliver_kept_results().await;
+                        kept_pause = if kept_waiting {
+                            (kept_pause * 2).min(KEPT_RETRY_MAX)
+                        } else {
+                            self.settings.poll_interval
+                        };
+                        kept_next = tokio::time::Instant::now() + kept_pause;
+                    }
+                    if recovered {
+                        self.pick_up_pending().await;
+                    } else {
                         recovered = self.recover(None).await;
                     }
-                } else if recovered {
-                    self.pick_up_pending().await;
-                } else {
-                    recovered = self.recover(None).await;
-                },
+                }
                 _ = recovery.tick() => {
                     self.recover(Some(self.settings.task_timeout)).await;
                 }
@@ -145,16 +177,68 @@ impl Producer {
         self.drain().await;
     }
 
-    /// Offers the results an earlier stop kept to the API (see
-    /// [`crate::kept_results`]); whether some still wait for it.
+    /// Offers the results kept by an earlier stop to the API (see
+    /// [`crate::kept_results`]), their tasks claimed until they are stored
+    /// or dropped; whether some still wait for the API. A pass ends at the
+    /// first the API cannot take (the rest wait too: one request's time,
+    /// not one for each).
     async fn deliver_kept_results(&self) -> bool {
-        let Some(report) = self.dispatcher.deliver_kept_results().await else {
+        let Some(kept) = self.dispatcher.kept_results() else {
             return false;
         };
-        if report.delivered + report.dropped > 0 || report.waiting > 0 {
+        let uuids = kept.list().await;
+        if uuids.is_empty() {
+            return false;
+        }
+        {
+            let mut claims = self.kept_claims.lock().unwrap_or_else(|p| p.into_inner());
+            for uuid in &uuids {
+                if !claims.contains_key(uuid)
+                    // None: a dispatch of this process holds it (its
+                    // result and the kept one are the same render's).
+                    && let Some(claim) = self.dispatcher.claim(uuid)
+                {
+                    claims.insert(uuid.clone(), claim);
+                }
+            }
+        }
+        let release = |uuid: &str| {
+            self.kept_claims
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(uuid);
+        };
+        let mut report = KeptReport::default();
+        let mut reason = String::new();
+        for (index, uuid) in uuids.iter().enumerate() {
+            match kept.deliver(self.api.client(), uuid).await {
+                KeptOutcome::Delivered => report.delivered += 1,
+                KeptOutcome::Dropped => report.dropped += 1,
+                KeptOutcome::Elsewhere => report.elsewhere += 1,
+                KeptOutcome::Waiting(why) => {
+                    report.waiting = uuids.len() - index;
+                    reason = why;
+                    break;
+                }
+            }
+            release(uuid);
+        }
+        if report != KeptReport::default() {
+            let waiting = if report.waiting > 0 {
+                format!(", {} waiting for the API ({reason})", report.waiting)
+            } else {
+                String::new()
+            };
+            let elsewhere = if report.elsewhere > 0 {
+                format!(", {} of another API left alone", report.elsewhere)
+            } else {
+                String::new()
+            };
             info!(
-                "results kept by an earlier stop: {} stored, {} dropped, {} waiting for the API",
-                report.delivered, report.dropped, report.waiting
+                "results kept by an earlier stop in {}: {} stored, {} dropped{elsewhere}{waiting}",
+                kept.dir().display(),
+                report.delivered,
+                report.dropped
             );
         }
         report.waiting > 0
@@ -421,6 +505,12 @@ impl Producer {
 
     /// Waits for dispatches in flight, up to `shutdown_grace`.
     async fn drain(&self) {
+        // No scan after a stop: the kept results' tasks need no holding
+        // (nor are they calls in flight to wait for).
+        self.kept_claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         self.tasks.close();
         let left = self.dispatcher.in_flight();
         if left > 0 {
@@ -451,6 +541,7 @@ impl Producer {
         );
         self.tasks.close();
         self.dispatcher.give_up_calls();
+        self.dispatcher.keep_undelivered_results();
         let wait = GIVE_BACK_TIMEOUT + GIVEN_UP_CAST_TIMEOUT + Duration::from_secs(1);
         if tokio::time::timeout(wait, self.tasks.wait()).await.is_err() {
             warn!(

@@ -12,7 +12,10 @@ use faafo_producer::{Producer, ProducerSettings, ResilientApi};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_are_skipped_while_nothing_moves() {
+    let dir = tempfile::tempdir().expect("tempdir");
     let mut config = FaafoConfig::default();
+    // Nothing of the user's (results kept by a stop) is read.
+    config.default.state_path = dir.path().display().to_string();
     config.default.transport_url = format!("memory:///backpressure-{}", std::process::id());
     config.producer.interval = 0.02;
     config.producer.min_tasks = 10;

@@ -37,7 +37,9 @@ fn producer(config: &FaafoConfig, rpc: RpcClient, shutdown: &Shutdown) -> Arc<Pr
 async fn a_result_the_api_missed_at_a_stop_is_stored_by_the_next_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = small_tasks_config(dir.path(), "kept-results", 1, 4);
-    let local_api = LocalApi::start(&mut config).await;
+    // The same API address after the restart: a result is kept for an API.
+    let port = support::free_port();
+    let local_api = LocalApi::start_at(&mut config, port).await;
     config.validate().expect("valid configuration");
     let kept_dir = dir.path().join("producer-results");
 
@@ -101,7 +103,7 @@ async fn a_result_the_api_missed_at_a_stop_is_stored_by_the_next_start() {
 
     // The next start, the API back (the same database): the kept result
     // is stored, and the task is not rendered again.
-    let local_api = LocalApi::start(&mut config).await;
+    let local_api = LocalApi::start_at(&mut config, port).await;
     let api = ApiClient::new(&config.default.endpoint_url, None).expect("client");
     let before = api.get(UUID).await.expect("the task");
     assert_eq!(before.status, FractalStatus::Running);
@@ -130,6 +132,118 @@ async fn a_result_the_api_missed_at_a_stop_is_stored_by_the_next_start() {
     assert_eq!(done.attempts, 1);
     assert_eq!(calls.load(Ordering::SeqCst), 1, "rendered once");
     assert!(!json.exists() && !png.exists(), "delivered, then removed");
+
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(30), serving)
+        .await
+        .expect("the producer stops")
+        .expect("the producer task");
+    worker.stop().await;
+    local_api.stop().await;
+}
+
+/// A kept result the API cannot take yet holds its task: the recovery of
+/// tasks left running, which runs as soon as the API answers, does not
+/// dispatch it again; the kept result is stored at its next try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_result_waiting_for_the_api_is_not_rendered_again() {
+    use faafo_common::fractal::{FractalUpdate, Task};
+    use faafo_producer::kept_results::KeptResults;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = small_tasks_config(dir.path(), "kept-waiting", 1, 4);
+    let port = support::free_port();
+    let local_api = LocalApi::start_at(&mut config, port).await;
+    config.validate().expect("valid configuration");
+    let endpoint = config.default.endpoint_url.clone();
+    let api = ApiClient::new(&endpoint, None).expect("client");
+
+    // A task a stopped producer left running, with its result kept.
+    let task = api
+        .create(&faafo_common::fractal::NewFractal {
+            status: Some(FractalStatus::Running),
+            attempts: Some(1),
+            ..tiny_task(Some(UUID))
+        })
+        .await
+        .expect("the task");
+    let (transport, service) = worker_service(&config).await;
+    let result = service
+        .process(RequestContext::new(), Task::from_fractal(&task))
+        .await
+        .expect("rendered");
+    let update = FractalUpdate {
+        status: Some(FractalStatus::Done),
+        duration: Some(result.duration),
+        checksum: Some(result.checksum.clone()),
+        size: Some(result.size),
+        generated_by: Some(result.generated_by.clone()),
+        c_re: Some(result.c_re),
+        c_im: Some(result.c_im),
+        ..FractalUpdate::default()
+    };
+    KeptResults::new(
+        dir.path().join("producer-results"),
+        std::slice::from_ref(&endpoint),
+    )
+    .keep(UUID, &task.created_at, &update, result.image.clone().into())
+    .await
+    .expect("kept");
+    local_api.stop().await;
+
+    // A worker that counts the renders asked of it.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let worker = {
+        let calls = calls.clone();
+        RpcServer::builder(
+            &transport,
+            Target::topic(&config.worker.topic).with_server("counting"),
+        )
+        .endpoint(Endpoint::new().method(
+            "process",
+            move |ctx: RequestContext, args: ProcessArgs| {
+                let service = service.clone();
+                calls.fetch_add(1, Ordering::SeqCst);
+                async move { service.process(ctx, args.task).await }
+            },
+        ))
+        .start()
+        .await
+        .expect("the worker")
+    };
+
+    // The producer starts while the API is away: the kept result waits,
+    // offered again after 0.1, 0.2, 0.4, 0.8 s, then 1.6 s later. The API
+    // comes back in that last pause: the next poll's recovery of running
+    // tasks finds this one, held by its kept result.
+    let mut settings = ProducerSettings::from_config(&config);
+    settings.poll_interval = Duration::from_millis(100);
+    let shutdown = Shutdown::new();
+    let producer = Arc::new(Producer::new(
+        ResilientApi::new(ApiClient::new(&endpoint, None).expect("client")),
+        RpcClient::new(&transport, Target::topic(&config.worker.topic)),
+        settings,
+        shutdown.clone(),
+    ));
+    let serving = {
+        let producer = producer.clone();
+        tokio::spawn(async move { producer.dispatch_only().await })
+    };
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let local_api = LocalApi::start_at(&mut config, port).await;
+    let mut done = None;
+    for _ in 0..100 {
+        let task = api.get(UUID).await.expect("the task");
+        if task.status == FractalStatus::Done {
+            done = Some(task);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let done = done.expect("the kept result is stored");
+    assert_eq!(done.checksum.as_deref(), Some(result.checksum.as_str()));
+    assert_eq!(done.attempts, 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "not rendered again");
 
     shutdown.trigger();
     tokio::time::timeout(Duration::from_secs(30), serving)

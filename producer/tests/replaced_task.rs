@@ -166,7 +166,9 @@ async fn the_result_of_a_deleted_fractal_is_refused_on_its_uuid_created_again() 
 async fn a_dispatch_sees_its_uuid_deleted_and_created_again() {
     a_replaced_fractal_is_not_finished_by_the_deleted_ones_render(
         "replaced-check",
-        Some(Duration::from_millis(200)),
+        // Long next to the delete and the creation that follows it (a
+        // check between the two would see a deletion, not a creation).
+        Some(Duration::from_secs(1)),
     )
     .await;
 }

@@ -430,8 +430,16 @@ pub struct LocalApi {
 
 impl LocalApi {
     pub async fn start(config: &mut faafo_common::configuration::FaafoConfig) -> LocalApi {
+        Self::start_at(config, 0).await
+    }
+
+    /// As [`LocalApi::start`], on `port` (0: a free one).
+    pub async fn start_at(
+        config: &mut faafo_common::configuration::FaafoConfig,
+        port: u16,
+    ) -> LocalApi {
         config.api.bind_host = "127.0.0.1".into();
-        config.api.bind_port = 0;
+        config.api.bind_port = port;
         let app = faafo_api::Application::build(config)
             .await
             .expect("the API starts");
