@@ -54,8 +54,8 @@ pub enum KeptOutcome {
     /// Dropped: its fractal is gone or created again (404, 412), the API
     /// refused it for good (409, 413, 422), or its files are unreadable.
     Dropped,
-    /// Kept for another API (another deployment's producer sharing the
-    /// directory): left alone.
+    /// Kept for other API hosts (another deployment's producer sharing the
+    /// directory), whose fractal this API does not have: left alone.
     Elsewhere,
     /// The API cannot take it now (unreachable, 5xx, this producer not
     /// let in): kept for a later try, for this reason.
@@ -203,10 +203,12 @@ impl KeptResults {
                 return KeptOutcome::Dropped;
             }
         };
-        if !kept.endpoints.is_empty() && !kept.endpoints.iter().any(|e| self.endpoints.contains(e))
-        {
-            return KeptOutcome::Elsewhere;
-        }
+        // Kept by a producer of other API hosts: another deployment's
+        // sharing the directory, or this one's API at a new address. Offered
+        // all the same (the creation time it names keeps it off any other
+        // fractal); a fractal this API does not have is left alone.
+        let elsewhere = !kept.endpoints.is_empty()
+            && !kept.endpoints.iter().any(|e| self.endpoints.contains(e));
         let stored = if kept.created_at.is_empty() {
             api.store_result(uuid, png, &kept.update).await
         } else {
@@ -220,6 +222,7 @@ impl KeptResults {
                 KeptOutcome::Delivered
             }
             Err(e) if waits(&e) => KeptOutcome::Waiting(e.to_string()),
+            Err(e) if elsewhere && (e.is_not_found() || e.is_stale()) => KeptOutcome::Elsewhere,
             Err(e) => {
                 info!("task {uuid}: its result, kept across a stop, is dropped: {e}");
                 self.remove(uuid).await;

@@ -63,6 +63,10 @@ struct KeptReport {
 /// poll).
 const KEPT_RETRY_MAX: Duration = Duration::from_secs(60);
 
+/// How long a stop waits, past the give-backs, for the results the API has
+/// not taken to be kept on disk.
+const KEEP_TIMEOUT: Duration = Duration::from_secs(15);
+
 impl Producer {
     /// A producer recording in `api`, calling workers with `rpc`, stopping
     /// when `shutdown` triggers.
@@ -145,7 +149,7 @@ impl Producer {
                     // workers cannot keep up, batches are skipped rather
                     // than piled up in memory (nothing is lost: a skipped
                     // batch was never created).
-                    let waiting = self.dispatcher.in_flight();
+                    let waiting = self.dispatching();
                     if waiting >= self.backlog_limit() {
                         warn!("{waiting} task(s) in flight or waiting: skipping this batch until they move");
                     } else {
@@ -155,7 +159,12 @@ impl Producer {
                 }
                 _ = poll.tick() => {
                     if kept_waiting && tokio::time::Instant::now() >= kept_next {
-                        kept_waiting = self.deliver_kept_results().await;
+                        // An API that takes connections and never answers
+                        // holds an offer for a minute: not the stop.
+                        kept_waiting = tokio::select! {
+                            waiting = self.deliver_kept_results() => waiting,
+                            () = self.shutdown.wait() => true,
+                        };
                         kept_pause = if kept_waiting {
                             (kept_pause * 2).min(KEPT_RETRY_MAX)
                         } else {
@@ -192,6 +201,9 @@ impl Producer {
         }
         {
             let mut claims = self.kept_claims.lock().unwrap_or_else(|p| p.into_inner());
+            // Kept files gone meanwhile (removed by hand, delivered by
+            // another process sharing the directory): their tasks free.
+            claims.retain(|uuid, _| uuids.contains(uuid));
             for uuid in &uuids {
                 if !claims.contains_key(uuid)
                     // None: a dispatch of this process holds it (its
@@ -424,6 +436,18 @@ impl Producer {
 
     /// Tasks this process holds at most (dispatching, or waiting for a
     /// dispatch slot) before it stops taking more: 4 x `max_in_flight`.
+    /// Tasks this process is dispatching: its claims but those of kept
+    /// results waiting for the API (which hold no call nor slot, and must
+    /// not stop the scans).
+    fn dispatching(&self) -> usize {
+        let kept = self
+            .kept_claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+        self.dispatcher.in_flight().saturating_sub(kept)
+    }
+
     fn backlog_limit(&self) -> usize {
         self.settings.max_in_flight.saturating_mul(4)
     }
@@ -470,7 +494,7 @@ impl Producer {
         // Bounded per scan, so a huge backlog does not fill memory; the next
         // scan takes the next ones.
         let limit = self.backlog_limit();
-        if self.dispatcher.in_flight() >= limit {
+        if self.dispatching() >= limit {
             // Nothing listed: not a scan done (the start-up one is tried
             // again).
             return false;
@@ -488,7 +512,7 @@ impl Producer {
         };
         let mut taken = 0;
         for fractal in fractals {
-            if self.dispatcher.in_flight() >= limit {
+            if self.dispatching() >= limit {
                 break;
             }
             if let Some(claim) = self.dispatcher.claim(&fractal.uuid) {
@@ -542,10 +566,13 @@ impl Producer {
         self.tasks.close();
         self.dispatcher.give_up_calls();
         self.dispatcher.keep_undelivered_results();
-        let wait = GIVE_BACK_TIMEOUT + GIVEN_UP_CAST_TIMEOUT + Duration::from_secs(1);
+        // Time for the give-backs and casts, and for the results the API
+        // has not taken to be written to disk (synced: a slow disk), within
+        // the 30 s a service manager allows past the grace.
+        let wait = GIVE_BACK_TIMEOUT + GIVEN_UP_CAST_TIMEOUT + KEEP_TIMEOUT;
         if tokio::time::timeout(wait, self.tasks.wait()).await.is_err() {
             warn!(
-                "stopping with {} task(s) still in flight (storing results the API does not take, with nowhere to keep them); they stay running and will be dispatched again at the next start, their attempts counted (one on its last attempt is marked failed then)",
+                "stopping with {} task(s) still in flight (storing results the API does not take, which could not be kept on disk in time); they stay running and will be dispatched again at the next start, their attempts counted (one on its last attempt is marked failed then)",
                 self.dispatcher.in_flight()
             );
         }

@@ -5,19 +5,18 @@
 //! the test run in this process on the in-memory broker.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use faafo_common::api_client::ApiClient;
 use faafo_common::configuration::FaafoConfig;
-use faafo_common::fractal::{FractalStatus, ProcessArgs};
-use faafo_common::messaging::{Endpoint, RequestContext, RpcClient, RpcServer, Target};
+use faafo_common::fractal::FractalStatus;
+use faafo_common::messaging::{RequestContext, RpcClient, Target};
 use faafo_common::shutdown::Shutdown;
 use faafo_producer::{Producer, ProducerSettings, ResilientApi};
-use tokio::sync::{Notify, Semaphore};
 
 mod support;
-use support::{LocalApi, sha256_hex, small_tasks_config, tiny_task, worker_service};
+use support::{LocalApi, done_fractal, gated_worker, sha256_hex, small_tasks_config, tiny_task};
 
 const UUID: &str = "01a20784-fe99-72fe-a554-0000000000bb";
 
@@ -44,40 +43,16 @@ async fn a_result_the_api_missed_at_a_stop_is_stored_by_the_next_start() {
     let kept_dir = dir.path().join("producer-results");
 
     // A real worker's rendering, which waits for the test.
-    let (transport, service) = worker_service(&config).await;
-    let calls = Arc::new(AtomicUsize::new(0));
-    let called = Arc::new(Notify::new());
-    let gate = Arc::new(Semaphore::new(0));
-    let worker = {
-        let (calls, called, gate) = (calls.clone(), called.clone(), gate.clone());
-        RpcServer::builder(
-            &transport,
-            Target::topic(&config.worker.topic).with_server("gated"),
-        )
-        .endpoint(Endpoint::new().method(
-            "process",
-            move |ctx: RequestContext, args: ProcessArgs| {
-                let (service, called, gate) = (service.clone(), called.clone(), gate.clone());
-                calls.fetch_add(1, Ordering::SeqCst);
-                async move {
-                    called.notify_one();
-                    let _ = gate.acquire().await;
-                    service.process(ctx, args.task).await
-                }
-            },
-        ))
-        .start()
-        .await
-        .expect("the worker")
-    };
+    let worker = gated_worker(&config, "gated", 1).await;
+    let transport = &worker.transport;
     let topic = config.worker.topic.clone();
-    let rpc = || RpcClient::new(&transport, Target::topic(&topic));
+    let rpc = || RpcClient::new(transport, Target::topic(&topic));
 
     // The task is rendering when the API goes away; its result comes back
     // while the API is away, and the producer stops.
     let shutdown = Shutdown::new();
     let first = producer(&config, rpc(), &shutdown);
-    let rendering = called.notified();
+    let rendering = worker.called.notified();
     let batch = {
         let first = first.clone();
         tokio::spawn(async move { first.one_shot(vec![tiny_task(Some(UUID))]).await })
@@ -86,7 +61,7 @@ async fn a_result_the_api_missed_at_a_stop_is_stored_by_the_next_start() {
         .await
         .expect("the render starts");
     local_api.stop().await;
-    gate.add_permits(1);
+    worker.gate.add_permits(1);
     // The result reaches the producer, which cannot store it.
     tokio::time::sleep(Duration::from_secs(1)).await;
     shutdown.trigger();
@@ -113,16 +88,7 @@ async fn a_result_the_api_missed_at_a_stop_is_stored_by_the_next_start() {
         let second = second.clone();
         tokio::spawn(async move { second.dispatch_only().await })
     };
-    let mut done = None;
-    for _ in 0..100 {
-        let task = api.get(UUID).await.expect("the task");
-        if task.status == FractalStatus::Done {
-            done = Some(task);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let done = done.expect("the kept result is stored");
+    let done = done_fractal(&api, UUID).await;
     assert_eq!(
         done.checksum.as_deref(),
         Some(sha256_hex(&kept_png).as_str())
@@ -130,7 +96,7 @@ async fn a_result_the_api_missed_at_a_stop_is_stored_by_the_next_start() {
     let image = api.image(UUID).await.expect("the image");
     assert_eq!(image, kept_png);
     assert_eq!(done.attempts, 1);
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "rendered once");
+    assert_eq!(worker.calls.load(Ordering::SeqCst), 1, "rendered once");
     assert!(!json.exists() && !png.exists(), "delivered, then removed");
 
     shutdown.trigger();
@@ -138,7 +104,7 @@ async fn a_result_the_api_missed_at_a_stop_is_stored_by_the_next_start() {
         .await
         .expect("the producer stops")
         .expect("the producer task");
-    worker.stop().await;
+    worker.server.stop().await;
     local_api.stop().await;
 }
 
@@ -167,8 +133,10 @@ async fn a_kept_result_waiting_for_the_api_is_not_rendered_again() {
         })
         .await
         .expect("the task");
-    let (transport, service) = worker_service(&config).await;
-    let result = service
+    let worker = gated_worker(&config, "counting", 0).await;
+    let transport = &worker.transport;
+    let result = worker
+        .service
         .process(RequestContext::new(), Task::from_fractal(&task))
         .await
         .expect("rendered");
@@ -191,27 +159,6 @@ async fn a_kept_result_waiting_for_the_api_is_not_rendered_again() {
     .expect("kept");
     local_api.stop().await;
 
-    // A worker that counts the renders asked of it.
-    let calls = Arc::new(AtomicUsize::new(0));
-    let worker = {
-        let calls = calls.clone();
-        RpcServer::builder(
-            &transport,
-            Target::topic(&config.worker.topic).with_server("counting"),
-        )
-        .endpoint(Endpoint::new().method(
-            "process",
-            move |ctx: RequestContext, args: ProcessArgs| {
-                let service = service.clone();
-                calls.fetch_add(1, Ordering::SeqCst);
-                async move { service.process(ctx, args.task).await }
-            },
-        ))
-        .start()
-        .await
-        .expect("the worker")
-    };
-
     // The producer starts while the API is away: the kept result waits,
     // offered again after 0.1, 0.2, 0.4, 0.8 s, then 1.6 s later. The API
     // comes back in that last pause: the next poll's recovery of running
@@ -221,7 +168,7 @@ async fn a_kept_result_waiting_for_the_api_is_not_rendered_again() {
     let shutdown = Shutdown::new();
     let producer = Arc::new(Producer::new(
         ResilientApi::new(ApiClient::new(&endpoint, None).expect("client")),
-        RpcClient::new(&transport, Target::topic(&config.worker.topic)),
+        RpcClient::new(transport, Target::topic(&config.worker.topic)),
         settings,
         shutdown.clone(),
     ));
@@ -231,25 +178,97 @@ async fn a_kept_result_waiting_for_the_api_is_not_rendered_again() {
     };
     tokio::time::sleep(Duration::from_millis(1700)).await;
     let local_api = LocalApi::start_at(&mut config, port).await;
-    let mut done = None;
-    for _ in 0..100 {
-        let task = api.get(UUID).await.expect("the task");
-        if task.status == FractalStatus::Done {
-            done = Some(task);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let done = done.expect("the kept result is stored");
+    let done = done_fractal(&api, UUID).await;
     assert_eq!(done.checksum.as_deref(), Some(result.checksum.as_str()));
     assert_eq!(done.attempts, 1);
-    assert_eq!(calls.load(Ordering::SeqCst), 0, "not rendered again");
+    assert_eq!(worker.calls.load(Ordering::SeqCst), 0, "not rendered again");
 
     shutdown.trigger();
     tokio::time::timeout(Duration::from_secs(30), serving)
         .await
         .expect("the producer stops")
         .expect("the producer task");
-    worker.stop().await;
+    worker.server.stop().await;
+    local_api.stop().await;
+}
+
+/// A result kept for other API hosts is offered to this one all the same:
+/// left alone (not deleted) when this API has no such fractal (another
+/// deployment's, sharing the directory), stored when it does (the same API
+/// at a new address).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_kept_for_other_hosts_is_left_alone_unless_this_api_has_it() {
+    use faafo_common::fractal::FractalUpdate;
+    use faafo_producer::kept_results::{KeptOutcome, KeptResults};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = small_tasks_config(dir.path(), "kept-elsewhere", 1, 4);
+    let local_api = LocalApi::start(&mut config).await;
+    let endpoint = config.default.endpoint_url.clone();
+    let api = ApiClient::new(&endpoint, None).expect("client");
+    let kept_dir = dir.path().join("producer-results");
+    let elsewhere = vec!["http://192.0.2.1:5000".to_string()];
+    let here = KeptResults::new(kept_dir.clone(), std::slice::from_ref(&endpoint));
+
+    // A real PNG (the API reads the image before it looks the uuid up).
+    let task = api
+        .create(&faafo_common::fractal::NewFractal {
+            status: Some(FractalStatus::Running),
+            attempts: Some(1),
+            ..tiny_task(Some(UUID))
+        })
+        .await
+        .expect("the task");
+    let worker = gated_worker(&config, "unused", 0).await;
+    let result = worker
+        .service
+        .process(
+            RequestContext::new(),
+            faafo_common::fractal::Task::from_fractal(&task),
+        )
+        .await
+        .expect("rendered");
+    // Kept by another deployment's producer, for a fractal this API does
+    // not have.
+    let other = "01a20784-fe99-72fe-a554-0000000000cc";
+    let update = FractalUpdate {
+        status: Some(FractalStatus::Done),
+        ..FractalUpdate::default()
+    };
+    KeptResults::new(kept_dir.clone(), &elsewhere)
+        .keep(
+            other,
+            "2026-11-25T00:00:00.000000Z",
+            &update,
+            result.image.clone().into(),
+        )
+        .await
+        .expect("kept");
+    assert!(matches!(
+        here.deliver(&api, other).await,
+        KeptOutcome::Elsewhere
+    ));
+    assert_eq!(here.list().await, vec![other.to_string()], "left alone");
+
+    // This API's fractal, kept when the API had another address: stored.
+    let update = FractalUpdate {
+        status: Some(FractalStatus::Done),
+        checksum: Some(result.checksum.clone()),
+        size: Some(result.size),
+        ..FractalUpdate::default()
+    };
+    KeptResults::new(kept_dir.clone(), &elsewhere)
+        .keep(UUID, &task.created_at, &update, result.image.clone().into())
+        .await
+        .expect("kept");
+    assert!(matches!(
+        here.deliver(&api, UUID).await,
+        KeptOutcome::Delivered
+    ));
+    assert_eq!(here.list().await, vec![other.to_string()]);
+    let done = api.get(UUID).await.expect("the task");
+    assert_eq!(done.status, FractalStatus::Done);
+    assert_eq!(done.checksum, Some(result.checksum));
+    worker.server.stop().await;
     local_api.stop().await;
 }

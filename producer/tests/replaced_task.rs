@@ -10,18 +10,17 @@
 //! broker.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use faafo_common::api_client::ApiClient;
-use faafo_common::fractal::{FractalStatus, NewFractal, ProcessArgs};
-use faafo_common::messaging::{Endpoint, RequestContext, RpcServer, Target};
+use faafo_common::fractal::{FractalStatus, NewFractal};
+use faafo_common::messaging::Target;
 use faafo_common::shutdown::Shutdown;
 use faafo_producer::{Producer, ProducerSettings, ResilientApi};
-use tokio::sync::{Notify, Semaphore};
 
 mod support;
-use support::{LocalApi, small_tasks_config, tiny_task, worker_service};
+use support::{LocalApi, done_fractal, gated_worker, small_tasks_config, tiny_task};
 
 const UUID: &str = "01a20784-fe99-72fe-a554-0000000000aa";
 
@@ -36,40 +35,13 @@ async fn a_replaced_fractal_is_not_finished_by_the_deleted_ones_render(
     let api = ApiClient::new(&config.default.endpoint_url, None).expect("client");
 
     // A real worker's rendering; its first call waits for the test.
-    let (transport, service) = worker_service(&config).await;
-    let calls = Arc::new(AtomicUsize::new(0));
-    let first_call = Arc::new(Notify::new());
-    let gate = Arc::new(Semaphore::new(0));
-    let worker = {
-        let (calls, first_call, gate) = (calls.clone(), first_call.clone(), gate.clone());
-        RpcServer::builder(
-            &transport,
-            Target::topic(&config.worker.topic).with_server("gated"),
-        )
-        .endpoint(Endpoint::new().method(
-            "process",
-            move |ctx: RequestContext, args: ProcessArgs| {
-                let (service, first_call, gate) =
-                    (service.clone(), first_call.clone(), gate.clone());
-                let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
-                async move {
-                    if call == 1 {
-                        first_call.notify_one();
-                        let _ = gate.acquire().await;
-                    }
-                    service.process(ctx, args.task).await
-                }
-            },
-        ))
-        .start()
-        .await
-        .expect("the worker")
-    };
+    let worker = gated_worker(&config, "gated", 1).await;
+    let (transport, calls, gate) = (&worker.transport, &worker.calls, &worker.gate);
 
     let mut settings = ProducerSettings::from_config(&config);
     settings.deletion_check_interval = deletion_check_interval;
     settings.poll_interval = Duration::from_millis(200);
-    let rpc = faafo_common::messaging::RpcClient::new(&transport, Target::topic(&settings.topic));
+    let rpc = faafo_common::messaging::RpcClient::new(transport, Target::topic(&settings.topic));
     let shutdown = Shutdown::new();
     let producer = Arc::new(Producer::new(
         ResilientApi::new(ApiClient::new(&config.default.endpoint_url, None).expect("client")),
@@ -77,7 +49,7 @@ async fn a_replaced_fractal_is_not_finished_by_the_deleted_ones_render(
         settings,
         shutdown.clone(),
     ));
-    let first_render = first_call.notified();
+    let first_render = worker.called.notified();
     let batch = {
         let producer = producer.clone();
         tokio::spawn(async move { producer.one_shot(vec![tiny_task(Some(UUID))]).await })
@@ -129,16 +101,7 @@ async fn a_replaced_fractal_is_not_finished_by_the_deleted_ones_render(
         let producer = producer.clone();
         tokio::spawn(async move { producer.dispatch_only().await })
     };
-    let mut rendered = None;
-    for _ in 0..300 {
-        let f = api.get(UUID).await.expect("the new fractal");
-        if f.status == FractalStatus::Done {
-            rendered = Some(f);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let rendered = rendered.expect("the new fractal is rendered");
+    let rendered = done_fractal(&api, UUID).await;
     assert_eq!(rendered.created_at, new.created_at);
     let image = api.image(UUID).await.expect("its image");
     assert_eq!(
@@ -153,7 +116,7 @@ async fn a_replaced_fractal_is_not_finished_by_the_deleted_ones_render(
         .await
         .expect("the producer stops")
         .expect("the producer task");
-    worker.stop().await;
+    worker.server.stop().await;
     local_api.stop().await;
 }
 

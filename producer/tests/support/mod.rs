@@ -534,3 +534,75 @@ pub async fn rendering_worker(
     .expect("the worker");
     (transport, worker)
 }
+
+/// A worker in the test's process that renders as a real one and counts
+/// the renders asked of it: its first `gated` calls say they arrived
+/// (`called`) and wait for a permit of `gate` before rendering.
+pub struct GatedWorker {
+    pub transport: faafo_common::messaging::Transport,
+    pub server: faafo_common::messaging::RpcServer,
+    pub service: std::sync::Arc<faafo_worker::service::WorkerService>,
+    pub calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub called: std::sync::Arc<tokio::sync::Notify>,
+    pub gate: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+/// Starts a [`GatedWorker`] on `config`'s broker, as server `name`.
+pub async fn gated_worker(
+    config: &faafo_common::configuration::FaafoConfig,
+    name: &str,
+    gated: usize,
+) -> GatedWorker {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (transport, service) = worker_service(config).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let called = Arc::new(tokio::sync::Notify::new());
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let server = {
+        let (service, calls, called, gate) =
+            (service.clone(), calls.clone(), called.clone(), gate.clone());
+        faafo_common::messaging::RpcServer::builder(
+            &transport,
+            faafo_common::messaging::Target::topic(&config.worker.topic).with_server(name),
+        )
+        .endpoint(faafo_common::messaging::Endpoint::new().method(
+            "process",
+            move |ctx: faafo_common::messaging::RequestContext,
+                  args: faafo_common::fractal::ProcessArgs| {
+                let (service, called, gate) = (service.clone(), called.clone(), gate.clone());
+                let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    if call <= gated {
+                        called.notify_one();
+                        let _ = gate.acquire().await;
+                    }
+                    service.process(ctx, args.task).await
+                }
+            },
+        ))
+        .start()
+        .await
+        .expect("the worker")
+    };
+    GatedWorker {
+        transport,
+        server,
+        service,
+        calls,
+        called,
+        gate,
+    }
+}
+
+/// Fractal `uuid` once it is done (asked every 0.1 s, for 30 s at most).
+pub async fn done_fractal(api: &ApiClient, uuid: &str) -> Fractal {
+    for _ in 0..300 {
+        let fractal = api.get(uuid).await.expect("the fractal");
+        if fractal.status == FractalStatus::Done {
+            return fractal;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("fractal {uuid} is not done after 30 s");
+}
