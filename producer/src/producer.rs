@@ -123,10 +123,7 @@ impl Producer {
         // so that their tasks are found done; claimed while they wait, so
         // that no scan dispatches them again; offered again, with a
         // growing pause, while the API does not take them.
-        let mut kept_waiting = tokio::select! {
-            waiting = self.deliver_kept_results() => waiting,
-            () = self.shutdown.wait() => true,
-        };
+        let mut kept_waiting = self.deliver_kept_results_until_stop().await;
         let mut kept_pause = self.settings.poll_interval;
         let mut kept_next = tokio::time::Instant::now() + kept_pause;
         // What a previous producer left behind: its calls died with it.
@@ -159,12 +156,7 @@ impl Producer {
                 }
                 _ = poll.tick() => {
                     if kept_waiting && tokio::time::Instant::now() >= kept_next {
-                        // An API that takes connections and never answers
-                        // holds an offer for a minute: not the stop.
-                        kept_waiting = tokio::select! {
-                            waiting = self.deliver_kept_results() => waiting,
-                            () = self.shutdown.wait() => true,
-                        };
+                        kept_waiting = self.deliver_kept_results_until_stop().await;
                         kept_pause = if kept_waiting {
                             (kept_pause * 2).min(KEPT_RETRY_MAX)
                         } else {
@@ -184,6 +176,16 @@ impl Producer {
             }
         }
         self.drain().await;
+    }
+
+    /// [`Self::deliver_kept_results`], ended by a stop (an API that takes
+    /// connections and never answers holds an offer for a minute: not the
+    /// stop); whether some still wait.
+    async fn deliver_kept_results_until_stop(&self) -> bool {
+        tokio::select! {
+            waiting = self.deliver_kept_results() => waiting,
+            () = self.shutdown.wait() => true,
+        }
     }
 
     /// Offers the results kept by an earlier stop to the API (see
@@ -434,8 +436,6 @@ impl Producer {
         handles
     }
 
-    /// Tasks this process holds at most (dispatching, or waiting for a
-    /// dispatch slot) before it stops taking more: 4 x `max_in_flight`.
     /// Tasks this process is dispatching: its claims but those of kept
     /// results waiting for the API (which hold no call nor slot, and must
     /// not stop the scans).
@@ -448,6 +448,8 @@ impl Producer {
         self.dispatcher.in_flight().saturating_sub(kept)
     }
 
+    /// Tasks this process holds at most (dispatching, or waiting for a
+    /// dispatch slot) before it stops taking more: 4 x `max_in_flight`.
     fn backlog_limit(&self) -> usize {
         self.settings.max_in_flight.saturating_mul(4)
     }

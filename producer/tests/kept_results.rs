@@ -10,15 +10,39 @@ use std::time::Duration;
 
 use faafo_common::api_client::ApiClient;
 use faafo_common::configuration::FaafoConfig;
-use faafo_common::fractal::FractalStatus;
+use faafo_common::fractal::{Fractal, FractalStatus, Task, TaskResult};
 use faafo_common::messaging::{RequestContext, RpcClient, Target};
 use faafo_common::shutdown::Shutdown;
 use faafo_producer::{Producer, ProducerSettings, ResilientApi};
 
 mod support;
-use support::{LocalApi, done_fractal, gated_worker, sha256_hex, small_tasks_config, tiny_task};
+use support::{
+    GatedWorker, LocalApi, done_fractal, gated_worker, sha256_hex, small_tasks_config, tiny_task,
+};
 
 const UUID: &str = "01a20784-fe99-72fe-a554-0000000000bb";
+
+/// Task `UUID` created running (as a stopped producer leaves it), and
+/// its render by `worker`'s service (not through a call).
+async fn running_task_and_its_render(
+    api: &ApiClient,
+    worker: &GatedWorker,
+) -> (Fractal, TaskResult) {
+    let task = api
+        .create(&faafo_common::fractal::NewFractal {
+            status: Some(FractalStatus::Running),
+            attempts: Some(1),
+            ..tiny_task(Some(UUID))
+        })
+        .await
+        .expect("the task");
+    let result = worker
+        .service
+        .process(RequestContext::new(), Task::from_fractal(&task))
+        .await
+        .expect("rendered");
+    (task, result)
+}
 
 fn producer(config: &FaafoConfig, rpc: RpcClient, shutdown: &Shutdown) -> Arc<Producer> {
     let mut settings = ProducerSettings::from_config(config);
@@ -113,7 +137,7 @@ async fn a_result_the_api_missed_at_a_stop_is_stored_by_the_next_start() {
 /// dispatch it again; the kept result is stored at its next try.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_result_waiting_for_the_api_is_not_rendered_again() {
-    use faafo_common::fractal::{FractalUpdate, Task};
+    use faafo_common::fractal::FractalUpdate;
     use faafo_producer::kept_results::KeptResults;
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -125,21 +149,9 @@ async fn a_kept_result_waiting_for_the_api_is_not_rendered_again() {
     let api = ApiClient::new(&endpoint, None).expect("client");
 
     // A task a stopped producer left running, with its result kept.
-    let task = api
-        .create(&faafo_common::fractal::NewFractal {
-            status: Some(FractalStatus::Running),
-            attempts: Some(1),
-            ..tiny_task(Some(UUID))
-        })
-        .await
-        .expect("the task");
     let worker = gated_worker(&config, "counting", 0).await;
     let transport = &worker.transport;
-    let result = worker
-        .service
-        .process(RequestContext::new(), Task::from_fractal(&task))
-        .await
-        .expect("rendered");
+    let (task, result) = running_task_and_its_render(&api, &worker).await;
     let update = FractalUpdate {
         status: Some(FractalStatus::Done),
         duration: Some(result.duration),
@@ -211,23 +223,8 @@ async fn a_result_kept_for_other_hosts_is_left_alone_unless_this_api_has_it() {
     let here = KeptResults::new(kept_dir.clone(), std::slice::from_ref(&endpoint));
 
     // A real PNG (the API reads the image before it looks the uuid up).
-    let task = api
-        .create(&faafo_common::fractal::NewFractal {
-            status: Some(FractalStatus::Running),
-            attempts: Some(1),
-            ..tiny_task(Some(UUID))
-        })
-        .await
-        .expect("the task");
     let worker = gated_worker(&config, "unused", 0).await;
-    let result = worker
-        .service
-        .process(
-            RequestContext::new(),
-            faafo_common::fractal::Task::from_fractal(&task),
-        )
-        .await
-        .expect("rendered");
+    let (task, result) = running_task_and_its_render(&api, &worker).await;
     // Kept by another deployment's producer, for a fractal this API does
     // not have.
     let other = "01a20784-fe99-72fe-a554-0000000000cc";

@@ -516,23 +516,8 @@ pub async fn rendering_worker(
     faafo_common::messaging::Transport,
     faafo_common::messaging::RpcServer,
 ) {
-    let (transport, service) = worker_service(config).await;
-    let worker = faafo_common::messaging::RpcServer::builder(
-        &transport,
-        faafo_common::messaging::Target::topic(&config.worker.topic).with_server(name),
-    )
-    .endpoint(faafo_common::messaging::Endpoint::new().method(
-        "process",
-        move |ctx: faafo_common::messaging::RequestContext,
-              args: faafo_common::fractal::ProcessArgs| {
-            let service = service.clone();
-            async move { service.process(ctx, args.task).await }
-        },
-    ))
-    .start()
-    .await
-    .expect("the worker");
-    (transport, worker)
+    let worker = gated_worker(config, name, 0).await;
+    (worker.transport, worker.server)
 }
 
 /// A worker in the test's process that renders as a real one and counts
